@@ -1,0 +1,25 @@
+# The README's two commands: `make demo` and `make test`. Each sets itself up first.
+PY := .venv/bin/python
+export HF_HUB_OFFLINE := 1
+export FLWR_TELEMETRY_ENABLED := 0
+export MUJOCO_GL ?= egl
+
+.PHONY: setup demo test test-unit test-integration lint contracts bench
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(PY) -m aggregator.cli demo
+
+test: setup
+	$(PY) -m pytest -q
+
+test-unit: setup
+	$(PY) -m pytest -q tests/unit
+
+test-integration: setup
+	$(PY) -m pytest -q -m integration tests/integration
+
+lint: setup
+	$(PY) -m ruff check .

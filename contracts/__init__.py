@@ -1,0 +1,1 @@
+"""zk0 contracts."""

