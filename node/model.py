@@ -1,0 +1,204 @@
+"""SmolVLA construction: the real pretrained policy from the Hub, or a tiny one built offline.
+
+A model spec names where a policy comes from:
+
+- ``hf:lerobot/smolvla_base`` (or any Hub repo): LeRobot's ``make_policy`` with the pretrained weights. Needs
+  the Hugging Face Hub; fails fast with a one-line error where it is unreachable.
+- ``local:<dir>``: a policy saved with ``save_pretrained`` (a checkpoint of a zk0 run, say).
+- ``tiny``: the same SmolVLA architecture with a small SmolVLM config and a local BPE tokenizer, written to a
+  folder once (no network) and reused. Tests and the demo use it.
+
+After construction every path goes through the same code: LeRobot's ``make_policy`` and its processors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from node.errors import UserError
+from node.so100 import ACTION_DIM, JOINTS
+
+log = logging.getLogger(__name__)
+
+TINY_VLM_DIRNAME = "tiny-smolvlm"
+
+# Fixed normalisation for SO-100 state and action, in so100_follower units (degrees, gripper 0..100).
+# Every node and the server use the same constants: per-node dataset statistics would put each node's model in
+# a different normalised space, and would leak a summary of the node's private data.
+SO100_MEAN = [0.0, 0.0, 0.0, 0.0, 0.0, 50.0]
+SO100_STD = [60.0, 60.0, 60.0, 60.0, 60.0, 30.0]
+
+# Words the tiny tokenizer is trained on. It is byte-level, so any task string still tokenizes.
+_TOKENIZER_CORPUS = [
+    "pick up the red cube and place it on the target",
+    "pick up the cube and put it in the bowl",
+    "push the block to the goal",
+    "reach the target with the gripper",
+    "wave the arm left and right",
+    "open and close the gripper",
+    "move the arm in a circle",
+    "stack the blocks on top of each other",
+    "sort the objects by color",
+    "fold the cloth",
+    "grasp the blue object and lift it",
+]
+
+
+@dataclass(frozen=True)
+class TinySmolVLA:
+    """Shape of the offline SmolVLA: the SmolVLA recipe with a small SmolVLM (see STACK.md)."""
+
+    vision_hidden: int = 32
+    vision_layers: int = 2
+    image_size: int = 64
+    patch_size: int = 8
+    text_hidden: int = 64
+    text_layers: int = 4
+    text_heads: int = 4
+    text_kv_heads: int = 2
+    head_dim: int = 16
+    chunk_size: int = 10
+
+
+def build_tiny_vlm(root: Path, shape: TinySmolVLA = TinySmolVLA()) -> Path:
+    """Write a small SmolVLM config, image processor and BPE tokenizer to ``root/tiny-smolvlm`` (cached)."""
+    out = Path(root) / TINY_VLM_DIRNAME
+    if (out / "config.json").exists() and (out / "tokenizer.json").exists():
+        return out
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        PreTrainedTokenizerFast,
+        SmolVLMConfig,
+        SmolVLMImageProcessor,
+        SmolVLMProcessor,
+        SmolVLMVideoProcessor,
+    )
+
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    special = ["<|endoftext|>", "<fake_token_around_image>", "<image>", "<global-img>", "<end_of_utterance>",
+               "<pad>"]
+    bpe = Tokenizer(models.BPE(unk_token=None))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=special,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(_TOKENIZER_CORPUS, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token="<|endoftext|>", eos_token="<end_of_utterance>", pad_token="<pad>",
+        unk_token="<|endoftext|>",
+        extra_special_tokens={"fake_image_token": "<fake_token_around_image>", "image_token": "<image>",
+                              "global_image_token": "<global-img>", "end_of_utterance_token": "<end_of_utterance>"},
+    )
+    vocab = len(tokenizer)
+    config = SmolVLMConfig(
+        vision_config={"hidden_size": shape.vision_hidden, "num_hidden_layers": shape.vision_layers,
+                       "num_attention_heads": 2, "intermediate_size": 4 * shape.vision_hidden,
+                       "image_size": shape.image_size, "patch_size": shape.patch_size},
+        text_config={"model_type": "llama", "hidden_size": shape.text_hidden,
+                     "num_hidden_layers": shape.text_layers, "num_attention_heads": shape.text_heads,
+                     "num_key_value_heads": shape.text_kv_heads, "head_dim": shape.head_dim,
+                     "intermediate_size": 4 * shape.text_hidden, "vocab_size": vocab,
+                     "max_position_embeddings": 512},
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        scale_factor=2,
+        vocab_size=vocab,
+    )
+    config.save_pretrained(tmp)
+    image_processor = SmolVLMImageProcessor(
+        do_resize=False, do_image_splitting=False, max_image_size={"longest_edge": shape.image_size},
+        size={"longest_edge": shape.image_size},
+    )
+    SmolVLMProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=SmolVLMVideoProcessor(),
+                     image_seq_len=(shape.image_size // shape.patch_size // 2) ** 2).save_pretrained(tmp)
+    (tmp / "zk0-tiny.json").write_text(json.dumps(shape.__dict__, indent=2))
+    tmp.rename(out) if not out.exists() else None
+    return out
+
+
+def _smolvla_config(vlm_dir: Path | None, shape: TinySmolVLA, device: str):
+    from lerobot.configs.types import FeatureType, NormalizationMode, PolicyFeature  # noqa: F401
+    from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
+
+    return SmolVLAConfig(
+        vlm_model_name=str(vlm_dir),
+        load_vlm_weights=False,
+        num_vlm_layers=shape.text_layers,
+        resize_imgs_with_padding=(shape.image_size, shape.image_size),
+        chunk_size=shape.chunk_size,
+        n_action_steps=shape.chunk_size,
+        device=device,
+        push_to_hub=False,
+    )
+
+
+def so100_stats(meta_stats: dict | None = None) -> dict[str, dict[str, torch.Tensor]]:
+    """Normalisation statistics shared by every participant (see ``SO100_MEAN``/``SO100_STD``)."""
+    mean, std = torch.tensor(SO100_MEAN), torch.tensor(SO100_STD)
+    stats = {key: {"mean": mean.clone(), "std": std.clone(), "min": mean - 3 * std, "max": mean + 3 * std}
+             for key in ("observation.state", "action")}
+    return stats
+
+
+@dataclass
+class PolicyBundle:
+    """A policy with the processors that feed it, built one way for every caller."""
+
+    policy: torch.nn.Module
+    preprocessor: object
+    postprocessor: object
+
+    @property
+    def config(self):
+        return self.policy.config
+
+
+def make_smolvla(spec: str, ds_meta, cache_dir: Path, device: str = "cpu", seed: int = 0) -> PolicyBundle:
+    """Build a SmolVLA policy from a model spec (``tiny``, ``hf:<repo>``, ``local:<dir>``) for a dataset."""
+    from lerobot.policies.factory import make_policy, make_pre_post_processors
+
+    torch.manual_seed(seed)
+    if spec == "tiny":
+        shape = TinySmolVLA()
+        cfg = _smolvla_config(build_tiny_vlm(Path(cache_dir)), shape, device)
+    elif spec.startswith(("hf:", "local:")):
+        kind, _, path = spec.partition(":")
+        cfg = _pretrained_config(kind, path, device)
+    else:
+        raise UserError(f"unknown model spec {spec!r}: use 'tiny', 'hf:<repo_id>' or 'local:<dir>'")
+    _check_action_features(ds_meta)
+    policy = make_policy(cfg, ds_meta=ds_meta)
+    policy.to(device)
+    pre, post = make_pre_post_processors(policy.config, dataset_stats=so100_stats())
+    return PolicyBundle(policy, pre, post)
+
+
+def _pretrained_config(kind: str, path: str, device: str):
+    from lerobot.configs.policies import PreTrainedConfig
+
+    if kind == "local" and not (Path(path) / "config.json").exists():
+        raise UserError(f"no saved policy at {path}: expected a folder written by save_pretrained (config.json)")
+    try:
+        cfg = PreTrainedConfig.from_pretrained(path)
+    except Exception as err:  # the Hub client raises many types for "offline"/"not found"
+        raise UserError(
+            f"cannot load policy {kind}:{path} ({type(err).__name__}). The Hugging Face Hub is unreachable or the "
+            "repo does not exist; use 'tiny' or 'local:<dir>' offline"
+        ) from None
+    cfg.pretrained_path = Path(path) if kind == "local" else path
+    cfg.device = device
+    return cfg
+
+
+def _check_action_features(ds_meta) -> None:
+    names = ds_meta.features.get("action", {}).get("names")
+    if names is not None and list(names) != list(JOINTS):
+        raise UserError(f"dataset action names {names} are not SO-100's {list(JOINTS)}")
+    if tuple(ds_meta.features["action"]["shape"]) != (ACTION_DIM,):
+        raise UserError(f"dataset action shape {ds_meta.features['action']['shape']} is not ({ACTION_DIM},)")

@@ -1,0 +1,117 @@
+"""Local training (FedProx) and loss evaluation of a SmolVLA policy with LeRobot's own pieces.
+
+FedProx adds μ/2·‖θ − θ_g‖² over the trainable parameters to SmolVLA's flow-matching loss, so a node's update
+stays near the global model on non-IID data. The optimizer is the policy's own preset (AdamW for SmolVLA).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from node.params import get_trainable, set_trainable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """One node's local training for one round."""
+
+    steps: int = 20
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    proximal_mu: float = 0.01
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be at least 1")
+        if self.learning_rate <= 0 or self.proximal_mu < 0:
+            raise ValueError("learning_rate must be > 0 and proximal_mu >= 0")
+
+
+@dataclass
+class TrainResult:
+    loss_first: float
+    loss_last: float
+    loss_mean: float
+    steps: int
+    seconds: float
+    num_examples: int
+
+
+def _batches(dataset, batch_size: int, seed: int, shuffle: bool):
+    """Endless batches: reshuffled each pass with a seeded generator, so runs repeat exactly."""
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        yield from DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=gen, drop_last=False,
+                              num_workers=0)
+
+
+def fedprox_train(bundle, dataset, global_arrays: dict[str, np.ndarray], cfg: TrainConfig) -> TrainResult:
+    """Train from ``global_arrays`` for ``cfg.steps`` steps; the policy ends holding the node's parameters."""
+    policy, pre = bundle.policy, bundle.preprocessor
+    set_trainable(policy, global_arrays)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    anchors = [p.detach().clone() for p in params]
+    preset = policy.config.get_optimizer_preset()
+    preset.lr = cfg.learning_rate
+    optimizer = preset.build(params)
+    torch.manual_seed(cfg.seed)
+    policy.train()
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    batches = _batches(dataset, cfg.batch_size, cfg.seed, shuffle=True)
+    for _ in tqdm(range(cfg.steps), desc="train", disable=not cfg.progress, leave=False):
+        loss, _ = policy.forward(pre(next(batches)))
+        if cfg.proximal_mu > 0:
+            prox = sum(((p - a) ** 2).sum() for p, a in zip(params, anchors, strict=True))
+            loss = loss + 0.5 * cfg.proximal_mu * prox
+        optimizer.zero_grad()
+        loss.backward()
+        if preset.grad_clip_norm:
+            torch.nn.utils.clip_grad_norm_(params, preset.grad_clip_norm)
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    policy.eval()
+    return TrainResult(losses[0], losses[-1], float(np.mean(losses)), cfg.steps, time.perf_counter() - t0,
+                       cfg.steps * cfg.batch_size)
+
+
+@torch.no_grad()
+def evaluate_loss(bundle, dataset, arrays: dict[str, np.ndarray] | None = None, batch_size: int = 8,
+                  max_batches: int | None = None, seed: int = 0) -> tuple[float, int]:
+    """Mean flow-matching loss over ``dataset`` (in order, fixed noise and time), and the examples seen.
+
+    The noise and flow time SmolVLA samples are drawn from a fixed seed, so the same model on the same data
+    always gets the same number: eval losses of different rounds (and of a reloaded checkpoint) compare.
+    """
+    policy, pre = bundle.policy, bundle.preprocessor
+    if arrays is not None:
+        set_trainable(policy, arrays)
+    policy.eval()
+    total, count = 0.0, 0
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    for i, batch in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        with torch.random.fork_rng():
+            torch.manual_seed(seed + i)
+            loss, _ = policy.forward(pre(batch))
+        n = len(batch["action"])
+        total += float(loss) * n
+        count += n
+    return total / max(count, 1), count
+
+
+def snapshot(policy) -> dict[str, np.ndarray]:
+    """The policy's current trainable parameters (what a node sends)."""
+    return get_trainable(policy)
