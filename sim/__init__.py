@@ -1,0 +1,26 @@
+"""zk0's offline SO-100 world: a MuJoCo arm, a scripted expert, a LeRobot dataset recorder, closed-loop eval.
+
+Dependency direction: ``node`` <- ``sim`` <- ``aggregator`` (node never imports sim).
+"""
+
+from sim.env import SO100Env
+from sim.expert import ExpertConfig, IKConfig, ScriptedExpert
+from sim.tasks import TASKS, Task, get_task
+from sim.units import from_so100, to_so100
+from sim.variation import (
+    EVAL_SEEDS,
+    HELDOUT_SEEDS,
+    NODE_SEEDS,
+    NodeSpec,
+    Variation,
+    eval_seeds,
+    heldout_spec,
+    node_variations,
+    seed_split,
+)
+
+__all__ = [
+    "EVAL_SEEDS", "HELDOUT_SEEDS", "NODE_SEEDS", "TASKS",
+    "ExpertConfig", "IKConfig", "NodeSpec", "SO100Env", "ScriptedExpert", "Task", "Variation",
+    "eval_seeds", "from_so100", "get_task", "heldout_spec", "node_variations", "seed_split", "to_so100",
+]
