@@ -58,7 +58,8 @@ def load_metadata(uri: str | DatasetURI):
     except Exception as err:  # the Hub client raises many error types for "offline" and "no such repo"
         if parsed.scheme == "hf":
             raise UserError(f"cannot load {parsed} from the Hugging Face Hub ({type(err).__name__}): the Hub is "
-                            "unreachable or the repo does not exist; use 'local:<path>' for a dataset on disk") from None
+                            "unreachable or the repo does not exist; use 'local:<path>' for a dataset on disk"
+                            ) from None
         raise UserError(f"cannot read dataset {parsed}: {err}") from None
     check_features(meta.features, str(parsed))
     return meta

@@ -10,6 +10,7 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
+from flwr.app import Array, ArrayRecord
 
 
 def trainable_names(policy: torch.nn.Module) -> list[str]:
@@ -50,3 +51,12 @@ def set_trainable(policy: torch.nn.Module, arrays: dict[str, np.ndarray]) -> Non
     with torch.no_grad():
         for name, p in params.items():
             p.copy_(torch.from_numpy(np.asarray(arrays[name])).to(p.device, p.dtype))
+
+
+def arrays_to_numpy(record: ArrayRecord) -> dict[str, np.ndarray]:
+    """Flower ArrayRecord → ordered name → float32 array."""
+    return {name: arr.numpy() for name, arr in record.items()}
+
+
+def numpy_to_arrays(arrays: dict[str, np.ndarray]) -> ArrayRecord:
+    return ArrayRecord({name: Array(np.ascontiguousarray(a)) for name, a in arrays.items()})

@@ -1,0 +1,58 @@
+"""The federation's configuration: one dataclass, validated once, read from Flower's run config or built in code."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from node.errors import UserError
+
+
+@dataclass
+class FederationConfig:
+    """Everything the aggregator decides for a run; sent to nodes as each round's config where they need it."""
+
+    rounds: int = 3
+    local_steps: int = 20
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    proximal_mu: float = 0.01
+    krum_f: int = 0  # Byzantine nodes Krum tolerates; it needs more than 2f + 2 verified replies
+    krum_m: int = 2  # replies MultiKrum averages (1 = classic Krum)
+    min_nodes: int = 3
+    model: str = "tiny"
+    heldout: str = ""  # dataset URI of the server's held-out evaluation set
+    out_dir: str = "outputs/run"
+    cache_dir: str = ".zk0/fixtures"
+    eval_batches: int = 4
+    client_eval_batches: int = 2
+    fraction_evaluate: float = 1.0
+    timeout: float = 600.0  # seconds to wait for replies in a round
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise UserError("rounds must be at least 1")
+        if self.krum_f < 0 or self.krum_m < 1:
+            raise UserError("krum_f must be >= 0 and krum_m >= 1")
+        if self.min_nodes < 1:
+            raise UserError("min_nodes must be at least 1")
+        if not 0.0 <= self.fraction_evaluate <= 1.0:
+            raise UserError("fraction_evaluate must be in [0, 1]")
+
+    @classmethod
+    def from_run_config(cls, run_config: dict) -> FederationConfig:
+        """Flower run config (``[tool.flwr.app.config]``, kebab-case keys) → config; unknown keys are ignored."""
+        known = {f.name: f.type for f in fields(cls)}
+        values = {}
+        for key, value in run_config.items():
+            name = key.replace("-", "_")
+            if name in known:
+                values[name] = value
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def krum_quorum(self) -> int:
+        """The fewest verified replies Krum can work with: n > 2f + 2."""
+        return 2 * self.krum_f + 3

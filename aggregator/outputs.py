@@ -1,0 +1,160 @@
+"""What a run leaves behind (DESIGN.md §6): summary.json, metrics.json, charts, contributions.csv, checkpoints.
+
+Everything is rewritten after every round (atomically: write then rename), so a crash mid-run loses at most the
+round in progress and a reader never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from aggregator.gate import Outcome
+from aggregator.strategy import RoundLog
+
+log = logging.getLogger(__name__)
+
+CSV_FIELDS = ("round", "node_id", "address", "status", "reason", "detail", "loss_before", "loss_after",
+              "train_loss", "update_hash", "proof_hash", "data_commitment", "tx_hash")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _short(text: str | None) -> str:
+    """0x1234…cdef: enough of an id or hash to tell rows apart in a narrow terminal."""
+    if not text:
+        return "-"
+    return text if len(text) <= 10 else f"{text[:6]}…{text[-4:]}"
+
+
+def _node_entry(o: Outcome) -> dict:
+    return {"node_id": o.node_id, "address": o.address, "status": o.status, "reason": o.reason,
+            "detail": o.detail, "loss_before": o.loss_before, "loss_after": o.loss_after, "train_loss": o.train_loss,
+            "update_hash": o.update_hash, "proof_hash": o.proof_hash, "data_commitment": o.data_commitment,
+            "tx_hash": o.tx_hash}
+
+
+class RunOutputs:
+    """Writes ``outputs/<run-id>/`` as the run goes."""
+
+    def __init__(self, out_dir: Path, run_id: str, config: dict, console: Console | None = None) -> None:
+        self.dir = Path(out_dir)
+        (self.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        self.console = console or Console()
+        self.summary: dict = {"run_id": run_id, "config": config, "chain": None, "initial_eval_loss": None,
+                              "final_eval_loss": None, "rounds": []}
+        self.metrics: dict = {"run_id": run_id, "initial": {}, "rounds": []}
+
+    def set_chain(self, chain_id: int, registry: str, **extra) -> None:
+        self.summary["chain"] = {"chain_id": chain_id, "registry": registry, **extra}
+        self._flush()
+
+    def initial(self, server_eval_loss: float, **extra) -> None:
+        self.summary["initial_eval_loss"] = server_eval_loss
+        self.metrics["initial"] = {"server_eval_loss": server_eval_loss, **extra}
+        self.console.print(f"[bold]round 0[/] server eval loss {server_eval_loss:.4f} (initial global model)")
+        self._flush()
+
+    def add_round(self, rlog: RoundLog, server_eval_loss: float, new_global_hash: str, seconds: dict,
+                  **extra_metrics) -> None:
+        nodes = [_node_entry(o) for o in sorted(rlog.outcomes, key=lambda o: o.node_id)]
+        entry = {"round": rlog.round, "global_hash": rlog.global_hash, "new_global_hash": new_global_hash,
+                 "server_eval_loss": server_eval_loss, "kept_global": rlog.kept_global, "note": rlog.note,
+                 **extra_metrics, "nodes": nodes}
+        self.summary["rounds"].append(entry)
+        self.summary["final_eval_loss"] = server_eval_loss
+        self.metrics["rounds"].append({
+            "round": rlog.round, "server_eval_loss": server_eval_loss,
+            "client_train_loss": {str(n["node_id"]): n["train_loss"] for n in nodes if n["train_loss"] is not None},
+            "seconds": seconds, **extra_metrics,
+        })
+        self._flush()
+        self.console.print(self.round_table(entry))
+
+    def round_table(self, entry: dict) -> Table:
+        extra = "".join(f", {k} {v:.3f}" for k, v in entry.items() if k.endswith("success_rate"))
+        table = Table(title=f"round {entry['round']}: server eval loss {entry['server_eval_loss']:.4f}{extra}"
+                      + (" (global model kept)" if entry["kept_global"] else ""), title_justify="left")
+        for col in ("node", "address", "status", "train", "proof loss", "update", "tx"):
+            table.add_column(col, no_wrap=True)
+        for n in entry["nodes"]:
+            losses = f"{n['loss_before']:.3f}→{n['loss_after']:.3f}" if n["loss_before"] is not None else "-"
+            status = n["status"] if n["status"] in ("SELECTED", "NOT_SELECTED") else f"[red]{n['status']}[/]"
+            table.add_row(_short(str(n["node_id"])), _short(n["address"]), status,
+                          f"{n['train_loss']:.4f}" if n["train_loss"] is not None else "-", losses,
+                          _short(n["update_hash"]), _short(n["tx_hash"]))
+        return table
+
+    def set_tx(self, round_: int, node_id: int, tx_hash: str) -> None:
+        """Fill in a record's transaction hash once the chain has it (records may land after the round)."""
+        for entry in self.summary["rounds"]:
+            if entry["round"] == round_:
+                for n in entry["nodes"]:
+                    if n["node_id"] == node_id:
+                        n["tx_hash"] = tx_hash
+        self._flush()
+
+    def save_checkpoint(self, round_: int, bundle) -> Path:
+        """LeRobot ``save_pretrained`` format: ``SmolVLAPolicy.from_pretrained(path)`` loads it."""
+        path = self.dir / "checkpoints" / f"round_{round_}"
+        bundle.policy.save_pretrained(path)
+        bundle.preprocessor.save_pretrained(path)
+        bundle.postprocessor.save_pretrained(path)
+        return path
+
+    def _flush(self) -> None:
+        _write_atomic(self.dir / "summary.json", json.dumps(self.summary, indent=2, default=str))
+        _write_atomic(self.dir / "metrics.json", json.dumps(self.metrics, indent=2, default=str))
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for entry in self.summary["rounds"]:
+            for n in entry["nodes"]:
+                writer.writerow({"round": entry["round"], **n})
+        _write_atomic(self.dir / "contributions.csv", buf.getvalue())
+        if self.metrics["rounds"]:
+            self._plot()
+
+    def _plot(self) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        rounds = self.metrics["rounds"]
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        nodes = sorted({k for r in rounds for k in r["client_train_loss"]})
+        for node in nodes:
+            xs = [r["round"] for r in rounds if node in r["client_train_loss"]]
+            axes[0].plot(xs, [r["client_train_loss"][node] for r in rounds if node in r["client_train_loss"]],
+                         marker="o", label=f"node {node}")
+        axes[0].set(title="client train loss", xlabel="round", ylabel="loss")
+        if nodes:
+            axes[0].legend(fontsize=7)
+        xs = [0] + [r["round"] for r in rounds]
+        ys = [self.metrics["initial"].get("server_eval_loss")] + [r["server_eval_loss"] for r in rounds]
+        axes[1].plot(xs, ys, marker="o", color="black")
+        axes[1].set(title="server eval loss (held-out)", xlabel="round", ylabel="loss")
+        for ax in axes:
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(self.dir / "losses.png", dpi=100)
+        plt.close(fig)
+        success = [r for r in rounds if "success_rate" in r]
+        if success:
+            fig, ax = plt.subplots(figsize=(5, 4))
+            ax.plot([r["round"] for r in success], [r["success_rate"] for r in success], marker="o")
+            ax.set(title="closed-loop success rate", xlabel="round", ylabel="success", ylim=(-0.05, 1.05))
+            fig.savefig(self.dir / "success.png", dpi=100)
+            plt.close(fig)

@@ -1,0 +1,92 @@
+"""The aggregator's Flower ServerApp: one round of the protocol (DESIGN.md §3), top to bottom.
+
+Flower's ``Strategy.start`` drives the rounds; each protocol step sits in one place:
+
+1. Open + 2. Broadcast — ``GatedMultiKrum.configure_train``: hash θ_g, send it with the round config.
+3-5. Train, prove, sign — on the nodes (``node.client_app``).
+6. Gate + 7. Aggregate — ``GatedMultiKrum.aggregate_train``: ``Gate`` then Flower's Krum on verified replies.
+9. Evaluate and save — ``evaluate_round`` below: held-out loss, metrics, charts, checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from flwr.app import ConfigRecord, Context, MetricRecord
+from flwr.serverapp import Grid, ServerApp
+
+from aggregator.config import FederationConfig
+from aggregator.gate import Gate
+from aggregator.outputs import RunOutputs
+from aggregator.strategy import GatedMultiKrum
+from node.datasets import load_dataset, load_metadata
+from node.model import make_smolvla
+from node.params import arrays_to_numpy, get_trainable, numpy_to_arrays
+from node.train import evaluate_loss
+from prover.hashing import params_hash
+
+log = logging.getLogger(__name__)
+
+
+def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
+    """Run ``cfg.rounds`` rounds on ``grid``; returns the run summary (also written to ``cfg.out_dir``)."""
+    from lerobot.datasets.factory import resolve_delta_timestamps
+
+    meta = load_metadata(cfg.heldout)
+    bundle = make_smolvla(cfg.model, meta, Path(cfg.cache_dir), seed=cfg.seed)
+    heldout = load_dataset(cfg.heldout, delta_timestamps=resolve_delta_timestamps(bundle.config, meta))
+    run_id = Path(cfg.out_dir).name or datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S")
+    outputs = RunOutputs(Path(cfg.out_dir), run_id, cfg.to_dict(), console=console)
+
+    strategy = GatedMultiKrum(
+        gate=Gate(),
+        hash_arrays=lambda arrays: params_hash(list(arrays.values())),
+        num_malicious_nodes=cfg.krum_f,
+        num_nodes_to_select=cfg.krum_m,
+        fraction_evaluate=cfg.fraction_evaluate,
+        min_train_nodes=cfg.min_nodes,
+        min_available_nodes=cfg.min_nodes,
+        min_evaluate_nodes=max(1, round(cfg.min_nodes * cfg.fraction_evaluate)),
+    )
+    clock = {"round_start": time.perf_counter()}
+
+    def evaluate_round(server_round: int, arrays) -> MetricRecord:
+        t0 = time.perf_counter()
+        global_arrays = arrays_to_numpy(arrays)
+        loss, _ = evaluate_loss(bundle, heldout, global_arrays, max_batches=cfg.eval_batches, seed=cfg.seed)
+        if server_round == 0:
+            outputs.initial(loss)
+        else:
+            outputs.save_checkpoint(server_round, bundle)
+            seconds = {"round": t0 - clock["round_start"], "server_eval": time.perf_counter() - t0}
+            outputs.add_round(strategy.rounds[server_round], loss, params_hash(list(global_arrays.values())),
+                              seconds)
+        clock["round_start"] = time.perf_counter()
+        return MetricRecord({"server_eval_loss": loss})
+
+    train_config = ConfigRecord({
+        "local-steps": cfg.local_steps, "batch-size": cfg.batch_size, "learning-rate": cfg.learning_rate,
+        "proximal-mu": cfg.proximal_mu, "seed": cfg.seed,
+    })
+    strategy.start(grid=grid, initial_arrays=numpy_to_arrays(get_trainable(bundle.policy)), num_rounds=cfg.rounds,
+                   timeout=cfg.timeout, train_config=train_config,
+                   evaluate_config=ConfigRecord({"eval-batches": cfg.client_eval_batches}),
+                   evaluate_fn=evaluate_round)
+    return outputs.summary
+
+
+def make_server_app(cfg: FederationConfig | None = None, console=None) -> ServerApp:
+    """A ServerApp for ``cfg``; without one, the config comes from Flower's run config (``flwr run``)."""
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        run_federation(grid, cfg or FederationConfig.from_run_config(dict(context.run_config)), console=console)
+
+    return app
+
+
+app = make_server_app()

@@ -1,0 +1,90 @@
+"""Krum over verified replies only: Flower's MultiKrum, with the gate in front of it.
+
+Flower's ``MultiKrum.aggregate_train`` raises for the whole round if one reply is malformed and does not say which
+replies it selected. This subclass gates every reply first, runs Flower's own ``select_multikrum`` and
+``aggregate_arrayrecords`` on the verified ones, and keeps each reply's outcome for the round's records.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import MultiKrum
+from flwr.serverapp.strategy.multikrum import select_multikrum
+from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
+
+from aggregator.gate import VERIFIED, Gate, Outcome, RoundContext
+from node.params import arrays_to_numpy
+
+log = logging.getLogger(__name__)
+
+RoundHook = Callable[[int, ArrayRecord, ConfigRecord], None]
+
+
+@dataclass
+class RoundLog:
+    """One round as the aggregator saw it: the global model it sent and every reply's outcome."""
+
+    round: int
+    global_hash: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    kept_global: bool = False
+    note: str = ""
+
+
+class GatedMultiKrum(MultiKrum):
+    """MultiKrum (Krum when ``num_nodes_to_select == 1``) over the replies that pass ``gate``."""
+
+    def __init__(self, gate: Gate, hash_arrays: Callable[[dict], str], on_open: RoundHook | None = None,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.gate = gate
+        self.hash_arrays = hash_arrays
+        self.on_open = on_open
+        self.rounds: dict[int, RoundLog] = {}
+        self._context: dict[int, RoundContext] = {}
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        """Open the round: hash the global model, put the hash in the config every node receives."""
+        global_arrays = arrays_to_numpy(arrays)
+        global_hash = self.hash_arrays(global_arrays)
+        self._context[server_round] = RoundContext(server_round, global_arrays, global_hash)
+        self.rounds[server_round] = RoundLog(server_round, global_hash)
+        config = ConfigRecord(dict(config))
+        config["global-hash"] = global_hash
+        if self.on_open is not None:
+            self.on_open(server_round, arrays, config)
+        return super().configure_train(server_round, arrays, config, grid)
+
+    def aggregate_train(self, server_round: int,
+                        replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Gate every reply, then Krum over the verified ones; keep the global model without a quorum."""
+        ctx, rlog = self._context.pop(server_round), self.rounds[server_round]
+        verified: list[tuple[Message, Outcome]] = []
+        for msg in replies:
+            _, outcome = self.gate(msg, ctx)
+            rlog.outcomes.append(outcome)
+            if outcome.status == VERIFIED:
+                verified.append((msg, outcome))
+        f, n = self.num_malicious_nodes, len(verified)
+        if n <= 2 * f + 2 or n < self.num_nodes_to_select:
+            rlog.kept_global = True
+            rlog.note = (f"{n} verified replies: Krum with f={f} needs more than {2 * f + 2} "
+                         f"(and at least m={self.num_nodes_to_select}); the global model is kept")
+            log.warning("round %d: %s", server_round, rlog.note)
+            for _, outcome in verified:
+                outcome.status, outcome.reason = "NOT_SELECTED", "NO_QUORUM"
+            return None, None
+        contents = [msg.content for msg, _ in verified]
+        selected = select_multikrum(contents, num_malicious_nodes=f, num_nodes_to_select=self.num_nodes_to_select)
+        chosen = {id(c) for c in selected}
+        for msg, outcome in verified:
+            outcome.status = "SELECTED" if id(msg.content) in chosen else "NOT_SELECTED"
+        arrays = aggregate_arrayrecords(selected, self.weighted_by_key)
+        metrics = self.train_metrics_aggr_fn(selected, self.weighted_by_key)
+        return arrays, metrics

@@ -1,0 +1,19 @@
+"""Logging for the CLIs: our own INFO lines, the libraries' noise only when asked for."""
+
+from __future__ import annotations
+
+import logging
+
+# Loggers that are loud at INFO/WARNING for things a user cannot act on (torchcodec's FFmpeg probe: LeRobot falls
+# back to PyAV; Flower's per-round banners duplicate our round table).
+_QUIET = {"lerobot.utils.import_utils": logging.ERROR, "flwr": logging.WARNING, "httpx": logging.WARNING}
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    if not verbose:
+        for name, level in _QUIET.items():
+            logging.getLogger(name).setLevel(level)
+    else:
+        logging.getLogger("lerobot.utils.import_utils").setLevel(logging.ERROR)
