@@ -1,1 +1,66 @@
-"""zk0 contracts."""
+"""zk0 contracts: the ContributionRegistry (Solidity + committed artifacts) and its Python side.
+
+- typed_data: the EIP-712 Contribution a node signs, sign_contribution / recover_signer
+- registry:   Registry, the web3 client of the deployed contract (ChainError on reverts)
+- outcomes:   Status and Reason codes stored per reply
+- evm_proof:  EZKL proof / VKA files as the on-chain verifier's arguments
+- wallet:     the node's encrypted keystore
+- local_chain: LocalChain, anvil for development and tests
+"""
+
+from contracts.artifacts import Artifact, load_artifact
+from contracts.evm_proof import EvmProof, read_vka
+from contracts.local_chain import ChainStartError, LocalChain
+from contracts.npm import ToolNotFound
+from contracts.outcomes import UNSIGNED_REASONS, Reason, Status, is_valid_signed_outcome
+from contracts.registry import ChainError, ChainUnavailable, Record, Registry, RoundInfo, connect
+from contracts.typed_data import (
+    LOSS_SCALE,
+    Contribution,
+    from_fixed,
+    recover_signer,
+    sign_contribution,
+    to_fixed,
+)
+from contracts.wallet import (
+    WalletError,
+    create_keystore,
+    load_account,
+    read_address,
+    resolve_password,
+    wallet_new,
+    wallet_show,
+)
+
+__all__ = [
+    "LOSS_SCALE",
+    "UNSIGNED_REASONS",
+    "Artifact",
+    "ChainError",
+    "ChainStartError",
+    "ChainUnavailable",
+    "Contribution",
+    "EvmProof",
+    "LocalChain",
+    "Reason",
+    "Record",
+    "Registry",
+    "RoundInfo",
+    "Status",
+    "ToolNotFound",
+    "WalletError",
+    "connect",
+    "create_keystore",
+    "from_fixed",
+    "is_valid_signed_outcome",
+    "load_account",
+    "load_artifact",
+    "read_address",
+    "read_vka",
+    "recover_signer",
+    "resolve_password",
+    "sign_contribution",
+    "to_fixed",
+    "wallet_new",
+    "wallet_show",
+]

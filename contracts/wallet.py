@@ -1,0 +1,130 @@
+"""A node's wallet: an Ethereum key in an encrypted keystore file (eth-account keystore v3, scrypt).
+
+The key signs the node's contributions (typed_data.sign_contribution); its address is what the aggregator
+operator approves in the registry. Passwords come from a file, an environment variable or a prompt, never
+from a command-line argument (those show up in `ps` and shell history).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import stat
+import sys
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WALLET = Path("~/.zk0/wallet.json")
+PASSWORD_ENV = "ZK0_WALLET_PASSWORD"
+
+
+class WalletError(RuntimeError):
+    """A wallet operation failed for a reason the user can fix (the message says which)."""
+
+
+def create_keystore(path: str | Path, password: str) -> str:
+    """Make a new key, write it encrypted to `path` (mode 0600, never overwriting); return its address."""
+    path = Path(path).expanduser()
+    if not password:
+        raise WalletError("refusing an empty password: the keystore would protect nothing")
+    if path.exists():
+        raise WalletError(f"{path} already exists: refusing to overwrite a wallet (choose another --out)")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    account = Account.create()
+    keystore = Account.encrypt(account.key, password)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise WalletError(f"{path} already exists: refusing to overwrite a wallet (choose another --out)") from None
+    with os.fdopen(fd, "w") as handle:
+        json.dump(keystore, handle)
+    return account.address
+
+
+def read_address(path: str | Path) -> str:
+    """The address a keystore holds (stored in clear in the file: no password needed)."""
+    keystore = _read_keystore(Path(path).expanduser())
+    if "address" not in keystore:
+        raise WalletError(f"{path} has no address field: load it with its password instead")
+    return to_checksum_address(keystore["address"])
+
+
+def load_account(path: str | Path, password: str) -> LocalAccount:
+    """The account in the keystore at `path`; WalletError on a wrong password or a bad file."""
+    path = Path(path).expanduser()
+    keystore = _read_keystore(path)
+    try:
+        key = Account.decrypt(keystore, password)
+    except ValueError as err:
+        if "MAC mismatch" in str(err):
+            raise WalletError(f"wrong password for wallet {path}") from None
+        raise WalletError(f"{path} is not a valid keystore: {err}") from None
+    return Account.from_key(key)
+
+
+def resolve_password(
+    password_file: str | Path | None = None, env: str = PASSWORD_ENV, prompt: bool = True, confirm: bool = False
+) -> str:
+    """The wallet password: from `password_file`, else the `env` variable, else a terminal prompt.
+
+    `confirm` asks twice (for a new wallet). WalletError when none of them gives one.
+    """
+    if password_file is not None:
+        path = Path(password_file).expanduser()
+        try:
+            text = path.read_text()
+        except OSError as err:
+            raise WalletError(f"cannot read password file {path}: {err.strerror}") from None
+        if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            log.warning("password file %s is readable by other users: chmod 600 it", path)
+        password = text.rstrip("\r\n")
+        if not password:
+            raise WalletError(f"password file {path} is empty")
+        return password
+    if os.environ.get(env):
+        return os.environ[env]
+    if prompt and sys.stdin.isatty():
+        password = getpass.getpass("wallet password: ")
+        if confirm and getpass.getpass("repeat password: ") != password:
+            raise WalletError("the two passwords differ")
+        return password
+    raise WalletError(f"no wallet password: give --password-file FILE, set {env}, or run in a terminal")
+
+
+def wallet_new(out: str | Path | None = None, password_file: str | Path | None = None) -> str:
+    """`zk0node wallet new`: create a wallet; return what to print."""
+    path = Path(out or DEFAULT_WALLET).expanduser()
+    if path.exists():  # say so before asking for a password
+        raise WalletError(f"{path} already exists: refusing to overwrite a wallet (choose another --out)")
+    address = create_keystore(path, resolve_password(password_file, confirm=True))
+    return (
+        f"created wallet {path}\n"
+        f"address {address}\n"
+        f"ask the aggregator operator to approve it: zk0agg approve {address}\n"
+        f"keep the file and its password safe: losing either loses this identity"
+    )
+
+
+def wallet_show(path: str | Path | None = None) -> str:
+    """`zk0node wallet show FILE`: the wallet's address; return what to print."""
+    path = Path(path or DEFAULT_WALLET).expanduser()
+    return f"address {read_address(path)}\nwallet {path}"
+
+
+def _read_keystore(path: Path) -> dict:
+    if not path.exists():
+        raise WalletError(f"no wallet at {path}: create one with `zk0node wallet new --out {path}`")
+    try:
+        keystore = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise WalletError(f"{path} is not a keystore file: {err}") from None
+    if not isinstance(keystore, dict) or ("crypto" not in keystore and "Crypto" not in keystore):
+        raise WalletError(f"{path} is not a keystore file (no crypto section)")
+    return keystore
