@@ -23,8 +23,8 @@ class Task:
 
 
 TASKS: dict[str, Task] = {
-    "reach": Task("reach", "move the gripper just above the green target", max_steps=150, has_cube=False),
-    "pick_place": Task("pick_place", "pick up the red cube and place it on the green target", max_steps=300,
+    "reach": Task("reach", "reach the target with the gripper", max_steps=150, has_cube=False),
+    "pick_place": Task("pick_place", "pick up the red cube and place it on the target", max_steps=300,
                        has_cube=True),
 }
 
