@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from aggregator.config import FederationConfig
+from node.errors import UserError
 from aggregator.fixtures import synthetic_fixtures
 from aggregator.server_app import make_server_app
 from node.client_app import NodeSetup, make_client_app
@@ -29,7 +30,7 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
-            raise ValueError("a demo needs at least one node")
+            raise UserError("a demo needs at least one node")
         self.out = self.out or time.strftime("outputs/demo-%Y%m%d-%H%M%S")
 
 

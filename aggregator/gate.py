@@ -15,6 +15,7 @@ import numpy as np
 from flwr.app import Message
 
 from node.params import check_arrays
+from prover.hashing import params_hash
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ def check_well_formed(reply: Reply, ctx: RoundContext) -> None:
     if not isinstance(metrics.get("num-examples"), int) or metrics["num-examples"] <= 0:
         raise Rejected("MALFORMED", "metrics need a positive integer 'num-examples'")
     reply.arrays, reply.metrics = arrays, metrics
+    reply.update_hash = params_hash(list(arrays.values()))
     if "contribution" in content.config_records:
         reply.contribution = dict(content["contribution"])
 

@@ -1,0 +1,38 @@
+"""Shared test set-up: offline Hub, no telemetry, and small real fixtures built once per session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("SVT_LOG", "1")
+
+import logging  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+logging.getLogger("lerobot.utils.import_utils").setLevel(logging.ERROR)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/integration is marked ``integration`` (so ``-m 'not integration'`` is fast)."""
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One fixtures folder per test session: tiny SmolVLM tokenizer/config and datasets are built once."""
+    return tmp_path_factory.mktemp("zk0-cache")
+
+
+@pytest.fixture(scope="session")
+def synthetic(cache_dir):
+    """Three small synthetic node datasets and a held-out set (real LeRobot v3 format, video cameras)."""
+    from aggregator.fixtures import synthetic_fixtures
+
+    return synthetic_fixtures(cache_dir, n_nodes=3, episodes=2, frames=24)

@@ -1,0 +1,47 @@
+"""The committed contract artifacts match their sources and fit on a real chain (no compiler needed)."""
+
+from __future__ import annotations
+
+import json
+
+from contracts.artifacts import ARTIFACT_DIR, SOURCE_DIR, load_artifact, source_sha256, stale_sources
+
+EIP170_LIMIT = 24_576
+
+
+def test_artifacts_are_built_from_the_current_sources():
+    sources = {p.name for p in SOURCE_DIR.glob("*.sol")}
+    artifacts = sorted(ARTIFACT_DIR.glob("*.json"))
+    assert artifacts, "no artifacts: run `python scripts/build_contracts.py`"
+    for path in artifacts:
+        artifact = load_artifact(path.stem)
+        assert set(artifact.source_sha256) == sources, f"{path.name}: sources added or removed since the build"
+        assert stale_sources(artifact) == [], f"{path.name} is stale: run `python scripts/build_contracts.py`"
+
+
+def test_staleness_is_detected(tmp_path):
+    (tmp_path / "A.sol").write_text("contract A {}\n")
+    artifact = load_artifact("ContributionRegistry")
+    recorded = {"A.sol": source_sha256(tmp_path / "A.sol")}
+    fresh = artifact.__class__(**{**artifact.__dict__, "source_sha256": recorded})
+    assert stale_sources(fresh, tmp_path) == []
+    (tmp_path / "A.sol").write_text("contract A { uint x; }\n")
+    assert stale_sources(fresh, tmp_path) == ["A.sol"]
+
+
+def test_registry_fits_eip170_and_has_its_interface():
+    artifact = load_artifact("ContributionRegistry")
+    assert artifact.solc_version.startswith("0.8.28")
+    assert 0 < artifact.code_size <= EIP170_LIMIT
+    names = {item.get("name") for item in artifact.abi}
+    for name in ("approveNode", "revokeNode", "isApproved", "openRound", "closeRound", "recordContribution",
+                 "recordContributionWithProof", "recordRejection", "setVerifier", "getRecord", "roundRecords",
+                 "nodeHistory", "roundInfo", "hasRecord", "ContributionRecorded", "RoundOpened", "RoundClosed",
+                 "NodeApproved", "NodeRevoked", "LOSS_SCALE"):  # fmt: skip
+        assert name in names, name
+
+
+def test_artifact_records_the_build_settings():
+    data = json.loads((ARTIFACT_DIR / "ContributionRegistry.json").read_text())
+    assert data["compiler"]["settings"]["optimizer"] == {"enabled": True, "runs": 200}
+    assert data["bytecode"].startswith("0x") and data["deployedBytecode"].startswith("0x")

@@ -1,0 +1,64 @@
+"""Node wallets: eth-account keystores, passwords from a file / env / prompt, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+from eth_account import Account
+
+from contracts.wallet import WalletError, load_account, read_address, resolve_password, wallet_new, wallet_show
+
+
+@pytest.fixture()
+def password_file(tmp_path):
+    path = tmp_path / "password.txt"
+    path.write_text("correct horse battery staple\n")
+    path.chmod(0o600)
+    return path
+
+
+def test_wallet_new_makes_a_keystore_that_eth_account_opens_with_the_password_only(tmp_path, password_file):
+    out = tmp_path / "w" / "wallet.json"
+    text = wallet_new(out, password_file)
+    address = read_address(out)
+    assert address in text and "zk0agg approve" in text
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    keystore = json.loads(out.read_text())
+    assert keystore["version"] == 3
+    key = Account.decrypt(keystore, "correct horse battery staple")  # eth-account alone, no zk0 code
+    assert Account.from_key(key).address == address
+    assert load_account(out, "correct horse battery staple").address == address
+    assert address in wallet_show(out)
+
+    with pytest.raises(WalletError) as wrong:
+        load_account(out, "wrong")
+    assert str(wrong.value) == f"wrong password for wallet {out}"
+    assert "\n" not in str(wrong.value)
+
+    with pytest.raises(WalletError, match="refusing to overwrite"):
+        wallet_new(out, password_file)
+
+
+def test_missing_or_broken_keystore_gives_one_line_errors(tmp_path):
+    with pytest.raises(WalletError, match="no wallet at .*zk0node wallet new"):
+        load_account(tmp_path / "missing.json", "x")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(WalletError, match="not a keystore"):
+        wallet_show(tmp_path / "bad.json")
+
+
+def test_password_sources(tmp_path, password_file, monkeypatch):
+    monkeypatch.setenv("ZK0_WALLET_PASSWORD", "from-env")
+    assert resolve_password(password_file) == "correct horse battery staple"  # the file wins, newline stripped
+    assert resolve_password() == "from-env"
+    monkeypatch.delenv("ZK0_WALLET_PASSWORD")
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    with pytest.raises(WalletError, match="no wallet password"):
+        resolve_password()
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(WalletError, match="empty"):
+        resolve_password(tmp_path / "empty.txt")
+    with pytest.raises(WalletError, match="cannot read password file"):
+        resolve_password(tmp_path / "nope.txt")
