@@ -11,10 +11,10 @@ from pathlib import Path
 from rich.console import Console
 
 from aggregator.config import FederationConfig
-from node.errors import UserError
 from aggregator.fixtures import synthetic_fixtures
 from aggregator.server_app import make_server_app
 from node.client_app import NodeSetup, make_client_app
+from node.errors import UserError
 
 log = logging.getLogger(__name__)
 
