@@ -4,7 +4,17 @@ Dependency direction: ``node`` <- ``sim`` <- ``aggregator`` (node never imports 
 """
 
 from sim.env import SO100Env
+from sim.evaluate import (
+    ConstantPolicy,
+    EpisodeResult,
+    EvalResult,
+    LeRobotController,
+    RandomPolicy,
+    rollout,
+    to_lerobot_batch,
+)
 from sim.expert import ExpertConfig, IKConfig, ScriptedExpert
+from sim.record import Replay, read_sim_meta, record_dataset, replay_episode
 from sim.tasks import TASKS, Task, get_task
 from sim.units import from_so100, to_so100
 from sim.variation import (
@@ -21,6 +31,8 @@ from sim.variation import (
 
 __all__ = [
     "EVAL_SEEDS", "HELDOUT_SEEDS", "NODE_SEEDS", "TASKS",
-    "ExpertConfig", "IKConfig", "NodeSpec", "SO100Env", "ScriptedExpert", "Task", "Variation",
-    "eval_seeds", "from_so100", "get_task", "heldout_spec", "node_variations", "seed_split", "to_so100",
+    "ConstantPolicy", "EpisodeResult", "EvalResult", "ExpertConfig", "IKConfig", "LeRobotController",
+    "NodeSpec", "RandomPolicy", "Replay", "SO100Env", "ScriptedExpert", "Task", "Variation",
+    "eval_seeds", "from_so100", "get_task", "heldout_spec", "node_variations", "read_sim_meta",
+    "record_dataset", "replay_episode", "rollout", "seed_split", "to_lerobot_batch", "to_so100",
 ]

@@ -115,8 +115,12 @@ class SO100Env(gym.Env):
         return self._observation(), float(success), success, self.steps >= self.max_steps, info
 
     def render(self) -> np.ndarray:
-        """The front camera at IMAGE_SHAPE (the view used for rollout videos)."""
+        """The front camera at IMAGE_SHAPE (Gymnasium's rgb_array render)."""
         return self._render("front")
+
+    def render_camera(self, camera: str) -> np.ndarray:
+        """Any camera of the scene ("front", "wrist") at IMAGE_SHAPE, whether or not observations carry it."""
+        return self._render(camera)
 
     def close(self) -> None:
         if self._renderer is not None:

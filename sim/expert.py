@@ -173,6 +173,8 @@ def interpolate(plan: list[Waypoint], t: int) -> tuple[np.ndarray, float, float,
 class ScriptedExpert:
     """Policy-like controller: ``reset(env)`` plans from the true state, ``expert(obs)`` gives the action."""
 
+    uses_images = False
+
     def __init__(self, config: ExpertConfig = ExpertConfig(), ik: IKConfig = IKConfig()):
         self.cfg, self.ik_cfg = config, ik
         self.done = False

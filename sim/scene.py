@@ -127,8 +127,8 @@ def build_mjcf(task: str) -> str:
       <geom name="target" type="cylinder" size="{TARGET_RADIUS} 0.0008" pos="0 0 0.0008" rgba="0.1 0.7 0.2 1"
             contype="0" conaffinity="0"/>
     </body>{cube}
-    <body name="workspace" pos="0.16 0 0.07"/>
-    <camera name="front" pos="0.52 -0.36 0.42" mode="targetbody" target="workspace" fovy="52"/>
+    <body name="workspace" pos="0.15 0 0.09"/>
+    <camera name="front" pos="0.46 -0.3 0.34" mode="targetbody" target="workspace" fovy="60"/>
     {_arm_body()}
   </worldbody>
   <actuator>

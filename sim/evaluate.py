@@ -1,0 +1,185 @@
+"""Closed-loop evaluation: run a policy in the simulator from held-out seeds and count successes.
+
+Any policy-like object can be evaluated by the same loop:
+
+- a LeRobot policy (``select_action``), given with its pre- and postprocessors; each step it gets the
+  observation as LeRobot's dataset would give it (state (1, 6), images (1, 3, H, W) float in [0, 1], ``task``)
+  and its action is unnormalized by the postprocessor;
+- a controller: a callable ``obs -> action`` (so100 units), with an optional ``reset(env)`` called after each
+  ``env.reset`` (the scripted expert and the baselines below are controllers).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from node.so100 import CAMERAS, FPS
+from sim.env import SO100Env
+from sim.variation import Variation, eval_seeds, seed_split
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    seed: int
+    success: bool
+    length: int
+    """Steps until success, or the episode limit on failure."""
+    video: str | None = None
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    success_rate: float
+    mean_length: float
+    per_seed: list[EpisodeResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- policy adapters -----------------------------------------------------------------------------------
+
+def to_lerobot_batch(observation: dict[str, np.ndarray], instruction: str) -> dict[str, Any]:
+    """Gym observation -> a batch of one, in LeRobot's dataset format (what its preprocessors expect)."""
+    import torch
+
+    batch: dict[str, Any] = {"task": [instruction]}
+    for key, value in observation.items():
+        t = torch.from_numpy(np.ascontiguousarray(value))
+        if key.startswith("observation.images."):
+            t = t.permute(2, 0, 1).float() / 255.0
+        batch[key] = t.float().unsqueeze(0)
+    return batch
+
+
+class LeRobotController:
+    """A LeRobot policy with its processors, seen as a controller."""
+
+    def __init__(self, policy, preprocessor: Callable | None = None, postprocessor: Callable | None = None):
+        self.policy = policy
+        self.preprocessor = preprocessor or (lambda x: x)
+        self.postprocessor = postprocessor or (lambda x: x)
+        self.instruction = ""
+
+    def reset(self, env: SO100Env) -> None:
+        self.policy.reset()
+        self.instruction = env.task.instruction
+
+    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        import torch
+
+        batch = self.preprocessor(to_lerobot_batch(observation, self.instruction))
+        with torch.inference_mode():
+            action = self.postprocessor(self.policy.select_action(batch))
+        return action.detach().to("cpu").numpy().reshape(-1)
+
+
+class RandomPolicy:
+    """Uniform random joint targets over the whole action space, seeded per episode."""
+
+    uses_images = False
+
+    def reset(self, env: SO100Env) -> None:
+        self.space = env.action_space
+        self.rng = np.random.default_rng(env.episode_seed)
+
+    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        return self.rng.uniform(self.space.low, self.space.high).astype(np.float32)
+
+
+class ConstantPolicy:
+    """Holds one action: the arm's start pose (default) or a fixed ``action``."""
+
+    uses_images = False
+
+    def __init__(self, action: np.ndarray | None = None):
+        self.action = None if action is None else np.asarray(action, dtype=np.float32)
+        self._hold: np.ndarray | None = None
+
+    def reset(self, env: SO100Env) -> None:
+        self._hold = None
+
+    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        if self.action is not None:
+            return self.action
+        if self._hold is None:
+            self._hold = observation["observation.state"].copy()
+        return self._hold
+
+
+def as_controller(policy, preprocessor=None, postprocessor=None):
+    """Wrap a LeRobot policy (anything with ``select_action``); return controllers as they are."""
+    if hasattr(policy, "select_action"):
+        return LeRobotController(policy, preprocessor, postprocessor)
+    if not callable(policy):
+        raise TypeError(f"{type(policy).__name__} is neither a LeRobot policy nor a callable controller")
+    return policy
+
+
+# --- the loop ------------------------------------------------------------------------------------------
+
+def rollout(policy, preprocessor: Callable | None = None, postprocessor: Callable | None = None,
+            task: str = "pick_place", seeds: Sequence[int] | None = None, max_steps: int | None = None,
+            video_dir: Path | str | None = None, *, variation: Variation | None = None, max_videos: int = 4,
+            progress: bool = False) -> EvalResult:
+    """Run ``policy`` once from each seed (default: the first 10 evaluation seeds) and measure success.
+
+    An episode ends at the first success or after ``max_steps`` (default: the task's limit). With
+    ``video_dir``, the first ``max_videos`` episodes are written there as ``seed_<seed>.mp4`` (front and wrist
+    cameras side by side), e.g. ``outputs/<run>/evaluate/round_<r>/``.
+    """
+    from lerobot.utils.io_utils import write_video
+
+    seeds = list(eval_seeds(10) if seeds is None else seeds)
+    if not seeds:
+        raise ValueError("no seeds to evaluate")
+    if any(seed_split(s) != "eval" for s in seeds):
+        log.warning("evaluating on seeds outside EVAL_SEEDS: the result is not a held-out measure")
+    controller = as_controller(policy, preprocessor, postprocessor)
+    # Controllers that ignore images (expert, baselines) run without rendering: ~20x faster.
+    env = SO100Env(task, variation=variation, max_steps=max_steps,
+                   render_images=getattr(controller, "uses_images", True))
+    if video_dir is not None:
+        video_dir = Path(video_dir)
+        video_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    try:
+        for i, seed in enumerate(tqdm(seeds, desc=f"eval {task}", unit="ep", disable=not progress)):
+            obs, info = env.reset(seed=seed)
+            if hasattr(controller, "reset"):
+                controller.reset(env)
+            record = video_dir is not None and i < max_videos
+            frames = [_video_frame(env, obs)] if record else []
+            success, steps = False, 0
+            while not success and steps < env.max_steps:
+                obs, _, success, _, info = env.step(controller(obs))
+                steps += 1
+                if record:
+                    frames.append(_video_frame(env, obs))
+            video = None
+            if record:
+                video = str(video_dir / f"seed_{seed}.mp4")
+                write_video(video, frames, fps=FPS)
+            results.append(EpisodeResult(seed, bool(success), steps, video))
+    finally:
+        env.close()
+    rate = float(np.mean([r.success for r in results]))
+    mean_length = float(np.mean([r.length for r in results]))
+    log.info("%s: success %.1f%% over %d seeds, mean length %.1f", task, 100 * rate, len(results), mean_length)
+    return EvalResult(rate, mean_length, results)
+
+
+def _video_frame(env: SO100Env, obs: dict[str, np.ndarray]) -> np.ndarray:
+    """Front and wrist views side by side (from the observation, or rendered if the policy needs none)."""
+    views = [obs.get(f"observation.images.{cam}") for cam in CAMERAS]
+    return np.concatenate([v if v is not None else env.render_camera(cam) for v, cam in zip(views, CAMERAS,
+                                                                                            strict=True)], axis=1)
