@@ -7,6 +7,7 @@ bincode Vec<[u8; 32]> (8-byte little-endian length, then the 32-byte words).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,11 @@ from typing import Any
 class EvmProof:
     proof: bytes
     instances: tuple[int, ...]
+
+    @property
+    def proof_hash(self) -> str:
+        """"0x" sha256 of the proof bytes: the node signs it; recordContributionWithProof checks it."""
+        return "0x" + hashlib.sha256(self.proof).hexdigest()
 
     @classmethod
     def from_ezkl(cls, proof: dict[str, Any] | str | Path) -> EvmProof:

@@ -48,6 +48,7 @@ ERROR_TEXT = {
     "InvalidOutcome": "status {0} with reason {1} is not a valid outcome",
     "VerifierNotSet": "no proof verifier is set (owner: setVerifier)",
     "ProofRejected": "the verifier rejected the proof",
+    "ProofHashMismatch": "the proof is not the one the node signed (signed proof hash {0}, sha256 of this proof {1})",
 }
 
 

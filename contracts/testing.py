@@ -1,7 +1,7 @@
 """Helpers for tests and benchmarks of the chain side: a tiny EZKL circuit with its reusable EVM verifier.
 
 The circuit (y = x · w, 2×4 · 4×1, committed inputs, public outputs) is unrelated to zk0's statement: it
-only gives the registry a real verifier, VKA and proof to check, in ~15 s. Its SRS comes from `gen_srs`,
+only gives the registry a real verifier, VKA and proof to check, in a few seconds. Its SRS comes from `gen_srs`,
 whose maker knows the trapdoor: tests only.
 """
 
@@ -69,11 +69,13 @@ def make_tiny_circuit(workdir: str | Path) -> TinyCircuit:
     args.input_visibility = "polycommit"
     args.output_visibility = "public"
     args.param_visibility = "fixed"
+    args.input_scale = args.param_scale = 8
+    args.decomp_base, args.decomp_legs = 128, 4  # small range-check tables: a small circuit (fast SRS/setup)
+    args.logrows = 10
     p = {name: str(d / name) for name in ("tiny.onnx", "input.json", "settings.json", "tiny.ezkl", "kzg.srs",
                                           "vk.key", "pk.key", "witness.json", "proof.json", "Verifier.sol",
                                           "verifier_abi.json", "vka.bytes")}  # fmt: skip
     ezkl.gen_settings(p["tiny.onnx"], p["settings.json"], py_run_args=args)
-    ezkl.calibrate_settings(p["input.json"], p["tiny.onnx"], p["settings.json"], "resources")
     ezkl.compile_circuit(p["tiny.onnx"], p["tiny.ezkl"], p["settings.json"])
     logrows = json.loads((d / "settings.json").read_text())["run_args"]["logrows"]
     ezkl.gen_srs(p["kzg.srs"], logrows)

@@ -146,6 +146,7 @@ contract ContributionRegistry {
     error InvalidOutcome(uint8 status, uint8 reason);
     error VerifierNotSet();
     error ProofRejected();
+    error ProofHashMismatch(bytes32 signed, bytes32 actual);
 
     modifier onlyOwner() {
         if (msg.sender != owner) revert NotOwner(msg.sender);
@@ -236,6 +237,7 @@ contract ContributionRegistry {
     }
 
     /// @notice As recordContribution, and verify the node's EZKL proof with the registered verifier first.
+    ///         The proof must be the one the node signed: c.proofHash == sha256(proof).
     function recordContributionWithProof(
         Contribution calldata c,
         bytes calldata signature,
@@ -245,6 +247,8 @@ contract ContributionRegistry {
         uint256[] calldata instances
     ) external onlyAggregator {
         if (address(verifier) == address(0)) revert VerifierNotSet();
+        bytes32 proofHash = sha256(proof);
+        if (proofHash != c.proofHash) revert ProofHashMismatch(c.proofHash, proofHash);
         // The verifier reverts without data on a bad proof: name the failure instead.
         try verifier.verifyProof(proof, instances, vka()) returns (bool ok) {
             if (!ok) revert ProofRejected();

@@ -248,25 +248,31 @@ def tiny_circuit(tmp_path_factory):
 
 def test_on_chain_proof_verification(chain, registry, keys, tiny_circuit, open_round):
     key = keys["nodes"][2]
-    c = make_contribution(open_round)
+    node = Account.from_key(key).address
+    honest = tiny_circuit.proof
+    c = make_contribution(open_round, proof_hash=honest.proof_hash)
     signature = signed(registry, key, c)
-    expect_revert("VerifierNotSet", lambda: registry.record_contribution(c, signature, 1, proof=tiny_circuit.proof))
+    expect_revert("VerifierNotSet", lambda: registry.record_contribution(c, signature, 1, proof=honest))
 
     w3 = connect(chain.rpc_url)
     verifier, _ = deploy_contract(w3, keys["owner"], tiny_circuit.verifier_abi, tiny_circuit.verifier_bytecode)
     registry.with_sender(keys["owner"]).set_verifier(verifier, tiny_circuit.vka)
     assert registry.contract.functions.vka().call() == tiny_circuit.vka
 
-    honest = tiny_circuit.proof
     flipped = bytearray(honest.proof)
     flipped[200] ^= 1
-    for tampered in (
-        EvmProof(bytes(flipped), honest.instances),
-        EvmProof(honest.proof, (honest.instances[0] + 1, *honest.instances[1:])),
-    ):
-        expect_revert("ProofRejected", lambda p=tampered: registry.record_contribution(c, signature, 1, proof=p))
-    assert not registry.has_record(open_round, Account.from_key(key).address)
+    tampered = EvmProof(bytes(flipped), honest.instances)
+    # a proof other than the one the node signed
+    err = expect_revert("ProofHashMismatch", lambda: registry.record_contribution(c, signature, 1, proof=tampered))
+    assert tampered.proof_hash in str(err)
+    # a node that signed a tampered proof, or a tampered public instance: the verifier says no
+    c_bad = make_contribution(open_round, proof_hash=tampered.proof_hash)
+    sig_bad = signed(registry, key, c_bad)
+    expect_revert("ProofRejected", lambda: registry.record_contribution(c_bad, sig_bad, 1, proof=tampered))
+    bad_instance = EvmProof(honest.proof, (honest.instances[0] + 1, *honest.instances[1:]))
+    expect_revert("ProofRejected", lambda: registry.record_contribution(c, signature, 1, proof=bad_instance))
+    assert not registry.has_record(open_round, node)
 
     registry.record_contribution(c, signature, Status.SELECTED, proof=honest)
-    record = registry.get_record(open_round, Account.from_key(key).address)
-    assert record.proof_verified and record.signed
+    record = registry.get_record(open_round, node)
+    assert record.proof_verified and record.signed and record.proof_hash == honest.proof_hash

@@ -1,0 +1,74 @@
+"""LocalChain: anvil starts, stops by PID, and comes back with the same state after a stop or a crash."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from eth_account import Account
+
+from contracts import ChainStartError, ChainUnavailable, LocalChain, Registry, ToolNotFound, connect
+
+pytestmark = pytest.mark.integration
+
+
+def deploy_with_one_round(chain: LocalChain) -> Registry:
+    keys = chain.private_keys
+    registry = Registry.deploy(connect(chain.rpc_url), keys[0], Account.from_key(keys[0]).address)
+    registry.open_round(1, "0x" + "11" * 32, "0x" + "cc" * 32)
+    return registry
+
+
+def test_state_survives_a_stop_and_a_crash(tmp_path):
+    chain = LocalChain(state_path=tmp_path / "state.json")
+    with chain:
+        address = deploy_with_one_round(chain).address
+        port, pid = chain.port, chain.pid
+    assert not chain.running and (tmp_path / "state.json").exists()
+
+    with chain:  # same port, same state: the aggregator's rpc_url and registry address still work
+        assert chain.port == port and chain.pid != pid
+        registry = Registry.at(connect(chain.rpc_url), address, chain.private_keys[0])
+        assert registry.round_info(1).state == "open"
+        registry.close_round(1, "0x" + "99" * 32)
+        time.sleep(chain.state_interval + 1.0)  # let the periodic dump catch the close
+        chain.kill()  # a crash: no dump on exit
+        with pytest.raises(ChainUnavailable):
+            registry.round_info(1)
+        chain.start()
+        assert Registry.at(connect(chain.rpc_url), address).round_info(1).state == "closed"
+
+
+def test_missing_anvil_says_how_to_install(tmp_path, monkeypatch):
+    with pytest.raises((ChainStartError, ToolNotFound), match="make setup"):
+        LocalChain(anvil_path=tmp_path / "anvil").start()
+    monkeypatch.setattr("contracts.npm.node_modules_dirs", lambda: [tmp_path])
+    with pytest.raises(ToolNotFound, match="anvil is not installed.*make setup"):
+        LocalChain().start()
+
+
+def test_unreachable_chain_is_reported_as_unavailable():
+    with LocalChain() as chain:
+        url = chain.rpc_url
+    with pytest.raises(ChainUnavailable, match="no Ethereum node answers"):
+        connect(url)
+
+
+def test_chain_up_runs_until_interrupted():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "contracts.local_chain", "--port", "0"], stderr=subprocess.PIPE, text=True
+    )
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if "Ctrl-C to stop" in line:
+            break
+    url = next(line.split()[3] for line in lines if line.startswith("local chain at"))
+    assert connect(url).eth.chain_id == 31337
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=15) == 0
+    with pytest.raises(ChainUnavailable):
+        connect(url)
