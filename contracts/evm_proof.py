@@ -21,7 +21,7 @@ class EvmProof:
 
     @property
     def proof_hash(self) -> str:
-        """"0x" sha256 of the proof bytes: the node signs it; recordContributionWithProof checks it."""
+        """ "0x" sha256 of the proof bytes: the node signs it; recordContributionWithProof checks it."""
         return "0x" + hashlib.sha256(self.proof).hexdigest()
 
     @classmethod

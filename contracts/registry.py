@@ -296,7 +296,11 @@ class Registry:
             raise ChainUnavailable(f"{what}: no receipt within {self.timeout:.0f} s") from None
         except (Web3RPCError, Web3Exception) as err:
             raise ChainError(f"{what}: {err}") from None
-        if receipt["status"] != 1:
+        if receipt["status"] != 1:  # the state changed between estimate and mining: replay for the reason
+            try:
+                call.call({"from": address}, block_identifier=receipt["blockNumber"])
+            except ContractLogicError as err:
+                raise self._revert_error(what, err) from None
             raise ChainError(f"{what} reverted in transaction 0x{bytes(tx_hash).hex()}")
         log.debug("%s: gas %d, tx 0x%s", what, receipt["gasUsed"], bytes(tx_hash).hex())
         return receipt

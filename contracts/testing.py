@@ -111,8 +111,10 @@ def make_tiny_circuit(workdir: str | Path) -> TinyCircuit:
 def deploy_contract(w3: Web3, key: str, abi: list[dict], bytecode: str, *args: object) -> tuple[str, int]:
     """Deploy any contract from `key`'s account; return (address, gas used)."""
     account = Account.from_key(key)
-    tx = w3.eth.contract(abi=abi, bytecode=bytecode).constructor(*args).build_transaction(
-        {"from": account.address, "nonce": w3.eth.get_transaction_count(account.address, "pending")}
+    tx = (
+        w3.eth.contract(abi=abi, bytecode=bytecode)
+        .constructor(*args)
+        .build_transaction({"from": account.address, "nonce": w3.eth.get_transaction_count(account.address, "pending")})
     )
     receipt = w3.eth.wait_for_transaction_receipt(
         w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)

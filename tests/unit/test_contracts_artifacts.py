@@ -45,3 +45,13 @@ def test_artifact_records_the_build_settings():
     data = json.loads((ARTIFACT_DIR / "ContributionRegistry.json").read_text())
     assert data["compiler"]["settings"]["optimizer"] == {"enabled": True, "runs": 200}
     assert data["bytecode"].startswith("0x") and data["deployedBytecode"].startswith("0x")
+
+
+def test_every_contract_error_has_words_in_the_client():
+    from contracts.registry import ERROR_TEXT
+
+    errors = {item["name"]: len(item["inputs"]) for item in load_artifact("ContributionRegistry").abi
+              if item["type"] == "error"}  # fmt: skip
+    assert set(errors) == set(ERROR_TEXT)
+    for name, arity in errors.items():
+        ERROR_TEXT[name].format(*range(arity))  # every placeholder has an argument
