@@ -1,0 +1,130 @@
+"""Capture the slice a node proves: m positions of its own data seen through the *global* model.
+
+With the global parameters loaded, one SmolVLA training forward pass (fixed, seeded noise and time) gives, at
+every (sample, chunk step) position, the input of ``action_out_proj`` (X, via a forward hook) and the
+flow-matching target u_t = noise − action (Y). ``rows`` positions are drawn with the seed, skipping padded
+actions; only the robot's ``action_dim`` real action dimensions are kept. W/b are the first ``action_dim``
+rows of ``action_out_proj`` in the global and in the node's state.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from prover.statement import SliceShape, statement_losses
+
+log = logging.getLogger(__name__)
+
+OUT_PROJ = "model.action_out_proj"
+WEIGHT_KEY, BIAS_KEY = f"{OUT_PROJ}.weight", f"{OUT_PROJ}.bias"
+ACTION, ACTION_IS_PAD = "action", "action_is_pad"
+
+
+@dataclass(frozen=True)
+class Slice:
+    """The statement's inputs, float32: W_g (A,H), b_g (A,), W_n (A,H), b_n (A,), X (m,H), Y (m,A)."""
+
+    W_g: np.ndarray  # noqa: N815 (the statement's names)
+    b_g: np.ndarray
+    W_n: np.ndarray  # noqa: N815
+    b_n: np.ndarray
+    X: np.ndarray  # noqa: N815
+    Y: np.ndarray  # noqa: N815
+
+    def __post_init__(self) -> None:
+        for name in ("W_g", "b_g", "W_n", "b_n", "X", "Y"):
+            value = np.ascontiguousarray(getattr(self, name), dtype=np.float32)
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"Slice.{name} has non-finite values")
+            object.__setattr__(self, name, value)
+        expected = self.shape.input_shapes()
+        got = tuple(a.shape for a in self.arrays())
+        if got != expected:
+            raise ValueError(f"Slice shapes {got} are inconsistent: expected {expected} for {self.shape}")
+
+    @property
+    def shape(self) -> SliceShape:
+        if self.W_g.ndim != 2 or self.X.ndim != 2:
+            raise ValueError(f"Slice.W_g and Slice.X must be 2-D, got {self.W_g.shape} and {self.X.shape}")
+        return SliceShape(actions=self.W_g.shape[0], hidden=self.W_g.shape[1], rows=self.X.shape[0])
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The six inputs in the statement's order."""
+        return self.W_g, self.b_g, self.W_n, self.b_n, self.X, self.Y
+
+    def losses(self) -> tuple[float, float]:
+        """(loss_before, loss_after) in float64."""
+        return statement_losses(*self.arrays())
+
+
+def capture_slice(policy, global_state: dict, node_state: dict, batch: dict, rows: int, action_dim: int,
+                  seed: int) -> Slice:  # fmt: skip
+    """Capture the node's slice on ``batch`` (already preprocessed) with the global model.
+
+    ``policy`` is a LeRobot ``SmolVLAPolicy``; ``global_state``/``node_state`` are state dicts (keys as in
+    ``policy.state_dict()``, e.g. only the trainable subset). The policy's parameters and train/eval mode are
+    restored afterwards. Deterministic for a given seed.
+    """
+    import torch
+
+    for name, state in (("global_state", global_state), ("node_state", node_state)):
+        missing = [k for k in (WEIGHT_KEY, BIAS_KEY) if k not in state]
+        if missing:
+            raise KeyError(f"{name} lacks {missing}: pass the policy's state dict (keys as in policy.state_dict())")
+    own = policy.state_dict()
+    unknown = sorted(set(global_state) - set(own))
+    if unknown:
+        raise KeyError(f"global_state has keys the policy does not: {unknown[:5]}")
+    saved = {k: own[k].detach().clone() for k in global_state}
+    was_training = policy.training
+    layer = policy.model.action_out_proj
+    captured: list = []
+    hook = layer.register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0].detach()))
+    try:
+        policy.load_state_dict({k: torch.as_tensor(v) for k, v in global_state.items()}, strict=False)
+        policy.eval()
+        actions = batch[ACTION]
+        bsize, chunk = actions.shape[0], actions.shape[1]
+        shape = (bsize, chunk, policy.config.max_action_dim)
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed)
+            noise = policy.model.sample_noise(shape, actions.device)
+            time = policy.model.sample_time(bsize, actions.device)
+            policy.forward(dict(batch), noise=noise, time=time, reduction="none")
+    finally:
+        hook.remove()
+        policy.load_state_dict(saved, strict=False)
+        policy.train(was_training)
+    features = captured[-1].to(torch.float32)  # (B, chunk, H)
+    targets = noise - policy.prepare_action(batch)  # u_t, (B, chunk, max_action_dim)
+    pick = capture_positions(batch, rows, seed)
+    b_idx, t_idx = torch.as_tensor(pick[:, 0]), torch.as_tensor(pick[:, 1])
+
+    def rows_of(state: dict, key: str) -> np.ndarray:
+        return torch.as_tensor(state[key]).detach().cpu().to(torch.float32)[:action_dim].numpy()
+
+    return Slice(
+        W_g=rows_of(global_state, WEIGHT_KEY),
+        b_g=rows_of(global_state, BIAS_KEY),
+        W_n=rows_of(node_state, WEIGHT_KEY),
+        b_n=rows_of(node_state, BIAS_KEY),
+        X=features[b_idx, t_idx].cpu().numpy(),
+        Y=targets[b_idx, t_idx, :action_dim].cpu().numpy(),
+    )
+
+
+def capture_positions(batch: dict, rows: int, seed: int) -> np.ndarray:
+    """The (sample, chunk step) positions :func:`capture_slice` picks for ``batch`` (for tests and audits)."""
+    actions = batch[ACTION]
+    valid = np.ones(tuple(actions.shape[:2]), dtype=bool)
+    if ACTION_IS_PAD in batch:
+        valid = ~batch[ACTION_IS_PAD].cpu().numpy().astype(bool)
+    positions = np.argwhere(valid)
+    if len(positions) < rows:
+        raise ValueError(f"the batch has {len(positions)} unpadded positions, the slice needs rows={rows}: "
+                         f"capture on a larger batch")  # fmt: skip
+    rng = np.random.default_rng(seed)
+    return positions[np.sort(rng.choice(len(positions), size=rows, replace=False))]

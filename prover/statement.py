@@ -1,0 +1,95 @@
+"""The statement a node proves (DESIGN.md §4), as a torch module, a numpy reference and an ONNX graph.
+
+The slice is SmolVLA's final action projection restricted to the robot's A real action dimensions:
+W ∈ R^{A×H}, b ∈ R^A. On m captured rows (inputs X ∈ R^{m×H} of the layer, flow-matching targets
+Y ∈ R^{m×A}) the statement computes, for the global (g) and the node's (n) slice,
+
+    loss = mean((X·Wᵀ + b − Y)²)      (over the m rows and A action dimensions)
+
+The ONNX graph of :class:`SliceLoss` is what EZKL turns into a circuit: its six inputs are committed,
+its two outputs (loss_before, loss_after) are public.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+INPUT_NAMES = ("W_g", "b_g", "W_n", "b_n", "X", "Y")
+OUTPUT_NAMES = ("loss_before", "loss_after")
+ONNX_OPSET = 17
+
+
+@dataclass(frozen=True)
+class SliceShape:
+    """Sizes of the slice: A action dimensions, H hidden width (input of the layer), m rows."""
+
+    actions: int
+    hidden: int
+    rows: int
+
+    def __post_init__(self) -> None:
+        for name in ("actions", "hidden", "rows"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"SliceShape.{name} must be a positive int, got {value!r}")
+
+    def input_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Shapes of the statement's inputs, in INPUT_NAMES order."""
+        a, h, m = self.actions, self.hidden, self.rows
+        return (a, h), (a,), (a, h), (a,), (m, h), (m, a)
+
+    def label(self) -> str:
+        return f"A{self.actions}-H{self.hidden}-m{self.rows}"
+
+
+class SliceLoss(nn.Module):
+    """(W_g, b_g, W_n, b_n, X, Y) → (loss_before, loss_after), each of shape (1,)."""
+
+    def forward(self, W_g, b_g, W_n, b_n, X, Y):  # noqa: N803 (the names of the statement)
+        loss_before = ((X @ W_g.T + b_g - Y) ** 2).mean()
+        loss_after = ((X @ W_n.T + b_n - Y) ** 2).mean()
+        return loss_before.reshape(1), loss_after.reshape(1)
+
+
+def slice_loss(W: np.ndarray, b: np.ndarray, X: np.ndarray, Y: np.ndarray) -> float:  # noqa: N803
+    """mean((X·Wᵀ + b − Y)²) in float64: the reference the circuit's outputs are checked against."""
+    residual = X.astype(np.float64) @ W.astype(np.float64).T + b.astype(np.float64) - Y.astype(np.float64)
+    return float(np.mean(residual**2))
+
+
+def statement_losses(W_g, b_g, W_n, b_n, X, Y) -> tuple[float, float]:  # noqa: N803
+    """(loss_before, loss_after) of the statement, in float64."""
+    return slice_loss(W_g, b_g, X, Y), slice_loss(W_n, b_n, X, Y)
+
+
+def export_onnx(shape: SliceShape, path: str | Path) -> Path:
+    """Write the statement's ONNX graph for ``shape`` to ``path``.
+
+    Uses the TorchScript exporter, which gives the same bytes for the same shape every time (the circuit id
+    hashes these bytes).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = tuple(torch.zeros(s, dtype=torch.float32) for s in shape.input_shapes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy-exporter deprecation notice
+        torch.onnx.export(
+            SliceLoss(),
+            example,
+            str(path),
+            input_names=list(INPUT_NAMES),
+            output_names=list(OUTPUT_NAMES),
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
+    log.debug("exported the %s statement to %s", shape.label(), path)
+    return path

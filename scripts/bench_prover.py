@@ -1,0 +1,113 @@
+"""Benchmark the prover: build, prove and verify the statement for a few slice shapes, one subprocess per case
+(so peak RSS is per case), and print a table.
+
+    .venv/bin/python scripts/bench_prover.py                      # tiny (6,48,16), real (6,720,16), (6,720,32)
+    .venv/bin/python scripts/bench_prover.py --case 6,720,32 --cols 2 --json out.json
+
+Values are random but realistic (weights at the 1/√H init scale, unit features, targets of variance ~2).
+The SRS is a dev SRS (timings are the same as with the public one). Keys go to a fresh folder per case unless
+--cache-dir is given, so "setup" is a real setup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CASES = ["6,48,16", "6,720,16", "6,720,32"]
+COLUMNS = [
+    ("case", "{}"), ("logrows", "{}"), ("rows used", "{}"), ("setup s", "{:.1f}"), ("prove s", "{:.1f}"),
+    ("verify s", "{:.3f}"), ("proof bytes", "{:,}"), ("pk bytes", "{:,}"), ("vk bytes", "{:,}"),
+    ("peak RSS MB", "{:,.0f}"), ("|loss - float| ", "{:.1e}"),
+]  # fmt: skip
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_case(spec: str, cols: int, scale: int, cache_dir: str | None) -> dict:
+    """Build, prove and verify one case in this process; return its measurements."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from prover import CircuitConfig, Slice, SliceShape, build_circuit, load_verifier, prove, verify
+    from prover.circuit import synthetic_calibration
+
+    actions, hidden, rows = (int(v) for v in spec.split(","))
+    shape = SliceShape(actions, hidden, rows)
+    config = replace(CircuitConfig(), num_inner_cols=cols, input_scale=scale)
+    with tempfile.TemporaryDirectory(prefix="zk0-bench-", dir=cache_dir) as tmp:
+        started, cpu = time.perf_counter(), _cpu()
+        circuit = build_circuit(shape, "dev", tmp, config=config)
+        setup_s, setup_cpu = time.perf_counter() - started, _cpu() - cpu
+        # An honest-looking update: the node's slice is the least-squares step from the global one.
+        w_g, b_g, _, _, x, y = synthetic_calibration(shape, seed=1)
+        residual = x @ w_g.T + b_g - y
+        w_n = (w_g - 0.05 * residual.T @ x / rows / np.sqrt(hidden)).astype(np.float32)
+        slice_ = Slice(w_g, b_g, w_n, b_g, x, y)
+        started, cpu = time.perf_counter(), _cpu()
+        artifact = prove(circuit, slice_)
+        prove_s, prove_cpu = time.perf_counter() - started, _cpu() - cpu
+        verifier = load_verifier(circuit)
+        verify(artifact, verifier, w_g, b_g, w_n, b_g)  # warm: the global slice's commitments are cached per round
+        started = time.perf_counter()
+        verdict = verify(artifact, verifier, w_g, b_g, w_n, b_g)
+        verify_s = time.perf_counter() - started
+        settings = json.loads(circuit.settings.read_text())
+        before, after = slice_.losses()
+        return {
+            "case": f"A={actions} H={hidden} m={rows}", "logrows": circuit.logrows,
+            "rows used": settings["num_rows"], "num_inner_cols": cols, "input_scale": scale,
+            "setup s": setup_s, "setup cpu s": setup_cpu, "prove s": prove_s, "prove cpu s": prove_cpu,
+            "verify s": verify_s, "verdict": verdict.reason or "ok", "proof bytes": len(artifact.proof),
+            "pk bytes": circuit.pk.stat().st_size, "vk bytes": circuit.vk.stat().st_size,
+            "peak RSS MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "|loss - float| ": max(abs(artifact.loss_before - before), abs(artifact.loss_after - after)),
+        }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--case", action="append", help="A,H,m (repeatable); default: " + " ".join(DEFAULT_CASES))
+    parser.add_argument("--cols", type=int, default=4, help="num_inner_cols")
+    parser.add_argument("--scale", type=int, default=16, help="input_scale")
+    parser.add_argument("--cache-dir", default=None, help="where keys are written (default: the system temp)")
+    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one case, print JSON
+    args = parser.parse_args()
+    if args.one:
+        print("BENCH " + json.dumps(run_case(args.one, args.cols, args.scale, args.cache_dir)), flush=True)
+        return
+    rows = []
+    for spec in args.case or DEFAULT_CASES:
+        cmd = [sys.executable, __file__, "--one", spec, "--cols", str(args.cols), "--scale", str(args.scale)]
+        if args.cache_dir:
+            cmd += ["--cache-dir", args.cache_dir]
+        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "RUST_LOG": "error"})
+        line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH ")), None)
+        if done.returncode != 0 or line is None:
+            sys.exit(f"case {spec} failed:\n{done.stderr[-3000:]}")
+        rows.append(json.loads(line[6:]))
+        print(f"done {spec}: prove {rows[-1]['prove s']:.1f} s", file=sys.stderr, flush=True)
+    header = "| " + " | ".join(name for name, _ in COLUMNS) + " |"
+    print(header)
+    print("|" + "|".join("---" for _ in COLUMNS) + "|")
+    for row in rows:
+        print("| " + " | ".join(fmt.format(row[name]) for name, fmt in COLUMNS) + " |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""The prover end to end with real EZKL on the tiny slice (A=6, H=48 as the tiny SmolVLA, m=16).
+
+One circuit is built per session (dev SRS, cached under the session's cache dir) and one honest proof is made;
+each attack then edits what it needs and must be rejected with the right reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from prover import (
+    BAD_PROOF,
+    NO_IMPROVEMENT,
+    UNBOUND,
+    CircuitFilesError,
+    CircuitMismatchError,
+    ProofArtifact,
+    Slice,
+    SliceLoss,
+    SliceRangeError,
+    SliceShape,
+    build_circuit,
+    circuit_from_files,
+    dev_srs,
+    load_srs,
+    load_verifier,
+    prove,
+    verify,
+)
+from prover.fixed_point import dequantize, felt_to_int, felts_from_ints
+from prover.hashing import sha256_hex
+
+pytestmark = pytest.mark.integration
+
+SHAPE = SliceShape(actions=6, hidden=48, rows=16)
+
+
+def make_slice(seed: int, improve: bool = True) -> Slice:
+    """A slice whose node weights are one gradient step from the global ones on the slice's own data
+    (``improve``), or a step uphill."""
+    rng = np.random.default_rng(seed)
+    a, h, m = SHAPE.actions, SHAPE.hidden, SHAPE.rows
+    w_g = (rng.standard_normal((a, h)) / np.sqrt(h)).astype(np.float32)
+    b_g = (0.1 * rng.standard_normal(a)).astype(np.float32)
+    x = rng.standard_normal((m, h)).astype(np.float32)
+    y = (1.5 * rng.standard_normal((m, a))).astype(np.float32)
+    residual = x @ w_g.T + b_g - y
+    step = 0.05 if improve else -0.05
+    w_n = (w_g - step * residual.T @ x / m / np.sqrt(h)).astype(np.float32)
+    b_n = (b_g - step * residual.mean(axis=0)).astype(np.float32)
+    return Slice(w_g, b_g, w_n, b_n, x, y)
+
+
+@pytest.fixture(scope="module")
+def prover_cache(cache_dir):
+    return cache_dir / "prover"
+
+
+@pytest.fixture(scope="module")
+def circuit(prover_cache):
+    return build_circuit(SHAPE, "dev", prover_cache)
+
+
+@pytest.fixture(scope="module")
+def verifier(circuit):
+    return load_verifier(circuit)
+
+
+@pytest.fixture(scope="module")
+def honest(circuit):
+    slice_ = make_slice(seed=1)
+    return slice_, prove(circuit, slice_)
+
+
+def check(artifact, verifier, slice_, **replace):
+    weights = {"W_g": slice_.W_g, "b_g": slice_.b_g, "W_n": slice_.W_n, "b_n": slice_.b_n, **replace}
+    return verify(artifact, verifier, **weights)
+
+
+def test_honest_proof_verifies_and_losses_match_torch(honest, verifier, circuit):
+    slice_, artifact = honest
+    verdict = check(artifact, verifier, slice_)
+    assert verdict.ok, verdict.message
+    assert (verdict.loss_before, verdict.loss_after) == (artifact.loss_before, artifact.loss_after)
+    assert verdict.data_commitment == artifact.data_commitment
+    step = 2.0**-circuit.input_scale
+    torch_before, torch_after = (t.item() for t in SliceLoss()(*(torch.from_numpy(a) for a in slice_.arrays())))
+    quantized = Slice(*(dequantize(a, circuit.input_scale) for a in slice_.arrays())).losses()
+    # Inputs are rounded to the step; the circuit rounds each rescaled intermediate to it too.
+    assert artifact.loss_before == pytest.approx(quantized[0], abs=2 * step)
+    assert artifact.loss_after == pytest.approx(quantized[1], abs=2 * step)
+    assert artifact.loss_before == pytest.approx(torch_before, abs=4 * step)
+    assert artifact.loss_after == pytest.approx(torch_after, abs=4 * step)
+    assert artifact.loss_after < artifact.loss_before
+
+
+def test_artifact_survives_the_wire(honest, verifier):
+    slice_, artifact = honest
+    data = artifact.to_bytes()
+    assert ProofArtifact.from_bytes(data) == artifact
+    assert check(data, verifier, slice_).ok
+
+
+def test_one_step_change_in_W_n_is_unbound(honest, verifier, circuit):
+    slice_, artifact = honest
+    w_n = slice_.W_n.copy()
+    w_n[2, 7] += 2.0**-circuit.input_scale  # one quantization step in one weight
+    verdict = check(artifact, verifier, slice_, W_n=w_n)
+    assert verdict.reason == UNBOUND and "W_n" in verdict.message
+    b_n = slice_.b_n.copy()
+    b_n[0] -= 2.0**-circuit.input_scale
+    assert check(artifact, verifier, slice_, b_n=b_n).reason == UNBOUND
+
+
+def test_global_model_of_another_round_is_unbound(honest, verifier):
+    slice_, artifact = honest
+    other_round = make_slice(seed=2)
+    verdict = check(artifact, verifier, slice_, W_g=other_round.W_g)
+    assert verdict.reason == UNBOUND and "W_g" in verdict.message
+
+
+def test_flipped_proof_byte_is_bad_proof(honest, verifier):
+    slice_, artifact = honest
+    for position in (len(artifact.proof) // 2, 10, len(artifact.proof) - 1):  # body, a commitment, the tail
+        proof = bytearray(artifact.proof)
+        proof[position] ^= 0x01
+        forged = dataclasses.replace(artifact, proof=bytes(proof), proof_hash=sha256_hex(bytes(proof)))
+        verdict = check(forged, verifier, slice_)
+        assert verdict.reason == BAD_PROOF, (position, verdict)
+
+
+def test_edited_loss_instance_is_bad_proof(honest, verifier, circuit):
+    slice_, artifact = honest
+    # A forger claims a lower loss_after and keeps the artifact self-consistent: EZKL must refuse.
+    lowered = felt_to_int(artifact.instances[1]) - 2**circuit.input_scale // 10
+    instances = (artifact.instances[0], felts_from_ints([lowered])[0])
+    forged = dataclasses.replace(artifact, instances=instances, loss_after=lowered / 2**circuit.input_scale)
+    verdict = check(forged, verifier, slice_)
+    assert verdict.reason == BAD_PROOF and "EZKL" in verdict.message
+    # Editing only the artifact's float and not the proof is caught as well.
+    verdict = check(dataclasses.replace(artifact, loss_after=artifact.loss_after - 0.1), verifier, slice_)
+    assert verdict.reason == BAD_PROOF and "losses" in verdict.message
+
+
+def test_corrupted_or_foreign_artifacts_are_bad_proof(honest, verifier):
+    slice_, artifact = honest
+    assert check(b"not json", verifier, slice_).reason == BAD_PROOF
+    truncated = artifact.to_bytes()[:-40]
+    assert "malformed" in check(truncated, verifier, slice_).message
+    other_circuit = dataclasses.replace(artifact, circuit_id="0x" + "00" * 32)
+    verdict = check(other_circuit, verifier, slice_)
+    assert verdict.reason == BAD_PROOF and "circuit id mismatch" in verdict.message
+
+
+def test_update_that_does_not_improve_is_no_improvement(circuit, verifier):
+    worse = make_slice(seed=3, improve=False)
+    artifact = prove(circuit, worse)
+    assert artifact.loss_after > artifact.loss_before
+    verdict = check(artifact, verifier, worse)
+    assert verdict.reason == NO_IMPROVEMENT
+    assert verdict.loss_before == artifact.loss_before
+
+
+def test_proof_made_with_another_srs_is_bad_proof(honest, verifier, tmp_path_factory):
+    slice_, _ = honest
+    rogue_cache = tmp_path_factory.mktemp("rogue-srs")
+    rogue = build_circuit(SHAPE, "dev", rogue_cache)  # same statement, a different (random) dev SRS
+    assert rogue.srs.sha256 != verifier.srs.sha256 and rogue.circuit_id != verifier.circuit_id
+    artifact = prove(rogue, slice_)
+    assert check(artifact, verifier, slice_).reason == BAD_PROOF  # announced as another circuit
+    disguised = dataclasses.replace(artifact, circuit_id=verifier.circuit_id)
+    verdict = check(disguised, verifier, slice_)
+    assert verdict.reason == BAD_PROOF and "EZKL" in verdict.message
+
+
+def test_node_rebuilds_the_same_circuit_from_shared_files(circuit, prover_cache, tmp_path_factory):
+    # Same arguments, same cache: reused (no new setup), same id.
+    again = build_circuit(SHAPE, "dev", prover_cache)
+    assert again.dir == circuit.dir and again.circuit_id == circuit.circuit_id
+    # A node: only the shared files and a copy of the federation's SRS, its own cache → same vk, same id.
+    node_dir = tmp_path_factory.mktemp("node")
+    srs_copy = shutil.copyfile(circuit.srs.path, node_dir / "federation.srs")
+    srs = load_srs(srs_copy, circuit.logrows, sha256=circuit.srs.sha256)
+    files = circuit.shared_files()
+    rebuilt = circuit_from_files(files["statement.onnx"], files["settings.json"], srs, node_dir / "cache")
+    assert rebuilt.circuit_id == circuit.circuit_id
+    assert rebuilt.vk.read_bytes() == circuit.vk.read_bytes()
+    rebuilt.require_id(circuit.circuit_id)
+
+
+def test_verifier_needs_no_proving_key(circuit, honest, tmp_path):
+    slice_, artifact = honest
+    exported = circuit.export_verifier(tmp_path / "verifier")
+    assert sorted(p.name for p in exported.iterdir()) == ["circuit.json", "settings.json", "statement.onnx", "vk.key"]
+    verifier = load_verifier(exported, circuit.srs)
+    assert verifier.circuit_id == circuit.circuit_id
+    assert check(artifact, verifier, slice_).ok
+
+
+def test_clear_errors_for_mismatched_or_corrupted_circuit_files(circuit, tmp_path):
+    with pytest.raises(CircuitMismatchError, match="circuit id mismatch"):
+        circuit.require_id("0x" + "11" * 32)
+    other_srs = dev_srs(circuit.logrows, tmp_path / "other")  # same size, another file
+    exported = circuit.export_verifier(tmp_path / "v")
+    with pytest.raises(CircuitMismatchError, match="use the SRS the circuit was built with"):
+        load_verifier(exported, other_srs)
+    vk = exported / "vk.key"
+    vk.write_bytes(vk.read_bytes()[:-10])
+    with pytest.raises(CircuitFilesError, match="corrupted"):
+        load_verifier(exported, circuit.srs)
+    (exported / "circuit.json").write_text("{")
+    with pytest.raises(CircuitFilesError, match="circuit.json"):
+        load_verifier(exported, circuit.srs)
+
+
+def test_out_of_range_slice_is_refused_before_ezkl(circuit):
+    slice_ = make_slice(seed=4)
+    huge = Slice(slice_.W_g, slice_.b_g, slice_.W_n, slice_.b_n, slice_.X * 1e4, slice_.Y)
+    with pytest.raises(SliceRangeError, match="too large"):
+        prove(circuit, huge)
+    with pytest.raises(ValueError, match="does not match"):
+        prove(circuit, Slice(*(np.zeros(s, np.float32) for s in SliceShape(6, 48, 8).input_shapes())))
+
+
+def test_settings_have_no_timestamp(circuit):
+    assert json.loads(circuit.settings.read_text())["timestamp"] == 0

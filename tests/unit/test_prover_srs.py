@@ -1,0 +1,46 @@
+"""SRS handling: clear errors for missing or wrong files, a loud warning for dev SRS."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from prover.circuit import CircuitConfig
+from prover.errors import SRSError
+from prover.srs import dev_srs, load_srs
+
+
+def test_missing_srs_says_what_to_do(tmp_path):
+    with pytest.raises(SRSError, match=r"no SRS file .*logrows=14.*get-srs"):
+        load_srs(tmp_path / "kzg14.srs", 14)
+
+
+def test_dev_srs_is_cached_and_warns(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="prover.srs"):
+        srs = dev_srs(4, tmp_path)
+    assert srs.kind == "dev" and srs.logrows == 4 and srs.path.is_file()
+    assert "NEVER use it in production" in caplog.text
+    assert dev_srs(4, tmp_path).sha256 == srs.sha256  # same file, not a new random one
+    assert load_srs(srs.path, 4, sha256=srs.sha256).kind == "public"
+
+
+def test_wrong_size_or_digest_is_refused(tmp_path):
+    srs = dev_srs(4, tmp_path)
+    with pytest.raises(SRSError, match="logrows=4, the circuit needs logrows=5"):
+        load_srs(srs.path, 5)
+    with pytest.raises(SRSError, match="not the same file"):
+        load_srs(srs.path, 4, sha256="0x" + "00" * 32)
+    short = tmp_path / "short.srs"
+    short.write_bytes(b"\x01")
+    with pytest.raises(SRSError, match="too short"):
+        load_srs(short, 4)
+
+
+def test_circuit_config_validation():
+    assert CircuitConfig().run_args().input_visibility == "polycommit"
+    with pytest.raises(ValueError, match="decomp_base"):
+        CircuitConfig(decomp_base=1000)
+    with pytest.raises(ValueError, match="input_scale"):
+        CircuitConfig(input_scale=0)
+    assert CircuitConfig().value_bound() == pytest.approx((4096**3 / 2 - 1) / 2**16)

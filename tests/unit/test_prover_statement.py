@@ -1,0 +1,64 @@
+"""The statement: torch module, numpy reference and ONNX graph agree; shapes are validated."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from prover.capture import Slice
+from prover.statement import INPUT_NAMES, OUTPUT_NAMES, SliceLoss, SliceShape, export_onnx, statement_losses
+
+
+def random_inputs(shape: SliceShape, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s).astype(np.float32) for s in shape.input_shapes()]
+
+
+def test_shape_validation():
+    with pytest.raises(ValueError, match="actions"):
+        SliceShape(0, 48, 16)
+    with pytest.raises(ValueError, match="rows"):
+        SliceShape(6, 48, 2.5)
+    assert SliceShape(6, 48, 16).input_shapes() == ((6, 48), (6,), (6, 48), (6,), (16, 48), (16, 6))
+
+
+def test_torch_module_matches_numpy_reference():
+    shape = SliceShape(6, 48, 16)
+    arrays = random_inputs(shape)
+    before, after = SliceLoss()(*(torch.from_numpy(a) for a in arrays))
+    ref_before, ref_after = statement_losses(*arrays)
+    assert before.shape == (1,) and after.shape == (1,)
+    assert before.item() == pytest.approx(ref_before, rel=1e-5)
+    assert after.item() == pytest.approx(ref_after, rel=1e-5)
+    w_g, b_g, _, _, x, y = arrays
+    assert ref_before == pytest.approx(float(np.mean((x @ w_g.T + b_g - y) ** 2)), rel=1e-5)
+
+
+def test_onnx_export_is_deterministic_and_named(tmp_path):
+    shape = SliceShape(6, 48, 16)
+    first = export_onnx(shape, tmp_path / "a.onnx").read_bytes()
+    assert export_onnx(shape, tmp_path / "b.onnx").read_bytes() == first
+    graph = onnx.load(str(tmp_path / "a.onnx")).graph
+    assert [i.name for i in graph.input] == list(INPUT_NAMES)
+    assert [o.name for o in graph.output] == list(OUTPUT_NAMES)
+    dims = [tuple(d.dim_value for d in i.type.tensor_type.shape.dim) for i in graph.input]
+    assert dims == list(shape.input_shapes())
+
+
+def test_slice_validates_shapes_and_values():
+    shape = SliceShape(6, 48, 16)
+    arrays = random_inputs(shape)
+    s = Slice(*arrays)
+    assert s.shape == shape and all(a.dtype == np.float32 for a in s.arrays())
+    assert s.losses() == pytest.approx(statement_losses(*arrays))
+    bad = list(arrays)
+    bad[5] = bad[5][:, :5]
+    with pytest.raises(ValueError, match="inconsistent"):
+        Slice(*bad)
+    bad = list(arrays)
+    bad[4] = bad[4].copy()
+    bad[4][0, 0] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        Slice(*bad)
