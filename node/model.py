@@ -7,6 +7,7 @@ A model spec names where a policy comes from:
 - ``local:<dir>``: a policy saved with ``save_pretrained`` (a checkpoint of a zk0 run, say).
 - ``tiny``: the same SmolVLA architecture with a small SmolVLM config and a local BPE tokenizer, written to a
   folder once (no network) and reused. Tests and the demo use it.
+- ``full-random``: the real SmolVLM2-500M architecture with random weights (benchmarks and GPU runs offline).
 
 After construction every path goes through the same code: LeRobot's ``make_policy`` and its processors.
 """
@@ -25,8 +26,6 @@ from node.errors import UserError
 from node.so100 import ACTION_DIM, JOINTS
 
 log = logging.getLogger(__name__)
-
-TINY_VLM_DIRNAME = "tiny-smolvlm"
 
 # Fixed normalisation for SO-100 state and action, in so100_follower units (degrees, gripper 0..100).
 # Every node and the server use the same constants: per-node dataset statistics would put each node's model in
@@ -51,24 +50,44 @@ _TOKENIZER_CORPUS = [
 
 
 @dataclass(frozen=True)
-class TinySmolVLA:
-    """Shape of the offline SmolVLA: the SmolVLA recipe with a small SmolVLM (see STACK.md)."""
+class VLMShape:
+    """The SmolVLM backbone SmolVLA is built on, and the SmolVLA settings that depend on it."""
 
-    vision_hidden: int = 32
-    vision_layers: int = 2
-    image_size: int = 64
-    patch_size: int = 8
-    text_hidden: int = 64
-    text_layers: int = 4
-    text_heads: int = 4
-    text_kv_heads: int = 2
-    head_dim: int = 16
-    chunk_size: int = 10
+    name: str
+    vision_hidden: int
+    vision_layers: int
+    vision_heads: int
+    image_size: int
+    patch_size: int
+    text_hidden: int
+    text_layers: int
+    text_heads: int
+    text_kv_heads: int
+    head_dim: int
+    text_intermediate: int
+    scale_factor: int
+    vocab_size: int  # the text model's embedding rows (the local tokenizer uses the first few hundred)
+    num_vlm_layers: int  # SmolVLA keeps the first N layers of the VLM
+    chunk_size: int
 
 
-def build_tiny_vlm(root: Path, shape: TinySmolVLA = TinySmolVLA()) -> Path:
-    """Write a small SmolVLM config, image processor and BPE tokenizer to ``root/tiny-smolvlm`` (cached)."""
-    out = Path(root) / TINY_VLM_DIRNAME
+TINY = VLMShape("tiny-smolvlm", vision_hidden=32, vision_layers=2, vision_heads=2, image_size=64, patch_size=8,
+                text_hidden=64, text_layers=4, text_heads=4, text_kv_heads=2, head_dim=16, text_intermediate=256,
+                scale_factor=2, vocab_size=0, num_vlm_layers=4, chunk_size=10)
+"""Offline SmolVLA for tests and the demo: 415 k parameters, action expert 48 wide (STACK.md)."""
+
+SMOLVLM2_500M = VLMShape("smolvlm2-500m-arch", vision_hidden=768, vision_layers=12, vision_heads=12, image_size=512,
+                         patch_size=16, text_hidden=960, text_layers=32, text_heads=15, text_kv_heads=5, head_dim=64,
+                         text_intermediate=2560, scale_factor=4, vocab_size=49280, num_vlm_layers=16, chunk_size=50)
+"""SmolVLM2-500M-Video-Instruct's architecture, written by hand (random weights: the Hub is unreachable here).
+SmolVLA on it has ~450 M parameters, ~100 M trainable, and an action expert 720 wide, as the real one."""
+
+SHAPES = {"tiny": TINY, "full-random": SMOLVLM2_500M}
+
+
+def build_vlm(root: Path, shape: VLMShape = TINY) -> Path:
+    """Write a SmolVLM config, image processor and local BPE tokenizer to ``root/<shape.name>`` (cached)."""
+    out = Path(root) / shape.name
     if (out / "config.json").exists() and (out / "tokenizer.json").exists():
         return out
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -96,18 +115,18 @@ def build_tiny_vlm(root: Path, shape: TinySmolVLA = TinySmolVLA()) -> Path:
         extra_special_tokens={"fake_image_token": "<fake_token_around_image>", "image_token": "<image>",
                               "global_image_token": "<global-img>", "end_of_utterance_token": "<end_of_utterance>"},
     )
-    vocab = len(tokenizer)
+    vocab = max(len(tokenizer), shape.vocab_size)
     config = SmolVLMConfig(
         vision_config={"hidden_size": shape.vision_hidden, "num_hidden_layers": shape.vision_layers,
-                       "num_attention_heads": 2, "intermediate_size": 4 * shape.vision_hidden,
+                       "num_attention_heads": shape.vision_heads, "intermediate_size": 4 * shape.vision_hidden,
                        "image_size": shape.image_size, "patch_size": shape.patch_size},
         text_config={"model_type": "llama", "hidden_size": shape.text_hidden,
                      "num_hidden_layers": shape.text_layers, "num_attention_heads": shape.text_heads,
                      "num_key_value_heads": shape.text_kv_heads, "head_dim": shape.head_dim,
-                     "intermediate_size": 4 * shape.text_hidden, "vocab_size": vocab,
+                     "intermediate_size": shape.text_intermediate, "vocab_size": vocab,
                      "max_position_embeddings": 512},
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        scale_factor=2,
+        scale_factor=shape.scale_factor,
         vocab_size=vocab,
     )
     config.save_pretrained(tmp)
@@ -116,20 +135,20 @@ def build_tiny_vlm(root: Path, shape: TinySmolVLA = TinySmolVLA()) -> Path:
         size={"longest_edge": shape.image_size},
     )
     SmolVLMProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=SmolVLMVideoProcessor(),
-                     image_seq_len=(shape.image_size // shape.patch_size // 2) ** 2).save_pretrained(tmp)
-    (tmp / "zk0-tiny.json").write_text(json.dumps(shape.__dict__, indent=2))
+                     image_seq_len=(shape.image_size // shape.patch_size // shape.scale_factor) ** 2).save_pretrained(tmp)
+    (tmp / "zk0-shape.json").write_text(json.dumps(shape.__dict__, indent=2))
     tmp.rename(out) if not out.exists() else None
     return out
 
 
-def _smolvla_config(vlm_dir: Path | None, shape: TinySmolVLA, device: str):
+def _smolvla_config(vlm_dir: Path, shape: VLMShape, device: str):
     from lerobot.configs.types import FeatureType, NormalizationMode, PolicyFeature  # noqa: F401
     from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
 
     return SmolVLAConfig(
         vlm_model_name=str(vlm_dir),
         load_vlm_weights=False,
-        num_vlm_layers=shape.text_layers,
+        num_vlm_layers=shape.num_vlm_layers,
         resize_imgs_with_padding=(shape.image_size, shape.image_size),
         chunk_size=shape.chunk_size,
         n_action_steps=shape.chunk_size,
@@ -164,14 +183,13 @@ def make_smolvla(spec: str, ds_meta, cache_dir: Path, device: str = "cpu", seed:
     from lerobot.policies.factory import make_policy, make_pre_post_processors
 
     torch.manual_seed(seed)
-    if spec == "tiny":
-        shape = TinySmolVLA()
-        cfg = _smolvla_config(build_tiny_vlm(Path(cache_dir)), shape, device)
+    if spec in SHAPES:
+        cfg = _smolvla_config(build_vlm(Path(cache_dir), SHAPES[spec]), SHAPES[spec], device)
     elif spec.startswith(("hf:", "local:")):
         kind, _, path = spec.partition(":")
         cfg = _pretrained_config(kind, path, device)
     else:
-        raise UserError(f"unknown model spec {spec!r}: use 'tiny', 'hf:<repo_id>' or 'local:<dir>'")
+        raise UserError(f"unknown model spec {spec!r}: use {', '.join(SHAPES)}, 'hf:<repo_id>' or 'local:<dir>'")
     _check_action_features(ds_meta)
     policy = make_policy(cfg, ds_meta=ds_meta)
     policy.to(device)
