@@ -38,8 +38,6 @@ def record_dataset(root: Path, repo_id: str, task: str = "pick_place", episodes:
     deterministic per (seed, variation, task). Every seed must lie in ``split`` ('node' or 'heldout'):
     closed-loop evaluation seeds are never recorded. Returns ``root``.
     """
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
     if episodes < 1:
         raise ValueError("episodes must be >= 1")
     if split not in ("node", "heldout"):
@@ -53,6 +51,8 @@ def record_dataset(root: Path, repo_id: str, task: str = "pick_place", episodes:
         if not overwrite:
             raise FileExistsError(f"{root} exists; pass overwrite=True to replace it")
         shutil.rmtree(root)
+
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     variation = variation or Variation()
     expert_cfg = expert or ExpertConfig()
