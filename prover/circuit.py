@@ -49,11 +49,11 @@ class CircuitConfig:
         one step in any weight changes the commitment, and honest updates (Adam steps of ~lr = 1e-4 per
         weight) stay visible. Losses come out at the same scale.
     decomp_base, decomp_legs
-        Range checks of rescaled intermediates decompose them in ``legs`` digits of ``base``: values up to
-        ±base^legs / 2 at the current scale. 4096³ leaves room for residuals of ±700 at scale 16, and the
-        4096-row table lets the circuit stay at 2^14 rows at real size.
+        Range checks decompose values in ``legs`` digits of ``base`` (a table of ``base`` rows). The tightest
+        one is on each loss, checked at twice the input scale: loss < base^legs / 4^scale. 16384³ allows
+        losses up to 1024 (the flow-matching loss is ~2 at init); 4096³ would allow only 16.
     num_inner_cols
-        Cells per advice row: more columns, fewer rows (4 halves the rows of 2, same work).
+        Cells per advice row. 2 proved fastest at real size (measured 1, 2, 4, 8: docs/benchmarks.md).
     range_check_inputs
         EZKL's range checks on the inputs and outputs. Off: they cost 6x the rows of the whole statement at real
         size, and buy nothing here — the weights are bound to the verifier's own quantized values by their
@@ -63,9 +63,9 @@ class CircuitConfig:
     """
 
     input_scale: int = 16
-    decomp_base: int = 4096
+    decomp_base: int = 16384
     decomp_legs: int = 3
-    num_inner_cols: int = 4
+    num_inner_cols: int = 2
     range_check_inputs: bool = False
     calibration_seed: int = 0
 
@@ -91,9 +91,9 @@ class CircuitConfig:
         args.ignore_range_check_inputs_outputs = not self.range_check_inputs
         return args
 
-    def value_bound(self) -> float:
-        """Largest magnitude a rescaled intermediate may take (in float units) for the range checks to pass."""
-        return (self.decomp_base**self.decomp_legs / 2 - 1) / 2**self.input_scale
+    def loss_bound(self) -> float:
+        """Largest loss the circuit can hold: the losses are range-checked at twice the input scale."""
+        return self.decomp_base**self.decomp_legs / 4**self.input_scale
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ class Circuit:
     logrows: int
     input_scale: int
     output_scales: tuple[int, ...]
-    value_bound: float
+    loss_bound: float
 
     @property
     def onnx(self) -> Path:
@@ -164,19 +164,6 @@ def _file_sha256(path: Path) -> str:
     return "0x" + hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def synthetic_calibration(shape: SliceShape, seed: int = 0) -> list[np.ndarray]:
-    """Representative random inputs: weights at the init scale 1/√H, unit-variance features and targets."""
-    rng = np.random.default_rng(seed)
-    a, h, m = shape.actions, shape.hidden, shape.rows
-    w_g = rng.standard_normal((a, h)) / np.sqrt(h)
-    b_g = 0.1 * rng.standard_normal(a)
-    w_n = w_g + 1e-3 * rng.standard_normal((a, h))
-    b_n = b_g + 1e-3 * rng.standard_normal(a)
-    x = rng.standard_normal((m, h))
-    y = 1.5 * rng.standard_normal((m, a))  # u_t = noise − action: variance ~2 for normalized actions
-    return [np.asarray(v, dtype=np.float32) for v in (w_g, b_g, w_n, b_n, x, y)]
-
-
 def write_input_json(arrays: list[np.ndarray], path: Path) -> Path:
     """EZKL's input file: the six inputs flattened, in INPUT_NAMES order."""
     data = {"input_data": [np.asarray(a, dtype=np.float32).reshape(-1).tolist() for a in arrays]}
@@ -208,7 +195,7 @@ def _make_settings(shape: SliceShape, config: CircuitConfig, calibration: list[n
     except RuntimeError as err:
         raise ValueError(
             f"calibration failed for {shape.label()} at input_scale={config.input_scale}: the calibration values "
-            f"do not fit decomp range ±{config.value_bound():.0f}; raise decomp_legs or lower input_scale ({err})"
+            f"do not fit the range checks (losses up to {config.loss_bound():.3g}); raise decomp_legs ({err})"
         ) from err
     _normalize_settings(settings_path)
     data_path.unlink()
@@ -231,11 +218,12 @@ def build_circuit(
     config = config or CircuitConfig()
     cache_dir = Path(cache_dir)
     if calibration is None:
-        arrays = synthetic_calibration(shape, config.calibration_seed)
-    else:
-        arrays = list(calibration.arrays())
-        if tuple(a.shape for a in arrays) != shape.input_shapes():
-            raise ValueError(f"calibration slice has shapes {[a.shape for a in arrays]}, expected {shape}")
+        from prover.synthetic import synthetic_slice
+
+        calibration = synthetic_slice(shape, config.calibration_seed)
+    if calibration.shape != shape:
+        raise ValueError(f"the calibration slice is {calibration.shape}, the circuit is for {shape}")
+    arrays = list(calibration.arrays())
     spec = hashlib.sha256(json.dumps([asdict(shape), asdict(config)]).encode())
     for a in arrays:
         spec.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
@@ -317,13 +305,13 @@ def read_meta(directory: Path) -> dict:
 
 
 def scales_of(settings_path: Path) -> dict:
-    """Input scale, output scales and the range bound of a settings file."""
+    """Input scale, output scales and the loss bound of a settings file."""
     settings = json.loads(settings_path.read_text())
     run_args = settings["run_args"]
     config = CircuitConfig(input_scale=run_args["input_scale"], decomp_base=run_args["decomp_base"],
                            decomp_legs=run_args["decomp_legs"], num_inner_cols=run_args["num_inner_cols"])  # fmt: skip
     return {"input_scale": run_args["input_scale"], "output_scales": tuple(settings["model_output_scales"]),
-            "value_bound": config.value_bound()}  # fmt: skip
+            "loss_bound": config.loss_bound()}  # fmt: skip
 
 
 def shape_of(onnx_path: Path) -> SliceShape:

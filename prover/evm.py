@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,8 +118,12 @@ def compile_solidity(source: str, name: str = "Verifier.sol") -> dict:
     if not version.strip().startswith(SOLC_VERSION):
         raise EvmBuildError(f"expected solc {SOLC_VERSION}, node_modules has {version.strip()!r}: run `make setup`")
     request = {"language": "Solidity", "sources": {name: {"content": source}}, "settings": SOLC_SETTINGS}
-    done = subprocess.run([str(solcjs), "--standard-json"], input=json.dumps(request), capture_output=True,
-                          text=True, check=False)  # fmt: skip
+    # solcjs reads stdin with a blocking readFileSync, which fails (EAGAIN) on a pipe: give it a file instead.
+    with tempfile.TemporaryFile("w+") as stdin:
+        json.dump(request, stdin)
+        stdin.seek(0)
+        done = subprocess.run([str(solcjs), "--standard-json"], stdin=stdin, capture_output=True, text=True,
+                              check=False)  # fmt: skip
     if done.returncode != 0:
         raise EvmBuildError(f"solcjs failed: {done.stderr.strip()[-2000:]}")
     output = json.loads(done.stdout[done.stdout.index("{") :])

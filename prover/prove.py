@@ -101,20 +101,15 @@ class ProofArtifact:
 
 
 def check_range(circuit: Circuit, slice_: Slice) -> None:
-    """Raise :class:`SliceRangeError` when an intermediate of the statement would not fit the circuit's range
-    checks (EZKL would otherwise fail deep in witness generation)."""
-    scale = circuit.input_scale
-    w_g, b_g, w_n, b_n, x, y = (dequantize(a, scale) for a in slice_.arrays())
-    worst = 0.0
-    for w, b in ((w_g, b_g), (w_n, b_n)):
-        product = x @ w.T
-        residual = product + b - y
-        worst = max(worst, float(np.abs(product).max()), float((residual**2).max()))
-    if worst > circuit.value_bound:
+    """Raise :class:`SliceRangeError` when a loss would not fit the circuit's range checks (EZKL would otherwise
+    fail deep in witness generation with a decomposition error)."""
+    quantized = Slice(*(dequantize(a, circuit.input_scale) for a in slice_.arrays()))
+    worst = max(quantized.losses())
+    if worst >= 0.99 * circuit.loss_bound:
         raise SliceRangeError(
-            f"the slice's values are too large for the circuit: an intermediate reaches {worst:.3g}, the range "
-            f"checks allow ±{circuit.value_bound:.3g} at input_scale={scale}. Check the captured X/Y (normalized "
-            f"actions?), or build the circuit with more decomp_legs."
+            f"the slice's loss {worst:.4g} is too large for the circuit, which holds losses below "
+            f"{circuit.loss_bound:.4g}: check the captured X/Y (are the actions normalized?), or build the "
+            f"circuit with more decomp_legs."
         )
 
 

@@ -38,11 +38,10 @@ def _cpu() -> float:
 
 def run_case(spec: str, cols: int, scale: int, cache_dir: str | None) -> dict:
     """Build, prove and verify one case in this process; return its measurements."""
-    import numpy as np
 
     sys.path.insert(0, str(ROOT))
-    from prover import CircuitConfig, Slice, SliceShape, build_circuit, load_verifier, prove, verify
-    from prover.circuit import synthetic_calibration
+    from prover import CircuitConfig, SliceShape, build_circuit, load_verifier, prove, verify
+    from prover.synthetic import synthetic_slice
 
     actions, hidden, rows = (int(v) for v in spec.split(","))
     shape = SliceShape(actions, hidden, rows)
@@ -51,18 +50,15 @@ def run_case(spec: str, cols: int, scale: int, cache_dir: str | None) -> dict:
         started, cpu = time.perf_counter(), _cpu()
         circuit = build_circuit(shape, "dev", tmp, config=config)
         setup_s, setup_cpu = time.perf_counter() - started, _cpu() - cpu
-        # An honest-looking update: the node's slice is the least-squares step from the global one.
-        w_g, b_g, _, _, x, y = synthetic_calibration(shape, seed=1)
-        residual = x @ w_g.T + b_g - y
-        w_n = (w_g - 0.05 * residual.T @ x / rows / np.sqrt(hidden)).astype(np.float32)
-        slice_ = Slice(w_g, b_g, w_n, b_g, x, y)
+        slice_ = synthetic_slice(shape, seed=1)  # an honest-looking update: one gradient step
+        w_g, b_g, w_n, b_n = slice_.W_g, slice_.b_g, slice_.W_n, slice_.b_n
         started, cpu = time.perf_counter(), _cpu()
         artifact = prove(circuit, slice_)
         prove_s, prove_cpu = time.perf_counter() - started, _cpu() - cpu
         verifier = load_verifier(circuit)
-        verify(artifact, verifier, w_g, b_g, w_n, b_g)  # warm: the global slice's commitments are cached per round
+        verify(artifact, verifier, w_g, b_g, w_n, b_n)  # warm: the global slice's commitments are cached per round
         started = time.perf_counter()
-        verdict = verify(artifact, verifier, w_g, b_g, w_n, b_g)
+        verdict = verify(artifact, verifier, w_g, b_g, w_n, b_n)
         verify_s = time.perf_counter() - started
         settings = json.loads(circuit.settings.read_text())
         before, after = slice_.losses()

@@ -35,6 +35,7 @@ from prover import (
 )
 from prover.fixed_point import dequantize, felt_to_int, felts_from_ints
 from prover.hashing import sha256_hex
+from prover.synthetic import synthetic_slice
 
 pytestmark = pytest.mark.integration
 
@@ -42,19 +43,7 @@ SHAPE = SliceShape(actions=6, hidden=48, rows=16)
 
 
 def make_slice(seed: int, improve: bool = True) -> Slice:
-    """A slice whose node weights are one gradient step from the global ones on the slice's own data
-    (``improve``), or a step uphill."""
-    rng = np.random.default_rng(seed)
-    a, h, m = SHAPE.actions, SHAPE.hidden, SHAPE.rows
-    w_g = (rng.standard_normal((a, h)) / np.sqrt(h)).astype(np.float32)
-    b_g = (0.1 * rng.standard_normal(a)).astype(np.float32)
-    x = rng.standard_normal((m, h)).astype(np.float32)
-    y = (1.5 * rng.standard_normal((m, a))).astype(np.float32)
-    residual = x @ w_g.T + b_g - y
-    step = 0.05 if improve else -0.05
-    w_n = (w_g - step * residual.T @ x / m / np.sqrt(h)).astype(np.float32)
-    b_n = (b_g - step * residual.mean(axis=0)).astype(np.float32)
-    return Slice(w_g, b_g, w_n, b_n, x, y)
+    return synthetic_slice(SHAPE, seed=seed, improve=improve)
 
 
 @pytest.fixture(scope="module")

@@ -43,4 +43,4 @@ def test_circuit_config_validation():
         CircuitConfig(decomp_base=1000)
     with pytest.raises(ValueError, match="input_scale"):
         CircuitConfig(input_scale=0)
-    assert CircuitConfig().value_bound() == pytest.approx((4096**3 / 2 - 1) / 2**16)
+    assert CircuitConfig().loss_bound() == 1024.0
