@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from node.adversary import ATTACKS
 from node.errors import UserError
 from node.logs import setup_logging
 
@@ -14,7 +15,9 @@ def _demo(args: argparse.Namespace) -> int:
     from aggregator.demo import DemoConfig, run_demo
 
     fed = FederationConfig(local_steps=args.local_steps, krum_f=args.krum_f, krum_m=args.krum_m)
-    summary = run_demo(DemoConfig(nodes=args.nodes, rounds=args.rounds, out=args.out or ""), fed)
+    demo = DemoConfig(nodes=args.nodes, rounds=args.rounds, out=args.out or "", verify=not args.no_verify,
+                      adversary=args.adversary)
+    summary = run_demo(demo, fed)
     return 0 if summary.get("rounds") else 1
 
 
@@ -31,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--local-steps", type=int, default=20, help="training steps per node per round (default 20)")
     demo.add_argument("--krum-f", type=int, default=0, help="Byzantine nodes Krum tolerates (default 0)")
     demo.add_argument("--krum-m", type=int, default=2, help="updates MultiKrum averages (default 2; 1 = Krum)")
+    demo.add_argument("--adversary", choices=[*ATTACKS, "unapproved"],
+                      help="turn the last node adversarial (see docs/security.md); use with --nodes 5 --krum-f 1")
+    demo.add_argument("--no-verify", action="store_true", help="plain Krum federation: no proofs, signatures, chain")
     demo.set_defaults(func=_demo)
     return parser
 

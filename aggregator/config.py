@@ -28,6 +28,17 @@ class FederationConfig:
     fraction_evaluate: float = 1.0
     timeout: float = 600.0  # seconds to wait for replies in a round
     seed: int = 0
+    # The verified protocol (proofs, signatures, chain records). Off: plain Krum federation.
+    verify: bool = False
+    srs: str = "dev"  # "dev" (development SRS: forgeable, tests and demos only) or the federation's SRS file
+    slice_rows: int = 16  # m: positions of the node's data the proof covers
+    chain_rpc: str = ""
+    registry: str = ""
+    aggregator_key: str = ""  # never from a config file in production: zk0agg reads it from a file or env
+    onchain_verify: bool = False
+    verifier_url: str = ""  # the verifier service; empty: verify in-process
+    verifier_token: str = ""
+    chain_drain_timeout: float = 60.0  # seconds to wait at the end of a run for the journal to reach the chain
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -38,6 +49,10 @@ class FederationConfig:
             raise UserError("min_nodes must be at least 1")
         if not 0.0 <= self.fraction_evaluate <= 1.0:
             raise UserError("fraction_evaluate must be in [0, 1]")
+        if self.verify and not (self.chain_rpc and self.registry and self.aggregator_key):
+            raise UserError("a verified federation needs chain_rpc, registry and aggregator_key")
+        if self.slice_rows < 1:
+            raise UserError("slice_rows must be at least 1")
 
     @classmethod
     def from_run_config(cls, run_config: dict) -> FederationConfig:
@@ -51,7 +66,11 @@ class FederationConfig:
         return cls(**values)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The config as recorded in summary.json (secrets left out)."""
+        out = asdict(self)
+        out["aggregator_key"] = "***" if self.aggregator_key else ""
+        out["verifier_token"] = "***" if self.verifier_token else ""
+        return out
 
     def krum_quorum(self) -> int:
         """The fewest verified replies Krum can work with: n > 2f + 2."""

@@ -1,7 +1,13 @@
-"""``zk0agg demo``: a whole federation on one machine with Flower's simulation engine and offline fixtures."""
+"""``zk0agg demo``: the whole verifiable federation on one machine.
+
+A local chain (anvil) with the registry deployed, one wallet per node (approved by the owner), the dev SRS and
+circuit, N nodes on Flower's simulation engine training on offline non-IID SO-100 data, proofs, the gate, Krum,
+chain records, server evaluation, and ``summary.json``. ``verify=False`` runs the plain Krum federation.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -13,10 +19,13 @@ from rich.console import Console
 from aggregator.config import FederationConfig
 from aggregator.fixtures import synthetic_fixtures
 from aggregator.server_app import make_server_app
+from node.adversary import ATTACKS
 from node.client_app import NodeSetup, make_client_app
 from node.errors import UserError
 
 log = logging.getLogger(__name__)
+
+DEMO_PASSWORD = "zk0-demo-only"  # the demo's throwaway keystores; real nodes choose their own
 
 
 @dataclass
@@ -27,11 +36,44 @@ class DemoConfig:
     cache_dir: str = ".zk0/fixtures"
     episodes: int = 4
     frames: int = 30
+    verify: bool = True
+    adversary: str | None = None  # the last node runs this attack
+    adversaries: tuple[str, ...] = ()  # or one attack per node, from the last node backwards
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
             raise UserError("a demo needs at least one node")
+        if self.adversary and self.adversary not in ATTACKS:
+            raise UserError(f"unknown adversary {self.adversary!r}: choose one of {', '.join(ATTACKS)}")
         self.out = self.out or time.strftime("outputs/demo-%Y%m%d-%H%M%S")
+
+    def attacks(self) -> list[str | None]:
+        """Per node: None (honest) or the attack it runs."""
+        kinds = list(self.adversaries) or ([self.adversary] if self.adversary else [])
+        if len(kinds) > self.nodes:
+            raise UserError(f"{len(kinds)} adversaries for {self.nodes} nodes")
+        return [None] * (self.nodes - len(kinds)) + kinds
+
+
+def _start_chain(out: Path, nodes: int, console: Console, unapproved: set[int]):
+    """anvil + registry + one approved wallet per node; returns (chain, registry address, aggregator key, wallets)."""
+    from eth_account import Account
+
+    from contracts import LocalChain, Registry, connect, create_keystore, read_address
+
+    chain = LocalChain(state_path=out / "anvil-state.json").start()
+    owner_key, aggregator_key = chain.private_keys[:2]
+    registry = Registry.deploy(connect(chain.rpc_url), owner_key, Account.from_key(aggregator_key).address)
+    wallets = []
+    for i in range(nodes):
+        path = out / "wallets" / f"node{i}.json"
+        address = read_address(path) if path.exists() else create_keystore(path, DEMO_PASSWORD)
+        if i not in unapproved:
+            registry.approve_node(address)
+        wallets.append(str(path))
+    console.print(f"chain: anvil at {chain.rpc_url} (chain id {chain.chain_id}), registry {registry.address}, "
+                  f"{nodes - len(unapproved)} node wallet(s) approved")
+    return chain, registry.address, aggregator_key, wallets
 
 
 def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Console | None = None) -> dict:
@@ -42,24 +84,42 @@ def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Con
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     t0 = time.perf_counter()
-    console.print(f"[bold]zk0 demo[/]: {demo.nodes} nodes, {demo.rounds} rounds, outputs in {demo.out}")
+    out = Path(demo.out)
+    out.mkdir(parents=True, exist_ok=True)
+    attacks = demo.attacks()
+    console.print(f"[bold]zk0 demo[/]: {demo.nodes} nodes, {demo.rounds} rounds, "
+                  f"{'verified (proofs, signatures, chain)' if demo.verify else 'unverified'}, outputs in {out}")
     fixtures = synthetic_fixtures(Path(demo.cache_dir), demo.nodes, demo.episodes, demo.frames)
     console.print(f"fixtures ready ({time.perf_counter() - t0:.1f}s): {len(fixtures.nodes)} node datasets + held-out")
     fed = fed or FederationConfig()
-    fed.rounds, fed.out_dir, fed.cache_dir, fed.heldout = demo.rounds, demo.out, demo.cache_dir, fixtures.heldout
+    fed.rounds, fed.out_dir, fed.cache_dir, fed.heldout = demo.rounds, str(out), demo.cache_dir, fixtures.heldout
     fed.min_nodes = demo.nodes
-    setups = [NodeSetup(dataset=uri, cache_dir=demo.cache_dir) for uri in fixtures.nodes]
+    chain, wallets = None, [None] * demo.nodes
+    if demo.verify:
+        os.environ["ZK0_WALLET_PASSWORD"] = DEMO_PASSWORD  # the simulated nodes read it (never argv)
+        unapproved = {i for i, a in enumerate(attacks) if a == "unapproved"}
+        chain, fed.registry, fed.aggregator_key, wallets = _start_chain(out, demo.nodes, console, unapproved)
+        fed.chain_rpc, fed.verify = chain.rpc_url, True
+        console.print("[yellow]proofs use a DEVELOPMENT SRS made on this machine: fine for a demo, forgeable in "
+                      "general (docs/trust-model.md)[/]")
+    for i, attack in enumerate(attacks):
+        if attack:
+            console.print(f"node {i} is adversarial: {attack} ({ATTACKS.get(attack, 'not an approved wallet')})")
+    setups = [NodeSetup(dataset=uri, cache_dir=demo.cache_dir, wallet=w, adversary=a if a != "unapproved" else None)
+              for uri, w, a in zip(fixtures.nodes, wallets, attacks, strict=True)]
     client_app = make_client_app(lambda ctx: setups[int(ctx.node_config["partition-id"])])
-    summary: dict = {}
-
-    server_app = make_server_app(fed, console=console)
-    run_simulation(server_app=server_app, client_app=client_app, num_supernodes=demo.nodes,
-                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                                   "init_args": {"num_cpus": max(1, min(os.cpu_count() or 1, demo.nodes))}})
-    summary_path = Path(demo.out) / "summary.json"
-    if summary_path.exists():
-        import json
-
-        summary = json.loads(summary_path.read_text())
-    console.print(f"demo finished in {time.perf_counter() - t0:.0f}s: {summary_path}")
+    try:
+        run_simulation(server_app=make_server_app(fed, console=console), client_app=client_app,
+                       num_supernodes=demo.nodes,
+                       backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                                       "init_args": {"num_cpus": max(1, min(os.cpu_count() or 1, demo.nodes))}})
+    finally:
+        if chain is not None:
+            chain.stop()
+    summary_path = out / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    if not summary.get("rounds"):
+        raise UserError(f"the federation produced no round (see the log above); outputs in {out}")
+    console.print(f"demo finished in {time.perf_counter() - t0:.0f}s: eval loss {summary['initial_eval_loss']:.4f} "
+                  f"→ {summary['final_eval_loss']:.4f}; {summary_path}")
     return summary

@@ -10,12 +10,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
+from eth_utils import to_checksum_address
 from flwr.app import Message
 
+from contracts import Contribution, recover_signer
+from node.contribution import parse_record, slice_of
 from node.params import check_arrays
-from prover.hashing import params_hash
+from prover import Verdict
+from prover.hashing import params_hash, sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +44,12 @@ class Reply:
     message: Message
     arrays: dict[str, np.ndarray] | None = None
     metrics: dict = field(default_factory=dict)
-    contribution: dict | None = None
+    contribution: Contribution | None = None
+    claimed_address: str | None = None
+    signature: bytes | None = None
+    proof: bytes | None = None
     update_hash: str | None = None
-    address: str | None = None
+    address: str | None = None  # set once the signature, round and signer check out
     loss_before: float | None = None
     loss_after: float | None = None
     proof_hash: str | None = None
@@ -56,7 +64,8 @@ class Outcome:
     status: str
     reason: str | None = None
     detail: str = ""
-    address: str | None = None
+    address: str | None = None  # the wallet (or, for unattributable rejections, the reply's own key on chain)
+    claimed_address: str | None = None
     update_hash: str | None = None
     loss_before: float | None = None
     loss_after: float | None = None
@@ -69,6 +78,7 @@ class Outcome:
     def of(cls, reply: Reply, status: str, reason: str | None = None, detail: str = "") -> Outcome:
         return cls(
             node_id=reply.node_id, status=status, reason=reason, detail=detail, address=reply.address,
+            claimed_address=reply.claimed_address,
             update_hash=reply.update_hash, loss_before=reply.loss_before, loss_after=reply.loss_after,
             train_loss=reply.metrics.get("train_loss"), proof_hash=reply.proof_hash,
             data_commitment=reply.data_commitment,
@@ -77,11 +87,28 @@ class Outcome:
 
 @dataclass
 class RoundContext:
-    """What the gate compares replies against: this round's number and global model."""
+    """What the gate compares replies against: this round's number and global model, and, when contributions
+    are verified, the chain identity signatures are bound to, the approved-node lookup and the proof checker."""
 
     round: int
     global_arrays: dict[str, np.ndarray]
     global_hash: str
+    chain_id: int | None = None
+    registry: str | None = None
+    is_approved: Callable[[str], bool] | None = None
+    verifier: ProofChecker | None = None
+    signers: set[str] = field(default_factory=set)  # wallets that already passed the gate this round
+
+    @property
+    def verified(self) -> bool:
+        return self.verifier is not None
+
+
+class ProofChecker(Protocol):
+    """In-process (``prover.verify``) or the verifier service's client: the same check either way."""
+
+    def verify(self, artifact: bytes, W_g: np.ndarray, b_g: np.ndarray, W_n: np.ndarray,  # noqa: N803
+               b_n: np.ndarray) -> Verdict: ...
 
 
 Check = Callable[[Reply, RoundContext], None]
@@ -107,15 +134,89 @@ def check_well_formed(reply: Reply, ctx: RoundContext) -> None:
         raise Rejected("MALFORMED", "metrics need a positive integer 'num-examples'")
     reply.arrays, reply.metrics = arrays, metrics
     reply.update_hash = params_hash(list(arrays.values()))
-    if "contribution" in content.config_records:
-        reply.contribution = dict(content["contribution"])
+    if ctx.verified:
+        if "contribution" not in content.config_records:
+            raise Rejected("MALFORMED", "reply has no 'contribution' record (proof and signature)")
+        try:
+            c, address, signature, proof = parse_record(dict(content["contribution"]))
+            address = to_checksum_address(address)
+        except ValueError as err:
+            raise Rejected("MALFORMED", str(err)) from None
+        reply.contribution = c
+        reply.claimed_address, reply.signature, reply.proof = address, signature, proof
+        reply.loss_before, reply.loss_after = c.loss_before, c.loss_after
+        reply.proof_hash, reply.data_commitment = c.proof_hash, c.data_commitment
+
+
+def check_known_node(reply: Reply, ctx: RoundContext) -> None:
+    """UNKNOWN_NODE: the address the reply claims is not an approved node in the registry."""
+    if not ctx.is_approved(reply.claimed_address):
+        raise Rejected("UNKNOWN_NODE", f"{reply.claimed_address} is not an approved node")
+
+
+def check_signature(reply: Reply, ctx: RoundContext) -> None:
+    """BAD_SIGNATURE: the EIP-712 signature over the signed fields is not by the claimed address."""
+    try:
+        signer = recover_signer(reply.contribution, reply.signature, ctx.chain_id, ctx.registry)
+    except Exception as err:  # malformed signatures raise in several ways; all mean "not this node's"
+        raise Rejected("BAD_SIGNATURE", f"signature does not recover: {err}") from None
+    if signer != reply.claimed_address:
+        raise Rejected("BAD_SIGNATURE", f"signed by {signer}, not by {reply.claimed_address}")
+
+
+def check_fresh(reply: Reply, ctx: RoundContext) -> None:
+    """STALE: signed for another round or global model (a replay), or a second reply from the same wallet."""
+    c = reply.contribution
+    if c.round != ctx.round or c.global_hash != ctx.global_hash:
+        raise Rejected("STALE", f"signed for round {c.round} / global {c.global_hash[:10]}…, this is round "
+                                f"{ctx.round} / {ctx.global_hash[:10]}…")
+    if reply.claimed_address in ctx.signers:
+        raise Rejected("STALE", f"{reply.claimed_address} already replied in round {ctx.round}")
+    ctx.signers.add(reply.claimed_address)
+    reply.address = reply.claimed_address  # from here on the reply is attributable to its signer
+
+
+def check_integrity(reply: Reply, ctx: RoundContext) -> None:
+    """INTEGRITY: the arrays received do not hash to the update hash the node signed."""
+    if reply.update_hash != reply.contribution.update_hash:
+        raise Rejected("INTEGRITY", f"received arrays hash to {reply.update_hash}, signed "
+                                    f"{reply.contribution.update_hash}")
+
+
+def check_proof(reply: Reply, ctx: RoundContext) -> None:
+    """BAD_PROOF, UNBOUND, NO_IMPROVEMENT: the proof, bound to the global and the received slice."""
+    W_g, b_g = slice_of(ctx.global_arrays)  # noqa: N806 (the statement's names)
+    W_n, b_n = slice_of(reply.arrays)  # noqa: N806
+    verdict = ctx.verifier.verify(reply.proof, W_g, b_g, W_n, b_n)
+    if verdict.reason == "BAD_PROOF":
+        raise Rejected("BAD_PROOF", verdict.message)
+    c = reply.contribution
+    signed = (c.proof_hash, c.data_commitment, c.loss_before, c.loss_after)
+    proven = (sha256_hex(_artifact_proof(reply.proof)), verdict.data_commitment, verdict.loss_before,
+              verdict.loss_after)
+    if signed != proven:
+        raise Rejected("BAD_PROOF", "the signed proof hash, data commitment or losses are not the proof's")
+    reply.loss_before, reply.loss_after = verdict.loss_before, verdict.loss_after
+    if not verdict.ok:
+        raise Rejected(verdict.reason, verdict.message)
+
+
+def _artifact_proof(artifact: bytes) -> bytes:
+    from prover import ProofArtifact
+
+    return ProofArtifact.from_bytes(artifact).proof
+
+
+STRUCTURAL_CHECKS: list[Check] = [check_well_formed]  # a federation without proofs and signatures
+VERIFIED_CHECKS: list[Check] = [check_well_formed, check_known_node, check_signature, check_fresh, check_integrity,
+                                check_proof]
 
 
 @dataclass
 class Gate:
     """Runs the checks in order; the first failure names the reply's reason."""
 
-    checks: list[Check] = field(default_factory=lambda: [check_well_formed])
+    checks: list[Check] = field(default_factory=lambda: list(VERIFIED_CHECKS))
 
     def __call__(self, message: Message, ctx: RoundContext) -> tuple[Reply, Outcome]:
         reply = Reply(node_id=message.metadata.src_node_id, message=message)

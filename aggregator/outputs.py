@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 
 from rich.console import Console
@@ -21,8 +22,8 @@ from aggregator.strategy import RoundLog
 
 log = logging.getLogger(__name__)
 
-CSV_FIELDS = ("round", "node_id", "address", "status", "reason", "detail", "loss_before", "loss_after",
-              "train_loss", "update_hash", "proof_hash", "data_commitment", "tx_hash")
+CSV_FIELDS = ("round", "node_id", "address", "claimed_address", "status", "reason", "detail", "loss_before",
+              "loss_after", "train_loss", "update_hash", "proof_hash", "data_commitment", "tx_hash")
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -39,10 +40,9 @@ def _short(text: str | None) -> str:
 
 
 def _node_entry(o: Outcome) -> dict:
-    return {"node_id": o.node_id, "address": o.address, "status": o.status, "reason": o.reason,
-            "detail": o.detail, "loss_before": o.loss_before, "loss_after": o.loss_after, "train_loss": o.train_loss,
-            "update_hash": o.update_hash, "proof_hash": o.proof_hash, "data_commitment": o.data_commitment,
-            "tx_hash": o.tx_hash}
+    fields = ("node_id", "address", "claimed_address", "status", "reason", "detail", "loss_before", "loss_after",
+              "train_loss", "update_hash", "proof_hash", "data_commitment", "tx_hash")
+    return {name: getattr(o, name) for name in fields}
 
 
 class RunOutputs:
@@ -55,16 +55,18 @@ class RunOutputs:
         self.summary: dict = {"run_id": run_id, "config": config, "chain": None, "initial_eval_loss": None,
                               "final_eval_loss": None, "rounds": []}
         self.metrics: dict = {"run_id": run_id, "initial": {}, "rounds": []}
+        self._pending_tx: dict[tuple, str | None] = {}  # chain transactions, by (round, node_id | open | close)
+        self._lock = threading.Lock()  # the chain sender thread writes too
 
     def set_chain(self, chain_id: int, registry: str, **extra) -> None:
         self.summary["chain"] = {"chain_id": chain_id, "registry": registry, **extra}
-        self._flush()
+        self.flush()
 
     def initial(self, server_eval_loss: float, **extra) -> None:
         self.summary["initial_eval_loss"] = server_eval_loss
         self.metrics["initial"] = {"server_eval_loss": server_eval_loss, **extra}
         self.console.print(f"[bold]round 0[/] server eval loss {server_eval_loss:.4f} (initial global model)")
-        self._flush()
+        self.flush()
 
     def add_round(self, rlog: RoundLog, server_eval_loss: float, new_global_hash: str, seconds: dict,
                   **extra_metrics) -> None:
@@ -72,14 +74,16 @@ class RunOutputs:
         entry = {"round": rlog.round, "global_hash": rlog.global_hash, "new_global_hash": new_global_hash,
                  "server_eval_loss": server_eval_loss, "kept_global": rlog.kept_global, "note": rlog.note,
                  **extra_metrics, "nodes": nodes}
-        self.summary["rounds"].append(entry)
-        self.summary["final_eval_loss"] = server_eval_loss
+        with self._lock:
+            self.summary["rounds"].append(entry)
+            self._apply_tx()
+            self.summary["final_eval_loss"] = server_eval_loss
         self.metrics["rounds"].append({
             "round": rlog.round, "server_eval_loss": server_eval_loss,
             "client_train_loss": {str(n["node_id"]): n["train_loss"] for n in nodes if n["train_loss"] is not None},
             "seconds": seconds, **extra_metrics,
         })
-        self._flush()
+        self.flush()
         self.console.print(self.round_table(entry))
 
     def round_table(self, entry: dict) -> Table:
@@ -96,14 +100,22 @@ class RunOutputs:
                           _short(n["update_hash"]), _short(n["tx_hash"]))
         return table
 
-    def set_tx(self, round_: int, node_id: int, tx_hash: str) -> None:
-        """Fill in a record's transaction hash once the chain has it (records may land after the round)."""
+    def on_chain(self, op, tx_hash: str | None) -> None:
+        """A journalled chain operation landed: note its transaction (records may land after their round)."""
+        key = (op.round, op.payload["node_id"]) if op.kind in ("record", "reject") else (op.round, op.kind)
+        with self._lock:
+            self._pending_tx[key] = tx_hash
+            self._apply_tx()
+            self._write()
+
+    def _apply_tx(self) -> None:
         for entry in self.summary["rounds"]:
-            if entry["round"] == round_:
-                for n in entry["nodes"]:
-                    if n["node_id"] == node_id:
-                        n["tx_hash"] = tx_hash
-        self._flush()
+            for key in ("open", "close"):
+                if (entry["round"], key) in self._pending_tx:
+                    entry[f"{key}_tx_hash"] = self._pending_tx[(entry["round"], key)]
+            for n in entry["nodes"]:
+                if (entry["round"], n["node_id"]) in self._pending_tx:
+                    n["tx_hash"] = self._pending_tx[(entry["round"], n["node_id"])]
 
     def save_checkpoint(self, round_: int, bundle) -> Path:
         """LeRobot ``save_pretrained`` format: ``SmolVLAPolicy.from_pretrained(path)`` loads it."""
@@ -113,7 +125,11 @@ class RunOutputs:
         bundle.postprocessor.save_pretrained(path)
         return path
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        with self._lock:
+            self._write()
+
+    def _write(self) -> None:
         _write_atomic(self.dir / "summary.json", json.dumps(self.summary, indent=2, default=str))
         _write_atomic(self.dir / "metrics.json", json.dumps(self.metrics, indent=2, default=str))
         buf = io.StringIO()

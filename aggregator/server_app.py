@@ -19,7 +19,7 @@ from flwr.app import ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 
 from aggregator.config import FederationConfig
-from aggregator.gate import Gate
+from aggregator.gate import STRUCTURAL_CHECKS, VERIFIED_CHECKS, Gate
 from aggregator.outputs import RunOutputs
 from aggregator.strategy import GatedMultiKrum
 from node.datasets import load_dataset, load_metadata
@@ -41,8 +41,26 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
     run_id = Path(cfg.out_dir).name or datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S")
     outputs = RunOutputs(Path(cfg.out_dir), run_id, cfg.to_dict(), console=console)
 
+    verification = None
+    if cfg.verify:
+        from aggregator.verification import ChainConfig, Verification
+
+        chain = ChainConfig(cfg.chain_rpc, cfg.registry, cfg.aggregator_key, cfg.onchain_verify)
+        checker = None
+        if cfg.verifier_url:
+            from aggregator.verifier_client import RemoteVerifier
+
+            checker = RemoteVerifier(cfg.verifier_url, cfg.verifier_token)
+        verification = Verification.start(bundle.policy, cfg.slice_rows, cfg.srs, cfg.cache_dir, chain,
+                                          Path(cfg.out_dir) / "chain-journal.sqlite", on_done=outputs.on_chain,
+                                          checker=checker)
+        outputs.set_chain(verification.registry.chain_id, verification.registry.address,
+                          circuit_id=verification.circuit.circuit_id, srs=verification.circuit.srs.kind,
+                          srs_sha256=verification.circuit.srs.sha256)
+
     strategy = GatedMultiKrum(
-        gate=Gate(),
+        gate=Gate(list(VERIFIED_CHECKS if cfg.verify else STRUCTURAL_CHECKS)),
+        verification=verification,
         hash_arrays=lambda arrays: params_hash(list(arrays.values())),
         num_malicious_nodes=cfg.krum_f,
         num_nodes_to_select=cfg.krum_m,
@@ -62,8 +80,10 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         else:
             outputs.save_checkpoint(server_round, bundle)
             seconds = {"round": t0 - clock["round_start"], "server_eval": time.perf_counter() - t0}
-            outputs.add_round(strategy.rounds[server_round], loss, params_hash(list(global_arrays.values())),
-                              seconds)
+            new_hash = params_hash(list(global_arrays.values()))
+            outputs.add_round(strategy.rounds[server_round], loss, new_hash, seconds)
+            if verification is not None:
+                verification.close(server_round, new_hash)
         clock["round_start"] = time.perf_counter()
         return MetricRecord({"server_eval_loss": loss})
 
@@ -75,6 +95,10 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
                    timeout=cfg.timeout, train_config=train_config,
                    evaluate_config=ConfigRecord({"eval-batches": cfg.client_eval_batches}),
                    evaluate_fn=evaluate_round)
+    if verification is not None:
+        pending = verification.finish(cfg.chain_drain_timeout)
+        outputs.summary["chain"]["pending_operations"] = pending
+        outputs.flush()
     return outputs.summary
 
 

@@ -22,9 +22,6 @@ from node.params import arrays_to_numpy
 
 log = logging.getLogger(__name__)
 
-RoundHook = Callable[[int, ArrayRecord, ConfigRecord], None]
-
-
 @dataclass
 class RoundLog:
     """One round as the aggregator saw it: the global model it sent and every reply's outcome."""
@@ -39,12 +36,11 @@ class RoundLog:
 class GatedMultiKrum(MultiKrum):
     """MultiKrum (Krum when ``num_nodes_to_select == 1``) over the replies that pass ``gate``."""
 
-    def __init__(self, gate: Gate, hash_arrays: Callable[[dict], str], on_open: RoundHook | None = None,
-                 **kwargs) -> None:
+    def __init__(self, gate: Gate, hash_arrays: Callable[[dict], str], verification=None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.gate = gate
         self.hash_arrays = hash_arrays
-        self.on_open = on_open
+        self.verification = verification  # aggregator.verification.Verification, or None: no proofs, no chain
         self.rounds: dict[int, RoundLog] = {}
         self._context: dict[int, RoundContext] = {}
 
@@ -53,12 +49,14 @@ class GatedMultiKrum(MultiKrum):
         """Open the round: hash the global model, put the hash in the config every node receives."""
         global_arrays = arrays_to_numpy(arrays)
         global_hash = self.hash_arrays(global_arrays)
-        self._context[server_round] = RoundContext(server_round, global_arrays, global_hash)
-        self.rounds[server_round] = RoundLog(server_round, global_hash)
         config = ConfigRecord(dict(config))
         config["global-hash"] = global_hash
-        if self.on_open is not None:
-            self.on_open(server_round, arrays, config)
+        if self.verification is not None:
+            ctx = self.verification.open(server_round, global_arrays, global_hash, config)
+        else:
+            ctx = RoundContext(server_round, global_arrays, global_hash)
+        self._context[server_round] = ctx
+        self.rounds[server_round] = RoundLog(server_round, global_hash)
         return super().configure_train(server_round, arrays, config, grid)
 
     def aggregate_train(self, server_round: int,
@@ -66,11 +64,21 @@ class GatedMultiKrum(MultiKrum):
         """Gate every reply, then Krum over the verified ones; keep the global model without a quorum."""
         ctx, rlog = self._context.pop(server_round), self.rounds[server_round]
         verified: list[tuple[Message, Outcome]] = []
+        gated = {}
         for msg in replies:
-            _, outcome = self.gate(msg, ctx)
+            reply, outcome = self.gate(msg, ctx)
+            gated[outcome.node_id] = reply
             rlog.outcomes.append(outcome)
             if outcome.status == VERIFIED:
                 verified.append((msg, outcome))
+        arrays, metrics = self._krum(server_round, rlog, verified)
+        if self.verification is not None:
+            self.verification.record(server_round, rlog.outcomes, gated)
+        return arrays, metrics
+
+    def _krum(self, server_round: int, rlog: RoundLog,
+              verified: list[tuple[Message, Outcome]]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Flower's MultiKrum selection and averaging over the verified replies; None keeps the global model."""
         f, n = self.num_malicious_nodes, len(verified)
         if n <= 2 * f + 2 or n < self.num_nodes_to_select:
             rlog.kept_global = True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -18,6 +19,8 @@ import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from node.adversary import Attack
+from node.contribution import RoundTerms, check_global, contribution_record, prove_update, wallet_account
 from node.datasets import load_dataset, load_metadata
 from node.errors import UserError
 from node.model import make_smolvla
@@ -35,8 +38,9 @@ class NodeSetup:
     model: str = "tiny"
     cache_dir: str = ".zk0/fixtures"
     device: str = "cpu"
-    wallet: str | None = None
-    adversary: str | None = None
+    wallet: str | None = None  # keystore file; its password comes from ZK0_WALLET_PASSWORD, never the config
+    srs: str = "dev"  # "dev" (development SRS in cache_dir) or the federation's SRS file
+    adversary: str | None = None  # testing only: an attack from node.adversary.ATTACKS
 
     @classmethod
     def from_node_config(cls, node_config: dict, run_config: dict) -> NodeSetup:
@@ -49,6 +53,7 @@ class NodeSetup:
             cache_dir=str(node_config.get("cache-dir", run_config.get("cache-dir", ".zk0/fixtures"))),
             device=str(node_config.get("device", "cpu")),
             wallet=node_config.get("wallet") or None,
+            srs=str(node_config.get("srs", "dev")),
             adversary=node_config.get("adversary") or None,
         )
 
@@ -60,6 +65,7 @@ class LocalNode:
     setup: NodeSetup
     bundle: object
     dataset: object
+    last_reply: RecordDict | None = None  # what a replaying adversary re-sends
 
 
 @cache
@@ -87,6 +93,44 @@ def train_config(config: ConfigRecord) -> TrainConfig:
     )
 
 
+def train_round(node: LocalNode, content: RecordDict) -> RecordDict:
+    """One round on the node: check the terms, train (FedProx), prove, sign; the reply's content."""
+    config = content["config"]
+    attack = Attack(node.setup.adversary)
+    terms = RoundTerms.from_config(config)
+    global_arrays = arrays_to_numpy(content["arrays"])
+    if terms is not None:
+        check_global(global_arrays, terms.global_hash)
+    if attack.replays and node.last_reply is not None:
+        return node.last_reply
+    cfg = train_config(config)
+    result = fedprox_train(node.bundle, node.dataset, global_arrays, cfg)
+    node_arrays = snapshot(node.bundle.policy)
+    sent = attack.sent(global_arrays, node_arrays, cfg.seed)
+    metrics = MetricRecord({
+        "num-examples": result.num_examples,
+        "train_loss": result.loss_mean,
+        "train_loss_first": result.loss_first,
+        "train_loss_last": result.loss_last,
+        "train_seconds": result.seconds,
+    })
+    reply = RecordDict({"arrays": numpy_to_arrays(sent), "metrics": metrics})
+    if terms is not None:
+        if node.setup.wallet is None:
+            raise UserError("this federation verifies contributions: the node needs a wallet (--wallet)")
+        account = wallet_account(node.setup.wallet)
+        t0 = time.perf_counter()
+        artifact = prove_update(node.bundle, node.dataset, global_arrays, attack.proven(global_arrays, node_arrays),
+                                terms, node.setup.srs, node.setup.cache_dir, seed=cfg.seed)
+        metrics["prove_seconds"] = time.perf_counter() - t0
+        reply["contribution"] = ConfigRecord(contribution_record(terms, sent, attack.artifact(artifact),
+                                                                 attack.signer(account), account.address))
+    log.info("round %s: trained %d steps, loss %.4f -> %.4f", config["server-round"], result.steps,
+             result.loss_first, result.loss_last)
+    node.last_reply = reply
+    return reply
+
+
 def make_client_app(resolve: Callable[[Context], NodeSetup]) -> ClientApp:
     """A ClientApp whose node setup comes from ``resolve(context)``."""
     app = ClientApp()
@@ -94,20 +138,7 @@ def make_client_app(resolve: Callable[[Context], NodeSetup]) -> ClientApp:
     @app.train()
     def train(msg: Message, context: Context) -> Message:
         node = load_node(resolve(context))
-        config = msg.content["config"]
-        global_arrays = arrays_to_numpy(msg.content["arrays"])
-        result = fedprox_train(node.bundle, node.dataset, global_arrays, train_config(config))
-        arrays = snapshot(node.bundle.policy)
-        metrics = MetricRecord({
-            "num-examples": result.num_examples,
-            "train_loss": result.loss_mean,
-            "train_loss_first": result.loss_first,
-            "train_loss_last": result.loss_last,
-            "train_seconds": result.seconds,
-        })
-        log.info("round %s: trained %d steps, loss %.4f -> %.4f", config["server-round"], result.steps,
-                 result.loss_first, result.loss_last)
-        return Message(RecordDict({"arrays": numpy_to_arrays(arrays), "metrics": metrics}), reply_to=msg)
+        return Message(train_round(node, msg.content), reply_to=msg)
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:

@@ -135,7 +135,8 @@ def build_vlm(root: Path, shape: VLMShape = TINY) -> Path:
         size={"longest_edge": shape.image_size},
     )
     SmolVLMProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=SmolVLMVideoProcessor(),
-                     image_seq_len=(shape.image_size // shape.patch_size // shape.scale_factor) ** 2).save_pretrained(tmp)
+                     image_seq_len=(shape.image_size // shape.patch_size // shape.scale_factor) ** 2,
+                     ).save_pretrained(tmp)
     (tmp / "zk0-shape.json").write_text(json.dumps(shape.__dict__, indent=2))
     tmp.rename(out) if not out.exists() else None
     return out

@@ -9,7 +9,7 @@ import pytest
 from flwr.app import Message, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from aggregator.gate import VERIFIED, Gate, RoundContext
+from aggregator.gate import STRUCTURAL_CHECKS, VERIFIED, Gate, RoundContext
 from aggregator.strategy import GatedMultiKrum
 from node.params import numpy_to_arrays
 from prover.hashing import params_hash
@@ -45,7 +45,7 @@ def run_round(strategy: GatedMultiKrum, replies: list[Message]):
 
 
 def make_strategy(f: int = 1, m: int = 1) -> GatedMultiKrum:
-    return GatedMultiKrum(gate=Gate(), hash_arrays=lambda a: params_hash(list(a.values())),
+    return GatedMultiKrum(gate=Gate(list(STRUCTURAL_CHECKS)), hash_arrays=lambda a: params_hash(list(a.values())),
                           num_malicious_nodes=f, num_nodes_to_select=m)
 
 
@@ -87,7 +87,7 @@ def test_gate_records_first_failure_only():
     def second(reply, ctx):
         calls.append(reply.node_id)
 
-    gate = Gate(checks=[Gate().checks[0], second])
+    gate = Gate(checks=[*STRUCTURAL_CHECKS, second])
     ctx = RoundContext(1, dict(GLOBAL), "0x00")
     _, ok = gate(reply(1, honest(1)), ctx)
     _, bad = gate(reply(2, None), ctx)

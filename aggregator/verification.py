@@ -1,0 +1,149 @@
+"""The verified protocol's server side: the circuit, the chain, and what each round opens, checks and records.
+
+``Verification`` is what turns the plain Krum federation into zk0's: at round open it tells nodes the terms
+(circuit id, chain id, registry) and journals ``openRound``; the gate uses its approved-node lookup and proof
+checker; after Krum it journals every reply's outcome; after evaluation it journals ``closeRound``. The chain
+is reached only through the journal (``ChainSync``), so an outage delays records and loses none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from flwr.app import ConfigRecord
+from web3 import Web3
+
+from aggregator.chain_sync import ChainSync
+from aggregator.gate import Reply, RoundContext
+from aggregator.journal import Journal
+from contracts import ChainUnavailable, EvmProof, Reason, Registry, Status, connect
+from node.contribution import slice_shape
+from prover import ProofArtifact, Verdict, build_circuit, load_verifier, verify
+
+log = logging.getLogger(__name__)
+
+UNSIGNED = ("MALFORMED", "UNKNOWN_NODE", "BAD_SIGNATURE", "STALE")
+
+
+def reply_address(node_id: int) -> str:
+    """The on-chain key of a reply that is not attributable to a wallet (rejected before its signature held).
+
+    Derived from the Flower node id, so such a record can never take the (round, wallet) slot of the wallet it
+    claims: an attacker cannot block an honest node's record by replaying or forging in its name.
+    """
+    digest = hashlib.sha256(b"zk0:flower-node:" + str(node_id).encode()).digest()
+    return Web3.to_checksum_address(digest[-20:])
+
+
+def federation_srs(srs: str):
+    """``"dev"`` or an SRS file (the public ceremony file in production; its header says its size)."""
+    if srs == "dev":
+        return "dev"
+    from prover import load_srs
+    from prover.srs import _header_logrows  # the file declares its logrows in its first bytes
+
+    return load_srs(srs, _header_logrows(Path(srs)) if Path(srs).is_file() else 0)
+
+
+class LocalProofChecker:
+    """In-process verification: ``prover.verify`` with the circuit's verifier files."""
+
+    def __init__(self, circuit) -> None:
+        self.verifier = load_verifier(circuit)
+
+    def verify(self, artifact: bytes, W_g, b_g, W_n, b_n) -> Verdict:  # noqa: N803
+        return verify(artifact, self.verifier, W_g, b_g, W_n, b_n)
+
+
+@dataclass
+class ChainConfig:
+    rpc_url: str
+    registry: str
+    aggregator_key: str  # hex private key of the registry's aggregator account
+    onchain_verify: bool = False  # also verify each signed reply's proof in the contract
+
+
+@dataclass
+class Verification:
+    """Circuit + chain for a verified run (built once at start)."""
+
+    circuit: object
+    checker: object
+    registry: Registry
+    sync: ChainSync
+    onchain_verify: bool = False
+    _approved: dict[str, bool] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, policy, slice_rows: int, srs: str, cache_dir: str, chain: ChainConfig, journal_path: Path,
+              on_done=None, checker=None) -> Verification:
+        circuit = build_circuit(slice_shape(policy, slice_rows), federation_srs(srs), cache_dir)
+        if circuit.srs.kind == "dev":
+            log.warning("this run uses a DEVELOPMENT SRS (%s): whoever made it can forge proofs; never use it where "
+                        "proofs must mean anything", circuit.srs.path)
+        else:
+            log.info("SRS %s (sha256 %s): nodes must use the same file", circuit.srs.path, circuit.srs.sha256)
+        registry = Registry.at(connect(chain.rpc_url), chain.registry, chain.aggregator_key)
+        sync = ChainSync(registry, Journal(journal_path), on_done=on_done)
+        sync.start()
+        return cls(circuit, checker or LocalProofChecker(circuit), registry, sync, chain.onchain_verify)
+
+    # ----------------------------------------------------------------- round steps
+    def open(self, round_: int, global_arrays: dict[str, np.ndarray], global_hash: str,
+             config: ConfigRecord) -> RoundContext:
+        """Round terms into the config every node receives; ``openRound`` into the journal."""
+        config["circuit-id"] = self.circuit.circuit_id
+        config["chain-id"] = self.registry.chain_id
+        config["registry"] = self.registry.address
+        config["slice-rows"] = self.circuit.shape.rows
+        config["srs-logrows"] = self.circuit.srs.logrows
+        self._approved.clear()
+        self.sync.open_round(round_, global_hash, self.circuit.circuit_id)
+        self.sync.flush()
+        return RoundContext(round_, global_arrays, global_hash, chain_id=self.registry.chain_id,
+                            registry=self.registry.address, is_approved=self.is_approved, verifier=self.checker)
+
+    def is_approved(self, address: str) -> bool:
+        """Approval as the registry says, cached for the round (the last known answer if the chain is away)."""
+        if address not in self._approved:
+            try:
+                self._approved[address] = self.registry.is_approved(address)
+            except ChainUnavailable:
+                log.warning("chain unavailable: cannot check whether %s is approved; rejecting it this round", address)
+                return False
+        return self._approved[address]
+
+    def record(self, round_: int, outcomes, replies: dict[int, Reply]) -> None:
+        """Journal every reply's outcome: signed ones with the node's signature, the rest as rejections."""
+        for outcome in outcomes:
+            reply = replies[outcome.node_id]
+            reason = outcome.reason or "NONE"
+            if outcome.status in UNSIGNED:
+                outcome.address = reply_address(outcome.node_id)
+                evidence = reply.update_hash or "0x" + "00" * 32
+                self.sync.reject(round_, outcome.address, Reason[reason], evidence, outcome.node_id)
+                continue
+            status = Status[outcome.status] if outcome.status in ("SELECTED", "NOT_SELECTED") else Status.REJECTED
+            proof = None
+            if self.onchain_verify:
+                proof = EvmProof.from_ezkl(ProofArtifact.from_bytes(reply.proof).ezkl_proof())
+            self.sync.record(round_, reply.address, reply.contribution, reply.signature, status, Reason[reason],
+                             outcome.node_id, proof=proof)
+        self.sync.flush()
+
+    def close(self, round_: int, new_global_hash: str) -> None:
+        self.sync.close_round(round_, new_global_hash)
+        self.sync.flush()
+
+    def finish(self, timeout: float) -> int:
+        """Wait up to ``timeout`` s for the journal to reach the chain; returns what is still pending."""
+        left = self.sync.drain(timeout)
+        self.sync.stop()
+        if left:
+            log.error("%d chain operation(s) still pending in %s: they will be sent when the aggregator restarts",
+                      left, self.sync.journal.path)
+        return left

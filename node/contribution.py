@@ -1,0 +1,143 @@
+"""A node's contribution: the proof of its update's slice, and its signature over what it sends (DESIGN.md §3).
+
+The round config tells the node the terms (round, global hash, circuit id, chain and registry); the node checks
+them against what it received, proves the statement on its own data, signs the EIP-712 ``Contribution`` and
+replies with a config record holding the proof, the signature and every signed field. ``parse_record`` is the
+aggregator's reading of that record (one definition of the wire format).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from contracts import Contribution, sign_contribution
+from node.errors import UserError
+from node.so100 import ACTION_DIM
+from prover import ProofArtifact, SliceShape, build_circuit, capture_slice, load_srs, params_hash, prove
+
+log = logging.getLogger(__name__)
+
+SLICE_WEIGHT = "model.action_out_proj.weight"
+SLICE_BIAS = "model.action_out_proj.bias"
+
+
+@dataclass(frozen=True)
+class RoundTerms:
+    """What the aggregator's round config commits the node to."""
+
+    round: int
+    global_hash: str
+    circuit_id: str
+    chain_id: int
+    registry: str
+    slice_rows: int
+    srs_logrows: int
+
+    @classmethod
+    def from_config(cls, config) -> RoundTerms | None:
+        """None when the federation runs without proofs (no circuit in the config)."""
+        if "circuit-id" not in config:
+            return None
+        return cls(int(config["server-round"]), str(config["global-hash"]), str(config["circuit-id"]),
+                   int(config["chain-id"]), str(config["registry"]), int(config["slice-rows"]),
+                   int(config["srs-logrows"]))
+
+
+def slice_shape(policy, rows: int) -> SliceShape:
+    """The statement's shape for this policy: SO-100's 6 action dims × the action expert's width × m rows."""
+    return SliceShape(actions=ACTION_DIM, hidden=policy.model.action_out_proj.in_features, rows=rows)
+
+
+@cache
+def node_circuit(shape: SliceShape, srs: str, cache_dir: str, logrows: int):
+    """The circuit, built locally from the shared statement and SRS (its proving key never travels).
+
+    ``srs`` is ``"dev"`` (a development SRS cached in ``cache_dir``: simulation and tests only) or the path of
+    the federation's SRS file for circuits of ``logrows`` rows.
+    """
+    return build_circuit(shape, srs if srs == "dev" else load_srs(srs, logrows), cache_dir)
+
+
+def check_global(global_arrays: dict[str, np.ndarray], terms_hash: str) -> None:
+    """Refuse to train on parameters that are not the ones the round announced."""
+    got = params_hash(list(global_arrays.values()))
+    if got != terms_hash:
+        raise UserError(f"the global parameters received hash to {got}, the round config says {terms_hash}: "
+                        "refusing to train on a model that is not this round's")
+
+
+def prove_update(bundle, dataset, global_arrays: dict, node_arrays: dict, terms: RoundTerms, srs: str,
+                 cache_dir: str, seed: int) -> ProofArtifact:
+    """Capture the slice with the global model on a batch of the node's data and prove the statement."""
+    circuit = node_circuit(slice_shape(bundle.policy, terms.slice_rows), srs, cache_dir, terms.srs_logrows)
+    if circuit.circuit_id != terms.circuit_id:
+        raise UserError(f"this round's circuit is {terms.circuit_id}, but the statement and SRS this node has "
+                        f"give {circuit.circuit_id}: check the SRS file (--srs) and the zk0 version")
+    chunk = bundle.policy.config.chunk_size
+    batch_size = max(1, -(-terms.slice_rows // chunk))
+    gen = torch.Generator().manual_seed(seed)
+    batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=gen)))
+    state = {k: torch.from_numpy(v) for k, v in global_arrays.items()}
+    node_state = {k: torch.from_numpy(v) for k, v in node_arrays.items()}
+    slice_ = capture_slice(bundle.policy, state, node_state, bundle.preprocessor(batch), rows=terms.slice_rows,
+                           action_dim=ACTION_DIM, seed=seed)
+    return prove(circuit, slice_)
+
+
+def contribution_record(terms: RoundTerms, sent_arrays: dict, artifact: ProofArtifact, signer,
+                        address: str | None = None) -> dict:
+    """Sign the contribution with ``signer`` and build the reply's ``contribution`` config record.
+
+    ``address`` is the identity the node claims (its wallet's address, which is ``signer``'s when honest).
+    """
+    c = Contribution(terms.round, terms.global_hash, params_hash(list(sent_arrays.values())), artifact.proof_hash,
+                     artifact.data_commitment, artifact.loss_before, artifact.loss_after)
+    signature = sign_contribution(signer, c, terms.chain_id, terms.registry)
+    return {"address": address or signer.address, "signature": bytes(signature), "proof": artifact.to_bytes(),
+            "round": c.round, "global-hash": c.global_hash, "update-hash": c.update_hash,
+            "proof-hash": c.proof_hash, "data-commitment": c.data_commitment, "loss-before": c.loss_before,
+            "loss-after": c.loss_after}
+
+
+def parse_record(record: dict) -> tuple[Contribution, str, bytes, bytes]:
+    """A reply's contribution record → (Contribution, claimed address, signature, proof artifact bytes).
+
+    Raises ``ValueError`` saying what is wrong: the record comes from an untrusted node.
+    """
+    try:
+        c = Contribution(int(record["round"]), str(record["global-hash"]), str(record["update-hash"]),
+                         str(record["proof-hash"]), str(record["data-commitment"]), float(record["loss-before"]),
+                         float(record["loss-after"]))
+        address, signature, proof = str(record["address"]), record["signature"], record["proof"]
+    except KeyError as err:
+        raise ValueError(f"contribution record lacks {err}") from None
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"contribution record has a bad field: {err}") from None
+    if not isinstance(signature, bytes) or not isinstance(proof, bytes):
+        raise ValueError("contribution signature and proof must be bytes")
+    return c, address, signature, proof
+
+
+def slice_of(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(W, b): the rows of ``action_out_proj`` the statement covers, from a parameter set."""
+    return arrays[SLICE_WEIGHT][:ACTION_DIM], arrays[SLICE_BIAS][:ACTION_DIM]
+
+
+def wallet_account(path: str | Path):
+    """The node's account from its keystore; the password comes from ZK0_WALLET_PASSWORD or a file, never argv."""
+    from contracts import resolve_password
+
+    return _account(str(path), resolve_password(prompt=False))
+
+
+@cache
+def _account(path: str, password: str):
+    from contracts import load_account
+
+    return load_account(path, password)
