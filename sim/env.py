@@ -43,11 +43,14 @@ class SO100Env(gym.Env):
         self.model = load_model(task)
         self.data = mujoco.MjData(self.model)
         self._renderer: mujoco.Renderer | None = None
-        self._qadr = np.array([self.model.joint(j.split(".")[0]).qposadr[0] for j in JOINTS])
+        names = [j.split(".")[0] for j in JOINTS]
+        self.arm_qadr = np.array([self.model.joint(n).qposadr[0] for n in names])
+        """Indices of the six joints (LeRobot order) in qpos; ``arm_dofadr`` the same in qvel/Jacobians."""
+        self.arm_dofadr = np.array([self.model.joint(n).dofadr[0] for n in names])
         self._front_cam = self.model.camera("front").id
         self._front_pos0 = self.model.cam_pos[self._front_cam].copy()
         self._light = self.model.light("key").id
-        self._table = self.model.geom("table").id
+        self._table_mat = self.model.geom_matid[self.model.geom("table").id]
         self._target_body = self.model.body("target").id
         self._arm_geoms = {g for g in range(self.model.ngeom)
                            if self.model.geom_bodyid[g] not in (0, self._target_body)
@@ -78,7 +81,7 @@ class SO100Env(gym.Env):
         q0 = HOME.copy()
         q0[:5] += np.deg2rad(rng.normal(0.0, v.arm_jitter_deg, 5))
         q0 = np.clip(q0, JOINT_LOW, JOINT_HIGH)
-        d.qpos[self._qadr] = q0
+        d.qpos[self.arm_qadr] = q0
         d.ctrl[:] = q0
 
         target = np.array([rng.uniform(*v.target_x), rng.uniform(*v.target_y), 0.0])
@@ -96,8 +99,7 @@ class SO100Env(gym.Env):
         m.cam_pos[self._front_cam] = self._front_pos0 + np.asarray(v.camera_offset) + rng.normal(
             0.0, v.camera_jitter, 3)
         m.light_diffuse[self._light] = np.clip(v.light + rng.normal(0.0, v.light_jitter), 0.05, 1.0)
-        m.geom_rgba[self._table, :3] = v.table_rgb
-        m.mat_rgba[m.geom_matid[self._table]] = (*v.table_rgb, 1.0) if m.geom_matid[self._table] >= 0 else 1
+        m.mat_rgba[self._table_mat, :3] = v.table_rgb
 
         mujoco.mj_forward(m, d)
         self.steps = 0
@@ -132,7 +134,7 @@ class SO100Env(gym.Env):
     @property
     def qpos(self) -> np.ndarray:
         """Arm joint positions in radians (6,), LeRobot's joint order."""
-        return self.data.qpos[self._qadr].copy()
+        return self.data.qpos[self.arm_qadr].copy()
 
     @property
     def grasp_pos(self) -> np.ndarray:

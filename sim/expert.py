@@ -180,10 +180,7 @@ class ScriptedExpert:
         self.done = False
 
     def reset(self, env: SO100Env) -> None:
-        m = env.model
-        dofadr = np.array([m.joint(name).dofadr[0] for name in
-                           ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")])
-        self.ik = IK(m, env._qadr, dofadr, self.ik_cfg)
+        self.ik = IK(env.model, env.arm_qadr, env.arm_dofadr, self.ik_cfg)
         self.ik.data.qpos[:] = env.data.qpos  # cube etc. do not matter for the arm's kinematics
         start = env.grasp_pos
         if env.task.has_cube:
