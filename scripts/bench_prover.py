@@ -36,7 +36,7 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_case(spec: str, cols: int, scale: int, cache_dir: str | None) -> dict:
+def run_case(spec: str, cols: int | None, scale: int | None, cache_dir: str | None) -> dict:
     """Build, prove and verify one case in this process; return its measurements."""
 
     sys.path.insert(0, str(ROOT))
@@ -45,7 +45,8 @@ def run_case(spec: str, cols: int, scale: int, cache_dir: str | None) -> dict:
 
     actions, hidden, rows = (int(v) for v in spec.split(","))
     shape = SliceShape(actions, hidden, rows)
-    config = replace(CircuitConfig(), num_inner_cols=cols, input_scale=scale)
+    config = CircuitConfig()
+    config = replace(config, num_inner_cols=cols or config.num_inner_cols, input_scale=scale or config.input_scale)
     with tempfile.TemporaryDirectory(prefix="zk0-bench-", dir=cache_dir) as tmp:
         started, cpu = time.perf_counter(), _cpu()
         circuit = build_circuit(shape, "dev", tmp, config=config)
@@ -64,7 +65,8 @@ def run_case(spec: str, cols: int, scale: int, cache_dir: str | None) -> dict:
         before, after = slice_.losses()
         return {
             "case": f"A={actions} H={hidden} m={rows}", "logrows": circuit.logrows,
-            "rows used": settings["num_rows"], "num_inner_cols": cols, "input_scale": scale,
+            "rows used": settings["num_rows"], "num_inner_cols": config.num_inner_cols,
+            "input_scale": config.input_scale,
             "setup s": setup_s, "setup cpu s": setup_cpu, "prove s": prove_s, "prove cpu s": prove_cpu,
             "verify s": verify_s, "verdict": verdict.reason or "ok", "proof bytes": len(artifact.proof),
             "pk bytes": circuit.pk.stat().st_size, "vk bytes": circuit.vk.stat().st_size,
@@ -76,8 +78,8 @@ def run_case(spec: str, cols: int, scale: int, cache_dir: str | None) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", action="append", help="A,H,m (repeatable); default: " + " ".join(DEFAULT_CASES))
-    parser.add_argument("--cols", type=int, default=4, help="num_inner_cols")
-    parser.add_argument("--scale", type=int, default=16, help="input_scale")
+    parser.add_argument("--cols", type=int, default=None, help="num_inner_cols (default: CircuitConfig's)")
+    parser.add_argument("--scale", type=int, default=None, help="input_scale (default: CircuitConfig's)")
     parser.add_argument("--cache-dir", default=None, help="where keys are written (default: the system temp)")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one case, print JSON
@@ -87,7 +89,9 @@ def main() -> None:
         return
     rows = []
     for spec in args.case or DEFAULT_CASES:
-        cmd = [sys.executable, __file__, "--one", spec, "--cols", str(args.cols), "--scale", str(args.scale)]
+        cmd = [sys.executable, __file__, "--one", spec]
+        cmd += ["--cols", str(args.cols)] if args.cols else []
+        cmd += ["--scale", str(args.scale)] if args.scale else []
         if args.cache_dir:
             cmd += ["--cache-dir", args.cache_dir]
         done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "RUST_LOG": "error"})
