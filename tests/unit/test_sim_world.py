@@ -178,3 +178,10 @@ def test_lerobot_batch_layout():
     h, w, _ = IMAGE_SHAPE
     assert tuple(img.shape) == (1, 3, h, w) and 0.0 <= float(img.min()) and float(img.max()) <= 1.0
     env.close()
+
+
+def test_passes_gymnasium_env_checker():
+    from gymnasium.utils.env_checker import check_env
+
+    with pytest.warns(UserWarning, match="symmetric and normalized"):  # actions are in so100 units on purpose
+        check_env(SO100Env("reach"), skip_render_check=True)
