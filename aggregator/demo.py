@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +77,8 @@ def _start_chain(out: Path, nodes: int, console: Console, unapproved: set[int]):
     return chain, registry.address, aggregator_key, wallets
 
 
-def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Console | None = None) -> dict:
+def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Console | None = None,
+             on_chain: Callable | None = None) -> dict:
     """Build fixtures, run ``demo.rounds`` rounds of ``demo.nodes`` nodes in simulation; return the summary."""
     from flwr.simulation import run_simulation
 
@@ -100,6 +102,8 @@ def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Con
         unapproved = {i for i, a in enumerate(attacks) if a == "unapproved"}
         chain, fed.registry, fed.aggregator_key, wallets = _start_chain(out, demo.nodes, console, unapproved)
         fed.chain_rpc, fed.verify = chain.rpc_url, True
+        if on_chain is not None:  # tests: e.g. take the chain away mid-run
+            on_chain(chain)
         console.print("[yellow]proofs use a DEVELOPMENT SRS made on this machine: fine for a demo, forgeable in "
                       "general (docs/trust-model.md)[/]")
     for i, attack in enumerate(attacks):
@@ -112,7 +116,8 @@ def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Con
         run_simulation(server_app=make_server_app(fed, console=console), client_app=client_app,
                        num_supernodes=demo.nodes,
                        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                                       "init_args": {"num_cpus": max(1, min(os.cpu_count() or 1, demo.nodes))}})
+                                       "init_args": {"num_cpus": max(1, min(os.cpu_count() or 1, demo.nodes)),
+                                                     "log_to_driver": logging.getLogger().level <= logging.INFO}})
     finally:
         if chain is not None:
             chain.stop()

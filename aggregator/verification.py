@@ -77,6 +77,7 @@ class Verification:
     sync: ChainSync
     onchain_verify: bool = False
     _approved: dict[str, bool] = field(default_factory=dict)
+    _fresh: set[str] = field(default_factory=set)
 
     @classmethod
     def start(cls, policy, slice_rows: int, srs: str, cache_dir: str, chain: ChainConfig, journal_path: Path,
@@ -101,21 +102,22 @@ class Verification:
         config["registry"] = self.registry.address
         config["slice-rows"] = self.circuit.shape.rows
         config["srs-logrows"] = self.circuit.srs.logrows
-        self._approved.clear()
+        self._fresh.clear()  # re-ask the chain this round (a revocation takes effect at the next round)
         self.sync.open_round(round_, global_hash, self.circuit.circuit_id)
         self.sync.flush()
         return RoundContext(round_, global_arrays, global_hash, chain_id=self.registry.chain_id,
                             registry=self.registry.address, is_approved=self.is_approved, verifier=self.checker)
 
     def is_approved(self, address: str) -> bool:
-        """Approval as the registry says, cached for the round (the last known answer if the chain is away)."""
-        if address not in self._approved:
+        """Approval as the registry says, asked once a round; while the chain is away, the last known answer."""
+        if address not in self._fresh:
             try:
                 self._approved[address] = self.registry.is_approved(address)
+                self._fresh.add(address)
             except ChainUnavailable:
-                log.warning("chain unavailable: cannot check whether %s is approved; rejecting it this round", address)
-                return False
-        return self._approved[address]
+                log.warning("chain unavailable: using the last known approval of %s (%s)", address,
+                            self._approved.get(address, "never seen: rejected"))
+        return self._approved.get(address, False)
 
     def record(self, round_: int, outcomes, replies: dict[int, Reply]) -> None:
         """Journal every reply's outcome: signed ones with the node's signature, the rest as rejections."""

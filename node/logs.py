@@ -6,7 +6,12 @@ import logging
 
 # Loggers that are loud at INFO/WARNING for things a user cannot act on (torchcodec's FFmpeg probe: LeRobot falls
 # back to PyAV; Flower's per-round banners duplicate our round table).
-_QUIET = {"lerobot.utils.import_utils": logging.ERROR, "flwr": logging.WARNING, "httpx": logging.WARNING}
+_QUIET = {"lerobot.utils.import_utils": logging.ERROR, "flwr": logging.WARNING, "httpx": logging.WARNING,
+          "ezkl": logging.ERROR}
+
+
+def _warnings_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -15,5 +20,8 @@ def setup_logging(verbose: bool = False) -> None:
     if not verbose:
         for name, level in _QUIET.items():
             logging.getLogger(name).setLevel(level)
+        # Flower resets its logger's level when a run starts; a filter stays.
+        logging.getLogger("flwr").addFilter(_warnings_only)
+        logging.getLogger("flwr").propagate = False
     else:
         logging.getLogger("lerobot.utils.import_utils").setLevel(logging.ERROR)

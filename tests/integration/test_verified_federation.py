@@ -1,0 +1,125 @@
+"""The verified round protocol end to end: real anvil, real EZKL proofs, real Flower simulation, tiny SmolVLA.
+
+Seven nodes, two rounds: four honest nodes with different data, one forging its proof, one replaying in round 2
+its reply of round 1, one sign-flipping the unproven part of its update with a valid proof. Krum (f = 1) sees
+five verified replies in round 2.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from aggregator.config import FederationConfig
+from aggregator.demo import DemoConfig, run_demo
+from contracts import Reason, Registry, Status, connect
+
+HONEST = 4
+ATTACKERS = ("forge-proof", "replay", "sign-flip")  # nodes 4, 5, 6
+
+
+def fed(**kw) -> FederationConfig:
+    return FederationConfig(local_steps=5, batch_size=8, eval_batches=2, fraction_evaluate=0.0, slice_rows=16, **kw)
+
+
+@pytest.fixture(scope="module")
+def seven(cache_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("verified") / "run"
+    chains = []
+    summary = run_demo(DemoConfig(nodes=7, rounds=2, out=str(out), cache_dir=str(cache_dir), episodes=1, frames=24,
+                                  adversaries=ATTACKERS), fed(krum_f=1, krum_m=3),
+                       on_chain=lambda chain: chains.append(chain))
+    chain = chains[0]
+    chain.start()  # the demo stops it at the end; bring it back (same state) to read the records
+    yield out, summary, chain
+    chain.stop()
+
+
+def by_claimed(round_entry: dict) -> dict:
+    return {n["claimed_address"]: n for n in round_entry["nodes"]}
+
+
+def wallet_addresses(out) -> list[str]:
+    from contracts import read_address
+
+    return [read_address(out / "wallets" / f"node{i}.json") for i in range(7)]
+
+
+def test_gate_and_krum_outcomes(seven):
+    out, summary, _ = seven
+    wallets = wallet_addresses(out)
+    forger, replayer, flipper = wallets[HONEST:]
+    r1, r2 = (by_claimed(r) for r in summary["rounds"])
+    for r in (r1, r2):
+        assert r[forger]["status"] in ("BAD_PROOF", "UNBOUND"), r[forger]
+        assert r[flipper]["status"] == "NOT_SELECTED", r[flipper]
+        for honest in wallets[:HONEST]:
+            assert r[honest]["status"] in ("SELECTED", "NOT_SELECTED"), r[honest]
+            assert r[honest]["loss_after"] < r[honest]["loss_before"]
+    assert r1[replayer]["status"] in ("SELECTED", "NOT_SELECTED")  # honest in round 1
+    assert r2[replayer]["status"] == "STALE", r2[replayer]
+    assert sum(n["status"] == "SELECTED" for n in summary["rounds"][1]["nodes"]) == 3
+
+
+def test_chain_records_equal_summary(seven):
+    out, summary, chain = seven
+    registry = Registry.at(connect(chain.rpc_url), summary["chain"]["registry"])
+    assert summary["chain"]["pending_operations"] == 0
+    for entry in summary["rounds"]:
+        info = registry.round_info(entry["round"])
+        assert (info.state, info.global_hash, info.new_global_hash) == ("closed", entry["global_hash"],
+                                                                         entry["new_global_hash"])
+        records = {r.node: r for r in registry.round_records(entry["round"])}
+        assert len(records) == len(entry["nodes"]) == 7
+        for node in entry["nodes"]:
+            rec = records[node["address"]]
+            status, reason = node["status"], node["reason"] or "NONE"
+            if status in ("SELECTED", "NOT_SELECTED"):
+                assert (rec.status, rec.reason) == (Status[status], Reason[reason])
+            else:
+                assert (rec.status, rec.reason) == (Status.REJECTED, Reason[status])
+            assert node["tx_hash"] and node["tx_hash"].startswith("0x")
+            if rec.signed:
+                assert node["address"] == node["claimed_address"]
+                assert (rec.update_hash, rec.proof_hash, rec.data_commitment) == (
+                    node["update_hash"], node["proof_hash"], node["data_commitment"])
+                assert rec.loss_before == pytest.approx(node["loss_before"], abs=1e-9)
+                assert rec.loss_after == pytest.approx(node["loss_after"], abs=1e-9)
+            else:
+                assert status in ("MALFORMED", "UNKNOWN_NODE", "BAD_SIGNATURE", "STALE")
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["rounds"] == summary["rounds"]
+
+
+def test_chain_outage_mid_run_loses_and_doubles_nothing(cache_dir, tmp_path):
+    """anvil is stopped after round 1 and started again (same state) while round 2 runs."""
+    out = tmp_path / "outage"
+
+    def outage(chain):
+        def run():
+            summary = out / "summary.json"
+            while not (summary.exists() and json.loads(summary.read_text())["rounds"]):
+                time.sleep(0.2)
+            chain.stop()
+            time.sleep(6)
+            chain.start()
+
+        threading.Thread(target=run, daemon=True).start()
+
+    chains = []
+    summary = run_demo(DemoConfig(nodes=3, rounds=2, out=str(out), cache_dir=str(cache_dir), episodes=1, frames=24),
+                       fed(krum_f=0, krum_m=2), on_chain=lambda c: (chains.append(c), outage(c)))
+    chain = chains[0].start()
+    try:
+        registry = Registry.at(connect(chain.rpc_url), summary["chain"]["registry"])
+        assert summary["chain"]["pending_operations"] == 0
+        events = registry.events("ContributionRecorded")
+        assert len(events) == 6 and len({(e["args"]["round"], e["args"]["node"]) for e in events}) == 6
+        assert len(registry.events("RoundOpened")) == 2 and len(registry.events("RoundClosed")) == 2
+        for entry in summary["rounds"]:
+            assert all(n["tx_hash"] for n in entry["nodes"])
+    finally:
+        chain.stop()
