@@ -16,7 +16,9 @@ def _demo(args: argparse.Namespace) -> int:
 
     fed = FederationConfig(local_steps=args.local_steps, krum_f=args.krum_f, krum_m=args.krum_m)
     demo = DemoConfig(nodes=args.nodes, rounds=args.rounds, out=args.out or "", verify=not args.no_verify,
-                      adversary=args.adversary)
+                      adversary=args.adversary, data=args.data, episodes=args.episodes,
+                      eval_episodes=args.eval_episodes)
+    fed.sim_max_steps = args.eval_max_steps
     summary = run_demo(demo, fed)
     return 0 if summary.get("rounds") else 1
 
@@ -36,6 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--krum-m", type=int, default=2, help="updates MultiKrum averages (default 2; 1 = Krum)")
     demo.add_argument("--adversary", choices=[*ATTACKS, "unapproved"],
                       help="turn the last node adversarial (see docs/security.md); use with --nodes 5 --krum-f 1")
+    demo.add_argument("--data", choices=["sim", "synthetic"], default="sim",
+                      help="node datasets: MuJoCo scripted-expert demonstrations (default) or the synthetic generator")
+    demo.add_argument("--episodes", type=int, default=4, help="episodes per node dataset (default 4)")
+    demo.add_argument("--eval-episodes", type=int, default=2,
+                      help="closed-loop held-out episodes in the simulator after each round (default 2; 0 = off)")
+    demo.add_argument("--eval-max-steps", type=int, default=150,
+                      help="step limit of a closed-loop episode (default 150, 5 s at 30 Hz)")
     demo.add_argument("--no-verify", action="store_true", help="plain Krum federation: no proofs, signatures, chain")
     demo.set_defaults(func=_demo)
     return parser

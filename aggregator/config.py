@@ -39,6 +39,10 @@ class FederationConfig:
     verifier_url: str = ""  # the verifier service; empty: verify in-process
     verifier_token: str = ""
     chain_drain_timeout: float = 60.0  # seconds to wait at the end of a run for the journal to reach the chain
+    # Closed-loop evaluation in the MuJoCo SO-100 world after each round (0 episodes: off).
+    sim_eval_episodes: int = 0
+    sim_task: str = "pick_place"
+    sim_max_steps: int = 0  # 0: the task's own limit
 
     def __post_init__(self) -> None:
         if self.rounds < 1:

@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.console import Console
 
 from aggregator.config import FederationConfig
-from aggregator.fixtures import synthetic_fixtures
+from aggregator.fixtures import sim_fixtures, synthetic_fixtures
 from aggregator.server_app import make_server_app
 from node.adversary import ATTACKS
 from node.client_app import NodeSetup, make_client_app
@@ -38,12 +38,16 @@ class DemoConfig:
     episodes: int = 4
     frames: int = 30
     verify: bool = True
+    data: str = "sim"  # "sim": MuJoCo expert demonstrations; "synthetic": the fast generator (tests)
+    eval_episodes: int = 2  # closed-loop episodes in the simulator after each round (sim data only)
     adversary: str | None = None  # the last node runs this attack
     adversaries: tuple[str, ...] = ()  # or one attack per node, from the last node backwards
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
             raise UserError("a demo needs at least one node")
+        if self.data not in ("sim", "synthetic"):
+            raise UserError(f"unknown demo data {self.data!r}: 'sim' or 'synthetic'")
         if self.adversary and self.adversary not in ATTACKS:
             raise UserError(f"unknown adversary {self.adversary!r}: choose one of {', '.join(ATTACKS)}")
         self.out = self.out or time.strftime("outputs/demo-%Y%m%d-%H%M%S")
@@ -91,9 +95,17 @@ def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Con
     attacks = demo.attacks()
     console.print(f"[bold]zk0 demo[/]: {demo.nodes} nodes, {demo.rounds} rounds, "
                   f"{'verified (proofs, signatures, chain)' if demo.verify else 'unverified'}, outputs in {out}")
-    fixtures = synthetic_fixtures(Path(demo.cache_dir), demo.nodes, demo.episodes, demo.frames)
+    if demo.data == "sim":
+        console.print(f"datasets: scripted-expert demonstrations in the MuJoCo SO-100 world ({demo.episodes} "
+                      "episodes per node; recorded once, then cached)")
+        fixtures = sim_fixtures(Path(demo.cache_dir), demo.nodes, demo.episodes)
+    else:
+        fixtures = synthetic_fixtures(Path(demo.cache_dir), demo.nodes, demo.episodes, demo.frames)
     console.print(f"fixtures ready ({time.perf_counter() - t0:.1f}s): {len(fixtures.nodes)} node datasets + held-out")
     fed = fed or FederationConfig()
+    if demo.data == "sim" and demo.eval_episodes:
+        fed.sim_eval_episodes = demo.eval_episodes
+        console.print(f"closed-loop evaluation: {demo.eval_episodes} held-out episode(s) in the simulator per round")
     fed.rounds, fed.out_dir, fed.cache_dir, fed.heldout = demo.rounds, str(out), demo.cache_dir, fixtures.heldout
     fed.min_nodes = demo.nodes
     chain, wallets = None, [None] * demo.nodes

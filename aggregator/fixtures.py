@@ -33,3 +33,32 @@ def synthetic_fixtures(cache_dir: Path, n_nodes: int, episodes: int = 4, frames:
     path = root / f"heldout-s{held.seed}-e{episodes}x{frames}"
     build_synthetic_dataset(path, held)
     return Fixtures(uris, f"local:{path}")
+
+
+def sim_fixtures(cache_dir: Path, n_nodes: int, episodes: int = 4, tasks: tuple[str, ...] = ("pick_place",),
+                 heldout_episodes: int | None = None) -> Fixtures:
+    """Scripted-expert demonstrations from the MuJoCo SO-100 world: each node its own workspace strip, camera,
+    light and seed block (non-IID); the held-out set covers the whole workspace with seeds no node uses."""
+    from sim import heldout_spec, node_variations, record_dataset
+
+    root = Path(cache_dir) / "datasets" / "sim"
+    uris = []
+    for spec in node_variations(n_nodes, tasks):
+        path = root / f"{spec.name}of{n_nodes}-{spec.task}-e{episodes}"
+        _record_once(record_dataset, path, spec, episodes, "node")
+        uris.append(f"local:{path}")
+    held = heldout_spec(tasks[0])
+    path = root / f"heldout-{held.task}-e{heldout_episodes or episodes}"
+    _record_once(record_dataset, path, held, heldout_episodes or episodes, "heldout")
+    return Fixtures(uris, f"local:{path}")
+
+
+def _record_once(record_dataset, path: Path, spec, episodes: int, split: str) -> None:
+    """Record into a temporary folder and rename it when complete: a crash mid-recording leaves no dataset
+    under the final name, so the next run records it again instead of loading half of it."""
+    if path.exists():
+        return
+    log.info("recording %d expert episodes of %s for %s", episodes, spec.task, spec.name)
+    tmp = path.with_name(path.name + ".partial")
+    record_dataset(tmp, spec.repo_id, spec.task, episodes, spec.seed, spec.variation, split=split, overwrite=True)
+    tmp.rename(path)

@@ -87,7 +87,7 @@ class RunOutputs:
         self.console.print(self.round_table(entry))
 
     def round_table(self, entry: dict) -> Table:
-        extra = "".join(f", {k} {v:.3f}" for k, v in entry.items() if k.endswith("success_rate"))
+        extra = f", sim success {entry['success_rate']:.0%}" if "success_rate" in entry else ""
         table = Table(title=f"round {entry['round']}: server eval loss {entry['server_eval_loss']:.4f}{extra}"
                       + (" (global model kept)" if entry["kept_global"] else ""), title_justify="left")
         for col in ("node", "address", "status", "train", "proof loss", "update", "tx"):

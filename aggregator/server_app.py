@@ -81,7 +81,9 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
             outputs.save_checkpoint(server_round, bundle)
             seconds = {"round": t0 - clock["round_start"], "server_eval": time.perf_counter() - t0}
             new_hash = params_hash(list(global_arrays.values()))
-            outputs.add_round(strategy.rounds[server_round], loss, new_hash, seconds)
+            closed_loop = closed_loop_eval(bundle, cfg, Path(cfg.out_dir) / "evaluate" / f"round_{server_round}")
+            seconds["closed_loop"] = time.perf_counter() - t0 - seconds["server_eval"]
+            outputs.add_round(strategy.rounds[server_round], loss, new_hash, seconds, **closed_loop)
             if verification is not None:
                 verification.close(server_round, new_hash)
         clock["round_start"] = time.perf_counter()
@@ -100,6 +102,19 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         outputs.summary["chain"]["pending_operations"] = pending
         outputs.flush()
     return outputs.summary
+
+
+def closed_loop_eval(bundle, cfg: FederationConfig, video_dir: Path) -> dict:
+    """Success rate of the global policy in the simulated SO-100 world, on evaluation seeds no dataset uses."""
+    if cfg.sim_eval_episodes <= 0:
+        return {}
+    from sim import eval_seeds, rollout
+
+    result = rollout(bundle.policy, bundle.preprocessor, bundle.postprocessor, task=cfg.sim_task,
+                     seeds=eval_seeds(cfg.sim_eval_episodes), max_steps=cfg.sim_max_steps or None,
+                     video_dir=video_dir, max_videos=2)
+    return {"success_rate": result.success_rate, "mean_episode_length": result.mean_length,
+            "sim_eval_episodes": len(result.per_seed)}
 
 
 def make_server_app(cfg: FederationConfig | None = None, console=None) -> ServerApp:

@@ -73,8 +73,14 @@ def load_dataset(uri: str | DatasetURI, delta_timestamps: dict[str, list[float]]
     parsed = uri if isinstance(uri, DatasetURI) else DatasetURI.parse(uri)
     load_metadata(parsed)
     # PyAV decodes everywhere; torchcodec needs FFmpeg's shared libraries, which many machines lack.
-    return LeRobotDataset(parsed.repo_id, root=parsed.root, episodes=episodes, delta_timestamps=delta_timestamps,
-                          video_backend="pyav")
+    try:
+        return LeRobotDataset(parsed.repo_id, root=parsed.root, episodes=episodes, delta_timestamps=delta_timestamps,
+                              video_backend="pyav")
+    except Exception as err:
+        if parsed.scheme == "local":  # LeRobot falls back to the Hub when local files are missing
+            raise UserError(f"dataset folder {parsed.root} is incomplete or corrupted ({type(err).__name__}): "
+                            "its data or video files are missing; record or copy it again") from None
+        raise UserError(f"cannot load {parsed} ({type(err).__name__}: {err})") from None
 
 
 def check_features(features: dict, name: str) -> None:

@@ -23,5 +23,11 @@ def setup_logging(verbose: bool = False) -> None:
         # Flower resets its logger's level when a run starts; a filter stays.
         logging.getLogger("flwr").addFilter(_warnings_only)
         logging.getLogger("flwr").propagate = False
+        try:  # FFmpeg's encoders (rollout videos) print statistics to stderr unless told not to
+            import av
+
+            av.logging.set_level(av.logging.ERROR)
+        except ImportError:
+            pass
     else:
         logging.getLogger("lerobot.utils.import_utils").setLevel(logging.ERROR)

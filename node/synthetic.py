@@ -97,13 +97,16 @@ def build_synthetic_dataset(root: Path, spec: SyntheticSpec, repo_id: str | None
 
     os.environ.setdefault("SVT_LOG", "1")  # the AV1 encoder is chatty on stderr; keep its errors only
     root = Path(root)
-    if (root / "meta" / "info.json").exists() and not overwrite:
+    if root.exists() and not overwrite:
         return root
-    if root.exists():
-        shutil.rmtree(root)
+    # Written under a temporary name and renamed when complete, so a crash never leaves half a dataset.
+    tmp = root.with_name(root.name + ".partial")
+    for path in (root, tmp):
+        if path.exists():
+            shutil.rmtree(path)
     root.parent.mkdir(parents=True, exist_ok=True)
     repo_id = repo_id or f"local/{root.name}"
-    ds = LeRobotDataset.create(repo_id, fps=FPS, features=so100_features(), root=root, robot_type=ROBOT_TYPE,
+    ds = LeRobotDataset.create(repo_id, fps=FPS, features=so100_features(), root=tmp, robot_type=ROBOT_TYPE,
                                use_videos=True)
     rng = np.random.default_rng(spec.seed)
     tasks = sorted(TASKS)
@@ -118,6 +121,7 @@ def build_synthetic_dataset(root: Path, spec: SyntheticSpec, repo_id: str | None
             ds.add_frame(frame)
         ds.save_episode()
     ds.finalize()
+    tmp.rename(root)
     log.info("wrote synthetic dataset %s (%s, %d episodes x %d frames)", root, spec.task, spec.episodes,
              spec.frames)
     return root

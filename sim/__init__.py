@@ -3,6 +3,12 @@
 Dependency direction: ``node`` <- ``sim`` <- ``aggregator`` (node never imports sim).
 """
 
+import os
+
+# Offscreen rendering without a display: EGL (Mesa's llvmpipe on CPU machines, the driver's on GPUs). Set before
+# MuJoCo is imported; a user's own MUJOCO_GL (e.g. osmesa) wins.
+os.environ.setdefault("MUJOCO_GL", "egl")
+
 from sim.env import SO100Env
 from sim.evaluate import (
     ConstantPolicy,
