@@ -54,7 +54,7 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         verification = Verification.start(bundle.policy, cfg.slice_rows, cfg.srs, cfg.cache_dir, chain,
                                           Path(cfg.out_dir) / "chain-journal.sqlite", on_done=outputs.on_chain,
                                           checker=checker)
-        outputs.set_chain(verification.registry.chain_id, verification.registry.address,
+        outputs.set_chain(verification.chain_id, verification.registry.address,
                           circuit_id=verification.circuit.circuit_id, srs=verification.circuit.srs.kind,
                           srs_sha256=verification.circuit.srs.sha256)
 

@@ -76,6 +76,7 @@ class Verification:
     registry: Registry
     sync: ChainSync
     onchain_verify: bool = False
+    chain_id: int = 0  # read once at start: the round config must not need the chain to be up
     _approved: dict[str, bool] = field(default_factory=dict)
     _fresh: set[str] = field(default_factory=set)
 
@@ -91,21 +92,22 @@ class Verification:
         registry = Registry.at(connect(chain.rpc_url), chain.registry, chain.aggregator_key)
         sync = ChainSync(registry, Journal(journal_path), on_done=on_done)
         sync.start()
-        return cls(circuit, checker or LocalProofChecker(circuit), registry, sync, chain.onchain_verify)
+        return cls(circuit, checker or LocalProofChecker(circuit), registry, sync, chain.onchain_verify,
+                   registry.chain_id)
 
     # ----------------------------------------------------------------- round steps
     def open(self, round_: int, global_arrays: dict[str, np.ndarray], global_hash: str,
              config: ConfigRecord) -> RoundContext:
         """Round terms into the config every node receives; ``openRound`` into the journal."""
         config["circuit-id"] = self.circuit.circuit_id
-        config["chain-id"] = self.registry.chain_id
+        config["chain-id"] = self.chain_id
         config["registry"] = self.registry.address
         config["slice-rows"] = self.circuit.shape.rows
         config["srs-logrows"] = self.circuit.srs.logrows
         self._fresh.clear()  # re-ask the chain this round (a revocation takes effect at the next round)
         self.sync.open_round(round_, global_hash, self.circuit.circuit_id)
         self.sync.flush()
-        return RoundContext(round_, global_arrays, global_hash, chain_id=self.registry.chain_id,
+        return RoundContext(round_, global_arrays, global_hash, chain_id=self.chain_id,
                             registry=self.registry.address, is_approved=self.is_approved, verifier=self.checker)
 
     def is_approved(self, address: str) -> bool:
