@@ -1,10 +1,10 @@
-"""Capture the slice a node proves: m positions of its own data seen through the *global* model.
+"""Capture the slice a node proves: m positions of its own data, seen through the global and its own model.
 
-With the global parameters loaded, one SmolVLA training forward pass (fixed, seeded noise and time) gives, at
-every (sample, chunk step) position, the input of ``action_out_proj`` (X, via a forward hook) and the
-flow-matching target u_t = noise − action (Y). ``rows`` positions are drawn with the seed, skipping padded
-actions; only the robot's ``action_dim`` real action dimensions are kept. W/b are the first ``action_dim``
-rows of ``action_out_proj`` in the global and in the node's state.
+One SmolVLA training forward pass per model, with the same seeded noise and time, gives at every (sample, chunk
+step) position the input of ``action_out_proj`` (X_g with the global parameters, X_n with the node's, via a
+forward hook) and the flow-matching target u_t = noise − action (Y, the same for both). ``rows`` positions are
+drawn with the seed, skipping padded actions; only the robot's ``action_dim`` real action dimensions are kept.
+W/b are the first ``action_dim`` rows of ``action_out_proj`` in the global and in the node's state.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prover.statement import SliceShape, statement_losses
+from prover.statement import INPUT_NAMES, SliceShape, statement_losses
 
 log = logging.getLogger(__name__)
 
@@ -25,17 +25,18 @@ ACTION, ACTION_IS_PAD = "action", "action_is_pad"
 
 @dataclass(frozen=True)
 class Slice:
-    """The statement's inputs, float32: W_g (A,H), b_g (A,), W_n (A,H), b_n (A,), X (m,H), Y (m,A)."""
+    """The statement's inputs, float32: W_g (A,H), b_g (A,), W_n (A,H), b_n (A,), X_g (m,H), X_n (m,H), Y (m,A)."""
 
     W_g: np.ndarray  # noqa: N815 (the statement's names)
     b_g: np.ndarray
     W_n: np.ndarray  # noqa: N815
     b_n: np.ndarray
-    X: np.ndarray  # noqa: N815
+    X_g: np.ndarray  # noqa: N815
+    X_n: np.ndarray  # noqa: N815
     Y: np.ndarray  # noqa: N815
 
     def __post_init__(self) -> None:
-        for name in ("W_g", "b_g", "W_n", "b_n", "X", "Y"):
+        for name in INPUT_NAMES:
             value = np.ascontiguousarray(getattr(self, name), dtype=np.float32)
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"Slice.{name} has non-finite values")
@@ -47,13 +48,13 @@ class Slice:
 
     @property
     def shape(self) -> SliceShape:
-        if self.W_g.ndim != 2 or self.X.ndim != 2:
-            raise ValueError(f"Slice.W_g and Slice.X must be 2-D, got {self.W_g.shape} and {self.X.shape}")
-        return SliceShape(actions=self.W_g.shape[0], hidden=self.W_g.shape[1], rows=self.X.shape[0])
+        if self.W_g.ndim != 2 or self.X_g.ndim != 2:
+            raise ValueError(f"Slice.W_g and Slice.X_g must be 2-D, got {self.W_g.shape} and {self.X_g.shape}")
+        return SliceShape(actions=self.W_g.shape[0], hidden=self.W_g.shape[1], rows=self.X_g.shape[0])
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """The six inputs in the statement's order."""
-        return self.W_g, self.b_g, self.W_n, self.b_n, self.X, self.Y
+        return self.W_g, self.b_g, self.W_n, self.b_n, self.X_g, self.X_n, self.Y
 
     def losses(self) -> tuple[float, float]:
         """(loss_before, loss_after) in float64."""
@@ -62,11 +63,12 @@ class Slice:
 
 def capture_slice(policy, global_state: dict, node_state: dict, batch: dict, rows: int, action_dim: int,
                   seed: int) -> Slice:  # fmt: skip
-    """Capture the node's slice on ``batch`` (already preprocessed) with the global model.
+    """Capture the node's slice on ``batch`` (already preprocessed: LeRobot's preprocessor applied).
 
     ``policy`` is a LeRobot ``SmolVLAPolicy``; ``global_state``/``node_state`` are state dicts (keys as in
     ``policy.state_dict()``, e.g. only the trainable subset). The policy's parameters and train/eval mode are
-    restored afterwards. Deterministic for a given seed.
+    restored afterwards. Deterministic for a given seed. ``batch`` needs at least ``rows`` unpadded
+    (sample, chunk step) positions: with short episodes, use a few times ``rows / chunk_size`` samples.
     """
     import torch
 
@@ -74,33 +76,25 @@ def capture_slice(policy, global_state: dict, node_state: dict, batch: dict, row
         missing = [k for k in (WEIGHT_KEY, BIAS_KEY) if k not in state]
         if missing:
             raise KeyError(f"{name} lacks {missing}: pass the policy's state dict (keys as in policy.state_dict())")
-    own = policy.state_dict()
-    unknown = sorted(set(global_state) - set(own))
-    if unknown:
-        raise KeyError(f"global_state has keys the policy does not: {unknown[:5]}")
-    saved = {k: own[k].detach().clone() for k in global_state}
+        unknown = sorted(set(state) - set(policy.state_dict()))
+        if unknown:
+            raise KeyError(f"{name} has keys the policy does not: {unknown[:5]}")
+    pick = capture_positions(batch, rows, seed)
+    actions = batch[ACTION]
+    bsize, chunk = actions.shape[0], actions.shape[1]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        noise = policy.model.sample_noise((bsize, chunk, policy.config.max_action_dim), actions.device)
+        time = policy.model.sample_time(bsize, actions.device)
+    saved = {k: v.detach().clone() for k, v in policy.state_dict().items() if k in global_state or k in node_state}
     was_training = policy.training
-    layer = policy.model.action_out_proj
-    captured: list = []
-    hook = layer.register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0].detach()))
     try:
-        policy.load_state_dict({k: torch.as_tensor(v) for k, v in global_state.items()}, strict=False)
-        policy.eval()
-        actions = batch[ACTION]
-        bsize, chunk = actions.shape[0], actions.shape[1]
-        shape = (bsize, chunk, policy.config.max_action_dim)
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            torch.manual_seed(seed)
-            noise = policy.model.sample_noise(shape, actions.device)
-            time = policy.model.sample_time(bsize, actions.device)
-            policy.forward(dict(batch), noise=noise, time=time, reduction="none")
+        features_g = _layer_inputs(policy, global_state, batch, noise, time)
+        features_n = _layer_inputs(policy, node_state, batch, noise, time)
     finally:
-        hook.remove()
         policy.load_state_dict(saved, strict=False)
         policy.train(was_training)
-    features = captured[-1].to(torch.float32)  # (B, chunk, H)
     targets = noise - policy.prepare_action(batch)  # u_t, (B, chunk, max_action_dim)
-    pick = capture_positions(batch, rows, seed)
     b_idx, t_idx = torch.as_tensor(pick[:, 0]), torch.as_tensor(pick[:, 1])
 
     def rows_of(state: dict, key: str) -> np.ndarray:
@@ -111,9 +105,28 @@ def capture_slice(policy, global_state: dict, node_state: dict, batch: dict, row
         b_g=rows_of(global_state, BIAS_KEY),
         W_n=rows_of(node_state, WEIGHT_KEY),
         b_n=rows_of(node_state, BIAS_KEY),
-        X=features[b_idx, t_idx].cpu().numpy(),
+        X_g=features_g[b_idx, t_idx].cpu().numpy(),
+        X_n=features_n[b_idx, t_idx].cpu().numpy(),
         Y=targets[b_idx, t_idx, :action_dim].cpu().numpy(),
     )
+
+
+def _layer_inputs(policy, state: dict, batch: dict, noise, time):
+    """The input of ``action_out_proj`` (B, chunk, H) in one eval forward pass with ``state`` loaded."""
+    import torch
+
+    captured: list = []
+    hook = policy.model.action_out_proj.register_forward_hook(
+        lambda _m, inputs, _out: captured.append(inputs[0].detach())
+    )
+    try:
+        policy.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()}, strict=False)
+        policy.eval()
+        with torch.no_grad():
+            policy.forward(dict(batch), noise=noise, time=time, reduction="none")
+    finally:
+        hook.remove()
+    return captured[-1].to(torch.float32)
 
 
 def capture_positions(batch: dict, rows: int, seed: int) -> np.ndarray:

@@ -57,7 +57,7 @@ class CircuitConfig:
     range_check_inputs
         EZKL's range checks on the inputs and outputs. Off: they cost 6x the rows of the whole statement at real
         size, and buy nothing here — the weights are bound to the verifier's own quantized values by their
-        commitments, and X, Y are the node's free choice anyway (docs/trust-model.md).
+        commitments, and X_g, X_n, Y are the node's free choice anyway (docs/trust-model.md).
     calibration_seed
         Seed of the synthetic calibration data used when no slice is given.
     """
@@ -322,7 +322,7 @@ def shape_of(onnx_path: Path) -> SliceShape:
     dims = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
     if set(dims) != set(INPUT_NAMES):
         raise CircuitFilesError(f"{onnx_path} is not the zk0 statement (inputs {sorted(dims)})")
-    (actions, hidden), (rows, _) = dims["W_g"], dims["X"]
+    (actions, hidden), (rows, _) = dims["W_g"], dims["X_g"]
     return SliceShape(actions=actions, hidden=hidden, rows=rows)
 
 

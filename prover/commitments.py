@@ -19,7 +19,7 @@ from prover.fixed_point import to_felts
 from prover.statement import INPUT_NAMES
 
 POINT_BYTES = 64
-DATA_INPUTS = (INPUT_NAMES.index("X"), INPUT_NAMES.index("Y"))
+DATA_INPUTS = tuple(INPUT_NAMES.index(name) for name in ("X_g", "X_n", "Y"))
 
 
 def point_bytes(point) -> bytes:
@@ -46,7 +46,7 @@ def split_commitments(proof: bytes, counts: Sequence[int]) -> list[list[bytes]]:
 
 
 def data_commitment(proof: bytes, counts: Sequence[int]) -> str:
-    """"0x" + sha256 of the (X, Y) commitments as they appear in ``proof``: the node's data commitment."""
+    """"0x" + sha256 of the (X_g, X_n, Y) commitments as they appear in ``proof``: the node's data commitment."""
     parts = split_commitments(proof, counts)
     return "0x" + hashlib.sha256(b"".join(p for i in DATA_INPUTS for p in parts[i])).hexdigest()
 

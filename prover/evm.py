@@ -7,7 +7,7 @@ and passed with every call::
     verifyProof(bytes proof, uint256[] instances, bytes32[] vka)
         returns (bool success, bytes32 vka_digest, int256[] rescaled_instances)
 
-A valid proof returns success; an invalid one reverts. The input commitments (W_g, b_g, W_n, b_n, X, Y) are
+A valid proof returns success; an invalid one reverts. The input commitments (W_g, b_g, W_n, b_n, X_g, X_n, Y) are
 the first 64-byte words of ``proof`` (x ‖ y, big-endian; ``prover.commitments``): a contract that wants the
 binding check on chain compares those words with the commitments the aggregator published.
 

@@ -35,7 +35,7 @@ class ProofArtifact:
 
     ``instances`` are the proof's public field elements (little-endian hex, as in EZKL's proof.json):
     [loss_before, loss_after]. ``loss_before``/``loss_after`` are their decoded floats, ``data_commitment`` is
-    "0x" sha256 of the (X, Y) commitments in the proof, ``proof_hash`` "0x" sha256 of ``proof``. The verifier
+    "0x" sha256 of the (X_g, X_n, Y) commitments in the proof, ``proof_hash`` "0x" sha256 of ``proof``. The verifier
     recomputes all three from the proof; they are carried for signing and recording.
     """
 
@@ -108,8 +108,8 @@ def check_range(circuit: Circuit, slice_: Slice) -> None:
     if worst >= 0.99 * circuit.loss_bound:
         raise SliceRangeError(
             f"the slice's loss {worst:.4g} is too large for the circuit, which holds losses below "
-            f"{circuit.loss_bound:.4g}: check the captured X/Y (are the actions normalized?), or build the "
-            f"circuit with more decomp_legs."
+            f"{circuit.loss_bound:.4g}: check the captured features and targets (are the actions normalized?), "
+            f"or build the circuit with more decomp_legs."
         )
 
 

@@ -1,13 +1,19 @@
 """The statement a node proves (DESIGN.md §4), as a torch module, a numpy reference and an ONNX graph.
 
 The slice is SmolVLA's final action projection restricted to the robot's A real action dimensions:
-W ∈ R^{A×H}, b ∈ R^A. On m captured rows (inputs X ∈ R^{m×H} of the layer, flow-matching targets
-Y ∈ R^{m×A}) the statement computes, for the global (g) and the node's (n) slice,
+W ∈ R^{A×H}, b ∈ R^A. At m captured positions of the node's data (same noise, time and flow-matching targets
+Y ∈ R^{m×A}) the statement compares the global model and the node's model, each on its own features — the
+inputs of the layer, X_g from the global trunk and X_n from the node's trunk (both ∈ R^{m×H}):
 
-    loss = mean((X·Wᵀ + b − Y)²)      (over the m rows and A action dimensions)
+    loss_before = mean((X_g·W_gᵀ + b_g − Y)²)      the global model's loss at those positions
+    loss_after  = mean((X_n·W_nᵀ + b_n − Y)²)      the node model's loss at the same positions
 
-The ONNX graph of :class:`SliceLoss` is what EZKL turns into a circuit: its six inputs are committed,
-its two outputs (loss_before, loss_after) are public.
+(over the m rows and A action dimensions: SmolVLA's own unreduced flow-matching loss there). Why X_n and not
+X_g for loss_after: the node trained its trunk too, so its W_n fits X_n; on X_g honest updates improved by only
+~2-5 % and sometimes not at all (measured, docs/trust-model.md).
+
+The ONNX graph of :class:`SliceLoss` is what EZKL turns into a circuit: its seven inputs are committed, its two
+outputs (loss_before, loss_after) are public.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-INPUT_NAMES = ("W_g", "b_g", "W_n", "b_n", "X", "Y")
+INPUT_NAMES = ("W_g", "b_g", "W_n", "b_n", "X_g", "X_n", "Y")
 OUTPUT_NAMES = ("loss_before", "loss_after")
 ONNX_OPSET = 17
 
@@ -45,18 +51,18 @@ class SliceShape:
     def input_shapes(self) -> tuple[tuple[int, ...], ...]:
         """Shapes of the statement's inputs, in INPUT_NAMES order."""
         a, h, m = self.actions, self.hidden, self.rows
-        return (a, h), (a,), (a, h), (a,), (m, h), (m, a)
+        return (a, h), (a,), (a, h), (a,), (m, h), (m, h), (m, a)
 
     def label(self) -> str:
         return f"A{self.actions}-H{self.hidden}-m{self.rows}"
 
 
 class SliceLoss(nn.Module):
-    """(W_g, b_g, W_n, b_n, X, Y) → (loss_before, loss_after), each of shape (1,)."""
+    """(W_g, b_g, W_n, b_n, X_g, X_n, Y) → (loss_before, loss_after), each of shape (1,)."""
 
-    def forward(self, W_g, b_g, W_n, b_n, X, Y):  # noqa: N803 (the names of the statement)
-        loss_before = ((X @ W_g.T + b_g - Y) ** 2).mean()
-        loss_after = ((X @ W_n.T + b_n - Y) ** 2).mean()
+    def forward(self, W_g, b_g, W_n, b_n, X_g, X_n, Y):  # noqa: N803 (the names of the statement)
+        loss_before = ((X_g @ W_g.T + b_g - Y) ** 2).mean()
+        loss_after = ((X_n @ W_n.T + b_n - Y) ** 2).mean()
         return loss_before.reshape(1), loss_after.reshape(1)
 
 
@@ -66,9 +72,9 @@ def slice_loss(W: np.ndarray, b: np.ndarray, X: np.ndarray, Y: np.ndarray) -> fl
     return float(np.mean(residual**2))
 
 
-def statement_losses(W_g, b_g, W_n, b_n, X, Y) -> tuple[float, float]:  # noqa: N803
+def statement_losses(W_g, b_g, W_n, b_n, X_g, X_n, Y) -> tuple[float, float]:  # noqa: N803
     """(loss_before, loss_after) of the statement, in float64."""
-    return slice_loss(W_g, b_g, X, Y), slice_loss(W_n, b_n, X, Y)
+    return slice_loss(W_g, b_g, X_g, Y), slice_loss(W_n, b_n, X_n, Y)
 
 
 def export_onnx(shape: SliceShape, path: str | Path) -> Path:

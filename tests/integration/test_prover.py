@@ -27,7 +27,6 @@ from prover import (
     SliceShape,
     build_circuit,
     circuit_from_files,
-    dev_srs,
     load_srs,
     load_verifier,
     prove,
@@ -65,6 +64,12 @@ def verifier(circuit):
 def honest(circuit):
     slice_ = make_slice(seed=1)
     return slice_, prove(circuit, slice_)
+
+
+@pytest.fixture(scope="module")
+def rogue(tmp_path_factory):
+    """The same statement on another (random) dev SRS: what a node with the wrong SRS, or a forger, has."""
+    return build_circuit(SHAPE, "dev", tmp_path_factory.mktemp("rogue-srs"))
 
 
 def check(artifact, verifier, slice_, **replace):
@@ -156,10 +161,8 @@ def test_update_that_does_not_improve_is_no_improvement(circuit, verifier):
     assert verdict.loss_before == artifact.loss_before
 
 
-def test_proof_made_with_another_srs_is_bad_proof(honest, verifier, tmp_path_factory):
+def test_proof_made_with_another_srs_is_bad_proof(honest, verifier, rogue):
     slice_, _ = honest
-    rogue_cache = tmp_path_factory.mktemp("rogue-srs")
-    rogue = build_circuit(SHAPE, "dev", rogue_cache)  # same statement, a different (random) dev SRS
     assert rogue.srs.sha256 != verifier.srs.sha256 and rogue.circuit_id != verifier.circuit_id
     artifact = prove(rogue, slice_)
     assert check(artifact, verifier, slice_).reason == BAD_PROOF  # announced as another circuit
@@ -192,10 +195,10 @@ def test_verifier_needs_no_proving_key(circuit, honest, tmp_path):
     assert check(artifact, verifier, slice_).ok
 
 
-def test_clear_errors_for_mismatched_or_corrupted_circuit_files(circuit, tmp_path):
+def test_clear_errors_for_mismatched_or_corrupted_circuit_files(circuit, rogue, tmp_path):
     with pytest.raises(CircuitMismatchError, match="circuit id mismatch"):
         circuit.require_id("0x" + "11" * 32)
-    other_srs = dev_srs(circuit.logrows, tmp_path / "other")  # same size, another file
+    other_srs = rogue.srs  # same size, another file
     exported = circuit.export_verifier(tmp_path / "v")
     with pytest.raises(CircuitMismatchError, match="use the SRS the circuit was built with"):
         load_verifier(exported, other_srs)
@@ -210,7 +213,7 @@ def test_clear_errors_for_mismatched_or_corrupted_circuit_files(circuit, tmp_pat
 
 def test_out_of_range_slice_is_refused_before_ezkl(circuit):
     slice_ = make_slice(seed=4)
-    huge = Slice(slice_.W_g, slice_.b_g, slice_.W_n, slice_.b_n, slice_.X * 1e4, slice_.Y)
+    huge = Slice(slice_.W_g, slice_.b_g, slice_.W_n, slice_.b_n, slice_.X_g * 1e4, slice_.X_n, slice_.Y)
     with pytest.raises(SliceRangeError, match="too large"):
         prove(circuit, huge)
     with pytest.raises(ValueError, match="does not match"):

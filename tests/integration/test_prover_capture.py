@@ -60,20 +60,26 @@ def model_losses(policy, batch, seed: int) -> torch.Tensor:
     return out[-1]
 
 
-def test_slice_loss_is_the_models_own_loss_at_the_positions(tiny):
+def test_slice_losses_are_the_models_own_losses_at_the_positions(tiny):
     bundle, batch, global_state, node_state = tiny
     policy = bundle.policy
-    policy.load_state_dict(global_state, strict=False)  # the model's loss below is the global model's
     slice_ = capture_slice(policy, global_state, node_state, batch, rows=ROWS, action_dim=ACTION_DIM, seed=SEED)
     assert slice_.shape.actions == ACTION_DIM and slice_.shape.rows == ROWS
     assert slice_.shape.hidden == policy.model.action_out_proj.in_features
-    losses = model_losses(policy, batch, SEED)
     positions = capture_positions(batch, ROWS, SEED)
-    per_position = losses[positions[:, 0], positions[:, 1], :ACTION_DIM].mean(dim=1).numpy()
-    residual = slice_.X @ slice_.W_g.T + slice_.b_g - slice_.Y
-    np.testing.assert_allclose((residual**2).mean(axis=1), per_position, rtol=1e-4, atol=1e-6)
-    assert slice_loss(slice_.W_g, slice_.b_g, slice_.X, slice_.Y) == pytest.approx(per_position.mean(), rel=1e-4)
+    for state, (w, b, x) in ((global_state, (slice_.W_g, slice_.b_g, slice_.X_g)),
+                             (node_state, (slice_.W_n, slice_.b_n, slice_.X_n))):  # fmt: skip
+        policy.load_state_dict(state, strict=False)
+        losses = model_losses(policy, batch, SEED)
+        per_position = losses[positions[:, 0], positions[:, 1], :ACTION_DIM].mean(dim=1).numpy()
+        residual = x @ w.T + b - slice_.Y
+        np.testing.assert_allclose((residual**2).mean(axis=1), per_position, rtol=1e-4, atol=1e-6)
+        assert slice_loss(w, b, x, slice_.Y) == pytest.approx(per_position.mean(), rel=1e-4)
+    assert slice_.losses() == pytest.approx(
+        (slice_loss(slice_.W_g, slice_.b_g, slice_.X_g, slice_.Y), slice_loss(slice_.W_n, slice_.b_n, slice_.X_n,
+                                                                             slice_.Y)))  # fmt: skip
     np.testing.assert_array_equal(slice_.W_n, node_state[WEIGHT_KEY][:ACTION_DIM].numpy())
+    assert not np.array_equal(slice_.X_g, slice_.X_n)  # the node's trunk differs from the global one
 
 
 def test_capture_is_deterministic_and_restores_the_policy(tiny):

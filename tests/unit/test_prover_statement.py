@@ -21,7 +21,7 @@ def test_shape_validation():
         SliceShape(0, 48, 16)
     with pytest.raises(ValueError, match="rows"):
         SliceShape(6, 48, 2.5)
-    assert SliceShape(6, 48, 16).input_shapes() == ((6, 48), (6,), (6, 48), (6,), (16, 48), (16, 6))
+    assert SliceShape(6, 48, 16).input_shapes() == ((6, 48), (6,), (6, 48), (6,), (16, 48), (16, 48), (16, 6))
 
 
 def test_torch_module_matches_numpy_reference():
@@ -32,8 +32,9 @@ def test_torch_module_matches_numpy_reference():
     assert before.shape == (1,) and after.shape == (1,)
     assert before.item() == pytest.approx(ref_before, rel=1e-5)
     assert after.item() == pytest.approx(ref_after, rel=1e-5)
-    w_g, b_g, _, _, x, y = arrays
-    assert ref_before == pytest.approx(float(np.mean((x @ w_g.T + b_g - y) ** 2)), rel=1e-5)
+    w_g, b_g, w_n, b_n, x_g, x_n, y = arrays
+    assert ref_before == pytest.approx(float(np.mean((x_g @ w_g.T + b_g - y) ** 2)), rel=1e-5)
+    assert ref_after == pytest.approx(float(np.mean((x_n @ w_n.T + b_n - y) ** 2)), rel=1e-5)
 
 
 def test_onnx_export_is_deterministic_and_named(tmp_path):
@@ -54,7 +55,7 @@ def test_slice_validates_shapes_and_values():
     assert s.shape == shape and all(a.dtype == np.float32 for a in s.arrays())
     assert s.losses() == pytest.approx(statement_losses(*arrays))
     bad = list(arrays)
-    bad[5] = bad[5][:, :5]
+    bad[6] = bad[6][:, :5]
     with pytest.raises(ValueError, match="inconsistent"):
         Slice(*bad)
     bad = list(arrays)
