@@ -8,6 +8,7 @@ import os
 # Offscreen rendering without a display: EGL (Mesa's llvmpipe on CPU machines, the driver's on GPUs). Set before
 # MuJoCo is imported; a user's own MUJOCO_GL (e.g. osmesa) wins.
 os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("SVT_LOG", "1")  # the AV1 encoder of recorded datasets: errors only on stderr
 
 from sim.env import SO100Env
 from sim.evaluate import (

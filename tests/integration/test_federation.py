@@ -20,7 +20,7 @@ def run(cache_dir, synthetic, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "demo"
     fed = FederationConfig(local_steps=8, batch_size=8, eval_batches=3, krum_f=0, krum_m=2)
     summary = run_demo(DemoConfig(nodes=3, rounds=2, out=str(out), cache_dir=str(cache_dir), episodes=2,
-                                  frames=24), fed)
+                                  frames=24, data="synthetic", verify=False), fed)
     return out, summary
 
 
