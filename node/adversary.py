@@ -1,19 +1,36 @@
 """Adversarial nodes: what an attacker changes in an honest node's round, as a node configuration.
 
 The same attacks run in simulation and under a real SuperNode (``zk0node start --adversary KIND`` exists for
-testing only). Each attack is a pure change of the honest round's pieces: the arrays sent, the slice proven, the
-proof artifact, or the key that signs. Which gate should stop each one is in docs/security.md.
+testing only). Each attack is a pure change of the honest round's pieces: the data trained on, the arrays sent, the
+slice proven, the proof artifact, or the key that signs. Which gate should stop each one, and what the evaluation
+(``scripts/eval_attacks.py``) measured, is in docs/security.md.
+
+Model-poisoning attacks (sign-flip, scale, noise, alie, ipm, collude) keep the proven rows of the slice at the
+node's honest values: a valid proof needs them, and the rest of the update is what only Krum and the server
+evaluation can judge. ``seed`` is the round's training seed, the same on every node of a round, so attackers that
+draw from it (noise, collude) draw the same numbers without talking to each other.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 
 import numpy as np
+import torch
 
 from node.contribution import SLICE_BIAS, SLICE_WEIGHT
 from node.so100 import ACTION_DIM
 from prover import ProofArtifact
+
+log = logging.getLogger(__name__)
+
+ALIE_Z = 1.0  # "a little is enough": how many (estimated) standard deviations to shift each coordinate
+IPM_EPSILON = 0.1  # inner-product manipulation: small ε is the setting that defeats Krum in Xie et al. (2019)
+COLLUDE_SIGMA = 2e-3  # colluders' shared perturbation: about the size of an honest 5-step update per coordinate
+FREE_RIDER_SIGMA = 1e-3  # a free-rider's "tiny noise": a few fixed-point steps (1.2e-4) of the circuit
+CRASH_ROUND = 2  # the crashing node trains in round 1 and dies after training from this round on
+_COLLUDE_TAG = 0x2C011DE  # mixed into the shared seed so colluders' draws differ from the noise attack's
 
 ATTACKS: dict[str, str] = {
     "sign-flip": "sends θ_g − Δ outside the proven slice (the slice itself stays honest, so its proof is valid)",
@@ -25,7 +42,23 @@ ATTACKS: dict[str, str] = {
     "replay": "from round 2 on, re-sends its reply of the previous round",
     "bad-signature": "signs with a key that is not its approved wallet, claiming the wallet's address",
     "malformed": "sends a NaN in its parameters",
+    "alie": f"'a little is enough': sends θ_g + Δ − z·|Δ| (z = {ALIE_Z}, |Δ| its estimate of the honest spread) "
+            "outside the proven slice",
+    "ipm": f"inner-product manipulation: sends θ_g − ε·Δ (ε = {IPM_EPSILON}) outside the proven slice",
+    "poison-negate": "trains and proves on its own data with every action negated (data poisoning)",
+    "poison-shuffle": "trains and proves on its own data with actions shuffled across frames (data poisoning)",
+    "collude": f"sends θ_g + a perturbation (σ = {COLLUDE_SIGMA}) drawn from a seed all colluders share: every "
+               "colluder sends the same arrays outside its proven slice",
+    "free-rider-noise": f"sends the global model plus tiny noise (σ = {FREE_RIDER_SIGMA}) everywhere, and proves "
+                        "that slice",
+    "crash": f"dies after training from round {CRASH_ROUND} on: the aggregator gets an error instead of a reply",
 }
+POISON = ("poison-negate", "poison-shuffle")
+FREE_RIDERS = ("free-rider", "free-rider-noise")
+
+
+class NodeCrashed(RuntimeError):
+    """The 'crash' attack: the node dies mid-round (its ClientApp raises, so Flower replies with an error)."""
 
 
 def _is_slice(name: str) -> bool:
@@ -36,15 +69,51 @@ def _outside_slice(global_arrays: dict, node_arrays: dict, fn) -> dict:
     """Apply ``fn(g, n) -> sent`` to every parameter, keeping the proven rows of the slice at the node's values."""
     sent = {}
     for name, n in node_arrays.items():
-        out = fn(global_arrays[name], n).astype(np.float32)
+        out = np.asarray(fn(global_arrays[name], n), dtype=np.float32)
         if _is_slice(name):
             out[:ACTION_DIM] = n[:ACTION_DIM]
         sent[name] = out
     return sent
 
 
+class PoisonedDataset(torch.utils.data.Dataset):
+    """A node's dataset with corrupted actions: what a data-poisoning node trains on and commits to.
+
+    ``negate`` flips the sign of every action (the arm is taught to move the other way); ``shuffle`` gives each
+    frame the action chunk of another frame (a fixed permutation from ``seed``), so actions no longer follow the
+    observations. Everything else about the frame (images, state, task) is the node's real data.
+    """
+
+    def __init__(self, dataset, mode: str, seed: int = 0) -> None:
+        if mode not in ("negate", "shuffle"):
+            raise ValueError(f"unknown poisoning mode {mode!r}")
+        self.dataset, self.mode = dataset, mode
+        self.perm = np.random.default_rng(seed).permutation(len(dataset))
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, idx: int) -> dict:
+        item = dict(self.dataset[idx])
+        if self.mode == "negate":
+            item["action"] = -item["action"]
+        else:
+            other = self.dataset[int(self.perm[idx])]
+            for key in ("action", "action_is_pad"):
+                if key in other:
+                    item[key] = other[key]
+        return item
+
+    def __getattr__(self, name: str):  # meta, features, ... as the wrapped LeRobotDataset has them
+        if name in ("dataset", "mode", "perm"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
 @dataclass(frozen=True)
 class Attack:
+    """One node's attack (``kind``), or an honest node (``kind=None``)."""
+
     kind: str | None = None
 
     def __post_init__(self) -> None:
@@ -55,9 +124,25 @@ class Attack:
     def replays(self) -> bool:
         return self.kind == "replay"
 
-    def proven(self, global_arrays: dict, node_arrays: dict) -> dict:
-        """The parameters the node proves its slice from."""
-        return global_arrays if self.kind == "free-rider" else node_arrays
+    def dataset(self, dataset):
+        """The data the node trains on and proves with (data poisoning corrupts its actions)."""
+        if self.kind not in POISON:
+            return dataset
+        log.warning("adversary %s: training on corrupted actions", self.kind)
+        return PoisonedDataset(dataset, self.kind.removeprefix("poison-"))
+
+    def check_alive(self, server_round: int) -> None:
+        """The crashing node dies here (after training, before replying) from round ``CRASH_ROUND`` on."""
+        if self.kind == "crash" and server_round >= CRASH_ROUND:
+            raise NodeCrashed(f"adversary 'crash': node died mid-round {server_round}")
+
+    def proven(self, global_arrays: dict, node_arrays: dict, sent: dict | None = None) -> dict:
+        """The parameters the node proves its slice from (free-riders prove what they send)."""
+        if self.kind == "free-rider":
+            return global_arrays
+        if self.kind == "free-rider-noise":
+            return sent if sent is not None else self.sent(global_arrays, node_arrays, 0)
+        return node_arrays
 
     def sent(self, global_arrays: dict, node_arrays: dict, seed: int) -> dict:
         """The parameters the node sends."""
@@ -68,8 +153,21 @@ class Attack:
             return _outside_slice(global_arrays, node_arrays, lambda g, n: g + 10 * (n - g))
         if self.kind == "noise":
             return _outside_slice(global_arrays, node_arrays, lambda g, n: n + rng.normal(0, 0.1, n.shape))
+        if self.kind == "alie":
+            # Mean − z·std of the honest updates, estimated from the one update this node has: its own Δ as the
+            # mean and |Δ| as the per-coordinate spread (non-IID honest updates differ by about their own size).
+            return _outside_slice(global_arrays, node_arrays, lambda g, n: n - ALIE_Z * np.abs(n - g))
+        if self.kind == "ipm":
+            return _outside_slice(global_arrays, node_arrays, lambda g, n: g - IPM_EPSILON * (n - g))
+        if self.kind == "collude":
+            shared = np.random.default_rng([_COLLUDE_TAG, seed])  # same draws on every colluder, in name order
+            crafted = {name: g + shared.normal(0, COLLUDE_SIGMA, g.shape) for name, g in global_arrays.items()}
+            return _outside_slice(crafted, node_arrays, lambda c, n: c)
         if self.kind == "free-rider":
             return {k: v.copy() for k, v in global_arrays.items()}
+        if self.kind == "free-rider-noise":
+            return {k: (g + rng.normal(0, FREE_RIDER_SIGMA, g.shape)).astype(np.float32)
+                    for k, g in global_arrays.items()}
         if self.kind == "proof-swap":
             sent = {k: v.copy() for k, v in node_arrays.items()}
             for name in (SLICE_WEIGHT, SLICE_BIAS):
@@ -87,8 +185,6 @@ class Attack:
         """The proof artifact the node sends (forge-proof claims a lower loss than it proved)."""
         if self.kind != "forge-proof":
             return artifact
-        from dataclasses import replace
-
         # Claim half the proven loss_before as loss_after: a big, fake improvement (instances are little-endian
         # field elements at the output scale, so halving the element halves the value).
         before = int.from_bytes(bytes.fromhex(artifact.instances[0]), "little")
@@ -102,3 +198,4 @@ class Attack:
         from eth_account import Account
 
         return Account.create()
+

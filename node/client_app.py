@@ -77,6 +77,7 @@ def load_node(setup: NodeSetup) -> LocalNode:
     meta = load_metadata(setup.dataset)
     bundle = make_smolvla(setup.model, meta, Path(setup.cache_dir), device=setup.device)
     dataset = load_dataset(setup.dataset, delta_timestamps=resolve_delta_timestamps(bundle.config, meta))
+    dataset = Attack(setup.adversary).dataset(dataset)  # honest nodes: unchanged
     log.info("node ready: %s, %d frames", setup.dataset, len(dataset))
     return LocalNode(setup, bundle, dataset)
 
@@ -105,6 +106,7 @@ def train_round(node: LocalNode, content: RecordDict) -> RecordDict:
         return node.last_reply
     cfg = train_config(config)
     result = fedprox_train(node.bundle, node.dataset, global_arrays, cfg)
+    attack.check_alive(int(config["server-round"]))
     node_arrays = snapshot(node.bundle.policy)
     sent = attack.sent(global_arrays, node_arrays, cfg.seed)
     metrics = MetricRecord({
@@ -120,8 +122,9 @@ def train_round(node: LocalNode, content: RecordDict) -> RecordDict:
             raise UserError("this federation verifies contributions: the node needs a wallet (--wallet)")
         account = wallet_account(node.setup.wallet)
         t0 = time.perf_counter()
-        artifact = prove_update(node.bundle, node.dataset, global_arrays, attack.proven(global_arrays, node_arrays),
-                                terms, node.setup.srs, node.setup.cache_dir, seed=cfg.seed)
+        proven = attack.proven(global_arrays, node_arrays, sent)
+        artifact = prove_update(node.bundle, node.dataset, global_arrays, proven, terms, node.setup.srs,
+                                node.setup.cache_dir, seed=cfg.seed)
         metrics["prove_seconds"] = time.perf_counter() - t0
         reply["contribution"] = ConfigRecord(contribution_record(terms, sent, attack.artifact(artifact),
                                                                  attack.signer(account), account.address))
