@@ -117,7 +117,7 @@ def parse_record(record: dict) -> tuple[Contribution, str, bytes, bytes]:
         address, signature, proof = str(record["address"]), record["signature"], record["proof"]
     except KeyError as err:
         raise ValueError(f"contribution record lacks {err}") from None
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OverflowError) as err:  # OverflowError: int() of an infinite float
         raise ValueError(f"contribution record has a bad field: {err}") from None
     if not isinstance(signature, bytes) or not isinstance(proof, bytes):
         raise ValueError("contribution signature and proof must be bytes")

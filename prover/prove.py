@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import tempfile
 import time
@@ -11,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ezkl
-import numpy as np
 
 from prover.capture import Slice
 from prover.circuit import Circuit, write_input_json
@@ -67,7 +67,7 @@ class ProofArtifact:
         """Parse :meth:`to_bytes` output; raise ``ValueError`` saying what is wrong on anything malformed."""
         try:
             obj = json.loads(bytes(data).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, TypeError) as err:
+        except (UnicodeDecodeError, ValueError, TypeError, RecursionError) as err:  # RecursionError: deep nesting
             raise ValueError(f"proof artifact is not UTF-8 JSON: {err}") from None
         if not isinstance(obj, dict):
             raise ValueError("proof artifact must be a JSON object")
@@ -78,7 +78,7 @@ class ProofArtifact:
         if set(obj) != expected:
             raise ValueError(f"proof artifact fields are {sorted(obj)}, expected {sorted(expected)}")
         for key in ("circuit_id", "data_commitment", "proof_hash"):
-            if not isinstance(obj[key], str) or not _HEX32.match(obj[key]):
+            if not isinstance(obj[key], str) or not _HEX32.fullmatch(obj[key]):
                 raise ValueError(f"proof artifact {key} must be '0x' + 64 lowercase hex digits")
         proof_hex = obj["proof"]
         if not isinstance(proof_hex, str) or not proof_hex or len(proof_hex) > 2 * _MAX_PROOF_BYTES:
@@ -88,10 +88,15 @@ class ProofArtifact:
         except ValueError:
             raise ValueError("proof artifact proof is not valid hex") from None
         instances = obj["instances"]
-        if not isinstance(instances, list) or not all(isinstance(f, str) and _FELT.match(f) for f in instances):
+        if not isinstance(instances, list) or not all(isinstance(f, str) and _FELT.fullmatch(f) for f in instances):
             raise ValueError("proof artifact instances must be a list of 64-hex-digit field elements")
         for key in ("loss_before", "loss_after"):
-            if isinstance(obj[key], bool) or not isinstance(obj[key], (int, float)) or not np.isfinite(obj[key]):
+            value = obj[key]
+            try:
+                finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+            except OverflowError:  # a JSON integer too large for a float
+                finite = False
+            if not finite:
                 raise ValueError(f"proof artifact {key} must be a finite number")
         if sha256_hex(proof) != obj["proof_hash"]:
             raise ValueError("proof artifact proof_hash is not the sha256 of its proof")
