@@ -80,7 +80,7 @@ def prove_update(bundle, dataset, global_arrays: dict, node_arrays: dict, terms:
         raise UserError(f"this round's circuit is {terms.circuit_id}, but the statement and SRS this node has "
                         f"give {circuit.circuit_id}: check the SRS file (--srs) and the zk0 version")
     chunk = bundle.policy.config.chunk_size
-    batch_size = max(1, -(-terms.slice_rows // chunk))
+    batch_size = 3 * max(1, -(-terms.slice_rows // chunk))  # room for padded steps at episode ends
     gen = torch.Generator().manual_seed(seed)
     batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=gen)))
     state = {k: torch.from_numpy(v) for k, v in global_arrays.items()}
