@@ -65,7 +65,6 @@ class LocalNode:
     setup: NodeSetup
     bundle: object
     dataset: object
-    last_reply: RecordDict | None = None  # what a replaying adversary re-sends
 
 
 @cache
@@ -94,16 +93,24 @@ def train_config(config: ConfigRecord) -> TrainConfig:
     )
 
 
-def train_round(node: LocalNode, content: RecordDict) -> RecordDict:
-    """One round on the node: check the terms, train (FedProx), prove, sign; the reply's content."""
+REPLAY_KEYS = ("replay.arrays", "replay.metrics", "replay.contribution")
+
+
+def train_round(node: LocalNode, content: RecordDict, state: RecordDict) -> RecordDict:
+    """One round on the node: check the terms, train (FedProx), prove, sign; the reply's content.
+
+    ``state`` is Flower's per-node state (``context.state``), kept across rounds by the engine: a replaying
+    adversary keeps its first reply there (a process may serve several simulated nodes).
+    """
     config = content["config"]
     attack = Attack(node.setup.adversary)
     terms = RoundTerms.from_config(config)
     global_arrays = arrays_to_numpy(content["arrays"])
     if terms is not None:
         check_global(global_arrays, terms.global_hash)
-    if attack.replays and node.last_reply is not None:
-        return node.last_reply
+    if attack.replays and REPLAY_KEYS[0] in state:
+        arrays, metrics, contribution = (state[k] for k in REPLAY_KEYS)
+        return RecordDict({"arrays": arrays, "metrics": metrics, "contribution": contribution})
     cfg = train_config(config)
     result = fedprox_train(node.bundle, node.dataset, global_arrays, cfg)
     attack.check_alive(int(config["server-round"]))
@@ -130,7 +137,9 @@ def train_round(node: LocalNode, content: RecordDict) -> RecordDict:
                                                                  attack.signer(account), account.address))
     log.info("round %s: trained %d steps, loss %.4f -> %.4f", config["server-round"], result.steps,
              result.loss_first, result.loss_last)
-    node.last_reply = reply
+    if attack.replays and "contribution" in reply:
+        for key, name in zip(REPLAY_KEYS, ("arrays", "metrics", "contribution"), strict=True):
+            state[key] = reply[name]
     return reply
 
 
@@ -141,7 +150,7 @@ def make_client_app(resolve: Callable[[Context], NodeSetup]) -> ClientApp:
     @app.train()
     def train(msg: Message, context: Context) -> Message:
         node = load_node(resolve(context))
-        return Message(train_round(node, msg.content), reply_to=msg)
+        return Message(train_round(node, msg.content, context.state), reply_to=msg)
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
