@@ -28,6 +28,7 @@ class FederationConfig:
     fraction_evaluate: float = 1.0
     timeout: float = 600.0  # seconds to wait for replies in a round
     seed: int = 0
+    resume: bool = False  # continue the run in out_dir: its summary.json, last checkpoint and chain journal
     # The verified protocol (proofs, signatures, chain records). Off: plain Krum federation.
     verify: bool = False
     srs: str = "dev"  # "dev" (development SRS: forgeable, tests and demos only) or the federation's SRS file

@@ -10,11 +10,15 @@ Flower's ``Strategy.start`` drives the rounds; each protocol step sits in one pl
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 from flwr.app import ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 
@@ -23,12 +27,49 @@ from aggregator.gate import STRUCTURAL_CHECKS, VERIFIED_CHECKS, Gate
 from aggregator.outputs import RunOutputs
 from aggregator.strategy import GatedMultiKrum
 from node.datasets import load_dataset, load_metadata
+from node.errors import UserError
 from node.model import make_smolvla
-from node.params import arrays_to_numpy, get_trainable, numpy_to_arrays
+from node.params import arrays_to_numpy, get_trainable, numpy_to_arrays, trainable_names
 from node.train import evaluate_loss
 from prover.hashing import params_hash
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreviousRun:
+    """Where a restarted aggregator picks up: the last round ``summary.json`` records and that round's model."""
+
+    last_round: int
+    arrays: OrderedDict[str, np.ndarray]
+    summary: dict
+    metrics: dict
+
+
+def previous_run(out_dir: Path, policy) -> PreviousRun | None:
+    """The run in ``out_dir`` so far, or None when it has no finished round (a fresh start).
+
+    ``summary.json`` is the truth: a checkpoint written for a round the summary does not have yet (a crash between
+    the two) is ignored, and the round runs again. The checkpoint must hash to the round's recorded new global
+    model, so a resumed run continues from exactly the model the chain's ``closeRound`` names.
+    """
+    from safetensors.numpy import load_file
+
+    path = out_dir / "summary.json"
+    summary = json.loads(path.read_text()) if path.exists() else {}
+    if not summary.get("rounds"):
+        return None
+    last = summary["rounds"][-1]
+    ckpt = out_dir / "checkpoints" / f"round_{last['round']}" / "model.safetensors"
+    if not ckpt.exists():
+        raise UserError(f"cannot resume: {ckpt} is missing (summary.json records round {last['round']})")
+    state = load_file(str(ckpt))
+    arrays = OrderedDict((name, state[name].astype(np.float32)) for name in trainable_names(policy))
+    if params_hash(list(arrays.values())) != last["new_global_hash"]:
+        raise UserError(f"cannot resume: {ckpt} is not the model round {last['round']} ended with")
+    metrics_path = out_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {"initial": {}, "rounds": []}
+    return PreviousRun(last["round"], arrays, summary, metrics)
 
 
 def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
@@ -40,6 +81,15 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
     heldout = load_dataset(cfg.heldout, delta_timestamps=resolve_delta_timestamps(bundle.config, meta))
     run_id = Path(cfg.out_dir).name or datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S")
     outputs = RunOutputs(Path(cfg.out_dir), run_id, cfg.to_dict(), console=console)
+    previous = previous_run(Path(cfg.out_dir), bundle.policy) if cfg.resume else None
+    initial_arrays = get_trainable(bundle.policy)
+    if previous is not None:
+        log.warning("resuming %s after round %d (of %d)", cfg.out_dir, previous.last_round, cfg.rounds)
+        initial_arrays = previous.arrays
+        for key in ("initial_eval_loss", "final_eval_loss", "rounds"):
+            outputs.summary[key] = previous.summary[key]
+        outputs.summary["resumed_after"] = [*previous.summary.get("resumed_after", []), previous.last_round]
+        outputs.metrics.update(initial=previous.metrics["initial"], rounds=previous.metrics["rounds"])
 
     verification = None
     if cfg.verify:
@@ -69,9 +119,14 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         min_available_nodes=cfg.min_nodes,
         min_evaluate_nodes=max(1, round(cfg.min_nodes * cfg.fraction_evaluate)),
     )
+    done = previous.last_round if previous is not None else 0
+    strategy.round_offset = done
     clock = {"round_start": time.perf_counter()}
 
-    def evaluate_round(server_round: int, arrays) -> MetricRecord:
+    def evaluate_round(server_round: int, arrays) -> MetricRecord | None:
+        if server_round == 0 and done:
+            return None  # the initial evaluation is in the summary already
+        server_round += done
         t0 = time.perf_counter()
         global_arrays = arrays_to_numpy(arrays)
         loss, _ = evaluate_loss(bundle, heldout, global_arrays, max_batches=cfg.eval_batches, seed=cfg.seed)
@@ -93,7 +148,7 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         "local-steps": cfg.local_steps, "batch-size": cfg.batch_size, "learning-rate": cfg.learning_rate,
         "proximal-mu": cfg.proximal_mu, "seed": cfg.seed,
     })
-    strategy.start(grid=grid, initial_arrays=numpy_to_arrays(get_trainable(bundle.policy)), num_rounds=cfg.rounds,
+    strategy.start(grid=grid, initial_arrays=numpy_to_arrays(initial_arrays), num_rounds=max(0, cfg.rounds - done),
                    timeout=cfg.timeout, train_config=train_config,
                    evaluate_config=ConfigRecord({"eval-batches": cfg.client_eval_batches}),
                    evaluate_fn=evaluate_round)

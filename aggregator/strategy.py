@@ -43,10 +43,12 @@ class GatedMultiKrum(MultiKrum):
         self.verification = verification  # aggregator.verification.Verification, or None: no proofs, no chain
         self.rounds: dict[int, RoundLog] = {}
         self._context: dict[int, RoundContext] = {}
+        self.round_offset = 0  # rounds done before this process started (a resumed run): Flower counts from 1
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
         """Open the round: hash the global model, put the hash in the config every node receives."""
+        server_round += self.round_offset
         global_arrays = arrays_to_numpy(arrays)
         global_hash = self.hash_arrays(global_arrays)
         config = ConfigRecord(dict(config))
@@ -62,6 +64,7 @@ class GatedMultiKrum(MultiKrum):
     def aggregate_train(self, server_round: int,
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Gate every reply, then Krum over the verified ones; keep the global model without a quorum."""
+        server_round += self.round_offset
         ctx, rlog = self._context.pop(server_round), self.rounds[server_round]
         verified: list[tuple[Message, Outcome]] = []
         gated = {}
@@ -75,6 +78,10 @@ class GatedMultiKrum(MultiKrum):
         if self.verification is not None:
             self.verification.record(server_round, rlog.outcomes, gated)
         return arrays, metrics
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                           grid: Grid) -> Iterable[Message]:
+        return super().configure_evaluate(server_round + self.round_offset, arrays, config, grid)
 
     def _krum(self, server_round: int, rlog: RoundLog,
               verified: list[tuple[Message, Outcome]]) -> tuple[ArrayRecord | None, MetricRecord | None]:
