@@ -1,0 +1,301 @@
+"""Run every attack of ``node.adversary`` in a verified federation, next to an honest-only run, and tabulate.
+
+Each run is one full verified federation (anvil, EZKL proofs, signatures, the gate, Krum, chain records) on
+synthetic SO-100 data: honest nodes first, then the attackers. The honest-only run with the same honest nodes, seed
+and Krum settings is the reference for the final server eval loss. Attacks the gate must stop run together in one
+federation (the "gate suite": a rejected reply never reaches Krum, so they cannot help each other), each attack
+that can pass the gate runs on its own, with one attacker (within Krum's ``n > 2f + 2`` bound) and with f + 1
+(beyond it); colluders need a larger federation. Everything is reported as it comes out.
+
+Results accumulate in ``<workdir>/results.json`` (one entry per run, re-run with ``--force``), so subsets can be
+run one after another (``--attacks alie,ipm``); the table is rebuilt from every stored run each time and written
+to ``--out``: between the ``<!-- attack-table -->`` markers of an existing file (docs/security.md), or as a new
+file. Fixtures, circuits and the SRS are built once in ``--cache-dir`` and reused by every run.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/eval_attacks.py --attacks honest,sign-flip --out docs/security.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+import traceback
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+
+log = logging.getLogger("eval_attacks")
+
+START, END = "<!-- attack-table:start -->", "<!-- attack-table:end -->"
+# Attacks the gate must stop: run together in one federation (a rejected reply never reaches Krum, so they do not
+# interact), next to as many honest nodes as the honest-only reference.
+GATE_ATTACKS = ("forge-proof", "proof-swap", "replay", "bad-signature", "malformed", "unapproved", "free-rider",
+                "crash")
+# Attacks with a valid proof and signature: only Krum (and the server evaluation) stands between them and the model.
+KRUM_ATTACKS = ("sign-flip", "scale", "noise", "alie", "ipm", "poison-negate", "poison-shuffle", "free-rider-noise",
+                "collude")
+LOSS_TOLERANCE = 0.10  # "within 10 % of the honest-only run"
+VERIFIED = ("SELECTED", "NOT_SELECTED", "NO_QUORUM")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One verified federation: ``honest`` honest nodes, then one node per entry of ``attacks``; Krum assumes
+    ``krum_f``. Its reference is the honest-only run of ``ref_nodes`` nodes with the same Krum settings."""
+
+    name: str  # "honest", the attack, or "gate-suite"
+    honest: int
+    attacks: tuple[str, ...]
+    krum_f: int
+    ref_nodes: int
+
+    @property
+    def nodes(self) -> int:
+        return self.honest + len(self.attacks)
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}-{len(self.attacks)}of{self.nodes}-f{self.krum_f}"
+
+    @property
+    def krum_facing(self) -> int:
+        """Attackers whose replies can pass the gate and reach Krum."""
+        return sum(a not in GATE_ATTACKS for a in self.attacks)
+
+    @property
+    def within_bound(self) -> bool:
+        """Krum's guarantee holds: no more attackers reach it than the f it assumes, and n > 2f + 2."""
+        return self.krum_facing <= self.krum_f and self.honest + self.krum_facing > 2 * self.krum_f + 2
+
+    def reference(self) -> Run:
+        return Run("honest", self.ref_nodes, (), self.krum_f, self.ref_nodes)
+
+
+def default_runs(nodes: int, krum_f: int) -> list[Run]:
+    """In the order they are worth the machine's time, all with ``nodes`` nodes and Krum assuming ``krum_f``: the
+    honest-only reference; the gate suite (``nodes`` honest nodes plus one of each gate-facing attack); each attack
+    that can pass the gate with one attacker (within the bound); colluders and every such attack with f + 1
+    attackers (beyond it); colluders within the bound of a Krum that expects f + 1; then f + 2 attackers."""
+    runs = [Run("honest", nodes, (), krum_f, nodes), Run("gate-suite", nodes, GATE_ATTACKS, krum_f, nodes)]
+    singles = [a for a in KRUM_ATTACKS if a != "collude"]
+    runs += [Run(a, nodes - 1, (a,), krum_f, nodes) for a in singles]
+    beyond = [[Run(name, nodes - a, (name,) * a, krum_f, nodes) for name in ("collude", *singles)]
+              for a in (krum_f + 1, krum_f + 2)]
+    f2 = krum_f + 1
+    big = 2 * f2 + 4  # f + 1 colluders within the bound, with one reply to spare
+    return [*runs, *beyond[0], Run("honest", big, (), f2, big), Run("collude", big - f2, ("collude",) * f2, f2, big),
+            *beyond[1]]
+
+
+def run_one(run: Run, args) -> dict:
+    """One verified federation run; returns what the table needs, per reply: round, attack, status, detail."""
+    from aggregator.config import FederationConfig
+    from aggregator.demo import DemoConfig, run_demo
+
+    out = Path(args.workdir) / run.key
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)  # a fresh chain and wallets: runs must not share state
+    demo = DemoConfig(nodes=run.nodes, rounds=args.rounds, out=str(out), cache_dir=args.cache_dir,
+                      episodes=args.episodes, frames=args.frames, data="synthetic", adversaries=run.attacks)
+    fed = FederationConfig(local_steps=args.local_steps, batch_size=args.batch_size, learning_rate=args.lr,
+                           eval_batches=args.eval_batches, fraction_evaluate=0.0, slice_rows=args.slice_rows,
+                           krum_f=run.krum_f, krum_m=args.krum_m)
+    t0 = time.perf_counter()
+    summary = run_demo(demo, fed)
+    return collect(run, out, summary, time.perf_counter() - t0, args)
+
+
+def collect(run: Run, out: Path, summary: dict, seconds: float, args) -> dict:
+    """A finished run's summary → its stored result."""
+    from contracts import read_address
+
+    roles = ["honest"] * run.honest + list(run.attacks)
+    wallets = {read_address(out / "wallets" / f"node{i}.json"): role for i, role in enumerate(roles)}
+    replies, kept = [], 0
+    for entry in summary["rounds"]:
+        kept += bool(entry["kept_global"])
+        for node in entry["nodes"]:
+            status = node["reason"] if node["status"] == "NOT_SELECTED" and node["reason"] else node["status"]
+            replies.append({"round": entry["round"], "role": role_of(node, wallets, run), "status": status,
+                            "detail": node["detail"], "on_chain": bool(node.get("tx_hash"))})
+    return {"run": asdict(run), "seconds": round(seconds, 1), "initial_eval_loss": summary["initial_eval_loss"],
+            "final_eval_loss": summary["final_eval_loss"],
+            "eval_loss": [r["server_eval_loss"] for r in summary["rounds"]], "replies": replies,
+            "kept_global_rounds": kept, "pending": summary["chain"].get("pending_operations"),
+            "settings": settings(args)}
+
+
+def role_of(node: dict, wallets: dict, run: Run) -> str:
+    """Who sent a reply: by the wallet it claims, or, for replies that claim none, by what went wrong."""
+    if node["claimed_address"] in wallets:
+        return wallets[node["claimed_address"]]
+    if "died mid-round" in (node["detail"] or "") and "crash" in run.attacks:
+        return "crash"
+    return "malformed" if "malformed" in run.attacks else "unattributed"
+
+
+def settings(args) -> dict:
+    return {k: getattr(args, k) for k in ("rounds", "local_steps", "batch_size", "lr", "episodes", "frames",
+                                          "slice_rows", "eval_batches", "krum_m")}
+
+
+# ----------------------------------------------------------------------------------------------------- the table
+def outcome(replies: list[dict]) -> tuple[str, str, int]:
+    """(the gate's reasons, how often Krum selected, times selected) for one role's replies."""
+    statuses = Counter(r["status"] for r in replies)
+    gate = ", ".join(f"{s} ×{c}" for s, c in sorted(statuses.items()) if s not in VERIFIED)
+    verified = sum(statuses[s] for s in VERIFIED)
+    krum = f"{statuses['SELECTED']}/{verified}" if verified else "-"
+    if statuses["NO_QUORUM"]:
+        krum += f" ({statuses['NO_QUORUM']} without quorum)"
+    return gate or "passed", krum, statuses["SELECTED"]
+
+
+def loss_delta(res: dict, ref: dict | None) -> float | None:
+    if ref is None:
+        return None
+    return (res["final_eval_loss"] - ref["final_eval_loss"]) / ref["final_eval_loss"]
+
+
+def table(results: dict) -> str:
+    """The markdown table: one line per attack of every stored run, references first."""
+    lines = ["| attack | attackers / nodes | Krum f | Krum bound | gate (reason × replies) | selected by Krum | "
+             "final eval loss | vs honest-only | records on chain | verdict | run s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    order = {key: i for i, key in enumerate(r.key for r in default_runs(7, 1))}
+    for res in sorted(results.values(), key=lambda r: (Run(**_run_args(r)).within_bound is False,
+                                                       order.get(Run(**_run_args(r)).key, 99))):
+        run = Run(**_run_args(res))
+        ref = results.get(run.reference().key)
+        delta = loss_delta(res, ref)
+        chain = f"{sum(r['on_chain'] for r in res['replies'])}/{len(res['replies'])}"
+        chain += f" ({res['pending']} pending)" if res["pending"] else ""
+        bound = "within" if run.within_bound else "**beyond**"
+        vs = "-" if delta is None or run.name == "honest" else f"{delta:+.1%}"
+        for role in dict.fromkeys(run.attacks) or ("honest",):
+            replies = [r for r in res["replies"] if r["role"] == role]
+            gate, krum, selected = outcome(replies)
+            count = run.attacks.count(role) if run.attacks else 0
+            who = f"{count} / {run.nodes}" + (f" (with {len(run.attacks) - count} others)" if run.name ==
+                                              "gate-suite" else "")
+            lines.append(f"| {role if run.name != 'honest' else 'none (honest-only)'} | {who} | {run.krum_f} | "
+                         f"{bound} | {gate if run.attacks else '-'} | {krum if run.attacks else '-'} | "
+                         f"{res['final_eval_loss']:.4f} | {vs} | {chain} | {verdict(run, selected, delta, res)} | "
+                         f"{res['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def _run_args(res: dict) -> dict:
+    return {**res["run"], "attacks": tuple(res["run"]["attacks"])}
+
+
+def verdict(run: Run, selected: int, delta: float | None, res: dict) -> str:
+    if run.name == "honest":
+        return "reference"
+    parts = [f"selected {selected}×"] if selected else []
+    if delta is not None and abs(delta) > LOSS_TOLERANCE:
+        parts.append(f"loss {delta:+.0%}")
+    if res["kept_global_rounds"]:
+        parts.append(f"no quorum: global kept {res['kept_global_rounds']}×")
+    return "; ".join(parts) if parts else "stopped"
+
+
+def render(results: dict, machine: str, date: str) -> str:
+    s = next(iter(results.values()))["settings"]
+    refs = sorted((r for r in results.values() if r["run"]["name"] == "honest"), key=lambda r: r["run"]["honest"])
+    ref_text = "; ".join(f"{r['run']['honest']} nodes: {r['initial_eval_loss']:.4f} → {r['final_eval_loss']:.4f}"
+                         for r in refs)
+    return "\n".join([
+        START,
+        f"Generated by `scripts/eval_attacks.py` on {date}, {machine}. Each run is one verified federation (anvil, "
+        f"EZKL proofs, EIP-712 signatures, the gate, Multi-Krum m = {s['krum_m']}, chain records) of {s['rounds']} "
+        f"rounds on synthetic SO-100 data ({s['episodes']} episode × {s['frames']} frames per node), "
+        f"{s['local_steps']} local steps at lr {s['lr']}, batch {s['batch_size']}, a proof slice of "
+        f"{s['slice_rows']} rows, server eval on {s['eval_batches']} held-out batches. Honest-only server eval "
+        f"loss, initial → final: {ref_text}.",
+        "",
+        table(results),
+        END,
+    ])
+
+
+def write_table(path: Path, text: str) -> None:
+    """Replace the marked table in ``path`` (keeping the prose around it), or write a new file."""
+    if path.exists() and START in (old := path.read_text()) and END in old:
+        text = old[:old.index(START)] + text + old[old.index(END) + len(END):]
+    else:
+        text += "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--attacks", default="", help="comma-separated: run only the runs of these attacks ('honest' "
+                   "for the references, 'gate-suite' for the gate's); a run's reference runs too if not stored")
+    p.add_argument("--within", action="store_true", help="only runs within Krum's bound")
+    p.add_argument("--beyond", action="store_true", help="only runs beyond Krum's bound")
+    p.add_argument("--out", default="", help="markdown file for the table (default: <workdir>/table.md)")
+    p.add_argument("--workdir", default="outputs/eval-attacks")
+    p.add_argument("--cache-dir", default=".zk0/fixtures")
+    p.add_argument("--force", action="store_true", help="re-run runs already in results.json")
+    p.add_argument("--table-only", action="store_true", help="rebuild the table from results.json, run nothing")
+    p.add_argument("--nodes", type=int, default=7, help="nodes of every federation (gate suite: honest nodes)")
+    p.add_argument("--krum-f", type=int, default=1)
+    p.add_argument("--krum-m", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--local-steps", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--episodes", type=int, default=1)
+    p.add_argument("--frames", type=int, default=24)
+    p.add_argument("--slice-rows", type=int, default=16)
+    p.add_argument("--eval-batches", type=int, default=3)
+    p.add_argument("--machine", default="2 cores, 24 GiB, no GPU")
+    p.add_argument("--date", default=time.strftime("%Y-%m-%d"))
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)
+
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    store = workdir / "results.json"
+    results = json.loads(store.read_text()) if store.exists() else {}
+    runs = default_runs(args.nodes, args.krum_f)
+    if args.attacks:
+        wanted = set(args.attacks.split(","))
+        runs = [r for r in runs if r.name in wanted or wanted & set(r.attacks)]
+    if args.within or args.beyond:
+        runs = [r for r in runs if r.within_bound == args.within]
+    runs = list(dict.fromkeys(x for r in runs for x in ((r.reference(), r) if r.reference().key not in results
+                                                        else (r,))))
+    for run in [] if args.table_only else runs:
+        if run.key in results and not args.force:
+            log.info("%s: stored, skipping (--force re-runs it)", run.key)
+            continue
+        log.info("%s: running (%s Krum's bound)", run.key, "within" if run.within_bound else "BEYOND")
+        try:
+            results[run.key] = run_one(run, args)
+        except Exception:
+            log.error("%s failed:\n%s", run.key, traceback.format_exc())
+            continue
+        store.write_text(json.dumps(results, indent=1))
+        write_table(Path(args.out or workdir / "table.md"), render(results, args.machine, args.date))
+        res = results[run.key]
+        log.info("%s: final eval loss %.4f in %.0f s; attackers: %s", run.key, res["final_eval_loss"], res["seconds"],
+                 Counter((r["role"], r["status"]) for r in res["replies"] if r["role"] != "honest"))
+    if results:
+        write_table(Path(args.out or workdir / "table.md"), render(results, args.machine, args.date))
+        print(table(results))
+
+
+if __name__ == "__main__":
+    main()
