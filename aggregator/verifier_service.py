@@ -221,9 +221,19 @@ class _BodyLimit:
 
 
 def _json_body(model: type[BaseModel]) -> dict:
-    """OpenAPI for a JSON body an endpoint reads itself."""
-    schema = {"content": {"application/json": {"schema": model.model_json_schema()}}, "required": True}
-    return {"requestBody": schema}
+    """OpenAPI for a JSON body an endpoint reads itself (nested models inlined: a pydantic ``#/$defs/...`` reference
+    would point at the root of openapi.json, which has no ``$defs``, and clients generated from the schema break)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(defs[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: inline(value) for key, value in node.items()}
+        return [inline(value) for value in node] if isinstance(node, list) else node
+
+    return {"requestBody": {"content": {"application/json": {"schema": inline(schema)}}, "required": True}}
 
 
 def create_app(circuits: dict[str, HeldCircuit], token: str | None, workers: int = 2,
