@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields
 
 from node.errors import UserError
+
+# Secrets of a deployed run come from the ServerApp process's environment (zk0agg start sets them on the SuperLink,
+# whose ServerApp processes inherit them), never from the run config: Flower sends the run config to every node.
+SECRET_ENV = {"aggregator_key": "ZK0_AGGREGATOR_KEY", "verifier_token": "ZK0_VERIFIER_TOKEN"}
 
 
 @dataclass
@@ -60,14 +65,23 @@ class FederationConfig:
             raise UserError("slice_rows must be at least 1")
 
     @classmethod
-    def from_run_config(cls, run_config: dict) -> FederationConfig:
-        """Flower run config (``[tool.flwr.app.config]``, kebab-case keys) → config; unknown keys are ignored."""
+    def from_run_config(cls, run_config: dict, environ: dict | None = None) -> FederationConfig:
+        """Flower run config (``[tool.flwr.app.config]``, kebab-case keys) → config; unknown keys are ignored.
+
+        The secrets (``SECRET_ENV``) come from ``environ`` (default: this process's environment) only.
+        """
+        environ = os.environ if environ is None else environ
         known = {f.name: f.type for f in fields(cls)}
         values = {}
         for key, value in run_config.items():
             name = key.replace("-", "_")
+            if name in SECRET_ENV:
+                raise UserError(f"{key} must not be in the run config (Flower sends it to every node): set "
+                                f"{SECRET_ENV[name]} in the SuperLink's environment instead")
             if name in known:
                 values[name] = value
+        for name, env in SECRET_ENV.items():
+            values[name] = environ.get(env, "")
         return cls(**values)
 
     def to_dict(self) -> dict:

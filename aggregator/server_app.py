@@ -28,6 +28,7 @@ from aggregator.outputs import RunOutputs
 from aggregator.strategy import GatedMultiKrum
 from node.datasets import load_dataset, load_metadata
 from node.errors import UserError
+from node.logs import setup_logging
 from node.model import make_smolvla
 from node.params import arrays_to_numpy, get_trainable, numpy_to_arrays, trainable_names
 from node.train import evaluate_loss
@@ -178,6 +179,8 @@ def make_server_app(cfg: FederationConfig | None = None, console=None) -> Server
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
+        if cfg is None:  # deployment (a ServerApp process of its own): the same quiet log as the CLIs
+            setup_logging()
         run_federation(grid, cfg or FederationConfig.from_run_config(dict(context.run_config)), console=console)
 
     return app
