@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 ONNX_FILE, SETTINGS_FILE, COMPILED_FILE = "statement.onnx", "settings.json", "circuit.ezkl"
 VK_FILE, PK_FILE, META_FILE = "vk.key", "pk.key", "circuit.json"
+MAX_INNER_COLS = 8
 SHARED_FILES = (ONNX_FILE, SETTINGS_FILE)
 VERIFIER_FILES = (ONNX_FILE, SETTINGS_FILE, VK_FILE, META_FILE)
 
@@ -53,7 +54,9 @@ class CircuitConfig:
         one is on each loss, checked at twice the input scale: loss < base^legs / 4^scale. 16384³ allows
         losses up to 1024 (the flow-matching loss is ~2 at init); 4096³ would allow only 16.
     num_inner_cols
-        Cells per advice row. 2 proved fastest at real size (measured 1, 2, 4, 8: docs/benchmarks.md).
+        Cells per advice row: more columns, fewer rows. ``None`` (default) picks the fewest columns that keep the
+        circuit at the size the range-check table needs anyway (2^15 rows for base 16384): proving cost grows
+        with columns × rows, and rows below the table size are free (measured: docs/benchmarks.md).
     range_check_inputs
         EZKL's range checks on the inputs and outputs. Off: they cost 6x the rows of the whole statement at real
         size, and buy nothing here — the weights are bound to the verifier's own quantized values by their
@@ -65,7 +68,7 @@ class CircuitConfig:
     input_scale: int = 16
     decomp_base: int = 16384
     decomp_legs: int = 3
-    num_inner_cols: int = 2
+    num_inner_cols: int | None = None
     range_check_inputs: bool = False
     calibration_seed: int = 0
 
@@ -76,10 +79,14 @@ class CircuitConfig:
             raise ValueError(f"decomp_base must be a power of two ≥ 2, got {self.decomp_base}")
         if not 1 <= self.decomp_legs <= 8:
             raise ValueError(f"decomp_legs must be in [1, 8], got {self.decomp_legs}")
-        if not 1 <= self.num_inner_cols <= 16:
-            raise ValueError(f"num_inner_cols must be in [1, 16], got {self.num_inner_cols}")
+        if self.num_inner_cols is not None and not 1 <= self.num_inner_cols <= MAX_INNER_COLS:
+            raise ValueError(f"num_inner_cols must be None or in [1, {MAX_INNER_COLS}], got {self.num_inner_cols}")
 
-    def run_args(self) -> ezkl.PyRunArgs:
+    def min_logrows(self) -> int:
+        """The size the range-check table alone needs: decomp_base rows plus room for blinding."""
+        return self.decomp_base.bit_length()
+
+    def run_args(self, num_inner_cols: int | None = None) -> ezkl.PyRunArgs:
         args = ezkl.PyRunArgs()
         args.input_visibility = "polycommit"  # KZG commitments: ~free in rows, recomputable by the verifier
         args.output_visibility = "public"  # loss_before, loss_after
@@ -87,7 +94,7 @@ class CircuitConfig:
         args.input_scale = args.param_scale = self.input_scale
         args.decomp_base = self.decomp_base
         args.decomp_legs = self.decomp_legs
-        args.num_inner_cols = self.num_inner_cols
+        args.num_inner_cols = num_inner_cols or self.num_inner_cols or 1
         args.ignore_range_check_inputs_outputs = not self.range_check_inputs
         return args
 
@@ -181,22 +188,32 @@ def _normalize_settings(path: Path) -> bytes:
 
 
 def _make_settings(shape: SliceShape, config: CircuitConfig, calibration: list[np.ndarray], workdir: Path) -> None:
-    """Export the ONNX graph, generate and calibrate the settings into ``workdir``."""
+    """Export the ONNX graph, generate and calibrate the settings into ``workdir``.
+
+    With ``num_inner_cols=None`` the settings are made for 1, 2, ... columns until the circuit fits the
+    range-check table's size (each try costs a calibration: about a second at real size).
+    """
     onnx_path, settings_path = workdir / ONNX_FILE, workdir / SETTINGS_FILE
     export_onnx(shape, onnx_path)
     data_path = write_input_json(calibration, workdir / "calibration.json")
-    if not ezkl.gen_settings(str(onnx_path), str(settings_path), config.run_args()):
-        raise RuntimeError("ezkl.gen_settings failed")
-    try:
-        # Only the given scale is tried: calibration picks the fewest rows for it and checks the data fits.
-        ezkl.calibrate_settings(
-            str(data_path), str(onnx_path), str(settings_path), "resources", 1.0, [config.input_scale], [1], None
-        )
-    except RuntimeError as err:
-        raise ValueError(
-            f"calibration failed for {shape.label()} at input_scale={config.input_scale}: the calibration values "
-            f"do not fit the range checks (losses up to {config.loss_bound():.3g}); raise decomp_legs ({err})"
-        ) from err
+    choices = [config.num_inner_cols] if config.num_inner_cols else range(1, MAX_INNER_COLS + 1)
+    for cols in choices:
+        if not ezkl.gen_settings(str(onnx_path), str(settings_path), config.run_args(cols)):
+            raise RuntimeError("ezkl.gen_settings failed")
+        try:
+            # Only the given scale is tried: calibration picks the fewest rows for it and checks the data fits.
+            ezkl.calibrate_settings(str(data_path), str(onnx_path), str(settings_path), "resources", 1.0,
+                                    [config.input_scale], [1], None)  # fmt: skip
+        except RuntimeError as err:
+            raise ValueError(
+                f"calibration failed for {shape.label()} at input_scale={config.input_scale}: the calibration "
+                f"values do not fit the range checks (losses up to {config.loss_bound():.3g}); raise "
+                f"decomp_legs ({err})"
+            ) from err
+        logrows = json.loads(settings_path.read_text())["run_args"]["logrows"]
+        log.debug("%s with %d inner columns: logrows %d", shape.label(), cols, logrows)
+        if logrows <= config.min_logrows():
+            break
     _normalize_settings(settings_path)
     data_path.unlink()
 
@@ -309,7 +326,7 @@ def scales_of(settings_path: Path) -> dict:
     settings = json.loads(settings_path.read_text())
     run_args = settings["run_args"]
     config = CircuitConfig(input_scale=run_args["input_scale"], decomp_base=run_args["decomp_base"],
-                           decomp_legs=run_args["decomp_legs"], num_inner_cols=run_args["num_inner_cols"])  # fmt: skip
+                           decomp_legs=run_args["decomp_legs"])  # fmt: skip
     return {"input_scale": run_args["input_scale"], "output_scales": tuple(settings["model_output_scales"]),
             "loss_bound": config.loss_bound()}  # fmt: skip
 

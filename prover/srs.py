@@ -52,13 +52,17 @@ def _file_sha256(path: Path) -> str:
     return "0x" + digest.hexdigest()
 
 
-def _header_logrows(path: Path) -> int:
-    """The size k a halo2 KZG params file declares in its first 4 bytes (little-endian u32)."""
+def srs_file_logrows(path: str | Path) -> int:
+    """The logrows an SRS file declares (halo2 KZG params: k as a little-endian u32 in its first 4 bytes)."""
+    path = Path(path)
     with path.open("rb") as f:
         head = f.read(4)
     if len(head) < 4:
         raise SRSError(f"{path} is too short to be an SRS file: replace it with the ceremony file")
     return int.from_bytes(head, "little")
+
+
+_header_logrows = srs_file_logrows  # older name, kept for callers
 
 
 def load_srs(path: str | Path, logrows: int, kind: SRSKind = "public", sha256: str | None = None) -> SRS:
@@ -74,7 +78,7 @@ def load_srs(path: str | Path, logrows: int, kind: SRSKind = "public", sha256: s
             f"ceremony file (`ezkl get-srs --logrows {logrows} --srs-path {path}` on a machine with network), "
             f"or copy the one your federation publishes, and check its sha256."
         )
-    declared = _header_logrows(path)
+    declared = srs_file_logrows(path)
     if declared != logrows:
         raise SRSError(
             f"{path} is an SRS for logrows={declared}, the circuit needs logrows={logrows}: use the file made "

@@ -1,7 +1,8 @@
 """The prover end to end with real EZKL on the tiny slice (A=6, H=48 as the tiny SmolVLA, m=16).
 
 One circuit is built per session (dev SRS, cached under the session's cache dir) and one honest proof is made;
-each attack then edits what it needs and must be rejected with the right reason.
+each attack then edits what it needs and must be rejected with the right reason. The circuit's reusable
+Solidity verifier is checked on a real anvil with the same proof.
 """
 
 from __future__ import annotations
@@ -10,10 +11,14 @@ import dataclasses
 import json
 import shutil
 
+import ezkl
 import numpy as np
 import pytest
 import torch
+from eth_account import Account
+from web3 import Web3
 
+from contracts.local_chain import LocalChain
 from prover import (
     BAD_PROOF,
     NO_IMPROVEMENT,
@@ -32,6 +37,7 @@ from prover import (
     prove,
     verify,
 )
+from prover.evm import EIP170_LIMIT, build_evm_verifier, evm_calldata
 from prover.fixed_point import dequantize, felt_to_int, felts_from_ints
 from prover.hashing import sha256_hex
 from prover.synthetic import synthetic_slice
@@ -222,3 +228,57 @@ def test_out_of_range_slice_is_refused_before_ezkl(circuit):
 
 def test_settings_have_no_timestamp(circuit):
     assert json.loads(circuit.settings.read_text())["timestamp"] == 0
+
+
+# ----------------------------------------------------------------------------------------- EVM verifier
+
+
+@pytest.fixture(scope="module")
+def evm(circuit, tmp_path_factory):
+    return build_evm_verifier(circuit, tmp_path_factory.mktemp("evm"))
+
+
+def send(w3: Web3, key: str, tx: dict) -> dict:
+    account = Account.from_key(key)
+    tx = {**tx, "from": account.address, "nonce": w3.eth.get_transaction_count(account.address)}
+    tx.setdefault("gas", w3.eth.estimate_gas(tx))
+    receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(account.sign_transaction(
+        {**tx, "chainId": w3.eth.chain_id, "gasPrice": w3.eth.gas_price}).raw_transaction))  # fmt: skip
+    assert receipt["status"] == 1
+    return receipt
+
+
+def test_evm_verifier_fits_eip170(circuit, evm):
+    assert 0 < evm.runtime_size < EIP170_LIMIT
+    assert evm.circuit_id == circuit.circuit_id and len(evm.vka) > 10
+    assert any(f["name"] == "verifyProof" for f in evm.abi if f.get("type") == "function")
+
+
+def test_evm_calldata_matches_ezkl_encoding(honest, evm, tmp_path):
+    _, artifact = honest
+    args = evm_calldata(artifact, evm.vka)
+    proof_path, vka_path = tmp_path / "proof.json", tmp_path / "vka.bytes"
+    proof_path.write_text(json.dumps(artifact.ezkl_proof()))
+    vka_path.write_bytes(len(evm.vka).to_bytes(8, "little") + b"".join(evm.vka))
+    expected = bytes(ezkl.encode_evm_calldata(str(proof_path), str(tmp_path / "calldata.bytes"), str(vka_path)))
+    ours = Web3().eth.contract(abi=evm.abi).encode_abi("verifyProof", args.as_tuple())
+    assert bytes.fromhex(ours.removeprefix("0x")) == expected
+
+
+def test_anvil_accepts_the_honest_proof_and_rejects_a_tampered_one(honest, evm):
+    _, artifact = honest
+    with LocalChain() as chain:
+        w3 = Web3(Web3.HTTPProvider(chain.rpc_url))
+        key = chain.private_keys[0]
+        address = send(w3, key, {"data": evm.bytecode})["contractAddress"]
+        contract = w3.eth.contract(address=address, abi=evm.abi)
+        send(w3, key, {"to": address, "data": contract.encode_abi("registerVka", [list(evm.vka)])})
+        args = evm_calldata(artifact, evm.vka)
+        call = {"to": address, "data": contract.encode_abi("verifyProof", args.as_tuple())}
+        assert int.from_bytes(w3.eth.call(call)[:32], "big") == 1
+        assert w3.eth.estimate_gas(call) < 3_000_000
+        lowered = felts_from_ints([felt_to_int(artifact.instances[1]) - 1000])[0]
+        forged = dataclasses.replace(artifact, instances=(artifact.instances[0], lowered))
+        tampered = evm_calldata(forged, evm.vka)
+        with pytest.raises(Exception):  # noqa: B017 (the verifier reverts without data)
+            w3.eth.call({"to": address, "data": contract.encode_abi("verifyProof", tampered.as_tuple())})
