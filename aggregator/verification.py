@@ -44,9 +44,9 @@ def federation_srs(srs: str):
     if srs == "dev":
         return "dev"
     from prover import load_srs
-    from prover.srs import _header_logrows  # the file declares its logrows in its first bytes
+    from prover.srs import srs_file_logrows  # the file declares its size in its first bytes
 
-    return load_srs(srs, _header_logrows(Path(srs)) if Path(srs).is_file() else 0)
+    return load_srs(srs, srs_file_logrows(srs) if Path(srs).is_file() else 0)
 
 
 class LocalProofChecker:
