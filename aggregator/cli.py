@@ -1,13 +1,86 @@
-"""``zk0agg``: the aggregator operator's command line."""
+"""``zk0agg``: the aggregator operator's command line.
+
+``start`` runs the SuperLink (and optionally the verifier service) until stopped and writes the connection facts
+to ``.zk0/aggregator/federation.json``, which ``run``, ``approve`` and ``contributions`` read for their defaults.
+Keys never go on a command line: they come from a file (``--*-key-file``) or an environment variable.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import secrets
+import signal
 import sys
+import time
+from pathlib import Path
 
 from node.adversary import ATTACKS
 from node.errors import UserError
 from node.logs import setup_logging
+
+STATE_DIR = Path(".zk0/aggregator")
+OWNER_KEY_ENV = "ZK0_OWNER_KEY"
+AGGREGATOR_KEY_ENV = "ZK0_AGGREGATOR_KEY"  # also what the ServerApp reads (aggregator.config.SECRET_ENV)
+VERIFIER_TOKEN_ENV = "ZK0_VERIFIER_TOKEN"
+_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def read_key(key_file: str | None, env: str, what: str) -> str:
+    """A hex private key from ``key_file`` (first line) or the ``env`` variable; never from argv."""
+    if key_file:
+        try:
+            key = Path(key_file).expanduser().read_text().strip()
+        except OSError as err:
+            raise UserError(f"cannot read the {what} key file {key_file}: {err.strerror}") from None
+    else:
+        key = os.environ.get(env, "").strip()
+        if not key:
+            raise UserError(f"no {what} key: give --{what}-key-file FILE or set {env}")
+    if not _KEY.match(key):
+        raise UserError(f"the {what} key is not a hex private key (64 hex digits)")
+    return key if key.startswith("0x") else "0x" + key
+
+
+def _state(args: argparse.Namespace) -> dict:
+    from aggregator.deploy import read_state
+
+    return read_state(Path(args.state_dir) / "federation.json")
+
+
+def _chain(args: argparse.Namespace, state: dict) -> tuple[str, str]:
+    rpc, registry = args.chain_rpc or state.get("chain_rpc"), args.registry or state.get("registry")
+    if not rpc or not registry:
+        raise UserError("which chain? give --chain-rpc URL and --registry ADDRESS (or run zk0agg start with them)")
+    return rpc, registry
+
+
+def _registry(rpc: str, address: str, key: str | None = None):
+    from web3 import Web3
+
+    from contracts import Registry, connect
+
+    if not Web3.is_address(address):
+        raise UserError(f"bad registry address {address!r}")
+    return Registry.at(connect(rpc), address, key)
+
+
+def _superlink(args: argparse.Namespace, state: dict) -> tuple[str, bool, Path | None]:
+    address = args.superlink or state.get("superlink")
+    if not address:
+        raise UserError("which SuperLink? give --superlink HOST:PORT (or run zk0agg start first)")
+    ca = args.root_certificates or (Path(state["root_certificates"]) if state.get("root_certificates") else None)
+    insecure = args.insecure or (state.get("insecure", False) and ca is None)
+    if not insecure and ca is None:
+        raise UserError("give the CA certificate of the SuperLink (--root-certificates CA.pem), or --insecure")
+    return address, insecure, ca
+
+
+# ----------------------------------------------------------------------------------------------- commands
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -17,10 +90,244 @@ def _demo(args: argparse.Namespace) -> int:
     fed = FederationConfig(local_steps=args.local_steps, krum_f=args.krum_f, krum_m=args.krum_m)
     demo = DemoConfig(nodes=args.nodes, rounds=args.rounds, out=args.out or "", verify=not args.no_verify,
                       adversary=args.adversary, data=args.data, episodes=args.episodes,
-                      eval_episodes=args.eval_episodes)
+                      eval_episodes=args.eval_episodes, engine=args.engine)
     fed.sim_max_steps = args.eval_max_steps
     summary = run_demo(demo, fed)
     return 0 if summary.get("rounds") else 1
+
+
+def _start(args: argparse.Namespace) -> int:
+    """SuperLink (+ verifier service) in the foreground until Ctrl-C or SIGTERM."""
+    from aggregator.deploy import ManagedProcess, SuperLinkOptions, start_process, wait_for_port, write_state
+    from node.trust import SOURCE_ROOT, app_hash, parse_app_hash
+
+    state_dir = Path(args.state_dir).expanduser().resolve()
+    secrets_env: dict[str, str] = {}
+    chain_rpc, registry = args.chain_rpc, args.registry
+    if chain_rpc or registry:
+        chain_rpc, registry = _chain(args, {})
+        key = read_key(args.aggregator_key_file, AGGREGATOR_KEY_ENV, "aggregator")
+        _check_aggregator(chain_rpc, registry, key)
+        secrets_env[AGGREGATOR_KEY_ENV] = key
+    hashes = [parse_app_hash(h) for h in args.app_hash] or [app_hash(SOURCE_ROOT)]
+    options = SuperLinkOptions(state_dir, hashes, host=args.host or ("127.0.0.1" if args.insecure else "0.0.0.0"),
+                               port=args.port, insecure=args.insecure, ssl_certfile=args.ssl_certfile,
+                               ssl_keyfile=args.ssl_keyfile, ssl_ca_certfile=args.ssl_ca_certfile,
+                               supernode_auth=args.enable_supernode_auth)
+    processes: list[ManagedProcess] = []
+    verifier_url = args.verifier_url
+    if verifier_url:
+        secrets_env[VERIFIER_TOKEN_ENV] = _verifier_token(args.verifier_token_file)
+    try:
+        if args.verifier_circuit:
+            token = secrets.token_urlsafe(32)
+            secrets_env[VERIFIER_TOKEN_ENV] = token
+            cmd = [sys.executable, "-m", "aggregator.cli", "verifier", "serve", "--port", str(args.verifier_port),
+                   "--srs-kind", "dev" if args.verifier_srs_dev else "public"]
+            for circuit in args.verifier_circuit:
+                cmd += ["--circuit", str(Path(circuit).resolve())]
+            cmd += ["--srs", str(Path(args.verifier_srs).resolve())] if args.verifier_srs else []
+            verifier = start_process("verifier", cmd, state_dir / "verifier.log",
+                                     env={**os.environ, VERIFIER_TOKEN_ENV: token})
+            processes.append(verifier)
+            wait_for_port("127.0.0.1", args.verifier_port, verifier, timeout=120)
+            verifier_url = f"http://127.0.0.1:{args.verifier_port}"
+        superlink = options.start(secrets_env)
+        processes.append(superlink)
+        address = f"{'127.0.0.1' if options.host in ('0.0.0.0', '::') else options.host}:{options.port}"
+        write_state(state_dir / "federation.json", {
+            "superlink": address, "insecure": args.insecure,
+            "root_certificates": str(Path(args.ssl_ca_certfile).resolve()) if args.ssl_ca_certfile else None,
+            "chain_rpc": chain_rpc, "registry": registry, "verifier_url": verifier_url, "app_hashes": hashes,
+            "pid": os.getpid()})
+        print(f"zk0 aggregator: SuperLink on {options.address} ({'INSECURE plain text' if args.insecure else 'TLS'}"
+              f"{', SuperNode authentication' if args.enable_supernode_auth else ''}), pid {superlink.pid}\n"
+              f"  runs only app bundle(s) {', '.join(hashes)}\n"
+              f"  chain    {f'{chain_rpc}, registry {registry}' if chain_rpc else 'none (unverified runs only)'}\n"
+              f"  verifier {verifier_url or 'in the ServerApp process'}\n"
+              f"  logs     {superlink.log_path}\n"
+              f"next: zk0agg run --rounds N --heldout URI   (Ctrl-C stops the aggregator)", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        while all(p.running() for p in processes):
+            time.sleep(1.0)
+        dead = next(p for p in processes if not p.running())
+        print(f"zk0agg: error: {dead.name} exited: {dead.log_tail(500).strip()}", file=sys.stderr)
+        return 1
+    finally:
+        for process in reversed(processes):
+            process.stop()
+
+
+def _verifier_token(token_file: str | None) -> str:
+    if token_file:
+        token = Path(token_file).read_text().strip()
+    else:
+        token = os.environ.get(VERIFIER_TOKEN_ENV, "").strip()
+    if not token:
+        raise UserError(f"--verifier-url needs the service's token: --verifier-token-file FILE or {VERIFIER_TOKEN_ENV}")
+    return token
+
+
+def _check_aggregator(rpc: str, registry_address: str, key: str) -> None:
+    """Fail at start, not mid-round, when the key is not the registry's aggregator."""
+    from eth_account import Account
+
+    registry = _registry(rpc, registry_address)
+    expected, ours = registry.aggregator(), Account.from_key(key).address
+    if expected.lower() != ours.lower():
+        raise UserError(f"the aggregator key is {ours}, but registry {registry_address} expects {expected}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from aggregator.config import FederationConfig
+    from aggregator.deploy import follow_run, run_config, submit_run
+    from node.trust import SOURCE_ROOT, build_app_bundle, bundle_hash
+
+    state = _state(args)
+    address, insecure, ca = _superlink(args, state)
+    fed = FederationConfig(rounds=args.rounds, local_steps=args.local_steps, min_nodes=args.min_nodes,
+                           krum_f=args.krum_f, krum_m=args.krum_m, fraction_evaluate=args.fraction_evaluate,
+                           heldout=args.heldout, cache_dir=str(Path(args.cache_dir).resolve()),
+                           out_dir=str(Path(args.out or time.strftime("outputs/run-%Y%m%d-%H%M%S")).resolve()),
+                           srs=args.srs if args.srs == "dev" else str(Path(args.srs).resolve()),
+                           timeout=args.timeout, resume=args.resume)
+    if not args.no_verify:
+        fed.chain_rpc, fed.registry = _chain(args, state)
+        fed.verify = True
+        fed.verifier_url = args.verifier_url or state.get("verifier_url") or ""
+    extra = _parse_run_config(args.run_config)
+    if args.fab:
+        try:
+            fab = Path(args.fab).read_bytes()
+        except OSError as err:
+            raise UserError(f"cannot read app bundle {args.fab}: {err.strerror}") from None
+    else:
+        fab = build_app_bundle(args.app or SOURCE_ROOT)
+    config = {**run_config(fed, fab), **extra}
+    pinned = state.get("app_hashes")
+    if pinned and bundle_hash(fab) not in pinned:
+        print(f"zk0agg: warning: bundle {bundle_hash(fab)} is not the one zk0agg start pinned: the SuperLink "
+              "will refuse it", file=sys.stderr)
+    run_id = submit_run(address, fab, config, insecure, ca)
+    print(f"run {run_id} submitted to {address}: app bundle {bundle_hash(fab)}, {fed.rounds} round(s), "
+          f"{'verified' if fed.verify else 'unverified'}; outputs in {fed.out_dir}", flush=True)
+    if args.detach:
+        return 0
+    result = follow_run(address, run_id, insecure, ca, on_log=lambda text: print(text, end="", flush=True),
+                        timeout=args.timeout * (args.rounds + 1) + 600)
+    print(f"\nrun {run_id} {result.status}{': ' + result.details if result.details else ''}; "
+          f"summary {Path(fed.out_dir) / 'summary.json'}")
+    return 0 if result.status == "completed" else 1
+
+
+def _parse_run_config(items: list[str]) -> dict:
+    import tomllib
+
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"bad --run-config {item!r}: expected KEY=VALUE (TOML value, e.g. slice-rows=16)")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value  # a bare string
+    return out
+
+
+def _approve(args: argparse.Namespace) -> int:
+    from web3 import Web3
+
+    if not Web3.is_address(args.address):
+        raise UserError(f"bad node address {args.address!r}: expected 0x followed by 40 hex digits")
+    rpc, registry_address = _chain(args, _state(args))
+    registry = _registry(rpc, registry_address, read_key(args.owner_key_file, OWNER_KEY_ENV, "owner"))
+    receipt = registry.revoke_node(args.address) if args.revoke else registry.approve_node(args.address)
+    verb = "revoked" if args.revoke else "approved"
+    print(f"{verb} {Web3.to_checksum_address(args.address)} in registry {registry.address} "
+          f"(tx 0x{bytes(receipt['transactionHash']).hex()})")
+    return 0
+
+
+def _contributions(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+    from web3 import Web3
+
+    rpc, registry_address = _chain(args, _state(args))
+    registry = _registry(rpc, registry_address)
+    if args.node:
+        if not Web3.is_address(args.node):
+            raise UserError(f"bad node address {args.node!r}")
+        records = registry.node_history(args.node)
+        if args.round is not None:
+            records = [r for r in records if r.round == args.round]
+    else:
+        rounds = [args.round] if args.round is not None else sorted(
+            {e["args"]["round"] for e in registry.events("RoundOpened")})
+        records = [r for rnd in rounds for r in registry.round_records(rnd)]
+    txs = {(e["args"]["round"], e["args"]["node"]): e["tx_hash"] for e in registry.events("ContributionRecorded")}
+    table = Table(title=f"contributions in registry {registry.address} (chain {registry.chain_id})")
+    for column in ("round", "node", "status", "reason", "signed", "proof on chain", "loss before → after",
+                   "update hash", "tx"):
+        table.add_column(column)
+    for r in records:
+        losses = f"{r.loss_before:.4f} → {r.loss_after:.4f}" if r.signed else "-"
+        table.add_row(str(r.round), r.node, r.status.name, r.reason.name if r.reason.value else "",
+                      "yes" if r.signed else "no", "yes" if r.proof_verified else "no", losses,
+                      r.update_hash[:10] + "…", (txs.get((r.round, r.node)) or "-")[:10] + "…")
+    Console().print(table)
+    if not records:
+        print("no contributions recorded" + (f" for round {args.round}" if args.round is not None else ""))
+    return 0
+
+
+def _fixtures(args: argparse.Namespace) -> int:
+    from aggregator.fixtures import sim_fixtures, synthetic_fixtures
+
+    if args.nodes < 1:
+        raise UserError("--nodes must be at least 1")
+    out = Path(args.out)
+    fixtures = (synthetic_fixtures(out, args.nodes, args.episodes, args.frames) if args.data == "synthetic"
+                else sim_fixtures(out, args.nodes, args.episodes))
+    for i, uri in enumerate(fixtures.nodes):
+        print(f"node {i}: {uri}")
+    print(f"held-out: {fixtures.heldout}")
+    return 0
+
+
+def _deploy_registry(args: argparse.Namespace) -> int:
+    from eth_account import Account
+    from web3 import Web3
+
+    from contracts import Registry, connect
+
+    owner_key = read_key(args.owner_key_file, OWNER_KEY_ENV, "owner")
+    if args.aggregator:
+        if not Web3.is_address(args.aggregator):
+            raise UserError(f"bad --aggregator address {args.aggregator!r}")
+        aggregator = Web3.to_checksum_address(args.aggregator)
+    else:
+        aggregator = Account.from_key(read_key(args.aggregator_key_file, AGGREGATOR_KEY_ENV, "aggregator")).address
+    registry = Registry.deploy(connect(args.chain_rpc), owner_key, aggregator)
+    print(registry.address)
+    print(f"registry deployed on chain {registry.chain_id} at {args.chain_rpc}: owner "
+          f"{Account.from_key(owner_key).address}, aggregator {aggregator}", file=sys.stderr)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- parser
+
+
+def _chain_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--chain-rpc", metavar="URL", help="Ethereum JSON-RPC endpoint (default: from zk0agg start)")
+    parser.add_argument("--registry", metavar="ADDRESS",
+                        help="ContributionRegistry address (default: from zk0agg start)")
+
+
+def _state_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", default=str(STATE_DIR),
+                        help=f"where zk0agg start keeps its state and logs (default {STATE_DIR})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,10 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show Flower's and LeRobot's own logs")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run a whole federation on this machine (simulation, offline fixtures)")
+    demo = sub.add_parser("demo", help="run a whole federation on this machine (offline fixtures)")
     demo.add_argument("--nodes", type=int, default=3, help="number of nodes (default 3)")
     demo.add_argument("--rounds", type=int, default=3, help="federated rounds (default 3)")
     demo.add_argument("--out", help="output folder (default outputs/demo-<time>)")
+    demo.add_argument("--engine", choices=["simulation", "deployment"], default="simulation",
+                      help="Flower's simulation engine (default), or real SuperLink + SuperNode processes on loopback")
     demo.add_argument("--local-steps", type=int, default=20, help="training steps per node per round (default 20)")
     demo.add_argument("--krum-f", type=int, default=0, help="Byzantine nodes Krum tolerates (default 0)")
     demo.add_argument("--krum-m", type=int, default=2, help="updates MultiKrum averages (default 2; 1 = Krum)")
@@ -47,15 +356,140 @@ def build_parser() -> argparse.ArgumentParser:
                       help="step limit of a closed-loop episode (default 150, 5 s at 30 Hz)")
     demo.add_argument("--no-verify", action="store_true", help="plain Krum federation: no proofs, signatures, chain")
     demo.set_defaults(func=_demo)
+
+    start = sub.add_parser(
+        "start", help="run the federation's SuperLink (and optionally the verifier service) until stopped",
+        description="Run Flower's SuperLink for this federation until Ctrl-C: nodes connect to it, zk0agg run submits "
+        "runs to it. Its ServerApp processes run only the pinned app bundle and get the aggregator key through "
+        f"their environment ({AGGREGATOR_KEY_ENV}), never through the run config that every node receives.")
+    start.add_argument("--host", help="address to listen on (default 0.0.0.0; 127.0.0.1 with --insecure)")
+    start.add_argument("--port", type=int, default=9092,
+                       help="the one port of the Fleet (nodes), Control (runs) and Runtime APIs (default 9092)")
+    start.add_argument("--insecure", action="store_true", help="no TLS: loopback development only")
+    start.add_argument("--ssl-certfile", type=Path, metavar="CERT", help="the SuperLink's TLS certificate (PEM)")
+    start.add_argument("--ssl-keyfile", type=Path, metavar="KEY", help="its private key (PEM)")
+    start.add_argument("--ssl-ca-certfile", type=Path, metavar="CA",
+                       help="the CA certificate that signed it (nodes get this file as --root-certificates)")
+    start.add_argument("--enable-supernode-auth", action="store_true",
+                       help="accept only SuperNodes whose public keys were registered (flwr supernode register)")
+    _chain_flags(start)
+    start.add_argument("--aggregator-key-file", metavar="FILE",
+                       help=f"the registry's aggregator key (default: env {AGGREGATOR_KEY_ENV})")
+    start.add_argument("--app-hash", action="append", default=[], metavar="SHA256",
+                       help="app bundle(s) the ServerApp may run (default: the bundle of this zk0 source tree)")
+    start.add_argument("--verifier-url", metavar="URL",
+                       help="a running zk0agg verifier serve (its token: --verifier-token-file or "
+                       f"{VERIFIER_TOKEN_ENV})")
+    start.add_argument("--verifier-token-file", metavar="FILE", help="bearer token of --verifier-url")
+    start.add_argument("--verifier-circuit", action="append", metavar="DIR",
+                       help="start the verifier service here for this circuit folder (repeatable)")
+    start.add_argument("--verifier-srs", metavar="FILE", help="SRS file for --verifier-circuit")
+    start.add_argument("--verifier-srs-dev", action="store_true", help="the verifier's SRS is a development one")
+    start.add_argument("--verifier-port", type=int, default=8470, help="port of the started verifier (default 8470)")
+    _state_flag(start)
+    start.set_defaults(func=_start)
+
+    run = sub.add_parser("run", help="submit a federated run to the SuperLink and follow it to its end",
+                         description="Bundle the zk0 app, submit it with the run config to the SuperLink (what "
+                         "flwr run does), stream the ServerApp's log until the run ends. Paths are on the "
+                         "aggregator's machine.")
+    run.add_argument("--rounds", type=int, default=3, help="federated rounds (default 3)")
+    run.add_argument("--heldout", required=True, metavar="URI", help="the server's held-out dataset (local:<path>)")
+    run.add_argument("--min-nodes", type=int, default=3, help="nodes a round waits for (default 3)")
+    run.add_argument("--local-steps", type=int, default=20, help="training steps per node per round (default 20)")
+    run.add_argument("--krum-f", type=int, default=0, help="Byzantine nodes Krum tolerates (default 0)")
+    run.add_argument("--krum-m", type=int, default=2, help="updates MultiKrum averages (default 2)")
+    run.add_argument("--fraction-evaluate", type=float, default=1.0,
+                     help="share of nodes that also evaluate each round (default 1.0)")
+    run.add_argument("--srs", default="dev", metavar="FILE|dev", help="the federation's SRS (default dev)")
+    run.add_argument("--out", help="output folder (default outputs/run-<time>)")
+    run.add_argument("--cache-dir", default=".zk0/fixtures", help="model and circuit cache (default .zk0/fixtures)")
+    run.add_argument("--no-verify", action="store_true", help="plain Krum run: no proofs, signatures, chain")
+    run.add_argument("--timeout", type=float, default=600.0, help="seconds a round waits for replies (default 600)")
+    run.add_argument("-c", "--run-config", action="append", metavar="KEY=VALUE",
+                     help="any other run-config key of the app (repeatable), e.g. -c slice-rows=16")
+    run.add_argument("--app", metavar="DIR", help="zk0 source tree to bundle (default: this one)")
+    run.add_argument("--fab", metavar="FILE", help="submit this app bundle (flwr build output) instead of bundling")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out (summary, checkpoint, journal)")
+    run.add_argument("--detach", action="store_true", help="submit and return; follow later with flwr log")
+    run.add_argument("--superlink", metavar="HOST:PORT", help="the SuperLink (default: from zk0agg start)")
+    run.add_argument("--insecure", action="store_true", help="plain-text connection (loopback development)")
+    run.add_argument("--root-certificates", type=Path, metavar="CA", help="CA certificate of the SuperLink")
+    run.add_argument("--verifier-url", metavar="URL", help="verifier service the ServerApp calls (default: from start)")
+    _chain_flags(run)
+    _state_flag(run)
+    run.set_defaults(func=_run)
+
+    approve = sub.add_parser("approve", help="approve a node's wallet address in the registry (owner only)")
+    approve.add_argument("address", help="the node's address (zk0node wallet show prints it)")
+    approve.add_argument("--revoke", action="store_true", help="revoke instead (takes effect from the next round)")
+    approve.add_argument("--owner-key-file", metavar="FILE",
+                         help=f"registry owner's key (default: env {OWNER_KEY_ENV})")
+    _chain_flags(approve)
+    _state_flag(approve)
+    approve.set_defaults(func=_approve)
+
+    contrib = sub.add_parser("contributions", help="read the recorded contributions back from the chain")
+    contrib.add_argument("--round", type=int, help="only this round")
+    contrib.add_argument("--node", metavar="ADDRESS", help="only this node's records")
+    _chain_flags(contrib)
+    _state_flag(contrib)
+    contrib.set_defaults(func=_contributions)
+
+    chain = sub.add_parser("chain", help="a local development chain (anvil)")
+    chain_sub = chain.add_subparsers(dest="chain_command", required=True)
+    chain_sub.add_parser("up", help="run anvil until Ctrl-C (zk0agg chain up --help for its flags)")
+
+    verifier = sub.add_parser("verifier", help="the stateless proof verification service")
+    verifier_sub = verifier.add_subparsers(dest="verifier_command", required=True)
+    verifier_sub.add_parser("serve", help="serve POST /v1/verify (zk0agg verifier serve --help for its flags)")
+
+    fixtures = sub.add_parser("fixtures", help="build offline node datasets and a held-out set")
+    fixtures.add_argument("--nodes", type=int, default=3, help="node datasets (default 3)")
+    fixtures.add_argument("--out", required=True, metavar="DIR", help="folder for the datasets")
+    fixtures.add_argument("--data", choices=["synthetic", "sim"], default="synthetic",
+                          help="synthetic generator (default, seconds) or MuJoCo expert demonstrations (minutes)")
+    fixtures.add_argument("--episodes", type=int, default=4, help="episodes per dataset (default 4)")
+    fixtures.add_argument("--frames", type=int, default=30, help="frames per synthetic episode (default 30)")
+    fixtures.set_defaults(func=_fixtures)
+
+    deploy = sub.add_parser("deploy-registry", help="deploy the ContributionRegistry and print its address")
+    deploy.add_argument("--chain-rpc", required=True, metavar="URL", help="Ethereum JSON-RPC endpoint")
+    deploy.add_argument("--owner-key-file", metavar="FILE",
+                        help=f"deployer = owner key (approves nodes; default: env {OWNER_KEY_ENV})")
+    deploy.add_argument("--aggregator", metavar="ADDRESS",
+                        help="the aggregator's address (default: from --aggregator-key-file / "
+                        f"{AGGREGATOR_KEY_ENV})")
+    deploy.add_argument("--aggregator-key-file", metavar="FILE", help="the aggregator's key, to derive its address")
+    deploy.set_defaults(func=_deploy_registry)
     return parser
 
 
+def _delegated(argv: list[str]) -> int | None:
+    """``chain up`` and ``verifier serve`` have parsers of their own: hand them the rest of the line."""
+    if argv[:2] == ["chain", "up"]:
+        from contracts.local_chain import main as chain_main
+
+        return chain_main(argv[2:])
+    if argv[:2] == ["verifier", "serve"]:
+        from aggregator.verifier_service import serve_main
+
+        return serve_main(argv[2:])
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    delegated = _delegated(argv)
+    if delegated is not None:
+        return delegated
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    from contracts import ChainError, WalletError
+
     try:
         return args.func(args)
-    except UserError as err:
+    except (UserError, WalletError, ChainError) as err:
         print(f"zk0agg: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

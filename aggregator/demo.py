@@ -3,6 +3,10 @@
 A local chain (anvil) with the registry deployed, one wallet per node (approved by the owner), the dev SRS and
 circuit, N nodes on Flower's simulation engine training on offline non-IID SO-100 data, proofs, the gate, Krum,
 chain records, server evaluation, and ``summary.json``. ``verify=False`` runs the plain Krum federation.
+
+``engine="deployment"`` runs the same federation on Flower's deployment engine instead: a real SuperLink and one
+``zk0node start`` SuperNode process per node on loopback (``aggregator.deploy.LoopbackFederation``), the run
+submitted as ``zk0agg run`` does, every process pinned to this source tree's app bundle.
 """
 
 from __future__ import annotations
@@ -42,10 +46,14 @@ class DemoConfig:
     eval_episodes: int = 2  # closed-loop episodes in the simulator after each round (sim data only)
     adversary: str | None = None  # the last node runs this attack
     adversaries: tuple[str, ...] = ()  # or one attack per node, from the last node backwards
+    engine: str = "simulation"  # or "deployment": real SuperLink + SuperNode processes on loopback
+    app_dir: str = ""  # deployment: the zk0 source tree to bundle (default: the one running)
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
             raise UserError("a demo needs at least one node")
+        if self.engine not in ("simulation", "deployment"):
+            raise UserError(f"unknown engine {self.engine!r}: 'simulation' or 'deployment'")
         if self.data not in ("sim", "synthetic"):
             raise UserError(f"unknown demo data {self.data!r}: 'sim' or 'synthetic'")
         if self.adversary and self.adversary not in ATTACKS:
@@ -81,6 +89,42 @@ def _start_chain(out: Path, nodes: int, console: Console, unapproved: set[int]):
     return chain, registry.address, aggregator_key, wallets
 
 
+def _run_deployment(demo: DemoConfig, fed: FederationConfig, setups: list[NodeSetup], console: Console) -> None:
+    """The federation on Flower's deployment engine, on loopback: SuperLink, ``zk0node start`` per node, the run."""
+    from aggregator.deploy import LoopbackFederation, LoopbackNode, follow_run, run_config, submit_run
+    from contracts import create_keystore
+    from node.trust import SOURCE_ROOT, build_app_bundle, bundle_hash
+
+    if any(s.adversary for s in setups):
+        raise UserError("adversarial nodes run with --engine simulation only (an attack is a test-only node setting)")
+    out = Path(demo.out)
+    fab = build_app_bundle(demo.app_dir or SOURCE_ROOT)
+    digest = bundle_hash(fab)
+    work = out / "deployment"
+    env = {**os.environ, "FLWR_HOME": str(work / "flwr-home")}  # installed app bundles stay in the demo's folder
+    secrets = {"ZK0_AGGREGATOR_KEY": fed.aggregator_key} if fed.verify else {}
+    federation = LoopbackFederation(work, [digest], secrets, env=env)
+    console.print(f"deployment engine on loopback: app bundle {digest} (every process runs only this one); "
+                  f"logs in {work}")
+    try:
+        federation.start_superlink()
+        for i, setup in enumerate(setups):
+            wallet = setup.wallet or str(out / "wallets" / f"node{i}.json")
+            if not Path(wallet).exists():  # an unverified run signs nothing, but zk0node start wants a wallet
+                create_keystore(wallet, DEMO_PASSWORD)
+            federation.start_node(LoopbackNode(setup.dataset, wallet, [digest], DEMO_PASSWORD, setup.cache_dir), i)
+        federation.wait_nodes(len(setups))
+        console.print(f"SuperLink {federation.address} with {len(setups)} SuperNodes connected")
+        run_id = submit_run(federation.address, fab, run_config(fed, fab), insecure=True)
+        result = follow_run(federation.address, run_id, insecure=True,
+                            on_log=lambda text: (console.file.write(text), console.file.flush()),
+                            timeout=fed.timeout * (fed.rounds + 1) + 600)
+        if result.status != "completed":
+            raise UserError(f"run {run_id} {result.status}: {result.details or 'see the log above'}; logs in {work}")
+    finally:
+        federation.stop()
+
+
 def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Console | None = None,
              on_chain: Callable | None = None) -> dict:
     """Build fixtures, run ``demo.rounds`` rounds of ``demo.nodes`` nodes in simulation; return the summary."""
@@ -89,6 +133,8 @@ def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Con
     console = console or Console()
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if demo.engine == "deployment":  # other processes, other working directories: absolute paths only
+        demo.out, demo.cache_dir = str(Path(demo.out).resolve()), str(Path(demo.cache_dir).resolve())
     t0 = time.perf_counter()
     out = Path(demo.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -125,11 +171,14 @@ def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Con
               for uri, w, a in zip(fixtures.nodes, wallets, attacks, strict=True)]
     client_app = make_client_app(lambda ctx: setups[int(ctx.node_config["partition-id"])])
     try:
-        run_simulation(server_app=make_server_app(fed, console=console), client_app=client_app,
-                       num_supernodes=demo.nodes,
-                       backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                                       "init_args": {"num_cpus": max(1, min(os.cpu_count() or 1, demo.nodes)),
-                                                     "log_to_driver": logging.getLogger().level <= logging.INFO}})
+        if demo.engine == "deployment":
+            _run_deployment(demo, fed, setups, console)
+        else:
+            run_simulation(server_app=make_server_app(fed, console=console), client_app=client_app,
+                           num_supernodes=demo.nodes,
+                           backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                                           "init_args": {"num_cpus": max(1, min(os.cpu_count() or 1, demo.nodes)),
+                                                         "log_to_driver": logging.getLogger().level <= logging.INFO}})
     finally:
         if chain is not None:
             chain.stop()

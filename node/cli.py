@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from node.errors import UserError
 from node.logs import setup_logging
@@ -33,6 +35,47 @@ def _dataset_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _app_hash(args: argparse.Namespace) -> int:
+    from node.supernode import file_sha256
+    from node.trust import SOURCE_ROOT, app_hash
+
+    path = Path(args.path or SOURCE_ROOT).expanduser()
+    print(file_sha256(path) if path.is_file() else app_hash(path))
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    """Check everything a user can get wrong (cheapest first), say what will run, then become the SuperNode."""
+    from contracts.wallet import DEFAULT_WALLET, load_account, resolve_password
+    from node.datasets import load_metadata
+    from node.supernode import SuperNodeOptions, file_sha256
+    from node.trust import parse_app_hash
+
+    options = SuperNodeOptions(
+        superlink=args.superlink, dataset=args.dataset, wallet=Path(args.wallet or DEFAULT_WALLET).expanduser(),
+        app_hashes=[parse_app_hash(h) for h in args.app_hash], state_dir=Path(args.state_dir).expanduser(),
+        srs=args.srs, cache_dir=Path(args.cache_dir), insecure=args.insecure,
+        root_certificates=args.root_certificates, auth_key=args.auth_key, runtime_port=args.runtime_port,
+        max_wait_time=args.max_wait_time)
+    password = resolve_password(args.password_file)
+    account = load_account(options.wallet, password)
+    meta = load_metadata(args.dataset)
+    srs = "DEVELOPMENT SRS (made on this machine: proofs are forgeable; tests and demos only)" \
+        if args.srs == "dev" else f"{Path(args.srs).resolve()} (sha256 {file_sha256(Path(args.srs))})"
+    options.prepare()
+    print(f"zk0 node {account.address}\n"
+          f"  dataset   {args.dataset}: {meta.total_episodes} episodes, {meta.total_frames} frames (stays here)\n"
+          f"  wallet    {options.wallet}\n"
+          f"  srs       {srs}\n"
+          f"  runs only app bundle(s) {', '.join(options.app_hashes)}\n"
+          f"  superlink {args.superlink} ({'INSECURE plain text' if args.insecure else 'TLS'}"
+          f"{', authenticated' if args.auth_key else ''})", flush=True)
+    cmd = options.command()
+    # The SuperNode takes this process over (same pid): Ctrl-C and `kill PID` stop it.
+    os.execve(cmd[0], cmd, options.environment(password))
+    return 0  # not reached
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zk0node", description="zk0 node: train the shared SO-100 policy on "
                                      "your own data, prove and sign what you send.")
@@ -55,6 +98,51 @@ def build_parser() -> argparse.ArgumentParser:
     check = dsub.add_parser("check", help="load a dataset's metadata and check it is an SO-100 LeRobot dataset")
     check.add_argument("uri", help="hf:<owner/name> (Hugging Face Hub) or local:<path> (a LeRobot dataset folder)")
     check.set_defaults(func=_dataset_check)
+
+    app = sub.add_parser("app-hash", help="print the hash of the zk0 app bundle built from a source tree you have "
+                         "reviewed (or of a .fab file): pin it with zk0node start --app-hash")
+    app.add_argument("path", nargs="?", help="zk0 source tree, or an app bundle (.fab) file (default: the source "
+                     "tree this zk0node runs from)")
+    app.set_defaults(func=_app_hash)
+
+    start = sub.add_parser(
+        "start", help="join a federation: run a Flower SuperNode that trains on your dataset, proves and signs",
+        description="Run a Flower SuperNode for this node. It connects to the aggregator's SuperLink, runs the zk0 "
+        "ClientApp on your dataset for every round, and signs what it sends with your wallet. It runs only the app "
+        "bundle(s) you pinned with --app-hash and refuses any other code the aggregator sends. The wallet password "
+        "comes from --password-file or ZK0_WALLET_PASSWORD (never the command line).")
+    start.add_argument("--superlink", required=True, metavar="HOST:PORT",
+                       help="the aggregator's SuperLink (Fleet API) address")
+    start.add_argument("--dataset", required=True, metavar="URI",
+                       help="your private dataset: local:<path> (LeRobot folder) or hf:<owner/name>; it never "
+                       "leaves this machine")
+    start.add_argument("--wallet", metavar="FILE", help="your keystore (default ~/.zk0/wallet.json); its address must "
+                       "be approved by the aggregator operator")
+    start.add_argument("--password-file", metavar="FILE", help="file holding the wallet password (default: "
+                       "ZK0_WALLET_PASSWORD, else a prompt)")
+    start.add_argument("--app-hash", action="append", required=True, metavar="SHA256",
+                       help="sha256 of the only app bundle this node runs (zk0node app-hash DIR on the source you "
+                       "reviewed); repeat to allow several versions")
+    start.add_argument("--srs", default="dev", metavar="FILE|dev",
+                       help="the federation's KZG SRS file (check its sha256 against the published one); 'dev' makes "
+                       "a development SRS here, for tests and demos only (default: dev)")
+    start.add_argument("--root-certificates", type=Path, metavar="CA",
+                       help="CA certificate (PEM) that signed the SuperLink's TLS certificate")
+    start.add_argument("--auth-key", type=Path, metavar="KEY",
+                       help="this node's SuperNode private key (ECDSA P-384, PEM) when the SuperLink authenticates "
+                       "nodes; give its public key to the aggregator operator (needs TLS)")
+    start.add_argument("--insecure", action="store_true",
+                       help="no TLS: only for a SuperLink on this machine (loopback development)")
+    start.add_argument("--cache-dir", default=".zk0/fixtures",
+                       help="model and circuit cache (default .zk0/fixtures)")
+    start.add_argument("--state-dir", default="~/.zk0/node",
+                       help="where the SuperNode's node-config and app guard live (default ~/.zk0/node)")
+    start.add_argument("--runtime-port", type=int, default=9094,
+                       help="local port of the SuperNode's Runtime API for its ClientApp processes (default 9094; "
+                       "one per SuperNode on a machine)")
+    start.add_argument("--max-wait-time", type=float, metavar="SECONDS",
+                       help="give up if the SuperLink cannot be reached for this long (default: retry forever)")
+    start.set_defaults(func=_start)
     return parser
 
 

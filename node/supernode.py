@@ -1,0 +1,147 @@
+"""``zk0node start``: a real Flower SuperNode that runs only the pinned zk0 app, with this node's wallet and data.
+
+Flower's ``flower-supernode`` connects to the aggregator's SuperLink and starts one ClientApp process per message
+(``flower-superexec`` then ``flwr-clientapp``, both looked up on ``PATH``, both inheriting the SuperNode's
+environment). So:
+
+- the ClientApp's setup (dataset, wallet, SRS, cache) goes in the SuperNode's node-config, written to a TOML file
+  (paths may hold spaces or quotes that Flower's ``key=value`` parser would split);
+- the wallet password goes in the SuperNode's environment (``ZK0_WALLET_PASSWORD``), never on a command line;
+- ``PATH`` starts with a private folder whose ``flwr-clientapp`` is the app guard (``node.app_guard``), then the
+  folder of this Python's scripts (so Flower's own commands are found even when the venv is not activated).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from node.app_guard import HASHES_ENV
+from node.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RUNTIME_PORT = 9094  # Flower's default for the SuperNode's local Runtime API (ClientApp processes)
+GUARD = Path(__file__).resolve().parent / "app_guard.py"
+_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+
+
+def parse_address(value: str, what: str = "--superlink") -> tuple[str, int]:
+    """``HOST:PORT`` (IPv6 in brackets) → (host, port); a one-line error otherwise."""
+    match = _ADDRESS.match(value.strip())
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise UserError(f"bad {what} address {value!r}: expected HOST:PORT, e.g. 203.0.113.7:9092")
+    return match.group(1), int(match.group(2))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class SuperNodeOptions:
+    """Everything ``flower-supernode`` needs for one zk0 node (validated by ``zk0node start`` before use)."""
+
+    superlink: str
+    dataset: str
+    wallet: Path
+    app_hashes: list[str]
+    state_dir: Path
+    srs: str = "dev"
+    cache_dir: Path = Path(".zk0/fixtures")
+    device: str = "cpu"
+    insecure: bool = False
+    root_certificates: Path | None = None
+    auth_key: Path | None = None
+    runtime_port: int = DEFAULT_RUNTIME_PORT
+    max_wait_time: float | None = None  # seconds to keep retrying an unreachable SuperLink (None: forever)
+    extra_node_config: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        parse_address(self.superlink)
+        if not self.app_hashes:
+            raise UserError("pin the app this node may run: --app-hash HASH (zk0node app-hash DIR prints it)")
+        if self.insecure and (self.root_certificates or self.auth_key):
+            raise UserError("--insecure cannot be combined with --root-certificates or --auth-key")
+        if not self.insecure and self.root_certificates is None:
+            raise UserError("give the federation's CA certificate (--root-certificates CA.pem), or --insecure for "
+                            "a SuperLink on this machine (plain text: development only)")
+        for flag, path in (("--root-certificates", self.root_certificates), ("--auth-key", self.auth_key)):
+            if path is not None and not Path(path).is_file():
+                raise UserError(f"{flag}: no file at {path}")
+        if self.srs != "dev" and not Path(self.srs).is_file():
+            raise UserError(f"--srs: no SRS file at {self.srs} (use the file the federation publishes, or 'dev')")
+        if not 0 < self.runtime_port < 65536:
+            raise UserError(f"bad --runtime-port {self.runtime_port}")
+
+    def node_config(self) -> dict:
+        """What ``node.client_app.NodeSetup.from_node_config`` reads."""
+        return {"dataset": self.dataset, "wallet": str(Path(self.wallet).expanduser().resolve()),
+                "srs": self.srs if self.srs == "dev" else str(Path(self.srs).resolve()),
+                "cache-dir": str(Path(self.cache_dir).expanduser().resolve()), "device": self.device,
+                **self.extra_node_config}
+
+    def prepare(self) -> None:
+        """Write the node-config file and the guard's ``flwr-clientapp`` launcher under ``state_dir``."""
+        import tomli_w
+
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.node_config_path.write_text(tomli_w.dumps(self.node_config()))
+        install_guard(self.state_dir / "bin", "clientapp")
+
+    @property
+    def node_config_path(self) -> Path:
+        return self.state_dir / "node-config.toml"  # Flower reads a lone *.toml value as a file
+
+    def command(self) -> list[str]:
+        cmd = [flower_script("flower-supernode"), "--superlink", self.superlink,
+               "--node-config", str(self.node_config_path), "--isolation", "subprocess",
+               "--host", "127.0.0.1", "--port", str(self.runtime_port)]
+        if self.insecure:
+            cmd.append("--insecure")
+        else:
+            cmd += ["--root-certificates", str(Path(self.root_certificates).resolve())]
+        if self.auth_key is not None:
+            cmd += ["--auth-supernode-private-key", str(Path(self.auth_key).resolve())]
+        if self.max_wait_time is not None:
+            cmd += ["--max-wait-time", str(self.max_wait_time)]
+        return cmd
+
+    def environment(self, password: str, base: dict | None = None) -> dict:
+        """The SuperNode's environment: guard first on PATH, pinned hashes, the wallet password."""
+        env = dict(os.environ if base is None else base)
+        env["PATH"] = os.pathsep.join([str(self.state_dir / "bin"), scripts_dir(), env.get("PATH", "")])
+        env[HASHES_ENV] = ",".join(self.app_hashes)
+        env["ZK0_WALLET_PASSWORD"] = password
+        return env
+
+
+def install_guard(bin_dir: Path, role: str) -> None:
+    """``bin_dir/flwr-<role>`` (clientapp or serverapp): the app guard, to put first on a SuperNode's or
+    SuperLink's PATH. ``-P`` keeps the guard's own folder (``node/``) off ``sys.path``: nothing of zk0 loads
+    before the bundle is checked."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    launcher = bin_dir / f"flwr-{role}"
+    launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" -P "{GUARD}" {role} "$@"\n')
+    launcher.chmod(0o755)
+
+
+def scripts_dir() -> str:
+    """The folder of this Python's console scripts (``.venv/bin``): Flower's commands live there."""
+    return str(Path(sys.executable).parent)
+
+
+def flower_script(name: str) -> str:
+    path = Path(scripts_dir()) / name
+    if not path.exists():
+        raise UserError(f"{name} not found next to {sys.executable}: install zk0 with its dependencies (flwr)")
+    return str(path)

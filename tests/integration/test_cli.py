@@ -1,0 +1,208 @@
+"""The operators' commands: bad input ends in one line on stderr and exit code 2, never a traceback; the help
+explains every flag; the app bundle and its guard behave as the operator guides say."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from aggregator.config import SECRET_ENV, FederationConfig
+from contracts import create_keystore
+from node.app_guard import HASHES_ENV, UntrustedApp, check_bundle, pinned_hashes
+from node.trust import SOURCE_ROOT, build_app_bundle, bundle_hash
+
+PASSWORD = "cli-test-password"
+GOOD_HASH = "ab" * 32
+
+
+def cli(tmp_path: Path, program: str, *args: str, env: dict | None = None, timeout: float = 180):
+    """Run ``zk0node`` / ``zk0agg`` as a user would, in an empty folder with a throwaway FLWR_HOME."""
+    full_env = {**os.environ, "FLWR_HOME": str(tmp_path / "flwr-home"), "HF_HUB_OFFLINE": "1",
+                "FLWR_TELEMETRY_ENABLED": "0"}
+    full_env.pop("ZK0_WALLET_PASSWORD", None)
+    full_env.update(env or {})
+    module = {"zk0node": "node.cli", "zk0agg": "aggregator.cli"}[program]
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout,
+                          env=full_env, cwd=tmp_path)
+
+
+def assert_user_error(result, *words: str) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 1 and lines[0].startswith(("zk0node: error:", "zk0agg: error:")), result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def wallet(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("wallet") / "wallet.json"
+    create_keystore(path, PASSWORD)
+    return str(path)
+
+
+def start_args(wallet: str, dataset: str, *extra: str) -> list[str]:
+    return ["start", "--superlink", "127.0.0.1:9", "--insecure", "--wallet", wallet, "--dataset", dataset,
+            "--app-hash", GOOD_HASH, "--state-dir", "node-state", *extra]
+
+
+# ----------------------------------------------------------------------------------------------- zk0node start
+
+
+def test_start_unknown_dataset(tmp_path, wallet):
+    result = cli(tmp_path, "zk0node", *start_args(wallet, "local:/no/such/dataset"),
+                 env={"ZK0_WALLET_PASSWORD": PASSWORD})
+    assert_user_error(result, "/no/such/dataset", "does not exist")
+
+
+def test_start_bad_dataset_uri(tmp_path, wallet):
+    result = cli(tmp_path, "zk0node", *start_args(wallet, "s3://bucket/data"), env={"ZK0_WALLET_PASSWORD": PASSWORD})
+    assert_user_error(result, "bad dataset URI")
+
+
+def test_start_missing_wallet(tmp_path, synthetic):
+    result = cli(tmp_path, "zk0node", *start_args(str(tmp_path / "none.json"), synthetic.nodes[0]),
+                 env={"ZK0_WALLET_PASSWORD": PASSWORD})
+    assert_user_error(result, "no wallet at", "zk0node wallet new")
+
+
+def test_start_wrong_password(tmp_path, wallet, synthetic):
+    result = cli(tmp_path, "zk0node", *start_args(wallet, synthetic.nodes[0]), env={"ZK0_WALLET_PASSWORD": "nope"})
+    assert_user_error(result, "wrong password")
+
+
+def test_start_wrong_password_file(tmp_path, wallet, synthetic):
+    password_file = tmp_path / "password"
+    password_file.write_text("not-it\n")
+    password_file.chmod(0o600)
+    result = cli(tmp_path, "zk0node", *start_args(wallet, synthetic.nodes[0], "--password-file", str(password_file)))
+    assert_user_error(result, "wrong password")
+
+
+def test_start_without_password(tmp_path, wallet, synthetic):
+    result = cli(tmp_path, "zk0node", *start_args(wallet, synthetic.nodes[0]))
+    assert_user_error(result, "no wallet password", "ZK0_WALLET_PASSWORD")
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    (["--app-hash", "1234"], ["bad --app-hash"]),
+    (["--srs", "/no/such.srs"], ["--srs", "/no/such.srs"]),
+    (["--root-certificates", "/no/ca.pem"], ["cannot be combined"]),
+])
+def test_start_bad_flags(tmp_path, wallet, synthetic, extra, words):
+    result = cli(tmp_path, "zk0node", *start_args(wallet, synthetic.nodes[0], *extra),
+                 env={"ZK0_WALLET_PASSWORD": PASSWORD})
+    assert_user_error(result, *words)
+
+
+def test_start_needs_tls_or_insecure(tmp_path, wallet, synthetic):
+    args = [a for a in start_args(wallet, synthetic.nodes[0]) if a != "--insecure"]
+    result = cli(tmp_path, "zk0node", *args, env={"ZK0_WALLET_PASSWORD": PASSWORD})
+    assert_user_error(result, "--root-certificates")
+
+
+def test_start_bad_superlink_address(tmp_path, wallet, synthetic):
+    args = start_args(wallet, synthetic.nodes[0])
+    args[args.index("127.0.0.1:9")] = "http://example.org"
+    result = cli(tmp_path, "zk0node", *args, env={"ZK0_WALLET_PASSWORD": PASSWORD})
+    assert_user_error(result, "HOST:PORT")
+
+
+def test_start_requires_pinned_app(tmp_path, wallet, synthetic):
+    args = start_args(wallet, synthetic.nodes[0])
+    i = args.index("--app-hash")
+    del args[i:i + 2]
+    result = cli(tmp_path, "zk0node", *args)
+    assert result.returncode == 2 and "--app-hash" in result.stderr  # argparse: a required flag
+
+
+# ----------------------------------------------------------------------------------------------- zk0agg
+
+
+def test_agg_bad_input(tmp_path):
+    assert_user_error(cli(tmp_path, "zk0agg", "approve", "0x1234", "--chain-rpc", "http://127.0.0.1:9",
+                          "--registry", "0x" + "11" * 20), "bad node address")
+    assert_user_error(cli(tmp_path, "zk0agg", "run", "--heldout", "local:/x", "--no-verify"), "which SuperLink")
+    assert_user_error(cli(tmp_path, "zk0agg", "contributions"), "which chain")
+    assert_user_error(cli(tmp_path, "zk0agg", "contributions", "--chain-rpc", "http://127.0.0.1:9",
+                          "--registry", "0x" + "11" * 20), "no Ethereum node answers")
+    assert_user_error(cli(tmp_path, "zk0agg", "deploy-registry", "--chain-rpc", "http://127.0.0.1:9"), "owner key")
+    assert_user_error(cli(tmp_path, "zk0agg", "deploy-registry", "--chain-rpc", "http://127.0.0.1:9",
+                          env={"ZK0_OWNER_KEY": "0x1234"}), "not a hex private key")
+    assert_user_error(cli(tmp_path, "zk0agg", "start", "--port", "9"), "TLS needs")
+
+
+def test_help_explains_every_command(tmp_path):
+    for program, command in [("zk0node", "start"), ("zk0node", "app-hash"), ("zk0agg", "start"), ("zk0agg", "run"),
+                             ("zk0agg", "approve"), ("zk0agg", "contributions"), ("zk0agg", "fixtures"),
+                             ("zk0agg", "deploy-registry"), ("zk0agg", "demo")]:
+        result = cli(tmp_path, program, command, "--help")
+        assert result.returncode == 0, result.stderr
+        flags = [w for w in result.stdout.split() if w.startswith("--")]
+        assert flags, result.stdout
+    chain = cli(tmp_path, "zk0agg", "chain", "up", "--help")
+    assert chain.returncode == 0 and "--state" in chain.stdout
+    serve = cli(tmp_path, "zk0agg", "verifier", "serve", "--help")
+    assert serve.returncode == 0 and "--circuit" in serve.stdout
+
+
+def test_fixtures_command(tmp_path):
+    result = cli(tmp_path, "zk0agg", "fixtures", "--nodes", "2", "--out", "data", "--episodes", "1", "--frames", "8")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("local:") == 3 and "held-out:" in result.stdout
+
+
+# ----------------------------------------------------------------------------------------------- app bundle
+
+
+def test_app_declares_every_run_config_key():
+    """zk0agg run sends FederationConfig as Flower run config, and Flower refuses keys the app does not declare."""
+    declared = tomllib.loads((SOURCE_ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+    expected = {f.name.replace("_", "-") for f in fields(FederationConfig) if f.name not in SECRET_ENV}
+    assert sorted(expected - set(declared)) == []
+    assert not {k.replace("-", "_") for k in declared} & set(SECRET_ENV)  # secrets travel by env only
+
+
+def test_bundle_hash_is_flowers(tmp_path):
+    """Our faster file walk gives the bundle ``flwr build`` gives (same bytes, same hash)."""
+    from flwr.cli.build import build_fab_from_disk
+
+    app = tmp_path / "zk0app"
+    (app / "pkg").mkdir(parents=True)
+    (app / "pyproject.toml").write_text((SOURCE_ROOT / "pyproject.toml").read_text())
+    (app / ".gitignore").write_text(".venv/\n__pycache__/\n")
+    (app / "pkg" / "__init__.py").write_text("")
+    (app / "pkg" / "mod.py").write_text("X = 1\n")
+    (app / ".venv" / "lib").mkdir(parents=True)
+    (app / ".venv" / "lib" / "big.py").write_text("ignored = True\n")
+    assert build_app_bundle(app) == build_fab_from_disk(app)
+    before = bundle_hash(build_app_bundle(app))
+    (app / "pkg" / "mod.py").write_text("X = 2\n")  # one changed line of code: another app
+    assert bundle_hash(build_app_bundle(app)) != before
+
+
+def test_guard_fails_closed(monkeypatch):
+    bundle = b"some bundle"
+    digest = bundle_hash(bundle)
+    monkeypatch.setenv(HASHES_ENV, f"0x{digest.upper()}, {GOOD_HASH}")
+    assert pinned_hashes() == {digest, GOOD_HASH}
+    assert check_bundle(bundle, pinned_hashes()) == digest
+    with pytest.raises(UntrustedApp, match="refused app bundle"):
+        check_bundle(b"another bundle", pinned_hashes())
+    monkeypatch.setenv(HASHES_ENV, "")
+    with pytest.raises(UntrustedApp, match="none pinned"):
+        check_bundle(bundle, pinned_hashes())
+
+
+def test_app_hash_command(tmp_path):
+    fab = tmp_path / "app.fab"
+    fab.write_bytes(b"bundle bytes")
+    result = cli(tmp_path, "zk0node", "app-hash", str(fab))
+    assert result.returncode == 0 and result.stdout.strip() == bundle_hash(b"bundle bytes")

@@ -1,0 +1,185 @@
+"""Flower's deployment engine on loopback, driven by the operators' own commands.
+
+``zk0agg start`` (a real SuperLink, the chain connection, the aggregator key from a file), four ``zk0node start``
+SuperNodes (real processes, each with its own FLWR_HOME like separate machines): three pinned to this source tree's
+app bundle, one pinned to another bundle. Real anvil (``contracts.LocalChain``), the dev SRS, synthetic fixtures,
+``zk0agg run`` for two rounds; then ``zk0agg contributions`` reads the records back. The SuperLink is also sent a
+bundle it has not pinned. Every process is stopped, with everything it started, in ``finally``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from aggregator.deploy import follow_run, free_port, read_state, start_process, submit_run
+from aggregator.fixtures import synthetic_fixtures
+from contracts import LocalChain, Registry, Status, connect, create_keystore
+from node.trust import build_app_bundle, bundle_hash
+
+PASSWORD = "deployment-test-password"
+HONEST = 3
+OTHER_APP = "cd" * 32  # what the fourth node pins: not the bundle the aggregator runs
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def wait_for_file(path: Path, processes, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        for p in processes:
+            assert p.running(), f"{p.name} exited:\n{p.log_tail()}"
+        assert time.monotonic() < deadline, f"{path} not written within {timeout:.0f} s"
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def deployed(cache_dir, tmp_path_factory):
+    from eth_account import Account
+
+    t0 = time.monotonic()
+    work = tmp_path_factory.mktemp("deployment")
+    fixtures = synthetic_fixtures(cache_dir, HONEST, episodes=1, frames=24)
+    fab = build_app_bundle()  # once: the tree may change while the test runs; this is the bundle everyone pins
+    digest = bundle_hash(fab)
+    (work / "app.fab").write_bytes(fab)
+    base_env = {**os.environ, "HF_HUB_OFFLINE": "1", "FLWR_TELEMETRY_ENABLED": "0"}
+    base_env.pop("ZK0_WALLET_PASSWORD", None)
+    processes = []
+    chain = LocalChain(state_path=work / "anvil-state.json").start()
+    try:
+        owner_key, aggregator_key = chain.private_keys[:2]
+        registry = Registry.deploy(connect(chain.rpc_url), owner_key, Account.from_key(aggregator_key).address)
+        wallets = []
+        for i in range(HONEST + 1):
+            path = work / f"wallet{i}.json"
+            registry.approve_node(create_keystore(path, PASSWORD))
+            wallets.append(path)
+        key_file = work / "aggregator.key"
+        key_file.write_text(aggregator_key + "\n")
+        key_file.chmod(0o600)
+        port, state_dir = free_port(), work / "aggregator"
+        agg_env = {**base_env, "FLWR_HOME": str(work / "flwr-aggregator")}
+        processes.append(start_process("zk0agg start", python_module(
+            "aggregator.cli", "start", "--insecure", "--port", str(port), "--chain-rpc", chain.rpc_url,
+            "--registry", registry.address, "--aggregator-key-file", str(key_file), "--app-hash", digest,
+            "--state-dir", str(state_dir)), work / "zk0agg-start.log", env=agg_env))
+        for i, wallet in enumerate(wallets):  # started at once: their start-up overlaps the SuperLink's
+            node_env = {**base_env, "FLWR_HOME": str(work / f"flwr-node{i}"), "ZK0_WALLET_PASSWORD": PASSWORD}
+            processes.append(start_process(f"zk0node start {i}", python_module(
+                "node.cli", "start", "--superlink", f"127.0.0.1:{port}", "--insecure",
+                "--dataset", fixtures.nodes[i % HONEST], "--wallet", str(wallet),
+                "--app-hash", digest if i < HONEST else OTHER_APP, "--cache-dir", str(cache_dir),
+                "--state-dir", str(work / f"node{i}"), "--runtime-port", str(free_port()),
+                "--max-wait-time", "180"), work / f"node{i}.log", env=node_env))
+        wait_for_file(state_dir / "federation.json", processes)
+        t_up = time.monotonic()
+        run = subprocess.run(python_module(
+            "aggregator.cli", "run", "--rounds", "2", "--min-nodes", str(HONEST + 1), "--local-steps", "3",
+            "--fraction-evaluate", "0", "--heldout", fixtures.heldout, "--cache-dir", str(cache_dir),
+            "--out", str(work / "out"), "--fab", str(work / "app.fab"), "--state-dir", str(state_dir),
+            "--timeout", "300", "-c", "eval-batches=2"), capture_output=True, text=True, timeout=900, env=agg_env)
+        t_run = time.monotonic()
+        contributions = subprocess.run(python_module("aggregator.cli", "contributions", "--state-dir",
+                                                     str(state_dir)),
+                                       capture_output=True, text=True, timeout=120, env={**agg_env, "COLUMNS": "250"})
+        print(f"timings: start-up {t_up - t0:.0f} s, zk0agg run {t_run - t_up:.0f} s")
+        yield SimpleNamespace(work=work, run=run, contributions=contributions, registry=registry, digest=digest,
+                              wallets=[str(w) for w in wallets], state=read_state(state_dir / "federation.json"),
+                              processes=processes)
+    finally:
+        for process in reversed(processes):
+            process.stop()
+        chain.stop()
+
+
+def addresses(wallets: list[str]) -> list[str]:
+    from contracts import read_address
+
+    return [read_address(w) for w in wallets]
+
+
+def test_verified_run(deployed):
+    run = deployed.run
+    assert run.returncode == 0, f"{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
+    summary = json.loads((deployed.work / "out" / "summary.json").read_text())
+    assert [r["round"] for r in summary["rounds"]] == [1, 2]
+    assert summary["chain"]["pending_operations"] == 0
+    honest = addresses(deployed.wallets[:HONEST])
+    for entry in summary["rounds"]:
+        nodes = {n["claimed_address"]: n for n in entry["nodes"]}
+        for address in honest:
+            assert nodes[address]["status"] in ("SELECTED", "NOT_SELECTED"), nodes[address]
+            assert nodes[address]["loss_after"] < nodes[address]["loss_before"]
+        assert sum(n["status"] == "SELECTED" for n in entry["nodes"]) == 2  # MultiKrum m = 2 of 3 verified
+        # on chain: the round closed with the summary's hashes, one record per reply, the same outcomes
+        info = deployed.registry.round_info(entry["round"])
+        assert (info.state, info.global_hash, info.new_global_hash) == ("closed", entry["global_hash"],
+                                                                         entry["new_global_hash"])
+        records = {r.node: r for r in deployed.registry.round_records(entry["round"])}
+        assert len(records) == len(entry["nodes"]) == HONEST + 1
+        for node in entry["nodes"]:
+            record = records[node["address"]]
+            if node["status"] in ("SELECTED", "NOT_SELECTED"):
+                assert record.signed and record.status == Status[node["status"]]
+                assert record.update_hash == node["update_hash"]
+            else:
+                assert not record.signed and record.status == Status.REJECTED
+    assert "0x" in run.stdout and "SELECTED" in run.stdout  # the ServerApp's round tables, streamed back
+    table = deployed.contributions
+    assert table.returncode == 0, table.stderr
+    for address in honest:
+        assert table.stdout.count(address) == 2, table.stdout  # one row per round
+
+
+def test_secret_stays_off_the_run_config(deployed):
+    """The aggregator key reached the ServerApp (rounds were recorded) through its environment only."""
+    key = (deployed.work / "aggregator.key").read_text().strip()
+    summary_text = (deployed.work / "out" / "summary.json").read_text()
+    assert key not in summary_text and key.removeprefix("0x") not in summary_text
+    for i in range(HONEST + 1):
+        assert key.removeprefix("0x") not in (deployed.work / f"node{i}.log").read_text()
+
+
+def test_node_refuses_unpinned_app(deployed):
+    """The node pinned to another bundle never unpacks the aggregator's: each round it replies with an error."""
+    log = (deployed.work / f"node{HONEST}.log").read_text()
+    assert f"refused app bundle sha256 {deployed.digest}" in log
+    assert not list((deployed.work / f"flwr-node{HONEST}").glob("apps/*"))  # nothing of the bundle on disk
+    assert list((deployed.work / "flwr-node0").glob(f"apps/*{deployed.digest[:8]}*"))  # an honest node ran it
+    summary = json.loads((deployed.work / "out" / "summary.json").read_text())
+    for entry in summary["rounds"]:
+        malformed = [n for n in entry["nodes"] if n["status"] == "MALFORMED"]
+        assert len(malformed) == 1 and "refused app bundle" in malformed[0]["detail"], entry["nodes"]
+
+
+def test_superlink_refuses_unpinned_app(deployed, tmp_path):
+    """A run whose bundle the aggregator did not pin fails before any of its code runs on the aggregator."""
+    from flwr.cli.build import build_fab_from_files
+
+    marker = tmp_path / "evil-ran"
+    pyproject = (
+        '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n\n'
+        '[project]\nname = "zk0"\nversion = "0.1.0"\ndependencies = []\n\n'
+        '[tool.flwr.app]\npublisher = "zk0"\n\n'
+        '[tool.flwr.app.components]\nserverapp = "evil:app"\nclientapp = "evil:app"\n\n'
+        '[tool.flwr.app.config]\nrounds = 1\n'
+    )
+    evil, _ = build_fab_from_files({"pyproject.toml": pyproject.encode(),
+                                    "evil.py": f"open({str(marker)!r}, 'w').write('ran')\n".encode()})
+    address = deployed.state["superlink"]
+    run_id = submit_run(address, evil, {}, insecure=True)
+    result = follow_run(address, run_id, insecure=True, timeout=180)
+    assert result.status == "failed", result
+    assert f"refused app bundle sha256 {bundle_hash(evil)}" in "".join(result.log_lines)
+    assert not marker.exists()
+    assert not list((deployed.work / "flwr-aggregator").glob(f"apps/*{bundle_hash(evil)[:8]}*"))
