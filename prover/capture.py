@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prover.statement import INPUT_NAMES, SliceShape, statement_losses
+from prover.statement import FIELD_NAMES, SliceShape, stack, statement_losses
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +36,12 @@ class Slice:
     Y: np.ndarray  # noqa: N815
 
     def __post_init__(self) -> None:
-        for name in INPUT_NAMES:
+        for name in FIELD_NAMES:
             value = np.ascontiguousarray(getattr(self, name), dtype=np.float32)
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"Slice.{name} has non-finite values")
             object.__setattr__(self, name, value)
-        expected = self.shape.input_shapes()
+        expected = self.shape.field_shapes()
         got = tuple(a.shape for a in self.arrays())
         if got != expected:
             raise ValueError(f"Slice shapes {got} are inconsistent: expected {expected} for {self.shape}")
@@ -53,8 +53,12 @@ class Slice:
         return SliceShape(actions=self.W_g.shape[0], hidden=self.W_g.shape[1], rows=self.X_g.shape[0])
 
     def arrays(self) -> tuple[np.ndarray, ...]:
-        """The six inputs in the statement's order."""
+        """The seven arrays, in FIELD_NAMES order."""
         return self.W_g, self.b_g, self.W_n, self.b_n, self.X_g, self.X_n, self.Y
+
+    def inputs(self) -> tuple[np.ndarray, ...]:
+        """The circuit's five inputs (P_g, P_n, X_g, X_n, Y), P = [W | b]."""
+        return stack(self.W_g, self.b_g), stack(self.W_n, self.b_n), self.X_g, self.X_n, self.Y
 
     def losses(self) -> tuple[float, float]:
         """(loss_before, loss_after) in float64."""

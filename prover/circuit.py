@@ -172,7 +172,7 @@ def _file_sha256(path: Path) -> str:
 
 
 def write_input_json(arrays: list[np.ndarray], path: Path) -> Path:
-    """EZKL's input file: the six inputs flattened, in INPUT_NAMES order."""
+    """EZKL's input file: the circuit's inputs flattened, in INPUT_NAMES order."""
     data = {"input_data": [np.asarray(a, dtype=np.float32).reshape(-1).tolist() for a in arrays]}
     path.write_text(json.dumps(data))
     return path
@@ -240,7 +240,7 @@ def build_circuit(
         calibration = synthetic_slice(shape, config.calibration_seed)
     if calibration.shape != shape:
         raise ValueError(f"the calibration slice is {calibration.shape}, the circuit is for {shape}")
-    arrays = list(calibration.arrays())
+    arrays = list(calibration.inputs())
     spec = hashlib.sha256(json.dumps([asdict(shape), asdict(config)]).encode())
     for a in arrays:
         spec.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
@@ -339,7 +339,7 @@ def shape_of(onnx_path: Path) -> SliceShape:
     dims = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
     if set(dims) != set(INPUT_NAMES):
         raise CircuitFilesError(f"{onnx_path} is not the zk0 statement (inputs {sorted(dims)})")
-    (actions, hidden), (rows, _) = dims["W_g"], dims["X_g"]
+    (actions, _), (rows, hidden) = dims["P_g"], dims["X_g"]
     return SliceShape(actions=actions, hidden=hidden, rows=rows)
 
 

@@ -3,7 +3,7 @@
 With EZKL's ``polycommit`` input visibility each input is laid out in its own advice column(s) and committed
 (unblinded) by the prover; the proof starts with those commitments, in input order, each point as 64 bytes
 (x ‖ y, big-endian). An input larger than one column gets several. Anyone holding the values can recompute
-them with ``ezkl.kzg_commit`` and compare, which is how the verifier binds (W_g, b_g, W_n, b_n).
+them with ``ezkl.kzg_commit`` and compare, which is how the verifier binds P_g = [W_g | b_g] and P_n = [W_n | b_n].
 """
 
 from __future__ import annotations

@@ -126,7 +126,7 @@ def prove(circuit: Circuit, slice_: Slice) -> ProofArtifact:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="zk0-prove-") as tmp:
         work = Path(tmp)
-        data = write_input_json(list(slice_.arrays()), work / "input.json")
+        data = write_input_json(list(slice_.inputs()), work / "input.json")
         witness_path, proof_path = work / "witness.json", work / "proof.json"
         srs = str(circuit.srs.path)
         ezkl.gen_witness(str(data), str(circuit.compiled), str(witness_path), str(circuit.vk), srs)

@@ -12,8 +12,9 @@ inputs of the layer, X_g from the global trunk and X_n from the node's trunk (bo
 X_g for loss_after: the node trained its trunk too, so its W_n fits X_n; on X_g honest updates improved by only
 ~2-5 % and sometimes not at all (measured, docs/trust-model.md).
 
-The ONNX graph of :class:`SliceLoss` is what EZKL turns into a circuit: its seven inputs are committed, its two
-outputs (loss_before, loss_after) are public.
+The ONNX graph of :class:`SliceLoss` is what EZKL turns into a circuit. Each model's slice enters as one matrix
+P = [W | b] ∈ R^{A×(H+1)} (one commitment per model: the verifier recomputes two, not four), so its inputs are
+P_g, P_n, X_g, X_n, Y, all committed; its two outputs (loss_before, loss_after) are public.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-INPUT_NAMES = ("W_g", "b_g", "W_n", "b_n", "X_g", "X_n", "Y")
+FIELD_NAMES = ("W_g", "b_g", "W_n", "b_n", "X_g", "X_n", "Y")  # a Slice's arrays
+INPUT_NAMES = ("P_g", "P_n", "X_g", "X_n", "Y")  # the circuit's inputs, P = [W | b]
 OUTPUT_NAMES = ("loss_before", "loss_after")
 ONNX_OPSET = 17
 
@@ -48,21 +50,32 @@ class SliceShape:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"SliceShape.{name} must be a positive int, got {value!r}")
 
-    def input_shapes(self) -> tuple[tuple[int, ...], ...]:
-        """Shapes of the statement's inputs, in INPUT_NAMES order."""
+    def field_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Shapes of a slice's arrays, in FIELD_NAMES order."""
         a, h, m = self.actions, self.hidden, self.rows
         return (a, h), (a,), (a, h), (a,), (m, h), (m, h), (m, a)
+
+    def input_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Shapes of the circuit's inputs, in INPUT_NAMES order."""
+        a, h, m = self.actions, self.hidden, self.rows
+        return (a, h + 1), (a, h + 1), (m, h), (m, h), (m, a)
 
     def label(self) -> str:
         return f"A{self.actions}-H{self.hidden}-m{self.rows}"
 
 
-class SliceLoss(nn.Module):
-    """(W_g, b_g, W_n, b_n, X_g, X_n, Y) → (loss_before, loss_after), each of shape (1,)."""
+def stack(W: np.ndarray, b: np.ndarray) -> np.ndarray:  # noqa: N803
+    """P = [W | b]: a model's slice as the circuit's one input (A, H+1), float32."""
+    return np.concatenate([np.asarray(W, np.float32), np.asarray(b, np.float32)[:, None]], axis=1)
 
-    def forward(self, W_g, b_g, W_n, b_n, X_g, X_n, Y):  # noqa: N803 (the names of the statement)
-        loss_before = ((X_g @ W_g.T + b_g - Y) ** 2).mean()
-        loss_after = ((X_n @ W_n.T + b_n - Y) ** 2).mean()
+
+class SliceLoss(nn.Module):
+    """(P_g, P_n, X_g, X_n, Y) → (loss_before, loss_after), each of shape (1,); P = [W | b]."""
+
+    def forward(self, P_g, P_n, X_g, X_n, Y):  # noqa: N803 (the names of the statement)
+        h = X_g.shape[1]
+        loss_before = ((X_g @ P_g[:, :h].T + P_g[:, h] - Y) ** 2).mean()
+        loss_after = ((X_n @ P_n[:, :h].T + P_n[:, h] - Y) ** 2).mean()
         return loss_before.reshape(1), loss_after.reshape(1)
 
 

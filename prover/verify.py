@@ -4,12 +4,14 @@ The checks run in the protocol's order (DESIGN.md §3 step 6), the first failure
 
 1. ``BAD_PROOF``: the artifact is malformed, is for another circuit, EZKL rejects the proof, or the artifact's
    losses / data commitment are not the proof's;
-2. ``UNBOUND``: the proof's commitments to (W_g, b_g, W_n, b_n) are not those of the global slice and of the
-   slice of the update actually received (the verifier commits them itself, quantized as the prover does);
+2. ``UNBOUND``: the proof's commitments to P_g = [W_g | b_g] and P_n = [W_n | b_n] are not those of the global
+   slice and of the slice of the update actually received (the verifier commits them itself, quantized as the
+   prover does);
 3. ``NO_IMPROVEMENT``: loss_after ≥ loss_before.
 
 A :class:`Verifier` holds what verification needs (vk, settings, SRS: no pk) and caches the global slice's
-commitments, so checking many replies of one round commits W_g once.
+commitment, so checking many replies of one round commits P_g once: a reply costs one commitment (~0.07 s)
+and EZKL's verification (~0.05 s).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from prover.errors import CircuitFilesError, CircuitMismatchError
 from prover.fixed_point import felt_to_float
 from prover.prove import ProofArtifact
 from prover.srs import SRS
+from prover.statement import stack
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +156,7 @@ def verify(
     started = time.perf_counter()
     weights = {"W_g": W_g, "b_g": b_g, "W_n": W_n, "b_n": b_n}
     for index, (name, value) in enumerate(weights.items()):
-        if np.shape(value) != verifier.shape.input_shapes()[index]:
+        if np.shape(value) != verifier.shape.field_shapes()[index]:
             raise ValueError(f"{name} has shape {np.shape(value)}, the circuit's slice is {verifier.shape}")
     if not isinstance(artifact, ProofArtifact):
         try:
@@ -184,10 +187,11 @@ def verify(
                                   f"the proof's ({loss_before}, {loss_after})", **fields)  # fmt: skip
     if artifact.data_commitment != commitment:
         return _reject(BAD_PROOF, "the artifact's data_commitment is not the proof's", **fields)
-    for index, (name, value) in enumerate(weights.items()):
-        if verifier.commit(index, value) != proof_points[index]:
-            whose = "this round's global model" if name.endswith("_g") else "the update received"
-            return _reject(UNBOUND, f"the proof's commitment to {name} is not that of {whose}", **fields)
+    for index, (name, w, b) in enumerate((("global", W_g, b_g), ("node", W_n, b_n))):
+        if verifier.commit(index, stack(w, b)) != proof_points[index]:
+            whose = "this round's global model" if name == "global" else "the update received"
+            return _reject(UNBOUND, f"the proof's commitment to the {name} slice (W_{name[0]}, b_{name[0]}) is not "
+                                    f"that of {whose}", **fields)  # fmt: skip
     if not loss_after < loss_before:
         return _reject(NO_IMPROVEMENT, f"loss_after {loss_after:.6g} is not below loss_before {loss_before:.6g}",
                        **fields)  # fmt: skip

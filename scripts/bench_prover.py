@@ -3,6 +3,7 @@
 
     .venv/bin/python scripts/bench_prover.py                      # tiny (6,48,16), real (6,720,16), (6,720,32)
     .venv/bin/python scripts/bench_prover.py --case 6,720,32 --cols 2 --json out.json
+    .venv/bin/python scripts/bench_prover.py --case 6,720,32 --evm      # + Solidity verifier on anvil
 
 Values are random but realistic (weights at the 1/√H init scale, unit features, targets of variance ~2).
 The SRS is a dev SRS (timings are the same as with the public one). Keys go to a fresh folder per case unless
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CASES = ["6,48,16", "6,720,16", "6,720,32"]
 COLUMNS = [
     ("case", "{}"), ("logrows", "{}"), ("cols", "{}"), ("rows used", "{:,}"), ("setup s", "{:.1f}"),
-    ("prove s", "{:.1f}"), ("prove cpu s", "{:.1f}"), ("verify s", "{:.3f}"), ("proof bytes", "{:,}"),
+    ("prove s", "{:.1f}"), ("prove cpu s", "{:.1f}"), ("verify s (cold)", "{:.3f}"), ("proof bytes", "{:,}"),
     ("pk MB", "{:,.0f}"), ("vk KB", "{:,.0f}"), ("peak RSS MB", "{:,.0f}"), ("max abs loss error", "{:.1e}"),
 ]  # fmt: skip
 
@@ -36,7 +37,39 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_case(spec: str, cols: int | None, scale: int | None, cache_dir: str | None) -> dict:
+def measure_evm(circuit, artifact, out: Path) -> dict:
+    """Render and compile the reusable Solidity verifier, deploy it on anvil, register the VKA, verify the proof."""
+    from eth_account import Account
+    from web3 import Web3
+
+    from contracts.local_chain import LocalChain
+    from prover.evm import build_evm_verifier, evm_calldata
+
+    evm = build_evm_verifier(circuit, out)
+    with LocalChain() as chain:
+        w3 = Web3(Web3.HTTPProvider(chain.rpc_url))
+        account = Account.from_key(chain.private_keys[0])
+
+        def send(tx: dict) -> dict:
+            tx = {**tx, "from": account.address, "nonce": w3.eth.get_transaction_count(account.address),
+                  "chainId": w3.eth.chain_id, "gasPrice": w3.eth.gas_price}  # fmt: skip
+            tx["gas"] = w3.eth.estimate_gas(tx)
+            signed = account.sign_transaction(tx)
+            return w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction))
+
+        deployed = send({"data": evm.bytecode})
+        contract = w3.eth.contract(address=deployed["contractAddress"], abi=evm.abi)
+        registered = send({"to": contract.address, "data": contract.encode_abi("registerVka", [list(evm.vka)])})
+        call = {"to": contract.address, "data": contract.encode_abi("verifyProof",
+                                                                    evm_calldata(artifact, evm.vka).as_tuple())}
+        ok = int.from_bytes(w3.eth.call(call)[:32], "big") == 1
+        gas = w3.eth.estimate_gas(call)
+    return {"evm runtime bytes": evm.runtime_size, "evm deploy gas": deployed["gasUsed"],
+            "evm registerVka gas": registered["gasUsed"], "evm verifyProof gas": gas, "evm ok": ok,
+            "vka words": len(evm.vka)}  # fmt: skip
+
+
+def run_case(spec: str, cols: int | None, scale: int | None, cache_dir: str | None, with_evm: bool = False) -> dict:
     """Build, prove and verify one case in this process; return its measurements."""
 
     sys.path.insert(0, str(ROOT))
@@ -58,10 +91,10 @@ def run_case(spec: str, cols: int | None, scale: int | None, cache_dir: str | No
         artifact = prove(circuit, slice_)
         prove_s, prove_cpu = time.perf_counter() - started, _cpu() - cpu
         verifier = load_verifier(circuit)
-        verify(artifact, verifier, w_g, b_g, w_n, b_n)  # warm: the global slice's commitments are cached per round
-        started = time.perf_counter()
+        started = time.perf_counter()  # cold: commits W_g and W_n (a round's next replies reuse W_g's)
         verdict = verify(artifact, verifier, w_g, b_g, w_n, b_n)
         verify_s = time.perf_counter() - started
+        evm = measure_evm(circuit, artifact, Path(tmp) / "evm") if with_evm else {}
         settings = json.loads(circuit.settings.read_text())
         before, after = slice_.losses()
         return {
@@ -70,10 +103,11 @@ def run_case(spec: str, cols: int | None, scale: int | None, cache_dir: str | No
             "cols setting": config_label,
             "input_scale": config.input_scale,
             "setup s": setup_s, "setup cpu s": setup_cpu, "prove s": prove_s, "prove cpu s": prove_cpu,
-            "verify s": verify_s, "verdict": verdict.reason or "ok", "proof bytes": len(artifact.proof),
+            "verify s (cold)": verify_s, "verdict": verdict.reason or "ok", "proof bytes": len(artifact.proof),
             "pk MB": circuit.pk.stat().st_size / 1e6, "vk KB": circuit.vk.stat().st_size / 1e3,
             "peak RSS MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "max abs loss error": max(abs(artifact.loss_before - before), abs(artifact.loss_after - after)),
+            **evm,
         }  # fmt: skip
 
 
@@ -84,16 +118,19 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=None, help="input_scale (default: CircuitConfig's)")
     parser.add_argument("--cache-dir", default=None, help="where keys are written (default: the system temp)")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--evm", action="store_true", help="also deploy the Solidity verifier on anvil (gas, size)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one case, print JSON
     args = parser.parse_args()
     if args.one:
-        print("BENCH " + json.dumps(run_case(args.one, args.cols, args.scale, args.cache_dir)), flush=True)
+        row = run_case(args.one, args.cols, args.scale, args.cache_dir, args.evm)
+        print("BENCH " + json.dumps(row), flush=True)
         return
     rows = []
     for spec in args.case or DEFAULT_CASES:
         cmd = [sys.executable, __file__, "--one", spec]
         cmd += ["--cols", str(args.cols)] if args.cols else []
         cmd += ["--scale", str(args.scale)] if args.scale else []
+        cmd += ["--evm"] if args.evm else []
         if args.cache_dir:
             cmd += ["--cache-dir", args.cache_dir]
         done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "RUST_LOG": "error"})
@@ -107,6 +144,12 @@ def main() -> None:
     print("|" + "|".join("---" for _ in COLUMNS) + "|")
     for row in rows:
         print("| " + " | ".join(fmt.format(row[name]) for name, fmt in COLUMNS) + " |")
+    if args.evm:
+        print("\n| case | verifier runtime bytes | deploy gas | registerVka gas | verifyProof gas | accepted |")
+        print("|---|---|---|---|---|---|")
+        for row in rows:
+            print(f"| {row['case']} | {row['evm runtime bytes']:,} | {row['evm deploy gas']:,} | "
+                  f"{row['evm registerVka gas']:,} | {row['evm verifyProof gas']:,} | {row['evm ok']} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

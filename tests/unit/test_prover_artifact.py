@@ -61,11 +61,11 @@ def test_malformed_artifacts_raise_value_error(data, match):
 
 
 def test_split_commitments_and_data_commitment():
-    counts = [1, 1, 1, 1, 2, 2, 1]  # W_g, b_g, W_n, b_n, X_g, X_n, Y
-    proof = bytes(i % 251 for i in range(POINT_BYTES * 10 + 100))
+    counts = [1, 1, 2, 2, 1]  # P_g, P_n, X_g, X_n, Y
+    proof = bytes(i % 251 for i in range(POINT_BYTES * 8 + 100))
     parts = split_commitments(proof, counts)
     assert [len(p) for p in parts] == counts
-    assert parts[4][1] == proof[5 * POINT_BYTES : 6 * POINT_BYTES]
-    assert data_commitment(proof, counts) == sha256_hex(proof[4 * POINT_BYTES : 9 * POINT_BYTES])
+    assert parts[2][1] == proof[3 * POINT_BYTES : 4 * POINT_BYTES]
+    assert data_commitment(proof, counts) == sha256_hex(proof[2 * POINT_BYTES : 7 * POINT_BYTES])
     with pytest.raises(ValueError, match="too short"):
         split_commitments(proof[:100], counts)

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from prover.capture import Slice
-from prover.statement import INPUT_NAMES, OUTPUT_NAMES, SliceLoss, SliceShape, export_onnx, statement_losses
+from prover.statement import INPUT_NAMES, OUTPUT_NAMES, SliceLoss, SliceShape, export_onnx, stack, statement_losses
 
 
 def random_inputs(shape: SliceShape, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
-    return [rng.standard_normal(s).astype(np.float32) for s in shape.input_shapes()]
+    return [rng.standard_normal(s).astype(np.float32) for s in shape.field_shapes()]
 
 
 def test_shape_validation():
@@ -21,13 +21,16 @@ def test_shape_validation():
         SliceShape(0, 48, 16)
     with pytest.raises(ValueError, match="rows"):
         SliceShape(6, 48, 2.5)
-    assert SliceShape(6, 48, 16).input_shapes() == ((6, 48), (6,), (6, 48), (6,), (16, 48), (16, 48), (16, 6))
+    assert SliceShape(6, 48, 16).field_shapes() == ((6, 48), (6,), (6, 48), (6,), (16, 48), (16, 48), (16, 6))
+    assert SliceShape(6, 48, 16).input_shapes() == ((6, 49), (6, 49), (16, 48), (16, 48), (16, 6))
 
 
 def test_torch_module_matches_numpy_reference():
     shape = SliceShape(6, 48, 16)
     arrays = random_inputs(shape)
-    before, after = SliceLoss()(*(torch.from_numpy(a) for a in arrays))
+    inputs = Slice(*arrays).inputs()
+    np.testing.assert_array_equal(inputs[0], stack(arrays[0], arrays[1]))
+    before, after = SliceLoss()(*(torch.from_numpy(a) for a in inputs))
     ref_before, ref_after = statement_losses(*arrays)
     assert before.shape == (1,) and after.shape == (1,)
     assert before.item() == pytest.approx(ref_before, rel=1e-5)
