@@ -7,7 +7,8 @@ A round, from the prover's side::
     artifact = prove(circuit, slice_)                                                      # node
     verdict = verify(artifact, load_verifier(circuit), W_g, b_g, W_n, b_n)                 # aggregator
 
-See docs/trust-model.md for what a proof guarantees and what it does not.
+The Solidity verifier and verifyProof calldata: ``prover.evm`` (``build_evm_verifier``, ``evm_calldata``).
+See docs/trust-model.md for what a proof guarantees and what it does not, docs/benchmarks.md for costs.
 """
 
 from prover.capture import Slice, capture_slice
@@ -15,8 +16,8 @@ from prover.circuit import Circuit, CircuitConfig, build_circuit, circuit_from_f
 from prover.errors import CircuitFilesError, CircuitMismatchError, ProverError, SliceRangeError, SRSError
 from prover.hashing import params_hash, sha256_hex
 from prover.prove import ProofArtifact, prove
-from prover.srs import SRS, dev_srs, load_srs
-from prover.statement import SliceLoss, SliceShape, export_onnx, statement_losses
+from prover.srs import SRS, dev_srs, load_srs, srs_file_logrows
+from prover.statement import SliceLoss, SliceShape, export_onnx, stack, statement_losses
 from prover.verify import BAD_PROOF, NO_IMPROVEMENT, UNBOUND, Verdict, Verifier, load_verifier, verify
 
 __all__ = [
@@ -48,6 +49,8 @@ __all__ = [
     "params_hash",
     "prove",
     "sha256_hex",
+    "srs_file_logrows",
+    "stack",
     "statement_losses",
     "verify",
 ]
