@@ -180,6 +180,7 @@ class SuperLinkOptions:
         env = dict(os.environ if base is None else base)
         env["PATH"] = os.pathsep.join([str(self.state_dir / "bin"), scripts_dir(), env.get("PATH", "")])
         env[HASHES_ENV] = ",".join(self.app_hashes)
+        env.setdefault("COLUMNS", "160")  # the ServerApp's round tables are read in logs: wider than rich's 80
         env.update({k: v for k, v in secrets.items() if v})
         return env
 
@@ -377,7 +378,7 @@ class LoopbackFederation:
         from flwr.proto.control_pb2 import ListNodesRequest
 
         client = control_client(self.address, insecure=True)
-        deadline = time.monotonic() + timeout
+        deadline, online = time.monotonic() + timeout, []
         try:
             while time.monotonic() < deadline:
                 for node in self.supernodes:
