@@ -41,7 +41,7 @@ class Slice:
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"Slice.{name} has non-finite values")
             object.__setattr__(self, name, value)
-        expected = self.shape.field_shapes()
+        expected = self.shape.input_shapes()
         got = tuple(a.shape for a in self.arrays())
         if got != expected:
             raise ValueError(f"Slice shapes {got} are inconsistent: expected {expected} for {self.shape}")

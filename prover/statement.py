@@ -50,13 +50,13 @@ class SliceShape:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"SliceShape.{name} must be a positive int, got {value!r}")
 
-    def field_shapes(self) -> tuple[tuple[int, ...], ...]:
-        """Shapes of a slice's arrays, in FIELD_NAMES order."""
+    def input_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Shapes of a slice's arrays (W_g, b_g, W_n, b_n, X_g, X_n, Y), in FIELD_NAMES order."""
         a, h, m = self.actions, self.hidden, self.rows
         return (a, h), (a,), (a, h), (a,), (m, h), (m, h), (m, a)
 
-    def input_shapes(self) -> tuple[tuple[int, ...], ...]:
-        """Shapes of the circuit's inputs, in INPUT_NAMES order."""
+    def circuit_input_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Shapes of the circuit's inputs (P_g, P_n, X_g, X_n, Y), in INPUT_NAMES order."""
         a, h, m = self.actions, self.hidden, self.rows
         return (a, h + 1), (a, h + 1), (m, h), (m, h), (m, a)
 
@@ -98,7 +98,7 @@ def export_onnx(shape: SliceShape, path: str | Path) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    example = tuple(torch.zeros(s, dtype=torch.float32) for s in shape.input_shapes())
+    example = tuple(torch.zeros(s, dtype=torch.float32) for s in shape.circuit_input_shapes())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy-exporter deprecation notice
         torch.onnx.export(

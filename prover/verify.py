@@ -94,7 +94,8 @@ class Verifier:
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[int, bytes], list[bytes]] = OrderedDict()
         # How many commitments each input has in a proof (an input wider than a column gets several).
-        self.counts = [len(self.commit(i, np.zeros(s, np.float32))) for i, s in enumerate(self.shape.input_shapes())]
+        shapes = self.shape.circuit_input_shapes()
+        self.counts = [len(self.commit(i, np.zeros(s, np.float32))) for i, s in enumerate(shapes)]
 
     @property
     def vk(self) -> Path:
@@ -156,7 +157,7 @@ def verify(
     started = time.perf_counter()
     weights = {"W_g": W_g, "b_g": b_g, "W_n": W_n, "b_n": b_n}
     for index, (name, value) in enumerate(weights.items()):
-        if np.shape(value) != verifier.shape.field_shapes()[index]:
+        if np.shape(value) != verifier.shape.input_shapes()[index]:
             raise ValueError(f"{name} has shape {np.shape(value)}, the circuit's slice is {verifier.shape}")
     if not isinstance(artifact, ProofArtifact):
         try:

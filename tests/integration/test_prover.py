@@ -223,7 +223,7 @@ def test_out_of_range_slice_is_refused_before_ezkl(circuit):
     with pytest.raises(SliceRangeError, match="too large"):
         prove(circuit, huge)
     with pytest.raises(ValueError, match="does not match"):
-        prove(circuit, Slice(*(np.zeros(s, np.float32) for s in SliceShape(6, 48, 8).field_shapes())))
+        prove(circuit, Slice(*(np.zeros(s, np.float32) for s in SliceShape(6, 48, 8).input_shapes())))
 
 
 def test_settings_have_no_timestamp(circuit):

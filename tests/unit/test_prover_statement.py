@@ -13,7 +13,7 @@ from prover.statement import INPUT_NAMES, OUTPUT_NAMES, SliceLoss, SliceShape, e
 
 def random_inputs(shape: SliceShape, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
-    return [rng.standard_normal(s).astype(np.float32) for s in shape.field_shapes()]
+    return [rng.standard_normal(s).astype(np.float32) for s in shape.input_shapes()]
 
 
 def test_shape_validation():
@@ -21,8 +21,8 @@ def test_shape_validation():
         SliceShape(0, 48, 16)
     with pytest.raises(ValueError, match="rows"):
         SliceShape(6, 48, 2.5)
-    assert SliceShape(6, 48, 16).field_shapes() == ((6, 48), (6,), (6, 48), (6,), (16, 48), (16, 48), (16, 6))
-    assert SliceShape(6, 48, 16).input_shapes() == ((6, 49), (6, 49), (16, 48), (16, 48), (16, 6))
+    assert SliceShape(6, 48, 16).input_shapes() == ((6, 48), (6,), (6, 48), (6,), (16, 48), (16, 48), (16, 6))
+    assert SliceShape(6, 48, 16).circuit_input_shapes() == ((6, 49), (6, 49), (16, 48), (16, 48), (16, 6))
 
 
 def test_torch_module_matches_numpy_reference():
@@ -48,7 +48,7 @@ def test_onnx_export_is_deterministic_and_named(tmp_path):
     assert [i.name for i in graph.input] == list(INPUT_NAMES)
     assert [o.name for o in graph.output] == list(OUTPUT_NAMES)
     dims = [tuple(d.dim_value for d in i.type.tensor_type.shape.dim) for i in graph.input]
-    assert dims == list(shape.input_shapes())
+    assert dims == list(shape.circuit_input_shapes())
 
 
 def test_slice_validates_shapes_and_values():
