@@ -41,6 +41,7 @@ GATE_ATTACKS = ("forge-proof", "proof-swap", "replay", "bad-signature", "malform
 KRUM_ATTACKS = ("sign-flip", "scale", "noise", "alie", "ipm", "poison-negate", "poison-shuffle", "free-rider-noise",
                 "collude")
 LOSS_TOLERANCE = 0.10  # "within 10 % of the honest-only run"
+ATTACKS_FROM = {"replay": 2, "crash": 2}  # rounds before these, the node behaves honestly (nothing to replay yet)
 VERIFIED = ("SELECTED", "NOT_SELECTED", "NO_QUORUM")
 
 
@@ -192,11 +193,13 @@ def table(results: dict) -> str:
         bound = "within" if run.within_bound else "**beyond**"
         vs = "-" if delta is None or run.name == "honest" else f"{delta:+.1%}"
         for role in dict.fromkeys(run.attacks) or ("honest",):
-            replies = [r for r in res["replies"] if r["role"] == role]
+            replies = [r for r in res["replies"] if r["role"] == role and r["round"] >= ATTACKS_FROM.get(role, 1)]
             gate, krum, selected = outcome(replies)
             count = run.attacks.count(role) if run.attacks else 0
             who = f"{count} / {run.nodes}" + (f" (with {len(run.attacks) - count} others)" if run.name ==
                                               "gate-suite" else "")
+            if role in ATTACKS_FROM:
+                who += f", from round {ATTACKS_FROM[role]}"
             lines.append(f"| {role if run.name != 'honest' else 'none (honest-only)'} | {who} | {run.krum_f} | "
                          f"{bound} | {gate if run.attacks else '-'} | {krum if run.attacks else '-'} | "
                          f"{res['final_eval_loss']:.4f} | {vs} | {chain} | {verdict(run, selected, delta, res)} | "
