@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -101,10 +102,17 @@ def dev_srs(logrows: int, cache_dir: str | Path) -> SRS:
     path = Path(cache_dir) / "srs" / f"dev-k{logrows}.srs"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
         ezkl.gen_srs(str(partial), logrows)
-        partial.replace(path)  # atomic: a crash never leaves a half-written SRS under the final name
-        log.info("generated a dev SRS for logrows=%d at %s", logrows, path)
+        try:
+            # Publish only if nobody did meanwhile: a second random SRS under the same name would silently
+            # change every circuit id built on the first.
+            os.link(partial, path)
+            log.info("generated a dev SRS for logrows=%d at %s", logrows, path)
+        except FileExistsError:
+            pass
+        finally:
+            partial.unlink()
     log.warning(
         "USING A DEV SRS (%s): whoever generated it knows its trapdoor and can forge proofs of anything. "
         "Tests and local demos only; NEVER use it in production (load the public ceremony SRS with load_srs).",
