@@ -177,19 +177,23 @@ def test_proof_made_with_another_srs_is_bad_proof(honest, verifier, rogue):
     assert verdict.reason == BAD_PROOF and "EZKL" in verdict.message
 
 
-def test_node_rebuilds_the_same_circuit_from_shared_files(circuit, prover_cache, tmp_path_factory):
+def test_a_second_build_gives_the_same_circuit_and_vk(circuit, prover_cache, tmp_path_factory):
     # Same arguments, same cache: reused (no new setup), same id.
     again = build_circuit(SHAPE, "dev", prover_cache)
     assert again.dir == circuit.dir and again.circuit_id == circuit.circuit_id
-    # A node: only the shared files and a copy of the federation's SRS, its own cache → same vk, same id.
+    # Elsewhere, from scratch (export, calibration, compile, setup) on a copy of the same SRS: same id, same vk.
     node_dir = tmp_path_factory.mktemp("node")
     srs_copy = shutil.copyfile(circuit.srs.path, node_dir / "federation.srs")
     srs = load_srs(srs_copy, circuit.logrows, sha256=circuit.srs.sha256)
-    files = circuit.shared_files()
-    rebuilt = circuit_from_files(files["statement.onnx"], files["settings.json"], srs, node_dir / "cache")
-    assert rebuilt.circuit_id == circuit.circuit_id
+    rebuilt = build_circuit(SHAPE, srs, node_dir / "cache")
+    assert rebuilt.circuit_id == circuit.circuit_id and rebuilt.dir != circuit.dir
     assert rebuilt.vk.read_bytes() == circuit.vk.read_bytes()
-    rebuilt.require_id(circuit.circuit_id)
+    assert rebuilt.settings.read_bytes() == circuit.settings.read_bytes()
+    # A node given only the aggregator's shared files lands on the same circuit.
+    files = circuit.shared_files()
+    shared = circuit_from_files(files["statement.onnx"], files["settings.json"], srs, node_dir / "cache")
+    assert shared.dir == rebuilt.dir
+    shared.require_id(circuit.circuit_id)
 
 
 def test_verifier_needs_no_proving_key(circuit, honest, tmp_path):
