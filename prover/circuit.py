@@ -179,9 +179,13 @@ def write_input_json(arrays: list[np.ndarray], path: Path) -> Path:
 
 
 def _normalize_settings(path: Path) -> bytes:
-    """Drop the timestamp EZKL writes into settings.json, so equal circuits have equal bytes (and ids)."""
+    """Make settings.json canonical, so equal circuits have equal bytes, ids and keys: zero the timestamp EZKL
+    writes, and sort the range checks and lookups it lists in hash-set order (their order decides the
+    circuit's column layout, hence the vk)."""
     settings = json.loads(path.read_text())
     settings["timestamp"] = 0
+    for key in ("required_range_checks", "required_lookups"):
+        settings[key] = sorted(settings.get(key) or [], key=lambda item: json.dumps(item, sort_keys=True))
     data = json.dumps(settings, sort_keys=True, indent=1).encode()
     path.write_bytes(data)
     return data
