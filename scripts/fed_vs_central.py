@@ -4,7 +4,9 @@ Runs (1) the verified federation with honest nodes, (2) the same with one sign-f
 (3) centralized training on the union of the node datasets with the same total number of optimizer steps
 (rounds × local steps × honest nodes) and batch size. Each result is evaluated on the server's held-out dataset
 (flow-matching loss) and in closed loop in the MuJoCo world on evaluation seeds no dataset uses. Prints a
-markdown table and writes it to ``--doc`` (default docs/fed-vs-central.md).
+markdown table and writes it to ``--doc`` (default docs/fed-vs-central.md), between ``<!-- results -->`` and
+``<!-- results:end -->``; the text around the markers is kept. Rows accumulate in ``<out>/results.json``, so one
+row can be re-run alone (``--skip federated centralized``) as long as the budget is the same.
 
     .venv/bin/python scripts/fed_vs_central.py [--nodes 4] [--rounds 3] [--local-steps 20] [--episodes 4]
 """
@@ -78,13 +80,26 @@ def main() -> None:
         return FederationConfig(local_steps=args.local_steps, cache_dir=args.cache_dir, fraction_evaluate=0.0,
                                 sim_eval_episodes=args.eval_episodes, sim_max_steps=args.eval_max_steps, **kw)
 
-    rows: dict[str, dict] = {}
+    budget = (f"{args.nodes} honest nodes × {args.rounds} rounds × {args.local_steps} local steps (batch "
+              f"{FederationConfig().batch_size}) = {args.nodes * args.rounds * args.local_steps} optimizer steps; "
+              f"{args.episodes} expert episodes per node; closed loop: {args.eval_episodes} held-out episodes of at "
+              f"most {args.eval_max_steps} steps")
+    stored = out / "results.json"
+    previous = json.loads(stored.read_text()) if stored.exists() else {}
+    # Rows measured with another budget are not comparable: start again rather than mix them.
+    rows: dict[str, dict] = previous.get("rows", {}) if previous.get("budget") == budget else {}
+
+    def save(name: str, row: dict) -> None:
+        rows[name] = {**row, "measured": time.strftime("%Y-%m-%d %H:%M")}
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        stored.write_text(json.dumps({"budget": budget, "rows": rows}, indent=2, default=str))
+
     if "federated" not in args.skip:
         t0 = time.perf_counter()
         s = run_demo(DemoConfig(nodes=args.nodes, rounds=args.rounds, out=str(out / "federated"),
                                 cache_dir=args.cache_dir, episodes=args.episodes, eval_episodes=args.eval_episodes),
                      fed_config(krum_f=0, krum_m=max(1, args.nodes - 1)))
-        rows["federated (honest)"] = {**s["rounds"][-1], "seconds": time.perf_counter() - t0}
+        save("federated (honest)", federated_row(s, time.perf_counter() - t0))
     if "adversary" not in args.skip:
         # One more node, sign-flipping: Krum with f=1 needs n > 4 verified replies.
         t0 = time.perf_counter()
@@ -92,33 +107,50 @@ def main() -> None:
         s = run_demo(DemoConfig(nodes=n, rounds=args.rounds, out=str(out / "adversary"), cache_dir=args.cache_dir,
                                 episodes=args.episodes, eval_episodes=args.eval_episodes, adversary="sign-flip"),
                      fed_config(krum_f=1, krum_m=max(1, n - 3)))
-        rows[f"federated + 1 sign-flipper ({n} nodes, Krum f=1)"] = {**s["rounds"][-1],
-                                                                      "seconds": time.perf_counter() - t0}
+        row = federated_row(s, time.perf_counter() - t0, adversary=out / "adversary" / "wallets" / f"node{n - 1}.json")
+        save(f"federated + 1 sign-flipper ({n} nodes, Krum f=1)", row)
     if "centralized" not in args.skip:
         t0 = time.perf_counter()
         steps = args.rounds * args.local_steps * args.nodes
         fed = fed_config(krum_f=0)
         res = centralized(fixtures, fed, steps, out / "centralized")
-        rows[f"centralized (union, {steps} steps)"] = {**res, "seconds": time.perf_counter() - t0}
+        save(f"centralized (union, {steps} steps)", {**res, "seconds": time.perf_counter() - t0})
 
-    budget = (f"{args.nodes} honest nodes × {args.rounds} rounds × {args.local_steps} local steps (batch "
-              f"{FederationConfig().batch_size}) = {args.nodes * args.rounds * args.local_steps} optimizer steps; "
-              f"{args.episodes} expert episodes per node; closed loop: {args.eval_episodes} held-out episodes of at "
-              f"most {args.eval_max_steps} steps")
-    lines = ["| run | server eval loss | closed-loop success | mean episode length | wall s |",
-             "|---|---:|---:|---:|---:|"]
+    lines = ["| run | server eval loss | loss per round | adversary selected by Krum | closed-loop success | "
+             "mean episode length | wall s |", "|---|---:|---|---:|---:|---:|---:|"]
     for name, r in rows.items():
-        lines.append(f"| {name} | {r['server_eval_loss']:.4f} | {r.get('success_rate', float('nan')):.0%} | "
-                     f"{r.get('mean_episode_length', float('nan')):.0f} | {r['seconds']:.0f} |")
+        per_round = " → ".join(f"{x:.3f}" for x in r.get("per_round", [])) or "-"
+        lines.append(f"| {name} | {r['server_eval_loss']:.4f} | {per_round} | {r.get('adversary_selected', '-')} | "
+                     f"{r.get('success_rate', float('nan')):.0%} | {r.get('mean_episode_length', float('nan')):.0f} | "
+                     f"{r['seconds']:.0f} |")
     table = "\n".join(lines)
     print(budget)
     print(table)
-    (out / "results.json").parent.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"budget": budget, "rows": rows}, indent=2, default=str))
-    doc = Path(args.doc)
-    header = doc.read_text().split("<!-- results -->")[0] if doc.exists() else "# Federated vs centralized\n\n"
-    doc.write_text(f"{header}<!-- results -->\nMeasured {time.strftime('%Y-%m-%d')} on this machine (tiny "
-                   f"SmolVLA, CPU). Budget: {budget}.\n\n{table}\n")
+    write_doc(Path(args.doc), f"Measured {time.strftime('%Y-%m-%d')} on this machine (tiny SmolVLA, CPU). "
+                              f"Budget: {budget}.\n\n{table}")
+
+
+def federated_row(summary: dict, seconds: float, adversary: Path | None = None) -> dict:
+    """A federation's table row: its last round, the loss after every round, and (given the adversary's wallet
+    file) in how many rounds Krum selected the adversary's reply."""
+    row = {**summary["rounds"][-1], "seconds": seconds,
+           "per_round": [summary["initial_eval_loss"], *(r["server_eval_loss"] for r in summary["rounds"])]}
+    if adversary is not None:
+        from contracts import read_address
+
+        address = read_address(adversary)
+        statuses = [n["status"] for r in summary["rounds"] for n in r["nodes"] if n["claimed_address"] == address]
+        row["adversary_selected"] = f"{statuses.count('SELECTED')}/{len(statuses)} rounds"
+    return row
+
+
+def write_doc(doc: Path, results: str) -> None:
+    """Put ``results`` between the doc's result markers, keeping what is written before and after them."""
+    start, end = "<!-- results -->", "<!-- results:end -->"
+    text = doc.read_text() if doc.exists() else "# Federated vs centralized\n\n"
+    head, _, rest = text.partition(start)
+    tail = rest.partition(end)[2] if end in rest else ""
+    doc.write_text(f"{head}{start}\n{results}\n{end}{tail or chr(10)}")
 
 
 if __name__ == "__main__":
