@@ -73,7 +73,7 @@ class RunOutputs:
         nodes = [_node_entry(o) for o in sorted(rlog.outcomes, key=lambda o: o.node_id)]
         entry = {"round": rlog.round, "global_hash": rlog.global_hash, "new_global_hash": new_global_hash,
                  "server_eval_loss": server_eval_loss, "kept_global": rlog.kept_global, "note": rlog.note,
-                 **extra_metrics, "nodes": nodes}
+                 "no_reply": list(rlog.no_reply), **extra_metrics, "nodes": nodes}
         with self._lock:
             self.summary["rounds"].append(entry)
             self._apply_tx()
@@ -98,6 +98,8 @@ class RunOutputs:
             table.add_row(_short(str(n["node_id"])), _short(n["address"]), status,
                           f"{n['train_loss']:.4f}" if n["train_loss"] is not None else "-", losses,
                           _short(n["update_hash"]), _short(n["tx_hash"]))
+        if entry.get("no_reply"):
+            table.caption = "no reply within the round's timeout: " + ", ".join(map(str, entry["no_reply"]))
         return table
 
     def on_chain(self, op, tx_hash: str | None) -> None:

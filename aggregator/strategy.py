@@ -31,6 +31,7 @@ class RoundLog:
     outcomes: list[Outcome] = field(default_factory=list)
     kept_global: bool = False
     note: str = ""
+    no_reply: list[int] = field(default_factory=list)  # nodes sent the round that did not answer within its timeout
 
 
 class GatedMultiKrum(MultiKrum):
@@ -43,6 +44,7 @@ class GatedMultiKrum(MultiKrum):
         self.verification = verification  # aggregator.verification.Verification, or None: no proofs, no chain
         self.rounds: dict[int, RoundLog] = {}
         self._context: dict[int, RoundContext] = {}
+        self._sent: dict[int, list[int]] = {}
         self.round_offset = 0  # rounds done before this process started (a resumed run): Flower counts from 1
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
@@ -59,7 +61,9 @@ class GatedMultiKrum(MultiKrum):
             ctx = RoundContext(server_round, global_arrays, global_hash)
         self._context[server_round] = ctx
         self.rounds[server_round] = RoundLog(server_round, global_hash)
-        return super().configure_train(server_round, arrays, config, grid)
+        messages = list(super().configure_train(server_round, arrays, config, grid))
+        self._sent[server_round] = [m.metadata.dst_node_id for m in messages]
+        return messages
 
     def aggregate_train(self, server_round: int,
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
@@ -68,6 +72,12 @@ class GatedMultiKrum(MultiKrum):
         ctx, rlog = self._context.pop(server_round), self.rounds[server_round]
         verified: list[tuple[Message, Outcome]] = []
         gated = {}
+        replies = list(replies)
+        answered = {msg.metadata.src_node_id for msg in replies}
+        rlog.no_reply = [n for n in self._sent.pop(server_round, []) if n not in answered]
+        if rlog.no_reply:  # a node that died or hung: Flower waited for it until the round's timeout
+            log.warning("round %d: no reply within the round's timeout from node(s) %s", server_round,
+                        ", ".join(map(str, rlog.no_reply)))
         for msg in replies:
             reply, outcome = self.gate(msg, ctx)
             gated[outcome.node_id] = reply

@@ -1,8 +1,9 @@
 """Flower's deployment engine on loopback, driven by the operators' own commands.
 
-``zk0agg start`` (a real SuperLink, the chain connection, the aggregator key from a file), four ``zk0node start``
+``zk0agg start`` (a real SuperLink, the chain connection, the aggregator key from a file), five ``zk0node start``
 SuperNodes (real processes, each with its own FLWR_HOME like separate machines): three pinned to this source tree's
-app bundle, one pinned to another bundle. Real anvil (``contracts.LocalChain``), the dev SRS, synthetic fixtures,
+app bundle, one pinned to another bundle, and one that is killed (SIGKILL, with everything it started) as soon as
+its ClientApp starts in round 1. Real anvil (``contracts.LocalChain``), the dev SRS, synthetic fixtures,
 ``zk0agg run`` for two rounds; then ``zk0agg contributions`` reads the records back. The SuperLink is also sent a
 bundle it has not pinned. Every process is stopped, with everything it started, in ``finally``.
 """
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,6 +30,8 @@ from node.trust import build_app_bundle, bundle_hash
 PASSWORD = "deployment-test-password"
 HONEST = 3
 OTHER_APP = "cd" * 32  # what the fourth node pins: not the bundle the aggregator runs
+KILLED = HONEST + 1  # the fifth node dies mid-round
+ROUND_TIMEOUT = 300  # seconds a round waits for replies (zk0agg run --timeout)
 
 
 def python_module(module: str, *args: str) -> list[str]:
@@ -40,6 +45,34 @@ def wait_for_file(path: Path, processes, timeout: float = 120.0) -> None:
             assert p.running(), f"{p.name} exited:\n{p.log_tail()}"
         assert time.monotonic() < deadline, f"{path} not written within {timeout:.0f} s"
         time.sleep(0.5)
+
+
+def kill_when_training(process, marker: str = "Start `flwr-clientapp` process") -> dict:
+    """SIGKILL ``process`` and everything it started once its log shows it began working on a round; returns
+    (filled in later) when that happened. A machine losing power looks like this to the SuperLink."""
+    import psutil
+
+    killed: dict = {}
+
+    def watch() -> None:
+        while process.running():
+            if marker in process.log_tail(100_000):
+                parent = psutil.Process(process.pid)
+                for proc in [*parent.children(recursive=True), parent]:
+                    try:
+                        proc.kill()
+                    except psutil.NoSuchProcess:
+                        pass
+                killed["at"] = time.monotonic()
+                return
+            time.sleep(0.2)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return killed
+
+
+def supernode_id(log: str) -> int:
+    return int(re.search(r"SuperNode ID: (\d+)", log).group(1))
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +93,7 @@ def deployed(cache_dir, tmp_path_factory):
         owner_key, aggregator_key = chain.private_keys[:2]
         registry = Registry.deploy(connect(chain.rpc_url), owner_key, Account.from_key(aggregator_key).address)
         wallets = []
-        for i in range(HONEST + 1):
+        for i in range(KILLED + 1):
             path = work / f"wallet{i}.json"
             registry.approve_node(create_keystore(path, PASSWORD))
             wallets.append(path)
@@ -82,12 +115,20 @@ def deployed(cache_dir, tmp_path_factory):
                 "--state-dir", str(work / f"node{i}"), "--runtime-port", str(free_port()),
                 "--max-wait-time", "180"), work / f"node{i}.log", env=node_env))
         wait_for_file(state_dir / "federation.json", processes)
+        nodes = processes[1:]
+        deadline = time.monotonic() + 120  # every node connected, so round 1 goes to all five
+        while not all("SuperNode ID:" in p.log_tail(100_000) for p in nodes):
+            assert time.monotonic() < deadline, "not every SuperNode connected within 120 s"
+            time.sleep(0.5)
+        killed = kill_when_training(nodes[KILLED])
         t_up = time.monotonic()
+        # min-nodes: the nodes left after the kill, or round 2 would wait for the dead one
         run = subprocess.run(python_module(
-            "aggregator.cli", "run", "--rounds", "2", "--min-nodes", str(HONEST + 1), "--local-steps", "3",
+            "aggregator.cli", "run", "--rounds", "2", "--min-nodes", str(KILLED), "--local-steps", "3",
             "--fraction-evaluate", "0", "--heldout", fixtures.heldout, "--cache-dir", str(cache_dir),
             "--out", str(work / "out"), "--fab", str(work / "app.fab"), "--state-dir", str(state_dir),
-            "--timeout", "300", "-c", "eval-batches=2"), capture_output=True, text=True, timeout=900, env=agg_env)
+            "--timeout", str(ROUND_TIMEOUT), "-c", "eval-batches=2"), capture_output=True, text=True, timeout=900,
+            env=agg_env)
         t_run = time.monotonic()
         contributions = subprocess.run(python_module("aggregator.cli", "contributions", "--state-dir",
                                                      str(state_dir)),
@@ -95,7 +136,8 @@ def deployed(cache_dir, tmp_path_factory):
         print(f"timings: start-up {t_up - t0:.0f} s, zk0agg run {t_run - t_up:.0f} s")
         yield SimpleNamespace(work=work, run=run, contributions=contributions, registry=registry, digest=digest,
                               wallets=[str(w) for w in wallets], state=read_state(state_dir / "federation.json"),
-                              processes=processes)
+                              processes=processes, killed=killed, t_up=t_up,
+                              killed_id=supernode_id(nodes[KILLED].log_tail(100_000)))
     finally:
         for process in reversed(processes):
             process.stop()
@@ -126,7 +168,8 @@ def test_verified_run(deployed):
         assert (info.state, info.global_hash, info.new_global_hash) == ("closed", entry["global_hash"],
                                                                          entry["new_global_hash"])
         records = {r.node: r for r in deployed.registry.round_records(entry["round"])}
-        assert len(records) == len(entry["nodes"]) == HONEST + 1
+        alive = [n for n in entry["nodes"] if n["node_id"] != deployed.killed_id]
+        assert len(records) == len(entry["nodes"]) and len(alive) == HONEST + 1
         for node in entry["nodes"]:
             record = records[node["address"]]
             if node["status"] in ("SELECTED", "NOT_SELECTED"):
@@ -146,7 +189,7 @@ def test_secret_stays_off_the_run_config(deployed):
     key = (deployed.work / "aggregator.key").read_text().strip()
     summary_text = (deployed.work / "out" / "summary.json").read_text()
     assert key not in summary_text and key.removeprefix("0x") not in summary_text
-    for i in range(HONEST + 1):
+    for i in range(KILLED + 1):
         assert key.removeprefix("0x") not in (deployed.work / f"node{i}.log").read_text()
 
 
@@ -158,8 +201,31 @@ def test_node_refuses_unpinned_app(deployed):
     assert list((deployed.work / "flwr-node0").glob(f"apps/*{deployed.digest[:8]}*"))  # an honest node ran it
     summary = json.loads((deployed.work / "out" / "summary.json").read_text())
     for entry in summary["rounds"]:
-        malformed = [n for n in entry["nodes"] if n["status"] == "MALFORMED"]
-        assert len(malformed) == 1 and "refused app bundle" in malformed[0]["detail"], entry["nodes"]
+        refused = [n for n in entry["nodes"] if n["status"] == "MALFORMED" and "refused app bundle" in n["detail"]]
+        assert len(refused) == 1, entry["nodes"]
+
+
+def test_killed_node_does_not_stall_the_round(deployed):
+    """A SuperNode killed mid-round: the SuperLink stops hearing its heartbeat and answers for it with an error
+    reply, which the gate rejects; the round finishes with the others well before its timeout, the rejection is on
+    chain, and round 2 goes to the nodes still alive."""
+    assert deployed.run.returncode == 0, deployed.run.stderr[-4000:]
+    assert "at" in deployed.killed, "the fifth node never started work on round 1"
+    assert not deployed.processes[1 + KILLED].running()
+    summary = json.loads((deployed.work / "out" / "summary.json").read_text())
+    first, second = summary["rounds"]
+    dead = [n for n in first["nodes"] if n["node_id"] == deployed.killed_id]
+    if dead:  # Flower's own "node unavailable" error reply, once two heartbeats are missed
+        assert dead[0]["status"] == "MALFORMED" and "Unavailable" in dead[0]["detail"], dead
+        assert len(deployed.registry.round_records(1)) == len(first["nodes"])  # its rejection is recorded too
+    else:  # or no reply at all before the round's timeout
+        assert first["no_reply"] == [deployed.killed_id], first
+    assert deployed.killed_id not in [n["node_id"] for n in second["nodes"]] + second["no_reply"]
+    assert sum(n["status"] in ("SELECTED", "NOT_SELECTED") for n in first["nodes"]) == HONEST
+    rounds = json.loads((deployed.work / "out" / "metrics.json").read_text())["rounds"]
+    print("round seconds:", [round(r["seconds"]["round"]) for r in rounds])
+    assert all(r["seconds"]["round"] < ROUND_TIMEOUT + 30 for r in rounds)  # no round stuck past its timeout
+    assert summary["chain"]["pending_operations"] == 0
 
 
 def test_superlink_refuses_unpinned_app(deployed, tmp_path):

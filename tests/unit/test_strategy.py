@@ -109,3 +109,26 @@ def test_config_from_flower_run_config():
 
     cfg = FederationConfig.from_run_config({"rounds": 4, "krum-f": 1, "local-steps": 5, "unknown-key": 1})
     assert (cfg.rounds, cfg.krum_f, cfg.local_steps) == (4, 1, 5)
+
+
+class NodesOnline:
+    """The one thing ``configure_train`` asks of Flower's Grid: which nodes are connected."""
+
+    def __init__(self, node_ids: list[int]) -> None:
+        self.node_ids = node_ids
+
+    def get_node_ids(self) -> list[int]:
+        return list(self.node_ids)
+
+
+def test_nodes_that_never_reply_are_named_in_the_round():
+    """A node that dies or hangs mid-round sends nothing: the round goes on with the others and says who was silent."""
+    from flwr.app import ConfigRecord
+
+    strategy = make_strategy(f=0, m=2)
+    sent = strategy.configure_train(1, numpy_to_arrays(GLOBAL), ConfigRecord({}), NodesOnline([1, 2, 3, 4]))
+    assert sorted(m.metadata.dst_node_id for m in sent) == [1, 2, 3, 4]
+    arrays, metrics = strategy.aggregate_train(1, [reply(i, honest(i)) for i in (1, 3, 4)])
+    rlog = strategy.rounds[1]
+    assert rlog.no_reply == [2]
+    assert arrays is not None and sorted(o.node_id for o in rlog.outcomes) == [1, 3, 4]
