@@ -218,8 +218,10 @@ class Gate:
 
     checks: list[Check] = field(default_factory=lambda: list(VERIFIED_CHECKS))
 
-    def __call__(self, message: Message, ctx: RoundContext) -> tuple[Reply, Outcome]:
-        reply = Reply(node_id=message.metadata.src_node_id, message=message)
+    def __call__(self, message: Message, ctx: RoundContext, node_id: int | None = None) -> tuple[Reply, Outcome]:
+        """``node_id``: the node the reply answers for, when it is not the message's sender (a SuperLink error
+        reply for a node it lost)."""
+        reply = Reply(node_id=message.metadata.src_node_id if node_id is None else node_id, message=message)
         for check in self.checks:
             try:
                 check(reply, ctx)

@@ -44,7 +44,7 @@ class GatedMultiKrum(MultiKrum):
         self.verification = verification  # aggregator.verification.Verification, or None: no proofs, no chain
         self.rounds: dict[int, RoundLog] = {}
         self._context: dict[int, RoundContext] = {}
-        self._sent: dict[int, list[int]] = {}
+        self._sent: dict[int, list[Message]] = {}
         self.round_offset = 0  # rounds done before this process started (a resumed run): Flower counts from 1
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
@@ -62,7 +62,7 @@ class GatedMultiKrum(MultiKrum):
         self._context[server_round] = ctx
         self.rounds[server_round] = RoundLog(server_round, global_hash)
         messages = list(super().configure_train(server_round, arrays, config, grid))
-        self._sent[server_round] = [m.metadata.dst_node_id for m in messages]
+        self._sent[server_round] = messages  # Flower stamps their message ids when it pushes them
         return messages
 
     def aggregate_train(self, server_round: int,
@@ -73,13 +73,16 @@ class GatedMultiKrum(MultiKrum):
         verified: list[tuple[Message, Outcome]] = []
         gated = {}
         replies = list(replies)
-        answered = {msg.metadata.src_node_id for msg in replies}
-        rlog.no_reply = [n for n in self._sent.pop(server_round, []) if n not in answered]
-        if rlog.no_reply:  # a node that died or hung: Flower waited for it until the round's timeout
+        sent = {m.metadata.message_id: m.metadata.dst_node_id for m in self._sent.pop(server_round, [])}
+        # The node a reply answers for: its sender, or, for the error reply the SuperLink writes when a node stops
+        # sending heartbeats (sender: the SuperLink itself), the node the instruction went to.
+        node_of = {id(m): sent.get(m.metadata.reply_to_message_id, m.metadata.src_node_id) for m in replies}
+        rlog.no_reply = sorted(set(sent.values()) - set(node_of.values()))
+        if rlog.no_reply:  # a node that hung: Flower waited for it until the round's timeout
             log.warning("round %d: no reply within the round's timeout from node(s) %s", server_round,
                         ", ".join(map(str, rlog.no_reply)))
         for msg in replies:
-            reply, outcome = self.gate(msg, ctx)
+            reply, outcome = self.gate(msg, ctx, node_id=node_of[id(msg)])
             gated[outcome.node_id] = reply
             rlog.outcomes.append(outcome)
             if outcome.status == VERIFIED:

@@ -122,13 +122,29 @@ class NodesOnline:
 
 
 def test_nodes_that_never_reply_are_named_in_the_round():
-    """A node that dies or hangs mid-round sends nothing: the round goes on with the others and says who was silent."""
-    from flwr.app import ConfigRecord
+    """A node that hangs sends nothing: the round goes on with the others and names it. A node that dies is answered
+    for by the SuperLink (an error reply from node 1, Flower's own): the reply counts as that node's."""
+    from uuid import uuid4
+
+    from flwr.app import ConfigRecord, Error
 
     strategy = make_strategy(f=0, m=2)
-    sent = strategy.configure_train(1, numpy_to_arrays(GLOBAL), ConfigRecord({}), NodesOnline([1, 2, 3, 4]))
-    assert sorted(m.metadata.dst_node_id for m in sent) == [1, 2, 3, 4]
-    arrays, metrics = strategy.aggregate_train(1, [reply(i, honest(i)) for i in (1, 3, 4)])
+    sent = strategy.configure_train(1, numpy_to_arrays(GLOBAL), ConfigRecord({}), NodesOnline([1, 2, 3, 4, 5]))
+    by_node = {}
+    for m in sent:  # what Flower's Grid does when it pushes them
+        m.metadata.__dict__["_message_id"] = str(uuid4())
+        by_node[m.metadata.dst_node_id] = m
+    replies = []
+    for i in (1, 3, 4):
+        TaskIdentity.node_id = i
+        replies.append(Message(RecordDict({"arrays": numpy_to_arrays(honest(i)),
+                                           "metrics": MetricRecord({"num-examples": 10})}), reply_to=by_node[i]))
+    TaskIdentity.node_id = 1  # the SuperLink: node 5 missed its heartbeats
+    replies.append(Message(Error(code=3, reason="Error: Node Unavailable"), reply_to=by_node[5]))
+    arrays, _ = strategy.aggregate_train(1, replies)
     rlog = strategy.rounds[1]
     assert rlog.no_reply == [2]
-    assert arrays is not None and sorted(o.node_id for o in rlog.outcomes) == [1, 3, 4]
+    outcomes = {o.node_id: o for o in rlog.outcomes}
+    assert sorted(outcomes) == [1, 3, 4, 5]
+    assert outcomes[5].status == "MALFORMED" and "Unavailable" in outcomes[5].detail
+    assert arrays is not None and sum(o.status == "SELECTED" for o in outcomes.values()) == 2
