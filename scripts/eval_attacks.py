@@ -216,8 +216,8 @@ def verdict(run: Run, selected: int, delta: float | None, res: dict) -> str:
     if run.name == "honest":
         return "reference"
     parts = [f"selected {selected}×"] if selected else []
-    if delta is not None and abs(delta) > LOSS_TOLERANCE:
-        parts.append(f"loss {delta:+.0%}")
+    if delta is not None and abs(delta) > LOSS_TOLERANCE:  # worse is harm; better is another honest subset
+        parts.append(f"loss {delta:+.0%}" + (" (lower)" if delta < 0 else ""))
     if res["kept_global_rounds"]:
         parts.append(f"no quorum: global kept {res['kept_global_rounds']}×")
     return "; ".join(parts) if parts else "stopped"
