@@ -90,8 +90,11 @@ def default_runs(nodes: int, krum_f: int) -> list[Run]:
               for a in (krum_f + 1, krum_f + 2)]
     f2 = krum_f + 1
     big = 2 * f2 + 4  # f + 1 colluders within the bound, with one reply to spare
+    # Last: the honest nodes of the one- and two-attacker runs on their own, to tell an attack's effect from that
+    # of having fewer honest nodes (Krum then averages another honest subset).
+    alone = [Run("honest", nodes - a, (), krum_f, nodes - a) for a in (1, 2) if nodes - a > 2 * krum_f + 2]
     return [*runs, *beyond[0], Run("honest", big, (), f2, big), Run("collude", big - f2, ("collude",) * f2, f2, big),
-            *beyond[1]]
+            *beyond[1], *alone]
 
 
 def run_one(run: Run, args) -> dict:
@@ -181,8 +184,8 @@ def loss_delta(res: dict, ref: dict | None) -> float | None:
 def table(results: dict) -> str:
     """The markdown table: one line per attack of every stored run, references first."""
     lines = ["| attack | attackers / nodes | Krum f | Krum bound | gate (reason × replies) | selected by Krum | "
-             "final eval loss | vs honest-only | records on chain | verdict | run s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "final eval loss | vs honest-only | vs its honest nodes alone | records on chain | verdict | run s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     order = {key: i for i, key in enumerate(r.key for r in default_runs(7, 1))}
     for res in sorted(results.values(), key=lambda r: (Run(**_run_args(r)).within_bound is False,
                                                        order.get(Run(**_run_args(r)).key, 99))):
@@ -193,6 +196,9 @@ def table(results: dict) -> str:
         chain += f" ({res['pending']} pending)" if res["pending"] else ""
         bound = "within" if run.within_bound else "**beyond**"
         vs = "-" if delta is None or run.name == "honest" else f"{delta:+.1%}"
+        alone = results.get(Run("honest", run.honest, (), run.krum_f, run.honest).key)
+        alone_delta = loss_delta(res, alone)
+        vs_alone = "-" if alone_delta is None or run.name in ("honest", "gate-suite") else f"{alone_delta:+.1%}"
         for role in dict.fromkeys(run.attacks) or ("honest",):
             replies = [r for r in res["replies"] if r["role"] == role and r["round"] >= ATTACKS_FROM.get(role, 1)]
             gate, krum, selected = outcome(replies)
@@ -203,8 +209,8 @@ def table(results: dict) -> str:
                 who += f", from round {ATTACKS_FROM[role]}"
             lines.append(f"| {role if run.name != 'honest' else 'none (honest-only)'} | {who} | {run.krum_f} | "
                          f"{bound} | {gate if run.attacks else '-'} | {krum if run.attacks else '-'} | "
-                         f"{res['final_eval_loss']:.4f} | {vs} | {chain} | {verdict(run, selected, delta, res)} | "
-                         f"{res['seconds']:.0f} |")
+                         f"{res['final_eval_loss']:.4f} | {vs} | {vs_alone} | {chain} | "
+                         f"{verdict(run, selected, delta, res)} | {res['seconds']:.0f} |")
     return "\n".join(lines)
 
 
