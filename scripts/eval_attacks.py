@@ -181,6 +181,10 @@ def loss_delta(res: dict, ref: dict | None) -> float | None:
     return (res["final_eval_loss"] - ref["final_eval_loss"]) / ref["final_eval_loss"]
 
 
+def percent(delta: float | None) -> str:
+    return "-" if delta is None else "0.0%" if abs(delta) < 5e-4 else f"{delta:+.1%}"
+
+
 def table(results: dict) -> str:
     """The markdown table: one line per attack of every stored run, references first."""
     lines = ["| attack | attackers / nodes | Krum f | Krum bound | gate (reason × replies) | selected by Krum | "
@@ -195,10 +199,10 @@ def table(results: dict) -> str:
         chain = f"{sum(r['on_chain'] for r in res['replies'])}/{len(res['replies'])}"
         chain += f" ({res['pending']} pending)" if res["pending"] else ""
         bound = "within" if run.within_bound else "**beyond**"
-        vs = "-" if delta is None or run.name == "honest" else f"{delta:+.1%}"
+        vs = "-" if run.name == "honest" else percent(delta)
         alone = results.get(Run("honest", run.honest, (), run.krum_f, run.honest).key)
-        alone_delta = loss_delta(res, alone)
-        vs_alone = "-" if alone_delta is None or run.name in ("honest", "gate-suite") else f"{alone_delta:+.1%}"
+        alone_delta = None if run.name in ("honest", "gate-suite") else loss_delta(res, alone)
+        vs_alone = percent(alone_delta)
         for role in dict.fromkeys(run.attacks) or ("honest",):
             replies = [r for r in res["replies"] if r["role"] == role and r["round"] >= ATTACKS_FROM.get(role, 1)]
             gate, krum, selected = outcome(replies)
@@ -210,7 +214,8 @@ def table(results: dict) -> str:
             lines.append(f"| {role if run.name != 'honest' else 'none (honest-only)'} | {who} | {run.krum_f} | "
                          f"{bound} | {gate if run.attacks else '-'} | {krum if run.attacks else '-'} | "
                          f"{res['final_eval_loss']:.4f} | {vs} | {vs_alone} | {chain} | "
-                         f"{verdict(run, selected, delta, res)} | {res['seconds']:.0f} |")
+                         f"{verdict(run, selected, delta if alone_delta is None else alone_delta, res)} | "
+                         f"{res['seconds']:.0f} |")
     return "\n".join(lines)
 
 
@@ -219,6 +224,7 @@ def _run_args(res: dict) -> dict:
 
 
 def verdict(run: Run, selected: int, delta: float | None, res: dict) -> str:
+    """``delta``: the final loss against the closest reference (the run's own honest nodes alone, if stored)."""
     if run.name == "honest":
         return "reference"
     parts = [f"selected {selected}×"] if selected else []
