@@ -137,10 +137,8 @@ def rollout(policy, preprocessor: Callable | None = None, postprocessor: Callabl
     ``video_dir``, the first ``max_videos`` episodes are written there as ``seed_<seed>.mp4`` (front and wrist
     cameras side by side), e.g. ``outputs/<run>/evaluate/round_<r>/``.
     """
-    import av.logging
     from lerobot.utils.io_utils import write_video
 
-    av.logging.set_level(av.logging.ERROR)  # else libx264 prints its encoding statistics for every video
     seeds = list(eval_seeds(10) if seeds is None else seeds)
     if not seeds:
         raise ValueError("no seeds to evaluate")

@@ -52,8 +52,10 @@ def record_dataset(root: Path, repo_id: str, task: str = "pick_place", episodes:
             raise FileExistsError(f"{root} exists; pass overwrite=True to replace it")
         shutil.rmtree(root)
 
+    from datasets.utils.logging import disable_progress_bar
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
+    disable_progress_bar()  # LeRobot's per-episode "Map" bars; the episode bar below is the progress shown
     variation = variation or Variation()
     expert_cfg = expert or ExpertConfig()
     env = SO100Env(task, variation=variation, max_steps=max_steps)
