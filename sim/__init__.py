@@ -10,8 +10,6 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("SVT_LOG", "1")  # the AV1 encoder of recorded datasets: errors only on stderr
 
-import av.logging
-
 from sim.env import SO100Env
 from sim.evaluate import (
     ConstantPolicy,
@@ -45,5 +43,3 @@ __all__ = [
     "eval_seeds", "from_so100", "get_task", "heldout_spec", "node_variations", "read_sim_meta",
     "record_dataset", "replay_episode", "rollout", "seed_split", "to_lerobot_batch", "to_so100",
 ]
-
-av.logging.set_level(av.logging.ERROR)  # ffmpeg (dataset and rollout videos): errors, not per-video statistics

@@ -127,6 +127,14 @@ def as_controller(policy, preprocessor=None, postprocessor=None):
 
 # --- the loop ------------------------------------------------------------------------------------------
 
+def quiet_ffmpeg() -> None:
+    """ffmpeg's errors only, not its per-video statistics. Called before each encode: LeRobot's video code puts
+    ffmpeg's default (verbose) logging back when it finishes one."""
+    import av.logging
+
+    av.logging.set_level(av.logging.ERROR)
+
+
 def rollout(policy, preprocessor: Callable | None = None, postprocessor: Callable | None = None,
             task: str = "pick_place", seeds: Sequence[int] | None = None, max_steps: int | None = None,
             video_dir: Path | str | None = None, *, variation: Variation | None = None, max_videos: int = 4,
@@ -168,6 +176,7 @@ def rollout(policy, preprocessor: Callable | None = None, postprocessor: Callabl
             video = None
             if record:
                 video = str(video_dir / f"seed_{seed}.mp4")
+                quiet_ffmpeg()
                 write_video(video, frames, fps=FPS)
             results.append(EpisodeResult(seed, bool(success), steps, video))
     finally:

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from node.so100 import FPS, ROBOT_TYPE, so100_features
 from sim.env import SO100Env
+from sim.evaluate import quiet_ffmpeg
 from sim.expert import ExpertConfig, ScriptedExpert
 from sim.variation import Variation, seed_split
 
@@ -74,6 +75,7 @@ def record_dataset(root: Path, repo_id: str, task: str = "pick_place", episodes:
             for frame in frames:
                 dataset.add_frame({**frame, "task": env.task.instruction})
             if env.is_success():
+                quiet_ffmpeg()
                 dataset.save_episode()
                 kept.append(s)
                 bar.update(1)
