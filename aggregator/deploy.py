@@ -60,36 +60,46 @@ class ManagedProcess:
         except OSError:
             return ""
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the process and its descendants (by pid, collected first), then SIGKILL what is left.
-
-        Flower's helpers (``flower-superexec``, ServerApp and ClientApp processes) run in sessions of their own, so
-        a process-group signal would miss them: the descendants are collected by pid before the parent goes.
-        """
+    def _tree(self) -> list:
+        """The process and its descendants, by pid. Flower's helpers (``flower-superexec``, ServerApp and ClientApp
+        processes) run in sessions of their own, so a process-group signal would miss them: the descendants are
+        collected before the parent goes."""
         import psutil
 
         try:
             parent = psutil.Process(self.pid)
-            procs = [*parent.children(recursive=True), parent]
+            return [*parent.children(recursive=True), parent]
         except psutil.NoSuchProcess:
-            procs = []
-        for proc in procs:
-            try:
-                proc.send_signal(signal.SIGTERM)
-            except psutil.NoSuchProcess:
-                pass
+            return []
+
+    def kill(self) -> None:
+        """SIGKILL the process and everything it started, at once: what a machine losing power looks like."""
+        _signal(self._tree(), signal.SIGKILL)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the process and its descendants, then SIGKILL what is left."""
+        import psutil
+
+        procs = self._tree()
+        _signal(procs, signal.SIGTERM)
         _, alive = psutil.wait_procs(procs, timeout=timeout)
-        for proc in alive:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
+        _signal(alive, signal.SIGKILL)
         psutil.wait_procs(alive, timeout=timeout)
         try:
             self.popen.wait(timeout=1)
         except subprocess.TimeoutExpired:
             pass
         log.info("%s (pid %d) stopped", self.name, self.pid)
+
+
+def _signal(procs: list, sig: int) -> None:
+    import psutil
+
+    for proc in procs:
+        try:
+            proc.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
 
 
 def start_process(name: str, cmd: list[str], log_path: Path, env: dict | None = None,
@@ -314,6 +324,32 @@ def follow_run(address: str, run_id: int, insecure: bool, root_certificates: Pat
         client.close()
 
 
+def wait_nodes(address: str, count: int, supernodes: list[ManagedProcess], insecure: bool = True,
+               root_certificates: Path | None = None, timeout: float = 120.0) -> None:
+    """Until ``count`` SuperNodes are connected to the SuperLink at ``address`` (Flower's node list), or one of
+    ``supernodes`` died."""
+    from flwr.proto.control_pb2 import ListNodesRequest
+
+    client = control_client(address, insecure, root_certificates)
+    deadline, online = time.monotonic() + timeout, []
+    try:
+        while time.monotonic() < deadline:
+            for node in supernodes:
+                if not node.running():
+                    raise UserError(f"{node.name} exited: {node.log_tail(800).strip()}")
+            try:
+                online = [n for n in client.ListNodes(ListNodesRequest()).nodes_info if n.status == "online"]
+            except Exception as err:  # noqa: BLE001 - a node list is best-effort while processes start
+                log.debug("node list not available yet: %s", err)
+                online = []
+            if len(online) >= count:
+                return
+            time.sleep(1.0)
+    finally:
+        client.close()
+    raise UserError(f"only {len(online)} of {count} SuperNodes connected within {timeout:.0f} s")
+
+
 # ----------------------------------------------------------------------------------------------- loopback
 
 
@@ -374,27 +410,7 @@ class LoopbackFederation:
         return process
 
     def wait_nodes(self, count: int, timeout: float = 120.0) -> None:
-        """Until ``count`` SuperNodes are connected (Flower's node list), or one of them died."""
-        from flwr.proto.control_pb2 import ListNodesRequest
-
-        client = control_client(self.address, insecure=True)
-        deadline, online = time.monotonic() + timeout, []
-        try:
-            while time.monotonic() < deadline:
-                for node in self.supernodes:
-                    if not node.running():
-                        raise UserError(f"{node.name} exited: {node.log_tail(800).strip()}")
-                try:
-                    online = [n for n in client.ListNodes(ListNodesRequest()).nodes_info if n.status == "online"]
-                except Exception as err:  # noqa: BLE001 - a node list is best-effort while processes start
-                    log.debug("node list not available yet: %s", err)
-                    online = []
-                if len(online) >= count:
-                    return
-                time.sleep(1.0)
-        finally:
-            client.close()
-        raise UserError(f"only {len(online)} of {count} SuperNodes connected within {timeout:.0f} s")
+        wait_nodes(self.address, count, self.supernodes, timeout=timeout)
 
     def stop(self) -> None:
         for process in [*self.supernodes, self.superlink]:

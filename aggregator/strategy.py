@@ -72,21 +72,20 @@ class GatedMultiKrum(MultiKrum):
         ctx, rlog = self._context.pop(server_round), self.rounds[server_round]
         verified: list[tuple[Message, Outcome]] = []
         gated = {}
-        replies = list(replies)
         sent = {m.metadata.message_id: m.metadata.dst_node_id for m in self._sent.pop(server_round, [])}
-        # The node a reply answers for: its sender, or, for the error reply the SuperLink writes when a node stops
-        # sending heartbeats (sender: the SuperLink itself), the node the instruction went to.
-        node_of = {id(m): sent.get(m.metadata.reply_to_message_id, m.metadata.src_node_id) for m in replies}
-        rlog.no_reply = sorted(set(sent.values()) - set(node_of.values()))
-        if rlog.no_reply:  # a node that hung: Flower waited for it until the round's timeout
-            log.warning("round %d: no reply within the round's timeout from node(s) %s", server_round,
-                        ", ".join(map(str, rlog.no_reply)))
         for msg in replies:
-            reply, outcome = self.gate(msg, ctx, node_id=node_of[id(msg)])
+            # The node a reply answers for: its sender, or, for the error reply the SuperLink writes when a node
+            # stops sending heartbeats (sender: the SuperLink itself), the node the instruction went to.
+            node_id = sent.get(msg.metadata.reply_to_message_id, msg.metadata.src_node_id)
+            reply, outcome = self.gate(msg, ctx, node_id=node_id)
             gated[outcome.node_id] = reply
             rlog.outcomes.append(outcome)
             if outcome.status == VERIFIED:
                 verified.append((msg, outcome))
+        rlog.no_reply = sorted(set(sent.values()) - set(gated))
+        if rlog.no_reply:  # a node that hung: Flower waited for it until the round's timeout
+            log.warning("round %d: no reply within the round's timeout from node(s) %s", server_round,
+                        ", ".join(map(str, rlog.no_reply)))
         arrays, metrics = self._krum(server_round, rlog, verified)
         if self.verification is not None:
             self.verification.record(server_round, rlog.outcomes, gated)

@@ -36,11 +36,10 @@ def _dataset_check(args: argparse.Namespace) -> int:
 
 
 def _app_hash(args: argparse.Namespace) -> int:
-    from node.supernode import file_sha256
-    from node.trust import SOURCE_ROOT, app_hash
+    from node.trust import SOURCE_ROOT, app_hash, bundle_hash
 
     path = Path(args.path or SOURCE_ROOT).expanduser()
-    print(file_sha256(path) if path.is_file() else app_hash(path))
+    print(bundle_hash(path.read_bytes()) if path.is_file() else app_hash(path))
     return 0
 
 
@@ -48,8 +47,9 @@ def _start(args: argparse.Namespace) -> int:
     """Check everything a user can get wrong (cheapest first), say what will run, then become the SuperNode."""
     from contracts.wallet import DEFAULT_WALLET, load_account, resolve_password
     from node.datasets import load_metadata
-    from node.supernode import SuperNodeOptions, file_sha256
+    from node.supernode import SuperNodeOptions
     from node.trust import parse_app_hash
+    from prover.hashing import file_sha256
 
     options = SuperNodeOptions(
         superlink=args.superlink, dataset=args.dataset, wallet=Path(args.wallet or DEFAULT_WALLET).expanduser(),

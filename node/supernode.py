@@ -13,7 +13,6 @@ environment). So:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -37,14 +36,6 @@ def parse_address(value: str, what: str = "--superlink") -> tuple[str, int]:
     if not match or not 0 < int(match.group(2)) < 65536:
         raise UserError(f"bad {what} address {value!r}: expected HOST:PORT, e.g. 203.0.113.7:9092")
     return match.group(1), int(match.group(2))
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

@@ -14,7 +14,7 @@ See docs/trust-model.md for what a proof guarantees and what it does not, docs/b
 from prover.capture import Slice, capture_slice
 from prover.circuit import Circuit, CircuitConfig, build_circuit, circuit_from_files, open_circuit
 from prover.errors import CircuitFilesError, CircuitMismatchError, ProverError, SliceRangeError, SRSError
-from prover.hashing import params_hash, sha256_hex
+from prover.hashing import file_sha256, params_hash, sha256_hex
 from prover.prove import ProofArtifact, prove
 from prover.srs import SRS, dev_srs, load_srs, srs_file_logrows
 from prover.statement import SliceLoss, SliceShape, export_onnx, stack, statement_losses
@@ -43,6 +43,7 @@ __all__ = [
     "circuit_from_files",
     "dev_srs",
     "export_onnx",
+    "file_sha256",
     "load_srs",
     "load_verifier",
     "open_circuit",

@@ -29,6 +29,7 @@ import ezkl
 import numpy as np
 
 from prover.errors import CircuitFilesError, CircuitMismatchError, SRSError
+from prover.hashing import file_sha256
 from prover.srs import SRS, dev_srs
 from prover.statement import INPUT_NAMES, SliceShape, export_onnx
 
@@ -167,10 +168,6 @@ def compute_circuit_id(onnx_bytes: bytes, settings_bytes: bytes, srs_sha256: str
     return "0x" + hashlib.sha256(onnx_bytes + settings_bytes + srs_digest).hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    return "0x" + hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def write_input_json(arrays: list[np.ndarray], path: Path) -> Path:
     """EZKL's input file: the circuit's inputs flattened, in INPUT_NAMES order."""
     data = {"input_data": [np.asarray(a, dtype=np.float32).reshape(-1).tolist() for a in arrays]}
@@ -286,7 +283,7 @@ def circuit_from_files(onnx_path: str | Path, settings_path: str | Path, srs: SR
             (work / SETTINGS_FILE).write_bytes(settings_bytes)
             _compile_and_setup(work, srs)
             meta = {"circuit_id": circuit_id, "srs_sha256": srs.sha256, "srs_kind": srs.kind,
-                    "vk_sha256": _file_sha256(work / VK_FILE), "logrows": logrows}  # fmt: skip
+                    "vk_sha256": file_sha256(work / VK_FILE), "logrows": logrows}  # fmt: skip
             (work / META_FILE).write_text(json.dumps(meta, indent=1))
             _publish(work, out)
     return _open(out, srs, expect_id=circuit_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -12,6 +13,15 @@ import numpy as np
 def sha256_hex(data: bytes) -> str:
     """``0x``-prefixed sha256 of ``data``."""
     return "0x" + hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """``0x``-prefixed sha256 of a file's bytes, read in blocks (SRS files run to hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return "0x" + digest.hexdigest()
 
 
 def params_hash(arrays: Sequence[np.ndarray]) -> str:

@@ -12,7 +12,6 @@ Nodes and verifiers must use byte-identical files: the SRS's sha256 is part of t
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Literal
 import ezkl
 
 from prover.errors import SRSError
+from prover.hashing import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,6 @@ class SRS:
             raise ValueError(f"SRS kind must be 'dev' or 'public', got {self.kind!r}")
         if not MIN_LOGROWS <= self.logrows <= MAX_LOGROWS:
             raise ValueError(f"SRS logrows must be in [{MIN_LOGROWS}, {MAX_LOGROWS}], got {self.logrows}")
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return "0x" + digest.hexdigest()
 
 
 def srs_file_logrows(path: str | Path) -> int:
@@ -85,7 +77,7 @@ def load_srs(path: str | Path, logrows: int, kind: SRSKind = "public", sha256: s
             f"{path} is an SRS for logrows={declared}, the circuit needs logrows={logrows}: use the file made "
             f"for exactly {logrows} (a larger SRS makes verification hundreds of times slower)"
         )
-    digest = _file_sha256(path)
+    digest = file_sha256(path)
     if sha256 is not None and digest.lower() != sha256.lower():
         raise SRSError(
             f"{path} has sha256 {digest}, the federation's SRS is {sha256}: this is not the same file, "

@@ -146,11 +146,9 @@ def federated_row(summary: dict, seconds: float, adversary: Path | None = None) 
 
 def write_doc(doc: Path, results: str) -> None:
     """Put ``results`` between the doc's result markers, keeping what is written before and after them."""
-    start, end = "<!-- results -->", "<!-- results:end -->"
-    text = doc.read_text() if doc.exists() else "# Federated vs centralized\n\n"
-    head, _, rest = text.partition(start)
-    tail = rest.partition(end)[2] if end in rest else ""
-    doc.write_text(f"{head}{start}\n{results}\n{end}{tail or chr(10)}")
+    from doc_section import write_section
+
+    write_section(doc, "<!-- results -->", "<!-- results:end -->", results, title="# Federated vs centralized\n\n")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from aggregator.deploy import follow_run, free_port, read_state, start_process, submit_run
+from aggregator.deploy import follow_run, free_port, read_state, start_process, submit_run, wait_nodes
 from aggregator.fixtures import synthetic_fixtures
 from contracts import LocalChain, Registry, Status, connect, create_keystore
 from node.trust import build_app_bundle, bundle_hash
@@ -48,21 +48,14 @@ def wait_for_file(path: Path, processes, timeout: float = 120.0) -> None:
 
 
 def kill_when_training(process, marker: str = "Start `flwr-clientapp` process") -> dict:
-    """SIGKILL ``process`` and everything it started once its log shows it began working on a round; returns
-    (filled in later) when that happened. A machine losing power looks like this to the SuperLink."""
-    import psutil
-
+    """Kill ``process`` and everything it started once its log shows it began working on a round; returns
+    (filled in later) when that happened."""
     killed: dict = {}
 
     def watch() -> None:
         while process.running():
             if marker in process.log_tail(100_000):
-                parent = psutil.Process(process.pid)
-                for proc in [*parent.children(recursive=True), parent]:
-                    try:
-                        proc.kill()
-                    except psutil.NoSuchProcess:
-                        pass
+                process.kill()
                 killed["at"] = time.monotonic()
                 return
             time.sleep(0.2)
@@ -116,10 +109,7 @@ def deployed(cache_dir, tmp_path_factory):
                 "--max-wait-time", "180"), work / f"node{i}.log", env=node_env))
         wait_for_file(state_dir / "federation.json", processes)
         nodes = processes[1:]
-        deadline = time.monotonic() + 120  # every node connected, so round 1 goes to all five
-        while not all("SuperNode ID:" in p.log_tail(100_000) for p in nodes):
-            assert time.monotonic() < deadline, "not every SuperNode connected within 120 s"
-            time.sleep(0.5)
+        wait_nodes(f"127.0.0.1:{port}", len(nodes), nodes)  # every node connected, so round 1 goes to all five
         killed = kill_when_training(nodes[KILLED])
         t_up = time.monotonic()
         # min-nodes: the nodes left after the kill, or round 2 would wait for the dead one
