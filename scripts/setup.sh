@@ -27,8 +27,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -n
   touch "$stamp"
 fi
 
-if [ ! -f node_modules/.zk0-installed ] || [ package.json -nt node_modules/.zk0-installed ]; then
+if [ ! -f node_modules/.zk0-installed ] || [ package.json -nt node_modules/.zk0-installed ] || [ package-lock.json -nt node_modules/.zk0-installed ]; then
   echo "[setup] installing pinned npm tools (anvil, solc) into node_modules"
-  npm install --no-audit --no-fund --loglevel=error
+  npm ci --no-audit --no-fund --loglevel=error  # the committed lock, never rewritten (the app bundle hashes it)
   touch node_modules/.zk0-installed
 fi
