@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-from node.adversary import ATTACKS
 from node.errors import UserError
 from node.logs import setup_logging
 
@@ -331,6 +330,8 @@ def _state_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from attacks import ATTACKS  # test-only attacks, for --adversary's choices
+
     parser = argparse.ArgumentParser(prog="zk0agg", description="zk0 aggregator: run and inspect a verifiable "
                                      "federation of SO-100 robot policies.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show Flower's and LeRobot's own logs")

@@ -24,7 +24,6 @@ from rich.console import Console
 from aggregator.config import FederationConfig
 from aggregator.fixtures import sim_fixtures, synthetic_fixtures
 from aggregator.server_app import make_server_app
-from node.adversary import ATTACKS
 from node.client_app import NodeSetup, make_client_app
 from node.errors import UserError
 
@@ -56,8 +55,10 @@ class DemoConfig:
             raise UserError(f"unknown engine {self.engine!r}: 'simulation' or 'deployment'")
         if self.data not in ("sim", "synthetic"):
             raise UserError(f"unknown demo data {self.data!r}: 'sim' or 'synthetic'")
-        if self.adversary and self.adversary not in ATTACKS:
-            raise UserError(f"unknown adversary {self.adversary!r}: choose one of {', '.join(ATTACKS)}")
+        known = attack_names()
+        for kind in [self.adversary, *self.adversaries]:
+            if kind and kind not in known:
+                raise UserError(f"unknown adversary {kind!r}: choose one of {', '.join(known)}")
         self.out = self.out or time.strftime("outputs/demo-%Y%m%d-%H%M%S")
 
     def attacks(self) -> list[str | None]:
@@ -66,6 +67,13 @@ class DemoConfig:
         if len(kinds) > self.nodes:
             raise UserError(f"{len(kinds)} adversaries for {self.nodes} nodes")
         return [None] * (self.nodes - len(kinds)) + kinds
+
+
+def attack_names() -> list[str]:
+    """The attacks a demo node can run (the test-only ``attacks`` package, loaded only when asked for)."""
+    from attacks import ATTACKS
+
+    return [*ATTACKS, "unapproved"]
 
 
 def _start_chain(out: Path, nodes: int, console: Console, unapproved: set[int]):
@@ -89,13 +97,14 @@ def _start_chain(out: Path, nodes: int, console: Console, unapproved: set[int]):
     return chain, registry.address, aggregator_key, wallets
 
 
-def _run_deployment(demo: DemoConfig, fed: FederationConfig, setups: list[NodeSetup], console: Console) -> None:
+def _run_deployment(demo: DemoConfig, fed: FederationConfig, setups: list[NodeSetup], console: Console,
+                    attacks: list[str | None]) -> None:
     """The federation on Flower's deployment engine, on loopback: SuperLink, ``zk0node start`` per node, the run."""
     from aggregator.deploy import LoopbackFederation, LoopbackNode, follow_run, run_config, submit_run
     from contracts import create_keystore
     from node.trust import SOURCE_ROOT, build_app_bundle, bundle_hash
 
-    if any(s.adversary for s in setups):
+    if any(attacks):
         raise UserError("adversarial nodes run with --engine simulation only (an attack is a test-only node setting)")
     out = Path(demo.out)
     fab = build_app_bundle(demo.app_dir or SOURCE_ROOT)
@@ -164,15 +173,21 @@ def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Con
             on_chain(chain)
         console.print("[yellow]proofs use a DEVELOPMENT SRS made on this machine: fine for a demo, forgeable in "
                       "general (docs/trust-model.md)[/]")
-    for i, attack in enumerate(attacks):
-        if attack:
-            console.print(f"node {i} is adversarial: {attack} ({ATTACKS.get(attack, 'not an approved wallet')})")
-    setups = [NodeSetup(dataset=uri, cache_dir=demo.cache_dir, wallet=w, adversary=a if a != "unapproved" else None)
-              for uri, w, a in zip(fixtures.nodes, wallets, attacks, strict=True)]
-    client_app = make_client_app(lambda ctx: setups[int(ctx.node_config["partition-id"])])
+    kinds = [a if a != "unapproved" else None for a in attacks]  # an unapproved wallet runs the honest round
+    train_fn = None
+    if any(kinds):
+        from attacks import ATTACKS, attack_train_fn
+
+        for i, attack in enumerate(attacks):
+            if attack:
+                console.print(f"node {i} is adversarial: {attack} ({ATTACKS.get(attack, 'not an approved wallet')})")
+        train_fn = attack_train_fn(kinds)
+    setups = [NodeSetup(dataset=uri, cache_dir=demo.cache_dir, wallet=w)
+              for uri, w in zip(fixtures.nodes, wallets, strict=True)]
+    client_app = make_client_app(lambda ctx: setups[int(ctx.node_config["partition-id"])], train_fn)
     try:
         if demo.engine == "deployment":
-            _run_deployment(demo, fed, setups, console)
+            _run_deployment(demo, fed, setups, console, kinds)
         else:
             run_simulation(server_app=make_server_app(fed, console=console), client_app=client_app,
                            num_supernodes=demo.nodes,

@@ -19,13 +19,12 @@ import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from node.adversary import Attack
 from node.contribution import RoundTerms, check_global, contribution_record, prove_update, wallet_account
 from node.datasets import load_dataset, load_metadata
 from node.errors import UserError
 from node.model import make_smolvla
 from node.params import arrays_to_numpy, numpy_to_arrays
-from node.train import TrainConfig, evaluate_loss, fedprox_train, snapshot
+from node.train import TrainConfig, TrainResult, evaluate_loss, fedprox_train, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,6 @@ class NodeSetup:
     device: str = "cpu"
     wallet: str | None = None  # keystore file; its password comes from ZK0_WALLET_PASSWORD, never the config
     srs: str = "dev"  # "dev" (development SRS in cache_dir) or the federation's SRS file
-    adversary: str | None = None  # testing only: an attack from node.adversary.ATTACKS
 
     @classmethod
     def from_node_config(cls, node_config: dict, run_config: dict) -> NodeSetup:
@@ -54,7 +52,6 @@ class NodeSetup:
             device=str(node_config.get("device", "cpu")),
             wallet=node_config.get("wallet") or None,
             srs=str(node_config.get("srs", "dev")),
-            adversary=node_config.get("adversary") or None,
         )
 
 
@@ -76,7 +73,6 @@ def load_node(setup: NodeSetup) -> LocalNode:
     meta = load_metadata(setup.dataset)
     bundle = make_smolvla(setup.model, meta, Path(setup.cache_dir), device=setup.device)
     dataset = load_dataset(setup.dataset, delta_timestamps=resolve_delta_timestamps(bundle.config, meta))
-    dataset = Attack(setup.adversary).dataset(dataset)  # honest nodes: unchanged
     log.info("node ready: %s, %d frames", setup.dataset, len(dataset))
     return LocalNode(setup, bundle, dataset)
 
@@ -93,29 +89,31 @@ def train_config(config: ConfigRecord) -> TrainConfig:
     )
 
 
-REPLAY_KEYS = ("replay.arrays", "replay.metrics", "replay.contribution")
-
-
-def train_round(node: LocalNode, content: RecordDict, state: RecordDict) -> RecordDict:
-    """One round on the node: check the terms, train (FedProx), prove, sign; the reply's content.
-
-    ``state`` is Flower's per-node state (``context.state``), kept across rounds by the engine: a replaying
-    adversary keeps its first reply there (a process may serve several simulated nodes).
-    """
+def train_round(node: LocalNode, content: RecordDict) -> RecordDict:
+    """One round on the node, top to bottom: check the terms, train (FedProx), prove, sign; the reply's content."""
     config = content["config"]
-    attack = Attack(node.setup.adversary)
     terms = RoundTerms.from_config(config)
     global_arrays = arrays_to_numpy(content["arrays"])
     if terms is not None:
         check_global(global_arrays, terms.global_hash)
-    if attack.replays and REPLAY_KEYS[0] in state:
-        arrays, metrics, contribution = (state[k] for k in REPLAY_KEYS)
-        return RecordDict({"arrays": arrays, "metrics": metrics, "contribution": contribution})
     cfg = train_config(config)
     result = fedprox_train(node.bundle, node.dataset, global_arrays, cfg)
-    attack.check_alive(int(config["server-round"]))
     node_arrays = snapshot(node.bundle.policy)
-    sent = attack.sent(global_arrays, node_arrays, cfg.seed)
+    reply = reply_content(node_arrays, result)
+    if terms is not None:
+        account = node_wallet(node)
+        t0 = time.perf_counter()
+        artifact = prove_update(node.bundle, node.dataset, global_arrays, node_arrays, terms, node.setup.srs,
+                                node.setup.cache_dir, seed=cfg.seed)
+        reply["metrics"]["prove_seconds"] = time.perf_counter() - t0
+        reply["contribution"] = ConfigRecord(contribution_record(terms, node_arrays, artifact, account))
+    log.info("round %s: trained %d steps, loss %.4f -> %.4f", config["server-round"], result.steps,
+             result.loss_first, result.loss_last)
+    return reply
+
+
+def reply_content(sent: dict, result: TrainResult) -> RecordDict:
+    """The reply's arrays and training metrics (the contribution record is added when the round is verified)."""
     metrics = MetricRecord({
         "num-examples": result.num_examples,
         "train_loss": result.loss_mean,
@@ -123,34 +121,31 @@ def train_round(node: LocalNode, content: RecordDict, state: RecordDict) -> Reco
         "train_loss_last": result.loss_last,
         "train_seconds": result.seconds,
     })
-    reply = RecordDict({"arrays": numpy_to_arrays(sent), "metrics": metrics})
-    if terms is not None:
-        if node.setup.wallet is None:
-            raise UserError("this federation verifies contributions: the node needs a wallet (--wallet)")
-        account = wallet_account(node.setup.wallet)
-        t0 = time.perf_counter()
-        proven = attack.proven(global_arrays, node_arrays, sent)
-        artifact = prove_update(node.bundle, node.dataset, global_arrays, proven, terms, node.setup.srs,
-                                node.setup.cache_dir, seed=cfg.seed)
-        metrics["prove_seconds"] = time.perf_counter() - t0
-        reply["contribution"] = ConfigRecord(contribution_record(terms, sent, attack.artifact(artifact),
-                                                                 attack.signer(account), account.address))
-    log.info("round %s: trained %d steps, loss %.4f -> %.4f", config["server-round"], result.steps,
-             result.loss_first, result.loss_last)
-    if attack.replays and "contribution" in reply:
-        for key, name in zip(REPLAY_KEYS, ("arrays", "metrics", "contribution"), strict=True):
-            state[key] = reply[name]
-    return reply
+    return RecordDict({"arrays": numpy_to_arrays(sent), "metrics": metrics})
 
 
-def make_client_app(resolve: Callable[[Context], NodeSetup]) -> ClientApp:
-    """A ClientApp whose node setup comes from ``resolve(context)``."""
+def node_wallet(node: LocalNode):
+    """The account that signs this node's contributions."""
+    if node.setup.wallet is None:
+        raise UserError("this federation verifies contributions: the node needs a wallet (--wallet)")
+    return wallet_account(node.setup.wallet)
+
+
+TrainFn = Callable[[LocalNode, RecordDict, Context], RecordDict]
+
+
+def make_client_app(resolve: Callable[[Context], NodeSetup], train_fn: TrainFn | None = None) -> ClientApp:
+    """A ClientApp whose node setup comes from ``resolve(context)``.
+
+    ``train_fn`` replaces the honest round (the test-only ``attacks`` package builds its nodes this way).
+    """
     app = ClientApp()
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
         node = load_node(resolve(context))
-        return Message(train_round(node, msg.content, context.state), reply_to=msg)
+        content = train_fn(node, msg.content, context) if train_fn else train_round(node, msg.content)
+        return Message(content, reply_to=msg)
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:

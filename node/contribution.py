@@ -19,7 +19,7 @@ import torch
 from contracts import Contribution, sign_contribution
 from node.errors import UserError
 from node.so100 import ACTION_DIM
-from prover import ProofArtifact, SliceShape, build_circuit, capture_slice, load_srs, params_hash, prove
+from prover import ProofArtifact, Slice, SliceShape, build_circuit, capture_slice, load_srs, params_hash, prove
 
 log = logging.getLogger(__name__)
 
@@ -72,22 +72,32 @@ def check_global(global_arrays: dict[str, np.ndarray], terms_hash: str) -> None:
                         "refusing to train on a model that is not this round's")
 
 
-def prove_update(bundle, dataset, global_arrays: dict, node_arrays: dict, terms: RoundTerms, srs: str,
-                 cache_dir: str, seed: int) -> ProofArtifact:
-    """Capture the slice with the global model on a batch of the node's data and prove the statement."""
+def round_circuit(bundle, terms: RoundTerms, srs: str, cache_dir: str):
+    """This node's build of the round's circuit; refuses to go on when it is not the one the round announced."""
     circuit = node_circuit(slice_shape(bundle.policy, terms.slice_rows), srs, cache_dir, terms.srs_logrows)
     if circuit.circuit_id != terms.circuit_id:
         raise UserError(f"this round's circuit is {terms.circuit_id}, but the statement and SRS this node has "
                         f"give {circuit.circuit_id}: check the SRS file (--srs) and the zk0 version")
+    return circuit
+
+
+def capture_update(bundle, dataset, global_arrays: dict, node_arrays: dict, rows: int, seed: int) -> Slice:
+    """The statement's inputs: ``rows`` positions of a seeded batch of the node's data, seen by both models."""
     chunk = bundle.policy.config.chunk_size
-    batch_size = 3 * max(1, -(-terms.slice_rows // chunk))  # room for padded steps at episode ends
+    batch_size = 3 * max(1, -(-rows // chunk))  # room for padded steps at episode ends
     gen = torch.Generator().manual_seed(seed)
     batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=gen)))
     state = {k: torch.from_numpy(v) for k, v in global_arrays.items()}
     node_state = {k: torch.from_numpy(v) for k, v in node_arrays.items()}
-    slice_ = capture_slice(bundle.policy, state, node_state, bundle.preprocessor(batch), rows=terms.slice_rows,
-                           action_dim=ACTION_DIM, seed=seed)
-    return prove(circuit, slice_)
+    return capture_slice(bundle.policy, state, node_state, bundle.preprocessor(batch), rows=rows,
+                         action_dim=ACTION_DIM, seed=seed)
+
+
+def prove_update(bundle, dataset, global_arrays: dict, node_arrays: dict, terms: RoundTerms, srs: str,
+                 cache_dir: str, seed: int) -> ProofArtifact:
+    """Capture the slice with the global model on a batch of the node's data and prove the statement."""
+    circuit = round_circuit(bundle, terms, srs, cache_dir)
+    return prove(circuit, capture_update(bundle, dataset, global_arrays, node_arrays, terms.slice_rows, seed))
 
 
 def contribution_record(terms: RoundTerms, sent_arrays: dict, artifact: ProofArtifact, signer,

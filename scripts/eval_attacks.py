@@ -1,4 +1,4 @@
-"""Run every attack of ``node.adversary`` in a verified federation, next to an honest-only run, and tabulate.
+"""Run every attack of ``attacks`` in a verified federation, next to an honest-only run, and tabulate.
 
 Each run is one full verified federation (anvil, EZKL proofs, signatures, the gate, Krum, chain records) on
 synthetic SO-100 data: honest nodes first, then the attackers. The honest-only run with the same honest nodes, seed

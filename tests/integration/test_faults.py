@@ -23,6 +23,7 @@ from aggregator.fixtures import synthetic_fixtures
 from aggregator.journal import Journal
 from aggregator.server_app import make_server_app
 from aggregator.strategy import GatedMultiKrum
+from attacks import attack_train_fn
 from contracts import Registry, connect, read_address
 from node.client_app import NodeSetup, make_client_app
 
@@ -66,13 +67,15 @@ def restarted(cache_dir, tmp_path_factory):
     from flwr.simulation import run_simulation
 
     fixtures = synthetic_fixtures(cache_dir, NODES, episodes=1, frames=24)
-    setups = [NodeSetup(dataset=uri, cache_dir=str(cache_dir), wallet=str(out / "wallets" / f"node{i}.json"),
-                        adversary="crash" if i == CRASHER else None) for i, uri in enumerate(fixtures.nodes)]
+    setups = [NodeSetup(dataset=uri, cache_dir=str(cache_dir), wallet=str(out / "wallets" / f"node{i}.json"))
+              for i, uri in enumerate(fixtures.nodes)]
+    kinds = ["crash" if i == CRASHER else None for i in range(NODES)]
     cfg = fed(rounds=2, out_dir=str(out), cache_dir=str(cache_dir), heldout=fixtures.heldout, min_nodes=NODES,
               verify=True, chain_rpc=chain.rpc_url, registry=first["chain"]["registry"],
               aggregator_key=chain.private_keys[1], resume=True)
     run_simulation(server_app=make_server_app(cfg),
-                   client_app=make_client_app(lambda ctx: setups[int(ctx.node_config["partition-id"])]),
+                   client_app=make_client_app(lambda ctx: setups[int(ctx.node_config["partition-id"])],
+                                                         attack_train_fn(kinds)),
                    num_supernodes=NODES, backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                                                          "init_args": {"num_cpus": 2, "log_to_driver": False}})
     summary = json.loads((out / "summary.json").read_text())

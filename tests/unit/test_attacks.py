@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from node.adversary import (
+from attacks import (
     ALIE_Z,
     ATTACKS,
     CRASH_ROUND,
@@ -146,3 +146,35 @@ def test_every_attack_is_described_and_unknown_ones_refused():
         assert Attack(kind).kind == kind and ATTACKS[kind]
     with pytest.raises(ValueError, match="unknown adversary"):
         Attack("teleport")
+
+
+def test_fabricated_witness_makes_any_slice_fit_exactly():
+    """The free witnesses: Y := X_n·W_nᵀ + b_n gives loss_after = 0 for whatever W_n the fabricator sends."""
+    from prover import Slice
+    from prover.statement import statement_losses
+
+    rng = np.random.default_rng(7)
+    a, h, m = ACTION_DIM, 12, 5
+    honest = Slice(rng.normal(size=(a, h)), rng.normal(size=a), rng.normal(size=(a, h)), rng.normal(size=a),
+                   rng.normal(size=(m, h)), rng.normal(size=(m, h)), rng.normal(size=(m, a)))
+    for kind in ("fabricate-witness", "fabricate-free-rider"):
+        forged = Attack(kind).witness(honest)
+        before, after = statement_losses(*forged.arrays())
+        assert after < 1e-10 < before
+        np.testing.assert_array_equal(forged.X_n, honest.X_n)  # only the targets are made up
+    assert Attack("sign-flip").witness(honest) is honest
+
+
+def test_fabricators_send_and_prove_the_same_arrays():
+    """fabricate-witness sends θ_g − Δ everywhere, slice included; fabricate-free-rider θ_g + tiny noise; both prove
+    exactly what they send (the binding check then holds)."""
+    flip = Attack("fabricate-witness")
+    sent = flip.sent(G, N, seed=1)
+    for name in G:
+        np.testing.assert_allclose(sent[name] - G[name], -(N[name] - G[name]), atol=1e-6)
+    assert flip.proven(G, N, sent) is sent
+    rider = Attack("fabricate-free-rider")
+    sent = rider.sent(G, N, seed=1)
+    spread = np.concatenate([(sent[k] - G[k]).ravel() for k in G])
+    assert 0.5 * FREE_RIDER_SIGMA < spread.std() < 2 * FREE_RIDER_SIGMA
+    assert rider.proven(G, N, sent) is sent

@@ -1,8 +1,8 @@
-"""Adversarial nodes: what an attacker changes in an honest node's round, as a node configuration.
+"""The attack library: what an attacker changes in an honest node's round, one pure piece per step.
 
-The same attacks run in simulation and under a real SuperNode (``zk0node start --adversary KIND`` exists for
-testing only). Each attack is a pure change of the honest round's pieces: the data trained on, the arrays sent, the
-slice proven, the proof artifact, or the key that signs. Which gate should stop each one, and what the evaluation
+Each attack is a change of the honest round's pieces: the data trained on, the arrays sent, the parameters and
+the witness proven, the proof artifact, or the key that signs (``attacks.round`` puts them together with the
+honest node's own steps). Which gate should stop each one, and what the evaluation
 (``scripts/eval_attacks.py``) measured, is in docs/security.md.
 
 Model-poisoning attacks (sign-flip, scale, noise, alie, ipm, collude) keep the proven rows of the slice at the
@@ -21,7 +21,7 @@ import torch
 
 from node.contribution import SLICE_BIAS, SLICE_WEIGHT
 from node.so100 import ACTION_DIM
-from prover import ProofArtifact
+from prover import ProofArtifact, Slice
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +52,14 @@ ATTACKS: dict[str, str] = {
     "free-rider-noise": f"sends the global model plus tiny noise (σ = {FREE_RIDER_SIGMA}) everywhere, and proves "
                         "that slice",
     "crash": f"dies after training from round {CRASH_ROUND} on: the aggregator gets an error instead of a reply",
+    "fabricate-witness": "sends θ_g − Δ everywhere (the proven slice included) and proves it on fabricated targets "
+                         "Y := X_n·W_nᵀ + b_n, so its proven loss_after is 0",
+    "fabricate-free-rider": f"sends the global model plus tiny noise (σ = {FREE_RIDER_SIGMA}) everywhere and proves a "
+                            "fabricated improvement (Y := X_n·W_nᵀ + b_n)",
 }
 POISON = ("poison-negate", "poison-shuffle")
 FREE_RIDERS = ("free-rider", "free-rider-noise")
+FABRICATE = ("fabricate-witness", "fabricate-free-rider")
 
 
 class NodeCrashed(RuntimeError):
@@ -140,9 +145,16 @@ class Attack:
         """The parameters the node proves its slice from (free-riders prove what they send)."""
         if self.kind == "free-rider":
             return global_arrays
-        if self.kind == "free-rider-noise":
+        if self.kind == "free-rider-noise" or self.kind in FABRICATE:
             return sent if sent is not None else self.sent(global_arrays, node_arrays, 0)
         return node_arrays
+
+    def witness(self, slice_: Slice) -> Slice:
+        """The statement's inputs the node proves on: fabricators replace the targets by what their own slice
+        outputs (the witness X_n, Y is the node's free choice: docs/trust-model.md), so loss_after = 0."""
+        if self.kind not in FABRICATE:
+            return slice_
+        return replace(slice_, Y=slice_.X_n @ slice_.W_n.T + slice_.b_n)
 
     def sent(self, global_arrays: dict, node_arrays: dict, seed: int) -> dict:
         """The parameters the node sends."""
@@ -165,9 +177,11 @@ class Attack:
             return _outside_slice(crafted, node_arrays, lambda c, n: c)
         if self.kind == "free-rider":
             return {k: v.copy() for k, v in global_arrays.items()}
-        if self.kind == "free-rider-noise":
+        if self.kind in ("free-rider-noise", "fabricate-free-rider"):
             return {k: (g + rng.normal(0, FREE_RIDER_SIGMA, g.shape)).astype(np.float32)
                     for k, g in global_arrays.items()}
+        if self.kind == "fabricate-witness":
+            return {k: (g - (node_arrays[k] - g)).astype(np.float32) for k, g in global_arrays.items()}
         if self.kind == "proof-swap":
             sent = {k: v.copy() for k, v in node_arrays.items()}
             for name in (SLICE_WEIGHT, SLICE_BIAS):
