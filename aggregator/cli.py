@@ -89,7 +89,7 @@ def _demo(args: argparse.Namespace) -> int:
     fed = FederationConfig(local_steps=args.local_steps, krum_f=args.krum_f, krum_m=args.krum_m)
     demo = DemoConfig(nodes=args.nodes, rounds=args.rounds, out=args.out or "", verify=not args.no_verify,
                       adversary=args.adversary, data=args.data, episodes=args.episodes,
-                      eval_episodes=args.eval_episodes, engine=args.engine)
+                      eval_episodes=args.eval_episodes, engine=args.engine, validation=not args.no_validation)
     fed.sim_max_steps = args.eval_max_steps
     summary = run_demo(demo, fed)
     return 0 if summary.get("rounds") else 1
@@ -108,6 +108,12 @@ def _start(args: argparse.Namespace) -> int:
         key = read_key(args.aggregator_key_file, AGGREGATOR_KEY_ENV, "aggregator")
         _check_aggregator(chain_rpc, registry, key)
         secrets_env[AGGREGATOR_KEY_ENV] = key
+    if args.validation:
+        from aggregator.config import OPERATOR_ENV
+        from node.datasets import load_metadata
+
+        load_metadata(args.validation)  # a bad URI fails here, not in the first round
+        secrets_env[OPERATOR_ENV["validation"]] = args.validation
     hashes = [parse_app_hash(h) for h in args.app_hash] or [app_hash(SOURCE_ROOT)]
     options = SuperLinkOptions(state_dir, hashes, host=args.host or ("127.0.0.1" if args.insecure else "0.0.0.0"),
                                port=args.port, insecure=args.insecure, ssl_certfile=args.ssl_certfile,
@@ -144,6 +150,7 @@ def _start(args: argparse.Namespace) -> int:
               f"  runs only app bundle(s) {', '.join(hashes)}\n"
               f"  chain    {f'{chain_rpc}, registry {registry}' if chain_rpc else 'none (unverified runs only)'}\n"
               f"  verifier {verifier_url or 'in the ServerApp process'}\n"
+              f"  validation {args.validation or 'none: updates are not scored (--validation URI)'}\n"
               f"  logs     {superlink.log_path}\n"
               f"next: zk0agg run --rounds N --heldout URI   (Ctrl-C stops the aggregator)", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -356,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--eval-max-steps", type=int, default=150,
                       help="step limit of a closed-loop episode (default 150, 5 s at 30 Hz)")
     demo.add_argument("--no-verify", action="store_true", help="plain Krum federation: no proofs, signatures, chain")
+    demo.add_argument("--no-validation", action="store_true",
+                      help="no validation set: updates are not scored (the gate as it was before HARMFUL)")
     demo.set_defaults(func=_demo)
 
     start = sub.add_parser(
@@ -371,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--ssl-keyfile", type=Path, metavar="KEY", help="its private key (PEM)")
     start.add_argument("--ssl-ca-certfile", type=Path, metavar="CA",
                        help="the CA certificate that signed it (nodes get this file as --root-certificates)")
+    start.add_argument("--validation", metavar="URI",
+                       help="the validation set every update is scored on (local:PATH or hf:REPO): data no node "
+                       "trains on, other than the held-out set; without it updates are not scored")
     start.add_argument("--enable-supernode-auth", action="store_true",
                        help="accept only SuperNodes whose public keys were registered (flwr supernode register)")
     _chain_flags(start)

@@ -10,6 +10,9 @@ from node.errors import UserError
 # Secrets of a deployed run come from the ServerApp process's environment (zk0agg start sets them on the SuperLink,
 # whose ServerApp processes inherit them), never from the run config: Flower sends the run config to every node.
 SECRET_ENV = {"aggregator_key": "ZK0_AGGREGATOR_KEY", "verifier_token": "ZK0_VERIFIER_TOKEN"}
+# Settings only the aggregator's operator chooses (zk0agg start puts them in the SuperLink's environment): a run's
+# submitter must not pick the data that judges the nodes.
+OPERATOR_ENV = {"validation": "ZK0_VALIDATION"}
 
 
 @dataclass
@@ -26,6 +29,13 @@ class FederationConfig:
     min_nodes: int = 3
     model: str = "tiny"
     heldout: str = ""  # dataset URI of the server's held-out evaluation set
+    # The validation gate (aggregator/validation.py): a dataset no node trains on, distinct from the held-out set.
+    validation: str = ""  # dataset URI; empty: no validation score (every verified reply may be selected)
+    validation_batches: int = 4  # k batches per round, drawn from the round's seed
+    validation_batch_size: int = 8
+    harm_tolerance: float = 0.05  # τ: score s < −τ is HARMFUL (docs/benchmarks.md: the honest scores measured)
+    rise_tolerance: float = 0.25  # ρ: a proven loss rising by more than this fraction is NO_IMPROVEMENT
+    min_gain: float = 0.01  # a reply is averaged in only if its score is above min_gain × L_val(θ_g)
     out_dir: str = "outputs/run"
     cache_dir: str = ".zk0/fixtures"
     eval_batches: int = 4
@@ -63,6 +73,10 @@ class FederationConfig:
             raise UserError("a verified federation needs chain_rpc, registry and aggregator_key")
         if self.slice_rows < 1:
             raise UserError("slice_rows must be at least 1")
+        if self.validation_batches < 1 or self.validation_batch_size < 1:
+            raise UserError("validation_batches and validation_batch_size must be at least 1")
+        if self.harm_tolerance < 0 or self.rise_tolerance < 0 or self.min_gain < 0:
+            raise UserError("harm_tolerance, rise_tolerance and min_gain must be >= 0")
 
     @classmethod
     def from_run_config(cls, run_config: dict, environ: dict | None = None) -> FederationConfig:
@@ -78,9 +92,12 @@ class FederationConfig:
             if name in SECRET_ENV:
                 raise UserError(f"{key} must not be in the run config (Flower sends it to every node): set "
                                 f"{SECRET_ENV[name]} in the SuperLink's environment instead")
+            if name in OPERATOR_ENV:
+                raise UserError(f"{key} is the aggregator operator's choice, not a run's: set it with zk0agg start "
+                                f"(the SuperLink's {OPERATOR_ENV[name]})")
             if name in known:
                 values[name] = value
-        for name, env in SECRET_ENV.items():
+        for name, env in {**SECRET_ENV, **OPERATOR_ENV}.items():
             values[name] = environ.get(env, "")
         return cls(**values)
 

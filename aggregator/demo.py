@@ -47,6 +47,7 @@ class DemoConfig:
     adversaries: tuple[str, ...] = ()  # or one attack per node, from the last node backwards
     engine: str = "simulation"  # or "deployment": real SuperLink + SuperNode processes on loopback
     app_dir: str = ""  # deployment: the zk0 source tree to bundle (default: the one running)
+    validation: bool = True  # score every update on a validation set of its own (the gate's HARMFUL check)
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
@@ -112,6 +113,10 @@ def _run_deployment(demo: DemoConfig, fed: FederationConfig, setups: list[NodeSe
     work = out / "deployment"
     env = {**os.environ, "FLWR_HOME": str(work / "flwr-home")}  # installed app bundles stay in the demo's folder
     secrets = {"ZK0_AGGREGATOR_KEY": fed.aggregator_key} if fed.verify else {}
+    if fed.validation:
+        from aggregator.config import OPERATOR_ENV
+
+        secrets[OPERATOR_ENV["validation"]] = fed.validation  # the operator's choice, never the run config's
     federation = LoopbackFederation(work, [digest], secrets, env=env)
     console.print(f"deployment engine on loopback: app bundle {digest} (every process runs only this one); "
                   f"logs in {work}")
@@ -162,6 +167,7 @@ def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Con
         fed.sim_eval_episodes = demo.eval_episodes
         console.print(f"closed-loop evaluation: {demo.eval_episodes} held-out episode(s) in the simulator per round")
     fed.rounds, fed.out_dir, fed.cache_dir, fed.heldout = demo.rounds, str(out), demo.cache_dir, fixtures.heldout
+    fed.validation = fixtures.validation if demo.validation else ""
     fed.min_nodes = demo.nodes
     chain, wallets = None, [None] * demo.nodes
     if demo.verify:

@@ -235,13 +235,13 @@ def run_config(fed, fab: bytes) -> dict:
     from its default (``submit_run`` then says the app lacks it). Secrets are left out: they travel by env."""
     from dataclasses import fields
 
-    from aggregator.config import SECRET_ENV
+    from aggregator.config import OPERATOR_ENV, SECRET_ENV
 
     declared = app_run_config_keys(fab)
     out = {}
     for f in fields(fed):
         key, value = f.name.replace("_", "-"), getattr(fed, f.name)
-        if f.name not in SECRET_ENV and (key in declared or value != f.default):
+        if f.name not in SECRET_ENV and f.name not in OPERATOR_ENV and (key in declared or value != f.default):
             out[key] = value
     return out
 

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.synthetic import build_synthetic_dataset, held_out_spec, node_specs
+from node.synthetic import build_synthetic_dataset, held_out_spec, node_specs, validation_spec
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Fixtures:
     nodes: list[str]  # dataset URIs, one per node
-    heldout: str
+    heldout: str  # the server's final evaluation set
+    validation: str  # the gate's validation set: no node trains on it, and it is not the held-out set
 
 
 def synthetic_fixtures(cache_dir: Path, n_nodes: int, episodes: int = 4, frames: int = 30) -> Fixtures:
@@ -32,7 +33,10 @@ def synthetic_fixtures(cache_dir: Path, n_nodes: int, episodes: int = 4, frames:
     held = held_out_spec(episodes=episodes, frames=frames)
     path = root / f"heldout-s{held.seed}-e{episodes}x{frames}"
     build_synthetic_dataset(path, held)
-    return Fixtures(uris, f"local:{path}")
+    val = validation_spec(episodes=episodes, frames=frames)
+    val_path = root / f"validation-s{val.seed}-e{episodes}x{frames}"
+    build_synthetic_dataset(val_path, val)
+    return Fixtures(uris, f"local:{path}", f"local:{val_path}")
 
 
 def sim_fixtures(cache_dir: Path, n_nodes: int, episodes: int = 4, tasks: tuple[str, ...] = ("pick_place",),
@@ -40,6 +44,7 @@ def sim_fixtures(cache_dir: Path, n_nodes: int, episodes: int = 4, tasks: tuple[
     """Scripted-expert demonstrations from the MuJoCo SO-100 world: each node its own workspace strip, camera,
     light and seed block (non-IID); the held-out set covers the whole workspace with seeds no node uses."""
     from sim import heldout_spec, node_variations, record_dataset
+    from sim.variation import validation_spec
 
     root = Path(cache_dir) / "datasets" / "sim"
     uris = []
@@ -50,7 +55,10 @@ def sim_fixtures(cache_dir: Path, n_nodes: int, episodes: int = 4, tasks: tuple[
     held = heldout_spec(tasks[0])
     path = root / f"heldout-{held.task}-e{heldout_episodes or episodes}"
     _record_once(record_dataset, path, held, heldout_episodes or episodes, "heldout")
-    return Fixtures(uris, f"local:{path}")
+    val = validation_spec(tasks[0])
+    val_path = root / f"validation-{val.task}-e{heldout_episodes or episodes}"
+    _record_once(record_dataset, val_path, val, heldout_episodes or episodes, "heldout")
+    return Fixtures(uris, f"local:{path}", f"local:{val_path}")
 
 
 def _record_once(record_dataset, path: Path, spec, episodes: int, split: str) -> None:

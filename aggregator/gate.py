@@ -16,6 +16,7 @@ import numpy as np
 from eth_utils import to_checksum_address
 from flwr.app import Message
 
+from aggregator.validation import RoundValidation
 from contracts import Contribution, recover_signer
 from node.contribution import parse_record, slice_of
 from node.params import check_arrays
@@ -25,7 +26,7 @@ from prover.hashing import params_hash, sha256_hex
 log = logging.getLogger(__name__)
 
 REASONS = ("MALFORMED", "UNKNOWN_NODE", "BAD_SIGNATURE", "STALE", "INTEGRITY", "BAD_PROOF", "UNBOUND",
-           "NO_IMPROVEMENT")
+           "NO_IMPROVEMENT", "HARMFUL")
 VERIFIED = "VERIFIED"
 
 
@@ -54,6 +55,7 @@ class Reply:
     loss_after: float | None = None
     proof_hash: str | None = None
     data_commitment: str | None = None
+    score: float | None = None  # validation score s = L_val(θ_g) − L_val(θ_n), once measured
 
 
 @dataclass
@@ -72,6 +74,7 @@ class Outcome:
     train_loss: float | None = None
     proof_hash: str | None = None
     data_commitment: str | None = None
+    score: float | None = None
     tx_hash: str | None = None
 
     @classmethod
@@ -81,7 +84,7 @@ class Outcome:
             claimed_address=reply.claimed_address,
             update_hash=reply.update_hash, loss_before=reply.loss_before, loss_after=reply.loss_after,
             train_loss=reply.metrics.get("train_loss"), proof_hash=reply.proof_hash,
-            data_commitment=reply.data_commitment,
+            data_commitment=reply.data_commitment, score=reply.score,
         )
 
 
@@ -98,6 +101,9 @@ class RoundContext:
     is_approved: Callable[[str], bool] | None = None
     verifier: ProofChecker | None = None
     signers: set[str] = field(default_factory=set)  # wallets that already passed the gate this round
+    validation: RoundValidation | None = None  # the round's validation batches (None: no validation set)
+    harm_tolerance: float = 0.0  # τ: a score below −τ is HARMFUL
+    rise_tolerance: float = 0.0  # ρ: a proven loss that rises by more than this fraction is NO_IMPROVEMENT
 
     @property
     def verified(self) -> bool:
@@ -197,8 +203,25 @@ def check_proof(reply: Reply, ctx: RoundContext) -> None:
     if signed != proven:
         raise Rejected("BAD_PROOF", "the signed proof hash, data commitment or losses are not the proof's")
     reply.loss_before, reply.loss_after = verdict.loss_before, verdict.loss_after
+    if verdict.reason == "NO_IMPROVEMENT" and verdict.loss_after <= verdict.loss_before * (1 + ctx.rise_tolerance):
+        return  # one batch's proven loss is a noisy signal: a small rise is left to the validation score
     if not verdict.ok:
         raise Rejected(verdict.reason, verdict.message)
+
+
+def check_useful(reply: Reply, ctx: RoundContext) -> None:
+    """HARMFUL: the update raises the loss on the aggregator's validation set by more than τ (s < −τ).
+
+    Runs on every reply that passed the other checks, so each verified reply carries its score; a score that is
+    not positive is not a fault (an honest node with unusual data may score ≤ 0) but is never averaged in
+    (``GatedMultiKrum._krum``).
+    """
+    if ctx.validation is None:
+        return
+    reply.score = ctx.validation.score(reply.arrays)
+    if reply.score < -ctx.harm_tolerance:
+        raise Rejected("HARMFUL", f"validation loss rises by {-reply.score:.4f} (> τ = {ctx.harm_tolerance}) "
+                                  f"from {ctx.validation.global_loss:.4f}")
 
 
 def _artifact_proof(artifact: bytes) -> bytes:
@@ -207,9 +230,9 @@ def _artifact_proof(artifact: bytes) -> bytes:
     return ProofArtifact.from_bytes(artifact).proof
 
 
-STRUCTURAL_CHECKS: list[Check] = [check_well_formed]  # a federation without proofs and signatures
+STRUCTURAL_CHECKS: list[Check] = [check_well_formed, check_useful]  # a federation without proofs and signatures
 VERIFIED_CHECKS: list[Check] = [check_well_formed, check_known_node, check_signature, check_fresh, check_integrity,
-                                check_proof]
+                                check_proof, check_useful]
 
 
 @dataclass

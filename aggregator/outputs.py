@@ -23,7 +23,7 @@ from aggregator.strategy import RoundLog
 log = logging.getLogger(__name__)
 
 CSV_FIELDS = ("round", "node_id", "address", "claimed_address", "status", "reason", "detail", "loss_before",
-              "loss_after", "train_loss", "update_hash", "proof_hash", "data_commitment", "tx_hash")
+              "loss_after", "score", "train_loss", "update_hash", "proof_hash", "data_commitment", "tx_hash")
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -41,7 +41,7 @@ def _short(text: str | None) -> str:
 
 def _node_entry(o: Outcome) -> dict:
     fields = ("node_id", "address", "claimed_address", "status", "reason", "detail", "loss_before", "loss_after",
-              "train_loss", "update_hash", "proof_hash", "data_commitment", "tx_hash")
+              "score", "train_loss", "update_hash", "proof_hash", "data_commitment", "tx_hash")
     return {name: getattr(o, name) for name in fields}
 
 
@@ -90,13 +90,14 @@ class RunOutputs:
         extra = f", sim success {entry['success_rate']:.0%}" if "success_rate" in entry else ""
         table = Table(title=f"round {entry['round']}: server eval loss {entry['server_eval_loss']:.4f}{extra}"
                       + (" (global model kept)" if entry["kept_global"] else ""), title_justify="left")
-        for col in ("node", "address", "status", "train", "proof loss", "update", "tx"):
+        for col in ("node", "address", "status", "train", "proof loss", "score", "update", "tx"):
             table.add_column(col, no_wrap=True)
         for n in entry["nodes"]:
             losses = f"{n['loss_before']:.3f}→{n['loss_after']:.3f}" if n["loss_before"] is not None else "-"
             status = n["status"] if n["status"] in ("SELECTED", "NOT_SELECTED") else f"[red]{n['status']}[/]"
             table.add_row(_short(str(n["node_id"])), _short(n["address"]), status,
                           f"{n['train_loss']:.4f}" if n["train_loss"] is not None else "-", losses,
+                          f"{n['score']:+.4f}" if n.get("score") is not None else "-",
                           _short(n["update_hash"]), _short(n["tx_hash"]))
         if entry.get("no_reply"):
             table.caption = "no reply within the round's timeout: " + ", ".join(map(str, entry["no_reply"]))

@@ -26,6 +26,7 @@ from aggregator.config import FederationConfig
 from aggregator.gate import STRUCTURAL_CHECKS, VERIFIED_CHECKS, Gate
 from aggregator.outputs import RunOutputs
 from aggregator.strategy import GatedMultiKrum
+from aggregator.validation import ValidationConfig, Validator
 from node.datasets import load_dataset, load_metadata
 from node.errors import UserError
 from node.logs import setup_logging
@@ -109,9 +110,19 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
                           circuit_id=verification.circuit.circuit_id, srs=verification.circuit.srs.kind,
                           srs_sha256=verification.circuit.srs.sha256)
 
+    validator = None
+    if cfg.validation:
+        validator = Validator(bundle, load_dataset(cfg.validation, delta_timestamps=heldout.delta_timestamps),
+                              ValidationConfig(cfg.validation_batches, cfg.validation_batch_size), seed=cfg.seed)
+    else:
+        log.warning("no validation set: updates are not scored, and any verified reply may be selected")
     strategy = GatedMultiKrum(
         gate=Gate(list(VERIFIED_CHECKS if cfg.verify else STRUCTURAL_CHECKS)),
         verification=verification,
+        validator=validator,
+        harm_tolerance=cfg.harm_tolerance,
+        rise_tolerance=cfg.rise_tolerance,
+        min_gain=cfg.min_gain,
         hash_arrays=lambda arrays: params_hash(list(arrays.values())),
         num_malicious_nodes=cfg.krum_f,
         num_nodes_to_select=cfg.krum_m,

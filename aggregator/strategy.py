@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import MultiKrum
 from flwr.serverapp.strategy.multikrum import select_multikrum
@@ -37,11 +37,15 @@ class RoundLog:
 class GatedMultiKrum(MultiKrum):
     """MultiKrum (Krum when ``num_nodes_to_select == 1``) over the replies that pass ``gate``."""
 
-    def __init__(self, gate: Gate, hash_arrays: Callable[[dict], str], verification=None, **kwargs) -> None:
+    def __init__(self, gate: Gate, hash_arrays: Callable[[dict], str], verification=None, validator=None,
+                 harm_tolerance: float = 0.0, rise_tolerance: float = 0.0, min_gain: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
         self.gate = gate
         self.hash_arrays = hash_arrays
         self.verification = verification  # aggregator.verification.Verification, or None: no proofs, no chain
+        self.validator = validator  # aggregator.validation.Validator, or None: no validation score
+        self.harm_tolerance, self.rise_tolerance = harm_tolerance, rise_tolerance
+        self.min_gain = min_gain  # a reply is averaged in only if its score is above min_gain × L_val(θ_g)
         self.rounds: dict[int, RoundLog] = {}
         self._context: dict[int, RoundContext] = {}
         self._sent: dict[int, list[Message]] = {}
@@ -59,6 +63,9 @@ class GatedMultiKrum(MultiKrum):
             ctx = self.verification.open(server_round, global_arrays, global_hash, config)
         else:
             ctx = RoundContext(server_round, global_arrays, global_hash)
+        ctx.harm_tolerance, ctx.rise_tolerance = self.harm_tolerance, self.rise_tolerance
+        if self.validator is not None:
+            ctx.validation = self.validator.open(server_round, global_arrays)
         self._context[server_round] = ctx
         self.rounds[server_round] = RoundLog(server_round, global_hash)
         messages = list(super().configure_train(server_round, arrays, config, grid))
@@ -86,7 +93,8 @@ class GatedMultiKrum(MultiKrum):
         if rlog.no_reply:  # a node that hung: Flower waited for it until the round's timeout
             log.warning("round %d: no reply within the round's timeout from node(s) %s", server_round,
                         ", ".join(map(str, rlog.no_reply)))
-        arrays, metrics = self._krum(server_round, rlog, verified)
+        useful = None if ctx.validation is None else self.min_gain * ctx.validation.global_loss
+        arrays, metrics = self._krum(server_round, rlog, verified, useful)
         if self.verification is not None:
             self.verification.record(server_round, rlog.outcomes, gated)
         return arrays, metrics
@@ -95,23 +103,47 @@ class GatedMultiKrum(MultiKrum):
                            grid: Grid) -> Iterable[Message]:
         return super().configure_evaluate(server_round + self.round_offset, arrays, config, grid)
 
-    def _krum(self, server_round: int, rlog: RoundLog,
-              verified: list[tuple[Message, Outcome]]) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Flower's MultiKrum selection and averaging over the verified replies; None keeps the global model."""
-        f, n = self.num_malicious_nodes, len(verified)
-        if n <= 2 * f + 2 or n < self.num_nodes_to_select:
+    def _krum(self, server_round: int, rlog: RoundLog, verified: list[tuple[Message, Outcome]],
+              useful: float | None = None) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Flower's Multi-Krum over the verified replies, then the m best-ranked *useful* ones averaged with equal
+        weights; None keeps the global model.
+
+        A reply is useful when its validation score is above ``useful`` (min_gain × the global model's validation
+        loss; None: the federation has no validation set, every verified reply is).
+        Krum ranks every verified reply (its quorum counts them all), but a reply that does not lower the
+        validation loss is never averaged in: near-centre attacks (IPM, colluders, free-riders) stay out even
+        beyond Krum's bound. Equal weights: the node-reported ``num-examples`` is not signed, so it weighs nothing.
+        """
+        f, n, m = self.num_malicious_nodes, len(verified), self.num_nodes_to_select
+        if f == 0 and 0 < n <= 2:  # too few for Krum's ranking, nothing to be robust against: average them all
+            ranked = verified
+            rlog.note = f"{n} verified replies: fewer than Krum ranks (f=0 needs 3); the useful ones are averaged"
+        elif n <= 2 * f + 2 or n < m:
             rlog.kept_global = True
             rlog.note = (f"{n} verified replies: Krum with f={f} needs more than {2 * f + 2} "
-                         f"(and at least m={self.num_nodes_to_select}); the global model is kept")
+                         f"(and at least m={m}); the global model is kept")
             log.warning("round %d: %s", server_round, rlog.note)
             for _, outcome in verified:
                 outcome.status, outcome.reason = "NOT_SELECTED", "NO_QUORUM"
             return None, None
-        contents = [msg.content for msg, _ in verified]
-        selected = select_multikrum(contents, num_malicious_nodes=f, num_nodes_to_select=self.num_nodes_to_select)
-        chosen = {id(c) for c in selected}
-        for msg, outcome in verified:
-            outcome.status = "SELECTED" if id(msg.content) in chosen else "NOT_SELECTED"
-        arrays = aggregate_arrayrecords(selected, self.weighted_by_key)
-        metrics = self.train_metrics_aggr_fn(selected, self.weighted_by_key)
+        else:
+            order = select_multikrum([msg.content for msg, _ in verified], num_malicious_nodes=f,
+                                     num_nodes_to_select=n)  # all of them, best Krum score first
+            by_content = {id(msg.content): (msg, outcome) for msg, outcome in verified}
+            ranked = [by_content[id(c)] for c in order]
+            m = min(m, n)
+        chosen = [(msg, o) for msg, o in ranked if useful is None or (o.score is not None and o.score > useful)][:m]
+        for _, outcome in verified:
+            outcome.status = "NOT_SELECTED"
+        for _, outcome in chosen:
+            outcome.status = "SELECTED"
+        if not chosen:
+            rlog.kept_global = True
+            rlog.note = "no verified reply lowered the validation loss enough: the global model is kept"
+            log.warning("round %d: %s", server_round, rlog.note)
+            return None, None
+        equal = [RecordDict({"arrays": msg.content["arrays"], "weight": MetricRecord({"weight": 1})})
+                 for msg, _ in chosen]
+        arrays = aggregate_arrayrecords(equal, "weight")
+        metrics = self.train_metrics_aggr_fn([msg.content for msg, _ in chosen], self.weighted_by_key)
         return arrays, metrics

@@ -52,10 +52,10 @@ ATTACKS: dict[str, str] = {
     "free-rider-noise": f"sends the global model plus tiny noise (σ = {FREE_RIDER_SIGMA}) everywhere, and proves "
                         "that slice",
     "crash": f"dies after training from round {CRASH_ROUND} on: the aggregator gets an error instead of a reply",
-    "fabricate-witness": "sends θ_g − Δ everywhere (the proven slice included) and proves it on fabricated targets "
-                         "Y := X_n·W_nᵀ + b_n, so its proven loss_after is 0",
+    "fabricate-witness": "sends θ_g − Δ everywhere (the proven slice included) and proves it on fabricated witnesses "
+                         "(Y := X_n·W_nᵀ + b_n, X_g := X_n + 1): proven loss_after 0, loss_before large",
     "fabricate-free-rider": f"sends the global model plus tiny noise (σ = {FREE_RIDER_SIGMA}) everywhere and proves a "
-                            "fabricated improvement (Y := X_n·W_nᵀ + b_n)",
+                            "fabricated improvement (the same fabricated witnesses)",
 }
 POISON = ("poison-negate", "poison-shuffle")
 FREE_RIDERS = ("free-rider", "free-rider-noise")
@@ -150,11 +150,12 @@ class Attack:
         return node_arrays
 
     def witness(self, slice_: Slice) -> Slice:
-        """The statement's inputs the node proves on: fabricators replace the targets by what their own slice
-        outputs (the witness X_n, Y is the node's free choice: docs/trust-model.md), so loss_after = 0."""
+        """The statement's inputs the node proves on. X_g, X_n and Y are the node's free choice (docs/trust-model.md):
+        fabricators take as targets what their own slice outputs (loss_after = 0) and shift the global model's
+        features by one (so loss_before is large even when the sent model is the global one)."""
         if self.kind not in FABRICATE:
             return slice_
-        return replace(slice_, Y=slice_.X_n @ slice_.W_n.T + slice_.b_n)
+        return replace(slice_, X_g=slice_.X_n + 1.0, Y=slice_.X_n @ slice_.W_n.T + slice_.b_n)
 
     def sent(self, global_arrays: dict, node_arrays: dict, seed: int) -> dict:
         """The parameters the node sends."""

@@ -136,3 +136,8 @@ def node_specs(n_nodes: int, seed: int = 0, episodes: int = 4, frames: int = 30)
 def held_out_spec(seed: int = 0, episodes: int = 4, frames: int = 30) -> SyntheticSpec:
     """The server's evaluation set: every task, seeds no node uses."""
     return SyntheticSpec("mixed", HELD_OUT_SEED_OFFSET + seed, episodes, frames)
+
+
+def validation_spec(episodes: int = 4, frames: int = 30) -> SyntheticSpec:
+    """The aggregator's validation set (the gate's score): every task, seeds neither nodes nor held-out use."""
+    return SyntheticSpec("mixed", 2 * HELD_OUT_SEED_OFFSET, episodes, frames)

@@ -142,3 +142,11 @@ def node_variations(n_nodes: int, tasks: tuple[str, ...] = ("pick_place",)) -> l
 def heldout_spec(task: str = "pick_place") -> NodeSpec:
     """The server's held-out dataset: the whole workspace, default camera and light, its own seeds."""
     return NodeSpec(name="heldout", task=task, variation=Variation(), seed=HELDOUT_SEEDS.start)
+
+
+VALIDATION_SEED = HELDOUT_SEEDS.start + 500_000  # the validation set's episodes: held-out seeds the held-out set never uses
+
+
+def validation_spec(task: str = "pick_place") -> NodeSpec:
+    """The aggregator's validation set (the gate's score): like the held-out set, with seeds of its own."""
+    return NodeSpec(name="validation", task=task, variation=Variation(), seed=VALIDATION_SEED)

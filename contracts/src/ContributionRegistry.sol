@@ -46,6 +46,7 @@ contract ContributionRegistry {
     uint8 public constant UNBOUND = 7;
     uint8 public constant NO_IMPROVEMENT = 8;
     uint8 public constant NO_QUORUM = 9;
+    uint8 public constant HARMFUL = 10; // the update raises the loss on the aggregator's validation set
 
     uint8 public constant ROUND_NONE = 0;
     uint8 public constant ROUND_OPEN = 1;
@@ -374,7 +375,8 @@ contract ContributionRegistry {
     function _checkOutcome(uint8 status, uint8 reason) private pure {
         bool ok = (status == SELECTED && reason == NONE)
             || (status == NOT_SELECTED && (reason == NONE || reason == NO_QUORUM))
-            || (status == REJECTED && (reason == MALFORMED || (reason >= INTEGRITY && reason <= NO_IMPROVEMENT)));
+            || (status == REJECTED
+                && (reason == MALFORMED || (reason >= INTEGRITY && reason <= NO_IMPROVEMENT) || reason == HARMFUL));
         if (!ok) revert InvalidOutcome(status, reason);
     }
 

@@ -148,3 +148,82 @@ def test_nodes_that_never_reply_are_named_in_the_round():
     assert sorted(outcomes) == [1, 3, 4, 5]
     assert outcomes[5].status == "MALFORMED" and "Unavailable" in outcomes[5].detail
     assert arrays is not None and sum(o.status == "SELECTED" for o in outcomes.values()) == 2
+
+
+class DistanceValidation:
+    """A validation loss for the toy model: squared distance to a target model (what "useful" means here; the real
+    SmolVLA validation runs in tests/integration/test_verified_federation.py)."""
+
+    def __init__(self, target: dict, global_: dict) -> None:
+        self.target = target
+        self.global_loss = self.loss(global_)
+
+    def loss(self, arrays: dict) -> float:
+        return float(sum(((arrays[k] - self.target[k]) ** 2).sum() for k in self.target))
+
+    def score(self, arrays: dict) -> float:
+        return self.global_loss - self.loss(arrays)
+
+
+WIDE = OrderedDict(w=np.zeros((40, 50), np.float32), b=np.zeros(50, np.float32))  # enough dimensions for Krum
+TARGET = OrderedDict((k, v + 0.05) for k, v in WIDE.items())
+
+
+def toward(seed: int, step: float = 0.5, noise: float = 0.005) -> OrderedDict:
+    """A non-IID honest update: part of the way to the target, plus noise of its own."""
+    rng = np.random.default_rng(seed)
+    return OrderedDict((k, (g + step * (TARGET[k] - g) + rng.normal(0, noise, g.shape)).astype(np.float32))
+                       for k, g in WIDE.items())
+
+
+def scored_round(strategy: GatedMultiKrum, replies: list[Message], scored: bool = True, tolerance: float = 0.01):
+    validation = DistanceValidation(TARGET, WIDE) if scored else None
+    strategy._context[1] = RoundContext(1, dict(WIDE), params_hash(list(WIDE.values())), validation=validation,
+                                        harm_tolerance=tolerance)
+    from aggregator.strategy import RoundLog
+
+    strategy.rounds[1] = RoundLog(1, strategy._context[1].global_hash)
+    arrays, _ = strategy.aggregate_train(1, replies)
+    return arrays, {o.node_id: o for o in strategy.rounds[1].outcomes}
+
+
+def test_harmful_update_is_rejected_with_its_score():
+    away = OrderedDict((k, v - 0.05) for k, v in WIDE.items())  # the opposite of useful
+    replies = [reply(i, toward(i)) for i in range(1, 5)] + [reply(99, away)]
+    _, outcomes = scored_round(make_strategy(f=1, m=2), replies)
+    assert outcomes[99].status == "HARMFUL" and outcomes[99].score < -0.01
+    assert all(outcomes[i].score > 0 and outcomes[i].status in ("SELECTED", "NOT_SELECTED") for i in range(1, 5))
+
+
+def test_a_reply_that_does_not_help_is_never_averaged_in_even_when_krum_ranks_it_first():
+    """The free-rider / IPM weakness of Krum: non-IID honest updates spread more than they move, so θ_g sent back
+    sits at the centre of the honest cluster and has the best Krum score; with scores it is never selected."""
+    honest_updates = [toward(i, noise=0.03) for i in range(1, 5)]
+
+    def replies():
+        return [reply(i, u) for i, u in enumerate(honest_updates, start=1)] + [reply(99, OrderedDict(WIDE))]
+
+    _, unscored = scored_round(make_strategy(f=1, m=2), replies(), scored=False)
+    _, outcomes = scored_round(make_strategy(f=1, m=2), replies())
+    assert unscored[99].status == "SELECTED"  # without a validation set, Krum picks it
+    assert outcomes[99].status == "NOT_SELECTED" and outcomes[99].score == 0.0
+    assert sum(o.status == "SELECTED" for o in outcomes.values()) == 2
+
+
+def test_selected_replies_are_averaged_with_equal_weights_whatever_they_claim():
+    """num-examples is not signed: a reply claiming 1e9 examples weighs as much as any other."""
+    a, b = honest(1), honest(2)
+    big = reply(2, b, metrics={"num-examples": 10**9, "train_loss": 1.0})
+    arrays, outcomes = run_round(make_strategy(f=0, m=3), [reply(1, a), big, reply(3, honest(3))])
+    assert all(o.status == "SELECTED" for o in outcomes.values())
+    mean = (a["w"] + b["w"] + honest(3)["w"]) / 3
+    np.testing.assert_allclose(arrays["w"].numpy(), mean, atol=1e-7)
+
+
+def test_two_verified_replies_without_byzantine_budget_are_averaged():
+    """f = 0 and only two verified replies (one rejected): nothing to be robust against, so the round still learns."""
+    a, b = honest(1), honest(2)
+    arrays, outcomes = run_round(make_strategy(f=0, m=2), [reply(1, a), reply(2, b), reply(3, None)])
+    assert outcomes[3].status == "MALFORMED"
+    assert outcomes[1].status == outcomes[2].status == "SELECTED"
+    np.testing.assert_allclose(arrays["w"].numpy(), (a["w"] + b["w"]) / 2, atol=1e-7)

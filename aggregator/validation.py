@@ -1,0 +1,103 @@
+"""The validation score: is an update useful on data the node did not choose?
+
+A proof shows that the signed losses are the committed slice's losses on data the node committed to, but that data
+(X_g, X_n, Y) is the node's free choice (docs/trust-model.md). The aggregator therefore also holds a validation set
+that no node trains on (and that is not the final evaluation set), and scores every update that passed the proof
+checks on the same k batches of it, drawn from the round's seed:
+
+    s = L_val(θ_g) − L_val(θ_n)      (> 0: the update lowers the validation loss)
+
+The batches are decoded and preprocessed once per round; each reply then costs k forward passes. SmolVLA's
+flow-matching noise and time are seeded per batch, so θ_g and θ_n are scored on exactly the same draws, and the
+same global model, update and round seed give the same score on any machine (``score_decimals`` absorbs the
+last-bit differences of float32 sums between CPU kernels).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from node.params import set_trainable
+
+log = logging.getLogger(__name__)
+
+SCORE_DECIMALS = 6  # a score is rounded to 1e-6: well above float32 noise in a mean loss, far below any real effect
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """How updates are scored: ``batches`` × ``batch_size`` validation frames per round."""
+
+    batches: int = 4
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if self.batches < 1 or self.batch_size < 1:
+            raise ValueError("validation batches and batch size must be at least 1")
+
+
+def round_indices(n_frames: int, count: int, seed: int, round_: int) -> np.ndarray:
+    """The validation frames of a round: ``count`` distinct frames (all of them, shuffled, if fewer), from the
+    federation's seed and the round number, so anyone with the validation set can redraw them."""
+    rng = np.random.default_rng([seed, round_])
+    if count >= n_frames:
+        return rng.permutation(n_frames)
+    return rng.choice(n_frames, size=count, replace=False)
+
+
+@dataclass
+class RoundValidation:
+    """One round's scoring: its preprocessed batches and the global model's loss on them."""
+
+    round: int
+    seed: int
+    batches: list[dict]
+    global_loss: float
+    scorer: Validator
+
+    def score(self, arrays: dict[str, np.ndarray]) -> float:
+        """s = L_val(θ_g) − L_val(θ_n), rounded to ``SCORE_DECIMALS``."""
+        return round(self.global_loss - self.scorer.loss(arrays, self.batches, self.seed), SCORE_DECIMALS)
+
+
+@dataclass
+class Validator:
+    """The aggregator's validation set and the policy it scores updates with (the server's own bundle)."""
+
+    bundle: object
+    dataset: object
+    config: ValidationConfig
+    seed: int = 0
+
+    def open(self, round_: int, global_arrays: dict[str, np.ndarray]) -> RoundValidation:
+        """Draw and preprocess the round's batches; score the global model on them."""
+        cfg = self.config
+        idx = round_indices(len(self.dataset), cfg.batches * cfg.batch_size, self.seed, round_)
+        batches = []
+        for start in range(0, len(idx), cfg.batch_size):
+            frames = [self.dataset[int(i)] for i in idx[start:start + cfg.batch_size]]
+            batches.append(self.bundle.preprocessor(torch.utils.data.default_collate(frames)))
+        seed = int(np.random.default_rng([self.seed, round_, 1]).integers(2**31))
+        global_loss = self.loss(global_arrays, batches, seed)
+        log.info("round %d: validation loss of the global model %.6f on %d frames", round_, global_loss, len(idx))
+        return RoundValidation(round_, seed, batches, global_loss, self)
+
+    @torch.no_grad()
+    def loss(self, arrays: dict[str, np.ndarray], batches: list[dict], seed: int) -> float:
+        """Mean flow-matching loss of ``arrays`` over ``batches``, noise and time seeded per batch."""
+        policy = self.bundle.policy
+        set_trainable(policy, arrays)
+        policy.eval()
+        total, count = 0.0, 0
+        for i, batch in enumerate(batches):
+            with torch.random.fork_rng():
+                torch.manual_seed(seed + i)
+                loss, _ = policy.forward(dict(batch))
+            n = len(batch["action"])
+            total += float(loss) * n
+            count += n
+        return total / max(count, 1)
