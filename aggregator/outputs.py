@@ -73,7 +73,8 @@ class RunOutputs:
         nodes = [_node_entry(o) for o in sorted(rlog.outcomes, key=lambda o: o.node_id)]
         entry = {"round": rlog.round, "global_hash": rlog.global_hash, "new_global_hash": new_global_hash,
                  "server_eval_loss": server_eval_loss, "kept_global": rlog.kept_global, "note": rlog.note,
-                 "no_reply": list(rlog.no_reply), **extra_metrics, "nodes": nodes}
+                 "no_reply": list(rlog.no_reply), "validation_loss": rlog.validation_loss, **extra_metrics,
+                 "nodes": nodes}
         with self._lock:
             self.summary["rounds"].append(entry)
             self._apply_tx()

@@ -32,6 +32,7 @@ class RoundLog:
     kept_global: bool = False
     note: str = ""
     no_reply: list[int] = field(default_factory=list)  # nodes sent the round that did not answer within its timeout
+    validation_loss: float | None = None  # L_val(θ_g) on the round's validation batches (scores are relative to it)
 
 
 class GatedMultiKrum(MultiKrum):
@@ -64,10 +65,11 @@ class GatedMultiKrum(MultiKrum):
         else:
             ctx = RoundContext(server_round, global_arrays, global_hash)
         ctx.harm_tolerance, ctx.rise_tolerance = self.harm_tolerance, self.rise_tolerance
+        self.rounds[server_round] = RoundLog(server_round, global_hash)
         if self.validator is not None:
             ctx.validation = self.validator.open(server_round, global_arrays)
+            self.rounds[server_round].validation_loss = ctx.validation.global_loss
         self._context[server_round] = ctx
-        self.rounds[server_round] = RoundLog(server_round, global_hash)
         messages = list(super().configure_train(server_round, arrays, config, grid))
         self._sent[server_round] = messages  # Flower stamps their message ids when it pushes them
         return messages
