@@ -19,6 +19,7 @@ from contracts.typed_data import (
     Contribution,
     from_fixed,
     recover_signer,
+    score_to_fixed,
     sign_contribution,
     to_fixed,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "read_vka",
     "recover_signer",
     "resolve_password",
+    "score_to_fixed",
     "sign_contribution",
     "to_fixed",
     "wallet_new",

@@ -25,6 +25,7 @@ class Reason(IntEnum):
     UNBOUND = 7  # the proof's commitments are not the global / received slice
     NO_IMPROVEMENT = 8  # loss_after >= loss_before
     NO_QUORUM = 9  # too few verified replies for Krum: the round kept the global model
+    HARMFUL = 10  # the validation score is below -tau: the update hurts the aggregator's validation set
 
 
 # Replies rejected before a valid signature for this round exists: recorded with recordRejection.
@@ -37,4 +38,5 @@ def is_valid_signed_outcome(status: Status, reason: Reason) -> bool:
         return reason == Reason.NONE
     if status == Status.NOT_SELECTED:
         return reason in (Reason.NONE, Reason.NO_QUORUM)
-    return reason in (Reason.MALFORMED, Reason.INTEGRITY, Reason.BAD_PROOF, Reason.UNBOUND, Reason.NO_IMPROVEMENT)
+    return reason in (Reason.MALFORMED, Reason.INTEGRITY, Reason.BAD_PROOF, Reason.UNBOUND, Reason.NO_IMPROVEMENT,
+                      Reason.HARMFUL)

@@ -23,7 +23,7 @@ from web3.types import TxReceipt
 from contracts.artifacts import load_artifact
 from contracts.evm_proof import EvmProof
 from contracts.outcomes import Reason, Status
-from contracts.typed_data import Contribution, from_fixed
+from contracts.typed_data import Contribution, from_fixed, score_to_fixed
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +91,16 @@ class Record:
     data_commitment: str  # for unsigned rejections: the aggregator's evidence hash
     loss_before: float
     loss_after: float
+    score: float  # the validation score the aggregator attested (0.0 for unsigned rejections)
 
     @classmethod
     def from_chain(cls, raw: Any) -> Record:
-        (rnd, node, status, reason, signed, proof_verified, update, proof, data, before, after) = raw
+        (rnd, node, status, reason, signed, proof_verified, update, proof, data, before, after, score) = raw
         return cls(
             round=rnd, node=node, status=Status(status), reason=Reason(reason), signed=signed,
             proof_verified=proof_verified, update_hash=_hex32(update), proof_hash=_hex32(proof),
             data_commitment=_hex32(data), loss_before=from_fixed(before), loss_after=from_fixed(after),
+            score=from_fixed(score),
         )  # fmt: skip
 
 
@@ -199,9 +201,12 @@ class Registry:
         status: Status | int,
         reason: Reason | int = Reason.NONE,
         proof: EvmProof | None = None,
+        score: float = 0.0,
     ) -> TxReceipt:
-        """Record a signed reply's outcome; with `proof`, the contract verifies the EZKL proof as well."""
-        args = (contribution.to_message(), bytes(signature), int(Status(status)), int(Reason(reason)))
+        """Record a signed reply's outcome and the validation score the aggregator attests for it
+        (L_val(global) - L_val(update), may be negative); with `proof`, the contract verifies the EZKL proof too."""
+        args = (contribution.to_message(), bytes(signature), int(Status(status)), int(Reason(reason)),
+                score_to_fixed(score))
         if proof is None:
             return self._transact("recordContribution", *args)
         return self._transact("recordContributionWithProof", *args, proof.proof, list(proof.instances))

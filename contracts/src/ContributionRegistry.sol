@@ -46,6 +46,7 @@ contract ContributionRegistry {
     uint8 public constant UNBOUND = 7;
     uint8 public constant NO_IMPROVEMENT = 8;
     uint8 public constant NO_QUORUM = 9;
+    uint8 public constant HARMFUL = 10;
 
     uint8 public constant ROUND_NONE = 0;
     uint8 public constant ROUND_OPEN = 1;
@@ -87,6 +88,7 @@ contract ContributionRegistry {
         bytes32 dataCommitment; // for rejections: the aggregator's evidence hash
         uint256 lossBefore;
         uint256 lossAfter;
+        int256 score; // the aggregator's validation score L_val(global) - L_val(update), * LOSS_SCALE (0: unsigned)
     }
 
     struct Round {
@@ -129,7 +131,8 @@ contract ContributionRegistry {
         bytes32 proofHash,
         bytes32 dataCommitment,
         uint256 lossBefore,
-        uint256 lossAfter
+        uint256 lossAfter,
+        int256 score
     );
 
     // ---------------------------------------------------------------- errors
@@ -228,12 +231,16 @@ contract ContributionRegistry {
         emit RoundClosed(round, newGlobalHash);
     }
 
-    /// @notice Record the outcome of a reply signed by an approved node for an open round.
-    function recordContribution(Contribution calldata c, bytes calldata signature, uint8 status, uint8 reason)
-        external
-        onlyAggregator
-    {
-        _recordSigned(c, signature, status, reason, false);
+    /// @notice Record the outcome of a reply signed by an approved node for an open round, with the validation
+    ///         score the aggregator attests for it (fixed point, LOSS_SCALE; negative: the update hurt).
+    function recordContribution(
+        Contribution calldata c,
+        bytes calldata signature,
+        uint8 status,
+        uint8 reason,
+        int256 score
+    ) external onlyAggregator {
+        _recordSigned(c, signature, status, reason, score, false);
     }
 
     /// @notice As recordContribution, and verify the node's EZKL proof with the registered verifier first.
@@ -243,6 +250,7 @@ contract ContributionRegistry {
         bytes calldata signature,
         uint8 status,
         uint8 reason,
+        int256 score,
         bytes calldata proof,
         uint256[] calldata instances
     ) external onlyAggregator {
@@ -255,7 +263,7 @@ contract ContributionRegistry {
         } catch {
             revert ProofRejected();
         }
-        _recordSigned(c, signature, status, reason, true);
+        _recordSigned(c, signature, status, reason, score, true);
     }
 
     /// @notice Record a reply that failed before a valid signature for this round existed
@@ -345,6 +353,7 @@ contract ContributionRegistry {
         bytes calldata signature,
         uint8 status,
         uint8 reason,
+        int256 score,
         bool proofVerified
     ) private {
         _checkOutcome(status, reason);
@@ -364,7 +373,8 @@ contract ContributionRegistry {
                 proofHash: c.proofHash,
                 dataCommitment: c.dataCommitment,
                 lossBefore: c.lossBefore,
-                lossAfter: c.lossAfter
+                lossAfter: c.lossAfter,
+                score: score
             })
         );
     }
@@ -374,7 +384,8 @@ contract ContributionRegistry {
     function _checkOutcome(uint8 status, uint8 reason) private pure {
         bool ok = (status == SELECTED && reason == NONE)
             || (status == NOT_SELECTED && (reason == NONE || reason == NO_QUORUM))
-            || (status == REJECTED && (reason == MALFORMED || (reason >= INTEGRITY && reason <= NO_IMPROVEMENT)));
+            || (status == REJECTED
+                    && (reason == MALFORMED || (reason >= INTEGRITY && reason <= NO_IMPROVEMENT) || reason == HARMFUL));
         if (!ok) revert InvalidOutcome(status, reason);
     }
 
@@ -399,7 +410,8 @@ contract ContributionRegistry {
             rec.proofHash,
             rec.dataCommitment,
             rec.lossBefore,
-            rec.lossAfter
+            rec.lossAfter,
+            rec.score
         );
     }
 }

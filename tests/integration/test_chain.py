@@ -127,6 +127,27 @@ def test_round_life_cycle_end_to_end(chain, keys):
     assert not agg.is_approved(nodes[1].address) and agg.events("NodeRevoked")[0]["args"]["node"] == nodes[1].address
 
 
+def test_score_round_trips_through_record_and_event(registry, keys, open_round):
+    """The aggregator's validation score (negative included) is stored and emitted in fixed point."""
+    scores = {keys["nodes"][0]: 0.0123456789, keys["nodes"][1]: -0.5, keys["nodes"][2]: -3e-9}
+    statuses = {keys["nodes"][0]: (Status.SELECTED, Reason.NONE), keys["nodes"][1]: (Status.REJECTED, Reason.HARMFUL),
+                keys["nodes"][2]: (Status.NOT_SELECTED, Reason.NONE)}  # fmt: skip
+    for key, score in scores.items():
+        c = make_contribution(open_round, update_hash="0x" + Account.from_key(key).address[2:].lower() + "00" * 12)
+        registry.record_contribution(c, signed(registry, key, c), *statuses[key], score=score)
+    stranger = keys_address(keys)
+    registry.record_rejection(open_round, stranger, Reason.BAD_SIGNATURE, "0x" + "ee" * 32)
+    for key, score in scores.items():
+        record = registry.get_record(open_round, Account.from_key(key).address)
+        assert record.score == pytest.approx(score, abs=5e-10) and (record.status, record.reason) == statuses[key]
+    assert registry.get_record(open_round, stranger).score == 0.0
+    emitted = {e["args"]["node"]: e["args"]["score"] for e in registry.events("ContributionRecorded")
+               if e["args"]["round"] == open_round}  # fmt: skip
+    assert emitted == {Account.from_key(keys["nodes"][0]).address: 12_345_679,
+                       Account.from_key(keys["nodes"][1]).address: -500_000_000,
+                       Account.from_key(keys["nodes"][2]).address: -3, stranger: 0}  # fmt: skip
+
+
 def test_contract_and_python_recover_the_same_signer(registry, keys):
     c = make_contribution(7)
     signature = signed(registry, keys["nodes"][0], c)
