@@ -123,7 +123,7 @@ class ChainSync:
                                                         Reason(p["reason"]), proof=proof,
                                                         score=p.get("score", 0.0))
         elif op.kind == "reject":
-            receipt = self.registry.record_rejection(op.round, p["node"], Reason(p["reason"]), p["evidence_hash"])
+            receipt = self.registry.record_rejection(op.round, p["node_id"], Reason(p["reason"]), p["evidence_hash"])
         else:
             raise ChainError(f"unknown journal operation {op.kind!r}")
         return "0x" + bytes(receipt["transactionHash"]).hex()

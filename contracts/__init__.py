@@ -13,7 +13,7 @@ from contracts.evm_proof import EvmProof, read_vka
 from contracts.local_chain import ChainStartError, LocalChain
 from contracts.npm import ToolNotFound
 from contracts.outcomes import UNSIGNED_REASONS, Reason, Status, is_valid_signed_outcome
-from contracts.registry import ChainError, ChainUnavailable, Record, Registry, RoundInfo, connect
+from contracts.registry import ChainError, ChainUnavailable, CircuitInfo, Record, Registry, RoundInfo, connect
 from contracts.typed_data import (
     LOSS_SCALE,
     Contribution,
@@ -40,6 +40,7 @@ __all__ = [
     "ChainError",
     "ChainStartError",
     "ChainUnavailable",
+    "CircuitInfo",
     "Contribution",
     "EvmProof",
     "LocalChain",

@@ -32,7 +32,8 @@ ROUND_STATES = {0: "none", 1: "open", 2: "closed"}
 
 # The contract's custom errors in words; {0}, {1}, ... are the error's arguments.
 ERROR_TEXT = {
-    "NotOwner": "only the registry owner may do this (sender {0})",
+    "OwnableUnauthorizedAccount": "only the registry owner may do this (sender {0})",
+    "OwnableInvalidOwner": "{0} cannot own the registry",
     "NotAggregator": "only the aggregator may do this (sender {0})",
     "ZeroAddress": "the zero address is not allowed here",
     "ZeroHash": "a zero hash is not allowed here",
@@ -46,9 +47,14 @@ ERROR_TEXT = {
     ),
     "AlreadyRecorded": "round {0} already has a record for node {1}",
     "InvalidOutcome": "status {0} with reason {1} is not a valid outcome",
-    "VerifierNotSet": "no proof verifier is set (owner: setVerifier)",
-    "ProofRejected": "the verifier rejected the proof",
+    "InvalidCircuit": "a circuit needs a VKA, a proof length and output scales of at most 29 bits",
+    "CircuitAlreadyRegistered": "circuit {0} is already registered (a circuit's verifying key never changes)",
+    "CircuitNotRegistered": "circuit {0} is not registered (owner: registerCircuit), so its proofs cannot be judged",
+    "NonCanonicalProof": "the circuit's proofs are exactly {0} bytes, this one is {1}",
+    "ProofRejected": "the proof does not verify for the round's circuit and the signed losses",
     "ProofHashMismatch": "the proof is not the one the node signed (signed proof hash {0}, sha256 of this proof {1})",
+    "InvalidShortString": "invalid EIP-712 domain string",
+    "StringTooLong": "EIP-712 domain string too long: {0}",
 }
 
 
@@ -67,6 +73,10 @@ class ChainUnavailable(ChainError):
 
 def _hex32(value: bytes) -> str:
     return "0x" + bytes(value).hex()
+
+
+def _proof_bytes(proof: EvmProof | bytes) -> bytes:
+    return proof.proof if isinstance(proof, EvmProof) else bytes(proof)
 
 
 def _bytes32(value: str | bytes) -> bytes:
@@ -102,6 +112,22 @@ class Record:
             data_commitment=_hex32(data), loss_before=from_fixed(before), loss_after=from_fixed(after),
             score=from_fixed(score),
         )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CircuitInfo:
+    """A circuit registered on chain: the verifier, VKA digest and proof format its rounds' proofs must have."""
+
+    circuit_id: str
+    verifier: str
+    proof_length: int
+    output_scales: tuple[int, int]
+    vka_store: str
+    vka_digest: str
+
+    @property
+    def registered(self) -> bool:
+        return int(self.verifier, 16) != 0
 
 
 @dataclass(frozen=True)
@@ -183,9 +209,27 @@ class Registry:
     def set_aggregator(self, aggregator: str) -> TxReceipt:
         return self._transact("setAggregator", Web3.to_checksum_address(aggregator))
 
-    def set_verifier(self, verifier_address: str, vka: list[bytes]) -> TxReceipt:
-        """Verify proofs with the EZKL reusable verifier at `verifier_address` and this circuit's VKA words."""
-        return self._transact("setVerifier", Web3.to_checksum_address(verifier_address), [_bytes32(w) for w in vka])
+    def register_circuit(
+        self,
+        circuit_id: str | bytes,
+        verifier_address: str,
+        vka: list[bytes],
+        proof_length: int,
+        output_scales: tuple[int, int],
+    ) -> TxReceipt:
+        """Bind `circuit_id` once and for all to its verifying key: proofs of its rounds are checked by the EZKL
+        reusable verifier at `verifier_address` with these VKA words, must be `proof_length` bytes, and their
+        two public outputs are the losses at `output_scales` (the settings' model_output_scales)."""
+        before, after = output_scales
+        return self._transact("registerCircuit", _bytes32(circuit_id), Web3.to_checksum_address(verifier_address),
+                              [_bytes32(w) for w in vka], int(proof_length), int(before), int(after))  # fmt: skip
+
+    def transfer_ownership(self, new_owner: str) -> TxReceipt:
+        """Step 1 of 2: `new_owner` becomes the owner when it calls accept_ownership (Ownable2Step)."""
+        return self._transact("transferOwnership", Web3.to_checksum_address(new_owner))
+
+    def accept_ownership(self) -> TxReceipt:
+        return self._transact("acceptOwnership")
 
     # ------------------------------------------------------------------ aggregator
     def open_round(self, round: int, global_hash: str | bytes, circuit_id: str | bytes) -> TxReceipt:
@@ -200,24 +244,25 @@ class Registry:
         signature: bytes,
         status: Status | int,
         reason: Reason | int = Reason.NONE,
-        proof: EvmProof | None = None,
+        proof: EvmProof | bytes | None = None,
         score: float = 0.0,
     ) -> TxReceipt:
         """Record a signed reply's outcome and the validation score the aggregator attests for it
-        (L_val(global) - L_val(update), may be negative); with `proof`, the contract verifies the EZKL proof too."""
+        (L_val(global) - L_val(update), may be negative); with `proof`, the contract verifies the EZKL proof too,
+        against the round's registered circuit, with the public instances that encode the signed losses."""
         args = (contribution.to_message(), bytes(signature), int(Status(status)), int(Reason(reason)),
                 score_to_fixed(score))
         if proof is None:
             return self._transact("recordContribution", *args)
-        return self._transact("recordContributionWithProof", *args, proof.proof, list(proof.instances))
+        return self._transact("recordContributionWithProof", *args, _proof_bytes(proof))
 
     def record_rejection(
-        self, round: int, node: str, reason: Reason | int, evidence_hash: str | bytes = b"\0" * 32
+        self, round: int, flower_node_id: int, reason: Reason | int, evidence_hash: str | bytes = b"\0" * 32
     ) -> TxReceipt:
-        """Record a reply rejected before a valid signature for this round existed (MALFORMED .. STALE)."""
-        return self._transact(
-            "recordRejection", round, Web3.to_checksum_address(node), int(Reason(reason)), _bytes32(evidence_hash)
-        )
+        """Record a reply rejected before a valid signature for this round existed (MALFORMED .. STALE), under
+        rejection_key(flower_node_id): an address nobody holds a key for, never a wallet's slot."""
+        return self._transact("recordRejection", round, int(flower_node_id), int(Reason(reason)),
+                              _bytes32(evidence_hash))  # fmt: skip
 
     # ------------------------------------------------------------------ reads
     def owner(self) -> str:
@@ -225,6 +270,20 @@ class Registry:
 
     def aggregator(self) -> str:
         return self._call("aggregator")
+
+    def pending_owner(self) -> str:
+        return self._call("pendingOwner")
+
+    def rejection_key(self, flower_node_id: int) -> str:
+        """The address an unsigned rejection of this Flower node is recorded under."""
+        return self._call("rejectionKey", int(flower_node_id))
+
+    def circuit(self, circuit_id: str | bytes) -> CircuitInfo:
+        verifier, length, before, after, store, digest = self._call("circuit", _bytes32(circuit_id))
+        return CircuitInfo(_hex32(_bytes32(circuit_id)), verifier, length, (before, after), store, _hex32(digest))
+
+    def vka(self, circuit_id: str | bytes) -> list[bytes]:
+        return [bytes(w) for w in self._call("vka", _bytes32(circuit_id))]
 
     def is_approved(self, node: str) -> bool:
         return self._call("isApproved", Web3.to_checksum_address(node))

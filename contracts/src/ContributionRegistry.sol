@@ -1,36 +1,26 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.28;
 
-/// @notice The EZKL-generated reusable Halo2 verifier (`create_evm_verifier(..., reusable=True)`).
-/// @dev Its verifyProof returns (bool, bytes32, int256[]) but writes the array without an ABI offset
-///      word, so only the first word (success) is decoded here. Failing proofs revert inside it.
-interface IHalo2VerifierReusable {
-    function registerVka(bytes32[] calldata vka) external returns (bytes32 vkaDigest);
-    function verifyProof(bytes calldata proof, uint256[] calldata instances, bytes32[] memory vka)
-        external
-        returns (bool success);
-}
+import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {Strings} from "@openzeppelin/contracts/utils/Strings.sol";
 
-/// @notice Holds an EZKL verifying-key artifact (VKA) as its code: reading it back costs a few thousand gas,
-///         where reading its ~160 words from storage would cost ~340 k gas per verified proof.
-contract VkaStore {
-    constructor(bytes32[] memory vka) {
-        // The runtime code is abi.encode(vka). It starts with a zero byte (STOP), so calling it does nothing.
-        bytes memory code = abi.encode(vka);
-        assembly {
-            return(add(code, 32), mload(code))
-        }
-    }
-}
+import {IHalo2VerifierReusable} from "./IHalo2VerifierReusable.sol";
+import {VkaStore} from "./VkaStore.sol";
 
 /// @title zk0 contribution registry
 /// @notice Public audit trail of a zk0 federation: which nodes may contribute, which rounds ran on which
-///         global model, and what happened to every node's reply in every round. The node's EIP-712
-///         signature is checked here, so the aggregator cannot attribute an update to a node that did not
-///         sign it; optionally the node's EZKL proof is verified here too.
-contract ContributionRegistry {
+///         global model and circuit, and what happened to every node's reply in every round. The node's EIP-712
+///         signature is checked here, so the aggregator cannot attribute an update to a node that did not sign
+///         it; optionally the node's EZKL proof is verified here too, against the round's circuit and the
+///         signed losses.
+/// @dev Invariants: a wallet's (round, wallet) slot is filled only with that wallet's signature (unsigned
+///      rejections live under addresses derived from a hash, see rejectionKey); a proof is accepted only with
+///      the exact length of its circuit, and only for the instances that encode the signed losses.
+contract ContributionRegistry is Ownable2Step, EIP712 {
     // ---------------------------------------------------------------- constants
-    uint256 public constant LOSS_SCALE = 1e9; // losses are fixed-point: loss * LOSS_SCALE
+    uint256 public constant LOSS_SCALE = 1e9; // losses and scores are fixed-point: value * LOSS_SCALE
 
     uint8 public constant SELECTED = 1;
     uint8 public constant NOT_SELECTED = 2;
@@ -52,16 +42,13 @@ contract ContributionRegistry {
     uint8 public constant ROUND_OPEN = 1;
     uint8 public constant ROUND_CLOSED = 2;
 
-    bytes32 private constant DOMAIN_TYPEHASH =
-        keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
     bytes32 public constant CONTRIBUTION_TYPEHASH = keccak256(
         "Contribution(uint64 round,bytes32 globalHash,bytes32 updateHash,bytes32 proofHash,"
         "bytes32 dataCommitment,uint256 lossBefore,uint256 lossAfter)"
     );
-    bytes32 private constant NAME_HASH = keccak256("zk0 ContributionRegistry");
-    bytes32 private constant VERSION_HASH = keccak256("1");
-    // secp256k1n / 2: signatures with a larger s are the malleable twin of a valid one (EIP-2).
-    uint256 private constant HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
+    /// @notice Largest fixed-point scale of a circuit's outputs: up to 2^29 < LOSS_SCALE, a signed loss
+    ///         (1e-9 steps) determines its field element uniquely, so nobody can pick other instances for it.
+    uint8 public constant MAX_OUTPUT_SCALE = 29;
 
     // ---------------------------------------------------------------- types
     /// @notice What a node signs (EIP-712 primary type).
@@ -100,22 +87,32 @@ contract ContributionRegistry {
         bytes32 newGlobalHash;
     }
 
+    /// @notice A circuit proofs can be verified against: registered once by the owner, never changed.
+    struct Circuit {
+        address verifier; // an EZKL reusable verifier
+        uint32 proofLength; // the only accepted proof length (a proof hash then identifies one proof)
+        uint8 scaleBefore; // fixed-point scales (2^scale) of the two public outputs: lossBefore, lossAfter
+        uint8 scaleAfter;
+        address vkaStore; // a VkaStore holding the circuit's VKA
+        bytes32 vkaDigest; // keccak256 of the VKA words (the reusable verifier's own digest)
+    }
+
     // ---------------------------------------------------------------- storage
-    address public owner;
     address public aggregator;
-    IHalo2VerifierReusable public verifier;
-    address public vkaStore; // a VkaStore with the current circuit's VKA, registered in `verifier`
 
     mapping(address => bool) public isApproved;
+    mapping(bytes32 => Circuit) private _circuits;
     mapping(uint64 => Round) private _rounds;
     mapping(uint64 => mapping(address => Record)) private _records;
     mapping(uint64 => address[]) private _roundNodes;
     mapping(address => uint64[]) private _nodeRounds;
 
     // ---------------------------------------------------------------- events
-    event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
     event AggregatorChanged(address indexed previousAggregator, address indexed newAggregator);
-    event VerifierChanged(address indexed verifier, bytes32 vkaDigest);
+    event CircuitRegistered(
+        bytes32 indexed circuitId, address verifier, bytes32 vkaDigest, uint32 proofLength, uint8 scaleBefore,
+        uint8 scaleAfter
+    );
     event NodeApproved(address indexed node);
     event NodeRevoked(address indexed node);
     event RoundOpened(uint64 indexed round, bytes32 globalHash, bytes32 circuitId);
@@ -136,7 +133,6 @@ contract ContributionRegistry {
     );
 
     // ---------------------------------------------------------------- errors
-    error NotOwner(address caller);
     error NotAggregator(address caller);
     error ZeroAddress();
     error ZeroHash();
@@ -147,35 +143,25 @@ contract ContributionRegistry {
     error SignerNotApproved(address signer);
     error AlreadyRecorded(uint64 round, address node);
     error InvalidOutcome(uint8 status, uint8 reason);
-    error VerifierNotSet();
+    error InvalidCircuit();
+    error CircuitAlreadyRegistered(bytes32 circuitId);
+    error CircuitNotRegistered(bytes32 circuitId);
+    error NonCanonicalProof(uint256 expectedLength, uint256 length);
     error ProofRejected();
     error ProofHashMismatch(bytes32 signed, bytes32 actual);
-
-    modifier onlyOwner() {
-        if (msg.sender != owner) revert NotOwner(msg.sender);
-        _;
-    }
 
     modifier onlyAggregator() {
         if (msg.sender != aggregator) revert NotAggregator(msg.sender);
         _;
     }
 
-    constructor(address aggregator_) {
+    constructor(address aggregator_) Ownable(msg.sender) EIP712("zk0 ContributionRegistry", "1") {
         if (aggregator_ == address(0)) revert ZeroAddress();
-        owner = msg.sender;
         aggregator = aggregator_;
-        emit OwnershipTransferred(address(0), msg.sender);
         emit AggregatorChanged(address(0), aggregator_);
     }
 
     // ---------------------------------------------------------------- owner
-    function transferOwnership(address newOwner) external onlyOwner {
-        if (newOwner == address(0)) revert ZeroAddress();
-        emit OwnershipTransferred(owner, newOwner);
-        owner = newOwner;
-    }
-
     function setAggregator(address newAggregator) external onlyOwner {
         if (newAggregator == address(0)) revert ZeroAddress();
         emit AggregatorChanged(aggregator, newAggregator);
@@ -193,20 +179,34 @@ contract ContributionRegistry {
         emit NodeRevoked(node);
     }
 
-    /// @notice Use `verifier_` (an EZKL reusable verifier) with `vka_` (the circuit's verifying-key artifact,
-    ///         from `create_evm_vka`) for recordContributionWithProof. Registers the VKA in the verifier.
-    function setVerifier(address verifier_, bytes32[] calldata vka_) external onlyOwner {
+    /// @notice Bind `circuitId` (what openRound names) to its verifying key once and for all: proofs of rounds
+    ///         of this circuit are verified by `verifier_` (an EZKL reusable verifier) with `vka_`
+    ///         (`create_evm_vka`), are exactly `proofLength` bytes, and their two public outputs are the losses
+    ///         at fixed-point scales `scaleBefore` and `scaleAfter` (the circuit settings' model_output_scales).
+    function registerCircuit(
+        bytes32 circuitId,
+        address verifier_,
+        bytes32[] calldata vka_,
+        uint32 proofLength,
+        uint8 scaleBefore,
+        uint8 scaleAfter
+    ) external onlyOwner {
+        if (circuitId == bytes32(0)) revert ZeroHash();
         if (verifier_ == address(0)) revert ZeroAddress();
-        verifier = IHalo2VerifierReusable(verifier_);
-        vkaStore = address(new VkaStore(vka_));
-        bytes32 digest = verifier.registerVka(vka_);
-        emit VerifierChanged(verifier_, digest);
-    }
-
-    /// @notice The VKA proofs are verified with (empty before setVerifier).
-    function vka() public view returns (bytes32[] memory) {
-        if (vkaStore == address(0)) return new bytes32[](0);
-        return abi.decode(vkaStore.code, (bytes32[]));
+        if (vka_.length == 0 || proofLength == 0 || scaleBefore > MAX_OUTPUT_SCALE || scaleAfter > MAX_OUTPUT_SCALE) {
+            revert InvalidCircuit();
+        }
+        Circuit storage k = _circuits[circuitId];
+        if (k.verifier != address(0)) revert CircuitAlreadyRegistered(circuitId);
+        bytes32 digest = keccak256(abi.encodePacked(vka_));
+        k.verifier = verifier_;
+        k.proofLength = proofLength;
+        k.scaleBefore = scaleBefore;
+        k.scaleAfter = scaleAfter;
+        k.vkaStore = address(new VkaStore(vka_));
+        k.vkaDigest = digest;
+        IHalo2VerifierReusable(verifier_).registerVka(vka_);
+        emit CircuitRegistered(circuitId, verifier_, digest, proofLength, scaleBefore, scaleAfter);
     }
 
     // ---------------------------------------------------------------- aggregator
@@ -223,8 +223,7 @@ contract ContributionRegistry {
 
     function closeRound(uint64 round, bytes32 newGlobalHash) external onlyAggregator {
         if (newGlobalHash == bytes32(0)) revert ZeroHash();
-        Round storage r = _rounds[round];
-        if (r.state != ROUND_OPEN) revert RoundNotOpen(round);
+        Round storage r = _requireOpen(round);
         r.state = ROUND_CLOSED;
         r.closedAt = uint64(block.timestamp);
         r.newGlobalHash = newGlobalHash;
@@ -243,41 +242,38 @@ contract ContributionRegistry {
         _recordSigned(c, signature, status, reason, score, false);
     }
 
-    /// @notice As recordContribution, and verify the node's EZKL proof with the registered verifier first.
-    ///         The proof must be the one the node signed: c.proofHash == sha256(proof).
+    /// @notice As recordContribution, and verify the node's EZKL proof first: against the round's circuit,
+    ///         with exactly the circuit's proof length, and with the public instances that encode the signed
+    ///         losses (derived here from them, so a proof of other losses or of another circuit fails). The
+    ///         proof must be the one the node signed: c.proofHash == sha256(proof).
     function recordContributionWithProof(
         Contribution calldata c,
         bytes calldata signature,
         uint8 status,
         uint8 reason,
         int256 score,
-        bytes calldata proof,
-        uint256[] calldata instances
+        bytes calldata proof
     ) external onlyAggregator {
-        if (address(verifier) == address(0)) revert VerifierNotSet();
-        bytes32 proofHash = sha256(proof);
-        if (proofHash != c.proofHash) revert ProofHashMismatch(c.proofHash, proofHash);
-        // The verifier reverts without data on a bad proof: name the failure instead.
-        try verifier.verifyProof(proof, instances, vka()) returns (bool ok) {
-            if (!ok) revert ProofRejected();
-        } catch {
-            revert ProofRejected();
-        }
+        Circuit storage k = _roundCircuit(c.round);
+        _requireSignedProof(c, proof);
+        if (proof.length != k.proofLength) revert NonCanonicalProof(k.proofLength, proof.length);
+        if (!_proofHolds(k, c, proof)) revert ProofRejected();
         _recordSigned(c, signature, status, reason, score, true);
     }
 
-    /// @notice Record a reply that failed before a valid signature for this round existed
-    ///         (MALFORMED, UNKNOWN_NODE, BAD_SIGNATURE, STALE). `evidenceHash` identifies what was received.
-    function recordRejection(uint64 round, address node, uint8 reason, bytes32 evidenceHash)
+    /// @notice Record a reply that failed before a valid signature for this round existed (MALFORMED,
+    ///         UNKNOWN_NODE, BAD_SIGNATURE, STALE) under rejectionKey(flowerNodeId), an address nobody holds
+    ///         the key of: an unsigned rejection can never take a wallet's slot. `evidenceHash` identifies
+    ///         what was received.
+    function recordRejection(uint64 round, uint256 flowerNodeId, uint8 reason, bytes32 evidenceHash)
         external
         onlyAggregator
     {
-        if (node == address(0)) revert ZeroAddress();
         if (reason == NONE || reason > STALE) revert InvalidOutcome(REJECTED, reason);
         _requireOpen(round);
         Record memory rec;
         rec.round = round;
-        rec.node = node;
+        rec.node = rejectionKey(flowerNodeId);
         rec.status = REJECTED;
         rec.reason = reason;
         rec.dataCommitment = evidenceHash;
@@ -313,37 +309,50 @@ contract ContributionRegistry {
         return _rounds[round];
     }
 
-    function domainSeparator() public view returns (bytes32) {
-        return keccak256(abi.encode(DOMAIN_TYPEHASH, NAME_HASH, VERSION_HASH, block.chainid, address(this)));
+    function circuit(bytes32 circuitId) external view returns (Circuit memory) {
+        return _circuits[circuitId];
+    }
+
+    /// @notice The VKA proofs of `circuitId` are verified with (empty before registerCircuit).
+    function vka(bytes32 circuitId) public view returns (bytes32[] memory) {
+        address store = _circuits[circuitId].vkaStore;
+        if (store == address(0)) return new bytes32[](0);
+        return abi.decode(store.code, (bytes32[]));
+    }
+
+    /// @notice The on-chain key of an unsigned rejection of Flower node `flowerNodeId`: the last 20 bytes of
+    ///         sha256("zk0:flower-node:" ‖ decimal id). Nobody knows a private key for it, so it is never a
+    ///         wallet's address.
+    function rejectionKey(uint256 flowerNodeId) public pure returns (address) {
+        return address(uint160(uint256(sha256(abi.encodePacked("zk0:flower-node:", Strings.toString(flowerNodeId))))));
+    }
+
+    function domainSeparator() external view returns (bytes32) {
+        return _domainSeparatorV4();
     }
 
     /// @notice The EIP-712 digest a node signs for `c` (eth-account's encode_typed_data gives the same).
     function contributionDigest(Contribution calldata c) public view returns (bytes32) {
-        bytes32 structHash = keccak256(
-            abi.encode(
-                CONTRIBUTION_TYPEHASH,
-                c.round,
-                c.globalHash,
-                c.updateHash,
-                c.proofHash,
-                c.dataCommitment,
-                c.lossBefore,
-                c.lossAfter
+        return _hashTypedDataV4(
+            keccak256(
+                abi.encode(
+                    CONTRIBUTION_TYPEHASH,
+                    c.round,
+                    c.globalHash,
+                    c.updateHash,
+                    c.proofHash,
+                    c.dataCommitment,
+                    c.lossBefore,
+                    c.lossAfter
+                )
             )
         );
-        return keccak256(abi.encodePacked("\x19\x01", domainSeparator(), structHash));
     }
 
     /// @notice The address that signed `c`, or a MalformedSignature revert (wrong length, bad v, high s).
     function recoverSigner(Contribution calldata c, bytes calldata signature) public view returns (address) {
-        if (signature.length != 65) revert MalformedSignature();
-        bytes32 r = bytes32(signature[0:32]);
-        bytes32 s = bytes32(signature[32:64]);
-        uint8 v = uint8(signature[64]);
-        if (v != 27 && v != 28) revert MalformedSignature();
-        if (uint256(s) > HALF_N) revert MalformedSignature();
-        address signer = ecrecover(contributionDigest(c), v, r, s);
-        if (signer == address(0)) revert MalformedSignature();
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(contributionDigest(c), signature);
+        if (err != ECDSA.RecoverError.NoError) revert MalformedSignature();
         return signer;
     }
 
@@ -385,13 +394,58 @@ contract ContributionRegistry {
         bool ok = (status == SELECTED && reason == NONE)
             || (status == NOT_SELECTED && (reason == NONE || reason == NO_QUORUM))
             || (status == REJECTED
-                    && (reason == MALFORMED || (reason >= INTEGRITY && reason <= NO_IMPROVEMENT) || reason == HARMFUL));
+                && (reason == MALFORMED || (reason >= INTEGRITY && reason <= NO_IMPROVEMENT) || reason == HARMFUL));
         if (!ok) revert InvalidOutcome(status, reason);
     }
 
     function _requireOpen(uint64 round) private view returns (Round storage r) {
         r = _rounds[round];
         if (r.state != ROUND_OPEN) revert RoundNotOpen(round);
+    }
+
+    /// @dev The circuit the round was opened with; it must be registered for a proof to be judged.
+    function _roundCircuit(uint64 round) private view returns (Circuit storage k) {
+        bytes32 circuitId = _rounds[round].circuitId;
+        k = _circuits[circuitId];
+        if (k.verifier == address(0)) revert CircuitNotRegistered(circuitId);
+    }
+
+    function _requireSignedProof(Contribution calldata c, bytes calldata proof) private pure {
+        bytes32 proofHash = sha256(proof);
+        if (proofHash != c.proofHash) revert ProofHashMismatch(c.proofHash, proofHash);
+    }
+
+    /// @dev Whether `proof` verifies with circuit `k` for the instances that encode c's signed losses. A
+    ///      verifier that runs out of gas is not a failed proof: then this reverts instead of answering false.
+    function _proofHolds(Circuit storage k, Contribution calldata c, bytes calldata proof) private returns (bool) {
+        if (proof.length != k.proofLength) return false;
+        uint256[] memory instances = new uint256[](2);
+        bool encodable;
+        (encodable, instances[0]) = _lossInstance(c.lossBefore, k.scaleBefore);
+        if (!encodable) return false;
+        (encodable, instances[1]) = _lossInstance(c.lossAfter, k.scaleAfter);
+        if (!encodable) return false;
+        bytes32[] memory words = abi.decode(k.vkaStore.code, (bytes32[]));
+        uint256 gasBefore = gasleft();
+        try IHalo2VerifierReusable(k.verifier).verifyProof(proof, instances, words) returns (bool ok) {
+            return ok;
+        } catch {
+            // Out of gas leaves at most 1/64 of gasBefore here; a real verification failure leaves far more.
+            if (gasleft() <= gasBefore / 63) revert ProofRejected();
+            return false;
+        }
+    }
+
+    /// @dev The field element m = round(loss * 2^scale / LOSS_SCALE) the circuit outputs for a signed loss,
+    ///      and whether the signed loss is m / 2^scale rounded to LOSS_SCALE (the node's own encoding). For
+    ///      scale <= MAX_OUTPUT_SCALE at most one m qualifies.
+    function _lossInstance(uint256 loss, uint8 scale) private pure returns (bool, uint256) {
+        if (loss > type(uint128).max) return (false, 0);
+        uint256 scaled = loss << scale;
+        uint256 m = (scaled + LOSS_SCALE / 2) / LOSS_SCALE;
+        uint256 back = m * LOSS_SCALE;
+        uint256 diff = back > scaled ? back - scaled : scaled - back;
+        return (2 * diff <= (uint256(1) << scale), m);
     }
 
     function _store(Record memory rec) private {
