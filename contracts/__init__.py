@@ -13,7 +13,17 @@ from contracts.evm_proof import EvmProof, read_vka
 from contracts.local_chain import ChainStartError, LocalChain
 from contracts.npm import ToolNotFound
 from contracts.outcomes import UNSIGNED_REASONS, Reason, Status, is_valid_signed_outcome
-from contracts.registry import ChainError, ChainUnavailable, CircuitInfo, Record, Registry, RoundInfo, connect
+from contracts.registry import (
+    ChainError,
+    ChainUnavailable,
+    CircuitInfo,
+    Params,
+    Record,
+    Registry,
+    RoundInfo,
+    StakeInfo,
+    connect,
+)
 from contracts.typed_data import (
     LOSS_SCALE,
     Contribution,
@@ -44,10 +54,12 @@ __all__ = [
     "Contribution",
     "EvmProof",
     "LocalChain",
+    "Params",
     "Reason",
     "Record",
     "Registry",
     "RoundInfo",
+    "StakeInfo",
     "Status",
     "ToolNotFound",
     "WalletError",

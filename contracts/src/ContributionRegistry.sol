@@ -4,9 +4,11 @@ pragma solidity 0.8.28;
 import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {Strings} from "@openzeppelin/contracts/utils/Strings.sol";
 
 import {IHalo2VerifierReusable} from "./IHalo2VerifierReusable.sol";
+import {RewardToken} from "./RewardToken.sol";
 import {VkaStore} from "./VkaStore.sol";
 
 /// @title zk0 contribution registry
@@ -18,7 +20,10 @@ import {VkaStore} from "./VkaStore.sol";
 /// @dev Invariants: a wallet's (round, wallet) slot is filled only with that wallet's signature (unsigned
 ///      rejections live under addresses derived from a hash, see rejectionKey); a proof is accepted only with
 ///      the exact length of its circuit, and only for the instances that encode the signed losses.
-contract ContributionRegistry is Ownable2Step, EIP712 {
+///      Incentives: wallets stake ETH to take part; a closed round's emission is shared among its SELECTED
+///      wallets in proportion to their positive scores (totals kept as records arrive, claimed per wallet: no
+///      loop over nodes); anyone may slash the stake of a wallet that signed a proof that does not verify.
+contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     // ---------------------------------------------------------------- constants
     uint256 public constant LOSS_SCALE = 1e9; // losses and scores are fixed-point: value * LOSS_SCALE
 
@@ -49,6 +54,7 @@ contract ContributionRegistry is Ownable2Step, EIP712 {
     /// @notice Largest fixed-point scale of a circuit's outputs: up to 2^29 < LOSS_SCALE, a signed loss
     ///         (1e-9 steps) determines its field element uniquely, so nobody can pick other instances for it.
     uint8 public constant MAX_OUTPUT_SCALE = 29;
+    uint16 public constant BPS = 10_000; // fractions are in basis points
 
     // ---------------------------------------------------------------- types
     /// @notice What a node signs (EIP-712 primary type).
@@ -85,6 +91,24 @@ contract ContributionRegistry is Ownable2Step, EIP712 {
         bytes32 globalHash;
         bytes32 circuitId;
         bytes32 newGlobalHash;
+        uint256 emission; // reward tokens the round shares out (the emission per round when it opened)
+        uint256 scoreTotal; // sum of the positive scores of its SELECTED records: each earns emission * score / total
+    }
+
+    /// @notice Participation rules, set by the owner and readable by anyone.
+    struct Params {
+        uint256 minStake; // wei a wallet must have staked to take part
+        uint256 emissionPerRound; // reward token units (18 decimals) shared by each round opened from now on
+        uint16 slashBps; // fraction of a wallet's stake slashed for a signed bad proof
+        uint16 bountyBps; // fraction of the slashed amount paid to whoever submitted the evidence (rest: burned)
+        uint64 unstakeDelay; // rounds that must open between an unstake request and the withdrawal
+        bool approvalRequired; // permissioned federation: the owner also approves each wallet
+    }
+
+    struct Stake {
+        uint256 amount; // wei
+        uint64 unlockAt; // roundsOpened from which an exiting stake can be withdrawn
+        bool exiting; // unstake requested: the wallet no longer takes part, and can still be slashed
     }
 
     /// @notice A circuit proofs can be verified against: registered once by the owner, never changed.
@@ -98,9 +122,16 @@ contract ContributionRegistry is Ownable2Step, EIP712 {
     }
 
     // ---------------------------------------------------------------- storage
+    RewardToken public immutable rewardToken;
     address public aggregator;
+    Params private _params;
+    uint64 public roundsOpened; // the clock of unstake delays
+    uint256 public totalBurned; // slashed wei not paid as bounties: locked here for good
 
-    mapping(address => bool) public isApproved;
+    mapping(address => bool) private _approved;
+    mapping(address => Stake) private _stakes;
+    mapping(uint64 => mapping(address => bool)) private _rewardSettled; // claimed, or forfeited by a slash
+    mapping(bytes32 => bool) public slashed; // contribution digest => already slashed
     mapping(bytes32 => Circuit) private _circuits;
     mapping(uint64 => Round) private _rounds;
     mapping(uint64 => mapping(address => Record)) private _records;
@@ -112,6 +143,14 @@ contract ContributionRegistry is Ownable2Step, EIP712 {
     event CircuitRegistered(
         bytes32 indexed circuitId, address verifier, bytes32 vkaDigest, uint32 proofLength, uint8 scaleBefore,
         uint8 scaleAfter
+    );
+    event ParamsChanged(Params params);
+    event Staked(address indexed node, uint256 amount, uint256 total);
+    event UnstakeRequested(address indexed node, uint256 amount, uint64 unlockAt);
+    event StakeWithdrawn(address indexed node, uint256 amount);
+    event RewardClaimed(address indexed node, uint64[] rounds, uint256 amount);
+    event Slashed(
+        address indexed node, address indexed by, uint64 round, bytes32 digest, uint256 amount, uint256 bounty
     );
     event NodeApproved(address indexed node);
     event NodeRevoked(address indexed node);
@@ -149,6 +188,19 @@ contract ContributionRegistry is Ownable2Step, EIP712 {
     error NonCanonicalProof(uint256 expectedLength, uint256 length);
     error ProofRejected();
     error ProofHashMismatch(bytes32 signed, bytes32 actual);
+    error InvalidParams();
+    error NothingStaked(address node);
+    error AlreadyExiting(address node);
+    error NotExiting(address node);
+    error UnstakeLocked(uint64 unlockAt, uint64 roundsOpened);
+    error RoundNotClosed(uint64 round);
+    error NoReward(uint64 round, address node);
+    error AlreadyClaimed(uint64 round, address node);
+    error ProofValid();
+    error VerifierOutOfGas();
+    error AlreadySlashed(bytes32 digest);
+    error NotAParticipant(address signer);
+    error TransferFailed(address to, uint256 amount);
 
     modifier onlyAggregator() {
         if (msg.sender != aggregator) revert NotAggregator(msg.sender);
@@ -158,7 +210,18 @@ contract ContributionRegistry is Ownable2Step, EIP712 {
     constructor(address aggregator_) Ownable(msg.sender) EIP712("zk0 ContributionRegistry", "1") {
         if (aggregator_ == address(0)) revert ZeroAddress();
         aggregator = aggregator_;
+        rewardToken = new RewardToken("zk0 Reward", "ZK0");
         emit AggregatorChanged(address(0), aggregator_);
+        _setParams(
+            Params({
+                minStake: 0,
+                emissionPerRound: 100 ether,
+                slashBps: 5_000,
+                bountyBps: 5_000,
+                unstakeDelay: 2,
+                approvalRequired: true
+            })
+        );
     }
 
     // ---------------------------------------------------------------- owner
@@ -168,14 +231,20 @@ contract ContributionRegistry is Ownable2Step, EIP712 {
         aggregator = newAggregator;
     }
 
+    function setParams(Params calldata p) external onlyOwner {
+        _setParams(p);
+    }
+
+    /// @notice In a permissioned federation (approvalRequired), the owner's approval; a wallet also needs
+    ///         minStake staked (see isApproved).
     function approveNode(address node) external onlyOwner {
         if (node == address(0)) revert ZeroAddress();
-        isApproved[node] = true;
+        _approved[node] = true;
         emit NodeApproved(node);
     }
 
     function revokeNode(address node) external onlyOwner {
-        isApproved[node] = false;
+        _approved[node] = false;
         emit NodeRevoked(node);
     }
 
@@ -218,6 +287,8 @@ contract ContributionRegistry is Ownable2Step, EIP712 {
         r.openedAt = uint64(block.timestamp);
         r.globalHash = globalHash;
         r.circuitId = circuitId;
+        r.emission = _params.emissionPerRound;
+        roundsOpened += 1;
         emit RoundOpened(round, globalHash, circuitId);
     }
 
@@ -280,7 +351,125 @@ contract ContributionRegistry is Ownable2Step, EIP712 {
         _store(rec);
     }
 
+    // ---------------------------------------------------------------- nodes: stake, rewards
+    /// @notice Add msg.value to the sender's stake (not while it is exiting).
+    function stake() external payable {
+        Stake storage st = _stakes[msg.sender];
+        if (msg.value == 0) revert NothingStaked(msg.sender);
+        if (st.exiting) revert AlreadyExiting(msg.sender);
+        st.amount += msg.value;
+        emit Staked(msg.sender, msg.value, st.amount);
+    }
+
+    /// @notice Stop taking part now; the stake can be withdrawn once unstakeDelay more rounds have opened, so a
+    ///         wallet cannot flee the slash of a bad proof it just signed.
+    function requestUnstake() external {
+        Stake storage st = _stakes[msg.sender];
+        if (st.amount == 0) revert NothingStaked(msg.sender);
+        if (st.exiting) revert AlreadyExiting(msg.sender);
+        st.exiting = true;
+        st.unlockAt = roundsOpened + _params.unstakeDelay;
+        emit UnstakeRequested(msg.sender, st.amount, st.unlockAt);
+    }
+
+    function withdrawStake() external nonReentrant {
+        Stake storage st = _stakes[msg.sender];
+        if (!st.exiting) revert NotExiting(msg.sender);
+        if (roundsOpened < st.unlockAt) revert UnstakeLocked(st.unlockAt, roundsOpened);
+        uint256 amount = st.amount;
+        delete _stakes[msg.sender];
+        emit StakeWithdrawn(msg.sender, amount);
+        _pay(msg.sender, amount);
+    }
+
+    /// @notice Mint to `node` what its records in `rounds` earned (anyone may call; the tokens go to `node`).
+    ///         Each (round, node) pays once; a round pays only once closed.
+    function claim(address node, uint64[] calldata rounds) external nonReentrant returns (uint256 amount) {
+        for (uint256 i = 0; i < rounds.length; i++) {
+            uint64 round = rounds[i];
+            if (_rounds[round].state != ROUND_CLOSED) revert RoundNotClosed(round);
+            if (_rewardSettled[round][node]) revert AlreadyClaimed(round, node);
+            uint256 earned = rewardOf(round, node);
+            if (earned == 0) revert NoReward(round, node);
+            _rewardSettled[round][node] = true;
+            amount += earned;
+        }
+        emit RewardClaimed(node, rounds, amount);
+        rewardToken.mint(node, amount);
+    }
+
+    /// @notice Anyone may submit a signed contribution whose proof does not verify (against the round's
+    ///         circuit, with the signed losses, at the circuit's exact length): the signer loses slashBps of its
+    ///         stake, bountyBps of that goes to the caller, and its reward for the round is forfeited. Once per
+    ///         contribution; a proof that verifies is never slashable (ProofValid).
+    function slashBadProof(Contribution calldata c, bytes calldata signature, bytes calldata proof)
+        external
+        nonReentrant
+        returns (uint256 amount)
+    {
+        bytes32 digest = contributionDigest(c);
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
+        if (err != ECDSA.RecoverError.NoError) revert MalformedSignature();
+        if (slashed[digest]) revert AlreadySlashed(digest);
+        Stake storage st = _stakes[signer];
+        if (st.amount == 0 && !_approved[signer]) revert NotAParticipant(signer);
+        _requireSignedProof(c, proof);
+        if (_proofHolds(_roundCircuit(c.round), c, proof)) revert ProofValid();
+        slashed[digest] = true;
+        _rewardSettled[c.round][signer] = true;
+        amount = st.amount * _params.slashBps / BPS;
+        st.amount -= amount;
+        uint256 bounty = amount * _params.bountyBps / BPS;
+        totalBurned += amount - bounty;
+        emit Slashed(signer, msg.sender, c.round, digest, amount, bounty);
+        _pay(msg.sender, bounty);
+    }
+
     // ---------------------------------------------------------------- views
+    function params() external view returns (Params memory) {
+        return _params;
+    }
+
+    function stakeOf(address node) external view returns (Stake memory) {
+        return _stakes[node];
+    }
+
+    /// @notice Whether `node` may contribute now: minStake staked and not exiting, and the owner's approval
+    ///         where the federation requires it.
+    function isApproved(address node) public view returns (bool) {
+        Stake storage st = _stakes[node];
+        return st.amount >= _params.minStake && !st.exiting && (_approved[node] || !_params.approvalRequired);
+    }
+
+    /// @notice What `node`'s record in `round` earns and has not been paid: emission * score / scoreTotal for a
+    ///         SELECTED record with a positive score in a closed round (0 otherwise, or once claimed or slashed).
+    function rewardOf(uint64 round, address node) public view returns (uint256) {
+        Round storage r = _rounds[round];
+        Record storage rec = _records[round][node];
+        if (r.state != ROUND_CLOSED || rec.status != SELECTED || rec.score <= 0 || _rewardSettled[round][node]) {
+            return 0;
+        }
+        return r.emission * uint256(rec.score) / r.scoreTotal;
+    }
+
+    /// @notice `node`'s unpaid rewards over all its rounds, and those rounds (for claim).
+    function pendingRewards(address node) external view returns (uint256 total, uint64[] memory rounds) {
+        uint64[] storage history = _nodeRounds[node];
+        uint64[] memory found = new uint64[](history.length);
+        uint256 n = 0;
+        for (uint256 i = 0; i < history.length; i++) {
+            uint256 earned = rewardOf(history[i], node);
+            if (earned > 0) {
+                total += earned;
+                found[n++] = history[i];
+            }
+        }
+        rounds = new uint64[](n);
+        for (uint256 i = 0; i < n; i++) {
+            rounds[i] = found[i];
+        }
+    }
+
     function getRecord(uint64 round, address node) external view returns (Record memory) {
         return _records[round][node];
     }
@@ -369,7 +558,8 @@ contract ContributionRegistry is Ownable2Step, EIP712 {
         Round storage r = _requireOpen(c.round);
         if (c.globalHash != r.globalHash) revert GlobalHashMismatch(c.round, r.globalHash, c.globalHash);
         address node = recoverSigner(c, signature);
-        if (!isApproved[node]) revert SignerNotApproved(node);
+        if (!isApproved(node)) revert SignerNotApproved(node);
+        if (status == SELECTED && score > 0) r.scoreTotal += uint256(score);
         _store(
             Record({
                 round: c.round,
@@ -398,6 +588,18 @@ contract ContributionRegistry is Ownable2Step, EIP712 {
         if (!ok) revert InvalidOutcome(status, reason);
     }
 
+    function _setParams(Params memory p) private {
+        if (p.slashBps > BPS || p.bountyBps > BPS) revert InvalidParams();
+        _params = p;
+        emit ParamsChanged(p);
+    }
+
+    function _pay(address to, uint256 amount) private {
+        if (amount == 0) return;
+        (bool ok,) = to.call{value: amount}("");
+        if (!ok) revert TransferFailed(to, amount);
+    }
+
     function _requireOpen(uint64 round) private view returns (Round storage r) {
         r = _rounds[round];
         if (r.state != ROUND_OPEN) revert RoundNotOpen(round);
@@ -416,7 +618,8 @@ contract ContributionRegistry is Ownable2Step, EIP712 {
     }
 
     /// @dev Whether `proof` verifies with circuit `k` for the instances that encode c's signed losses. A
-    ///      verifier that runs out of gas is not a failed proof: then this reverts instead of answering false.
+    ///      verifier that runs out of gas is not a failed proof (a caller could starve it to slash an honest
+    ///      node): then this reverts instead of answering false.
     function _proofHolds(Circuit storage k, Contribution calldata c, bytes calldata proof) private returns (bool) {
         if (proof.length != k.proofLength) return false;
         uint256[] memory instances = new uint256[](2);
@@ -431,7 +634,7 @@ contract ContributionRegistry is Ownable2Step, EIP712 {
             return ok;
         } catch {
             // Out of gas leaves at most 1/64 of gasBefore here; a real verification failure leaves far more.
-            if (gasleft() <= gasBefore / 63) revert ProofRejected();
+            if (gasleft() <= gasBefore / 63) revert VerifierOutOfGas();
             return false;
         }
     }
