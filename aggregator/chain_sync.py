@@ -40,10 +40,10 @@ class ChainSync:
         self.journal.add("open", round_, "", {"global_hash": global_hash, "circuit_id": circuit_id})
 
     def record(self, round_: int, node: str, contribution: Contribution, signature: bytes, status: Status,
-               reason: Reason, node_id: int, proof: EvmProof | None = None) -> None:
-        """A signed reply's outcome; ``node`` is the signer the gate recovered."""
+               reason: Reason, node_id: int, proof: EvmProof | None = None, score: float = 0.0) -> None:
+        """A signed reply's outcome and its validation score; ``node`` is the signer the gate recovered."""
         payload = {"contribution": contribution.to_dict(), "signature": "0x" + bytes(signature).hex(),
-                   "status": int(status), "reason": int(reason), "node_id": node_id,
+                   "status": int(status), "reason": int(reason), "node_id": node_id, "score": float(score),
                    "proof": None if proof is None else {"proof": "0x" + proof.proof.hex(),
                                                         "instances": [str(i) for i in proof.instances]}}
         self.journal.add("record", round_, node.lower(), payload)
@@ -120,9 +120,10 @@ class ChainSync:
                 proof = EvmProof(bytes.fromhex(p["proof"]["proof"][2:]), [int(i) for i in p["proof"]["instances"]])
             receipt = self.registry.record_contribution(Contribution.from_dict(p["contribution"]),
                                                         bytes.fromhex(p["signature"][2:]), Status(p["status"]),
-                                                        Reason(p["reason"]), proof=proof)
+                                                        Reason(p["reason"]), proof=proof,
+                                                        score=p.get("score", 0.0))
         elif op.kind == "reject":
-            receipt = self.registry.record_rejection(op.round, p["node"], Reason(p["reason"]), p["evidence_hash"])
+            receipt = self.registry.record_rejection(op.round, p["node_id"], Reason(p["reason"]), p["evidence_hash"])
         else:
             raise ChainError(f"unknown journal operation {op.kind!r}")
         return "0x" + bytes(receipt["transactionHash"]).hex()

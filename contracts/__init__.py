@@ -13,12 +13,23 @@ from contracts.evm_proof import EvmProof, read_vka
 from contracts.local_chain import ChainStartError, LocalChain
 from contracts.npm import ToolNotFound
 from contracts.outcomes import UNSIGNED_REASONS, Reason, Status, is_valid_signed_outcome
-from contracts.registry import ChainError, ChainUnavailable, Record, Registry, RoundInfo, connect
+from contracts.registry import (
+    ChainError,
+    ChainUnavailable,
+    CircuitInfo,
+    Params,
+    Record,
+    Registry,
+    RoundInfo,
+    StakeInfo,
+    connect,
+)
 from contracts.typed_data import (
     LOSS_SCALE,
     Contribution,
     from_fixed,
     recover_signer,
+    score_to_fixed,
     sign_contribution,
     to_fixed,
 )
@@ -39,13 +50,16 @@ __all__ = [
     "ChainError",
     "ChainStartError",
     "ChainUnavailable",
+    "CircuitInfo",
     "Contribution",
     "EvmProof",
     "LocalChain",
+    "Params",
     "Reason",
     "Record",
     "Registry",
     "RoundInfo",
+    "StakeInfo",
     "Status",
     "ToolNotFound",
     "WalletError",
@@ -59,6 +73,7 @@ __all__ = [
     "read_vka",
     "recover_signer",
     "resolve_password",
+    "score_to_fixed",
     "sign_contribution",
     "to_fixed",
     "wallet_new",

@@ -49,9 +49,18 @@ def load_artifact(name: str, directory: Path = ARTIFACT_DIR) -> Artifact:
 
 
 def stale_sources(artifact: Artifact, source_dir: Path = SOURCE_DIR) -> list[str]:
-    """Source names whose text changed (or vanished) since `artifact` was built."""
-    return [
-        name
-        for name, digest in artifact.source_sha256.items()
-        if not (source_dir / name).exists() or source_sha256(source_dir / name) != digest
-    ]
+    """Source names whose text changed (or vanished) since `artifact` was built: our own sources, and the
+    pinned npm packages' ("@openzeppelin/...", looked up in node_modules) it imports."""
+    from contracts.npm import ToolNotFound
+    from contracts.solc import source_path
+
+    stale = []
+    for name, digest in artifact.source_sha256.items():
+        try:
+            path = source_path(name, source_dir)
+        except ToolNotFound:
+            stale.append(name)
+            continue
+        if not path.is_file() or source_sha256(path) != digest:
+            stale.append(name)
+    return stale

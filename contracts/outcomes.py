@@ -25,7 +25,7 @@ class Reason(IntEnum):
     UNBOUND = 7  # the proof's commitments are not the global / received slice
     NO_IMPROVEMENT = 8  # loss_after >= loss_before
     NO_QUORUM = 9  # too few verified replies for Krum: the round kept the global model
-    HARMFUL = 10  # the update raises the loss on the aggregator's validation set by more than τ
+    HARMFUL = 10  # the validation score is below -tau: the update hurts the aggregator's validation set
 
 
 # Replies rejected before a valid signature for this round exists: recorded with recordRejection.

@@ -7,7 +7,7 @@ ChainError whose message is the contract's decoded custom error in words. Reads 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from eth_account import Account
@@ -23,16 +23,19 @@ from web3.types import TxReceipt
 from contracts.artifacts import load_artifact
 from contracts.evm_proof import EvmProof
 from contracts.outcomes import Reason, Status
-from contracts.typed_data import Contribution, from_fixed
+from contracts.typed_data import Contribution, from_fixed, score_to_fixed
 
 log = logging.getLogger(__name__)
 
 ARTIFACT_NAME = "ContributionRegistry"
+TOKEN_ARTIFACT = "RewardToken"
+BPS = 10_000
 ROUND_STATES = {0: "none", 1: "open", 2: "closed"}
 
 # The contract's custom errors in words; {0}, {1}, ... are the error's arguments.
 ERROR_TEXT = {
-    "NotOwner": "only the registry owner may do this (sender {0})",
+    "OwnableUnauthorizedAccount": "only the registry owner may do this (sender {0})",
+    "OwnableInvalidOwner": "{0} cannot own the registry",
     "NotAggregator": "only the aggregator may do this (sender {0})",
     "ZeroAddress": "the zero address is not allowed here",
     "ZeroHash": "a zero hash is not allowed here",
@@ -46,9 +49,31 @@ ERROR_TEXT = {
     ),
     "AlreadyRecorded": "round {0} already has a record for node {1}",
     "InvalidOutcome": "status {0} with reason {1} is not a valid outcome",
-    "VerifierNotSet": "no proof verifier is set (owner: setVerifier)",
-    "ProofRejected": "the verifier rejected the proof",
+    "InvalidCircuit": "a circuit needs a VKA, a proof length and output scales of at most 29 bits",
+    "CircuitAlreadyRegistered": "circuit {0} is already registered (a circuit's verifying key never changes)",
+    "CircuitNotRegistered": "circuit {0} is not registered (owner: registerCircuit), so its proofs cannot be judged",
+    "NonCanonicalProof": "the circuit's proofs are exactly {0} bytes, this one is {1}",
+    "ProofRejected": "the proof does not verify for the round's circuit and the signed losses",
     "ProofHashMismatch": "the proof is not the one the node signed (signed proof hash {0}, sha256 of this proof {1})",
+    "InvalidParams": "slash and bounty fractions are basis points: at most 10000",
+    "NothingStaked": "{0} has nothing staked (or sent no value)",
+    "AlreadyExiting": "{0} already asked to unstake",
+    "NotExiting": "{0} has not asked to unstake (request_unstake first)",
+    "UnstakeLocked": "the stake unlocks when {0} rounds have opened ({1} so far): it stays slashable until then",
+    "RoundNotClosed": "round {0} is not closed yet: its rewards are not final",
+    "NoReward": "round {0} has no reward for {1} (not SELECTED with a positive score, or slashed)",
+    "AlreadyClaimed": "round {0}'s reward for {1} was already paid (or forfeited by a slash)",
+    "ProofValid": "the proof verifies with the signed losses for the round's circuit: an honest proof is not slashable",
+    "VerifierOutOfGas": "the verifier ran out of gas: send the transaction with more gas",
+    "AlreadySlashed": "contribution {0} was already slashed",
+    "NotAParticipant": (
+        "{0} (the signer recovered for this registry) has no stake and no approval here: the signature is for "
+        "another registry or chain, or by a stranger"
+    ),
+    "TransferFailed": "sending {1} wei to {0} failed",
+    "ReentrancyGuardReentrantCall": "reentrant call refused",
+    "InvalidShortString": "invalid EIP-712 domain string",
+    "StringTooLong": "EIP-712 domain string too long: {0}",
 }
 
 
@@ -67,6 +92,10 @@ class ChainUnavailable(ChainError):
 
 def _hex32(value: bytes) -> str:
     return "0x" + bytes(value).hex()
+
+
+def _proof_bytes(proof: EvmProof | bytes) -> bytes:
+    return proof.proof if isinstance(proof, EvmProof) else bytes(proof)
 
 
 def _bytes32(value: str | bytes) -> bytes:
@@ -91,15 +120,33 @@ class Record:
     data_commitment: str  # for unsigned rejections: the aggregator's evidence hash
     loss_before: float
     loss_after: float
+    score: float  # the validation score the aggregator attested (0.0 for unsigned rejections)
 
     @classmethod
     def from_chain(cls, raw: Any) -> Record:
-        (rnd, node, status, reason, signed, proof_verified, update, proof, data, before, after) = raw
+        (rnd, node, status, reason, signed, proof_verified, update, proof, data, before, after, score) = raw
         return cls(
             round=rnd, node=node, status=Status(status), reason=Reason(reason), signed=signed,
             proof_verified=proof_verified, update_hash=_hex32(update), proof_hash=_hex32(proof),
             data_commitment=_hex32(data), loss_before=from_fixed(before), loss_after=from_fixed(after),
+            score=from_fixed(score),
         )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CircuitInfo:
+    """A circuit registered on chain: the verifier, VKA digest and proof format its rounds' proofs must have."""
+
+    circuit_id: str
+    verifier: str
+    proof_length: int
+    output_scales: tuple[int, int]
+    vka_store: str
+    vka_digest: str
+
+    @property
+    def registered(self) -> bool:
+        return int(self.verifier, 16) != 0
 
 
 @dataclass(frozen=True)
@@ -111,6 +158,42 @@ class RoundInfo:
     global_hash: str
     circuit_id: str
     new_global_hash: str
+    emission: int  # reward token units the round shares among its SELECTED wallets
+    score_total: float  # sum of those wallets' positive scores
+
+
+@dataclass(frozen=True)
+class Params:
+    """The federation's participation rules (ContributionRegistry.Params), set by the owner."""
+
+    min_stake: int  # wei a wallet must stake to take part
+    emission_per_round: int  # reward token units (18 decimals) each round opened from now on shares out
+    slash_bps: int  # fraction of the stake slashed for a signed bad proof, in basis points
+    bounty_bps: int  # fraction of the slashed amount paid to the slasher (the rest is burned)
+    unstake_delay: int  # rounds that must open between an unstake request and the withdrawal
+    approval_required: bool  # permissioned: the owner approves each wallet too
+
+    def __post_init__(self) -> None:
+        for name in ("min_stake", "emission_per_round", "slash_bps", "bounty_bps", "unstake_delay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        for name in ("slash_bps", "bounty_bps"):
+            if getattr(self, name) > BPS:
+                raise ValueError(f"{name} is in basis points: at most {BPS}, got {getattr(self, name)}")
+        if self.unstake_delay >= 2**64:
+            raise ValueError(f"unstake_delay must fit in 64 bits, got {self.unstake_delay}")
+
+    def to_chain(self) -> tuple:
+        return (self.min_stake, self.emission_per_round, self.slash_bps, self.bounty_bps, self.unstake_delay,
+                self.approval_required)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StakeInfo:
+    amount: int  # wei
+    unlock_at: int  # rounds opened from which an exiting stake can be withdrawn
+    exiting: bool  # unstake requested: no longer takes part, still slashable
 
 
 def connect(rpc_url: str, timeout: float = 30.0) -> Web3:
@@ -181,9 +264,27 @@ class Registry:
     def set_aggregator(self, aggregator: str) -> TxReceipt:
         return self._transact("setAggregator", Web3.to_checksum_address(aggregator))
 
-    def set_verifier(self, verifier_address: str, vka: list[bytes]) -> TxReceipt:
-        """Verify proofs with the EZKL reusable verifier at `verifier_address` and this circuit's VKA words."""
-        return self._transact("setVerifier", Web3.to_checksum_address(verifier_address), [_bytes32(w) for w in vka])
+    def register_circuit(
+        self,
+        circuit_id: str | bytes,
+        verifier_address: str,
+        vka: list[bytes],
+        proof_length: int,
+        output_scales: tuple[int, int],
+    ) -> TxReceipt:
+        """Bind `circuit_id` once and for all to its verifying key: proofs of its rounds are checked by the EZKL
+        reusable verifier at `verifier_address` with these VKA words, must be `proof_length` bytes, and their
+        two public outputs are the losses at `output_scales` (the settings' model_output_scales)."""
+        before, after = output_scales
+        return self._transact("registerCircuit", _bytes32(circuit_id), Web3.to_checksum_address(verifier_address),
+                              [_bytes32(w) for w in vka], int(proof_length), int(before), int(after))  # fmt: skip
+
+    def transfer_ownership(self, new_owner: str) -> TxReceipt:
+        """Step 1 of 2: `new_owner` becomes the owner when it calls accept_ownership (Ownable2Step)."""
+        return self._transact("transferOwnership", Web3.to_checksum_address(new_owner))
+
+    def accept_ownership(self) -> TxReceipt:
+        return self._transact("acceptOwnership")
 
     # ------------------------------------------------------------------ aggregator
     def open_round(self, round: int, global_hash: str | bytes, circuit_id: str | bytes) -> TxReceipt:
@@ -198,21 +299,25 @@ class Registry:
         signature: bytes,
         status: Status | int,
         reason: Reason | int = Reason.NONE,
-        proof: EvmProof | None = None,
+        proof: EvmProof | bytes | None = None,
+        score: float = 0.0,
     ) -> TxReceipt:
-        """Record a signed reply's outcome; with `proof`, the contract verifies the EZKL proof as well."""
-        args = (contribution.to_message(), bytes(signature), int(Status(status)), int(Reason(reason)))
+        """Record a signed reply's outcome and the validation score the aggregator attests for it
+        (L_val(global) - L_val(update), may be negative); with `proof`, the contract verifies the EZKL proof too,
+        against the round's registered circuit, with the public instances that encode the signed losses."""
+        args = (contribution.to_message(), bytes(signature), int(Status(status)), int(Reason(reason)),
+                score_to_fixed(score))
         if proof is None:
             return self._transact("recordContribution", *args)
-        return self._transact("recordContributionWithProof", *args, proof.proof, list(proof.instances))
+        return self._transact("recordContributionWithProof", *args, _proof_bytes(proof))
 
     def record_rejection(
-        self, round: int, node: str, reason: Reason | int, evidence_hash: str | bytes = b"\0" * 32
+        self, round: int, flower_node_id: int, reason: Reason | int, evidence_hash: str | bytes = b"\0" * 32
     ) -> TxReceipt:
-        """Record a reply rejected before a valid signature for this round existed (MALFORMED .. STALE)."""
-        return self._transact(
-            "recordRejection", round, Web3.to_checksum_address(node), int(Reason(reason)), _bytes32(evidence_hash)
-        )
+        """Record a reply rejected before a valid signature for this round existed (MALFORMED .. STALE), under
+        rejection_key(flower_node_id): an address nobody holds a key for, never a wallet's slot."""
+        return self._transact("recordRejection", round, int(flower_node_id), int(Reason(reason)),
+                              _bytes32(evidence_hash))  # fmt: skip
 
     # ------------------------------------------------------------------ reads
     def owner(self) -> str:
@@ -220,6 +325,20 @@ class Registry:
 
     def aggregator(self) -> str:
         return self._call("aggregator")
+
+    def pending_owner(self) -> str:
+        return self._call("pendingOwner")
+
+    def rejection_key(self, flower_node_id: int) -> str:
+        """The address an unsigned rejection of this Flower node is recorded under."""
+        return self._call("rejectionKey", int(flower_node_id))
+
+    def circuit(self, circuit_id: str | bytes) -> CircuitInfo:
+        verifier, length, before, after, store, digest = self._call("circuit", _bytes32(circuit_id))
+        return CircuitInfo(_hex32(_bytes32(circuit_id)), verifier, length, (before, after), store, _hex32(digest))
+
+    def vka(self, circuit_id: str | bytes) -> list[bytes]:
+        return [bytes(w) for w in self._call("vka", _bytes32(circuit_id))]
 
     def is_approved(self, node: str) -> bool:
         return self._call("isApproved", Web3.to_checksum_address(node))
@@ -239,10 +358,70 @@ class Registry:
         return [Record.from_chain(raw) for raw in self._call("nodeHistory", Web3.to_checksum_address(node))]
 
     def round_info(self, round: int) -> RoundInfo:
-        state, opened, closed, global_hash, circuit_id, new_hash = self._call("roundInfo", round)
-        return RoundInfo(
-            round, ROUND_STATES[state], opened, closed, _hex32(global_hash), _hex32(circuit_id), _hex32(new_hash)
-        )
+        state, opened, closed, global_hash, circuit_id, new_hash, emission, total = self._call("roundInfo", round)
+        return RoundInfo(round, ROUND_STATES[state], opened, closed, _hex32(global_hash), _hex32(circuit_id),
+                         _hex32(new_hash), emission, from_fixed(total))  # fmt: skip
+
+    # ------------------------------------------------------------------ incentives
+    def params(self) -> Params:
+        return Params(*self._call("params"))
+
+    def set_params(self, **changes: Any) -> TxReceipt:
+        """Owner: change some participation rules (Params field names), keeping the others."""
+        return self._transact("setParams", replace(self.params(), **changes).to_chain())
+
+    def stake(self, amount_wei: int) -> TxReceipt:
+        """Add `amount_wei` to the sender's stake."""
+        return self._transact("stake", value=int(amount_wei))
+
+    def request_unstake(self) -> TxReceipt:
+        return self._transact("requestUnstake")
+
+    def withdraw_stake(self) -> TxReceipt:
+        return self._transact("withdrawStake")
+
+    def stake_of(self, node: str) -> StakeInfo:
+        return StakeInfo(*self._call("stakeOf", Web3.to_checksum_address(node)))
+
+    def rounds_opened(self) -> int:
+        return self._call("roundsOpened")
+
+    def reward_of(self, round: int, node: str) -> int:
+        """Unpaid reward token units `node`'s record in `round` earned (0 if none, not closed, paid or slashed)."""
+        return self._call("rewardOf", round, Web3.to_checksum_address(node))
+
+    def pending_rewards(self, node: str) -> tuple[int, list[int]]:
+        """`node`'s unpaid rewards (token units) and the rounds they come from."""
+        total, rounds = self._call("pendingRewards", Web3.to_checksum_address(node))
+        return total, list(rounds)
+
+    def claim(self, node: str | None = None, rounds: list[int] | None = None) -> TxReceipt:
+        """Mint to `node` (default: the sender) its rewards for `rounds` (default: all its unpaid rounds)."""
+        node = Web3.to_checksum_address(node or self._sender_address("claim"))
+        if rounds is None:
+            rounds = self.pending_rewards(node)[1]
+            if not rounds:
+                raise ChainError(f"claim: {node} has no unpaid rewards")
+        return self._transact("claim", node, [int(r) for r in rounds])
+
+    def reward_balance(self, node: str) -> int:
+        """Reward tokens `node` holds (18-decimal units)."""
+        return self.token().functions.balanceOf(Web3.to_checksum_address(node)).call()
+
+    def token(self) -> Contract:
+        """The reward token (an OpenZeppelin ERC-20 only this registry mints)."""
+        return self.w3.eth.contract(address=self._call("rewardToken"), abi=load_artifact(TOKEN_ARTIFACT).abi)
+
+    def slash_bad_proof(self, contribution: Contribution, signature: bytes, proof: EvmProof | bytes) -> TxReceipt:
+        """Submit a signed contribution whose proof does not verify: the signer's stake is slashed, a bounty
+        comes back to the sender. Reverts ProofValid for an honest proof, AlreadySlashed the second time."""
+        return self._transact("slashBadProof", contribution.to_message(), bytes(signature), _proof_bytes(proof))
+
+    def is_slashed(self, contribution: Contribution) -> bool:
+        return self._call("slashed", self._call("contributionDigest", contribution.to_message()))
+
+    def total_burned(self) -> int:
+        return self._call("totalBurned")
 
     def events(self, name: str | None = None, from_block: int = 0, to_block: int | str = "latest") -> list[dict]:
         """The registry's events (all, or those called `name`) in chain order, as plain dicts."""
@@ -275,17 +454,20 @@ class Registry:
         except (RequestsConnectionError, RequestsTimeout) as err:
             raise ChainUnavailable(f"cannot reach the chain: {err}") from None
 
-    def _transact(self, function: str, *args: Any) -> TxReceipt:
-        return self._send(self.contract.functions[function](*args), function)
+    def _transact(self, function: str, *args: Any, value: int = 0) -> TxReceipt:
+        return self._send(self.contract.functions[function](*args), function, value)
 
-    def _send(self, call: Any, what: str) -> TxReceipt:
-        """Estimate (a revert surfaces here, with its reason), sign locally, send, wait for the receipt."""
+    def _sender_address(self, what: str) -> str:
         if self.sender is None:
             raise ChainError(f"{what}: this Registry is read-only (give a sender key)")
-        address = self.sender.address
+        return self.sender.address
+
+    def _send(self, call: Any, what: str, value: int = 0) -> TxReceipt:
+        """Estimate (a revert surfaces here, with its reason), sign locally, send, wait for the receipt."""
+        address = self._sender_address(what)
         try:
             nonce = self.w3.eth.get_transaction_count(address, "pending")
-            tx = call.build_transaction({"from": address, "nonce": nonce})
+            tx = call.build_transaction({"from": address, "nonce": nonce, "value": value})
             tx_hash = self.w3.eth.send_raw_transaction(self.sender.sign_transaction(tx).raw_transaction)
             receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.timeout)
         except ContractLogicError as err:
@@ -298,7 +480,7 @@ class Registry:
             raise ChainError(f"{what}: {err}") from None
         if receipt["status"] != 1:  # the state changed between estimate and mining: replay for the reason
             try:
-                call.call({"from": address}, block_identifier=receipt["blockNumber"])
+                call.call({"from": address, "value": value}, block_identifier=receipt["blockNumber"])
             except ContractLogicError as err:
                 raise self._revert_error(what, err) from None
             raise ChainError(f"{what} reverted in transaction 0x{bytes(tx_hash).hex()}")

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
+import re
 import shutil
 import subprocess
+from pathlib import Path
 
 from contracts.npm import SOLC, ToolNotFound, find_npm_tool
 
@@ -34,8 +37,42 @@ process.stdin.on("end", () => {
 """
 
 
+_IMPORT = re.compile(r"""^\s*import\s+(?:[^;"']*?\s+from\s+)?["']([^"']+)["']\s*;""", re.MULTILINE)
+
+
 class SolcError(RuntimeError):
     """The compiler reported errors (the message lists them)."""
+
+
+def source_path(name: str, source_dir: Path) -> Path:
+    """Where source unit `name` lives: an npm package's file (e.g. "@openzeppelin/contracts/...", from the
+    pinned node_modules) or a file of `source_dir`."""
+    if name.startswith("@"):
+        return find_npm_tool(name)
+    return source_dir / name
+
+
+def collect_sources(names: list[str], source_dir: Path) -> dict[str, str]:
+    """{source unit name: text} of `names` and everything they import, transitively.
+
+    Local sources are named by their path in `source_dir`; npm imports keep their package path, and relative
+    imports inside a package resolve against the importing unit (as solc's own import callback would).
+    """
+    sources: dict[str, str] = {}
+    pending = list(names)
+    while pending:
+        name = pending.pop()
+        if name in sources:
+            continue
+        path = source_path(name, source_dir)
+        if not path.is_file():
+            raise SolcError(f"source {name!r} not found (looked at {path})")
+        sources[name] = path.read_text()
+        for target in _IMPORT.findall(sources[name]):
+            if target.startswith("."):
+                target = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+            pending.append(target)
+    return sources
 
 
 def compile_standard(sources: dict[str, str], settings: dict | None = None) -> dict:

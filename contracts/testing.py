@@ -29,6 +29,7 @@ class TinyCircuit:
     verifier_code_size: int  # runtime bytes
     vka: list[bytes]
     proof: EvmProof
+    output_scales: tuple[int, int]  # fixed-point scales of the two public outputs (registerCircuit's)
     workdir: Path
 
 
@@ -55,8 +56,11 @@ def _run(async_fn, *args: object) -> object:
     return asyncio.run(call())
 
 
-def make_tiny_circuit(workdir: str | Path) -> TinyCircuit:
-    """Build, set up and prove the tiny circuit in `workdir`; render and compile its reusable verifier."""
+def make_tiny_circuit(workdir: str | Path, scale: int = 8) -> TinyCircuit:
+    """Build, set up and prove the tiny circuit in `workdir`; render and compile its reusable verifier.
+
+    Another `scale` (fixed-point bits of the inputs) gives another circuit: another verifying key.
+    """
     import ezkl
 
     d = Path(workdir)
@@ -69,7 +73,7 @@ def make_tiny_circuit(workdir: str | Path) -> TinyCircuit:
     args.input_visibility = "polycommit"
     args.output_visibility = "public"
     args.param_visibility = "fixed"
-    args.input_scale = args.param_scale = 8
+    args.input_scale = args.param_scale = scale
     args.decomp_base, args.decomp_legs = 128, 4  # small range-check tables: a small circuit (fast SRS/setup)
     args.logrows = 10
     p = {name: str(d / name) for name in ("tiny.onnx", "input.json", "settings.json", "tiny.ezkl", "kzg.srs",
@@ -96,6 +100,7 @@ def make_tiny_circuit(workdir: str | Path) -> TinyCircuit:
         if home is not None:
             os.environ["HOME"] = home
     _run(ezkl.create_evm_vka, p["vk.key"], p["settings.json"], p["vka.bytes"], p["kzg.srs"])
+    scales = json.loads((d / "settings.json").read_text())["model_output_scales"] * 2  # one output, two rows
     compiled = compile_standard({"Verifier.sol": (d / "Verifier.sol").read_text()})
     verifier = compiled["contracts"]["Verifier.sol"][VERIFIER_CONTRACT]
     return TinyCircuit(
@@ -104,6 +109,7 @@ def make_tiny_circuit(workdir: str | Path) -> TinyCircuit:
         verifier_code_size=len(verifier["evm"]["deployedBytecode"]["object"]) // 2,
         vka=read_vka(d / "vka.bytes"),
         proof=EvmProof.from_ezkl(d / "proof.json"),
+        output_scales=(scales[0], scales[1]),
         workdir=d,
     )
 

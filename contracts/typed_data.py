@@ -47,6 +47,13 @@ def from_fixed(value: int) -> float:
     return value / LOSS_SCALE
 
 
+def score_to_fixed(score: float) -> int:
+    """A finite validation score (may be negative) in the contract's fixed point (LOSS_SCALE, half to even)."""
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+        raise ValueError(f"a score must be a finite number, got {score!r}")
+    return int((Decimal(repr(float(score))) * LOSS_SCALE).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
 def _hash32(name: str, value: str | bytes) -> str:
     text = "0x" + value.hex() if isinstance(value, bytes) else str(value).lower()
     if not _HASH32.match(text):

@@ -36,3 +36,11 @@ def synthetic(cache_dir):
     from aggregator.fixtures import synthetic_fixtures
 
     return synthetic_fixtures(cache_dir, n_nodes=3, episodes=2, frames=24)
+
+
+@pytest.fixture(scope="session")
+def tiny_circuit(tmp_path_factory):
+    """A tiny real EZKL circuit with its reusable EVM verifier, VKA and one proof (contracts/testing.py)."""
+    from contracts.testing import make_tiny_circuit
+
+    return make_tiny_circuit(tmp_path_factory.mktemp("tiny-circuit"))

@@ -1,36 +1,31 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.28;
 
-/// @notice The EZKL-generated reusable Halo2 verifier (`create_evm_verifier(..., reusable=True)`).
-/// @dev Its verifyProof returns (bool, bytes32, int256[]) but writes the array without an ABI offset
-///      word, so only the first word (success) is decoded here. Failing proofs revert inside it.
-interface IHalo2VerifierReusable {
-    function registerVka(bytes32[] calldata vka) external returns (bytes32 vkaDigest);
-    function verifyProof(bytes calldata proof, uint256[] calldata instances, bytes32[] memory vka)
-        external
-        returns (bool success);
-}
+import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {Strings} from "@openzeppelin/contracts/utils/Strings.sol";
 
-/// @notice Holds an EZKL verifying-key artifact (VKA) as its code: reading it back costs a few thousand gas,
-///         where reading its ~160 words from storage would cost ~340 k gas per verified proof.
-contract VkaStore {
-    constructor(bytes32[] memory vka) {
-        // The runtime code is abi.encode(vka). It starts with a zero byte (STOP), so calling it does nothing.
-        bytes memory code = abi.encode(vka);
-        assembly {
-            return(add(code, 32), mload(code))
-        }
-    }
-}
+import {IHalo2VerifierReusable} from "./IHalo2VerifierReusable.sol";
+import {RewardToken} from "./RewardToken.sol";
+import {VkaStore} from "./VkaStore.sol";
 
 /// @title zk0 contribution registry
 /// @notice Public audit trail of a zk0 federation: which nodes may contribute, which rounds ran on which
-///         global model, and what happened to every node's reply in every round. The node's EIP-712
-///         signature is checked here, so the aggregator cannot attribute an update to a node that did not
-///         sign it; optionally the node's EZKL proof is verified here too.
-contract ContributionRegistry {
+///         global model and circuit, and what happened to every node's reply in every round. The node's EIP-712
+///         signature is checked here, so the aggregator cannot attribute an update to a node that did not sign
+///         it; optionally the node's EZKL proof is verified here too, against the round's circuit and the
+///         signed losses.
+/// @dev Invariants: a wallet's (round, wallet) slot is filled only with that wallet's signature (unsigned
+///      rejections live under addresses derived from a hash, see rejectionKey); a proof is accepted only with
+///      the exact length of its circuit, and only for the instances that encode the signed losses.
+///      Incentives: wallets stake ETH to take part; a closed round's emission is shared among its SELECTED
+///      wallets in proportion to their positive scores (totals kept as records arrive, claimed per wallet: no
+///      loop over nodes); anyone may slash the stake of a wallet that signed a proof that does not verify.
+contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     // ---------------------------------------------------------------- constants
-    uint256 public constant LOSS_SCALE = 1e9; // losses are fixed-point: loss * LOSS_SCALE
+    uint256 public constant LOSS_SCALE = 1e9; // losses and scores are fixed-point: value * LOSS_SCALE
 
     uint8 public constant SELECTED = 1;
     uint8 public constant NOT_SELECTED = 2;
@@ -46,22 +41,20 @@ contract ContributionRegistry {
     uint8 public constant UNBOUND = 7;
     uint8 public constant NO_IMPROVEMENT = 8;
     uint8 public constant NO_QUORUM = 9;
-    uint8 public constant HARMFUL = 10; // the update raises the loss on the aggregator's validation set
+    uint8 public constant HARMFUL = 10;
 
     uint8 public constant ROUND_NONE = 0;
     uint8 public constant ROUND_OPEN = 1;
     uint8 public constant ROUND_CLOSED = 2;
 
-    bytes32 private constant DOMAIN_TYPEHASH =
-        keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
     bytes32 public constant CONTRIBUTION_TYPEHASH = keccak256(
         "Contribution(uint64 round,bytes32 globalHash,bytes32 updateHash,bytes32 proofHash,"
         "bytes32 dataCommitment,uint256 lossBefore,uint256 lossAfter)"
     );
-    bytes32 private constant NAME_HASH = keccak256("zk0 ContributionRegistry");
-    bytes32 private constant VERSION_HASH = keccak256("1");
-    // secp256k1n / 2: signatures with a larger s are the malleable twin of a valid one (EIP-2).
-    uint256 private constant HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
+    /// @notice Largest fixed-point scale of a circuit's outputs: up to 2^29 < LOSS_SCALE, a signed loss
+    ///         (1e-9 steps) determines its field element uniquely, so nobody can pick other instances for it.
+    uint8 public constant MAX_OUTPUT_SCALE = 29;
+    uint16 public constant BPS = 10_000; // fractions are in basis points
 
     // ---------------------------------------------------------------- types
     /// @notice What a node signs (EIP-712 primary type).
@@ -88,6 +81,7 @@ contract ContributionRegistry {
         bytes32 dataCommitment; // for rejections: the aggregator's evidence hash
         uint256 lossBefore;
         uint256 lossAfter;
+        int256 score; // the aggregator's validation score L_val(global) - L_val(update), * LOSS_SCALE (0: unsigned)
     }
 
     struct Round {
@@ -97,24 +91,67 @@ contract ContributionRegistry {
         bytes32 globalHash;
         bytes32 circuitId;
         bytes32 newGlobalHash;
+        uint256 emission; // reward tokens the round shares out (the emission per round when it opened)
+        uint256 scoreTotal; // sum of the positive scores of its SELECTED records: each earns emission * score / total
+    }
+
+    /// @notice Participation rules, set by the owner and readable by anyone.
+    struct Params {
+        uint256 minStake; // wei a wallet must have staked to take part
+        uint256 emissionPerRound; // reward token units (18 decimals) shared by each round opened from now on
+        uint16 slashBps; // fraction of a wallet's stake slashed for a signed bad proof
+        uint16 bountyBps; // fraction of the slashed amount paid to whoever submitted the evidence (rest: burned)
+        uint64 unstakeDelay; // rounds that must open between an unstake request and the withdrawal
+        bool approvalRequired; // permissioned federation: the owner also approves each wallet
+    }
+
+    struct Stake {
+        uint256 amount; // wei
+        uint64 unlockAt; // roundsOpened from which an exiting stake can be withdrawn
+        bool exiting; // unstake requested: the wallet no longer takes part, and can still be slashed
+    }
+
+    /// @notice A circuit proofs can be verified against: registered once by the owner, never changed.
+    struct Circuit {
+        address verifier; // an EZKL reusable verifier
+        uint32 proofLength; // the only accepted proof length (a proof hash then identifies one proof)
+        uint8 scaleBefore; // fixed-point scales (2^scale) of the two public outputs: lossBefore, lossAfter
+        uint8 scaleAfter;
+        address vkaStore; // a VkaStore holding the circuit's VKA
+        bytes32 vkaDigest; // keccak256 of the VKA words (the reusable verifier's own digest)
     }
 
     // ---------------------------------------------------------------- storage
-    address public owner;
+    RewardToken public immutable rewardToken;
     address public aggregator;
-    IHalo2VerifierReusable public verifier;
-    address public vkaStore; // a VkaStore with the current circuit's VKA, registered in `verifier`
+    Params private _params;
+    uint64 public roundsOpened; // the clock of unstake delays
+    uint256 public totalBurned; // slashed wei not paid as bounties: locked here for good
 
-    mapping(address => bool) public isApproved;
+    mapping(address => bool) private _approved;
+    mapping(address => Stake) private _stakes;
+    mapping(uint64 => mapping(address => bool)) private _rewardSettled; // claimed, or forfeited by a slash
+    mapping(bytes32 => bool) public slashed; // contribution digest => already slashed
+    mapping(bytes32 => Circuit) private _circuits;
     mapping(uint64 => Round) private _rounds;
     mapping(uint64 => mapping(address => Record)) private _records;
     mapping(uint64 => address[]) private _roundNodes;
     mapping(address => uint64[]) private _nodeRounds;
 
     // ---------------------------------------------------------------- events
-    event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
     event AggregatorChanged(address indexed previousAggregator, address indexed newAggregator);
-    event VerifierChanged(address indexed verifier, bytes32 vkaDigest);
+    event CircuitRegistered(
+        bytes32 indexed circuitId, address verifier, bytes32 vkaDigest, uint32 proofLength, uint8 scaleBefore,
+        uint8 scaleAfter
+    );
+    event ParamsChanged(Params params);
+    event Staked(address indexed node, uint256 amount, uint256 total);
+    event UnstakeRequested(address indexed node, uint256 amount, uint64 unlockAt);
+    event StakeWithdrawn(address indexed node, uint256 amount);
+    event RewardClaimed(address indexed node, uint64[] rounds, uint256 amount);
+    event Slashed(
+        address indexed node, address indexed by, uint64 round, bytes32 digest, uint256 amount, uint256 bounty
+    );
     event NodeApproved(address indexed node);
     event NodeRevoked(address indexed node);
     event RoundOpened(uint64 indexed round, bytes32 globalHash, bytes32 circuitId);
@@ -130,11 +167,11 @@ contract ContributionRegistry {
         bytes32 proofHash,
         bytes32 dataCommitment,
         uint256 lossBefore,
-        uint256 lossAfter
+        uint256 lossAfter,
+        int256 score
     );
 
     // ---------------------------------------------------------------- errors
-    error NotOwner(address caller);
     error NotAggregator(address caller);
     error ZeroAddress();
     error ZeroHash();
@@ -145,66 +182,100 @@ contract ContributionRegistry {
     error SignerNotApproved(address signer);
     error AlreadyRecorded(uint64 round, address node);
     error InvalidOutcome(uint8 status, uint8 reason);
-    error VerifierNotSet();
+    error InvalidCircuit();
+    error CircuitAlreadyRegistered(bytes32 circuitId);
+    error CircuitNotRegistered(bytes32 circuitId);
+    error NonCanonicalProof(uint256 expectedLength, uint256 length);
     error ProofRejected();
     error ProofHashMismatch(bytes32 signed, bytes32 actual);
-
-    modifier onlyOwner() {
-        if (msg.sender != owner) revert NotOwner(msg.sender);
-        _;
-    }
+    error InvalidParams();
+    error NothingStaked(address node);
+    error AlreadyExiting(address node);
+    error NotExiting(address node);
+    error UnstakeLocked(uint64 unlockAt, uint64 roundsOpened);
+    error RoundNotClosed(uint64 round);
+    error NoReward(uint64 round, address node);
+    error AlreadyClaimed(uint64 round, address node);
+    error ProofValid();
+    error VerifierOutOfGas();
+    error AlreadySlashed(bytes32 digest);
+    error NotAParticipant(address signer);
+    error TransferFailed(address to, uint256 amount);
 
     modifier onlyAggregator() {
         if (msg.sender != aggregator) revert NotAggregator(msg.sender);
         _;
     }
 
-    constructor(address aggregator_) {
+    constructor(address aggregator_) Ownable(msg.sender) EIP712("zk0 ContributionRegistry", "1") {
         if (aggregator_ == address(0)) revert ZeroAddress();
-        owner = msg.sender;
         aggregator = aggregator_;
-        emit OwnershipTransferred(address(0), msg.sender);
+        rewardToken = new RewardToken("zk0 Reward", "ZK0");
         emit AggregatorChanged(address(0), aggregator_);
+        _setParams(
+            Params({
+                minStake: 0,
+                emissionPerRound: 100 ether,
+                slashBps: 5_000,
+                bountyBps: 5_000,
+                unstakeDelay: 2,
+                approvalRequired: true
+            })
+        );
     }
 
     // ---------------------------------------------------------------- owner
-    function transferOwnership(address newOwner) external onlyOwner {
-        if (newOwner == address(0)) revert ZeroAddress();
-        emit OwnershipTransferred(owner, newOwner);
-        owner = newOwner;
-    }
-
     function setAggregator(address newAggregator) external onlyOwner {
         if (newAggregator == address(0)) revert ZeroAddress();
         emit AggregatorChanged(aggregator, newAggregator);
         aggregator = newAggregator;
     }
 
+    function setParams(Params calldata p) external onlyOwner {
+        _setParams(p);
+    }
+
+    /// @notice In a permissioned federation (approvalRequired), the owner's approval; a wallet also needs
+    ///         minStake staked (see isApproved).
     function approveNode(address node) external onlyOwner {
         if (node == address(0)) revert ZeroAddress();
-        isApproved[node] = true;
+        _approved[node] = true;
         emit NodeApproved(node);
     }
 
     function revokeNode(address node) external onlyOwner {
-        isApproved[node] = false;
+        _approved[node] = false;
         emit NodeRevoked(node);
     }
 
-    /// @notice Use `verifier_` (an EZKL reusable verifier) with `vka_` (the circuit's verifying-key artifact,
-    ///         from `create_evm_vka`) for recordContributionWithProof. Registers the VKA in the verifier.
-    function setVerifier(address verifier_, bytes32[] calldata vka_) external onlyOwner {
+    /// @notice Bind `circuitId` (what openRound names) to its verifying key once and for all: proofs of rounds
+    ///         of this circuit are verified by `verifier_` (an EZKL reusable verifier) with `vka_`
+    ///         (`create_evm_vka`), are exactly `proofLength` bytes, and their two public outputs are the losses
+    ///         at fixed-point scales `scaleBefore` and `scaleAfter` (the circuit settings' model_output_scales).
+    function registerCircuit(
+        bytes32 circuitId,
+        address verifier_,
+        bytes32[] calldata vka_,
+        uint32 proofLength,
+        uint8 scaleBefore,
+        uint8 scaleAfter
+    ) external onlyOwner {
+        if (circuitId == bytes32(0)) revert ZeroHash();
         if (verifier_ == address(0)) revert ZeroAddress();
-        verifier = IHalo2VerifierReusable(verifier_);
-        vkaStore = address(new VkaStore(vka_));
-        bytes32 digest = verifier.registerVka(vka_);
-        emit VerifierChanged(verifier_, digest);
-    }
-
-    /// @notice The VKA proofs are verified with (empty before setVerifier).
-    function vka() public view returns (bytes32[] memory) {
-        if (vkaStore == address(0)) return new bytes32[](0);
-        return abi.decode(vkaStore.code, (bytes32[]));
+        if (vka_.length == 0 || proofLength == 0 || scaleBefore > MAX_OUTPUT_SCALE || scaleAfter > MAX_OUTPUT_SCALE) {
+            revert InvalidCircuit();
+        }
+        Circuit storage k = _circuits[circuitId];
+        if (k.verifier != address(0)) revert CircuitAlreadyRegistered(circuitId);
+        bytes32 digest = keccak256(abi.encodePacked(vka_));
+        k.verifier = verifier_;
+        k.proofLength = proofLength;
+        k.scaleBefore = scaleBefore;
+        k.scaleAfter = scaleAfter;
+        k.vkaStore = address(new VkaStore(vka_));
+        k.vkaDigest = digest;
+        IHalo2VerifierReusable(verifier_).registerVka(vka_);
+        emit CircuitRegistered(circuitId, verifier_, digest, proofLength, scaleBefore, scaleAfter);
     }
 
     // ---------------------------------------------------------------- aggregator
@@ -216,68 +287,189 @@ contract ContributionRegistry {
         r.openedAt = uint64(block.timestamp);
         r.globalHash = globalHash;
         r.circuitId = circuitId;
+        r.emission = _params.emissionPerRound;
+        roundsOpened += 1;
         emit RoundOpened(round, globalHash, circuitId);
     }
 
     function closeRound(uint64 round, bytes32 newGlobalHash) external onlyAggregator {
         if (newGlobalHash == bytes32(0)) revert ZeroHash();
-        Round storage r = _rounds[round];
-        if (r.state != ROUND_OPEN) revert RoundNotOpen(round);
+        Round storage r = _requireOpen(round);
         r.state = ROUND_CLOSED;
         r.closedAt = uint64(block.timestamp);
         r.newGlobalHash = newGlobalHash;
         emit RoundClosed(round, newGlobalHash);
     }
 
-    /// @notice Record the outcome of a reply signed by an approved node for an open round.
-    function recordContribution(Contribution calldata c, bytes calldata signature, uint8 status, uint8 reason)
-        external
-        onlyAggregator
-    {
-        _recordSigned(c, signature, status, reason, false);
+    /// @notice Record the outcome of a reply signed by an approved node for an open round, with the validation
+    ///         score the aggregator attests for it (fixed point, LOSS_SCALE; negative: the update hurt).
+    function recordContribution(
+        Contribution calldata c,
+        bytes calldata signature,
+        uint8 status,
+        uint8 reason,
+        int256 score
+    ) external onlyAggregator {
+        _recordSigned(c, signature, status, reason, score, false);
     }
 
-    /// @notice As recordContribution, and verify the node's EZKL proof with the registered verifier first.
-    ///         The proof must be the one the node signed: c.proofHash == sha256(proof).
+    /// @notice As recordContribution, and verify the node's EZKL proof first: against the round's circuit,
+    ///         with exactly the circuit's proof length, and with the public instances that encode the signed
+    ///         losses (derived here from them, so a proof of other losses or of another circuit fails). The
+    ///         proof must be the one the node signed: c.proofHash == sha256(proof).
     function recordContributionWithProof(
         Contribution calldata c,
         bytes calldata signature,
         uint8 status,
         uint8 reason,
-        bytes calldata proof,
-        uint256[] calldata instances
+        int256 score,
+        bytes calldata proof
     ) external onlyAggregator {
-        if (address(verifier) == address(0)) revert VerifierNotSet();
-        bytes32 proofHash = sha256(proof);
-        if (proofHash != c.proofHash) revert ProofHashMismatch(c.proofHash, proofHash);
-        // The verifier reverts without data on a bad proof: name the failure instead.
-        try verifier.verifyProof(proof, instances, vka()) returns (bool ok) {
-            if (!ok) revert ProofRejected();
-        } catch {
-            revert ProofRejected();
-        }
-        _recordSigned(c, signature, status, reason, true);
+        Circuit storage k = _roundCircuit(c.round);
+        _requireSignedProof(c, proof);
+        if (proof.length != k.proofLength) revert NonCanonicalProof(k.proofLength, proof.length);
+        if (!_proofHolds(k, c, proof)) revert ProofRejected();
+        _recordSigned(c, signature, status, reason, score, true);
     }
 
-    /// @notice Record a reply that failed before a valid signature for this round existed
-    ///         (MALFORMED, UNKNOWN_NODE, BAD_SIGNATURE, STALE). `evidenceHash` identifies what was received.
-    function recordRejection(uint64 round, address node, uint8 reason, bytes32 evidenceHash)
+    /// @notice Record a reply that failed before a valid signature for this round existed (MALFORMED,
+    ///         UNKNOWN_NODE, BAD_SIGNATURE, STALE) under rejectionKey(flowerNodeId), an address nobody holds
+    ///         the key of: an unsigned rejection can never take a wallet's slot. `evidenceHash` identifies
+    ///         what was received.
+    function recordRejection(uint64 round, uint256 flowerNodeId, uint8 reason, bytes32 evidenceHash)
         external
         onlyAggregator
     {
-        if (node == address(0)) revert ZeroAddress();
         if (reason == NONE || reason > STALE) revert InvalidOutcome(REJECTED, reason);
         _requireOpen(round);
         Record memory rec;
         rec.round = round;
-        rec.node = node;
+        rec.node = rejectionKey(flowerNodeId);
         rec.status = REJECTED;
         rec.reason = reason;
         rec.dataCommitment = evidenceHash;
         _store(rec);
     }
 
+    // ---------------------------------------------------------------- nodes: stake, rewards
+    /// @notice Add msg.value to the sender's stake (not while it is exiting).
+    function stake() external payable {
+        Stake storage st = _stakes[msg.sender];
+        if (msg.value == 0) revert NothingStaked(msg.sender);
+        if (st.exiting) revert AlreadyExiting(msg.sender);
+        st.amount += msg.value;
+        emit Staked(msg.sender, msg.value, st.amount);
+    }
+
+    /// @notice Stop taking part now; the stake can be withdrawn once unstakeDelay more rounds have opened, so a
+    ///         wallet cannot flee the slash of a bad proof it just signed.
+    function requestUnstake() external {
+        Stake storage st = _stakes[msg.sender];
+        if (st.amount == 0) revert NothingStaked(msg.sender);
+        if (st.exiting) revert AlreadyExiting(msg.sender);
+        st.exiting = true;
+        st.unlockAt = roundsOpened + _params.unstakeDelay;
+        emit UnstakeRequested(msg.sender, st.amount, st.unlockAt);
+    }
+
+    function withdrawStake() external nonReentrant {
+        Stake storage st = _stakes[msg.sender];
+        if (!st.exiting) revert NotExiting(msg.sender);
+        if (roundsOpened < st.unlockAt) revert UnstakeLocked(st.unlockAt, roundsOpened);
+        uint256 amount = st.amount;
+        delete _stakes[msg.sender];
+        emit StakeWithdrawn(msg.sender, amount);
+        _pay(msg.sender, amount);
+    }
+
+    /// @notice Mint to `node` what its records in `rounds` earned (anyone may call; the tokens go to `node`).
+    ///         Each (round, node) pays once; a round pays only once closed.
+    function claim(address node, uint64[] calldata rounds) external nonReentrant returns (uint256 amount) {
+        for (uint256 i = 0; i < rounds.length; i++) {
+            uint64 round = rounds[i];
+            if (_rounds[round].state != ROUND_CLOSED) revert RoundNotClosed(round);
+            if (_rewardSettled[round][node]) revert AlreadyClaimed(round, node);
+            uint256 earned = rewardOf(round, node);
+            if (earned == 0) revert NoReward(round, node);
+            _rewardSettled[round][node] = true;
+            amount += earned;
+        }
+        emit RewardClaimed(node, rounds, amount);
+        rewardToken.mint(node, amount);
+    }
+
+    /// @notice Anyone may submit a signed contribution whose proof does not verify (against the round's
+    ///         circuit, with the signed losses, at the circuit's exact length): the signer loses slashBps of its
+    ///         stake, bountyBps of that goes to the caller, and its reward for the round is forfeited. Once per
+    ///         contribution; a proof that verifies is never slashable (ProofValid).
+    function slashBadProof(Contribution calldata c, bytes calldata signature, bytes calldata proof)
+        external
+        nonReentrant
+        returns (uint256 amount)
+    {
+        bytes32 digest = contributionDigest(c);
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
+        if (err != ECDSA.RecoverError.NoError) revert MalformedSignature();
+        if (slashed[digest]) revert AlreadySlashed(digest);
+        Stake storage st = _stakes[signer];
+        if (st.amount == 0 && !_approved[signer]) revert NotAParticipant(signer);
+        _requireSignedProof(c, proof);
+        if (_proofHolds(_roundCircuit(c.round), c, proof)) revert ProofValid();
+        slashed[digest] = true;
+        _rewardSettled[c.round][signer] = true;
+        amount = st.amount * _params.slashBps / BPS;
+        st.amount -= amount;
+        uint256 bounty = amount * _params.bountyBps / BPS;
+        totalBurned += amount - bounty;
+        emit Slashed(signer, msg.sender, c.round, digest, amount, bounty);
+        _pay(msg.sender, bounty);
+    }
+
     // ---------------------------------------------------------------- views
+    function params() external view returns (Params memory) {
+        return _params;
+    }
+
+    function stakeOf(address node) external view returns (Stake memory) {
+        return _stakes[node];
+    }
+
+    /// @notice Whether `node` may contribute now: minStake staked and not exiting, and the owner's approval
+    ///         where the federation requires it.
+    function isApproved(address node) public view returns (bool) {
+        Stake storage st = _stakes[node];
+        return st.amount >= _params.minStake && !st.exiting && (_approved[node] || !_params.approvalRequired);
+    }
+
+    /// @notice What `node`'s record in `round` earns and has not been paid: emission * score / scoreTotal for a
+    ///         SELECTED record with a positive score in a closed round (0 otherwise, or once claimed or slashed).
+    function rewardOf(uint64 round, address node) public view returns (uint256) {
+        Round storage r = _rounds[round];
+        Record storage rec = _records[round][node];
+        if (r.state != ROUND_CLOSED || rec.status != SELECTED || rec.score <= 0 || _rewardSettled[round][node]) {
+            return 0;
+        }
+        return r.emission * uint256(rec.score) / r.scoreTotal;
+    }
+
+    /// @notice `node`'s unpaid rewards over all its rounds, and those rounds (for claim).
+    function pendingRewards(address node) external view returns (uint256 total, uint64[] memory rounds) {
+        uint64[] storage history = _nodeRounds[node];
+        uint64[] memory found = new uint64[](history.length);
+        uint256 n = 0;
+        for (uint256 i = 0; i < history.length; i++) {
+            uint256 earned = rewardOf(history[i], node);
+            if (earned > 0) {
+                total += earned;
+                found[n++] = history[i];
+            }
+        }
+        rounds = new uint64[](n);
+        for (uint256 i = 0; i < n; i++) {
+            rounds[i] = found[i];
+        }
+    }
+
     function getRecord(uint64 round, address node) external view returns (Record memory) {
         return _records[round][node];
     }
@@ -306,37 +498,50 @@ contract ContributionRegistry {
         return _rounds[round];
     }
 
-    function domainSeparator() public view returns (bytes32) {
-        return keccak256(abi.encode(DOMAIN_TYPEHASH, NAME_HASH, VERSION_HASH, block.chainid, address(this)));
+    function circuit(bytes32 circuitId) external view returns (Circuit memory) {
+        return _circuits[circuitId];
+    }
+
+    /// @notice The VKA proofs of `circuitId` are verified with (empty before registerCircuit).
+    function vka(bytes32 circuitId) public view returns (bytes32[] memory) {
+        address store = _circuits[circuitId].vkaStore;
+        if (store == address(0)) return new bytes32[](0);
+        return abi.decode(store.code, (bytes32[]));
+    }
+
+    /// @notice The on-chain key of an unsigned rejection of Flower node `flowerNodeId`: the last 20 bytes of
+    ///         sha256("zk0:flower-node:" ‖ decimal id). Nobody knows a private key for it, so it is never a
+    ///         wallet's address.
+    function rejectionKey(uint256 flowerNodeId) public pure returns (address) {
+        return address(uint160(uint256(sha256(abi.encodePacked("zk0:flower-node:", Strings.toString(flowerNodeId))))));
+    }
+
+    function domainSeparator() external view returns (bytes32) {
+        return _domainSeparatorV4();
     }
 
     /// @notice The EIP-712 digest a node signs for `c` (eth-account's encode_typed_data gives the same).
     function contributionDigest(Contribution calldata c) public view returns (bytes32) {
-        bytes32 structHash = keccak256(
-            abi.encode(
-                CONTRIBUTION_TYPEHASH,
-                c.round,
-                c.globalHash,
-                c.updateHash,
-                c.proofHash,
-                c.dataCommitment,
-                c.lossBefore,
-                c.lossAfter
+        return _hashTypedDataV4(
+            keccak256(
+                abi.encode(
+                    CONTRIBUTION_TYPEHASH,
+                    c.round,
+                    c.globalHash,
+                    c.updateHash,
+                    c.proofHash,
+                    c.dataCommitment,
+                    c.lossBefore,
+                    c.lossAfter
+                )
             )
         );
-        return keccak256(abi.encodePacked("\x19\x01", domainSeparator(), structHash));
     }
 
     /// @notice The address that signed `c`, or a MalformedSignature revert (wrong length, bad v, high s).
     function recoverSigner(Contribution calldata c, bytes calldata signature) public view returns (address) {
-        if (signature.length != 65) revert MalformedSignature();
-        bytes32 r = bytes32(signature[0:32]);
-        bytes32 s = bytes32(signature[32:64]);
-        uint8 v = uint8(signature[64]);
-        if (v != 27 && v != 28) revert MalformedSignature();
-        if (uint256(s) > HALF_N) revert MalformedSignature();
-        address signer = ecrecover(contributionDigest(c), v, r, s);
-        if (signer == address(0)) revert MalformedSignature();
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(contributionDigest(c), signature);
+        if (err != ECDSA.RecoverError.NoError) revert MalformedSignature();
         return signer;
     }
 
@@ -346,13 +551,15 @@ contract ContributionRegistry {
         bytes calldata signature,
         uint8 status,
         uint8 reason,
+        int256 score,
         bool proofVerified
     ) private {
         _checkOutcome(status, reason);
         Round storage r = _requireOpen(c.round);
         if (c.globalHash != r.globalHash) revert GlobalHashMismatch(c.round, r.globalHash, c.globalHash);
         address node = recoverSigner(c, signature);
-        if (!isApproved[node]) revert SignerNotApproved(node);
+        if (!isApproved(node)) revert SignerNotApproved(node);
+        if (status == SELECTED && score > 0) r.scoreTotal += uint256(score);
         _store(
             Record({
                 round: c.round,
@@ -365,7 +572,8 @@ contract ContributionRegistry {
                 proofHash: c.proofHash,
                 dataCommitment: c.dataCommitment,
                 lossBefore: c.lossBefore,
-                lossAfter: c.lossAfter
+                lossAfter: c.lossAfter,
+                score: score
             })
         );
     }
@@ -380,9 +588,67 @@ contract ContributionRegistry {
         if (!ok) revert InvalidOutcome(status, reason);
     }
 
+    function _setParams(Params memory p) private {
+        if (p.slashBps > BPS || p.bountyBps > BPS) revert InvalidParams();
+        _params = p;
+        emit ParamsChanged(p);
+    }
+
+    function _pay(address to, uint256 amount) private {
+        if (amount == 0) return;
+        (bool ok,) = to.call{value: amount}("");
+        if (!ok) revert TransferFailed(to, amount);
+    }
+
     function _requireOpen(uint64 round) private view returns (Round storage r) {
         r = _rounds[round];
         if (r.state != ROUND_OPEN) revert RoundNotOpen(round);
+    }
+
+    /// @dev The circuit the round was opened with; it must be registered for a proof to be judged.
+    function _roundCircuit(uint64 round) private view returns (Circuit storage k) {
+        bytes32 circuitId = _rounds[round].circuitId;
+        k = _circuits[circuitId];
+        if (k.verifier == address(0)) revert CircuitNotRegistered(circuitId);
+    }
+
+    function _requireSignedProof(Contribution calldata c, bytes calldata proof) private pure {
+        bytes32 proofHash = sha256(proof);
+        if (proofHash != c.proofHash) revert ProofHashMismatch(c.proofHash, proofHash);
+    }
+
+    /// @dev Whether `proof` verifies with circuit `k` for the instances that encode c's signed losses. A
+    ///      verifier that runs out of gas is not a failed proof (a caller could starve it to slash an honest
+    ///      node): then this reverts instead of answering false.
+    function _proofHolds(Circuit storage k, Contribution calldata c, bytes calldata proof) private returns (bool) {
+        if (proof.length != k.proofLength) return false;
+        uint256[] memory instances = new uint256[](2);
+        bool encodable;
+        (encodable, instances[0]) = _lossInstance(c.lossBefore, k.scaleBefore);
+        if (!encodable) return false;
+        (encodable, instances[1]) = _lossInstance(c.lossAfter, k.scaleAfter);
+        if (!encodable) return false;
+        bytes32[] memory words = abi.decode(k.vkaStore.code, (bytes32[]));
+        uint256 gasBefore = gasleft();
+        try IHalo2VerifierReusable(k.verifier).verifyProof(proof, instances, words) returns (bool ok) {
+            return ok;
+        } catch {
+            // Out of gas leaves at most 1/64 of gasBefore here; a real verification failure leaves far more.
+            if (gasleft() <= gasBefore / 63) revert VerifierOutOfGas();
+            return false;
+        }
+    }
+
+    /// @dev The field element m = round(loss * 2^scale / LOSS_SCALE) the circuit outputs for a signed loss,
+    ///      and whether the signed loss is m / 2^scale rounded to LOSS_SCALE (the node's own encoding). For
+    ///      scale <= MAX_OUTPUT_SCALE at most one m qualifies.
+    function _lossInstance(uint256 loss, uint8 scale) private pure returns (bool, uint256) {
+        if (loss > type(uint128).max) return (false, 0);
+        uint256 scaled = loss << scale;
+        uint256 m = (scaled + LOSS_SCALE / 2) / LOSS_SCALE;
+        uint256 back = m * LOSS_SCALE;
+        uint256 diff = back > scaled ? back - scaled : scaled - back;
+        return (2 * diff <= (uint256(1) << scale), m);
     }
 
     function _store(Record memory rec) private {
@@ -401,7 +667,8 @@ contract ContributionRegistry {
             rec.proofHash,
             rec.dataCommitment,
             rec.lossBefore,
-            rec.lossAfter
+            rec.lossAfter,
+            rec.score
         );
     }
 }

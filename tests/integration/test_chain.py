@@ -96,7 +96,8 @@ def test_round_life_cycle_end_to_end(chain, keys):
     assert agg.contract.functions.contributionDigest(c0.to_message()).call() == digest
     agg.record_contribution(c0, sig0, Status.SELECTED)
     agg.record_contribution(c1, sig1, Status.REJECTED, Reason.NO_IMPROVEMENT)
-    agg.record_rejection(1, stranger, Reason.UNKNOWN_NODE, "0x" + "ee" * 32)
+    agg.record_rejection(1, 42, Reason.UNKNOWN_NODE, "0x" + "ee" * 32)
+    rejected = agg.rejection_key(42)
     agg.close_round(1, "0x" + "99" * 32)
 
     record = agg.get_record(1, nodes[0].address)
@@ -104,10 +105,11 @@ def test_round_life_cycle_end_to_end(chain, keys):
         Status.SELECTED, Reason.NONE, True, False
     )  # fmt: skip
     assert (record.update_hash, record.loss_before, record.loss_after) == ("0x" + "22" * 32, 0.5, 0.125)
-    rejection = agg.get_record(1, stranger)
+    rejection = agg.get_record(1, rejected)
     assert (rejection.status, rejection.reason, rejection.signed) == (Status.REJECTED, Reason.UNKNOWN_NODE, False)
     assert rejection.data_commitment == "0x" + "ee" * 32
-    assert [r.node for r in agg.round_records(1)] == [nodes[0].address, nodes[1].address, stranger]
+    assert [r.node for r in agg.round_records(1)] == [nodes[0].address, nodes[1].address, rejected]
+    assert agg.get_record(1, stranger) is None
     assert [r.round for r in agg.node_history(nodes[1].address)] == [1]
     assert agg.get_record(2, nodes[0].address) is None and not agg.has_record(2, nodes[0].address)
     assert agg.has_record(1, nodes[0].address)
@@ -117,7 +119,8 @@ def test_round_life_cycle_end_to_end(chain, keys):
     )  # fmt: skip
 
     events = agg.events()
-    assert [e["event"] for e in events if e["event"] not in ("OwnershipTransferred", "AggregatorChanged")] == [
+    skipped = ("OwnershipTransferred", "AggregatorChanged", "ParamsChanged")  # the deployment's
+    assert [e["event"] for e in events if e["event"] not in skipped] == [
         "NodeApproved", "NodeApproved", "RoundOpened",
         "ContributionRecorded", "ContributionRecorded", "ContributionRecorded", "RoundClosed",
     ]  # fmt: skip
@@ -125,6 +128,27 @@ def test_round_life_cycle_end_to_end(chain, keys):
     assert (recorded["node"], recorded["status"], recorded["lossAfter"]) == (nodes[0].address, 1, 125_000_000)
     owner.revoke_node(nodes[1].address)
     assert not agg.is_approved(nodes[1].address) and agg.events("NodeRevoked")[0]["args"]["node"] == nodes[1].address
+
+
+def test_score_round_trips_through_record_and_event(registry, keys, open_round):
+    """The aggregator's validation score (negative included) is stored and emitted in fixed point."""
+    scores = {keys["nodes"][0]: 0.0123456789, keys["nodes"][1]: -0.5, keys["nodes"][2]: -3e-9}
+    statuses = {keys["nodes"][0]: (Status.SELECTED, Reason.NONE), keys["nodes"][1]: (Status.REJECTED, Reason.HARMFUL),
+                keys["nodes"][2]: (Status.NOT_SELECTED, Reason.NONE)}  # fmt: skip
+    for key, score in scores.items():
+        c = make_contribution(open_round, update_hash="0x" + Account.from_key(key).address[2:].lower() + "00" * 12)
+        registry.record_contribution(c, signed(registry, key, c), *statuses[key], score=score)
+    registry.record_rejection(open_round, 5, Reason.BAD_SIGNATURE, "0x" + "ee" * 32)
+    stranger = registry.rejection_key(5)
+    for key, score in scores.items():
+        record = registry.get_record(open_round, Account.from_key(key).address)
+        assert record.score == pytest.approx(score, abs=5e-10) and (record.status, record.reason) == statuses[key]
+    assert registry.get_record(open_round, stranger).score == 0.0
+    emitted = {e["args"]["node"]: e["args"]["score"] for e in registry.events("ContributionRecorded")
+               if e["args"]["round"] == open_round}  # fmt: skip
+    assert emitted == {Account.from_key(keys["nodes"][0]).address: 12_345_679,
+                       Account.from_key(keys["nodes"][1]).address: -500_000_000,
+                       Account.from_key(keys["nodes"][2]).address: -3, stranger: 0}  # fmt: skip
 
 
 def test_contract_and_python_recover_the_same_signer(registry, keys):
@@ -194,8 +218,8 @@ def test_second_record_for_the_same_round_and_node_is_refused(registry, keys, op
     registry.record_contribution(c, signed(registry, key, c), Status.SELECTED)
     again = make_contribution(open_round, update_hash="0x" + "66" * 32)
     expect_revert("AlreadyRecorded", lambda: registry.record_contribution(again, signed(registry, key, again), 2))
-    address = Account.from_key(key).address
-    expect_revert("AlreadyRecorded", lambda: registry.record_rejection(open_round, address, Reason.STALE))
+    registry.record_rejection(open_round, 9, Reason.STALE)
+    expect_revert("AlreadyRecorded", lambda: registry.record_rejection(open_round, 9, Reason.MALFORMED))
 
 
 def test_only_the_aggregator_records(registry, keys, open_round):
@@ -203,9 +227,9 @@ def test_only_the_aggregator_records(registry, keys, open_round):
     signature = signed(registry, keys["nodes"][0], c)
     owner = registry.with_sender(keys["owner"])
     expect_revert("NotAggregator", lambda: owner.record_contribution(c, signature, Status.SELECTED))
-    expect_revert("NotAggregator", lambda: owner.record_rejection(open_round, keys_address(keys), Reason.MALFORMED))
+    expect_revert("NotAggregator", lambda: owner.record_rejection(open_round, 1, Reason.MALFORMED))
     expect_revert("NotAggregator", lambda: owner.open_round(next(_rounds), GLOBAL, CIRCUIT))
-    expect_revert("NotOwner", lambda: registry.approve_node(keys_address(keys)))
+    expect_revert("OwnableUnauthorizedAccount", lambda: registry.approve_node(keys_address(keys)))
 
 
 def keys_address(keys) -> str:
@@ -217,7 +241,7 @@ def test_rounds_that_are_not_open_are_refused(registry, keys):
     c = make_contribution(never_opened)
     key = keys["nodes"][0]
     expect_revert("RoundNotOpen", lambda: registry.record_contribution(c, signed(registry, key, c), 1))
-    expect_revert("RoundNotOpen", lambda: registry.record_rejection(never_opened, keys_address(keys), 1))
+    expect_revert("RoundNotOpen", lambda: registry.record_rejection(never_opened, 1, 1))
     closed = next(_rounds)
     registry.open_round(closed, GLOBAL, CIRCUIT)
     registry.close_round(closed, "0x" + "99" * 32)
@@ -236,43 +260,151 @@ def test_stale_global_hash_and_invalid_outcomes_are_refused(registry, keys, open
     c = make_contribution(open_round)
     sig = signed(registry, key, c)
     expect_revert("InvalidOutcome", lambda: registry.record_contribution(c, sig, Status.SELECTED, Reason.BAD_PROOF))
-    expect_revert("InvalidOutcome", lambda: registry.record_rejection(open_round, keys_address(keys), Reason.BAD_PROOF))
+    expect_revert("InvalidOutcome", lambda: registry.record_rejection(open_round, 1, Reason.BAD_PROOF))
     registry.record_contribution(c, sig, Status.NOT_SELECTED, Reason.NO_QUORUM)
 
 
-# ---------------------------------------------------------------------------------------------- proofs
+# ---------------------------------------------------------------------------------------------- invariants
+def test_an_unsigned_rejection_never_takes_a_wallets_slot(registry, keys, open_round):
+    """A BAD_SIGNATURE rejection (or any unsigned one) cannot block the genuine signed contribution: the
+    aggregator names the rejected reply by its Flower node id and the contract derives the key from a hash."""
+    from aggregator.verification import reply_address
+
+    inputs = next(i for i in registry.contract.abi if i.get("name") == "recordRejection")["inputs"]
+    assert "address" not in [i["type"] for i in inputs]  # the old contract took any address, an approved one too
+    wallet = Account.from_key(keys["nodes"][0]).address
+    for node_id in (0, 7, 2**64 - 1):
+        assert registry.rejection_key(node_id) == reply_address(node_id) != wallet  # the aggregator's own key
+    registry.record_rejection(open_round, 7, Reason.BAD_SIGNATURE, "0x" + "ee" * 32)
+    c = make_contribution(open_round)
+    registry.record_contribution(c, signed(registry, keys["nodes"][0], c), Status.SELECTED)
+    assert registry.get_record(open_round, wallet).signed
+    assert registry.get_record(open_round, reply_address(7)).reason == Reason.BAD_SIGNATURE
+
+
+TINY = "0x" + "7c" * 32  # the tiny circuit's id in these tests
+OTHER = "0x" + "0c" * 32  # a circuit with another verifying key
+
+
 @pytest.fixture(scope="module")
-def tiny_circuit(tmp_path_factory):
-    return make_tiny_circuit(tmp_path_factory.mktemp("tiny-circuit"))
+def verifier(chain, keys, tiny_circuit):
+    """The EZKL reusable verifier, deployed once."""
+    address, _ = deploy_contract(connect(chain.rpc_url), keys["owner"], tiny_circuit.verifier_abi,
+                                 tiny_circuit.verifier_bytecode)  # fmt: skip
+    return connect(chain.rpc_url).eth.contract(address=address, abi=tiny_circuit.verifier_abi)
 
 
-def test_on_chain_proof_verification(chain, registry, keys, tiny_circuit, open_round):
+@pytest.fixture(scope="module")
+def other_circuit(tmp_path_factory):
+    return make_tiny_circuit(tmp_path_factory.mktemp("other-circuit"), scale=7)
+
+
+@pytest.fixture(scope="module")
+def circuits(registry, keys, tiny_circuit, other_circuit, verifier):
+    """TINY registered with the tiny circuit's key, OTHER with another circuit's (same verifier contract)."""
+    owner = registry.with_sender(keys["owner"])
+    for circuit_id, circuit in ((TINY, tiny_circuit), (OTHER, other_circuit)):
+        owner.register_circuit(circuit_id, verifier.address, circuit.vka, len(circuit.proof.proof),
+                               circuit.output_scales)  # fmt: skip
+    return registry
+
+
+def proof_round(registry, circuit_id: str) -> int:
+    number = next(_rounds)
+    registry.open_round(number, GLOBAL, circuit_id)
+    return number
+
+
+def proven(circuit, round_: int, proof=None, **changes) -> Contribution:
+    """A contribution for the circuit's proof: its signed losses are the proof's outputs unless changed."""
+    proof = proof or circuit.proof
+    (before, after), (s_before, s_after) = proof.instances, circuit.output_scales
+    fields = dict(proof_hash=proof.proof_hash, loss_before=before / 2**s_before, loss_after=after / 2**s_after)
+    return make_contribution(round_, **{**fields, **changes})
+
+
+def test_circuits_are_registered_once_by_the_owner(circuits, keys, tiny_circuit, verifier):
+    info = circuits.circuit(TINY)
+    assert info.registered and info.verifier == verifier.address
+    assert (info.proof_length, info.output_scales) == (len(tiny_circuit.proof.proof), tiny_circuit.output_scales)
+    assert info.vka_digest == "0x" + Web3.keccak(b"".join(tiny_circuit.vka)).hex()
+    assert circuits.vka(TINY) == tiny_circuit.vka and not circuits.circuit("0x" + "01" * 32).registered
+    owner = circuits.with_sender(keys["owner"])
+    args = (verifier.address, tiny_circuit.vka, 100, (8, 8))
+    expect_revert("CircuitAlreadyRegistered", lambda: owner.register_circuit(TINY, *args))  # no key swap later
+    expect_revert("OwnableUnauthorizedAccount", lambda: circuits.register_circuit("0x" + "02" * 32, *args))
+    expect_revert("InvalidCircuit", lambda: owner.register_circuit("0x" + "03" * 32, *args[:3], (8, 30)))
+
+
+def test_on_chain_proof_verification(circuits, keys, tiny_circuit):
     key = keys["nodes"][2]
     node = Account.from_key(key).address
     honest = tiny_circuit.proof
-    c = make_contribution(open_round, proof_hash=honest.proof_hash)
-    signature = signed(registry, key, c)
-    expect_revert("VerifierNotSet", lambda: registry.record_contribution(c, signature, 1, proof=honest))
-
-    w3 = connect(chain.rpc_url)
-    verifier, _ = deploy_contract(w3, keys["owner"], tiny_circuit.verifier_abi, tiny_circuit.verifier_bytecode)
-    registry.with_sender(keys["owner"]).set_verifier(verifier, tiny_circuit.vka)
-    assert registry.contract.functions.vka().call() == tiny_circuit.vka
+    round_ = proof_round(circuits, TINY)
+    c = proven(tiny_circuit, round_)
+    signature = signed(circuits, key, c)
 
     flipped = bytearray(honest.proof)
     flipped[200] ^= 1
     tampered = EvmProof(bytes(flipped), honest.instances)
     # a proof other than the one the node signed
-    err = expect_revert("ProofHashMismatch", lambda: registry.record_contribution(c, signature, 1, proof=tampered))
+    err = expect_revert("ProofHashMismatch", lambda: circuits.record_contribution(c, signature, 1, proof=tampered))
     assert tampered.proof_hash in str(err)
-    # a node that signed a tampered proof, or a tampered public instance: the verifier says no
-    c_bad = make_contribution(open_round, proof_hash=tampered.proof_hash)
-    sig_bad = signed(registry, key, c_bad)
-    expect_revert("ProofRejected", lambda: registry.record_contribution(c_bad, sig_bad, 1, proof=tampered))
-    bad_instance = EvmProof(honest.proof, (honest.instances[0] + 1, *honest.instances[1:]))
-    expect_revert("ProofRejected", lambda: registry.record_contribution(c, signature, 1, proof=bad_instance))
-    assert not registry.has_record(open_round, node)
+    # a node that signed a tampered proof: the verifier says no
+    c_bad = proven(tiny_circuit, round_, proof=tampered)
+    sig_bad = signed(circuits, key, c_bad)
+    expect_revert("ProofRejected", lambda: circuits.record_contribution(c_bad, sig_bad, 1, proof=tampered))
+    assert not circuits.has_record(round_, node)
 
-    registry.record_contribution(c, signature, Status.SELECTED, proof=honest)
-    record = registry.get_record(open_round, node)
+    circuits.record_contribution(c, signature, Status.SELECTED, proof=honest, score=0.25)
+    record = circuits.get_record(round_, node)
     assert record.proof_verified and record.signed and record.proof_hash == honest.proof_hash
+    assert (record.loss_before, record.loss_after, record.score) == (c.loss_before, c.loss_after, 0.25)
+
+
+def test_a_verified_proof_shows_the_signed_losses(circuits, keys, tiny_circuit):
+    """Finding 18.4: a valid proof with other public outputs was recorded with the node's made-up losses."""
+    key = keys["nodes"][0]
+    round_ = proof_round(circuits, TINY)
+    step = 1 / 2 ** tiny_circuit.output_scales[0]
+    for lie in (dict(loss_before=999.0, loss_after=0.0), dict(loss_before=tiny_circuit.proof.instances[0] * step
+                                                                           + step)):  # fmt: skip
+        c = proven(tiny_circuit, round_, **lie)
+        sig = signed(circuits, key, c)
+        expect_revert("ProofRejected", lambda c=c, sig=sig: circuits.record_contribution(c, sig, 1,
+                                                                                          proof=tiny_circuit.proof))
+    c = proven(tiny_circuit, round_)
+    circuits.record_contribution(c, signed(circuits, key, c), Status.SELECTED, proof=tiny_circuit.proof)
+    assert circuits.get_record(round_, Account.from_key(key).address).proof_verified
+
+
+def test_a_proof_is_verified_against_the_rounds_circuit(circuits, keys, tiny_circuit, other_circuit):
+    """Finding 18.4: the old contract verified any proof with the one VKA it held, whatever the round's circuit."""
+    key = keys["nodes"][1]
+    unregistered = proof_round(circuits, "0x" + "ab" * 32)
+    c = proven(tiny_circuit, unregistered)
+    sig = signed(circuits, key, c)
+    expect_revert("CircuitNotRegistered", lambda: circuits.record_contribution(c, sig, 1, proof=tiny_circuit.proof))
+    circuits.record_contribution(c, sig, Status.SELECTED)  # without a proof it is recorded as before
+    other = proof_round(circuits, OTHER)
+    c = proven(tiny_circuit, other)  # a valid proof of the tiny circuit, in a round of the other one
+    sig = signed(circuits, key, c)
+    expect_revert("ProofRejected", lambda: circuits.record_contribution(c, sig, 1, proof=tiny_circuit.proof))
+    c = proven(other_circuit, other)
+    circuits.record_contribution(c, signed(circuits, key, c), Status.SELECTED, proof=other_circuit.proof)
+
+
+def test_only_canonical_proofs_are_accepted(circuits, keys, tiny_circuit, verifier):
+    """Finding 18.7: junk appended to an honest proof still verifies (the verifier ignores it) under another
+    hash; the registry takes only the circuit's exact proof length, so a proof hash names one proof."""
+    honest = tiny_circuit.proof
+    padded = EvmProof(honest.proof + b"\x00" * 32, honest.instances)
+    call = verifier.functions.verifyProof(padded.proof, list(honest.instances), tiny_circuit.vka)
+    returned = verifier.w3.eth.call({"to": verifier.address, "data": call._encode_transaction_data()})
+    assert int.from_bytes(returned[:32], "big") == 1  # success (the rest is not ABI-decodable: see the interface)
+    key = keys["nodes"][2]
+    round_ = proof_round(circuits, TINY)
+    c = proven(tiny_circuit, round_, proof=padded)
+    sig = signed(circuits, key, c)
+    err = expect_revert("NonCanonicalProof", lambda: circuits.record_contribution(c, sig, 1, proof=padded))
+    assert f"exactly {len(honest.proof)} bytes" in str(err)

@@ -7,6 +7,7 @@ from eth_account import Account
 
 from aggregator.chain_sync import ChainSync
 from aggregator.journal import Journal
+from aggregator.verification import reply_address
 from contracts import Contribution, LocalChain, Reason, Registry, Status, connect, sign_contribution
 
 H = "0x" + "11" * 32
@@ -42,7 +43,7 @@ def test_outage_then_restart_records_each_once(chain, tmp_path):
     c1 = contribution(1)
     sync.record(1, node, c1, sign_contribution(node_key, c1, chain.chain_id, address), Status.SELECTED,
                 Reason.NONE, node_id=7)
-    sync.reject(1, "0x" + "ab" * 20, Reason.MALFORMED, H, node_id=8)
+    sync.reject(1, reply_address(8), Reason.MALFORMED, H, node_id=8)
     sync.close_round(1, H)
     assert sync.flush() == 0
 
@@ -67,7 +68,7 @@ def test_outage_then_restart_records_each_once(chain, tmp_path):
     registry = Registry.at(connect(chain.rpc_url), address)
     events = registry.events("ContributionRecorded")
     assert [(e["args"]["round"], e["args"]["node"]) for e in events] == [
-        (1, node), (1, registry.w3.to_checksum_address("0x" + "ab" * 20)), (2, node)]
+        (1, node), (1, reply_address(8)), (2, node)]
     assert len(events) == 3
     assert registry.get_record(2, node).status == Status.NOT_SELECTED
     assert all(op.state == "done" and op.tx_hash for op in journal.all())

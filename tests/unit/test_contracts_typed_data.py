@@ -8,7 +8,14 @@ import pytest
 from eth_account import Account
 
 from contracts.outcomes import Reason, Status, is_valid_signed_outcome
-from contracts.typed_data import Contribution, from_fixed, recover_signer, sign_contribution, to_fixed
+from contracts.typed_data import (
+    Contribution,
+    from_fixed,
+    recover_signer,
+    score_to_fixed,
+    sign_contribution,
+    to_fixed,
+)
 
 KEY = "0x" + "42" * 32
 REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -66,6 +73,16 @@ def test_fixed_point_losses():
             to_fixed(bad)
 
 
+def test_fixed_point_scores_may_be_negative():
+    assert score_to_fixed(0.0) == 0
+    assert score_to_fixed(-0.015) == -15_000_000
+    assert score_to_fixed(0.123456789) == 123_456_789
+    assert from_fixed(score_to_fixed(-2.5e-9)) == -2e-9  # half to even at 1e-9, sign kept
+    for bad in (math.nan, -math.inf, "0.1", True):
+        with pytest.raises(ValueError, match="score"):
+            score_to_fixed(bad)
+
+
 def test_contribution_validates_and_normalizes():
     c = contribution(global_hash="0x" + "AB" * 32)
     assert c.global_hash == "0x" + "ab" * 32
@@ -83,5 +100,6 @@ def test_signed_outcome_rules():
     assert is_valid_signed_outcome(Status.SELECTED, Reason.NONE)
     assert is_valid_signed_outcome(Status.NOT_SELECTED, Reason.NO_QUORUM)
     assert is_valid_signed_outcome(Status.REJECTED, Reason.NO_IMPROVEMENT)
+    assert is_valid_signed_outcome(Status.REJECTED, Reason.HARMFUL)
     assert not is_valid_signed_outcome(Status.SELECTED, Reason.BAD_PROOF)
     assert not is_valid_signed_outcome(Status.REJECTED, Reason.STALE)  # recordRejection's
