@@ -136,7 +136,7 @@ class Verification:
             if self.onchain_verify:
                 proof = EvmProof.from_ezkl(ProofArtifact.from_bytes(reply.proof).ezkl_proof())
             self.sync.record(round_, reply.address, reply.contribution, reply.signature, status, Reason[reason],
-                             outcome.node_id, proof=proof)
+                             outcome.node_id, proof=proof, score=outcome.score or 0.0)
         self.sync.flush()
 
     def close(self, round_: int, new_global_hash: str) -> None:

@@ -144,7 +144,8 @@ def heldout_spec(task: str = "pick_place") -> NodeSpec:
     return NodeSpec(name="heldout", task=task, variation=Variation(), seed=HELDOUT_SEEDS.start)
 
 
-VALIDATION_SEED = HELDOUT_SEEDS.start + 500_000  # the validation set's episodes: held-out seeds the held-out set never uses
+# The validation set's episodes: held-out seeds the held-out set never uses.
+VALIDATION_SEED = HELDOUT_SEEDS.start + 500_000
 
 
 def validation_spec(task: str = "pick_place") -> NodeSpec:

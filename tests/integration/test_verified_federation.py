@@ -1,8 +1,10 @@
 """The verified round protocol end to end: real anvil, real EZKL proofs, real Flower simulation, tiny SmolVLA.
 
-Seven nodes, two rounds: four honest nodes with different data, one forging its proof, one replaying in round 2
-its reply of round 1, one sign-flipping the unproven part of its update with a valid proof. Krum (f = 1) sees
-five verified replies in round 2. The chain (anvil) is stopped after round 1 and started again, with the same
+Nine nodes, two rounds: four honest nodes with different data, one forging its proof, one replaying in round 2
+its reply of round 1, one sign-flipping the unproven part of its update with a valid proof, and two that prove
+fabricated witnesses (a poisoned update, and the global model plus noise, each "improving" its proven loss to 0).
+Every update that passes the proof checks is scored on the aggregator's validation set; the scores travel to the
+chain record. The chain (anvil) is stopped after round 1 and started again, with the same
 state, while round 2 runs: every record must still reach it exactly once.
 """
 
@@ -19,7 +21,8 @@ from aggregator.demo import DemoConfig, run_demo
 from contracts import Reason, Registry, Status, connect
 
 HONEST = 4
-ATTACKERS = ("forge-proof", "replay", "sign-flip")  # nodes 4, 5, 6
+ATTACKERS = ("forge-proof", "replay", "sign-flip", "fabricate-witness", "fabricate-free-rider")  # nodes 4-8
+NODES = HONEST + len(ATTACKERS)
 
 
 def fed(**kw) -> FederationConfig:
@@ -41,7 +44,7 @@ def outage_after_round_one(out, chain, seconds: float = 6.0) -> None:
 
 
 @pytest.fixture(scope="module")
-def seven(cache_dir, tmp_path_factory):
+def nine(cache_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("verified") / "run"
     chains = []
 
@@ -49,7 +52,7 @@ def seven(cache_dir, tmp_path_factory):
         chains.append(chain)
         outage_after_round_one(out, chain)
 
-    summary = run_demo(DemoConfig(nodes=7, rounds=2, out=str(out), cache_dir=str(cache_dir), episodes=1, frames=24,
+    summary = run_demo(DemoConfig(nodes=NODES, rounds=2, out=str(out), cache_dir=str(cache_dir), episodes=1, frames=24,
                                   data="synthetic", adversaries=ATTACKERS), fed(krum_f=1, krum_m=3),
                        on_chain=on_chain)
     chain = chains[0]
@@ -65,27 +68,33 @@ def by_claimed(round_entry: dict) -> dict:
 def wallet_addresses(out) -> list[str]:
     from contracts import read_address
 
-    return [read_address(out / "wallets" / f"node{i}.json") for i in range(7)]
+    return [read_address(out / "wallets" / f"node{i}.json") for i in range(NODES)]
 
 
-def test_gate_and_krum_outcomes(seven):
-    out, summary, _ = seven
+def test_gate_and_krum_outcomes(nine):
+    out, summary, _ = nine
     wallets = wallet_addresses(out)
-    forger, replayer, flipper = wallets[HONEST:]
+    forger, replayer, flipper, fabricator, rider = wallets[HONEST:]
     r1, r2 = (by_claimed(r) for r in summary["rounds"])
     for r in (r1, r2):
         assert r[forger]["status"] in ("BAD_PROOF", "UNBOUND"), r[forger]
-        assert r[flipper]["status"] == "NOT_SELECTED", r[flipper]
+        assert r[flipper]["status"] in ("HARMFUL", "NOT_SELECTED"), r[flipper]
+        # The fabricators' proofs verify (loss_after 0 on made-up targets); the validation score stops them.
+        assert r[fabricator]["loss_after"] < 0.01 * r[fabricator]["loss_before"]
+        assert r[fabricator]["status"] == "HARMFUL" or (r[fabricator]["status"] == "NOT_SELECTED"
+                                                         and r[fabricator]["score"] <= 0), r[fabricator]
+        assert r[rider]["status"] != "SELECTED", r[rider]
         for honest in wallets[:HONEST]:
             assert r[honest]["status"] in ("SELECTED", "NOT_SELECTED"), r[honest]
             assert r[honest]["loss_after"] < r[honest]["loss_before"]
+            assert r[honest]["score"] > 0  # training on one's own data lowers the loss on the validation set
     assert r1[replayer]["status"] in ("SELECTED", "NOT_SELECTED")  # honest in round 1
     assert r2[replayer]["status"] == "STALE", r2[replayer]
     assert sum(n["status"] == "SELECTED" for n in summary["rounds"][1]["nodes"]) == 3
 
 
-def test_chain_records_equal_summary(seven):
-    out, summary, chain = seven
+def test_chain_records_equal_summary(nine):
+    out, summary, chain = nine
     registry = Registry.at(connect(chain.rpc_url), summary["chain"]["registry"])
     assert summary["chain"]["pending_operations"] == 0
     for entry in summary["rounds"]:
@@ -93,7 +102,7 @@ def test_chain_records_equal_summary(seven):
         assert (info.state, info.global_hash, info.new_global_hash) == ("closed", entry["global_hash"],
                                                                          entry["new_global_hash"])
         records = {r.node: r for r in registry.round_records(entry["round"])}
-        assert len(records) == len(entry["nodes"]) == 7
+        assert len(records) == len(entry["nodes"]) == NODES
         for node in entry["nodes"]:
             rec = records[node["address"]]
             status, reason = node["status"], node["reason"] or "NONE"
@@ -108,17 +117,18 @@ def test_chain_records_equal_summary(seven):
                     node["update_hash"], node["proof_hash"], node["data_commitment"])
                 assert rec.loss_before == pytest.approx(node["loss_before"], abs=1e-9)
                 assert rec.loss_after == pytest.approx(node["loss_after"], abs=1e-9)
+                assert rec.score == pytest.approx(node["score"], abs=1e-9)  # the score the aggregator attested
             else:
                 assert status in ("MALFORMED", "UNKNOWN_NODE", "BAD_SIGNATURE", "STALE")
     saved = json.loads((out / "summary.json").read_text())
     assert saved["rounds"] == summary["rounds"]
 
 
-def test_every_record_on_chain_exactly_once_despite_outage(seven):
-    _, summary, chain = seven
+def test_every_record_on_chain_exactly_once_despite_outage(nine):
+    _, summary, chain = nine
     registry = Registry.at(connect(chain.rpc_url), summary["chain"]["registry"])
     events = registry.events("ContributionRecorded")
     keys = [(e["args"]["round"], e["args"]["node"]) for e in events]
-    assert len(keys) == len(set(keys)) == 14
+    assert len(keys) == len(set(keys)) == 2 * NODES
     assert [e["args"]["round"] for e in registry.events("RoundOpened")] == [1, 2]
     assert [e["args"]["round"] for e in registry.events("RoundClosed")] == [1, 2]
