@@ -33,13 +33,18 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 log = logging.getLogger("eval_attacks")
 
 START, END = "<!-- attack-table:start -->", "<!-- attack-table:end -->"
+# The runs with the validation gate (--plan validation) have a table of their own.
+VAL_START, VAL_END = "<!-- attack-table-validation:start -->", "<!-- attack-table-validation:end -->"
 # Attacks the gate must stop: run together in one federation (a rejected reply never reaches Krum, so they do not
 # interact), next to as many honest nodes as the honest-only reference.
 GATE_ATTACKS = ("forge-proof", "proof-swap", "replay", "bad-signature", "malformed", "unapproved", "free-rider",
                 "crash")
 # Attacks with a valid proof and signature: only Krum (and the server evaluation) stands between them and the model.
 KRUM_ATTACKS = ("sign-flip", "scale", "noise", "alie", "ipm", "poison-negate", "poison-shuffle", "free-rider-noise",
-                "collude")
+                "collude", "fabricate-witness", "fabricate-free-rider")
+# Beyond Krum's bound, the attacks that got through it before the validation gate (docs/security.md).
+BEYOND_ATTACKS = ("collude", "ipm", "free-rider-noise", "poison-shuffle")
+FABRICATE_ATTACKS = ("fabricate-witness", "fabricate-free-rider")
 LOSS_TOLERANCE = 0.10  # "within 10 % of the honest-only run"
 ATTACKS_FROM = {"replay": 2, "crash": 2}  # rounds before these, the node behaves honestly (nothing to replay yet)
 VERIFIED = ("SELECTED", "NOT_SELECTED", "NO_QUORUM")
@@ -55,6 +60,7 @@ class Run:
     attacks: tuple[str, ...]
     krum_f: int
     ref_nodes: int
+    validation: bool = True  # the aggregator scores updates on its validation set (False: the gate before it)
 
     @property
     def nodes(self) -> int:
@@ -62,7 +68,7 @@ class Run:
 
     @property
     def key(self) -> str:
-        return f"{self.name}-{len(self.attacks)}of{self.nodes}-f{self.krum_f}"
+        return f"{self.name}-{len(self.attacks)}of{self.nodes}-f{self.krum_f}" + ("" if self.validation else "-noval")
 
     @property
     def krum_facing(self) -> int:
@@ -75,15 +81,17 @@ class Run:
         return self.krum_facing <= self.krum_f and self.honest + self.krum_facing > 2 * self.krum_f + 2
 
     @staticmethod
-    def honest_only(nodes: int, krum_f: int) -> Run:
-        return Run("honest", nodes, (), krum_f, nodes)
+    def honest_only(nodes: int, krum_f: int, validation: bool = True) -> Run:
+        return Run("honest", nodes, (), krum_f, nodes, validation)
 
     def reference(self) -> Run:
-        return Run.honest_only(self.ref_nodes, self.krum_f)
+        return Run.honest_only(self.ref_nodes, self.krum_f, self.validation)
 
     def alone(self) -> Run:
-        """This run's honest nodes on their own: separates the attack's effect from having fewer honest nodes."""
-        return Run.honest_only(self.honest, self.krum_f)
+        """This run's honest nodes on their own: separates the attack's effect from having fewer honest nodes.
+        Too few of them for Krum's f (n > 2f + 2 fails): Krum with f = 0, nothing to be robust against."""
+        f = self.krum_f if self.honest > 2 * self.krum_f + 2 else 0
+        return Run.honest_only(self.honest, f, self.validation)
 
 
 def default_runs(nodes: int, krum_f: int) -> list[Run]:
@@ -105,6 +113,19 @@ def default_runs(nodes: int, krum_f: int) -> list[Run]:
             *beyond[1], *alone]
 
 
+def validation_runs(nodes: int, krum_f: int) -> list[Run]:
+    """With the validation gate: the honest-only reference; each fabricated-witness attack alone, before (no
+    validation set) and after; the attacks that got through Krum beyond its bound, with f + 1 and f + 2 attackers;
+    then the honest nodes of those runs on their own."""
+    runs = [Run.honest_only(nodes, krum_f)]
+    for name in FABRICATE_ATTACKS:
+        runs += [Run(name, nodes - 1, (name,), krum_f, nodes, validation=False), Run(name, nodes - 1, (name,), krum_f,
+                                                                                     nodes)]
+    runs += [Run(name, nodes - a, (name,) * a, krum_f, nodes) for a in (krum_f + 1, krum_f + 2)
+             for name in BEYOND_ATTACKS]
+    return [*runs, Run.honest_only(nodes, krum_f, validation=False), *dict.fromkeys(r.alone() for r in runs[1:])]
+
+
 def run_one(run: Run, args) -> dict:
     """One verified federation run; returns what the table needs, per reply: round, attack, status, detail."""
     from aggregator.config import FederationConfig
@@ -116,10 +137,11 @@ def run_one(run: Run, args) -> dict:
 
         shutil.rmtree(out)  # a fresh chain and wallets: runs must not share state
     demo = DemoConfig(nodes=run.nodes, rounds=args.rounds, out=str(out), cache_dir=args.cache_dir,
-                      episodes=args.episodes, frames=args.frames, data="synthetic", adversaries=run.attacks)
+                      episodes=args.episodes, frames=args.frames, data="synthetic", adversaries=run.attacks,
+                      validation=run.validation)
     fed = FederationConfig(local_steps=args.local_steps, batch_size=args.batch_size, learning_rate=args.lr,
                            eval_batches=args.eval_batches, fraction_evaluate=0.0, slice_rows=args.slice_rows,
-                           krum_f=run.krum_f, krum_m=args.krum_m)
+                           krum_f=run.krum_f, krum_m=args.krum_m, min_gain=args.min_gain)
     t0 = time.perf_counter()
     summary = run_demo(demo, fed)
     return collect(run, out, summary, time.perf_counter() - t0, args)
@@ -136,8 +158,11 @@ def collect(run: Run, out: Path, summary: dict, seconds: float, args) -> dict:
         kept += bool(entry["kept_global"])
         for node in entry["nodes"]:
             status = node["reason"] if node["status"] == "NOT_SELECTED" and node["reason"] else node["status"]
+            useful = node.get("score") is not None and entry.get("validation_loss") is not None and (
+                node["score"] > args.min_gain * entry["validation_loss"])
             replies.append({"round": entry["round"], "role": role_of(node, wallets, run), "status": status,
-                            "detail": node["detail"], "on_chain": bool(node.get("tx_hash"))})
+                            "detail": node["detail"], "on_chain": bool(node.get("tx_hash")),
+                            "score": node.get("score"), "useful": useful})
     return {"run": asdict(run), "seconds": round(seconds, 1), "initial_eval_loss": summary["initial_eval_loss"],
             "final_eval_loss": summary["final_eval_loss"],
             "eval_loss": [r["server_eval_loss"] for r in summary["rounds"]], "replies": replies,
@@ -155,7 +180,8 @@ def role_of(node: dict, wallets: dict, run: Run) -> str:
 
 
 def settings(args) -> dict:
-    keys = ("rounds", "local_steps", "batch_size", "lr", "episodes", "frames", "slice_rows", "eval_batches", "krum_m")
+    keys = ("rounds", "local_steps", "batch_size", "lr", "episodes", "frames", "slice_rows", "eval_batches", "krum_m",
+            "min_gain")
     return {**{k: getattr(args, k) for k in keys}, "commit": code_version()}
 
 
@@ -183,6 +209,21 @@ def outcome(replies: list[dict]) -> tuple[str, str, int]:
     return gate or "passed", krum, statuses["SELECTED"]
 
 
+def caught_by(replies: list[dict], run: Run) -> str:
+    """What kept one role's replies out of the model: gate reasons, the validation score (verified but not useful,
+    so never averaged in), Krum (useful but ranked out), or nothing (selected)."""
+    statuses = Counter(r["status"] for r in replies)
+    parts = [f"{s} ×{c}" for s, c in sorted(statuses.items()) if s not in VERIFIED]
+    unused = [r for r in replies if r["status"] in ("NOT_SELECTED", "NO_QUORUM")]
+    if run.validation and (low := sum(not r.get("useful") for r in unused)):
+        parts.append(f"score ≤ min gain ×{low}")
+    if krum := sum(bool(r.get("useful")) or not run.validation for r in unused):
+        parts.append(f"Krum ×{krum}")
+    if statuses["SELECTED"]:
+        parts.append(f"**nothing ×{statuses['SELECTED']}**")
+    return ", ".join(parts) or "-"
+
+
 def loss_delta(res: dict, ref: dict | None) -> float | None:
     if ref is None:
         return None
@@ -193,8 +234,10 @@ def percent(delta: float | None) -> str:
     return "-" if delta is None else "0.0%" if abs(delta) < 5e-4 else f"{delta:+.1%}"
 
 
-def table(results: dict) -> str:
+def table(results: dict, plan: str = "default") -> str:
     """The markdown table: one line per attack of every stored run, references first."""
+    if plan == "validation":
+        return validation_table(results)
     lines = ["| attack | attackers / nodes | Krum f | Krum bound | gate (reason × replies) | selected by Krum | "
              "final eval loss | vs honest-only | vs its honest nodes alone | records on chain | verdict | run s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -227,6 +270,35 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def validation_table(results: dict) -> str:
+    """The runs of ``--plan validation``: each attack with what caught it and its loss vs its honest nodes alone."""
+    lines = ["| attack | attackers / nodes | Krum f | Krum bound | validation set | caught by | selected | "
+             "final eval loss | vs its honest nodes alone | vs honest-only | records on chain | verdict | run s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    order = {key: i for i, key in enumerate(r.key for r in validation_runs(7, 1))}
+    for res in sorted(results.values(), key=lambda r: order.get(Run(**_run_args(r)).key, 99)):
+        run = Run(**_run_args(res))
+        if run.key not in order:
+            continue
+        ref, alone = results.get(run.reference().key), results.get(run.alone().key)
+        delta, alone_delta = loss_delta(res, ref), loss_delta(res, alone)
+        chain = f"{sum(r['on_chain'] for r in res['replies'])}/{len(res['replies'])}"
+        for role in dict.fromkeys(run.attacks) or ("honest",):
+            replies = [r for r in res["replies"] if r["role"] == role]
+            selected = sum(r["status"] == "SELECTED" for r in replies)
+            verified = sum(r["status"] in VERIFIED for r in replies)
+            honest = run.name == "honest"
+            lines.append(
+                f"| {'none (honest-only)' if honest else role} | {run.attacks.count(role)} / {run.nodes} | "
+                f"{run.krum_f} | {'within' if run.within_bound else '**beyond**'} | "
+                f"{'yes' if run.validation else 'no (before)'} | {'-' if honest else caught_by(replies, run)} | "
+                f"{'-' if honest else f'{selected}/{verified}'} | {res['final_eval_loss']:.4f} | "
+                f"{'-' if honest else percent(alone_delta)} | {'-' if honest else percent(delta)} | {chain} | "
+                f"{verdict(run, selected, alone_delta if alone_delta is not None else delta, res)} | "
+                f"{res['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
 def _run_args(res: dict) -> dict:
     return {**res["run"], "attacks": tuple(res["run"]["attacks"])}
 
@@ -243,7 +315,10 @@ def verdict(run: Run, selected: int, delta: float | None, res: dict) -> str:
     return "; ".join(parts) if parts else "stopped"
 
 
-def render(results: dict, machine: str, date: str) -> str:
+def render(results: dict, machine: str, date: str, plan: str = "default") -> str:
+    if plan == "validation":
+        keys = {r.key for r in validation_runs(7, 1)}
+        results = {k: v for k, v in results.items() if k in keys} or results
     s = next(iter(results.values()))["settings"]
     refs = sorted((r for r in results.values() if r["run"]["name"] == "honest"), key=lambda r: r["run"]["honest"])
     commits = ", ".join(sorted({r["settings"].get("commit", "?") for r in results.values()}))
@@ -257,17 +332,20 @@ def render(results: dict, machine: str, date: str) -> str:
         f"rounds on synthetic SO-100 data ({s['episodes']} episode × {s['frames']} frames per node), "
         f"{s['local_steps']} local steps at lr {s['lr']}, batch {s['batch_size']}, a proof slice of "
         f"{s['slice_rows']} rows, server eval on {s['eval_batches']} held-out batches. Honest-only server eval "
-        f"loss, initial → final: {ref_text}.",
+        f"loss, initial → final: {ref_text}."
+        + (f" Validation: {s.get('min_gain', 0.01):.0%} min gain, the demo's validation set (synthetic, its own seeds)."
+           if plan == "validation" else ""),
         "",
-        table(results),
+        table(results, plan),
     ])
 
 
-def write_table(path: Path, text: str) -> None:
+def write_table(path: Path, text: str, plan: str = "default") -> None:
     """The table between the doc's markers, keeping the prose around it (or a new file)."""
     from doc_section import write_section
 
-    write_section(path, START, END, text)
+    start, end = (VAL_START, VAL_END) if plan == "validation" else (START, END)
+    write_section(path, start, end, text)
 
 
 def main() -> None:
@@ -292,6 +370,11 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--slice-rows", type=int, default=16)
     p.add_argument("--eval-batches", type=int, default=3)
+    p.add_argument("--plan", choices=["default", "validation"], default="default",
+                   help="default: every attack (the first table); validation: the fabricated-witness attacks before "
+                   "and after the validation gate, and the attacks that beat Krum beyond its bound")
+    p.add_argument("--min-gain", type=float, default=0.01, help="the federation's min_gain (to tell why a reply "
+                   "was not selected)")
     p.add_argument("--machine", default="2 cores, 24 GiB, no GPU")
     p.add_argument("--date", default=time.strftime("%Y-%m-%d"))
     args = p.parse_args()
@@ -302,7 +385,8 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     store = workdir / "results.json"
     results = json.loads(store.read_text()) if store.exists() else {}
-    runs = default_runs(args.nodes, args.krum_f)
+    runs = validation_runs(args.nodes, args.krum_f) if args.plan == "validation" else default_runs(args.nodes,
+                                                                                                      args.krum_f)
     if args.attacks:
         wanted = set(args.attacks.split(","))
         runs = [r for r in runs if r.name in wanted or wanted & set(r.attacks)]
@@ -321,13 +405,15 @@ def main() -> None:
             log.error("%s failed:\n%s", run.key, traceback.format_exc())
             continue
         store.write_text(json.dumps(results, indent=1))
-        write_table(Path(args.out or workdir / "table.md"), render(results, args.machine, args.date))
+        write_table(Path(args.out or workdir / "table.md"), render(results, args.machine, args.date, args.plan),
+                    args.plan)
         res = results[run.key]
         log.info("%s: final eval loss %.4f in %.0f s; attackers: %s", run.key, res["final_eval_loss"], res["seconds"],
                  Counter((r["role"], r["status"]) for r in res["replies"] if r["role"] != "honest"))
     if results:
-        write_table(Path(args.out or workdir / "table.md"), render(results, args.machine, args.date))
-        print(table(results))
+        write_table(Path(args.out or workdir / "table.md"), render(results, args.machine, args.date, args.plan),
+                    args.plan)
+        print(table(results, args.plan))
 
 
 if __name__ == "__main__":
