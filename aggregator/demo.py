@@ -209,4 +209,8 @@ def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Con
         raise UserError(f"the federation produced no round (see the log above); outputs in {out}")
     console.print(f"demo finished in {time.perf_counter() - t0:.0f}s: eval loss {summary['initial_eval_loss']:.4f} "
                   f"→ {summary['final_eval_loss']:.4f}; {summary_path}")
+    if demo.verify:  # the demo's anvil stopped with it; its state file brings the same chain (and registry) back
+        console.print(f"explore it in a browser: [bold]zk0agg chain up --state {out / 'anvil-state.json'}[/] (keeps "
+                      f"the chain up), then [bold]zk0agg explorer --rpc http://127.0.0.1:8545 --registry "
+                      f"{fed.registry} --outputs {out}[/] and open http://127.0.0.1:8480/", soft_wrap=True)
     return summary

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from aggregator.gate import Outcome
@@ -37,6 +38,14 @@ def _short(text: str | None) -> str:
     if not text:
         return "-"
     return text if len(text) <= 10 else f"{text[:6]}…{text[-4:]}"
+
+
+def print_table(console: Console, table: Table) -> None:
+    """Print ``table`` uncut: where the output is not a terminal (a piped log, rich's default 80 columns), widen the
+    console to the table's natural width rather than let rich squeeze cells to ``0x2cc6…4…`` and ``NOT_SELEC…``."""
+    if not console.is_terminal:
+        console.width = max(console.width, Measurement.get(console, console.options.update_width(1000), table).maximum)
+    console.print(table)
 
 
 def _node_entry(o: Outcome) -> dict:
@@ -85,7 +94,7 @@ class RunOutputs:
             "seconds": seconds, **extra_metrics,
         })
         self.flush()
-        self.console.print(self.round_table(entry))
+        print_table(self.console, self.round_table(entry))
 
     def round_table(self, entry: dict) -> Table:
         extra = f", sim success {entry['success_rate']:.0%}" if "success_rate" in entry else ""

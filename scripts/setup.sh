@@ -32,3 +32,11 @@ if [ ! -f node_modules/.zk0-installed ] || [ package.json -nt node_modules/.zk0-
   npm ci --no-audit --no-fund --loglevel=error  # the committed lock, never rewritten (the app bundle hashes it)
   touch node_modules/.zk0-installed
 fi
+
+# Headless Chromium for the explorer's browser tests (tests/integration/test_explorer.py skips without it).
+# Installed only where it is missing and we are root with apt; anywhere else this step quietly does nothing.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "[setup] installing Debian's chromium (headless browser for the explorer tests)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "[setup] could not install chromium: the explorer's browser tests will be skipped"
+fi

@@ -45,3 +45,20 @@ def test_config_hides_secrets_and_requires_chain_for_verification():
     assert cfg.to_dict()["aggregator_key"] == "***"
     with pytest.raises(UserError, match="chain_rpc"):
         FederationConfig(verify=True)
+
+
+def test_round_table_not_cut_when_output_is_not_a_terminal(tmp_path):
+    """A piped demo log (no terminal, rich's default 80 columns) shows full statuses and short hashes uncut."""
+    import io
+
+    log = io.StringIO()  # not a terminal
+    out = RunOutputs(tmp_path, "run-1", {"rounds": 1}, console=Console(file=log, width=80))
+    wallet, tx = "0x2cc6" + "ab" * 17 + "4f1e", "0x" + "cd" * 32
+    outcomes = [Outcome(123456789, "NOT_SELECTED", address=wallet, train_loss=1.2, loss_before=0.5, loss_after=0.4,
+                        update_hash="0x" + "ef" * 32, tx_hash=tx),
+                Outcome(987654321, "NO_IMPROVEMENT", "NO_IMPROVEMENT", address=wallet, train_loss=1.3,
+                        loss_before=0.5, loss_after=0.6, update_hash="0x" + "ef" * 32, tx_hash=tx)]
+    out.add_round(RoundLog(1, "0x" + "aa" * 32, outcomes), 1.2, "0x" + "bb" * 32, {}, success_rate=0.5)
+    text = log.getvalue()
+    for cell in ("NOT_SELECTED", "NO_IMPROVEMENT", "0x2cc6…4f1e", "0xcdcd…cdcd", "0.500→0.400"):
+        assert cell in text, f"{cell!r} cut in:\n{text}"

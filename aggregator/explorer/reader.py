@@ -1,0 +1,283 @@
+"""What each explorer page shows, read from the chain (the registry's events and views) at the time of the request.
+
+The run's ``summary.json`` only adds what the chain does not hold: the server's eval loss and closed-loop success
+per round, the SRS digest, and the gate's words for a rejection. Values the registry may or may not have (a
+record's ``score``, rewards, stakes, governance parameters) are found by feature detection: attributes of the
+client's ``Record``, and the contract's ABI (view functions of no argument, of a wallet, or of a round), so the
+page works with the registry of today and with a richer one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from web3 import Web3
+from web3.exceptions import Web3Exception
+
+from aggregator.explorer.config import ExplorerConfig
+from aggregator.explorer.view import line_chart_svg, reason_text
+from contracts import ChainError, ChainUnavailable, Record, Registry, Status
+
+log = logging.getLogger(__name__)
+
+CORE_EVENTS = ("RoundOpened", "RoundClosed", "ContributionRecorded")
+_SCALAR = re.compile(r"^(address|bool|string|u?int\d*|bytes\d+)$")
+
+
+class NotFound(LookupError):
+    """The registry holds nothing under this name (a round never opened)."""
+
+
+class NotARegistry(LookupError):
+    """The configured address holds no ContributionRegistry on this chain."""
+
+
+# ----------------------------------------------------------------------------------------------- pure helpers
+
+
+def scalar_views(abi: list[dict], inputs: str) -> list[str]:
+    """Names of the contract's view functions that take ``inputs`` ("" none, "address" a wallet, "uint" a round)
+    and return one scalar: the values the page can show whatever the contract's version. ALL_CAPS constants (status
+    codes, type hashes) are the code's, not the federation's, and are left out."""
+    names = []
+    for item in abi:
+        if item.get("type") != "function" or item.get("stateMutability") not in ("view", "pure"):
+            continue
+        types = [i["type"] for i in item.get("inputs", [])]
+        wanted = {"": types == [], "address": types == ["address"],
+                  "uint": len(types) == 1 and re.fullmatch(r"uint\d*", types[0]) is not None}[inputs]
+        outputs = item.get("outputs", [])
+        if wanted and len(outputs) == 1 and _SCALAR.match(outputs[0]["type"]) and not item["name"].isupper():
+            names.append(item["name"])
+    return sorted(names)
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    """What a run's summary.json adds to the chain's record (nothing when it is another registry's run)."""
+
+    by_round: dict[int, dict] = field(default_factory=dict)
+    initial_eval_loss: float | None = None
+    chain: dict = field(default_factory=dict)
+    note: str = ""  # why nothing or only part is shown
+
+    def nodes(self, round_: int) -> dict[str, dict]:
+        """The round's node entries by on-chain address (lower case)."""
+        return {(n.get("address") or "").lower(): n for n in self.by_round.get(round_, {}).get("nodes", [])}
+
+
+def run_metrics(summary: dict | None, registry: str, source: str = "summary.json") -> RunMetrics:
+    """The per-round metrics of a run's summary, if that run recorded into ``registry``."""
+    if summary is None:
+        return RunMetrics()
+    chain = summary.get("chain") or {}
+    recorded_in = (chain.get("registry") or "").lower()
+    if recorded_in != registry.lower():
+        where = f"registry {chain['registry']}" if recorded_in else "no registry (an unverified run)"
+        return RunMetrics(note=f"{source} is a run recorded in {where}, not this one: its metrics are not shown")
+    rounds = {int(r["round"]): r for r in summary.get("rounds", []) if "round" in r}
+    return RunMetrics(rounds, summary.get("initial_eval_loss"), chain)
+
+
+def load_summary(outputs: str) -> tuple[dict | None, str]:
+    """summary.json of an outputs folder, and a note when it cannot be read (the run may not have started)."""
+    if not outputs:
+        return None, ""
+    path = Path(outputs) / "summary.json"
+    try:
+        return json.loads(path.read_text()), ""
+    except FileNotFoundError:
+        return None, f"no {path} yet: eval loss and success rate appear once the run's first round is written"
+    except (OSError, ValueError) as err:
+        return None, f"cannot read {path}: {err}"
+
+
+# ----------------------------------------------------------------------------------------------- page data
+
+
+@dataclass
+class Reply:
+    """One record of a round, as a row of the round page (and of a wallet's history)."""
+
+    record: Record
+    tx_hash: str | None
+    block: int | None
+    score: float | None
+    reward: Any
+    reason_text: str
+    detail: str = ""  # the gate's words, from summary.json when given
+    claimed: str | None = None  # the wallet an unattributable reply claimed (summary.json)
+
+    @property
+    def status(self) -> str:
+        return self.record.status.name
+
+
+def _reply(record: Record, txs: dict, metrics: RunMetrics) -> Reply:
+    tx = txs.get((record.round, record.node.lower()), {})
+    entry = metrics.nodes(record.round).get(record.node.lower(), {})
+    claimed = entry.get("claimed_address")
+    reward = next((getattr(record, name) for name in ("reward", "rewards") if hasattr(record, name)), None)
+    return Reply(record, tx.get("tx_hash"), tx.get("block"), getattr(record, "score", None), reward,
+                 reason_text(record.reason), entry.get("detail") or "",
+                 claimed if claimed and claimed.lower() != record.node.lower() else None)
+
+
+class ChainReader:
+    """Reads one registry for the pages; every method is one page's data, read fresh from the chain."""
+
+    def __init__(self, config: ExplorerConfig) -> None:
+        self.config = config
+        self.w3 = Web3(Web3.HTTPProvider(config.rpc_url, request_kwargs={"timeout": config.timeout}))
+
+    # ------------------------------------------------------------------ access
+    def registry(self) -> Registry:
+        """The registry, checked: ChainUnavailable if the chain does not answer, NotARegistry if the address is
+        empty or holds another contract."""
+        address = self.config.registry
+        if not self.w3.is_connected():
+            raise ChainUnavailable(f"no Ethereum node answers at {self.config.rpc_url}")
+        try:
+            registry = Registry.at(self.w3, address)
+        except ChainUnavailable:
+            raise
+        except ChainError:
+            raise NotARegistry(f"there is no contract at {address} on chain {self.w3.eth.chain_id} "
+                               "(a wrong --registry address, or a chain restarted without its state)") from None
+        try:
+            registry.aggregator()
+            registry.contract.functions.LOSS_SCALE().call()
+        except ChainUnavailable:
+            raise
+        except (ChainError, Web3Exception, ValueError, OverflowError):
+            raise NotARegistry(f"the contract at {address} on chain {self.w3.eth.chain_id} does not answer as a "
+                               "zk0 ContributionRegistry: a wrong --registry address?") from None
+        return registry
+
+    def metrics(self) -> RunMetrics:
+        summary, note = load_summary(self.config.outputs)
+        metrics = run_metrics(summary, self.config.registry)
+        return RunMetrics(metrics.by_round, metrics.initial_eval_loss, metrics.chain, metrics.note or note)
+
+    def _views(self, registry: Registry, inputs: str, *args: Any) -> list[tuple[str, Any]]:
+        """(name, value) of every scalar view taking ``inputs``; a call that fails shows its error, not a 500."""
+        out = []
+        for name in scalar_views(registry.contract.abi, inputs):
+            try:
+                out.append((name, registry.contract.functions[name](*args).call()))
+            except (Web3Exception, ValueError, OverflowError) as err:
+                out.append((name, f"(cannot read: {type(err).__name__})"))
+        return out
+
+    @staticmethod
+    def _tx_index(events: list[dict]) -> dict:
+        """Transactions of the records, by (round, node), and of the rounds, by (round, event name)."""
+        txs: dict = {}
+        for e in events:
+            if e["event"] == "ContributionRecorded":
+                txs[(e["args"]["round"], e["args"]["node"].lower())] = e
+            elif e["event"] in ("RoundOpened", "RoundClosed"):
+                txs[(e["args"]["round"], e["event"])] = e
+        return txs
+
+    # ------------------------------------------------------------------ pages
+    def header(self, registry: Registry) -> dict:
+        return {"chain_id": registry.chain_id, "block": self.w3.eth.block_number, "registry": registry.address,
+                "rpc_url": self.config.rpc_url}
+
+    def federation(self) -> dict:
+        registry = self.registry()
+        events = registry.events()
+        metrics = self.metrics()
+        wallets: dict[str, dict] = {}
+        for e in events:
+            if e["event"] in ("NodeApproved", "NodeRevoked"):
+                w = wallets.setdefault(e["args"]["node"], {"address": e["args"]["node"], "since_block": e["block"]})
+                w["last"] = "approved" if e["event"] == "NodeApproved" else "revoked"
+                w["last_block"], w["last_tx"] = e["block"], e["tx_hash"]
+        for w in wallets.values():
+            w["approved"] = registry.is_approved(w["address"])
+        circuits = list(dict.fromkeys(e["args"]["circuitId"] for e in events if e["event"] == "RoundOpened"))
+        rounds = sorted({e["args"]["round"] for e in events if e["event"] == "RoundOpened"})
+        records = [e for e in events if e["event"] == "ContributionRecorded"]
+        return {**self.header(registry), "title": "Federation", "metrics": metrics,
+                "parameters": self._views(registry, ""), "wallets": list(wallets.values()), "circuits": circuits,
+                "srs_sha256": metrics.chain.get("srs_sha256"), "srs_kind": metrics.chain.get("srs"),
+                "outputs_circuit": metrics.chain.get("circuit_id"), "rounds": rounds,
+                "n_records": len(records), "statuses": Counter(Status(e["args"]["status"]).name for e in records),
+                "event_counts": Counter(e["event"] for e in events)}
+
+    def rounds(self) -> dict:
+        registry = self.registry()
+        events = registry.events()
+        metrics = self.metrics()
+        txs = self._tx_index(events)
+        rows = []
+        for rnd in sorted({e["args"]["round"] for e in events if e["event"] == "RoundOpened"}):
+            info, records = registry.round_info(rnd), registry.round_records(rnd)
+            m = metrics.by_round.get(rnd, {})
+            rows.append({"info": info, "records": len(records), "statuses": Counter(r.status.name for r in records),
+                         "eval_loss": m.get("server_eval_loss"), "success_rate": m.get("success_rate"),
+                         "opened_tx": txs.get((rnd, "RoundOpened"), {}).get("tx_hash"),
+                         "closed_tx": txs.get((rnd, "RoundClosed"), {}).get("tx_hash")})
+        losses = ([(0, metrics.initial_eval_loss)] if metrics.initial_eval_loss is not None else []) + [
+            (r["info"].round, r["eval_loss"]) for r in rows if r["eval_loss"] is not None]
+        success = [(r["info"].round, r["success_rate"]) for r in rows if r["success_rate"] is not None]
+        charts = [line_chart_svg(losses, "server eval loss (held-out)", "loss"),
+                  line_chart_svg(success, "closed-loop success rate", "success", percent=True, y_range=(0.0, 1.0))]
+        return {**self.header(registry), "title": "Rounds", "rows": rows, "metrics": metrics,
+                "charts": charts if self.config.outputs else []}
+
+    def round(self, rnd: int) -> dict:
+        registry = self.registry()
+        info, records = registry.round_info(rnd), registry.round_records(rnd)
+        if info.state == "none" and not records:
+            raise NotFound(f"round {rnd} was never opened in registry {registry.address}")
+        events = registry.events()
+        metrics = self.metrics()
+        txs = self._tx_index(events)
+        replies = [_reply(r, txs, metrics) for r in records]
+        others = [e for e in events if e["event"] not in CORE_EVENTS and e["args"].get("round") == rnd]
+        known = sorted({e["args"]["round"] for e in events if e["event"] == "RoundOpened"})
+        m = metrics.by_round.get(rnd, {})
+        return {**self.header(registry), "title": f"Round {rnd}", "info": info, "replies": replies,
+                "metrics": metrics, "eval_loss": m.get("server_eval_loss"), "success_rate": m.get("success_rate"),
+                "note": m.get("note"), "opened_tx": txs.get((rnd, "RoundOpened"), {}).get("tx_hash"),
+                "closed_tx": txs.get((rnd, "RoundClosed"), {}).get("tx_hash"), "other_events": others,
+                "views": self._views(registry, "uint", rnd),
+                "prev": max((r for r in known if r < rnd), default=None),
+                "next": min((r for r in known if r > rnd), default=None),
+                "has_score": any(r.score is not None for r in replies),
+                "has_reward": any(r.reward is not None for r in replies)}
+
+    def wallet(self, address: str) -> dict:
+        registry = self.registry()
+        history = registry.node_history(address)
+        events = registry.events()
+        metrics = self.metrics()
+        txs = self._tx_index(events)
+        replies = [_reply(r, txs, metrics) for r in history]
+        mentions = [e for e in events if e["event"] != "ContributionRecorded"
+                    and any(isinstance(v, str) and v.lower() == address.lower() for v in e["args"].values())]
+        statuses = Counter(r.status for r in replies)
+        scores = [r.score for r in replies if r.score is not None]
+        rewards = [r.reward for r in replies if isinstance(r.reward, int | float)]
+        drops = [r.record.loss_before - r.record.loss_after for r in replies if r.record.signed]
+        totals = {"rounds": len({r.record.round for r in replies}), "selected": statuses["SELECTED"],
+                  "not_selected": statuses["NOT_SELECTED"], "rejected": statuses["REJECTED"],
+                  "score": sum(scores) if scores else None, "reward": sum(rewards) if rewards else None,
+                  "loss_drop": sum(drops) / len(drops) if drops else None}
+        claimed = [{"round": rnd, **n} for rnd, entry in sorted(metrics.by_round.items())
+                   for n in entry.get("nodes", []) if (n.get("claimed_address") or "").lower() == address.lower()
+                   and (n.get("address") or "").lower() != address.lower()]
+        return {**self.header(registry), "title": f"Wallet {address}", "address": address, "claimed": claimed,
+                "approved": registry.is_approved(address), "replies": replies, "totals": totals,
+                "views": [(n, v) for n, v in self._views(registry, "address", address) if n != "isApproved"],
+                "events": mentions, "metrics": metrics,
+                "has_score": bool(scores), "has_reward": any(r.reward is not None for r in replies)}

@@ -1,0 +1,164 @@
+"""The contribution explorer in a real browser, after a real verified federation on anvil.
+
+Three nodes × two rounds (synthetic data, real EZKL proofs, real signatures); the last node signs with a key that
+is not its wallet (``bad-signature``), so every round has a rejection. ``zk0agg explorer`` then serves the
+registry on a loopback port and headless Chromium loads its pages: what it shows must be what the registry holds.
+Screenshots of every page are saved under the test's temporary directory.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from aggregator.config import FederationConfig
+from aggregator.demo import DemoConfig, run_demo
+from aggregator.explorer import ExplorerConfig, make_app
+from contracts import Reason, Registry, Status, connect, load_artifact, read_address
+from contracts.local_chain import free_port
+
+CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+needs_browser = pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium found (Debian: apt-get install "
+                                   "chromium; scripts/setup.sh installs it when run as root)")
+NODES, ROUNDS = 3, 2
+
+
+@pytest.fixture(scope="module")
+def federation(cache_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("explorer") / "run"
+    chains = []
+    fed = FederationConfig(local_steps=5, batch_size=8, eval_batches=2, fraction_evaluate=0.0, slice_rows=16)
+    summary = run_demo(DemoConfig(nodes=NODES, rounds=ROUNDS, out=str(out), cache_dir=str(cache_dir), episodes=1,
+                                  frames=24, data="synthetic", adversary="bad-signature"), fed,
+                       on_chain=chains.append)
+    chain = chains[0]
+    chain.start()  # the demo stops its chain at the end; its state file brings it back
+    registry = Registry.at(connect(chain.rpc_url), summary["chain"]["registry"])
+    yield out, summary, chain, registry
+    chain.stop()
+
+
+@pytest.fixture(scope="module")
+def explorer(federation, tmp_path_factory):
+    """``zk0agg explorer`` as an operator runs it, on a free loopback port."""
+    out, summary, chain, registry = federation
+    port = free_port()
+    log = tmp_path_factory.mktemp("explorer-log") / "explorer.log"
+    with open(log, "wb") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "aggregator.cli", "explorer", "--rpc", chain.rpc_url,
+                                    "--registry", registry.address, "--outputs", str(out), "--port", str(port),
+                                    "--refresh", "2"], stdout=sink, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/static/explorer.css", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.3)
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+def browse(url: str, shots: Path, name: str) -> str:
+    """The page's DOM after Chromium ran its scripts; a screenshot of it saved as ``shots/name.png``."""
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1400,1000"]
+    shots.mkdir(exist_ok=True)
+    subprocess.run([*flags, f"--screenshot={shots / f'{name}.png'}", url], capture_output=True, timeout=60)
+    assert (shots / f"{name}.png").stat().st_size > 10_000, f"no screenshot of {url}"
+    return subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=60, check=True).stdout
+
+
+def rows(dom: str, css_class: str) -> list[str]:
+    return re.findall(rf'<tr class="{css_class}"[^>]*>.*?</tr>', dom, flags=re.S)
+
+
+@needs_browser
+def test_explorer_pages_show_what_the_registry_holds(federation, explorer, tmp_path):
+    out, summary, _, registry = federation
+    wallets = [read_address(out / "wallets" / f"node{i}.json") for i in range(NODES)]
+
+    home = browse(f"{explorer}/", tmp_path, "federation")
+    assert registry.address in home and str(registry.chain_id) in home
+    for wallet in wallets:  # every approved wallet, linked to its page
+        assert f'href="/wallets/{wallet}"' in home
+    assert summary["chain"]["srs_sha256"] in home  # the SRS digest, full value in the title attribute
+
+    rounds = browse(f"{explorer}/rounds", tmp_path, "rounds")
+    assert len(rows(rounds, "round")) == ROUNDS
+    assert rounds.count("<svg") == 2  # eval loss and success rate charts
+
+    for rnd in range(1, ROUNDS + 1):
+        page = browse(f"{explorer}/rounds/{rnd}", tmp_path, f"round{rnd}")
+        records = registry.round_records(rnd)
+        replies = rows(page, "reply")
+        assert len(replies) == len(records) == NODES
+        rejected = [r for r in replies if 'data-status="REJECTED"' in r]
+        assert len(rejected) == 1 and "BAD_SIGNATURE" in rejected[0]
+        assert "the signature does not verify" in rejected[0] and "claimed" in rejected[0]
+        chain_rejected = [r for r in records if r.status == Status.REJECTED]
+        assert [r.reason for r in chain_rejected] == [Reason.BAD_SIGNATURE]
+        tx_of = {e["args"]["node"]: e["tx_hash"] for e in registry.events("ContributionRecorded")
+                 if e["args"]["round"] == rnd}
+        for record in records:  # full hashes on hover: the update hash and the transaction of each record
+            if record.signed:
+                assert f'title="{record.update_hash}"' in page
+            assert f'title="{tx_of[record.node]}"' in page
+        assert registry.round_info(rnd).global_hash in page
+
+    honest = wallets[0]
+    page = browse(f"{explorer}/wallets/{honest}", tmp_path, "wallet")
+    history = registry.node_history(honest)
+    assert len(rows(page, "reply")) == len(history) == ROUNDS
+    for rnd in range(1, ROUNDS + 1):
+        assert f'href="/rounds/{rnd}"' in page
+    attacker = browse(f"{explorer}/wallets/{wallets[-1]}", tmp_path, "wallet-claimed")
+    assert "Rejected replies that claimed this wallet" in attacker and attacker.count("BAD_SIGNATURE") >= ROUNDS
+
+
+def test_explorer_bad_input_is_a_clear_4xx(federation, explorer):
+    _, _, chain, registry = federation
+    i = next(i for i, c in enumerate(registry.address) if i > 1 and c.isalpha())
+    checksum_typo = registry.address[:i] + registry.address[i].swapcase() + registry.address[i + 1:]
+    for path, status, words in [("/rounds/99", 404, "never opened"), ("/rounds/abc", 400, "not a round number"),
+                                ("/rounds/-1", 400, "not a round number"), ("/wallets/0x12", 400, "not an address"),
+                                (f"/wallets/{checksum_typo}", 400, "checksum"), ("/nothing/here", 404, "no page")]:
+        response = httpx.get(explorer + path, timeout=30)
+        assert response.status_code == status, (path, response.text[-500:])
+        assert words in response.text and "<html" in response.text, path
+
+    w3 = connect(chain.rpc_url)
+    no_code = TestClient(make_app(ExplorerConfig(chain.rpc_url, "0x" + "12" * 20)))
+    page = no_code.get("/rounds/1")
+    assert page.status_code == 404 and "no contract at" in page.text
+    other = load_artifact("VkaStore")  # a contract, but not a registry
+    tx = w3.eth.contract(abi=other.abi, bytecode=other.bytecode).constructor([b"\x01" * 32]).transact(
+        {"from": w3.eth.accounts[0]})
+    not_registry = w3.eth.wait_for_transaction_receipt(tx)["contractAddress"]
+    page = TestClient(make_app(ExplorerConfig(chain.rpc_url, not_registry))).get("/")
+    assert page.status_code == 404 and "does not answer as a zk0 ContributionRegistry" in page.text
+
+
+@needs_browser
+def test_explorer_says_when_the_chain_is_unreachable(federation, explorer, tmp_path):
+    _, _, chain, _ = federation
+    chain.stop()
+    try:
+        response = httpx.get(f"{explorer}/rounds/1", timeout=30)
+        assert response.status_code == 503
+        dom = browse(f"{explorer}/rounds/1", tmp_path, "unreachable")
+        assert "Chain unreachable" in dom and chain.rpc_url in dom
+    finally:
+        chain.start()
+    assert httpx.get(f"{explorer}/rounds/1", timeout=30).status_code == 200  # back with the chain
