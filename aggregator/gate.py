@@ -8,6 +8,7 @@ A malformed reply never breaks the round for the others: it is parsed defensivel
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -54,6 +55,7 @@ class Reply:
     loss_after: float | None = None
     proof_hash: str | None = None
     data_commitment: str | None = None
+    verify_seconds: float | None = None  # how long the proof check took (in-process or the verifier service)
 
 
 @dataclass
@@ -73,6 +75,9 @@ class Outcome:
     proof_hash: str | None = None
     data_commitment: str | None = None
     tx_hash: str | None = None
+    prove_seconds: float | None = None  # as the node reports it
+    verify_seconds: float | None = None
+    proof_bytes: int | None = None
 
     @classmethod
     def of(cls, reply: Reply, status: str, reason: str | None = None, detail: str = "") -> Outcome:
@@ -81,7 +86,8 @@ class Outcome:
             claimed_address=reply.claimed_address,
             update_hash=reply.update_hash, loss_before=reply.loss_before, loss_after=reply.loss_after,
             train_loss=reply.metrics.get("train_loss"), proof_hash=reply.proof_hash,
-            data_commitment=reply.data_commitment,
+            data_commitment=reply.data_commitment, prove_seconds=reply.metrics.get("prove_seconds"),
+            verify_seconds=reply.verify_seconds, proof_bytes=len(reply.proof) if reply.proof else None,
         )
 
 
@@ -187,7 +193,9 @@ def check_proof(reply: Reply, ctx: RoundContext) -> None:
     """BAD_PROOF, UNBOUND, NO_IMPROVEMENT: the proof, bound to the global and the received slice."""
     W_g, b_g = slice_of(ctx.global_arrays)  # noqa: N806 (the statement's names)
     W_n, b_n = slice_of(reply.arrays)  # noqa: N806
+    t0 = time.perf_counter()
     verdict = ctx.verifier.verify(reply.proof, W_g, b_g, W_n, b_n)
+    reply.verify_seconds = time.perf_counter() - t0
     if verdict.reason == "BAD_PROOF":
         raise Rejected("BAD_PROOF", verdict.message)
     c = reply.contribution

@@ -109,6 +109,13 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
                           circuit_id=verification.circuit.circuit_id, srs=verification.circuit.srs.kind,
                           srs_sha256=verification.circuit.srs.sha256)
 
+    wb = None
+    if cfg.wandb:
+        from aggregator.wandb_log import WandbRun
+
+        wb = WandbRun.start(Path(cfg.out_dir), run_id, {**cfg.to_dict(), "chain": outputs.summary["chain"]},
+                            resume=cfg.resume)
+
     strategy = GatedMultiKrum(
         gate=Gate(list(VERIFIED_CHECKS if cfg.verify else STRUCTURAL_CHECKS)),
         verification=verification,
@@ -140,6 +147,8 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
             closed_loop = closed_loop_eval(bundle, cfg, Path(cfg.out_dir) / "evaluate" / f"round_{server_round}")
             seconds["closed_loop"] = time.perf_counter() - t0 - seconds["server_eval"]
             outputs.add_round(strategy.rounds[server_round], loss, new_hash, seconds, **closed_loop)
+            if wb is not None:
+                wb.log_round(outputs.summary["rounds"][-1], seconds)
             if verification is not None:
                 verification.close(server_round, new_hash)
         clock["round_start"] = time.perf_counter()
@@ -157,6 +166,10 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         pending = verification.finish(cfg.chain_drain_timeout)
         outputs.summary["chain"]["pending_operations"] = pending
         outputs.flush()
+    if wb is not None:
+        gas_of = None if verification is None else (
+            lambda tx: verification.registry.w3.eth.get_transaction_receipt(tx)["gasUsed"])
+        wb.finish(outputs.summary, gas_of)
     return outputs.summary
 
 
