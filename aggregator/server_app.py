@@ -140,6 +140,8 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         loss, _ = evaluate_loss(bundle, heldout, global_arrays, max_batches=cfg.eval_batches, seed=cfg.seed)
         if server_round == 0:
             outputs.initial(loss)
+            if wb is not None:
+                wb.log_initial(loss)
         else:
             outputs.save_checkpoint(server_round, bundle)
             seconds = {"round": t0 - clock["round_start"], "server_eval": time.perf_counter() - t0}

@@ -155,6 +155,10 @@ class WandbRun:
                     " (upload later: wandb sync " + str(Path(run.dir).parent) + ")" if mode == "offline" else "")
         return cls(run, mode)
 
+    def log_initial(self, server_eval_loss: float) -> None:
+        """Round 0: the initial global model's held-out loss, where the loss chart starts."""
+        self._log({"round": 0, "eval/server_loss": server_eval_loss})
+
     def log_round(self, entry: dict, seconds: dict | None = None) -> None:
         try:
             metrics = round_metrics(entry, seconds)
