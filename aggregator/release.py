@@ -125,6 +125,9 @@ def model_card(summary: dict, entry: dict, provenance: dict, datasets: list[str]
                "could forge: the records below say what the nodes claimed and the aggregator checked, not more. "
                "A production federation uses the public ceremony SRS.\n" if provenance.get("srs") == "dev" else "")
     verified = registry is not None
+    kept = (f"\n> Round {entry['round']} kept the global model it started from (too few verified replies for "
+            "Krum): this model was produced by an earlier round, which `zk0agg verify-model` names.\n"
+            if entry.get("kept_global") else "")
     body = f"""
 # zk0 SmolVLA policy: federation run `{summary.get('run_id')}`, round {entry['round']}
 
@@ -167,7 +170,7 @@ Held-out loss before training: {_fmt(summary.get('initial_eval_loss'))}.
 - round: {entry['round']}, started from `{provenance['started_from']}`
 - `closeRound` transaction naming this hash: `{provenance['close_round_tx'] or '-'}`
 - circuit id: `{provenance.get('circuit_id') or '-'}`
-{dev_srs}
+{kept}{dev_srs}
 Contributing wallets (verified replies; SELECTED ones were averaged into this model):
 
 | wallet | status | proven loss before → after |{score_head} record tx |
