@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from node.errors import UserError
-from node.logs import setup_logging
+from node.logs import setup_logging, tee_output
 
 STATE_DIR = Path(".zk0/aggregator")
 OWNER_KEY_ENV = "ZK0_OWNER_KEY"
@@ -86,10 +86,12 @@ def _demo(args: argparse.Namespace) -> int:
     from aggregator.config import FederationConfig
     from aggregator.demo import DemoConfig, run_demo
 
-    fed = FederationConfig(local_steps=args.local_steps, krum_f=args.krum_f, krum_m=args.krum_m)
+    fed = FederationConfig(local_steps=args.local_steps, krum_f=args.krum_f, krum_m=args.krum_m,
+                           wandb=_wandb_wanted(args))
     demo = DemoConfig(nodes=args.nodes, rounds=args.rounds, out=args.out or "", verify=not args.no_verify,
                       adversary=args.adversary, data=args.data, episodes=args.episodes,
                       eval_episodes=args.eval_episodes, engine=args.engine, validation=not args.no_validation)
+    print(f"log: {tee_output(Path(demo.out) / 'zk0agg-demo.log')}", flush=True)
     fed.sim_max_steps = args.eval_max_steps
     summary = run_demo(demo, fed)
     return 0 if summary.get("rounds") else 1
@@ -101,6 +103,7 @@ def _start(args: argparse.Namespace) -> int:
     from node.trust import SOURCE_ROOT, app_hash, parse_app_hash
 
     state_dir = Path(args.state_dir).expanduser().resolve()
+    tee_output(state_dir / "zk0agg-start.log")
     secrets_env: dict[str, str] = {}
     chain_rpc, registry = args.chain_rpc, args.registry
     if chain_rpc or registry:
@@ -151,7 +154,8 @@ def _start(args: argparse.Namespace) -> int:
               f"  chain    {f'{chain_rpc}, registry {registry}' if chain_rpc else 'none (unverified runs only)'}\n"
               f"  verifier {verifier_url or 'in the ServerApp process'}\n"
               f"  validation {args.validation or 'none: updates are not scored (--validation URI)'}\n"
-              f"  logs     {superlink.log_path}\n"
+              f"  logs     {superlink.log_path}, {state_dir / 'zk0agg-start.log'}\n"
+              f"  status   zk0agg status --state-dir {state_dir}\n"
               f"next: zk0agg run --rounds N --heldout URI   (Ctrl-C stops the aggregator)", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         while all(p.running() for p in processes):
@@ -196,12 +200,13 @@ def _run(args: argparse.Namespace) -> int:
                            heldout=args.heldout, cache_dir=str(Path(args.cache_dir).resolve()),
                            out_dir=str(Path(args.out or time.strftime("outputs/run-%Y%m%d-%H%M%S")).resolve()),
                            srs=args.srs if args.srs == "dev" else str(Path(args.srs).resolve()),
-                           timeout=args.timeout, resume=args.resume)
+                           timeout=args.timeout, resume=args.resume, wandb=_wandb_wanted(args))
     if not args.no_verify:
         fed.chain_rpc, fed.registry = _chain(args, state)
         fed.verify = True
         fed.verifier_url = args.verifier_url or state.get("verifier_url") or ""
     extra = _parse_run_config(args.run_config)
+    tee_output(Path(fed.out_dir) / "zk0agg-run.log")
     if args.fab:
         try:
             fab = Path(args.fab).read_bytes()
@@ -224,6 +229,18 @@ def _run(args: argparse.Namespace) -> int:
     print(f"\nrun {run_id} {result.status}{': ' + result.details if result.details else ''}; "
           f"summary {Path(fed.out_dir) / 'summary.json'}")
     return 0 if result.status == "completed" else 1
+
+
+def _wandb_wanted(args: argparse.Namespace) -> bool:
+    from aggregator.wandb_log import wandb_default
+
+    return wandb_default() if args.wandb is None else args.wandb
+
+
+def _wandb_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--wandb", action=argparse.BooleanOptionalAction, default=None,
+                        help="log every round to Weights & Biases (default: on when WANDB_API_KEY is set); "
+                        "offline without a key or network: the run folder is <out>/wandb, upload it with wandb sync")
 
 
 def _parse_run_config(items: list[str]) -> dict:
@@ -342,6 +359,127 @@ def _explorer(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------------- status
+
+
+def _status(args: argparse.Namespace) -> int:
+    """What runs: SuperLink, runs, nodes, rounds, pending chain operations, verifier. Exit 1 when nothing runs."""
+    from aggregator.status import aggregator_status
+
+    s = aggregator_status(args.state_dir)
+    if not s.started:
+        print(f"nothing runs: no aggregator was started with --state-dir {args.state_dir} ({s.state_file} "
+              "missing); start one with zk0agg start")
+        return 1
+    process = "alive" if s.process_alive else "NOT RUNNING"
+    print(f"zk0agg start (pid {s.pid}): {process}\n"
+          f"  superlink {s.superlink}: {'up' if s.superlink_up else 'DOWN'}"
+          f"{' (' + s.superlink_error + ')' if s.superlink_error else ''}")
+    if s.superlink_up:
+        online = ": " + ", ".join(map(str, s.nodes_online)) if s.nodes_online else ""
+        print(f"  nodes     {len(s.nodes_online)} connected{online} ({s.nodes_known} known to the SuperLink)")
+        active = s.active_runs
+        print(f"  runs      {len(s.runs)} in all, {len(active)} going" + ("" if active else ": no run is going"))
+        for r in s.runs:
+            progress = ""
+            if r.rounds_done is not None:
+                progress = (f", round {min(r.rounds_done + 1, r.rounds or r.rounds_done + 1)} of {r.rounds}"
+                            if r.active else f", {r.rounds_done} of {r.rounds} round(s) done")
+            chain = ""
+            if r.pending_chain_ops is not None:
+                chain = f", chain operations pending {r.pending_chain_ops}" + (
+                    f", FAILED {r.failed_chain_ops}" if r.failed_chain_ops else "")
+            print(f"    run {r.run_id}: {r.status}{progress}{chain}; app {r.fab_hash[:12]}…; "
+                  f"outputs {r.out_dir or '-'}")
+    print(f"  chain     {s.chain}\n  verifier  {s.verifier}")
+    print("  logs      " + (", ".join(s.logs) or "-"))
+    if not s.superlink_up:
+        print("nothing runs: the SuperLink does not answer" + ("" if s.process_alive else
+                                                              " (zk0agg start has exited; see its logs)"))
+        return 1
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- release, provenance
+
+
+def _release(args: argparse.Namespace) -> int:
+    from aggregator.release import build_release, push_release
+
+    if args.push and not args.repo_id:
+        raise UserError("--push needs --repo-id ORG/NAME (the Hub model repo to create or update)")
+    release = build_release(args.run, args.out, args.round, datasets=args.dataset, license_=args.license)
+    p = release.provenance
+    print(f"release of round {release.round} of {p['run_id']} in {release.out}\n"
+          f"  model hash   {release.model_hash}\n"
+          f"  closeRound   {p['close_round_tx'] or '- (unverified run)'} (chain {p['chain_id']}, "
+          f"registry {p['registry']})\n"
+          f"  contributors {sum(c['status'] == 'SELECTED' for c in p['contributors'])} selected of "
+          f"{len(p['contributors'])} verified\n"
+          f"  datasets     {', '.join(release.datasets) or 'none named'}\n"
+          f"check it: zk0agg verify-model {release.out} --chain-rpc URL --registry {p['registry']}")
+    if args.push:
+        print(f"pushed to https://huggingface.co/{args.repo_id}: {push_release(release.out, args.repo_id)}")
+    return 0
+
+
+def _verify_model(args: argparse.Namespace) -> int:
+    """Recompute the model's hash, find the round that closed with it on chain; exit 1 if none did."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from aggregator.provenance import checkpoint_dir, find_provenance, initial_model_round, model_hash
+    from aggregator.release import PROVENANCE_FILE
+
+    folder = checkpoint_dir(args.path)
+    claimed = json.loads((folder / PROVENANCE_FILE).read_text()) if (folder / PROVENANCE_FILE).is_file() else {}
+    state = _state(args)
+    rpc = args.chain_rpc or state.get("chain_rpc")
+    registry_address = args.registry or state.get("registry") or claimed.get("registry")
+    if not rpc or not registry_address:
+        raise UserError("which chain? give --chain-rpc URL and --registry ADDRESS (the federation's published "
+                        "registry)")
+    if not (args.registry or state.get("registry")):
+        print(f"note: registry {registry_address} is the one the release itself names: check that it is the "
+              "federation's published registry", file=sys.stderr)
+    digest = model_hash(folder)
+    registry = _registry(rpc, registry_address)
+    found = find_provenance(registry, digest)
+    if found is None:
+        started = initial_model_round(registry, digest)
+        why = (f"it is the model round {started} started from, not one a round produced" if started else
+               "no round of this registry closed with this model: it was changed, or it comes from elsewhere")
+        print(f"zk0agg: refused: {folder} hashes to {digest}; {why} (registry {registry.address}, chain "
+              f"{registry.chain_id})", file=sys.stderr)
+        return 1
+    console = Console()
+    console.print(f"[bold green]verified[/]: {folder} is the model round {found.round} closed with\n"
+                  f"  model hash   {digest}\n"
+                  f"  chain        {found.chain_id}, registry {found.registry}\n"
+                  f"  round        {found.round}, started from {found.global_hash}, circuit {found.circuit_id}\n"
+                  f"  openRound    {found.open_tx or '-'}\n"
+                  f"  closeRound   {found.close_tx} (block {found.close_block})"
+                  + (f"\n  kept unchanged by round(s) {', '.join(map(str, found.kept_by))} (no quorum)"
+                     if found.kept_by else ""))
+    table = Table(title=f"round {found.round}: {len(found.selected)} selected update(s) averaged into this model",
+                  title_justify="left")
+    for column in ("node", "status", "reason", "signed", "loss before → after", "update hash", "proof hash",
+                   "record tx"):
+        table.add_column(column, no_wrap=column in ("node", "record tx"))
+    for r in found.records:
+        table.add_row(r.node, r.status, r.reason if r.reason != "NONE" else "", "yes" if r.signed else "no",
+                      f"{r.loss_before:.4f} → {r.loss_after:.4f}" if r.signed else "-", r.update_hash[:10] + "…",
+                      r.proof_hash[:10] + "…" if r.signed else "-", r.tx_hash or "-")
+    console.print(table)
+    if claimed and (claimed.get("round"), claimed.get("close_round_tx")) != (found.round, found.close_tx):
+        print(f"zk0agg: warning: {PROVENANCE_FILE} claims round {claimed.get('round')} / transaction "
+              f"{claimed.get('close_round_tx')}; the chain says round {found.round} / {found.close_tx}",
+              file=sys.stderr)
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------- parser
 
 
@@ -385,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-verify", action="store_true", help="plain Krum federation: no proofs, signatures, chain")
     demo.add_argument("--no-validation", action="store_true",
                       help="no validation set: updates are not scored (the gate as it was before HARMFUL)")
+    _wandb_flag(demo)
     demo.set_defaults(func=_demo)
 
     start = sub.add_parser(
@@ -449,6 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--insecure", action="store_true", help="plain-text connection (loopback development)")
     run.add_argument("--root-certificates", type=Path, metavar="CA", help="CA certificate of the SuperLink")
     run.add_argument("--verifier-url", metavar="URL", help="verifier service the ServerApp calls (default: from start)")
+    _wandb_flag(run)
     _chain_flags(run)
     _state_flag(run)
     run.set_defaults(func=_run)
@@ -512,6 +652,33 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{AGGREGATOR_KEY_ENV})")
     deploy.add_argument("--aggregator-key-file", metavar="FILE", help="the aggregator's key, to derive its address")
     deploy.set_defaults(func=_deploy_registry)
+
+    status = sub.add_parser("status", help="what runs: the SuperLink, its runs and connected nodes, the current "
+                            "round, pending chain operations, the verifier (exit 1 when nothing runs)")
+    _state_flag(status)
+    status.set_defaults(func=_status)
+
+    release = sub.add_parser("release", help="a round's global model as a Hugging Face Hub-ready folder, with "
+                             "a model card and its on-chain provenance")
+    release.add_argument("--run", required=True, metavar="DIR", help="the run's output folder (outputs/<run>)")
+    release.add_argument("--round", type=int, help="the round whose model to release (default: the last one)")
+    release.add_argument("--out", required=True, metavar="DIR", help="the release folder to write (new or empty)")
+    release.add_argument("--dataset", action="append", default=[], metavar="ORG/NAME",
+                         help="a Hub dataset to name in the card, only for a contributor who agreed to be named "
+                         "(repeatable; default: none named)")
+    release.add_argument("--license", default="apache-2.0", help="the model's license in the card (default "
+                         "apache-2.0)")
+    release.add_argument("--repo-id", metavar="ORG/NAME", help="the Hub model repo for --push")
+    release.add_argument("--push", action="store_true", help="upload the folder to the Hub (token: HF_TOKEN or "
+                         "huggingface-cli login)")
+    release.set_defaults(func=_release)
+
+    verify_model = sub.add_parser("verify-model", help="check on chain which round produced a model (a release "
+                                  "folder or a checkpoint); refuses a model no round produced")
+    verify_model.add_argument("path", help="a release folder or checkpoint (config.json + model.safetensors)")
+    _chain_flags(verify_model)
+    _state_flag(verify_model)
+    verify_model.set_defaults(func=_verify_model)
     return parser
 
 

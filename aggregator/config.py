@@ -59,6 +59,8 @@ class FederationConfig:
     sim_eval_episodes: int = 0
     sim_task: str = "pick_place"
     sim_max_steps: int = 0  # 0: the task's own limit
+    # Weights & Biases: one W&B run per federated run (aggregator.wandb_log); offline without a key or network.
+    wandb: bool = False
 
     def __post_init__(self) -> None:
         if self.rounds < 1:

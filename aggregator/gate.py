@@ -8,6 +8,7 @@ A malformed reply never breaks the round for the others: it is parsed defensivel
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -56,6 +57,7 @@ class Reply:
     proof_hash: str | None = None
     data_commitment: str | None = None
     score: float | None = None  # validation score s = L_val(θ_g) − L_val(θ_n), once measured
+    verify_seconds: float | None = None  # how long the proof check took (in-process or the verifier service)
 
 
 @dataclass
@@ -76,6 +78,9 @@ class Outcome:
     data_commitment: str | None = None
     score: float | None = None
     tx_hash: str | None = None
+    prove_seconds: float | None = None  # as the node reports it
+    verify_seconds: float | None = None
+    proof_bytes: int | None = None
 
     @classmethod
     def of(cls, reply: Reply, status: str, reason: str | None = None, detail: str = "") -> Outcome:
@@ -85,6 +90,8 @@ class Outcome:
             update_hash=reply.update_hash, loss_before=reply.loss_before, loss_after=reply.loss_after,
             train_loss=reply.metrics.get("train_loss"), proof_hash=reply.proof_hash,
             data_commitment=reply.data_commitment, score=reply.score,
+            prove_seconds=reply.metrics.get("prove_seconds"),
+            verify_seconds=reply.verify_seconds, proof_bytes=len(reply.proof) if reply.proof else None,
         )
 
 
@@ -193,7 +200,9 @@ def check_proof(reply: Reply, ctx: RoundContext) -> None:
     """BAD_PROOF, UNBOUND, NO_IMPROVEMENT: the proof, bound to the global and the received slice."""
     W_g, b_g = slice_of(ctx.global_arrays)  # noqa: N806 (the statement's names)
     W_n, b_n = slice_of(reply.arrays)  # noqa: N806
+    t0 = time.perf_counter()
     verdict = ctx.verifier.verify(reply.proof, W_g, b_g, W_n, b_n)
+    reply.verify_seconds = time.perf_counter() - t0
     if verdict.reason == "BAD_PROOF":
         raise Rejected("BAD_PROOF", verdict.message)
     c = reply.contribution

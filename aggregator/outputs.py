@@ -50,7 +50,8 @@ def print_table(console: Console, table: Table) -> None:
 
 def _node_entry(o: Outcome) -> dict:
     fields = ("node_id", "address", "claimed_address", "status", "reason", "detail", "loss_before", "loss_after",
-              "score", "train_loss", "update_hash", "proof_hash", "data_commitment", "tx_hash")
+              "score", "train_loss", "update_hash", "proof_hash", "data_commitment", "tx_hash", "prove_seconds",
+              "verify_seconds", "proof_bytes")
     return {name: getattr(o, name) for name in fields}
 
 

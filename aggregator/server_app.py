@@ -116,6 +116,13 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
                               ValidationConfig(cfg.validation_batches, cfg.validation_batch_size), seed=cfg.seed)
     else:
         log.warning("no validation set: updates are not scored, and any verified reply may be selected")
+    wb = None
+    if cfg.wandb:
+        from aggregator.wandb_log import WandbRun
+
+        wb = WandbRun.start(Path(cfg.out_dir), run_id, {**cfg.to_dict(), "chain": outputs.summary["chain"]},
+                            resume=cfg.resume)
+
     strategy = GatedMultiKrum(
         gate=Gate(list(VERIFIED_CHECKS if cfg.verify else STRUCTURAL_CHECKS)),
         verification=verification,
@@ -144,6 +151,8 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         loss, _ = evaluate_loss(bundle, heldout, global_arrays, max_batches=cfg.eval_batches, seed=cfg.seed)
         if server_round == 0:
             outputs.initial(loss)
+            if wb is not None:
+                wb.log_initial(loss)
         else:
             outputs.save_checkpoint(server_round, bundle)
             seconds = {"round": t0 - clock["round_start"], "server_eval": time.perf_counter() - t0}
@@ -151,6 +160,8 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
             closed_loop = closed_loop_eval(bundle, cfg, Path(cfg.out_dir) / "evaluate" / f"round_{server_round}")
             seconds["closed_loop"] = time.perf_counter() - t0 - seconds["server_eval"]
             outputs.add_round(strategy.rounds[server_round], loss, new_hash, seconds, **closed_loop)
+            if wb is not None:
+                wb.log_round(outputs.summary["rounds"][-1], seconds)
             if verification is not None:
                 verification.close(server_round, new_hash)
         clock["round_start"] = time.perf_counter()
@@ -168,6 +179,10 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         pending = verification.finish(cfg.chain_drain_timeout)
         outputs.summary["chain"]["pending_operations"] = pending
         outputs.flush()
+    if wb is not None:
+        gas_of = None if verification is None else (
+            lambda tx: verification.registry.w3.eth.get_transaction_receipt(tx)["gasUsed"])
+        wb.finish(outputs.summary, gas_of)
     return outputs.summary
 
 

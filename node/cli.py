@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from node.errors import UserError
-from node.logs import setup_logging
+from node.logs import setup_logging, tee_output
 
 
 def _wallet_new(args: argparse.Namespace) -> int:
@@ -47,6 +47,7 @@ def _start(args: argparse.Namespace) -> int:
     """Check everything a user can get wrong (cheapest first), say what will run, then become the SuperNode."""
     from contracts.wallet import DEFAULT_WALLET, load_account, resolve_password
     from node.datasets import load_metadata
+    from node.status import write_node_state
     from node.supernode import SuperNodeOptions
     from node.trust import parse_app_hash
     from prover.hashing import file_sha256
@@ -57,6 +58,7 @@ def _start(args: argparse.Namespace) -> int:
         srs=args.srs, cache_dir=Path(args.cache_dir), insecure=args.insecure,
         root_certificates=args.root_certificates, auth_key=args.auth_key, runtime_port=args.runtime_port,
         max_wait_time=args.max_wait_time)
+    log_file = tee_output(options.state_dir / "zk0node.log")  # the SuperNode's output too: it inherits both
     password = resolve_password(args.password_file)
     account = load_account(options.wallet, password)
     meta = load_metadata(args.dataset)
@@ -71,9 +73,41 @@ def _start(args: argparse.Namespace) -> int:
           f"  superlink {args.superlink} ({'INSECURE plain text' if args.insecure else 'TLS'}"
           f"{', authenticated' if args.auth_key else ''})", flush=True)
     cmd = options.command()
+    write_node_state(options.state_dir, {
+        "pid": os.getpid(), "superlink": args.superlink, "insecure": args.insecure, "app_hashes": options.app_hashes,
+        "wallet": str(options.wallet.resolve()), "address": account.address, "dataset": args.dataset,
+        "srs": args.srs, "runtime_port": args.runtime_port, "log": str(log_file)})
+    print(f"  log       {log_file}   (zk0node status --state-dir {options.state_dir})", flush=True)
     # The SuperNode takes this process over (same pid): Ctrl-C and `kill PID` stop it.
     os.execve(cmd[0], cmd, options.environment(password))
     return 0  # not reached
+
+
+def _status(args: argparse.Namespace) -> int:
+    """Is this machine's SuperNode up; what it is pinned to. Exit 0 when it runs, 1 when nothing runs."""
+    from node.status import node_status
+
+    status = node_status(args.state_dir)
+    if not status.started:
+        print(f"no SuperNode runs here: nothing was started with --state-dir {args.state_dir} "
+              f"({status.state_file} missing); start one with zk0node start")
+        return 1
+    f = status.facts
+    state = "UP" if status.alive else "NOT RUNNING"
+    print(f"SuperNode {state} (pid {f.get('pid')}, started {f.get('started_at')})\n"
+          f"  superlink  {f.get('superlink')} "
+          f"({'reachable' if status.superlink_reachable else 'NOT reachable' if status.alive else '-'}, "
+          f"{'INSECURE plain text' if f.get('insecure') else 'TLS'})\n"
+          f"  runtime    127.0.0.1:{f.get('runtime_port')} "
+          f"({'listening' if status.runtime_listening else 'not listening'})\n"
+          f"  app hashes {', '.join(f.get('app_hashes', []))} (the only bundles it runs)\n"
+          f"  wallet     {f.get('address')} ({f.get('wallet')})\n"
+          f"  dataset    {f.get('dataset')}\n"
+          f"  srs        {f.get('srs')}\n"
+          f"  log        {f.get('log')}")
+    if not status.alive:
+        print(f"nothing runs: the SuperNode last started from {args.state_dir} has exited (see its log)")
+    return 0 if status.alive else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--max-wait-time", type=float, metavar="SECONDS",
                        help="give up if the SuperLink cannot be reached for this long (default: retry forever)")
     start.set_defaults(func=_start)
+
+    status = sub.add_parser("status", help="is this machine's SuperNode up; its SuperLink, pinned app hash, wallet "
+                            "address and dataset (exit 1 when nothing runs)")
+    status.add_argument("--state-dir", default="~/.zk0/node", help="the --state-dir of zk0node start (default "
+                        "~/.zk0/node)")
+    status.set_defaults(func=_status)
     return parser
 
 

@@ -146,7 +146,8 @@ def test_help_explains_every_command(capsys):
     for main, argv in [(zk0node, ["start"]), (zk0node, ["app-hash"]), (zk0agg, ["start"]), (zk0agg, ["run"]),
                        (zk0agg, ["approve"]), (zk0agg, ["contributions"]), (zk0agg, ["fixtures"]),
                        (zk0agg, ["deploy-registry"]), (zk0agg, ["demo"]), (zk0agg, ["chain", "up"]),
-                       (zk0agg, ["verifier", "serve"])]:
+                       (zk0agg, ["verifier", "serve"]), (zk0agg, ["status"]), (zk0agg, ["release"]),
+                       (zk0agg, ["verify-model"]), (zk0node, ["status"])]:
         with pytest.raises(SystemExit) as exit_:
             main([*argv, "--help"])
         out = capsys.readouterr().out

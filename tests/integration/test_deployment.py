@@ -68,6 +68,16 @@ def supernode_id(log: str) -> int:
     return int(re.search(r"SuperNode ID: (\d+)", log).group(1))
 
 
+def status_commands(state_dir: Path, work: Path, env: dict) -> dict:
+    """``zk0agg status`` and ``zk0node status`` of an honest node and of the node that gets killed."""
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(python_module(*argv), capture_output=True, text=True, timeout=120, env=env)
+
+    return {"aggregator": run("aggregator.cli", "status", "--state-dir", str(state_dir)),
+            "node": run("node.cli", "status", "--state-dir", str(work / "node0")),
+            "killed": run("node.cli", "status", "--state-dir", str(work / f"node{KILLED}"))}
+
+
 @pytest.fixture(scope="module")
 def deployed(cache_dir, tmp_path_factory):
     from eth_account import Account
@@ -113,20 +123,33 @@ def deployed(cache_dir, tmp_path_factory):
         killed = kill_when_training(nodes[KILLED])
         t_up = time.monotonic()
         # min-nodes: the nodes left after the kill, or round 2 would wait for the dead one
-        run = subprocess.run(python_module(
+        running = subprocess.Popen(python_module(
             "aggregator.cli", "run", "--rounds", "2", "--min-nodes", str(KILLED), "--local-steps", "3",
             "--fraction-evaluate", "0", "--heldout", fixtures.heldout, "--cache-dir", str(cache_dir),
             "--out", str(work / "out"), "--fab", str(work / "app.fab"), "--state-dir", str(state_dir),
-            "--timeout", str(ROUND_TIMEOUT), "-c", "eval-batches=2"), capture_output=True, text=True, timeout=900,
-            env=agg_env)
+            "--timeout", str(ROUND_TIMEOUT), "-c", "eval-batches=2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=agg_env)
+        status = {}
+        try:  # the operators' status views while round 2 runs, then after the run
+            out_summary = work / "out" / "summary.json"
+            while running.poll() is None and not (out_summary.exists() and
+                                                   json.loads(out_summary.read_text())["rounds"]):
+                time.sleep(1.0)
+            status["during"] = status_commands(state_dir, work, agg_env)
+            stdout, stderr = running.communicate(timeout=900)
+        finally:
+            if running.poll() is None:
+                running.kill()
+        run = subprocess.CompletedProcess(running.args, running.returncode, stdout, stderr)
         t_run = time.monotonic()
+        status["after"] = status_commands(state_dir, work, agg_env)
         contributions = subprocess.run(python_module("aggregator.cli", "contributions", "--state-dir",
                                                      str(state_dir)),
                                        capture_output=True, text=True, timeout=120, env={**agg_env, "COLUMNS": "250"})
         print(f"timings: start-up {t_up - t0:.0f} s, zk0agg run {t_run - t_up:.0f} s")
         yield SimpleNamespace(work=work, run=run, contributions=contributions, registry=registry, digest=digest,
                               wallets=[str(w) for w in wallets], state=read_state(state_dir / "federation.json"),
-                              processes=processes, killed=killed, t_up=t_up,
+                              processes=processes, killed=killed, t_up=t_up, status=status,
                               killed_id=supernode_id(nodes[KILLED].log_tail(100_000)))
     finally:
         for process in reversed(processes):
@@ -239,3 +262,30 @@ def test_superlink_refuses_unpinned_app(deployed, tmp_path):
     assert f"refused app bundle sha256 {bundle_hash(evil)}" in "".join(result.log_lines)
     assert not marker.exists()
     assert not list((deployed.work / "flwr-aggregator").glob(f"apps/*{bundle_hash(evil)[:8]}*"))
+
+
+def test_status_views(deployed):
+    """``zk0agg status`` sees the SuperLink, the run and its round, the nodes, the journal; ``zk0node status`` sees
+    the SuperNode with its pins, and says when a node's SuperNode is gone."""
+    honest = addresses(deployed.wallets[:1])[0]
+    during, after = deployed.status["during"], deployed.status["after"]
+    agg = during["aggregator"]
+    assert agg.returncode == 0, agg.stdout + agg.stderr
+    assert f"superlink {deployed.state['superlink']}: up" in agg.stdout
+    assert re.search(r"run \d+: running, round 2 of 2, chain operations pending \d+", agg.stdout), agg.stdout
+    online = int(re.search(r"nodes +(\d+) connected", agg.stdout).group(1))
+    assert HONEST <= online <= KILLED + 1, agg.stdout
+    assert "chain     up at" in agg.stdout and deployed.registry.address in agg.stdout
+    assert "in the ServerApp process" in agg.stdout  # no verifier service in this deployment
+    agg = after["aggregator"]
+    assert agg.returncode == 0 and re.search(r"run \d+: finished:completed, 2 of 2 round\(s\) done, chain "
+                                             r"operations pending 0", agg.stdout), agg.stdout
+    assert "superlink.log" in agg.stdout and "zk0agg-start.log" in agg.stdout
+    for view in (during["node"], after["node"]):
+        assert view.returncode == 0, view.stdout + view.stderr
+        assert "SuperNode UP" in view.stdout and "(reachable" in view.stdout and "listening" in view.stdout
+        assert honest in view.stdout and deployed.digest in view.stdout and "local:" in view.stdout
+    killed = after["killed"]
+    assert killed.returncode == 1 and "NOT RUNNING" in killed.stdout and "nothing runs" in killed.stdout
+    assert (deployed.work / "node0" / "zk0node.log").read_text().count("Start `flwr-clientapp` process") >= 2
+    assert "round 2" in (deployed.work / "out" / "zk0agg-run.log").read_text()

@@ -1,0 +1,170 @@
+"""A verified demo run (real anvil, EZKL, Flower, tiny SmolVLA; synthetic data, 3 nodes × 2 rounds, W&B on) and
+what operators do with it afterwards: read its offline W&B run, release a round's model as a Hub-ready folder,
+and check a model's provenance on chain (``zk0agg verify-model``), including a model with one weight changed.
+
+The demo stops its anvil at the end and saves its state; the fixture starts it again from that state to read it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from aggregator.config import FederationConfig
+from aggregator.demo import DemoConfig, run_demo
+from node.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def demo(cache_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("release") / "run"
+    chains = []
+    saved = {k: os.environ.get(k) for k in ("WANDB_MODE", "WANDB_API_KEY")}
+    os.environ["WANDB_MODE"] = "offline"  # never upload from a test, key or not
+    os.environ.pop("WANDB_API_KEY", None)
+    try:
+        summary = run_demo(DemoConfig(nodes=3, rounds=2, out=str(out), cache_dir=str(cache_dir), episodes=1,
+                                      frames=24, data="synthetic"),
+                           FederationConfig(local_steps=5, eval_batches=2, fraction_evaluate=0.0, wandb=True),
+                           on_chain=chains.append)
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    chain = chains[0]
+    chain.start()  # same port, same state: the records of the run
+    yield out, summary, chain
+    chain.stop()
+
+
+def zk0agg(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "250"}
+    return subprocess.run([sys.executable, "-m", "aggregator.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_wandb_offline_run_holds_every_round(demo):
+    from aggregator.wandb_log import find_run_dir, read_offline_run
+
+    out, summary, _ = demo
+    run_dir = find_run_dir(out)
+    assert run_dir is not None and run_dir.name.startswith("offline-run-"), list((out / "wandb").iterdir())
+    run = read_offline_run(run_dir)
+    assert run.config["chain"]["registry"] == summary["chain"]["registry"]
+    assert run.config["rounds"] == 2 and run.config["verify"] is True and run.config["aggregator_key"] == "***"
+    rounds = run.by_round()
+    assert sorted(rounds) == [1, 2]
+    for entry in summary["rounds"]:
+        row, nodes = rounds[entry["round"]], entry["nodes"]
+        assert row["eval/server_loss"] == pytest.approx(entry["server_eval_loss"])
+        assert row["nodes/replies"] == 3
+        for status in ("SELECTED", "NOT_SELECTED", "BAD_PROOF"):
+            assert row[f"nodes/status/{status}"] == sum(n["status"] == status for n in nodes)
+        assert row["krum/selected"] == sum(n["status"] == "SELECTED" for n in nodes)
+        assert row["krum/verified"] == sum(n["status"] in ("SELECTED", "NOT_SELECTED") for n in nodes)
+        assert row["krum/kept_global"] == int(entry["kept_global"])
+        for n in nodes:
+            assert row[f"node/{n['address']}/selected"] == int(n["status"] == "SELECTED")
+            assert row[f"node/{n['address']}/loss_after"] == pytest.approx(n["loss_after"])
+        assert row["proof/prove_seconds_mean"] > 0 and row["proof/verify_seconds_mean"] > 0
+        assert row["proof/bytes_min"] > 1000  # an EZKL proof artifact: kilobytes
+        assert row["chain/gas_total"] > row["chain/gas_records"] > 0 and row["chain/transactions"] == 2 + len(nodes)
+        assert row["time/round_seconds"] > 0
+    assert run.summary["eval/final_eval_loss"] == pytest.approx(summary["final_eval_loss"])
+    assert [r["eval/server_loss"] for r in run.history if r.get("round") == 0] == [
+        pytest.approx(summary["initial_eval_loss"])]
+
+
+@pytest.fixture(scope="module")
+def release(demo, tmp_path_factory):
+    out, _, _ = demo
+    folder = tmp_path_factory.mktemp("hub") / "zk0-smolvla"
+    result = zk0agg("release", "--run", str(out), "--out", str(folder), "--dataset", "lerobot/svla_so100_pickplace")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder, result
+
+
+def test_release_loads_with_lerobot_and_card_parses(demo, release):
+    import torch
+    from huggingface_hub import ModelCard
+    from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+    from lerobot.processor import PolicyProcessorPipeline
+
+    out, summary, _ = demo
+    folder, _ = release
+    last = summary["rounds"][-1]
+    policy = SmolVLAPolicy.from_pretrained(folder)
+    saved = SmolVLAPolicy.from_pretrained(out / "checkpoints" / "round_2")
+    for (name, a), (_, b) in zip(policy.state_dict().items(), saved.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    PolicyProcessorPipeline.from_pretrained(folder, config_filename="policy_preprocessor.json")
+    PolicyProcessorPipeline.from_pretrained(folder, config_filename="policy_postprocessor.json")
+
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.library_name == "lerobot" and card.data.license == "apache-2.0"
+    assert {"lerobot", "robotics", "federated-learning"} <= set(card.data.tags)
+    assert card.data.datasets == ["lerobot/svla_so100_pickplace"]  # only what the operator named
+    assert last["close_tx_hash"] in card.text and summary["chain"]["registry"] in card.text
+    assert last["new_global_hash"] in card.text
+    for node in last["nodes"]:
+        assert node["address"] in card.text and node["tx_hash"] in card.text
+    provenance = json.loads((folder / "zk0-provenance.json").read_text())
+    assert (provenance["round"], provenance["close_round_tx"]) == (2, last["close_tx_hash"])
+
+
+def test_verify_model_names_the_round_and_its_transactions(demo, release):
+    out, summary, chain = demo
+    folder, _ = release
+    registry = summary["chain"]["registry"]
+    for path, entry in ((folder, summary["rounds"][1]), (out / "checkpoints" / "round_1", summary["rounds"][0])):
+        # a round without a Krum quorum keeps the global model: the round that first closed with it produced it
+        producer = next(r for r in summary["rounds"] if r["new_global_hash"] == entry["new_global_hash"])
+        result = zk0agg("verify-model", str(path), "--chain-rpc", chain.rpc_url, "--registry", registry)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"round {producer['round']} closed with" in result.stdout
+        assert producer["close_tx_hash"] in result.stdout and producer["open_tx_hash"] in result.stdout
+        assert entry["new_global_hash"] in result.stdout
+        for node in producer["nodes"]:
+            assert node["address"] in result.stdout and node["tx_hash"] in result.stdout
+            assert node["status"] in result.stdout
+
+
+def test_verify_model_refuses_a_changed_weight(demo, release, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    out, summary, chain = demo
+    folder, _ = release
+    tampered = tmp_path / "tampered"
+    shutil.copytree(folder, tampered)
+    weights = load_file(tampered / "model.safetensors")
+    name = next(k for k in weights if "action_out_proj.weight" in k)
+    weights[name][0, 0] += 1e-3
+    save_file(weights, tampered / "model.safetensors")
+    result = zk0agg("verify-model", str(tampered), "--chain-rpc", chain.rpc_url, "--registry",
+                    summary["chain"]["registry"])
+    assert result.returncode == 1, result.stdout
+    assert "refused" in result.stderr and "no round of this registry closed with this model" in result.stderr
+
+    # nor does zk0agg release publish a checkpoint that is not the round's model
+    run_copy = tmp_path / "run"
+    shutil.copytree(out / "checkpoints" / "round_2", run_copy / "checkpoints" / "round_2")
+    shutil.copy(out / "summary.json", run_copy / "summary.json")
+    shutil.copy(tampered / "model.safetensors", run_copy / "checkpoints" / "round_2" / "model.safetensors")
+    from aggregator.release import build_release
+
+    with pytest.raises(UserError, match="the checkpoint was changed"):
+        build_release(run_copy, tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+
+
+def test_push_without_the_hub_is_a_clear_error(release, monkeypatch):
+    from aggregator.release import push_release
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder, _ = release
+    with pytest.raises(UserError, match="cannot push to the Hugging Face Hub"):
+        push_release(folder, "zk0/test-model")
