@@ -316,6 +316,7 @@ def _fixtures(args: argparse.Namespace) -> int:
     for i, uri in enumerate(fixtures.nodes):
         print(f"node {i}: {uri}")
     print(f"held-out: {fixtures.heldout}")
+    print(f"validation: {fixtures.validation}")
     return 0
 
 
