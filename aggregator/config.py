@@ -33,6 +33,7 @@ class FederationConfig:
     validation: str = ""  # dataset URI; empty: no validation score (every verified reply may be selected)
     validation_batches: int = 4  # k batches per round, drawn from the round's seed
     validation_batch_size: int = 8
+    validation_threads: int = 1  # torch threads while scoring (1 suits the tiny model; more for full size)
     harm_tolerance: float = 0.05  # τ: score s < −τ is HARMFUL (docs/benchmarks.md: the honest scores measured)
     rise_tolerance: float = 0.25  # ρ: a proven loss rising by more than this fraction is NO_IMPROVEMENT
     min_gain: float = 0.01  # a reply is averaged in only if its score is above min_gain × L_val(θ_g)
@@ -75,8 +76,8 @@ class FederationConfig:
             raise UserError("a verified federation needs chain_rpc, registry and aggregator_key")
         if self.slice_rows < 1:
             raise UserError("slice_rows must be at least 1")
-        if self.validation_batches < 1 or self.validation_batch_size < 1:
-            raise UserError("validation_batches and validation_batch_size must be at least 1")
+        if self.validation_batches < 1 or self.validation_batch_size < 1 or self.validation_threads < 1:
+            raise UserError("validation_batches, validation_batch_size and validation_threads must be at least 1")
         if self.harm_tolerance < 0 or self.rise_tolerance < 0 or self.min_gain < 0:
             raise UserError("harm_tolerance, rise_tolerance and min_gain must be >= 0")
 

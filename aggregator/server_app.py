@@ -113,7 +113,8 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
     validator = None
     if cfg.validation:
         validator = Validator(bundle, load_dataset(cfg.validation, delta_timestamps=heldout.delta_timestamps),
-                              ValidationConfig(cfg.validation_batches, cfg.validation_batch_size), seed=cfg.seed)
+                              ValidationConfig(cfg.validation_batches, cfg.validation_batch_size,
+                                               cfg.validation_threads), seed=cfg.seed)
     else:
         log.warning("no validation set: updates are not scored, and any verified reply may be selected")
     wb = None

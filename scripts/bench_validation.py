@@ -37,7 +37,8 @@ def timed(fn):
     return out, time.perf_counter() - t0, _cpu() - c0
 
 
-def bench_model(model: str, validation: str, cache_dir: Path, ks: list[int], replies: int) -> list[dict]:
+def bench_model(model: str, validation: str, cache_dir: Path, ks: list[int], replies: int,
+                threads: int) -> list[dict]:
     import numpy as np
     from lerobot.datasets.factory import resolve_delta_timestamps
 
@@ -55,11 +56,12 @@ def bench_model(model: str, validation: str, cache_dir: Path, ks: list[int], rep
                for _ in range(replies)]
     rows = []
     for k in ks:
-        validator = Validator(bundle, data, ValidationConfig(batches=k, batch_size=8), seed=0)
+        validator = Validator(bundle, data, ValidationConfig(batches=k, batch_size=8, threads=threads), seed=0)
         rv, open_s, open_cpu = timed(lambda: validator.open(1, glob))  # noqa: B023
         per = [timed(lambda u=u: rv.score(u))[1:] for u in updates]  # noqa: B023
-        rows.append({"model": model, "k": k, "frames": k * 8, "open s": open_s, "open cpu s": open_cpu,
-                     "score s": sum(p[0] for p in per) / len(per), "score cpu s": sum(p[1] for p in per) / len(per),
+        rows.append({"model": model, "threads": threads, "k": k, "frames": k * 8, "open s": open_s,
+                     "open cpu s": open_cpu, "score s": sum(p[0] for p in per) / len(per),
+                     "score cpu s": sum(p[1] for p in per) / len(per),
                      "trainable": sum(v.size for v in glob.values())})
         print(f"{model} k={k}: open {open_s:.2f} s, score {rows[-1]['score s']:.3f} s per reply", file=sys.stderr,
               flush=True)
@@ -79,6 +81,8 @@ def main() -> None:
     parser.add_argument("--k", nargs="+", type=int, default=[1, 2, 4])
     parser.add_argument("--full-k", nargs="+", type=int, default=[1], help="k for full-random (slow on a CPU)")
     parser.add_argument("--replies", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads while scoring the tiny model")
+    parser.add_argument("--full-threads", type=int, default=2, help="torch threads for full-random")
     parser.add_argument("--cache-dir", type=Path, default=Path(".zk0/fixtures"))
     parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
     args = parser.parse_args()
@@ -89,16 +93,17 @@ def main() -> None:
     rows = []
     for model in args.models:
         ks = args.full_k if model != "tiny" else args.k
-        rows += bench_model(model, fixtures.validation, args.cache_dir, ks, args.replies if model == "tiny" else 1)
+        rows += bench_model(model, fixtures.validation, args.cache_dir, ks, args.replies if model == "tiny" else 1,
+                            args.threads if model == "tiny" else args.full_threads)
     load = os.getloadavg()[0]
-    lines = [f"Measured by `scripts/bench_validation.py` on {time.strftime('%Y-%m-%d')}, 2 cores (load {load:.1f}), "
-             f"torch threads {__import__('torch').get_num_threads()}. One EZKL verification of a tiny-slice proof "
+    lines = [f"Measured by `scripts/bench_validation.py` on {time.strftime('%Y-%m-%d')}, 2 cores (load {load:.1f}); "
+             "one EZKL verification of a tiny-slice proof "
              f"(A=6, H=48, m=16), for comparison: {verify['verify s']:.3f} s wall, {verify['verify cpu s']:.3f} cpu s.",
-             "", "| model | trainable params | k batches (frames) | round opening s (cpu s) | per reply s (cpu s) | "
-             "per reply vs one tiny proof verification (cpu) |", "|---|---|---|---|---|---|"]
+             "", "| model | torch threads | trainable params | k batches (frames) | round opening s (cpu s) | "
+             "per reply s (cpu s) | per reply vs one tiny proof verification (cpu) |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['trainable']:,} | {r['k']} ({r['frames']}) | {r['open s']:.2f} "
-                     f"({r['open cpu s']:.2f}) | {r['score s']:.3f} ({r['score cpu s']:.3f}) | "
+        lines.append(f"| {r['model']} | {r['threads']} | {r['trainable']:,} | {r['k']} ({r['frames']}) | "
+                     f"{r['open s']:.2f} ({r['open cpu s']:.2f}) | {r['score s']:.3f} ({r['score cpu s']:.3f}) | "
                      f"{r['score cpu s'] / verify['verify cpu s']:.1f}× |")
     body = "\n".join(lines)
     print(body)

@@ -13,7 +13,6 @@ import pytest
 
 SCORE_SCRIPT = """
 import sys, numpy as np, torch
-torch.set_num_threads(int(sys.argv[4]))
 from lerobot.datasets.factory import resolve_delta_timestamps
 from aggregator.validation import ValidationConfig, Validator
 from node.datasets import load_dataset, load_metadata
@@ -25,13 +24,13 @@ arrays = dict(np.load(sys.argv[3]))
 names = [n for n in arrays if n.startswith("g:")]
 glob = {n[2:]: arrays[n] for n in names}
 upd = {n[2:]: arrays["u:" + n[2:]] for n in names}
-rv = Validator(bundle, data, ValidationConfig(batches=2, batch_size=4), seed=7).open(3, glob)
+rv = Validator(bundle, data, ValidationConfig(batches=2, batch_size=4, threads=int(sys.argv[4])), seed=7).open(3, glob)
 print(repr(rv.score(upd)), repr(rv.global_loss))
 """
 
 
 def score_elsewhere(validation: str, cache_dir: Path, arrays: Path, threads: int) -> tuple[float, float]:
-    """The score as a fresh process with another torch thread count computes it ("another machine")."""
+    """The score as a fresh process scoring with another torch thread count computes it ("another machine")."""
     out = subprocess.run([sys.executable, "-c", SCORE_SCRIPT, validation, str(cache_dir), str(arrays), str(threads)],
                          capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"},
                          cwd=Path(__file__).resolve().parents[2])
@@ -62,7 +61,7 @@ def scored(synthetic, cache_dir, tmp_path_factory):
     upd = get_trainable(bundle.policy)
     poisoned = {k: g - (upd[k] - g) for k, g in glob.items()}
     validator = Validator(bundle, load_dataset(synthetic.validation, delta_timestamps=dt),
-                          ValidationConfig(batches=2, batch_size=4), seed=7)
+                          ValidationConfig(batches=2, batch_size=4, threads=2), seed=7)
     path = tmp_path_factory.mktemp("validation") / "arrays.npz"
     np.savez(path, **{f"g:{k}": v for k, v in glob.items()}, **{f"u:{k}": v for k, v in upd.items()})
     return validator, glob, upd, poisoned, path
