@@ -50,8 +50,9 @@ def scalar_views(abi: list[dict], inputs: str) -> list[str]:
         if item.get("type") != "function" or item.get("stateMutability") not in ("view", "pure"):
             continue
         types = [i["type"] for i in item.get("inputs", [])]
-        wanted = {"": types == [], "address": types == ["address"],
-                  "uint": len(types) == 1 and re.fullmatch(r"uint\d*", types[0]) is not None}[inputs]
+        round_arg = len(types) == 1 and re.fullmatch(r"uint\d*", types[0]) is not None and (
+            "round" in item["inputs"][0].get("name", "").lower())  # not e.g. rejectionKey(flowerNodeId)
+        wanted = {"": types == [], "address": types == ["address"], "uint": round_arg}[inputs]
         outputs = item.get("outputs", [])
         if wanted and len(outputs) == 1 and _SCALAR.match(outputs[0]["type"]) and not item["name"].isupper():
             names.append(item["name"])

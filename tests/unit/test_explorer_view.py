@@ -80,6 +80,7 @@ def test_scalar_views_detect_parameters_wallet_and_round_values():
     ]
     assert "stakeOf" in scalar_views(richer, "address") and "minStake" in scalar_views(richer, "")
     assert scalar_views(richer, "uint") == ["roundEmission"] and "claim" not in scalar_views(richer, "")
+    assert "rejectionKey" not in scalar_views(abi, "uint")  # takes a Flower node id, not a round
 
 
 def test_run_metrics_only_from_a_run_of_this_registry():
