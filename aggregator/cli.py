@@ -291,14 +291,15 @@ def _contributions(args: argparse.Namespace) -> int:
         records = [r for rnd in rounds for r in registry.round_records(rnd)]
     txs = {(e["args"]["round"], e["args"]["node"]): e["tx_hash"] for e in registry.events("ContributionRecorded")}
     table = Table(title=f"contributions in registry {registry.address} (chain {registry.chain_id})")
-    for column in ("round", "node", "status", "reason", "signed", "proof on chain", "loss before → after",
+    for column in ("round", "node", "status", "reason", "signed", "proof on chain", "loss before → after", "score",
                    "update hash", "tx"):
         table.add_column(column)
     for r in records:
         losses = f"{r.loss_before:.4f} → {r.loss_after:.4f}" if r.signed else "-"
         table.add_row(str(r.round), r.node, r.status.name, r.reason.name if r.reason.value else "",
                       "yes" if r.signed else "no", "yes" if r.proof_verified else "no", losses,
-                      r.update_hash[:10] + "…", (txs.get((r.round, r.node)) or "-")[:10] + "…")
+                      f"{r.score:+.4f}" if r.signed else "-", r.update_hash[:10] + "…",
+                      (txs.get((r.round, r.node)) or "-")[:10] + "…")
     Console().print(table)
     if not records:
         print("no contributions recorded" + (f" for round {args.round}" if args.round is not None else ""))
