@@ -67,8 +67,7 @@ def make_app(config: ExplorerConfig) -> FastAPI:
             return error(404, "Wrong registry address", str(err))
         except UNREACHABLE as err:
             log.info("chain unreachable: %s", err)
-            return error(503, "Chain unreachable", f"the chain at {config.rpc_url} does not answer: "
-                         f"{str(err).splitlines()[0][:300]}", unreachable=True)
+            return error(503, "Chain unreachable", str(err).splitlines()[0][:300], unreachable=True)
 
     @app.get("/", response_class=HTMLResponse)
     def federation() -> HTMLResponse:
