@@ -35,7 +35,7 @@ UNREACHABLE = (ChainUnavailable, RequestsConnectionError, RequestsTimeout)
 def templates() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
     env.filters.update(short=view.short, num=view.fmt_number, pct=view.fmt_percent, time=view.fmt_time,
-                       value=view.fmt_value, label=view.label, zero=view.is_zero_hash)
+                       value=view.fmt_value, amount=view.fmt_amount, label=view.label, zero=view.is_zero_hash)
     return env
 
 

@@ -4,11 +4,13 @@ The run's ``summary.json`` only adds what the chain does not hold: the server's 
 per round, the SRS digest, and the gate's words for a rejection. Values the registry may or may not have (a
 record's ``score``, rewards, stakes, governance parameters) are found by feature detection: attributes of the
 client's ``Record``, and the contract's ABI (view functions of no argument, of a wallet, or of a round), so the
-page works with the registry of today and with a richer one.
+page works with the registry of today and with a richer one. Where the client has them (``params``, ``stake_of``,
+``reward_of``, ``pending_rewards``, ``reward_balance``), their answers are shown as the chain gives them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -22,7 +24,7 @@ from web3.exceptions import Web3Exception
 
 from aggregator.explorer.config import ExplorerConfig
 from aggregator.explorer.view import line_chart_svg, reason_text
-from contracts import ChainError, ChainUnavailable, Record, Registry, Status
+from contracts import ChainError, ChainUnavailable, Record, Registry, RoundInfo, Status
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,30 @@ def scalar_views(abi: list[dict], inputs: str) -> list[str]:
         if wanted and len(outputs) == 1 and _SCALAR.match(outputs[0]["type"]) and not item["name"].isupper():
             names.append(item["name"])
     return sorted(names)
+
+
+ROUND_FIELDS = {f.name for f in dataclasses.fields(RoundInfo)}  # the RoundInfo of this client; a richer one has more
+
+
+def facts(value: Any, skip: frozenset[str] = frozenset()) -> list[tuple[str, Any]]:
+    """(name, value) rows of a client dataclass (e.g. ``Params``, ``StakeInfo``), or of a tuple answer."""
+    if dataclasses.is_dataclass(value):
+        return [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value) if f.name not in skip]
+    return [] if value is None else [("value", value)]
+
+
+def optional(registry: Registry, method: str, *args: Any) -> Any:
+    """``registry.method(*args)`` where the client and the contract have it; None where either does not."""
+    call = getattr(registry, method, None)
+    if call is None:
+        return None
+    try:
+        return call(*args)
+    except ChainUnavailable:
+        raise
+    except (ChainError, Web3Exception, ValueError, TypeError, OverflowError) as err:
+        log.debug("%s not readable here: %s", method, err)
+        return None
 
 
 @dataclass(frozen=True)
@@ -119,11 +145,12 @@ class Reply:
         return self.record.status.name
 
 
-def _reply(record: Record, txs: dict, metrics: RunMetrics) -> Reply:
+def _reply(record: Record, txs: dict, metrics: RunMetrics, registry: Registry) -> Reply:
     tx = txs.get((record.round, record.node.lower()), {})
     entry = metrics.nodes(record.round).get(record.node.lower(), {})
     claimed = entry.get("claimed_address")
-    reward = next((getattr(record, name) for name in ("reward", "rewards") if hasattr(record, name)), None)
+    reward = (optional(registry, "reward_of", record.round, record.node)
+              if record.status == Status.SELECTED and hasattr(registry, "reward_of") else None)
     return Reply(record, tx.get("tx_hash"), tx.get("block"), getattr(record, "score", None), reward,
                  reason_text(record.reason), entry.get("detail") or "",
                  claimed if claimed and claimed.lower() != record.node.lower() else None)
@@ -207,7 +234,8 @@ class ChainReader:
         rounds = sorted({e["args"]["round"] for e in events if e["event"] == "RoundOpened"})
         records = [e for e in events if e["event"] == "ContributionRecorded"]
         return {**self.header(registry), "title": "Federation", "metrics": metrics,
-                "parameters": self._views(registry, ""), "wallets": list(wallets.values()), "circuits": circuits,
+                "parameters": self._views(registry, "") + facts(optional(registry, "params")),
+                "wallets": list(wallets.values()), "circuits": circuits,
                 "srs_sha256": metrics.chain.get("srs_sha256"), "srs_kind": metrics.chain.get("srs"),
                 "outputs_circuit": metrics.chain.get("circuit_id"), "rounds": rounds,
                 "n_records": len(records), "statuses": Counter(Status(e["args"]["status"]).name for e in records),
@@ -242,7 +270,7 @@ class ChainReader:
         events = registry.events()
         metrics = self.metrics()
         txs = self._tx_index(events)
-        replies = [_reply(r, txs, metrics) for r in records]
+        replies = [_reply(r, txs, metrics, registry) for r in records]
         others = [e for e in events if e["event"] not in CORE_EVENTS and e["args"].get("round") == rnd]
         known = sorted({e["args"]["round"] for e in events if e["event"] == "RoundOpened"})
         m = metrics.by_round.get(rnd, {})
@@ -250,11 +278,11 @@ class ChainReader:
                 "metrics": metrics, "eval_loss": m.get("server_eval_loss"), "success_rate": m.get("success_rate"),
                 "note": m.get("note"), "opened_tx": txs.get((rnd, "RoundOpened"), {}).get("tx_hash"),
                 "closed_tx": txs.get((rnd, "RoundClosed"), {}).get("tx_hash"), "other_events": others,
-                "views": self._views(registry, "uint", rnd),
+                "views": facts(info, frozenset(ROUND_FIELDS)) + self._views(registry, "uint", rnd),
                 "prev": max((r for r in known if r < rnd), default=None),
                 "next": min((r for r in known if r > rnd), default=None),
                 "has_score": any(r.score is not None for r in replies),
-                "has_reward": any(r.reward is not None for r in replies)}
+                "has_reward": hasattr(registry, "reward_of")}
 
     def wallet(self, address: str) -> dict:
         registry = self.registry()
@@ -262,22 +290,28 @@ class ChainReader:
         events = registry.events()
         metrics = self.metrics()
         txs = self._tx_index(events)
-        replies = [_reply(r, txs, metrics) for r in history]
+        replies = [_reply(r, txs, metrics, registry) for r in history]
         mentions = [e for e in events if e["event"] != "ContributionRecorded"
                     and any(isinstance(v, str) and v.lower() == address.lower() for v in e["args"].values())]
         statuses = Counter(r.status for r in replies)
         scores = [r.score for r in replies if r.score is not None]
-        rewards = [r.reward for r in replies if isinstance(r.reward, int | float)]
+        pending = optional(registry, "pending_rewards", address)
+        chain_facts = [(f"stake {name}", v) for name, v in facts(optional(registry, "stake_of", address))]
+        chain_facts += [("unpaid rewards", pending[0]), ("unpaid in rounds", ", ".join(map(str, pending[1])) or "-")
+                        ] if isinstance(pending, tuple) else []
+        balance = optional(registry, "reward_balance", address)
+        chain_facts += [("reward tokens held", balance)] if balance is not None else []
         drops = [r.record.loss_before - r.record.loss_after for r in replies if r.record.signed]
         totals = {"rounds": len({r.record.round for r in replies}), "selected": statuses["SELECTED"],
                   "not_selected": statuses["NOT_SELECTED"], "rejected": statuses["REJECTED"],
-                  "score": sum(scores) if scores else None, "reward": sum(rewards) if rewards else None,
+                  "score": sum(scores) if scores else None,
                   "loss_drop": sum(drops) / len(drops) if drops else None}
         claimed = [{"round": rnd, **n} for rnd, entry in sorted(metrics.by_round.items())
                    for n in entry.get("nodes", []) if (n.get("claimed_address") or "").lower() == address.lower()
                    and (n.get("address") or "").lower() != address.lower()]
         return {**self.header(registry), "title": f"Wallet {address}", "address": address, "claimed": claimed,
                 "approved": registry.is_approved(address), "replies": replies, "totals": totals,
-                "views": [(n, v) for n, v in self._views(registry, "address", address) if n != "isApproved"],
+                "views": chain_facts + [(n, v) for n, v in self._views(registry, "address", address)
+                                        if n != "isApproved"],
                 "events": mentions, "metrics": metrics,
-                "has_score": bool(scores), "has_reward": any(r.reward is not None for r in replies)}
+                "has_score": bool(scores), "has_reward": hasattr(registry, "reward_of")}

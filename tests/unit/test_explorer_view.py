@@ -113,3 +113,21 @@ def test_pages_without_a_chain_say_so_and_bad_input_is_400():
     missing = client.get("/no/such/page")
     assert missing.status_code == 404 and "no page at /no/such/page" in missing.text
     assert client.get("/static/explorer.js").status_code == 200
+
+
+def test_amounts_and_client_facts_read_plainly():
+    from dataclasses import dataclass
+
+    from aggregator.explorer.reader import facts
+    from aggregator.explorer.view import fmt_amount
+
+    assert fmt_amount(15 * 10**17) == "1.5 ×10¹⁸" and fmt_amount(42) == "42" and fmt_amount(True) == "yes"
+
+    @dataclass
+    class Stake:  # the shape of a richer client's answer (e.g. StakeInfo)
+        amount: int
+        exiting: bool
+
+    assert facts(Stake(10**18, False)) == [("amount", 10**18), ("exiting", False)]
+    assert facts(Stake(1, True), frozenset({"amount"})) == [("exiting", True)]
+    assert facts(None) == []
