@@ -111,6 +111,15 @@ def run_metrics(summary: dict | None, registry: str, source: str = "summary.json
     return RunMetrics(rounds, summary.get("initial_eval_loss"), chain)
 
 
+def same_models(entry: dict, info: RoundInfo) -> bool:
+    """Whether a summary round is this chain's round: the same global model in, and once closed, the same out."""
+    def same(a: str | None, b: str) -> bool:
+        return (a or "").lower() == b.lower()
+
+    return same(entry.get("global_hash"), info.global_hash) and (
+        info.state != "closed" or same(entry.get("new_global_hash"), info.new_global_hash))
+
+
 def load_summary(outputs: str) -> tuple[dict | None, str]:
     """summary.json of an outputs folder, and a note when it cannot be read (the run may not have started)."""
     if not outputs:
@@ -187,10 +196,18 @@ class ChainReader:
                                "zk0 ContributionRegistry: a wrong --registry address?") from None
         return registry
 
-    def metrics(self) -> RunMetrics:
+    def metrics(self, registry: Registry) -> RunMetrics:
+        """The run's metrics for the rounds whose global hash on chain is the summary's: anvil deploys at the same
+        address on every fresh chain, so the registry address alone does not tell two runs apart."""
         summary, note = load_summary(self.config.outputs)
         metrics = run_metrics(summary, self.config.registry)
-        return RunMetrics(metrics.by_round, metrics.initial_eval_loss, metrics.chain, metrics.note or note)
+        kept = {rnd: m for rnd, m in metrics.by_round.items() if same_models(m, registry.round_info(rnd))}
+        if len(kept) < len(metrics.by_round):
+            other = ", ".join(str(r) for r in sorted(set(metrics.by_round) - set(kept)))
+            note = (f"summary.json's round(s) {other} have other global models than the chain's: another run (a "
+                    "registry at the same address on another chain?); their metrics are not shown")
+        return RunMetrics(kept, metrics.initial_eval_loss if kept else None, metrics.chain if kept else {},
+                          metrics.note or note)
 
     def _views(self, registry: Registry, inputs: str, *args: Any) -> list[tuple[str, Any]]:
         """(name, value) of every scalar view taking ``inputs``; a call that fails shows its error, not a 500."""
@@ -221,7 +238,7 @@ class ChainReader:
     def federation(self) -> dict:
         registry = self.registry()
         events = registry.events()
-        metrics = self.metrics()
+        metrics = self.metrics(registry)
         wallets: dict[str, dict] = {}
         for e in events:
             if e["event"] in ("NodeApproved", "NodeRevoked"):
@@ -244,7 +261,7 @@ class ChainReader:
     def rounds(self) -> dict:
         registry = self.registry()
         events = registry.events()
-        metrics = self.metrics()
+        metrics = self.metrics(registry)
         txs = self._tx_index(events)
         rows = []
         for rnd in sorted({e["args"]["round"] for e in events if e["event"] == "RoundOpened"}):
@@ -268,7 +285,7 @@ class ChainReader:
         if info.state == "none" and not records:
             raise NotFound(f"round {rnd} was never opened in registry {registry.address}")
         events = registry.events()
-        metrics = self.metrics()
+        metrics = self.metrics(registry)
         txs = self._tx_index(events)
         replies = [_reply(r, txs, metrics, registry) for r in records]
         others = [e for e in events if e["event"] not in CORE_EVENTS and e["args"].get("round") == rnd]
@@ -288,7 +305,7 @@ class ChainReader:
         registry = self.registry()
         history = registry.node_history(address)
         events = registry.events()
-        metrics = self.metrics()
+        metrics = self.metrics(registry)
         txs = self._tx_index(events)
         replies = [_reply(r, txs, metrics, registry) for r in history]
         mentions = [e for e in events if e["event"] != "ContributionRecorded"

@@ -57,7 +57,7 @@ def explorer(federation, tmp_path_factory):
                                     "--registry", registry.address, "--outputs", str(out), "--port", str(port),
                                     "--refresh", "2"], stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # aggregator.cli imports torch: slow on a loaded machine
     while True:
         try:
             if httpx.get(f"{url}/static/explorer.css", timeout=2).status_code == 200:

@@ -131,3 +131,16 @@ def test_amounts_and_client_facts_read_plainly():
     assert facts(Stake(10**18, False)) == [("amount", 10**18), ("exiting", False)]
     assert facts(Stake(1, True), frozenset({"amount"})) == [("exiting", True)]
     assert facts(None) == []
+
+
+def test_summary_rounds_count_only_with_the_chains_models():
+    from types import SimpleNamespace as RoundInfo  # the fields same_models reads (a richer RoundInfo has more)
+
+    from aggregator.explorer.reader import same_models
+
+    g, n = "0x" + "aa" * 32, "0x" + "bb" * 32
+    closed = RoundInfo(state="closed", global_hash=g, new_global_hash=n)
+    assert same_models({"global_hash": g.upper().replace("0X", "0x"), "new_global_hash": n}, closed)
+    assert not same_models({"global_hash": g, "new_global_hash": "0x" + "dd" * 32}, closed)  # another run's round
+    assert not same_models({"global_hash": "0x" + "ee" * 32, "new_global_hash": n}, closed)
+    assert same_models({"global_hash": g}, RoundInfo(state="open", global_hash=g, new_global_hash="0x" + "00" * 32))
