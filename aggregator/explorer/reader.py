@@ -44,16 +44,16 @@ class NotARegistry(LookupError):
 
 
 def scalar_views(abi: list[dict], inputs: str) -> list[str]:
-    """Names of the contract's view functions that take ``inputs`` ("" none, "address" a wallet, "uint" a round)
-    and return one scalar: the values the page can show whatever the contract's version. ALL_CAPS constants (status
-    codes, type hashes) are the code's, not the federation's, and are left out."""
+    """Names of the contract's view functions that take ``inputs`` ("" none, "address" a wallet, "uint" a round: one
+    unsigned argument named like one) and return one scalar: the values the page can show whatever the contract's
+    version. ALL_CAPS constants (status codes, type hashes) are the code's, not the federation's: left out."""
     names = []
     for item in abi:
         if item.get("type") != "function" or item.get("stateMutability") not in ("view", "pure"):
             continue
         types = [i["type"] for i in item.get("inputs", [])]
-        wanted = {"": types == [], "address": types == ["address"],
-                  "uint": len(types) == 1 and re.fullmatch(r"uint\d*", types[0]) is not None}[inputs]
+        round_arg = len(types) == 1 and re.fullmatch(r"uint\d*", types[0]) and "round" in item["inputs"][0]["name"]
+        wanted = {"": types == [], "address": types == ["address"], "uint": bool(round_arg)}[inputs]
         outputs = item.get("outputs", [])
         if wanted and len(outputs) == 1 and _SCALAR.match(outputs[0]["type"]) and not item["name"].isupper():
             names.append(item["name"])

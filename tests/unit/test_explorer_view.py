@@ -77,6 +77,8 @@ def test_scalar_views_detect_parameters_wallet_and_round_values():
         {"type": "function", "name": "roundEmission", "stateMutability": "view",
          "inputs": [{"type": "uint64", "name": "round"}], "outputs": [{"type": "uint256", "name": ""}]},
         {"type": "function", "name": "claim", "stateMutability": "nonpayable", "inputs": [], "outputs": []},
+        {"type": "function", "name": "rejectionKey", "stateMutability": "pure",  # a uint that is not a round
+         "inputs": [{"type": "uint256", "name": "nodeId"}], "outputs": [{"type": "address", "name": ""}]},
     ]
     assert "stakeOf" in scalar_views(richer, "address") and "minStake" in scalar_views(richer, "")
     assert scalar_views(richer, "uint") == ["roundEmission"] and "claim" not in scalar_views(richer, "")
