@@ -35,7 +35,7 @@ UNREACHABLE = (ChainUnavailable, RequestsConnectionError, RequestsTimeout)
 def templates() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
     env.filters.update(short=view.short, num=view.fmt_number, pct=view.fmt_percent, time=view.fmt_time,
-                       value=view.fmt_value, label=view.label, zero=view.is_zero_hash)
+                       value=view.fmt_value, amount=view.fmt_amount, label=view.label, zero=view.is_zero_hash)
     return env
 
 
@@ -67,8 +67,7 @@ def make_app(config: ExplorerConfig) -> FastAPI:
             return error(404, "Wrong registry address", str(err))
         except UNREACHABLE as err:
             log.info("chain unreachable: %s", err)
-            return error(503, "Chain unreachable", f"the chain at {config.rpc_url} does not answer: "
-                         f"{str(err).splitlines()[0][:300]}", unreachable=True)
+            return error(503, "Chain unreachable", str(err).splitlines()[0][:300], unreachable=True)
 
     @app.get("/", response_class=HTMLResponse)
     def federation() -> HTMLResponse:

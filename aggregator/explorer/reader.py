@@ -4,11 +4,13 @@ The run's ``summary.json`` only adds what the chain does not hold: the server's 
 per round, the SRS digest, and the gate's words for a rejection. Values the registry may or may not have (a
 record's ``score``, rewards, stakes, governance parameters) are found by feature detection: attributes of the
 client's ``Record``, and the contract's ABI (view functions of no argument, of a wallet, or of a round), so the
-page works with the registry of today and with a richer one.
+page works with the registry of today and with a richer one. Where the client has them (``params``, ``stake_of``,
+``reward_of``, ``pending_rewards``, ``reward_balance``), their answers are shown as the chain gives them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -22,7 +24,7 @@ from web3.exceptions import Web3Exception
 
 from aggregator.explorer.config import ExplorerConfig
 from aggregator.explorer.view import line_chart_svg, reason_text
-from contracts import ChainError, ChainUnavailable, Record, Registry, Status
+from contracts import ChainError, ChainUnavailable, Record, Registry, RoundInfo, Status
 
 log = logging.getLogger(__name__)
 
@@ -42,21 +44,44 @@ class NotARegistry(LookupError):
 
 
 def scalar_views(abi: list[dict], inputs: str) -> list[str]:
-    """Names of the contract's view functions that take ``inputs`` ("" none, "address" a wallet, "uint" a round)
-    and return one scalar: the values the page can show whatever the contract's version. ALL_CAPS constants (status
-    codes, type hashes) are the code's, not the federation's, and are left out."""
+    """Names of the contract's view functions that take ``inputs`` ("" none, "address" a wallet, "uint" a round: one
+    unsigned argument named like one) and return one scalar: the values the page can show whatever the contract's
+    version. ALL_CAPS constants (status codes, type hashes) are the code's, not the federation's: left out."""
     names = []
     for item in abi:
         if item.get("type") != "function" or item.get("stateMutability") not in ("view", "pure"):
             continue
         types = [i["type"] for i in item.get("inputs", [])]
-        round_arg = len(types) == 1 and re.fullmatch(r"uint\d*", types[0]) is not None and (
-            "round" in item["inputs"][0].get("name", "").lower())  # not e.g. rejectionKey(flowerNodeId)
-        wanted = {"": types == [], "address": types == ["address"], "uint": round_arg}[inputs]
+        round_arg = len(types) == 1 and re.fullmatch(r"uint\d*", types[0]) and "round" in item["inputs"][0]["name"]
+        wanted = {"": types == [], "address": types == ["address"], "uint": bool(round_arg)}[inputs]
         outputs = item.get("outputs", [])
         if wanted and len(outputs) == 1 and _SCALAR.match(outputs[0]["type"]) and not item["name"].isupper():
             names.append(item["name"])
     return sorted(names)
+
+
+ROUND_FIELDS = {f.name for f in dataclasses.fields(RoundInfo)}  # the RoundInfo of this client; a richer one has more
+
+
+def facts(value: Any, skip: frozenset[str] = frozenset()) -> list[tuple[str, Any]]:
+    """(name, value) rows of a client dataclass (e.g. ``Params``, ``StakeInfo``), or of a tuple answer."""
+    if dataclasses.is_dataclass(value):
+        return [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value) if f.name not in skip]
+    return [] if value is None else [("value", value)]
+
+
+def optional(registry: Registry, method: str, *args: Any) -> Any:
+    """``registry.method(*args)`` where the client and the contract have it; None where either does not."""
+    call = getattr(registry, method, None)
+    if call is None:
+        return None
+    try:
+        return call(*args)
+    except ChainUnavailable:
+        raise
+    except (ChainError, Web3Exception, ValueError, TypeError, OverflowError) as err:
+        log.debug("%s not readable here: %s", method, err)
+        return None
 
 
 @dataclass(frozen=True)
@@ -84,6 +109,15 @@ def run_metrics(summary: dict | None, registry: str, source: str = "summary.json
         return RunMetrics(note=f"{source} is a run recorded in {where}, not this one: its metrics are not shown")
     rounds = {int(r["round"]): r for r in summary.get("rounds", []) if "round" in r}
     return RunMetrics(rounds, summary.get("initial_eval_loss"), chain)
+
+
+def same_models(entry: dict, info: RoundInfo) -> bool:
+    """Whether a summary round is this chain's round: the same global model in, and once closed, the same out."""
+    def same(a: str | None, b: str) -> bool:
+        return (a or "").lower() == b.lower()
+
+    return same(entry.get("global_hash"), info.global_hash) and (
+        info.state != "closed" or same(entry.get("new_global_hash"), info.new_global_hash))
 
 
 def load_summary(outputs: str) -> tuple[dict | None, str]:
@@ -120,11 +154,12 @@ class Reply:
         return self.record.status.name
 
 
-def _reply(record: Record, txs: dict, metrics: RunMetrics) -> Reply:
+def _reply(record: Record, txs: dict, metrics: RunMetrics, registry: Registry) -> Reply:
     tx = txs.get((record.round, record.node.lower()), {})
     entry = metrics.nodes(record.round).get(record.node.lower(), {})
     claimed = entry.get("claimed_address")
-    reward = next((getattr(record, name) for name in ("reward", "rewards") if hasattr(record, name)), None)
+    reward = (optional(registry, "reward_of", record.round, record.node)
+              if record.status == Status.SELECTED and hasattr(registry, "reward_of") else None)
     return Reply(record, tx.get("tx_hash"), tx.get("block"), getattr(record, "score", None), reward,
                  reason_text(record.reason), entry.get("detail") or "",
                  claimed if claimed and claimed.lower() != record.node.lower() else None)
@@ -161,10 +196,18 @@ class ChainReader:
                                "zk0 ContributionRegistry: a wrong --registry address?") from None
         return registry
 
-    def metrics(self) -> RunMetrics:
+    def metrics(self, registry: Registry) -> RunMetrics:
+        """The run's metrics for the rounds whose global hash on chain is the summary's: anvil deploys at the same
+        address on every fresh chain, so the registry address alone does not tell two runs apart."""
         summary, note = load_summary(self.config.outputs)
         metrics = run_metrics(summary, self.config.registry)
-        return RunMetrics(metrics.by_round, metrics.initial_eval_loss, metrics.chain, metrics.note or note)
+        kept = {rnd: m for rnd, m in metrics.by_round.items() if same_models(m, registry.round_info(rnd))}
+        if len(kept) < len(metrics.by_round):
+            other = ", ".join(str(r) for r in sorted(set(metrics.by_round) - set(kept)))
+            note = (f"summary.json's round(s) {other} have other global models than the chain's: another run (a "
+                    "registry at the same address on another chain?); their metrics are not shown")
+        return RunMetrics(kept, metrics.initial_eval_loss if kept else None, metrics.chain if kept else {},
+                          metrics.note or note)
 
     def _views(self, registry: Registry, inputs: str, *args: Any) -> list[tuple[str, Any]]:
         """(name, value) of every scalar view taking ``inputs``; a call that fails shows its error, not a 500."""
@@ -195,7 +238,7 @@ class ChainReader:
     def federation(self) -> dict:
         registry = self.registry()
         events = registry.events()
-        metrics = self.metrics()
+        metrics = self.metrics(registry)
         wallets: dict[str, dict] = {}
         for e in events:
             if e["event"] in ("NodeApproved", "NodeRevoked"):
@@ -208,7 +251,8 @@ class ChainReader:
         rounds = sorted({e["args"]["round"] for e in events if e["event"] == "RoundOpened"})
         records = [e for e in events if e["event"] == "ContributionRecorded"]
         return {**self.header(registry), "title": "Federation", "metrics": metrics,
-                "parameters": self._views(registry, ""), "wallets": list(wallets.values()), "circuits": circuits,
+                "parameters": self._views(registry, "") + facts(optional(registry, "params")),
+                "wallets": list(wallets.values()), "circuits": circuits,
                 "srs_sha256": metrics.chain.get("srs_sha256"), "srs_kind": metrics.chain.get("srs"),
                 "outputs_circuit": metrics.chain.get("circuit_id"), "rounds": rounds,
                 "n_records": len(records), "statuses": Counter(Status(e["args"]["status"]).name for e in records),
@@ -217,7 +261,7 @@ class ChainReader:
     def rounds(self) -> dict:
         registry = self.registry()
         events = registry.events()
-        metrics = self.metrics()
+        metrics = self.metrics(registry)
         txs = self._tx_index(events)
         rows = []
         for rnd in sorted({e["args"]["round"] for e in events if e["event"] == "RoundOpened"}):
@@ -241,9 +285,9 @@ class ChainReader:
         if info.state == "none" and not records:
             raise NotFound(f"round {rnd} was never opened in registry {registry.address}")
         events = registry.events()
-        metrics = self.metrics()
+        metrics = self.metrics(registry)
         txs = self._tx_index(events)
-        replies = [_reply(r, txs, metrics) for r in records]
+        replies = [_reply(r, txs, metrics, registry) for r in records]
         others = [e for e in events if e["event"] not in CORE_EVENTS and e["args"].get("round") == rnd]
         known = sorted({e["args"]["round"] for e in events if e["event"] == "RoundOpened"})
         m = metrics.by_round.get(rnd, {})
@@ -251,34 +295,40 @@ class ChainReader:
                 "metrics": metrics, "eval_loss": m.get("server_eval_loss"), "success_rate": m.get("success_rate"),
                 "note": m.get("note"), "opened_tx": txs.get((rnd, "RoundOpened"), {}).get("tx_hash"),
                 "closed_tx": txs.get((rnd, "RoundClosed"), {}).get("tx_hash"), "other_events": others,
-                "views": self._views(registry, "uint", rnd),
+                "views": facts(info, frozenset(ROUND_FIELDS)) + self._views(registry, "uint", rnd),
                 "prev": max((r for r in known if r < rnd), default=None),
                 "next": min((r for r in known if r > rnd), default=None),
                 "has_score": any(r.score is not None for r in replies),
-                "has_reward": any(r.reward is not None for r in replies)}
+                "has_reward": hasattr(registry, "reward_of")}
 
     def wallet(self, address: str) -> dict:
         registry = self.registry()
         history = registry.node_history(address)
         events = registry.events()
-        metrics = self.metrics()
+        metrics = self.metrics(registry)
         txs = self._tx_index(events)
-        replies = [_reply(r, txs, metrics) for r in history]
+        replies = [_reply(r, txs, metrics, registry) for r in history]
         mentions = [e for e in events if e["event"] != "ContributionRecorded"
                     and any(isinstance(v, str) and v.lower() == address.lower() for v in e["args"].values())]
         statuses = Counter(r.status for r in replies)
         scores = [r.score for r in replies if r.score is not None]
-        rewards = [r.reward for r in replies if isinstance(r.reward, int | float)]
+        pending = optional(registry, "pending_rewards", address)
+        chain_facts = [(f"stake {name}", v) for name, v in facts(optional(registry, "stake_of", address))]
+        chain_facts += [("unpaid rewards", pending[0]), ("unpaid in rounds", ", ".join(map(str, pending[1])) or "-")
+                        ] if isinstance(pending, tuple) else []
+        balance = optional(registry, "reward_balance", address)
+        chain_facts += [("reward tokens held", balance)] if balance is not None else []
         drops = [r.record.loss_before - r.record.loss_after for r in replies if r.record.signed]
         totals = {"rounds": len({r.record.round for r in replies}), "selected": statuses["SELECTED"],
                   "not_selected": statuses["NOT_SELECTED"], "rejected": statuses["REJECTED"],
-                  "score": sum(scores) if scores else None, "reward": sum(rewards) if rewards else None,
+                  "score": sum(scores) if scores else None,
                   "loss_drop": sum(drops) / len(drops) if drops else None}
         claimed = [{"round": rnd, **n} for rnd, entry in sorted(metrics.by_round.items())
                    for n in entry.get("nodes", []) if (n.get("claimed_address") or "").lower() == address.lower()
                    and (n.get("address") or "").lower() != address.lower()]
         return {**self.header(registry), "title": f"Wallet {address}", "address": address, "claimed": claimed,
                 "approved": registry.is_approved(address), "replies": replies, "totals": totals,
-                "views": [(n, v) for n, v in self._views(registry, "address", address) if n != "isApproved"],
+                "views": chain_facts + [(n, v) for n, v in self._views(registry, "address", address)
+                                        if n != "isApproved"],
                 "events": mentions, "metrics": metrics,
-                "has_score": bool(scores), "has_reward": any(r.reward is not None for r in replies)}
+                "has_score": bool(scores), "has_reward": hasattr(registry, "reward_of")}

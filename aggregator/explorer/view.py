@@ -94,6 +94,13 @@ def fmt_value(value: object) -> str:
     return str(value)
 
 
+def fmt_amount(value: object) -> str:
+    """Token and wei amounts (18 decimals) as ``1.5 ×10¹⁸``: exact digits stay in the page's title attribute."""
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) < 10**15:
+        return fmt_value(value)
+    return f"{value / 10**18:.6g} ×10¹⁸"
+
+
 def reason_text(reason: Reason) -> str:
     return REASON_TEXT.get(reason, reason.name)
 

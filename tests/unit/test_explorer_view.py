@@ -77,6 +77,8 @@ def test_scalar_views_detect_parameters_wallet_and_round_values():
         {"type": "function", "name": "roundEmission", "stateMutability": "view",
          "inputs": [{"type": "uint64", "name": "round"}], "outputs": [{"type": "uint256", "name": ""}]},
         {"type": "function", "name": "claim", "stateMutability": "nonpayable", "inputs": [], "outputs": []},
+        {"type": "function", "name": "rejectionKey", "stateMutability": "pure",  # a uint that is not a round
+         "inputs": [{"type": "uint256", "name": "nodeId"}], "outputs": [{"type": "address", "name": ""}]},
     ]
     assert "stakeOf" in scalar_views(richer, "address") and "minStake" in scalar_views(richer, "")
     assert scalar_views(richer, "uint") == ["roundEmission"] and "claim" not in scalar_views(richer, "")
@@ -114,3 +116,34 @@ def test_pages_without_a_chain_say_so_and_bad_input_is_400():
     missing = client.get("/no/such/page")
     assert missing.status_code == 404 and "no page at /no/such/page" in missing.text
     assert client.get("/static/explorer.js").status_code == 200
+
+
+def test_amounts_and_client_facts_read_plainly():
+    from dataclasses import dataclass
+
+    from aggregator.explorer.reader import facts
+    from aggregator.explorer.view import fmt_amount
+
+    assert fmt_amount(15 * 10**17) == "1.5 ×10¹⁸" and fmt_amount(42) == "42" and fmt_amount(True) == "yes"
+
+    @dataclass
+    class Stake:  # the shape of a richer client's answer (e.g. StakeInfo)
+        amount: int
+        exiting: bool
+
+    assert facts(Stake(10**18, False)) == [("amount", 10**18), ("exiting", False)]
+    assert facts(Stake(1, True), frozenset({"amount"})) == [("exiting", True)]
+    assert facts(None) == []
+
+
+def test_summary_rounds_count_only_with_the_chains_models():
+    from types import SimpleNamespace as RoundInfo  # the fields same_models reads (a richer RoundInfo has more)
+
+    from aggregator.explorer.reader import same_models
+
+    g, n = "0x" + "aa" * 32, "0x" + "bb" * 32
+    closed = RoundInfo(state="closed", global_hash=g, new_global_hash=n)
+    assert same_models({"global_hash": g.upper().replace("0X", "0x"), "new_global_hash": n}, closed)
+    assert not same_models({"global_hash": g, "new_global_hash": "0x" + "dd" * 32}, closed)  # another run's round
+    assert not same_models({"global_hash": "0x" + "ee" * 32, "new_global_hash": n}, closed)
+    assert same_models({"global_hash": g}, RoundInfo(state="open", global_hash=g, new_global_hash="0x" + "00" * 32))

@@ -15,6 +15,7 @@
       if (fresh) {
         document.getElementById("page").replaceWith(fresh);
         document.title = doc.title;
+        document.body.dataset.polled = String(Number(document.body.dataset.polled || 0) + 1);
       }
       offline.hidden = true;
     } catch (err) {
