@@ -47,6 +47,17 @@ def zk0agg(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
                           timeout=timeout, env=env)
 
 
+def verify_model(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
+    """``zk0agg verify-model`` in this process (LeRobot is imported already: seconds, not a minute)."""
+    from aggregator.cli import main
+
+    monkeypatch.setenv("COLUMNS", "250")  # rich's table width: whole hashes
+    capsys.readouterr()
+    code = main(["verify-model", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def test_wandb_offline_run_holds_every_round(demo):
     from aggregator.wandb_log import find_run_dir, read_offline_run
 
@@ -57,7 +68,7 @@ def test_wandb_offline_run_holds_every_round(demo):
     assert run.config["chain"]["registry"] == summary["chain"]["registry"]
     assert run.config["rounds"] == 2 and run.config["verify"] is True and run.config["aggregator_key"] == "***"
     rounds = run.by_round()
-    assert sorted(rounds) == [1, 2]
+    assert sorted(rounds) == [0, 1, 2]  # round 0: the initial model's held-out loss
     for entry in summary["rounds"]:
         row, nodes = rounds[entry["round"]], entry["nodes"]
         assert row["eval/server_loss"] == pytest.approx(entry["server_eval_loss"])
@@ -116,24 +127,24 @@ def test_release_loads_with_lerobot_and_card_parses(demo, release):
     assert (provenance["round"], provenance["close_round_tx"]) == (2, last["close_tx_hash"])
 
 
-def test_verify_model_names_the_round_and_its_transactions(demo, release):
+def test_verify_model_names_the_round_and_its_transactions(demo, release, capsys, monkeypatch):
     out, summary, chain = demo
     folder, _ = release
     registry = summary["chain"]["registry"]
     for path, entry in ((folder, summary["rounds"][1]), (out / "checkpoints" / "round_1", summary["rounds"][0])):
         # a round without a Krum quorum keeps the global model: the round that first closed with it produced it
         producer = next(r for r in summary["rounds"] if r["new_global_hash"] == entry["new_global_hash"])
-        result = zk0agg("verify-model", str(path), "--chain-rpc", chain.rpc_url, "--registry", registry)
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert f"round {producer['round']} closed with" in result.stdout
-        assert producer["close_tx_hash"] in result.stdout and producer["open_tx_hash"] in result.stdout
-        assert entry["new_global_hash"] in result.stdout
+        code, text, err = verify_model(capsys, monkeypatch, str(path), "--chain-rpc", chain.rpc_url,
+                                       "--registry", registry)
+        assert code == 0, err
+        assert f"round {producer['round']} closed with" in text
+        assert producer["close_tx_hash"] in text and producer["open_tx_hash"] in text
+        assert entry["new_global_hash"] in text
         for node in producer["nodes"]:
-            assert node["address"] in result.stdout and node["tx_hash"] in result.stdout
-            assert node["status"] in result.stdout
+            assert node["address"] in text and node["tx_hash"] in text and node["status"] in text
 
 
-def test_verify_model_refuses_a_changed_weight(demo, release, tmp_path):
+def test_verify_model_refuses_a_changed_weight(demo, release, tmp_path, capsys, monkeypatch):
     from safetensors.torch import load_file, save_file
 
     out, summary, chain = demo
@@ -144,10 +155,10 @@ def test_verify_model_refuses_a_changed_weight(demo, release, tmp_path):
     name = next(k for k in weights if "action_out_proj.weight" in k)
     weights[name][0, 0] += 1e-3
     save_file(weights, tampered / "model.safetensors")
-    result = zk0agg("verify-model", str(tampered), "--chain-rpc", chain.rpc_url, "--registry",
-                    summary["chain"]["registry"])
-    assert result.returncode == 1, result.stdout
-    assert "refused" in result.stderr and "no round of this registry closed with this model" in result.stderr
+    code, text, err = verify_model(capsys, monkeypatch, str(tampered), "--chain-rpc", chain.rpc_url, "--registry",
+                                   summary["chain"]["registry"])
+    assert code == 1, text
+    assert "refused" in err and "no round of this registry closed with this model" in err
 
     # nor does zk0agg release publish a checkpoint that is not the round's model
     run_copy = tmp_path / "run"
