@@ -358,6 +358,7 @@ def main() -> None:
     p.add_argument("--workdir", default="outputs/eval-attacks")
     p.add_argument("--cache-dir", default=".zk0/fixtures")
     p.add_argument("--force", action="store_true", help="re-run runs already in results.json")
+    p.add_argument("--no-references", action="store_true", help="do not add the selected runs' references")
     p.add_argument("--table-only", action="store_true", help="rebuild the table from results.json, run nothing")
     p.add_argument("--nodes", type=int, default=7, help="nodes of every federation (gate suite: honest nodes)")
     p.add_argument("--krum-f", type=int, default=1)
@@ -392,8 +393,9 @@ def main() -> None:
         runs = [r for r in runs if r.name in wanted or wanted & set(r.attacks)]
     if args.within or args.beyond:
         runs = [r for r in runs if r.within_bound == args.within]
-    runs = list(dict.fromkeys(x for r in runs for x in ((r.reference(), r) if r.reference().key not in results
-                                                        else (r,))))
+    if not args.no_references:
+        runs = list(dict.fromkeys(x for r in runs for x in ((r.reference(), r) if r.reference().key not in results
+                                                            else (r,))))
     for run in [] if args.table_only else runs:
         if run.key in results and not args.force:
             log.info("%s: stored, skipping (--force re-runs it)", run.key)
