@@ -114,6 +114,9 @@ def _start(args: argparse.Namespace) -> int:
                                port=args.port, insecure=args.insecure, ssl_certfile=args.ssl_certfile,
                                ssl_keyfile=args.ssl_keyfile, ssl_ca_certfile=args.ssl_ca_certfile,
                                supernode_auth=args.enable_supernode_auth)
+    outputs = Path(args.outputs).expanduser().resolve()
+    if outputs.exists() and not outputs.is_dir():
+        raise UserError(f"--outputs {outputs} is not a folder")
     processes: list[ManagedProcess] = []
     verifier_url = args.verifier_url
     if verifier_url:
@@ -132,6 +135,10 @@ def _start(args: argparse.Namespace) -> int:
             processes.append(verifier)
             wait_for_port("127.0.0.1", args.verifier_port, verifier, timeout=120)
             verifier_url = f"http://127.0.0.1:{args.verifier_port}"
+        # what every run's ServerApp trusts and where it writes: the operator's, never a run's (aggregator.operator)
+        options.operator = {"chain_rpc": chain_rpc or "", "registry": registry or "", "verify": bool(chain_rpc),
+                            "verifier_url": verifier_url or "", "onchain_verify": args.onchain_verify,
+                            "outputs": str(outputs)}
         superlink = options.start(secrets_env)
         processes.append(superlink)
         address = f"{'127.0.0.1' if options.host in ('0.0.0.0', '::') else options.host}:{options.port}"
@@ -139,7 +146,7 @@ def _start(args: argparse.Namespace) -> int:
             "superlink": address, "insecure": args.insecure,
             "root_certificates": str(Path(args.ssl_ca_certfile).resolve()) if args.ssl_ca_certfile else None,
             "chain_rpc": chain_rpc, "registry": registry, "verifier_url": verifier_url, "app_hashes": hashes,
-            "pid": os.getpid()})
+            "operator_file": str(options.operator_file), "pid": os.getpid()})
         print(f"zk0 aggregator: SuperLink on {options.address} ({'INSECURE plain text' if args.insecure else 'TLS'}"
               f"{', SuperNode authentication' if args.enable_supernode_auth else ''}), pid {superlink.pid}\n"
               f"  runs only app bundle(s) {', '.join(hashes)}\n"
@@ -179,23 +186,31 @@ def _check_aggregator(rpc: str, registry_address: str, key: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from aggregator.config import FederationConfig
-    from aggregator.deploy import follow_run, run_config, submit_run
+    from aggregator.config import SECRET_ENV, FederationConfig
+    from aggregator.deploy import follow_run, run_config, submit_operator_run
+    from aggregator.operator import OPERATOR_KEYS
     from node.trust import SOURCE_ROOT, build_app_bundle, bundle_hash
 
     state = _state(args)
     address, insecure, ca = _superlink(args, state)
+    if not state.get("operator_file"):
+        raise UserError(f"no zk0agg start state in {args.state_dir}: zk0agg run submits to the SuperLink that zk0agg "
+                        "start runs on this machine (give its --state-dir)")
+    if not args.no_verify and not state.get("chain_rpc"):
+        raise UserError("the aggregator was started without a chain: zk0agg start --chain-rpc URL --registry "
+                        "ADDRESS, or zk0agg run --no-verify")
     fed = FederationConfig(rounds=args.rounds, local_steps=args.local_steps, min_nodes=args.min_nodes,
                            krum_f=args.krum_f, krum_m=args.krum_m, fraction_evaluate=args.fraction_evaluate,
-                           heldout=args.heldout, cache_dir=str(Path(args.cache_dir).resolve()),
-                           out_dir=str(Path(args.out or time.strftime("outputs/run-%Y%m%d-%H%M%S")).resolve()),
-                           srs=args.srs if args.srs == "dev" else str(Path(args.srs).resolve()),
-                           timeout=args.timeout, resume=args.resume)
-    if not args.no_verify:
-        fed.chain_rpc, fed.registry = _chain(args, state)
-        fed.verify = True
-        fed.verifier_url = args.verifier_url or state.get("verifier_url") or ""
+                           heldout=args.heldout, timeout=args.timeout)
+    # this run's operator settings: written on this machine for its ServerApp, never sent in the run config
+    settings = {"out_dir": str(Path(args.out or time.strftime("outputs/run-%Y%m%d-%H%M%S")).resolve()),
+                "resume": args.resume, "verify": not args.no_verify, "cache_dir": str(Path(args.cache_dir).resolve()),
+                "srs": args.srs if args.srs == "dev" else str(Path(args.srs).resolve())}
     extra = _parse_run_config(args.run_config)
+    refused = sorted(k for k in extra if k.replace("-", "_") in (*OPERATOR_KEYS, *SECRET_ENV))
+    if refused:
+        raise UserError(f"-c {refused[0]}: not a run setting; endpoints, trust settings and paths are the operator's "
+                        "(zk0agg start's flags, or this command's --out/--resume/--srs/--cache-dir/--no-verify)")
     if args.fab:
         try:
             fab = Path(args.fab).read_bytes()
@@ -208,15 +223,15 @@ def _run(args: argparse.Namespace) -> int:
     if pinned and bundle_hash(fab) not in pinned:
         print(f"zk0agg: warning: bundle {bundle_hash(fab)} is not the one zk0agg start pinned: the SuperLink "
               "will refuse it", file=sys.stderr)
-    run_id = submit_run(address, fab, config, insecure, ca)
+    run_id = submit_operator_run(address, fab, config, Path(state["operator_file"]), settings, insecure, ca)
     print(f"run {run_id} submitted to {address}: app bundle {bundle_hash(fab)}, {fed.rounds} round(s), "
-          f"{'verified' if fed.verify else 'unverified'}; outputs in {fed.out_dir}", flush=True)
+          f"{'verified' if settings['verify'] else 'unverified'}; outputs in {settings['out_dir']}", flush=True)
     if args.detach:
         return 0
     result = follow_run(address, run_id, insecure, ca, on_log=lambda text: print(text, end="", flush=True),
                         timeout=args.timeout * (args.rounds + 1) + 600)
     print(f"\nrun {run_id} {result.status}{': ' + result.details if result.details else ''}; "
-          f"summary {Path(fed.out_dir) / 'summary.json'}")
+          f"summary {Path(settings['out_dir']) / 'summary.json'}")
     return 0 if result.status == "completed" else 1
 
 
@@ -386,6 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--verifier-srs", metavar="FILE", help="SRS file for --verifier-circuit")
     start.add_argument("--verifier-srs-dev", action="store_true", help="the verifier's SRS is a development one")
     start.add_argument("--verifier-port", type=int, default=8470, help="port of the started verifier (default 8470)")
+    start.add_argument("--onchain-verify", action="store_true",
+                       help="the registry also verifies each signed reply's proof (EZKL's verifier contract)")
+    start.add_argument("--outputs", default="outputs", metavar="DIR",
+                       help="runs not submitted by zk0agg run write under DIR/flwr-run-<id> (default outputs)")
     _state_flag(start)
     start.set_defaults(func=_start)
 
@@ -415,8 +434,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--superlink", metavar="HOST:PORT", help="the SuperLink (default: from zk0agg start)")
     run.add_argument("--insecure", action="store_true", help="plain-text connection (loopback development)")
     run.add_argument("--root-certificates", type=Path, metavar="CA", help="CA certificate of the SuperLink")
-    run.add_argument("--verifier-url", metavar="URL", help="verifier service the ServerApp calls (default: from start)")
-    _chain_flags(run)
     _state_flag(run)
     run.set_defaults(func=_run)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.config import SECRET_ENV, FederationConfig
+from aggregator.operator import OPERATOR_KEYS
 from contracts import create_keystore
 from node.app_guard import HASHES_ENV, UntrustedApp, check_bundle, pinned_hashes
 from node.trust import SOURCE_ROOT, build_app_bundle, bundle_hash
@@ -165,9 +166,11 @@ def test_fixtures_command(tmp_path):
 def test_app_declares_every_run_config_key():
     """zk0agg run sends FederationConfig as Flower run config, and Flower refuses keys the app does not declare."""
     declared = tomllib.loads((SOURCE_ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
-    expected = {f.name.replace("_", "-") for f in fields(FederationConfig) if f.name not in SECRET_ENV}
+    expected = {f.name.replace("_", "-") for f in fields(FederationConfig)
+                if f.name not in SECRET_ENV and f.name not in OPERATOR_KEYS}
     assert sorted(expected - set(declared)) == []
     assert not {k.replace("-", "_") for k in declared} & set(SECRET_ENV)  # secrets travel by env only
+    assert not {k.replace("-", "_") for k in declared} & set(OPERATOR_KEYS)  # the operator's, by file only
 
 
 def test_bundle_hash_is_flowers(tmp_path):
