@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from node.adversary import ATTACKS
+from node.cliargs import Parser, at_least, fraction, port, survive_closed_stdout
 from node.errors import UserError
 from node.logs import setup_logging
 
@@ -346,28 +347,29 @@ def _state_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zk0agg", description="zk0 aggregator: run and inspect a verifiable "
+    parser = Parser(prog="zk0agg", description="zk0 aggregator: run and inspect a verifiable "
                                      "federation of SO-100 robot policies.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show Flower's and LeRobot's own logs")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run a whole federation on this machine (offline fixtures)")
-    demo.add_argument("--nodes", type=int, default=3, help="number of nodes (default 3)")
-    demo.add_argument("--rounds", type=int, default=3, help="federated rounds (default 3)")
+    demo.add_argument("--nodes", type=at_least(1), default=3, help="number of nodes (default 3)")
+    demo.add_argument("--rounds", type=at_least(1), default=3, help="federated rounds (default 3)")
     demo.add_argument("--out", help="output folder (default outputs/demo-<time>)")
     demo.add_argument("--engine", choices=["simulation", "deployment"], default="simulation",
                       help="Flower's simulation engine (default), or real SuperLink + SuperNode processes on loopback")
-    demo.add_argument("--local-steps", type=int, default=20, help="training steps per node per round (default 20)")
-    demo.add_argument("--krum-f", type=int, default=0, help="Byzantine nodes Krum tolerates (default 0)")
-    demo.add_argument("--krum-m", type=int, default=2, help="updates MultiKrum averages (default 2; 1 = Krum)")
+    demo.add_argument("--local-steps", type=at_least(1), default=20,
+                      help="training steps per node per round (default 20)")
+    demo.add_argument("--krum-f", type=at_least(0), default=0, help="Byzantine nodes Krum tolerates (default 0)")
+    demo.add_argument("--krum-m", type=at_least(1), default=2, help="updates MultiKrum averages (default 2; 1 = Krum)")
     demo.add_argument("--adversary", choices=[*ATTACKS, "unapproved"],
                       help="turn the last node adversarial (see docs/security.md); use with --nodes 5 --krum-f 1")
     demo.add_argument("--data", choices=["sim", "synthetic"], default="sim",
                       help="node datasets: MuJoCo scripted-expert demonstrations (default) or the synthetic generator")
-    demo.add_argument("--episodes", type=int, default=4, help="episodes per node dataset (default 4)")
-    demo.add_argument("--eval-episodes", type=int, default=2,
+    demo.add_argument("--episodes", type=at_least(1), default=4, help="episodes per node dataset (default 4)")
+    demo.add_argument("--eval-episodes", type=at_least(0), default=2,
                       help="closed-loop held-out episodes in the simulator after each round (default 2; 0 = off)")
-    demo.add_argument("--eval-max-steps", type=int, default=150,
+    demo.add_argument("--eval-max-steps", type=at_least(1), default=150,
                       help="step limit of a closed-loop episode (default 150, 5 s at 30 Hz)")
     demo.add_argument("--no-verify", action="store_true", help="plain Krum federation: no proofs, signatures, chain")
     demo.set_defaults(func=_demo)
@@ -378,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
         "runs to it. Its ServerApp processes run only the pinned app bundle and get the aggregator key through "
         f"their environment ({AGGREGATOR_KEY_ENV}), never through the run config that every node receives.")
     start.add_argument("--host", help="address to listen on (default 0.0.0.0; 127.0.0.1 with --insecure)")
-    start.add_argument("--port", type=int, default=9092,
+    start.add_argument("--port", type=port, default=9092,
                        help="the one port of the Fleet (nodes), Control (runs) and Runtime APIs (default 9092)")
     start.add_argument("--insecure", action="store_true", help="no TLS: loopback development only")
     start.add_argument("--ssl-certfile", type=Path, metavar="CERT", help="the SuperLink's TLS certificate (PEM)")
@@ -400,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start the verifier service here for this circuit folder (repeatable)")
     start.add_argument("--verifier-srs", metavar="FILE", help="SRS file for --verifier-circuit")
     start.add_argument("--verifier-srs-dev", action="store_true", help="the verifier's SRS is a development one")
-    start.add_argument("--verifier-port", type=int, default=8470, help="port of the started verifier (default 8470)")
+    start.add_argument("--verifier-port", type=port, default=8470, help="port of the started verifier (default 8470)")
     start.add_argument("--onchain-verify", action="store_true",
                        help="the registry also verifies each signed reply's proof (EZKL's verifier contract)")
     start.add_argument("--outputs", default="outputs", metavar="DIR",
@@ -412,19 +414,21 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Bundle the zk0 app, submit it with the run config to the SuperLink (what "
                          "flwr run does), stream the ServerApp's log until the run ends. Paths are on the "
                          "aggregator's machine.")
-    run.add_argument("--rounds", type=int, default=3, help="federated rounds (default 3)")
+    run.add_argument("--rounds", type=at_least(1), default=3, help="federated rounds (default 3)")
     run.add_argument("--heldout", required=True, metavar="URI", help="the server's held-out dataset (local:<path>)")
-    run.add_argument("--min-nodes", type=int, default=3, help="nodes a round waits for (default 3)")
-    run.add_argument("--local-steps", type=int, default=20, help="training steps per node per round (default 20)")
-    run.add_argument("--krum-f", type=int, default=0, help="Byzantine nodes Krum tolerates (default 0)")
-    run.add_argument("--krum-m", type=int, default=2, help="updates MultiKrum averages (default 2)")
-    run.add_argument("--fraction-evaluate", type=float, default=1.0,
+    run.add_argument("--min-nodes", type=at_least(1), default=3, help="nodes a round waits for (default 3)")
+    run.add_argument("--local-steps", type=at_least(1), default=20,
+                     help="training steps per node per round (default 20)")
+    run.add_argument("--krum-f", type=at_least(0), default=0, help="Byzantine nodes Krum tolerates (default 0)")
+    run.add_argument("--krum-m", type=at_least(1), default=2, help="updates MultiKrum averages (default 2)")
+    run.add_argument("--fraction-evaluate", type=fraction, default=1.0,
                      help="share of nodes that also evaluate each round (default 1.0)")
     run.add_argument("--srs", default="dev", metavar="FILE|dev", help="the federation's SRS (default dev)")
     run.add_argument("--out", help="output folder (default outputs/run-<time>)")
     run.add_argument("--cache-dir", default=".zk0/fixtures", help="model and circuit cache (default .zk0/fixtures)")
     run.add_argument("--no-verify", action="store_true", help="plain Krum run: no proofs, signatures, chain")
-    run.add_argument("--timeout", type=float, default=600.0, help="seconds a round waits for replies (default 600)")
+    run.add_argument("--timeout", type=at_least(1, float), default=600.0,
+                     help="seconds a round waits for replies (default 600)")
     run.add_argument("-c", "--run-config", action="append", metavar="KEY=VALUE",
                      help="any other run-config key of the app (repeatable), e.g. -c slice-rows=16")
     run.add_argument("--app", metavar="DIR", help="zk0 source tree to bundle (default: this one)")
@@ -447,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     approve.set_defaults(func=_approve)
 
     contrib = sub.add_parser("contributions", help="read the recorded contributions back from the chain")
-    contrib.add_argument("--round", type=int, help="only this round")
+    contrib.add_argument("--round", type=at_least(1), help="only this round")
     contrib.add_argument("--node", metavar="ADDRESS", help="only this node's records")
     _chain_flags(contrib)
     _state_flag(contrib)
@@ -462,12 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
     verifier_sub.add_parser("serve", help="serve POST /v1/verify (zk0agg verifier serve --help for its flags)")
 
     fixtures = sub.add_parser("fixtures", help="build offline node datasets and a held-out set")
-    fixtures.add_argument("--nodes", type=int, default=3, help="node datasets (default 3)")
+    fixtures.add_argument("--nodes", type=at_least(1), default=3, help="node datasets (default 3)")
     fixtures.add_argument("--out", required=True, metavar="DIR", help="folder for the datasets")
     fixtures.add_argument("--data", choices=["synthetic", "sim"], default="synthetic",
                           help="synthetic generator (default, seconds) or MuJoCo expert demonstrations (minutes)")
-    fixtures.add_argument("--episodes", type=int, default=4, help="episodes per dataset (default 4)")
-    fixtures.add_argument("--frames", type=int, default=30, help="frames per synthetic episode (default 30)")
+    fixtures.add_argument("--episodes", type=at_least(1), default=4, help="episodes per dataset (default 4)")
+    fixtures.add_argument("--frames", type=at_least(2), default=30, help="frames per synthetic episode (default 30)")
     fixtures.set_defaults(func=_fixtures)
 
     deploy = sub.add_parser("deploy-registry", help="deploy the ContributionRegistry and print its address")
@@ -505,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     from contracts import ChainError, WalletError
 
     try:
-        return args.func(args)
+        return survive_closed_stdout(lambda: args.func(args))
     except (UserError, WalletError, ChainError) as err:
         print(f"zk0agg: error: {err}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from node.cliargs import Parser, at_least, port, survive_closed_stdout
 from node.errors import UserError
 from node.logs import setup_logging
 
@@ -77,7 +78,7 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zk0node", description="zk0 node: train the shared SO-100 policy on "
+    parser = Parser(prog="zk0node", description="zk0 node: train the shared SO-100 policy on "
                                      "your own data, prove and sign what you send.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the libraries' own logs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,10 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="model and circuit cache (default .zk0/fixtures)")
     start.add_argument("--state-dir", default="~/.zk0/node",
                        help="where the SuperNode's node-config and app guard live (default ~/.zk0/node)")
-    start.add_argument("--runtime-port", type=int, default=9094,
+    start.add_argument("--runtime-port", type=port, default=9094,
                        help="local port of the SuperNode's Runtime API for its ClientApp processes (default 9094; "
                        "one per SuperNode on a machine)")
-    start.add_argument("--max-wait-time", type=float, metavar="SECONDS",
+    start.add_argument("--max-wait-time", type=at_least(1, float), metavar="SECONDS",
                        help="give up if the SuperLink cannot be reached for this long (default: retry forever)")
     start.set_defaults(func=_start)
     return parser
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     from contracts.wallet import WalletError
 
     try:
-        return args.func(args)
+        return survive_closed_stdout(lambda: args.func(args))
     except (UserError, WalletError) as err:
         print(f"zk0node: error: {err}", file=sys.stderr)
         return 2
