@@ -27,12 +27,14 @@ def _wallet_show(args: argparse.Namespace) -> int:
 
 
 def _dataset_check(args: argparse.Namespace) -> int:
-    from node.datasets import load_metadata
+    from node.datasets import check_readable, load_metadata
 
     meta = load_metadata(args.uri)
+    read = check_readable(args.uri)
     cams = [k.removeprefix("observation.images.") for k in meta.features if k.startswith("observation.images.")]
     print(f"ok: {args.uri}: {meta.total_episodes} episodes, {meta.total_frames} frames at {meta.fps} fps, "
-          f"robot {meta.robot_type}, cameras {', '.join(cams)}, tasks {len(meta.tasks)}")
+          f"robot {meta.robot_type}, cameras {', '.join(cams)}, tasks {len(meta.tasks)}; "
+          f"{'one frame read from ' + ', '.join(read) if read else 'frames not read (Hub dataset)'}")
     return 0
 
 
@@ -47,7 +49,7 @@ def _app_hash(args: argparse.Namespace) -> int:
 def _start(args: argparse.Namespace) -> int:
     """Check everything a user can get wrong (cheapest first), say what will run, then become the SuperNode."""
     from contracts.wallet import DEFAULT_WALLET, load_account, resolve_password
-    from node.datasets import load_metadata
+    from node.datasets import check_readable, load_metadata
     from node.supernode import SuperNodeOptions
     from node.trust import parse_app_hash
     from prover.hashing import file_sha256
@@ -61,6 +63,7 @@ def _start(args: argparse.Namespace) -> int:
     password = resolve_password(args.password_file)
     account = load_account(options.wallet, password)
     meta = load_metadata(args.dataset)
+    check_readable(args.dataset)
     srs = "DEVELOPMENT SRS (made on this machine: proofs are forgeable; tests and demos only)" \
         if args.srs == "dev" else f"{Path(args.srs).resolve()} (sha256 {file_sha256(Path(args.srs))})"
     options.prepare()
