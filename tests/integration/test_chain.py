@@ -276,3 +276,28 @@ def test_on_chain_proof_verification(chain, registry, keys, tiny_circuit, open_r
     registry.record_contribution(c, signature, Status.SELECTED, proof=honest)
     record = registry.get_record(open_round, node)
     assert record.proof_verified and record.signed and record.proof_hash == honest.proof_hash
+
+
+def test_a_contract_that_is_not_the_registry_is_refused(chain, keys, registry):
+    """A wrong --registry (here the VkaStore contract) is refused by the code check, by the library and by the
+    commands that talk to the registry: no "approved" with exit 0, no empty contributions list."""
+    import os
+    import subprocess
+    import sys
+
+    from contracts.artifacts import load_artifact
+
+    w3 = connect(chain.rpc_url)
+    other = load_artifact("VkaStore")
+    address, _ = deploy_contract(w3, keys["owner"], other.abi, other.bytecode, [bytes(32)])
+    assert Registry.at(w3, registry.address).address == registry.address  # the real one passes
+    with pytest.raises(ChainError, match="is not this zk0 version's ContributionRegistry"):
+        Registry.at(w3, address)
+    env = {**os.environ, "ZK0_OWNER_KEY": keys["owner"], "HF_HUB_OFFLINE": "1"}
+    stranger = Account.from_key(keys["stranger"]).address
+    for args in (["approve", stranger], ["contributions"]):
+        result = subprocess.run([sys.executable, "-m", "aggregator.cli", *args, "--chain-rpc", chain.rpc_url,
+                                 "--registry", address], capture_output=True, text=True, timeout=120, env=env)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1 and "not this zk0 version's ContributionRegistry" in result.stderr
+    assert not registry.is_approved(stranger)
