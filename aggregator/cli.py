@@ -189,9 +189,11 @@ def _check_aggregator(rpc: str, registry_address: str, key: str) -> None:
 def _run(args: argparse.Namespace) -> int:
     from aggregator.config import SECRET_ENV, FederationConfig
     from aggregator.deploy import follow_run, run_config, submit_operator_run
-    from aggregator.operator import OPERATOR_KEYS
+    from aggregator.operator import OPERATOR_KEYS, check_run_paths
     from node.trust import SOURCE_ROOT, build_app_bundle, bundle_hash
 
+    out_dir = str(Path(args.out or time.strftime("outputs/run-%Y%m%d-%H%M%S")).resolve())
+    check_run_paths(out_dir, args.resume)  # first: a bad --out fails before anything is contacted
     state = _state(args)
     address, insecure, ca = _superlink(args, state)
     if not state.get("operator_file"):
@@ -204,7 +206,7 @@ def _run(args: argparse.Namespace) -> int:
                            krum_f=args.krum_f, krum_m=args.krum_m, fraction_evaluate=args.fraction_evaluate,
                            heldout=args.heldout, timeout=args.timeout)
     # this run's operator settings: written on this machine for its ServerApp, never sent in the run config
-    settings = {"out_dir": str(Path(args.out or time.strftime("outputs/run-%Y%m%d-%H%M%S")).resolve()),
+    settings = {"out_dir": out_dir,
                 "resume": args.resume, "verify": not args.no_verify, "cache_dir": str(Path(args.cache_dir).resolve()),
                 "srs": args.srs if args.srs == "dev" else str(Path(args.srs).resolve())}
     extra = _parse_run_config(args.run_config)

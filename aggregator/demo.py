@@ -23,6 +23,7 @@ from rich.console import Console
 
 from aggregator.config import FederationConfig
 from aggregator.fixtures import sim_fixtures, synthetic_fixtures
+from aggregator.operator import check_run_paths
 from aggregator.server_app import make_server_app
 from node.adversary import ATTACKS
 from node.client_app import NodeSetup, make_client_app
@@ -146,6 +147,7 @@ def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Con
         demo.out, demo.cache_dir = str(Path(demo.out).resolve()), str(Path(demo.cache_dir).resolve())
     t0 = time.perf_counter()
     out = Path(demo.out)
+    check_run_paths(out, resume=False)
     out.mkdir(parents=True, exist_ok=True)
     attacks = demo.attacks()
     console.print(f"[bold]zk0 demo[/]: {demo.nodes} nodes, {demo.rounds} rounds, "

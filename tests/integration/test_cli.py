@@ -196,6 +196,15 @@ def test_numeric_options_are_checked_before_anything_starts(tmp_path, program, a
 # ----------------------------------------------------------------------------------------------- zk0agg
 
 
+def test_run_checks_out_and_journal_before_submitting(tmp_path):
+    (tmp_path / "not-a-folder").write_text("x")
+    assert_user_error(cli(tmp_path, "zk0agg", "run", "--heldout", "local:/x", "--out", "not-a-folder"), "is a file")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "chain-journal.sqlite").write_bytes(b"garbage" * 100)
+    assert_user_error(cli(tmp_path, "zk0agg", "run", "--heldout", "local:/x", "--out", "old", "--resume"),
+                      "chain-journal.sqlite is corrupted")
+
+
 def test_agg_bad_input(tmp_path):
     assert_user_error(cli(tmp_path, "zk0agg", "approve", "0x1234", "--chain-rpc", "http://127.0.0.1:9",
                           "--registry", "0x" + "11" * 20), "bad node address")

@@ -80,3 +80,26 @@ def test_deployment_run_config_leaves_the_operator_out():
     assert config["rounds"] == 2
     assert not {k.replace("-", "_") for k in config} & set(OPERATOR_KEYS)
     assert operator_part(fed)["chain_rpc"] == "http://127.0.0.1:8545" and operator_part(fed)["resume"] is True
+
+
+def test_output_folder_and_journal_are_checked_before_a_run(tmp_path):
+    import sqlite3
+
+    from aggregator.operator import JOURNAL_FILE, check_run_paths
+
+    check_run_paths(tmp_path / "new" / "run", resume=False)  # made later by the run
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="is a file"):
+        check_run_paths(tmp_path / "file", resume=False)
+    run = tmp_path / "run"
+    run.mkdir()
+    with sqlite3.connect(run / JOURNAL_FILE) as db:
+        db.execute("CREATE TABLE ops (id INTEGER)")
+    check_run_paths(run, resume=True)
+    (run / JOURNAL_FILE).write_bytes(b"SQLite format 3\x00" + b"\xff" * 600)  # a torn write, a bad copy
+    with pytest.raises(UserError, match="journal .* is corrupted"):
+        check_run_paths(run, resume=True)
+    (run / JOURNAL_FILE).unlink()
+    (run / "summary.json").write_text("{not json")
+    with pytest.raises(UserError, match="summary.json is unreadable"):
+        check_run_paths(run, resume=True)
