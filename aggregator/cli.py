@@ -206,8 +206,8 @@ def _run(args: argparse.Namespace) -> int:
                            krum_f=args.krum_f, krum_m=args.krum_m, fraction_evaluate=args.fraction_evaluate,
                            heldout=args.heldout, timeout=args.timeout)
     # this run's operator settings: written on this machine for its ServerApp, never sent in the run config
-    settings = {"out_dir": out_dir,
-                "resume": args.resume, "verify": not args.no_verify, "cache_dir": str(Path(args.cache_dir).resolve()),
+    settings = {"out_dir": out_dir, "resume": args.resume, "verify": not args.no_verify,
+                "cache_dir": str(Path(args.cache_dir).resolve()),
                 "srs": args.srs if args.srs == "dev" else str(Path(args.srs).resolve())}
     extra = _parse_run_config(args.run_config)
     refused = sorted(k for k in extra if k.replace("-", "_") in (*OPERATOR_KEYS, *SECRET_ENV))
