@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from node.cliargs import Parser, at_least, fraction, port, survive_closed_stdout
 from node.errors import UserError
 from node.logs import setup_logging, tee_output
 
@@ -112,16 +113,17 @@ def _start(args: argparse.Namespace) -> int:
         _check_aggregator(chain_rpc, registry, key)
         secrets_env[AGGREGATOR_KEY_ENV] = key
     if args.validation:
-        from aggregator.config import OPERATOR_ENV
         from node.datasets import load_metadata
 
         load_metadata(args.validation)  # a bad URI fails here, not in the first round
-        secrets_env[OPERATOR_ENV["validation"]] = args.validation
     hashes = [parse_app_hash(h) for h in args.app_hash] or [app_hash(SOURCE_ROOT)]
     options = SuperLinkOptions(state_dir, hashes, host=args.host or ("127.0.0.1" if args.insecure else "0.0.0.0"),
                                port=args.port, insecure=args.insecure, ssl_certfile=args.ssl_certfile,
                                ssl_keyfile=args.ssl_keyfile, ssl_ca_certfile=args.ssl_ca_certfile,
                                supernode_auth=args.enable_supernode_auth)
+    outputs = Path(args.outputs).expanduser().resolve()
+    if outputs.exists() and not outputs.is_dir():
+        raise UserError(f"--outputs {outputs} is not a folder")
     processes: list[ManagedProcess] = []
     verifier_url = args.verifier_url
     if verifier_url:
@@ -140,6 +142,10 @@ def _start(args: argparse.Namespace) -> int:
             processes.append(verifier)
             wait_for_port("127.0.0.1", args.verifier_port, verifier, timeout=120)
             verifier_url = f"http://127.0.0.1:{args.verifier_port}"
+        # what every run's ServerApp trusts and where it writes: the operator's, never a run's (aggregator.operator)
+        options.operator = {"chain_rpc": chain_rpc or "", "registry": registry or "", "verify": bool(chain_rpc),
+                            "verifier_url": verifier_url or "", "onchain_verify": args.onchain_verify,
+                            "validation": args.validation or "", "outputs": str(outputs)}
         superlink = options.start(secrets_env)
         processes.append(superlink)
         address = f"{'127.0.0.1' if options.host in ('0.0.0.0', '::') else options.host}:{options.port}"
@@ -147,7 +153,7 @@ def _start(args: argparse.Namespace) -> int:
             "superlink": address, "insecure": args.insecure,
             "root_certificates": str(Path(args.ssl_ca_certfile).resolve()) if args.ssl_ca_certfile else None,
             "chain_rpc": chain_rpc, "registry": registry, "verifier_url": verifier_url, "app_hashes": hashes,
-            "pid": os.getpid()})
+            "operator_file": str(options.operator_file), "pid": os.getpid()})
         print(f"zk0 aggregator: SuperLink on {options.address} ({'INSECURE plain text' if args.insecure else 'TLS'}"
               f"{', SuperNode authentication' if args.enable_supernode_auth else ''}), pid {superlink.pid}\n"
               f"  runs only app bundle(s) {', '.join(hashes)}\n"
@@ -189,24 +195,34 @@ def _check_aggregator(rpc: str, registry_address: str, key: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from aggregator.config import FederationConfig
-    from aggregator.deploy import follow_run, run_config, submit_run
+    from aggregator.config import SECRET_ENV, FederationConfig
+    from aggregator.deploy import follow_run, run_config, submit_operator_run
+    from aggregator.operator import OPERATOR_KEYS, check_run_paths
     from node.trust import SOURCE_ROOT, build_app_bundle, bundle_hash
 
+    out_dir = str(Path(args.out or time.strftime("outputs/run-%Y%m%d-%H%M%S")).resolve())
+    check_run_paths(out_dir, args.resume)  # first: a bad --out fails before anything is contacted
     state = _state(args)
     address, insecure, ca = _superlink(args, state)
+    if not state.get("operator_file"):
+        raise UserError(f"no zk0agg start state in {args.state_dir}: zk0agg run submits to the SuperLink that zk0agg "
+                        "start runs on this machine (give its --state-dir)")
+    if not args.no_verify and not state.get("chain_rpc"):
+        raise UserError("the aggregator was started without a chain: zk0agg start --chain-rpc URL --registry "
+                        "ADDRESS, or zk0agg run --no-verify")
     fed = FederationConfig(rounds=args.rounds, local_steps=args.local_steps, min_nodes=args.min_nodes,
                            krum_f=args.krum_f, krum_m=args.krum_m, fraction_evaluate=args.fraction_evaluate,
-                           heldout=args.heldout, cache_dir=str(Path(args.cache_dir).resolve()),
-                           out_dir=str(Path(args.out or time.strftime("outputs/run-%Y%m%d-%H%M%S")).resolve()),
-                           srs=args.srs if args.srs == "dev" else str(Path(args.srs).resolve()),
-                           timeout=args.timeout, resume=args.resume, wandb=_wandb_wanted(args))
-    if not args.no_verify:
-        fed.chain_rpc, fed.registry = _chain(args, state)
-        fed.verify = True
-        fed.verifier_url = args.verifier_url or state.get("verifier_url") or ""
+                           heldout=args.heldout, timeout=args.timeout, wandb=_wandb_wanted(args))
+    # this run's operator settings: written on this machine for its ServerApp, never sent in the run config
+    settings = {"out_dir": out_dir, "resume": args.resume, "verify": not args.no_verify,
+                "cache_dir": str(Path(args.cache_dir).resolve()),
+                "srs": args.srs if args.srs == "dev" else str(Path(args.srs).resolve())}
     extra = _parse_run_config(args.run_config)
-    tee_output(Path(fed.out_dir) / "zk0agg-run.log")
+    refused = sorted(k for k in extra if k.replace("-", "_") in (*OPERATOR_KEYS, *SECRET_ENV))
+    if refused:
+        raise UserError(f"-c {refused[0]}: not a run setting; endpoints, trust settings and paths are the operator's "
+                        "(zk0agg start's flags, or this command's --out/--resume/--srs/--cache-dir/--no-verify)")
+    tee_output(Path(out_dir) / "zk0agg-run.log")
     if args.fab:
         try:
             fab = Path(args.fab).read_bytes()
@@ -219,15 +235,15 @@ def _run(args: argparse.Namespace) -> int:
     if pinned and bundle_hash(fab) not in pinned:
         print(f"zk0agg: warning: bundle {bundle_hash(fab)} is not the one zk0agg start pinned: the SuperLink "
               "will refuse it", file=sys.stderr)
-    run_id = submit_run(address, fab, config, insecure, ca)
+    run_id = submit_operator_run(address, fab, config, Path(state["operator_file"]), settings, insecure, ca)
     print(f"run {run_id} submitted to {address}: app bundle {bundle_hash(fab)}, {fed.rounds} round(s), "
-          f"{'verified' if fed.verify else 'unverified'}; outputs in {fed.out_dir}", flush=True)
+          f"{'verified' if settings['verify'] else 'unverified'}; outputs in {settings['out_dir']}", flush=True)
     if args.detach:
         return 0
     result = follow_run(address, run_id, insecure, ca, on_log=lambda text: print(text, end="", flush=True),
                         timeout=args.timeout * (args.rounds + 1) + 600)
     print(f"\nrun {run_id} {result.status}{': ' + result.details if result.details else ''}; "
-          f"summary {Path(fed.out_dir) / 'summary.json'}")
+          f"summary {Path(settings['out_dir']) / 'summary.json'}")
     return 0 if result.status == "completed" else 1
 
 
@@ -499,28 +515,29 @@ def _state_flag(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from attacks import ATTACKS  # test-only attacks, for --adversary's choices
 
-    parser = argparse.ArgumentParser(prog="zk0agg", description="zk0 aggregator: run and inspect a verifiable "
+    parser = Parser(prog="zk0agg", description="zk0 aggregator: run and inspect a verifiable "
                                      "federation of SO-100 robot policies.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show Flower's and LeRobot's own logs")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run a whole federation on this machine (offline fixtures)")
-    demo.add_argument("--nodes", type=int, default=3, help="number of nodes (default 3)")
-    demo.add_argument("--rounds", type=int, default=3, help="federated rounds (default 3)")
+    demo.add_argument("--nodes", type=at_least(1), default=3, help="number of nodes (default 3)")
+    demo.add_argument("--rounds", type=at_least(1), default=3, help="federated rounds (default 3)")
     demo.add_argument("--out", help="output folder (default outputs/demo-<time>)")
     demo.add_argument("--engine", choices=["simulation", "deployment"], default="simulation",
                       help="Flower's simulation engine (default), or real SuperLink + SuperNode processes on loopback")
-    demo.add_argument("--local-steps", type=int, default=20, help="training steps per node per round (default 20)")
-    demo.add_argument("--krum-f", type=int, default=0, help="Byzantine nodes Krum tolerates (default 0)")
-    demo.add_argument("--krum-m", type=int, default=2, help="updates MultiKrum averages (default 2; 1 = Krum)")
+    demo.add_argument("--local-steps", type=at_least(1), default=20,
+                      help="training steps per node per round (default 20)")
+    demo.add_argument("--krum-f", type=at_least(0), default=0, help="Byzantine nodes Krum tolerates (default 0)")
+    demo.add_argument("--krum-m", type=at_least(1), default=2, help="updates MultiKrum averages (default 2; 1 = Krum)")
     demo.add_argument("--adversary", choices=[*ATTACKS, "unapproved"],
                       help="turn the last node adversarial (see docs/security.md); use with --nodes 5 --krum-f 1")
     demo.add_argument("--data", choices=["sim", "synthetic"], default="sim",
                       help="node datasets: MuJoCo scripted-expert demonstrations (default) or the synthetic generator")
-    demo.add_argument("--episodes", type=int, default=4, help="episodes per node dataset (default 4)")
-    demo.add_argument("--eval-episodes", type=int, default=2,
+    demo.add_argument("--episodes", type=at_least(1), default=4, help="episodes per node dataset (default 4)")
+    demo.add_argument("--eval-episodes", type=at_least(0), default=2,
                       help="closed-loop held-out episodes in the simulator after each round (default 2; 0 = off)")
-    demo.add_argument("--eval-max-steps", type=int, default=150,
+    demo.add_argument("--eval-max-steps", type=at_least(1), default=150,
                       help="step limit of a closed-loop episode (default 150, 5 s at 30 Hz)")
     demo.add_argument("--no-verify", action="store_true", help="plain Krum federation: no proofs, signatures, chain")
     demo.add_argument("--no-validation", action="store_true",
@@ -534,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
         "runs to it. Its ServerApp processes run only the pinned app bundle and get the aggregator key through "
         f"their environment ({AGGREGATOR_KEY_ENV}), never through the run config that every node receives.")
     start.add_argument("--host", help="address to listen on (default 0.0.0.0; 127.0.0.1 with --insecure)")
-    start.add_argument("--port", type=int, default=9092,
+    start.add_argument("--port", type=port, default=9092,
                        help="the one port of the Fleet (nodes), Control (runs) and Runtime APIs (default 9092)")
     start.add_argument("--insecure", action="store_true", help="no TLS: loopback development only")
     start.add_argument("--ssl-certfile", type=Path, metavar="CERT", help="the SuperLink's TLS certificate (PEM)")
@@ -559,7 +576,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start the verifier service here for this circuit folder (repeatable)")
     start.add_argument("--verifier-srs", metavar="FILE", help="SRS file for --verifier-circuit")
     start.add_argument("--verifier-srs-dev", action="store_true", help="the verifier's SRS is a development one")
-    start.add_argument("--verifier-port", type=int, default=8470, help="port of the started verifier (default 8470)")
+    start.add_argument("--verifier-port", type=port, default=8470, help="port of the started verifier (default 8470)")
+    start.add_argument("--onchain-verify", action="store_true",
+                       help="the registry also verifies each signed reply's proof (EZKL's verifier contract)")
+    start.add_argument("--outputs", default="outputs", metavar="DIR",
+                       help="runs not submitted by zk0agg run write under DIR/flwr-run-<id> (default outputs)")
     _state_flag(start)
     start.set_defaults(func=_start)
 
@@ -567,19 +588,21 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Bundle the zk0 app, submit it with the run config to the SuperLink (what "
                          "flwr run does), stream the ServerApp's log until the run ends. Paths are on the "
                          "aggregator's machine.")
-    run.add_argument("--rounds", type=int, default=3, help="federated rounds (default 3)")
+    run.add_argument("--rounds", type=at_least(1), default=3, help="federated rounds (default 3)")
     run.add_argument("--heldout", required=True, metavar="URI", help="the server's held-out dataset (local:<path>)")
-    run.add_argument("--min-nodes", type=int, default=3, help="nodes a round waits for (default 3)")
-    run.add_argument("--local-steps", type=int, default=20, help="training steps per node per round (default 20)")
-    run.add_argument("--krum-f", type=int, default=0, help="Byzantine nodes Krum tolerates (default 0)")
-    run.add_argument("--krum-m", type=int, default=2, help="updates MultiKrum averages (default 2)")
-    run.add_argument("--fraction-evaluate", type=float, default=1.0,
+    run.add_argument("--min-nodes", type=at_least(1), default=3, help="nodes a round waits for (default 3)")
+    run.add_argument("--local-steps", type=at_least(1), default=20,
+                     help="training steps per node per round (default 20)")
+    run.add_argument("--krum-f", type=at_least(0), default=0, help="Byzantine nodes Krum tolerates (default 0)")
+    run.add_argument("--krum-m", type=at_least(1), default=2, help="updates MultiKrum averages (default 2)")
+    run.add_argument("--fraction-evaluate", type=fraction, default=1.0,
                      help="share of nodes that also evaluate each round (default 1.0)")
     run.add_argument("--srs", default="dev", metavar="FILE|dev", help="the federation's SRS (default dev)")
     run.add_argument("--out", help="output folder (default outputs/run-<time>)")
     run.add_argument("--cache-dir", default=".zk0/fixtures", help="model and circuit cache (default .zk0/fixtures)")
     run.add_argument("--no-verify", action="store_true", help="plain Krum run: no proofs, signatures, chain")
-    run.add_argument("--timeout", type=float, default=600.0, help="seconds a round waits for replies (default 600)")
+    run.add_argument("--timeout", type=at_least(1, float), default=600.0,
+                     help="seconds a round waits for replies (default 600)")
     run.add_argument("-c", "--run-config", action="append", metavar="KEY=VALUE",
                      help="any other run-config key of the app (repeatable), e.g. -c slice-rows=16")
     run.add_argument("--app", metavar="DIR", help="zk0 source tree to bundle (default: this one)")
@@ -589,9 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--superlink", metavar="HOST:PORT", help="the SuperLink (default: from zk0agg start)")
     run.add_argument("--insecure", action="store_true", help="plain-text connection (loopback development)")
     run.add_argument("--root-certificates", type=Path, metavar="CA", help="CA certificate of the SuperLink")
-    run.add_argument("--verifier-url", metavar="URL", help="verifier service the ServerApp calls (default: from start)")
     _wandb_flag(run)
-    _chain_flags(run)
     _state_flag(run)
     run.set_defaults(func=_run)
 
@@ -605,7 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     approve.set_defaults(func=_approve)
 
     contrib = sub.add_parser("contributions", help="read the recorded contributions back from the chain")
-    contrib.add_argument("--round", type=int, help="only this round")
+    contrib.add_argument("--round", type=at_least(1), help="only this round")
     contrib.add_argument("--node", metavar="ADDRESS", help="only this node's records")
     _chain_flags(contrib)
     _state_flag(contrib)
@@ -637,12 +658,12 @@ def build_parser() -> argparse.ArgumentParser:
     verifier_sub.add_parser("serve", help="serve POST /v1/verify (zk0agg verifier serve --help for its flags)")
 
     fixtures = sub.add_parser("fixtures", help="build offline node datasets and a held-out set")
-    fixtures.add_argument("--nodes", type=int, default=3, help="node datasets (default 3)")
+    fixtures.add_argument("--nodes", type=at_least(1), default=3, help="node datasets (default 3)")
     fixtures.add_argument("--out", required=True, metavar="DIR", help="folder for the datasets")
     fixtures.add_argument("--data", choices=["synthetic", "sim"], default="synthetic",
                           help="synthetic generator (default, seconds) or MuJoCo expert demonstrations (minutes)")
-    fixtures.add_argument("--episodes", type=int, default=4, help="episodes per dataset (default 4)")
-    fixtures.add_argument("--frames", type=int, default=30, help="frames per synthetic episode (default 30)")
+    fixtures.add_argument("--episodes", type=at_least(1), default=4, help="episodes per dataset (default 4)")
+    fixtures.add_argument("--frames", type=at_least(2), default=30, help="frames per synthetic episode (default 30)")
     fixtures.set_defaults(func=_fixtures)
 
     deploy = sub.add_parser("deploy-registry", help="deploy the ContributionRegistry and print its address")
@@ -707,7 +728,7 @@ def main(argv: list[str] | None = None) -> int:
     from contracts import ChainError, WalletError
 
     try:
-        return args.func(args)
+        return survive_closed_stdout(lambda: args.func(args))
     except (UserError, WalletError, ChainError) as err:
         print(f"zk0agg: error: {err}", file=sys.stderr)
         return 2

@@ -5,14 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, fields
 
+from aggregator.operator import OPERATOR_KEYS
 from node.errors import UserError
 
 # Secrets of a deployed run come from the ServerApp process's environment (zk0agg start sets them on the SuperLink,
 # whose ServerApp processes inherit them), never from the run config: Flower sends the run config to every node.
 SECRET_ENV = {"aggregator_key": "ZK0_AGGREGATOR_KEY", "verifier_token": "ZK0_VERIFIER_TOKEN"}
-# Settings only the aggregator's operator chooses (zk0agg start puts them in the SuperLink's environment): a run's
-# submitter must not pick the data that judges the nodes.
-OPERATOR_ENV = {"validation": "ZK0_VALIDATION"}
 
 
 @dataclass
@@ -73,7 +71,8 @@ class FederationConfig:
         if not 0.0 <= self.fraction_evaluate <= 1.0:
             raise UserError("fraction_evaluate must be in [0, 1]")
         if self.verify and not (self.chain_rpc and self.registry and self.aggregator_key):
-            raise UserError("a verified federation needs chain_rpc, registry and aggregator_key")
+            raise UserError("a verified federation needs chain_rpc, registry and aggregator_key (the operator's: "
+                            "zk0agg start --chain-rpc --registry with the aggregator key)")
         if self.slice_rows < 1:
             raise UserError("slice_rows must be at least 1")
         if self.validation_batches < 1 or self.validation_batch_size < 1 or self.validation_threads < 1:
@@ -82,10 +81,13 @@ class FederationConfig:
             raise UserError("harm_tolerance, rise_tolerance and min_gain must be >= 0")
 
     @classmethod
-    def from_run_config(cls, run_config: dict, environ: dict | None = None) -> FederationConfig:
+    def from_run_config(cls, run_config: dict, environ: dict | None = None,
+                        operator: dict | None = None) -> FederationConfig:
         """Flower run config (``[tool.flwr.app.config]``, kebab-case keys) → config; unknown keys are ignored.
 
-        The secrets (``SECRET_ENV``) come from ``environ`` (default: this process's environment) only.
+        A run chooses the learning only. The secrets (``SECRET_ENV``) come from ``environ`` (default: this process's
+        environment), the endpoints and trust settings (``OPERATOR_KEYS``) from ``operator``
+        (``aggregator.operator.operator_settings``): a run config naming any of them is refused.
         """
         environ = os.environ if environ is None else environ
         known = {f.name: f.type for f in fields(cls)}
@@ -95,12 +97,16 @@ class FederationConfig:
             if name in SECRET_ENV:
                 raise UserError(f"{key} must not be in the run config (Flower sends it to every node): set "
                                 f"{SECRET_ENV[name]} in the SuperLink's environment instead")
-            if name in OPERATOR_ENV:
-                raise UserError(f"{key} is the aggregator operator's choice, not a run's: set it with zk0agg start "
-                                f"(the SuperLink's {OPERATOR_ENV[name]})")
+            if name in OPERATOR_KEYS:
+                raise UserError(f"{key} must not be in the run config: it is the aggregator operator's setting "
+                                "(zk0agg start, or zk0agg run on the aggregator's machine), never a run's")
             if name in known:
                 values[name] = value
-        for name, env in {**SECRET_ENV, **OPERATOR_ENV}.items():
+        for name, value in (operator or {}).items():
+            if name not in OPERATOR_KEYS:
+                raise UserError(f"{name} is not an operator setting (those are {', '.join(OPERATOR_KEYS)})")
+            values[name] = value
+        for name, env in SECRET_ENV.items():
             values[name] = environ.get(env, "")
         return cls(**values)
 

@@ -23,6 +23,7 @@ from rich.console import Console
 
 from aggregator.config import FederationConfig
 from aggregator.fixtures import sim_fixtures, synthetic_fixtures
+from aggregator.operator import check_run_paths
 from aggregator.server_app import make_server_app
 from node.client_app import NodeSetup, make_client_app
 from node.errors import UserError
@@ -101,7 +102,14 @@ def _start_chain(out: Path, nodes: int, console: Console, unapproved: set[int]):
 def _run_deployment(demo: DemoConfig, fed: FederationConfig, setups: list[NodeSetup], console: Console,
                     attacks: list[str | None]) -> None:
     """The federation on Flower's deployment engine, on loopback: SuperLink, ``zk0node start`` per node, the run."""
-    from aggregator.deploy import LoopbackFederation, LoopbackNode, follow_run, run_config, submit_run
+    from aggregator.deploy import (
+        LoopbackFederation,
+        LoopbackNode,
+        follow_run,
+        operator_part,
+        run_config,
+        submit_operator_run,
+    )
     from contracts import create_keystore
     from node.trust import SOURCE_ROOT, build_app_bundle, bundle_hash
 
@@ -113,11 +121,8 @@ def _run_deployment(demo: DemoConfig, fed: FederationConfig, setups: list[NodeSe
     work = out / "deployment"
     env = {**os.environ, "FLWR_HOME": str(work / "flwr-home")}  # installed app bundles stay in the demo's folder
     secrets = {"ZK0_AGGREGATOR_KEY": fed.aggregator_key} if fed.verify else {}
-    if fed.validation:
-        from aggregator.config import OPERATOR_ENV
-
-        secrets[OPERATOR_ENV["validation"]] = fed.validation  # the operator's choice, never the run config's
-    federation = LoopbackFederation(work, [digest], secrets, env=env)
+    operator = operator_part(fed)  # the operator's side, by file: never in the run config (aggregator.operator)
+    federation = LoopbackFederation(work, [digest], secrets, operator={**operator, "outputs": str(out)}, env=env)
     console.print(f"deployment engine on loopback: app bundle {digest} (every process runs only this one); "
                   f"logs in {work}")
     try:
@@ -129,7 +134,8 @@ def _run_deployment(demo: DemoConfig, fed: FederationConfig, setups: list[NodeSe
             federation.start_node(LoopbackNode(setup.dataset, wallet, [digest], DEMO_PASSWORD, setup.cache_dir), i)
         federation.wait_nodes(len(setups))
         console.print(f"SuperLink {federation.address} with {len(setups)} SuperNodes connected")
-        run_id = submit_run(federation.address, fab, run_config(fed, fab), insecure=True)
+        run_id = submit_operator_run(federation.address, fab, run_config(fed, fab), federation.operator_file,
+                                     operator, insecure=True)
         result = follow_run(federation.address, run_id, insecure=True,
                             on_log=lambda text: (console.file.write(text), console.file.flush()),
                             timeout=fed.timeout * (fed.rounds + 1) + 600)
@@ -151,6 +157,7 @@ def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Con
         demo.out, demo.cache_dir = str(Path(demo.out).resolve()), str(Path(demo.cache_dir).resolve())
     t0 = time.perf_counter()
     out = Path(demo.out)
+    check_run_paths(out, resume=False)
     out.mkdir(parents=True, exist_ok=True)
     attacks = demo.attacks()
     console.print(f"[bold]zk0 demo[/]: {demo.nodes} nodes, {demo.rounds} rounds, "

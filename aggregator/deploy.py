@@ -8,6 +8,8 @@ run config through Flower's Control API (``submit_run``) and follows the run's l
 Secrets never travel in the run config: Flower sends the run config to every node. The ServerApp reads the
 aggregator's chain key and the verifier token from its own environment, which ``flower-superlink`` passes on to
 each ServerApp process it starts (``ZK0_AGGREGATOR_KEY``, ``ZK0_VERIFIER_TOKEN``; see ``aggregator.config``).
+Endpoints, trust settings and paths are the operator's too (``aggregator.operator``): the SuperLink's
+``operator.json`` and, per run, the file ``zk0agg run`` writes after submitting; a run config naming one is refused.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aggregator.operator import OPERATOR_FILE_ENV, OPERATOR_KEYS, write_operator_file
 from node.app_guard import HASHES_ENV
 from node.errors import UserError
 from node.supernode import flower_script, install_guard, scripts_dir
@@ -151,6 +154,7 @@ class SuperLinkOptions:
     ssl_ca_certfile: Path | None = None
     supernode_auth: bool = False
     database: str | None = None  # None: state_dir/superlink.db (runs and registered node keys survive restarts)
+    operator: dict = field(default_factory=dict)  # the operator's settings of every run (aggregator.operator)
 
     def __post_init__(self) -> None:
         tls = (self.ssl_certfile, self.ssl_keyfile, self.ssl_ca_certfile)
@@ -171,6 +175,10 @@ class SuperLinkOptions:
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def operator_file(self) -> Path:
+        return self.state_dir / "operator.json"
+
     def command(self) -> list[str]:
         cmd = [flower_script("flower-superlink"), "--host", self.host, "--port", str(self.port),
                "--disable-runtime-dependency-installation", "--isolation", "subprocess",
@@ -190,6 +198,7 @@ class SuperLinkOptions:
         env = dict(os.environ if base is None else base)
         env["PATH"] = os.pathsep.join([str(self.state_dir / "bin"), scripts_dir(), env.get("PATH", "")])
         env[HASHES_ENV] = ",".join(self.app_hashes)
+        env[OPERATOR_FILE_ENV] = str(self.operator_file.resolve())
         env.setdefault("COLUMNS", "160")  # the ServerApp's round tables are read in logs: wider than rich's 80
         env.update({k: v for k, v in secrets.items() if v})
         return env
@@ -198,6 +207,7 @@ class SuperLinkOptions:
               wait: float = 60.0) -> ManagedProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         install_guard(self.state_dir / "bin", "serverapp")
+        write_operator_file(self.operator_file, self.operator)
         process = start_process("superlink", self.command(), log_path or self.state_dir / "superlink.log",
                                 env=self.environment(secrets, env), cwd=self.state_dir)
         try:
@@ -231,19 +241,25 @@ def app_run_config_keys(fab: bytes) -> set[str]:
 
 
 def run_config(fed, fab: bytes) -> dict:
-    """``fed`` as Flower run config (kebab-case): every field the app declares, and any other field that differs
-    from its default (``submit_run`` then says the app lacks it). Secrets are left out: they travel by env."""
+    """``fed``'s learning settings as Flower run config (kebab-case): every field the app declares, and any other
+    field that differs from its default (``submit_run`` then says the app lacks it). Secrets (by env) and the
+    operator's settings (``operator_part``, by file) are left out."""
     from dataclasses import fields
 
-    from aggregator.config import OPERATOR_ENV, SECRET_ENV
+    from aggregator.config import SECRET_ENV
 
     declared = app_run_config_keys(fab)
     out = {}
     for f in fields(fed):
         key, value = f.name.replace("_", "-"), getattr(fed, f.name)
-        if f.name not in SECRET_ENV and f.name not in OPERATOR_ENV and (key in declared or value != f.default):
+        if f.name not in SECRET_ENV and f.name not in OPERATOR_KEYS and (key in declared or value != f.default):
             out[key] = value
     return out
+
+
+def operator_part(fed) -> dict:
+    """``fed``'s operator-only settings (``aggregator.operator.OPERATOR_KEYS``), for the operator's files."""
+    return {name: getattr(fed, name) for name in OPERATOR_KEYS}
 
 
 def submit_run(address: str, fab: bytes, run_config: dict, insecure: bool,
@@ -272,6 +288,17 @@ def submit_run(address: str, fab: bytes, run_config: dict, insecure: bool,
         return response.run_id
     finally:
         client.close()
+
+
+def submit_operator_run(address: str, fab: bytes, run_config: dict, operator_file: Path, settings: dict,
+                        insecure: bool, root_certificates: Path | None = None) -> int:
+    """``submit_run``, then this run's operator settings (``aggregator.operator``) where its ServerApp reads them:
+    ``runs/<run id>.json`` beside the SuperLink's ``operator_file`` (on this, the aggregator's machine)."""
+    from aggregator.operator import write_run_settings
+
+    run_id = submit_run(address, fab, run_config, insecure, root_certificates)
+    write_run_settings(operator_file, run_id, settings)
+    return run_id
 
 
 @dataclass
@@ -373,6 +400,7 @@ class LoopbackFederation:
     work_dir: Path
     app_hashes: list[str]
     secrets: dict[str, str] = field(default_factory=dict)
+    operator: dict = field(default_factory=dict)  # operator.json of the SuperLink (aggregator.operator)
     env: dict | None = None  # base environment of every process (default: this process's)
     superlink: ManagedProcess | None = None
     supernodes: list[ManagedProcess] = field(default_factory=list)
@@ -382,11 +410,15 @@ class LoopbackFederation:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def operator_file(self) -> Path:
+        return self.work_dir / "superlink" / "operator.json"
+
     def start_superlink(self) -> None:
         for attempt in range(3):  # a free port can be taken before the SuperLink binds it
             self.port = free_port()
             options = SuperLinkOptions(self.work_dir / "superlink", self.app_hashes, port=self.port, insecure=True,
-                                       database=":flwr-in-memory:")
+                                       database=":flwr-in-memory:", operator=self.operator)
             try:
                 self.superlink = options.start(self.secrets, env=self.env)
                 return

@@ -201,14 +201,20 @@ def closed_loop_eval(bundle, cfg: FederationConfig, video_dir: Path) -> dict:
 
 
 def make_server_app(cfg: FederationConfig | None = None, console=None) -> ServerApp:
-    """A ServerApp for ``cfg``; without one, the config comes from Flower's run config (``flwr run``)."""
+    """A ServerApp for ``cfg``; without one (deployment), the learning comes from Flower's run config and the
+    endpoints, trust settings and paths from the operator's files (``aggregator.operator``)."""
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        if cfg is None:  # deployment (a ServerApp process of its own): the same quiet log as the CLIs
+        run_cfg = cfg
+        if run_cfg is None:  # deployment (a ServerApp process of its own): the same quiet log as the CLIs
+            from aggregator.operator import operator_settings
+
             setup_logging()
-        run_federation(grid, cfg or FederationConfig.from_run_config(dict(context.run_config)), console=console)
+            run_cfg = FederationConfig.from_run_config(dict(context.run_config),
+                                                       operator=operator_settings(context.run_id))
+        run_federation(grid, run_cfg, console=console)
 
     return app
 

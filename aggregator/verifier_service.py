@@ -11,6 +11,12 @@ Endpoints (JSON; wire shapes in ``aggregator.wire``):
 - ``GET /healthz`` (no token) → ``{ok, circuits, workers}``.
 
 Client errors are 4xx with ``{error, message}``; a proof that fails is *not* an error: it is a 200 verdict.
+
+Bounded: at most ``--max-in-flight`` requests are in the app at once (each holds at most one ``--max-body-bytes``
+body and its arrays), beyond that 503 with ``Retry-After``; a connection must deliver a whole request, headers and
+body, within ``--read-timeout`` seconds of opening (or of its previous reply), else it is closed; an idle
+keep-alive connection is closed after ``--keep-alive-timeout`` seconds; a refused request (401, 413, 503) closes
+its connection. So slow or idle clients hold neither connections nor memory for long.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import h11
 import numpy as np
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
@@ -37,6 +44,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from aggregator.wire import CircuitInfo, CircuitList, ErrorBody, Health, SliceDims, VerdictBody, VerifyRequest
 from prover import SRS, ProverError, Verdict, Verifier, load_srs, load_verifier, verify
@@ -47,6 +56,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8470
 DEFAULT_MAX_BODY = 1 << 20
+DEFAULT_MAX_IN_FLIGHT = 8  # requests in the app at once (reading a body, queued for or in a worker)
+DEFAULT_READ_TIMEOUT = 10.0  # seconds for a whole request to arrive (a 1 MiB body on a slow link fits)
+DEFAULT_KEEP_ALIVE = 5.0  # seconds an idle keep-alive connection stays open
+RETRY_AFTER = "1"
 TOKEN_ENV = "ZK0_VERIFIER_TOKEN"
 
 
@@ -220,6 +233,58 @@ class _BodyLimit:
         await self.app(scope, limited_receive, send)
 
 
+class _InFlight:
+    """At most ``limit`` requests in the app at once; beyond that 503 with ``Retry-After`` (``/healthz`` is exempt).
+    One event loop runs the app: a plain counter is enough."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit, self.current = app, limit, 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] == "/healthz":
+            return await self.app(scope, receive, send)
+        if self.current >= self.limit:
+            busy = _error(503, f"the verifier has {self.limit} requests in flight: retry in {RETRY_AFTER} s",
+                          {"Retry-After": RETRY_AFTER, "Connection": "close"})
+            return await busy(scope, receive, send)
+        self.current += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.current -= 1
+
+
+def deadline_protocol(read_timeout: float) -> type[H11Protocol]:
+    """uvicorn's h11 protocol with a read deadline: a whole request (headers and body) must arrive within
+    ``read_timeout`` seconds of the connection opening or of its previous response, or the connection is closed.
+    uvicorn itself times out only idle keep-alive connections: a client that connects and sends nothing, or a byte
+    every few seconds, would otherwise hold its connection, and the memory of its request, for as long as it likes.
+    A request whose body has arrived is never cut off while the service works on it."""
+
+    class DeadlineH11Protocol(H11Protocol):
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._deadline = self.loop.call_later(read_timeout, self._read_expired)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._deadline.cancel()
+            self._deadline = self.loop.call_later(read_timeout, self._read_expired)
+
+        def connection_lost(self, exc) -> None:
+            self._deadline.cancel()
+            super().connection_lost(exc)
+
+        def _read_expired(self) -> None:
+            reading = self.conn.their_state in (h11.IDLE, h11.SEND_BODY)
+            working = self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete
+            if reading and not working and not self.transport.is_closing():
+                log.info("closing a connection that sent no whole request within %.0f s", read_timeout)
+                self.transport.close()
+
+    return DeadlineH11Protocol
+
+
 def _json_body(model: type[BaseModel]) -> dict:
     """OpenAPI for a JSON body an endpoint reads itself (nested models inlined: a pydantic ``#/$defs/...`` reference
     would point at the root of openapi.json, which has no ``$defs``, and clients generated from the schema break)."""
@@ -237,7 +302,7 @@ def _json_body(model: type[BaseModel]) -> dict:
 
 
 def create_app(circuits: dict[str, HeldCircuit], token: str | None, workers: int = 2,
-               max_body: int = DEFAULT_MAX_BODY) -> FastAPI:  # fmt: skip
+               max_body: int = DEFAULT_MAX_BODY, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> FastAPI:  # fmt: skip
     """The service's ASGI app; its lifespan starts (and warms) the worker pool and stops it."""
     pool: _Workers | None = None
 
@@ -257,7 +322,7 @@ def create_app(circuits: dict[str, HeldCircuit], token: str | None, workers: int
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
             raise HTTPException(401, "missing or wrong bearer token (Authorization: Bearer <token>)",
-                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+                                headers={"WWW-Authenticate": "Bearer", "Connection": "close"})  # fmt: skip
 
     def held(circuit_id: str) -> HeldCircuit:
         circuit = circuits.get(circuit_id.lower())
@@ -274,6 +339,8 @@ def create_app(circuits: dict[str, HeldCircuit], token: str | None, workers: int
     async def verify_proof(request: Request) -> VerdictBody:
         try:
             req = VerifyRequest.model_validate_json(await request.body())
+        except ClientDisconnect:  # the read deadline closed a slow client: nobody to answer
+            raise HTTPException(400, "the client went away before its body arrived") from None
         except ValidationError as err:
             raise HTTPException(*_describe(err.errors())) from None
         circuit = held(req.circuit_id)
@@ -310,6 +377,7 @@ def create_app(circuits: dict[str, HeldCircuit], token: str | None, workers: int
 
     app.include_router(v1)
     app.add_middleware(_BodyLimit, max_bytes=max_body)
+    app.add_middleware(_InFlight, limit=max_in_flight)  # outermost: a refused request costs no body read
     return app
 
 
@@ -340,6 +408,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=2, help="verifier worker processes (default: 2)")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY,
                         help=f"largest request body accepted, else 413 (default: {DEFAULT_MAX_BODY})")  # fmt: skip
+    parser.add_argument("--max-in-flight", type=int, default=DEFAULT_MAX_IN_FLIGHT,
+                        help="requests handled at once, else 503 with Retry-After (default: "
+                        f"{DEFAULT_MAX_IN_FLIGHT})")  # fmt: skip
+    parser.add_argument("--read-timeout", type=float, default=DEFAULT_READ_TIMEOUT,
+                        help="seconds a connection has to send a whole request, headers and body, else it is "
+                        f"closed (default: {DEFAULT_READ_TIMEOUT:g})")  # fmt: skip
+    parser.add_argument("--keep-alive-timeout", type=float, default=DEFAULT_KEEP_ALIVE,
+                        help=f"seconds an idle keep-alive connection stays open (default: {DEFAULT_KEEP_ALIVE:g})")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
                         help="log level (default: info)")  # fmt: skip
     return parser
@@ -373,6 +449,10 @@ def make_server(args: argparse.Namespace) -> uvicorn.Server:
         raise ValueError("--workers must be at least 1")
     if args.max_body_bytes < 1024:
         raise ValueError("--max-body-bytes must be at least 1024")
+    if args.max_in_flight < 1:
+        raise ValueError("--max-in-flight must be at least 1")
+    if not (args.read_timeout > 0 and args.keep_alive_timeout > 0):
+        raise ValueError("--read-timeout and --keep-alive-timeout must be positive seconds")
     token = read_token(args.token_file)
     if token is None and not args.no_auth:
         raise ValueError(f"no bearer token: pass --token-file FILE or set {TOKEN_ENV} (or --no-auth to serve open)")
@@ -381,8 +461,10 @@ def make_server(args: argparse.Namespace) -> uvicorn.Server:
                     args.host, args.port)  # fmt: skip
     circuits = load_circuits(args.circuit, args.srs, args.srs_kind)
     _log_srs_kind(circuits)
-    app = create_app(circuits, token, workers=args.workers, max_body=args.max_body_bytes)
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    app = create_app(circuits, token, workers=args.workers, max_body=args.max_body_bytes,
+                     max_in_flight=args.max_in_flight)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
+                            http=deadline_protocol(args.read_timeout), timeout_keep_alive=args.keep_alive_timeout)
     return uvicorn.Server(config)
 
 

@@ -22,6 +22,7 @@ from web3.types import TxReceipt
 
 from contracts.artifacts import load_artifact
 from contracts.evm_proof import EvmProof
+from contracts.identity import matches_artifact
 from contracts.outcomes import Reason, Status
 from contracts.typed_data import Contribution, from_fixed, score_to_fixed
 
@@ -239,7 +240,12 @@ class Registry:
             raise ChainUnavailable(f"cannot reach the chain: {err}") from None
         if not code:
             raise ChainError(f"no contract at {address} on chain {w3.eth.chain_id}")
-        contract = w3.eth.contract(address=address, abi=load_artifact(ARTIFACT_NAME).abi)
+        artifact = load_artifact(ARTIFACT_NAME)
+        if not matches_artifact(bytes(code), artifact):
+            raise ChainError(f"the contract at {address} on chain {w3.eth.chain_id} is not this zk0 version's "
+                             f"{ARTIFACT_NAME} (its code is not contracts/artifacts/{ARTIFACT_NAME}.json's): check "
+                             "the registry address")
+        contract = w3.eth.contract(address=address, abi=artifact.abi)
         return cls(w3, contract, Account.from_key(sender_key) if sender_key is not None else None, timeout)
 
     def with_sender(self, key: str | bytes) -> Registry:

@@ -62,10 +62,10 @@ def load_account(path: str | Path, password: str) -> LocalAccount:
     keystore = _read_keystore(path)
     try:
         key = Account.decrypt(keystore, password)
-    except ValueError as err:
+    except Exception as err:  # noqa: BLE001 - eth-account raises Value/Key/TypeErrors for odd fields
         if "MAC mismatch" in str(err):
             raise WalletError(f"wrong password for wallet {path}") from None
-        raise WalletError(f"{path} is not a valid keystore: {err}") from None
+        raise WalletError(f"{path} is not a valid keystore ({type(err).__name__}: {err})") from None
     return Account.from_key(key)
 
 
@@ -127,4 +127,44 @@ def _read_keystore(path: Path) -> dict:
         raise WalletError(f"{path} is not a keystore file: {err}") from None
     if not isinstance(keystore, dict) or ("crypto" not in keystore and "Crypto" not in keystore):
         raise WalletError(f"{path} is not a keystore file (no crypto section)")
+    check_keystore(keystore, path)
     return keystore
+
+
+_CRYPTO_FIELDS = ("cipher", "cipherparams", "ciphertext", "kdf", "kdfparams", "mac")
+
+
+def check_keystore(keystore: dict, path: Path) -> None:
+    """An Ethereum keystore v3 (what ``zk0node wallet new`` writes), field by field: a malformed file is a one-line
+    WalletError naming what is wrong, never a traceback from deep inside eth-account."""
+    bad = f"{path} is not a valid keystore v3"
+    if keystore.get("version") != 3:
+        raise WalletError(f"{bad}: its version is {keystore.get('version')!r}, expected 3")
+    crypto = keystore.get("crypto", keystore.get("Crypto"))
+    if not isinstance(crypto, dict):
+        raise WalletError(f"{bad}: its crypto section is not an object")
+    missing = [name for name in _CRYPTO_FIELDS if name not in crypto]
+    if missing:
+        raise WalletError(f"{bad}: its crypto section lacks {', '.join(missing)}")
+    if crypto["cipher"] != "aes-128-ctr" or crypto["kdf"] not in ("scrypt", "pbkdf2"):
+        raise WalletError(f"{bad}: cipher {str(crypto['cipher'])[:40]!r} / kdf {str(crypto['kdf'])[:40]!r}, expected "
+                          "aes-128-ctr with scrypt or pbkdf2")
+    if not isinstance(crypto["kdfparams"], dict) or not isinstance(crypto["cipherparams"], dict):
+        raise WalletError(f"{bad}: kdfparams and cipherparams must be objects")
+    for name in ("ciphertext", "mac"):
+        if not _is_hex(crypto[name]):
+            raise WalletError(f"{bad}: crypto.{name} is not hex")
+    if "address" in keystore:
+        address = keystore["address"]
+        if not isinstance(address, str) or len(address.removeprefix("0x")) != 40 or not _is_hex(address):
+            raise WalletError(f"{bad}: its address {str(address)[:60]!r} is not 40 hex digits")
+
+
+def _is_hex(value) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        bytes.fromhex(value.removeprefix("0x"))
+    except ValueError:
+        return False
+    return True

@@ -9,6 +9,11 @@ compares it with the hashes the operator pinned (``--app-hash``, passed as ``ZK0
 bundle is neither unpacked nor imported: Flower reports the task as failed (a node replies to the aggregator with
 an error naming the hash) and the operator's log says why.
 
+Flower then loads the app not from those bytes but from the folder named by the fab id, version and hash the
+SuperLink *reports* (``get_project_dir``): a report naming an older bundle already installed under the node's Flower
+home would run that one. So the guard also refuses a task whose reported hash is not the sha256 of the bundle it
+carries (``check_reported_hash``): what is checked is what is loaded.
+
 Why a node needs it: a node keeps its data private, so it must not run code it has not reviewed. Why the
 aggregator needs it: in flwr 1.41 the SuperLink's one port also serves the Control API, which accepts runs from
 anyone who can reach it; the ServerApp process holds the aggregator's chain key.
@@ -52,6 +57,29 @@ def check_bundle(fab_content: bytes, pinned: set[str]) -> str:
     return digest
 
 
+def check_reported_hash(fab):
+    """``fab`` (Flower's ``Fab``) if the hash the SuperLink reports for it is its content's sha256; Flower loads the
+    app from the folder of the reported hash, so any other value could name another installed bundle."""
+    digest = hashlib.sha256(fab.content).hexdigest()
+    if str(fab.hash_str).strip().lower() != digest:
+        raise UntrustedApp(f"refused app bundle: the task reports hash {str(fab.hash_str)[:80]!r} for a bundle whose "
+                           f"sha256 is {digest} (Flower would load the app installed under the reported hash)")
+    return fab
+
+
+def guard_reported_hash(fab_from_proto):
+    """Wrap Flower's ``fab_from_proto`` (how a runtime receives a task's bundle) with ``check_reported_hash``."""
+
+    def fab_from_proto_checked(*args, **kwargs):
+        try:
+            return check_reported_hash(fab_from_proto(*args, **kwargs))
+        except UntrustedApp as err:
+            print(f"zk0 app guard: {err}", file=sys.stderr, flush=True)
+            raise
+
+    return fab_from_proto_checked
+
+
 def guard(install):
     """Wrap Flower's ``install_from_fab`` so that the check runs before anything of the bundle is unpacked."""
 
@@ -76,14 +104,20 @@ ROLES = {
 }
 
 
+def protect(role: str):
+    """Patch the runtime of ``role``: the bundle it receives must report its own hash and be pinned."""
+    runtime = importlib.import_module(ROLES[role][0])  # the module: its package re-exports a function of that name
+    runtime.install_from_fab = guard(runtime.install_from_fab)
+    runtime.fab_from_proto = guard_reported_hash(runtime.fab_from_proto)
+    return runtime
+
+
 def main() -> None:
     role = sys.argv.pop(1) if len(sys.argv) > 1 else ""
     if role not in ROLES:
         sys.exit("usage: app_guard.py clientapp|serverapp [flwr-clientapp / flwr-serverapp arguments]")
-    runtime_name, entry = ROLES[role]
-    runtime = importlib.import_module(runtime_name)  # the module: its package re-exports a function of that name
-    runtime.install_from_fab = guard(runtime.install_from_fab)
-    module, _, function = entry.partition(":")
+    protect(role)
+    module, _, function = ROLES[role][1].partition(":")
     getattr(importlib.import_module(module), function)()
 
 

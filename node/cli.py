@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from node.cliargs import Parser, at_least, port, survive_closed_stdout
 from node.errors import UserError
 from node.logs import setup_logging, tee_output
 
@@ -26,12 +27,14 @@ def _wallet_show(args: argparse.Namespace) -> int:
 
 
 def _dataset_check(args: argparse.Namespace) -> int:
-    from node.datasets import load_metadata
+    from node.datasets import check_readable, load_metadata
 
     meta = load_metadata(args.uri)
+    read = check_readable(args.uri)
     cams = [k.removeprefix("observation.images.") for k in meta.features if k.startswith("observation.images.")]
     print(f"ok: {args.uri}: {meta.total_episodes} episodes, {meta.total_frames} frames at {meta.fps} fps, "
-          f"robot {meta.robot_type}, cameras {', '.join(cams)}, tasks {len(meta.tasks)}")
+          f"robot {meta.robot_type}, cameras {', '.join(cams)}, tasks {len(meta.tasks)}; "
+          f"{'one frame read from ' + ', '.join(read) if read else 'frames not read (Hub dataset)'}")
     return 0
 
 
@@ -46,7 +49,7 @@ def _app_hash(args: argparse.Namespace) -> int:
 def _start(args: argparse.Namespace) -> int:
     """Check everything a user can get wrong (cheapest first), say what will run, then become the SuperNode."""
     from contracts.wallet import DEFAULT_WALLET, load_account, resolve_password
-    from node.datasets import load_metadata
+    from node.datasets import check_readable, load_metadata
     from node.status import write_node_state
     from node.supernode import SuperNodeOptions
     from node.trust import parse_app_hash
@@ -62,6 +65,7 @@ def _start(args: argparse.Namespace) -> int:
     password = resolve_password(args.password_file)
     account = load_account(options.wallet, password)
     meta = load_metadata(args.dataset)
+    check_readable(args.dataset)
     srs = "DEVELOPMENT SRS (made on this machine: proofs are forgeable; tests and demos only)" \
         if args.srs == "dev" else f"{Path(args.srs).resolve()} (sha256 {file_sha256(Path(args.srs))})"
     options.prepare()
@@ -111,7 +115,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zk0node", description="zk0 node: train the shared SO-100 policy on "
+    parser = Parser(prog="zk0node", description="zk0 node: train the shared SO-100 policy on "
                                      "your own data, prove and sign what you send.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the libraries' own logs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -171,10 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="model and circuit cache (default .zk0/fixtures)")
     start.add_argument("--state-dir", default="~/.zk0/node",
                        help="where the SuperNode's node-config and app guard live (default ~/.zk0/node)")
-    start.add_argument("--runtime-port", type=int, default=9094,
+    start.add_argument("--runtime-port", type=port, default=9094,
                        help="local port of the SuperNode's Runtime API for its ClientApp processes (default 9094; "
                        "one per SuperNode on a machine)")
-    start.add_argument("--max-wait-time", type=float, metavar="SECONDS",
+    start.add_argument("--max-wait-time", type=at_least(1, float), metavar="SECONDS",
                        help="give up if the SuperLink cannot be reached for this long (default: retry forever)")
     start.set_defaults(func=_start)
 
@@ -192,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     from contracts.wallet import WalletError
 
     try:
-        return args.func(args)
+        return survive_closed_stdout(lambda: args.func(args))
     except (UserError, WalletError) as err:
         print(f"zk0node: error: {err}", file=sys.stderr)
         return 2

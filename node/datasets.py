@@ -15,6 +15,8 @@ from node.so100 import ACTION_DIM, JOINTS
 
 log = logging.getLogger(__name__)
 
+META_FILES = ("meta/info.json", "meta/tasks.parquet", "meta/episodes")  # LeRobot v3 metadata a local folder needs
+
 
 @dataclass(frozen=True)
 class DatasetURI:
@@ -53,6 +55,11 @@ def load_metadata(uri: str | DatasetURI):
         what = "does not exist" if not parsed.root.exists() else "is not a LeRobot dataset (no meta/info.json)"
         raise UserError(f"dataset folder {parsed.root} {what}; build one with 'zk0agg fixtures' or point to a "
                         "LeRobot dataset folder")
+    if parsed.scheme == "local":  # else LeRobot looks for the missing metadata on the Hub, and says so obscurely
+        for name in META_FILES:
+            if not (parsed.root / name).exists():
+                raise UserError(f"dataset folder {parsed.root} lacks {name}: it is incomplete; record or copy it "
+                                "again")
     try:
         meta = LeRobotDatasetMetadata(parsed.repo_id, root=parsed.root)
     except Exception as err:  # the Hub client raises many error types for "offline" and "no such repo"
@@ -63,6 +70,59 @@ def load_metadata(uri: str | DatasetURI):
         raise UserError(f"cannot read dataset {parsed}: {err}") from None
     check_features(meta.features, str(parsed))
     return meta
+
+
+def check_readable(uri: str | DatasetURI) -> list[str]:
+    """Every data and video file the episodes name is there, and one frame of each can be read: the first data
+    file's first row group, and each camera's first frame (decoded with PyAV, as training does). Returns the files
+    read; a ``UserError`` names the missing or broken one. Checked at ``dataset check`` and ``start``, so a broken
+    dataset is found before the node joins, not by failing every round. Local folders only (a Hub dataset is
+    downloaded when loaded)."""
+    import av
+    import pyarrow.parquet as pq
+
+    parsed = uri if isinstance(uri, DatasetURI) else DatasetURI.parse(uri)
+    meta = load_metadata(parsed)
+    if parsed.scheme != "local":
+        return []
+    root = parsed.root
+    cameras = list(meta.video_keys)
+    data, videos = [], {key: [] for key in cameras}
+    try:
+        for episode in range(meta.total_episodes):
+            data.append(meta.get_data_file_path(episode))
+            for key in cameras:
+                videos[key].append(meta.get_video_file_path(episode, key))
+    except (KeyError, IndexError, ValueError) as err:
+        raise UserError(f"dataset {parsed}: meta/episodes does not match meta/info.json ({err}); record or copy it "
+                        "again") from None
+    for name in dict.fromkeys([*data, *(f for files in videos.values() for f in files)]):
+        if not (root / name).is_file():
+            raise UserError(f"dataset {parsed}: {name} is missing; record or copy the dataset again")
+    read = [str(data[0])] if data else []
+    try:
+        if data:
+            pq.ParquetFile(root / data[0]).read_row_group(0)
+    except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a broken file
+        raise UserError(f"dataset {parsed}: {data[0]} is not a readable parquet file ({type(err).__name__}: "
+                        f"{err})") from None
+    libav = logging.getLogger("libav")  # PyAV logs FFmpeg's complaint too: the one-line error below says it
+    level = libav.level
+    libav.setLevel(logging.CRITICAL)
+    try:
+        for key, files in videos.items():
+            if not files:
+                continue
+            try:
+                with av.open(str(root / files[0])) as container:
+                    next(container.decode(video=0))
+            except Exception as err:  # noqa: BLE001 - PyAV raises many error types, StopIteration for no frame
+                raise UserError(f"dataset {parsed}: camera {key.removeprefix('observation.images.')}: {files[0]} has "
+                                f"no decodable frame ({type(err).__name__}: {str(err)[:100]})") from None
+            read.append(str(files[0]))
+    finally:
+        libav.setLevel(level)
+    return read
 
 
 def load_dataset(uri: str | DatasetURI, delta_timestamps: dict[str, list[float]] | None = None,

@@ -5,15 +5,18 @@ zk0 source tree, builds the same bundle from it (``zk0node app-hash DIR``) and p
 (``zk0node start --app-hash``); ``node.app_guard`` then refuses every other bundle before any of its code runs.
 
 The bundle is Flower's own (``flwr.cli.build.build_fab_from_files``: fixed file dates, sorted paths), so its hash
-equals ``sha256`` of ``flwr build`` in the same tree: two people with the same checkout get the same hash. We only
-collect the files faster than Flower does, by not walking into folders ``.gitignore`` ignores (``.venv`` alone
-holds 5 GB); the included file set is unchanged.
+equals ``sha256`` of ``flwr build`` in a clean checkout: two people with the same commit get the same hash. In a git
+checkout only the files git tracks go in (``git ls-files``, with their bytes in the tree): what set-up, tests and
+runs leave behind (untracked files, ``__pycache__``, ``*.egg-info``, ``node_modules``, ``outputs``) never changes
+the hash. Elsewhere (an unpacked source archive) we collect the files as Flower does, only faster, by not walking
+into folders ``.gitignore`` ignores (``.venv`` alone holds 5 GB).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -22,11 +25,37 @@ from node.errors import UserError
 SOURCE_ROOT = Path(__file__).resolve().parent.parent  # the zk0 tree this node runs from (a source checkout)
 
 
+def tracked_files(root: Path) -> dict[str, Path] | None:
+    """The files git tracks in ``root`` when ``root`` is the top of a git checkout; None otherwise."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, timeout=60)
+
+    try:
+        top = git("rev-parse", "--show-toplevel")
+        if top.returncode != 0 or Path(top.stdout.decode().strip()).resolve() != root:
+            return None
+        listed = git("ls-files", "-z", "--cached")
+    except (OSError, subprocess.TimeoutExpired):  # no git on this machine: not a checkout we can read
+        return None
+    if listed.returncode != 0:
+        return None
+    files = {}
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        path = root / name
+        if path.is_file() and not path.is_symlink():  # a tracked file deleted in the tree is not in the app
+            files[name] = path
+    return files
+
+
 def collect_app_files(app_dir: Path) -> dict[str, Path]:
-    """``flwr.cli.utils.collect_files`` without descending into git-ignored folders (their files are ignored)."""
+    """The app's files: git's tracked files in a checkout, else ``flwr.cli.utils.collect_files`` without
+    descending into git-ignored folders (their files are ignored)."""
     from flwr.cli.utils import build_pathspec, load_gitignore_patterns
 
     root = Path(app_dir).expanduser().resolve()
+    tracked = tracked_files(root)
+    if tracked is not None:
+        return tracked
     gitignore = root / ".gitignore"
     patterns = load_gitignore_patterns(gitignore) if gitignore.is_file() else []
     with warnings.catch_warnings():  # pathspec deprecates the pattern factory Flower itself uses

@@ -2,8 +2,9 @@
 
 The checks run in the protocol's order (DESIGN.md §3 step 6), the first failure is the verdict:
 
-1. ``BAD_PROOF``: the artifact is malformed, is for another circuit, EZKL rejects the proof, or the artifact's
-   losses / data commitment are not the proof's;
+1. ``BAD_PROOF``: the artifact is malformed, is for another circuit, EZKL rejects the proof, the proof is not
+   canonical (bytes after the proof's end, which EZKL ignores: ``proof_hash`` must identify one proof), or the
+   artifact's losses / data commitment are not the proof's;
 2. ``UNBOUND``: the proof's commitments to P_g = [W_g | b_g] and P_n = [W_n | b_n] are not those of the global
    slice and of the slice of the update actually received (the verifier commits them itself, quantized as the
    prover does);
@@ -16,6 +17,7 @@ and EZKL's verification (~0.05 s).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -93,6 +95,7 @@ class Verifier:
         self.output_scales: tuple[int, ...] = scales["output_scales"]
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[int, bytes], list[bytes]] = OrderedDict()
+        self.proof_len: int | None = None  # the circuit's one proof length, once a canonical proof showed it
         # How many commitments each input has in a proof (an input wider than a column gets several).
         shapes = self.shape.circuit_input_shapes()
         self.counts = [len(self.commit(i, np.zeros(s, np.float32))) for i, s in enumerate(shapes)]
@@ -126,6 +129,27 @@ class Verifier:
             path = Path(tmp) / "proof.json"
             path.write_text(json.dumps(artifact.ezkl_proof()))
             return bool(ezkl.verify(str(path), str(self.settings), str(self.vk), str(self.srs.path), False))
+
+
+    def is_canonical(self, artifact: ProofArtifact) -> bool:
+        """Whether the (verified) proof has no byte past its end. EZKL reads a proof as a transcript and ignores
+        whatever follows, so an honest proof with junk appended verifies with the same losses and another
+        ``proof_hash``. Every proof of one circuit has the same length: it is learnt from the first proof whose
+        one-byte-shorter prefix does not verify, then compared."""
+        with self._lock:
+            known = self.proof_len
+        if known is not None:
+            return len(artifact.proof) == known
+        try:
+            shorter_verifies = self.check_proof(dataclasses.replace(artifact, proof=artifact.proof[:-1]))
+        except Exception:  # noqa: BLE001 - EZKL raises on a proof it cannot read to its end: what we want
+            shorter_verifies = False
+        if shorter_verifies:
+            return False
+        with self._lock:
+            self.proof_len = len(artifact.proof)
+        log.debug("circuit %s: proofs are %d bytes", self.circuit_id, len(artifact.proof))
+        return True
 
 
 def load_verifier(source: Circuit | str | Path, srs: SRS | None = None) -> Verifier:
@@ -175,6 +199,9 @@ def verify(
         return _reject(BAD_PROOF, f"EZKL rejected the proof: {err}")
     if not valid:
         return _reject(BAD_PROOF, "EZKL rejected the proof")
+    if not verifier.is_canonical(artifact):
+        return _reject(BAD_PROOF, f"the proof is not canonical: {len(artifact.proof)} bytes, this circuit's proofs "
+                                  f"are {verifier.proof_len or 'shorter'} (bytes past the proof's end)")  # fmt: skip
     try:
         loss_before = felt_to_float(artifact.instances[0], verifier.output_scales[0])
         loss_after = felt_to_float(artifact.instances[1], verifier.output_scales[1])

@@ -44,3 +44,27 @@ def tiny_circuit(tmp_path_factory):
     from contracts.testing import make_tiny_circuit
 
     return make_tiny_circuit(tmp_path_factory.mktemp("tiny-circuit"))
+
+
+def _tree_status() -> set[str] | None:
+    """``git status --porcelain`` of the source tree (None outside a git checkout)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=all"],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return set(out.stdout.splitlines()) if out.returncode == 0 else None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tree_stays_clean():
+    """Tests write into temporary folders only: the source tree's git status is the same after the session
+    (a dirty tree would change the app bundle's hash that nodes pin)."""
+    before = _tree_status()
+    yield
+    after = _tree_status()
+    if before is not None and after is not None:
+        assert sorted(after - before) == [], "the tests wrote into the source tree"

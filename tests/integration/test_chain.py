@@ -408,3 +408,28 @@ def test_only_canonical_proofs_are_accepted(circuits, keys, tiny_circuit, verifi
     sig = signed(circuits, key, c)
     err = expect_revert("NonCanonicalProof", lambda: circuits.record_contribution(c, sig, 1, proof=padded))
     assert f"exactly {len(honest.proof)} bytes" in str(err)
+
+
+def test_a_contract_that_is_not_the_registry_is_refused(chain, keys, registry):
+    """A wrong --registry (here the VkaStore contract) is refused by the code check, by the library and by the
+    commands that talk to the registry: no "approved" with exit 0, no empty contributions list."""
+    import os
+    import subprocess
+    import sys
+
+    from contracts.artifacts import load_artifact
+
+    w3 = connect(chain.rpc_url)
+    other = load_artifact("VkaStore")
+    address, _ = deploy_contract(w3, keys["owner"], other.abi, other.bytecode, [bytes(32)])
+    assert Registry.at(w3, registry.address).address == registry.address  # the real one passes
+    with pytest.raises(ChainError, match="is not this zk0 version's ContributionRegistry"):
+        Registry.at(w3, address)
+    env = {**os.environ, "ZK0_OWNER_KEY": keys["owner"], "HF_HUB_OFFLINE": "1"}
+    stranger = Account.from_key(keys["stranger"]).address
+    for args in (["approve", stranger], ["contributions"]):
+        result = subprocess.run([sys.executable, "-m", "aggregator.cli", *args, "--chain-rpc", chain.rpc_url,
+                                 "--registry", address], capture_output=True, text=True, timeout=120, env=env)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1 and "not this zk0 version's ContributionRegistry" in result.stderr
+    assert not registry.is_approved(stranger)

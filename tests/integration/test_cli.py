@@ -4,8 +4,11 @@ explains every flag; the app bundle and its guard behave as the operator guides 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from dataclasses import fields
 from pathlib import Path
@@ -13,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.config import SECRET_ENV, FederationConfig
+from aggregator.operator import OPERATOR_KEYS
 from contracts import create_keystore
 from node.app_guard import HASHES_ENV, UntrustedApp, check_bundle, pinned_hashes
 from node.trust import SOURCE_ROOT, build_app_bundle, bundle_hash
@@ -36,7 +40,7 @@ def assert_user_error(result, *words: str) -> None:
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
-    assert len(lines) == 1 and lines[0].startswith(("zk0node: error:", "zk0agg: error:")), result.stderr
+    assert len(lines) == 1 and re.match(r"zk0(node|agg)( [a-z-]+)*: error: ", lines[0]), result.stderr
     for word in words:
         assert word in lines[0], lines[0]
 
@@ -123,7 +127,82 @@ def test_start_requires_pinned_app(tmp_path, wallet, synthetic):
     assert result.returncode == 2 and "--app-hash" in result.stderr  # argparse: a required flag
 
 
+def broken_copy(synthetic, tmp_path, edit) -> str:
+    """A copy of a node dataset, with ``edit(folder)`` applied: what a disk error or a bad copy leaves."""
+    folder = tmp_path / "dataset"
+    shutil.copytree(synthetic.nodes[0].removeprefix("local:"), folder)
+    edit(folder)
+    return f"local:{folder}"
+
+
+BROKEN_DATASETS = {  # what goes wrong -> the words the one-line error must hold
+    "corrupted data": (lambda d: (d / "data/chunk-000/file-000.parquet").write_bytes(b"PAR1 not really"),
+                       ["data/chunk-000/file-000.parquet", "not a readable parquet"]),
+    "no videos": (lambda d: shutil.rmtree(d / "videos"), ["videos/observation.images.", "is missing"]),
+    "corrupted video": (lambda d: (d / "videos/observation.images.wrist/chunk-000/file-000.mp4").write_bytes(
+        b"\x00" * 4096), ["camera wrist", "no decodable frame"]),
+    "no tasks": (lambda d: (d / "meta/tasks.parquet").unlink(), ["lacks meta/tasks.parquet"]),
+}
+
+
+@pytest.mark.parametrize("what", sorted(BROKEN_DATASETS))
+def test_broken_dataset_is_named_by_check_and_start(tmp_path, wallet, synthetic, what):
+    edit, words = BROKEN_DATASETS[what]
+    dataset = broken_copy(synthetic, tmp_path, edit)
+    assert_user_error(cli(tmp_path, "zk0node", "dataset", "check", dataset), *words)
+    assert_user_error(cli(tmp_path, "zk0node", *start_args(wallet, dataset), env={"ZK0_WALLET_PASSWORD": PASSWORD}),
+                      *words)
+
+
+def test_dataset_check_reads_a_frame(tmp_path, synthetic):
+    result = cli(tmp_path, "zk0node", "dataset", "check", synthetic.nodes[0])
+    assert result.returncode == 0, result.stderr
+    assert "one frame read from data/chunk-000/file-000.parquet" in result.stdout
+    assert "observation.images.front" in result.stdout and "observation.images.wrist" in result.stdout
+
+
+def test_cli_survives_a_closed_pipe(tmp_path, wallet):
+    """``zk0node wallet show W | head -1``: the reader is gone before the output is written."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "node.cli", "wallet", "show", wallet], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and b"Traceback" not in err and b"BrokenPipe" not in err, err
+
+
+@pytest.mark.parametrize(("program", "args", "words"), [
+    ("zk0agg", ["demo", "--rounds", "-1"], ["--rounds", "-1", "minimum 1"]),
+    ("zk0agg", ["demo", "--local-steps", "-3"], ["--local-steps", "-3"]),
+    ("zk0agg", ["demo", "--nodes", "0"], ["--nodes"]),
+    ("zk0agg", ["demo", "--krum-f", "-1"], ["--krum-f"]),
+    ("zk0agg", ["run", "--heldout", "local:/x", "--rounds", "0"], ["--rounds"]),
+    ("zk0agg", ["run", "--heldout", "local:/x", "--fraction-evaluate", "1.5"], ["--fraction-evaluate", "[0, 1]"]),
+    ("zk0agg", ["run", "--heldout", "local:/x", "--timeout", "nan"], ["--timeout"]),
+    ("zk0agg", ["start", "--port", "70000"], ["--port", "TCP port"]),
+    ("zk0agg", ["contributions", "--round", "-2"], ["--round"]),
+    ("zk0agg", ["fixtures", "--out", "x", "--frames", "abc"], ["--frames", "not an integer"]),
+    ("zk0node", ["start", "--superlink", "127.0.0.1:9", "--dataset", "local:/x", "--app-hash", GOOD_HASH,
+                 "--runtime-port", "0"], ["--runtime-port"]),
+    ("zk0node", ["start", "--superlink", "127.0.0.1:9", "--dataset", "local:/x", "--app-hash", GOOD_HASH,
+                 "--max-wait-time", "-5"], ["--max-wait-time"]),
+])
+def test_numeric_options_are_checked_before_anything_starts(tmp_path, program, args, words):
+    started = time.monotonic()
+    assert_user_error(cli(tmp_path, program, *args), *words)
+    assert time.monotonic() - started < 60
+
+
 # ----------------------------------------------------------------------------------------------- zk0agg
+
+
+def test_run_checks_out_and_journal_before_submitting(tmp_path):
+    (tmp_path / "not-a-folder").write_text("x")
+    assert_user_error(cli(tmp_path, "zk0agg", "run", "--heldout", "local:/x", "--out", "not-a-folder"), "is a file")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "chain-journal.sqlite").write_bytes(b"garbage" * 100)
+    assert_user_error(cli(tmp_path, "zk0agg", "run", "--heldout", "local:/x", "--out", "old", "--resume"),
+                      "chain-journal.sqlite is corrupted")
 
 
 def test_agg_bad_input(tmp_path):
@@ -166,9 +245,11 @@ def test_fixtures_command(tmp_path):
 def test_app_declares_every_run_config_key():
     """zk0agg run sends FederationConfig as Flower run config, and Flower refuses keys the app does not declare."""
     declared = tomllib.loads((SOURCE_ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
-    expected = {f.name.replace("_", "-") for f in fields(FederationConfig) if f.name not in SECRET_ENV}
+    expected = {f.name.replace("_", "-") for f in fields(FederationConfig)
+                if f.name not in SECRET_ENV and f.name not in OPERATOR_KEYS}
     assert sorted(expected - set(declared)) == []
     assert not {k.replace("-", "_") for k in declared} & set(SECRET_ENV)  # secrets travel by env only
+    assert not {k.replace("-", "_") for k in declared} & set(OPERATOR_KEYS)  # the operator's, by file only
 
 
 def test_bundle_hash_is_flowers(tmp_path):

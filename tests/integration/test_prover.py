@@ -286,3 +286,20 @@ def test_anvil_accepts_the_honest_proof_and_rejects_a_tampered_one(honest, evm):
         tampered = evm_calldata(forged, evm.vka)
         with pytest.raises(Exception):  # noqa: B017 (the verifier reverts without data)
             w3.eth.call({"to": address, "data": contract.encode_abi("verifyProof", tampered.as_tuple())})
+
+
+def test_only_canonical_proofs_verify(honest, verifier, circuit):
+    """Junk after an honest proof's end (EZKL ignores it) would give the same losses another proof_hash: refused,
+    so a proof hash identifies one proof; and so by a verifier that has not seen an honest proof yet."""
+    slice_, artifact = honest
+    for junk in (b"\x00", bytes(range(256)) * 4):
+        padded = dataclasses.replace(artifact, proof=artifact.proof + junk,
+                                     proof_hash=sha256_hex(artifact.proof + junk))
+        fresh = load_verifier(circuit)  # learns the proof length from nothing but this proof
+        verdict = check(padded, fresh, slice_)
+        assert verdict.reason == BAD_PROOF and "not canonical" in verdict.message, verdict
+        assert check(ProofArtifact.from_bytes(padded.to_bytes()), verifier, slice_).reason == BAD_PROOF
+    assert check(artifact, verifier, slice_).ok
+    assert verifier.proof_len == len(artifact.proof)
+    assert check(dataclasses.replace(artifact, proof=artifact.proof[:-1],
+                                     proof_hash=sha256_hex(artifact.proof[:-1])), verifier, slice_).reason == BAD_PROOF

@@ -64,17 +64,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(circuit, tmp_path_factory):
+def run_service(circuit, folder, *flags: str):
     """The service as ``zk0agg verifier serve`` builds it, run in a background thread; yields (server, URL)."""
-    folder = tmp_path_factory.mktemp("verifier-service")
     exported = circuit.export_verifier(folder / "circuit")
     token_file = folder / "token"
     token_file.write_text(TOKEN + "\n")
     port = free_port()
     args = build_parser().parse_args(["--circuit", str(exported), "--srs", str(circuit.srs.path), "--srs-kind", "dev",
                                       "--token-file", str(token_file), "--port", str(port), "--workers", "2",
-                                      "--log-level", "warning"])  # fmt: skip
+                                      "--log-level", "warning", *flags])  # fmt: skip
     server = make_server(args)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -85,6 +83,11 @@ def server(circuit, tmp_path_factory):
     yield server, f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(circuit, tmp_path_factory):
+    yield from run_service(circuit, tmp_path_factory.mktemp("verifier-service"))
 
 
 @pytest.fixture(scope="module")
@@ -347,3 +350,143 @@ def test_cli_help_and_refusals(tmp_path, circuit, monkeypatch, capsys, caplog):
         caplog.clear()
         assert serve_main(argv) == 2, words
         assert words in caplog.text, (words, caplog.text)
+
+
+# ----------------------------------------------------------------------------------------------- bounds
+
+READ_TIMEOUT, KEEP_ALIVE, IN_FLIGHT = 1.5, 1.0, 2
+
+
+@pytest.fixture(scope="module")
+def bounded(circuit, tmp_path_factory):
+    """A second service with tight bounds, so that the slow-client test takes seconds."""
+    yield from run_service(circuit, tmp_path_factory.mktemp("verifier-bounded"), "--workers", "1",
+                           "--read-timeout", str(READ_TIMEOUT), "--keep-alive-timeout", str(KEEP_ALIVE),
+                           "--max-in-flight", str(IN_FLIGHT))
+
+
+def _open(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    sock.setblocking(False)
+    return sock
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server closed ``sock`` (EOF or reset; a response before the EOF is read and dropped)."""
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def _trickle(sock: socket.socket, data: bytes, every: float, stop: threading.Event) -> None:
+    """Send ``data`` a byte at a time, one every ``every`` seconds, until it is sent, refused or ``stop`` is set."""
+    for byte in data:
+        if stop.wait(every):
+            return
+        try:
+            sock.send(bytes([byte]))
+        except OSError:  # the server closed the connection: what the test wants
+            return
+
+
+def _slow_clients(url: str, count: int, stop: threading.Event) -> list[socket.socket]:
+    """``count`` connections that hold the service the cheap way: a third send nothing, a third send their headers
+    a byte at a time, a third send whole headers (no token) and then a body a byte at a time."""
+    host = url.removeprefix("http://")
+    headers = f"POST /v1/verify HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+    socks = []
+    for i in range(count):
+        sock = _open(url)
+        socks.append(sock)
+        if i % 3 == 1:
+            data = (headers + "Content-Length: 100\r\n\r\n").encode()
+        elif i % 3 == 2:
+            sock.sendall((headers + "Content-Length: 100000\r\n\r\n").encode())
+            data = b"x" * 100000
+        else:
+            continue
+        threading.Thread(target=_trickle, args=(sock, data, 0.2, stop), daemon=True).start()
+    return socks
+
+
+def _wait_closed(socks: list[socket.socket], timeout: float) -> float:
+    """Seconds until the server closed every one of ``socks``; fails after ``timeout``."""
+    started, open_ = time.monotonic(), list(socks)
+    while open_ and time.monotonic() - started < timeout:
+        open_ = [s for s in open_ if not _closed_by_server(s)]
+        time.sleep(0.05)
+    assert not open_, f"{len(open_)} of {len(socks)} slow connections still open after {timeout:.0f} s"
+    return time.monotonic() - started
+
+
+def test_slow_and_idle_clients_are_cut_off_and_memory_stays_flat(bounded, circuit, honest):
+    """Bounded by count (2 waves of 60 connections) and time (each wave cut off within the read timeout plus a
+    margin; every trickling thread stops when its connection closes, or when the test ends)."""
+    import psutil
+
+    _, url = bounded
+    slice_, artifact = honest
+    payload = json.dumps(body(circuit, artifact, slice_)).encode()
+    process = psutil.Process()
+    with httpx.Client(base_url=url, timeout=30) as client:
+        assert post(client, payload).json()["ok"] is True  # warm: the worker, the first allocations
+    rss, seconds = [process.memory_info().rss], []
+    stop = threading.Event()
+    try:
+        for _ in range(2):
+            socks = _slow_clients(url, 60, stop)
+            seconds.append(_wait_closed(socks, READ_TIMEOUT + 5))
+            for sock in socks:
+                sock.close()
+            rss.append(process.memory_info().rss)
+    finally:
+        stop.set()
+    print(f"slow clients cut off after {[round(s, 1) for s in seconds]} s; RSS MiB {[r >> 20 for r in rss]}")
+    assert all(s < READ_TIMEOUT + 5 for s in seconds)
+    assert rss[2] - rss[1] < 8 << 20, rss  # the second wave costs nothing the first did not
+    with httpx.Client(base_url=url, timeout=30) as client:  # and the service still answers
+        assert post(client, payload).json()["ok"] is True
+
+
+def test_requests_beyond_the_cap_get_503_with_retry_after(bounded, circuit, honest):
+    _, url = bounded
+    slice_, artifact = honest
+    payload = json.dumps(body(circuit, artifact, slice_)).encode()
+    host = url.removeprefix("http://")
+    stop = threading.Event()
+    holders = []
+    try:
+        for _ in range(IN_FLIGHT):  # authorised requests whose bodies trickle in: each holds a slot
+            sock = _open(url)
+            sock.sendall(f"POST /v1/verify HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
+                         f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n".encode())
+            threading.Thread(target=_trickle, args=(sock, payload, 0.2, stop), daemon=True).start()
+            holders.append(sock)
+        time.sleep(0.3)
+        with httpx.Client(base_url=url, timeout=30) as client:
+            busy = post(client, payload)
+            assert busy.status_code == 503 and busy.headers["retry-after"] == "1", busy.text
+            assert "in flight" in busy.json()["message"]
+            assert client.get("/healthz").status_code == 200  # health checks are never turned away
+            _wait_closed(holders, READ_TIMEOUT + 5)  # the holders are cut off at the read timeout...
+            assert post(client, payload).json()["ok"] is True  # ...and their slots are free again
+    finally:
+        stop.set()
+        for sock in holders:
+            sock.close()
+
+
+def test_idle_keep_alive_connection_is_closed(bounded):
+    _, url = bounded
+    sock = _open(url)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    closed = _wait_closed([sock], KEEP_ALIVE + 3)
+    sock.close()
+    assert closed >= KEEP_ALIVE - 0.2  # it answered, kept the connection for the keep-alive time, then closed it

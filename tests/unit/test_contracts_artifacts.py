@@ -68,3 +68,23 @@ def test_every_contract_error_has_words_in_the_client():
     assert set(errors) == set(ERROR_TEXT)
     for name, arity in errors.items():
         ERROR_TEXT[name].format(*range(arity))  # every placeholder has an argument
+
+
+def test_registry_code_check_allows_immutables_only():
+    """The deployed code must be the artifact's; only solc's 32-byte zero words (immutables) may differ."""
+    from dataclasses import replace
+
+    from contracts.artifacts import load_artifact
+    from contracts.identity import matches_artifact
+
+    code = bytes(range(1, 40)) + bytes(32) + bytes(range(40, 90))  # one immutable word in the middle
+    artifact = replace(load_artifact("ContributionRegistry"), deployed_bytecode="0x" + code.hex())
+    filled = bytearray(code)
+    filled[39:71] = bytes.fromhex("aa" * 12 + "11" * 20)  # an address the constructor wrote
+    assert matches_artifact(code, artifact) and matches_artifact(bytes(filled), artifact)
+    other = bytearray(filled)
+    other[5] ^= 0xFF  # one byte of real code
+    assert not matches_artifact(bytes(other), artifact)
+    assert not matches_artifact(bytes(filled) + b"\x00", artifact)
+    real = load_artifact("ContributionRegistry")
+    assert matches_artifact(bytes.fromhex(real.deployed_bytecode[2:]), real)

@@ -62,3 +62,41 @@ def test_password_sources(tmp_path, password_file, monkeypatch):
         resolve_password(tmp_path / "empty.txt")
     with pytest.raises(WalletError, match="cannot read password file"):
         resolve_password(tmp_path / "nope.txt")
+
+
+def _malformed(keystore: dict) -> dict[str, dict]:
+    """A valid keystore with one thing broken, each way a file met in the wild can be."""
+    def edit(fn) -> dict:
+        copy = json.loads(json.dumps(keystore))
+        fn(copy)
+        return copy
+
+    return {
+        "version": edit(lambda k: k.pop("version")),
+        "old version": edit(lambda k: k.update(version=1)),
+        "address": edit(lambda k: k.update(address="0xnot-an-address")),
+        "address type": edit(lambda k: k.update(address=12345)),
+        "mac": edit(lambda k: k["crypto"].pop("mac")),
+        "ciphertext": edit(lambda k: k["crypto"].update(ciphertext="zz")),
+        "kdfparams": edit(lambda k: k["crypto"]["kdfparams"].pop("n")),
+        "cipher": edit(lambda k: k["crypto"].update(cipher="des")),
+        "crypto": edit(lambda k: k.update(crypto="oops")),
+    }
+
+
+def test_malformed_keystores_give_one_line_errors(tmp_path):
+    keystore = Account.encrypt(Account.create().key, "pw", kdf="scrypt", iterations=2)
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(keystore))
+    assert load_account(good, "pw").address == read_address(good)
+    only_decrypting_tells = {"kdfparams"}  # a well-formed field with unusable values
+    for what, broken in _malformed(keystore).items():
+        path = tmp_path / f"{what.replace(' ', '-')}.json"
+        path.write_text(json.dumps(broken))
+        calls = [lambda p=path: load_account(p, "pw")]
+        if what not in only_decrypting_tells:
+            calls.append(lambda p=path: read_address(p))
+        for call in calls:
+            with pytest.raises(WalletError) as err:
+                call()
+            assert "\n" not in str(err.value) and str(path) in str(err.value), (what, err.value)

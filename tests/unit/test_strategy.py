@@ -230,12 +230,12 @@ def test_two_verified_replies_without_byzantine_budget_are_averaged():
 
 
 def test_the_validation_set_is_the_operators_not_the_runs():
-    """A run's submitter must not pick the data that judges the nodes: ``validation`` comes from the SuperLink's
-    environment (zk0agg start --validation), and a run config naming it is refused."""
+    """A run's submitter must not pick the data that judges the nodes: ``validation`` comes from the operator's
+    settings (zk0agg start --validation), and a run config naming it is refused."""
     from aggregator.config import FederationConfig
     from node.errors import UserError
 
     with pytest.raises(UserError, match="validation"):
         FederationConfig.from_run_config({"validation": "local:/tmp/mine"}, environ={})
-    cfg = FederationConfig.from_run_config({"rounds": 2}, environ={"ZK0_VALIDATION": "local:/srv/val"})
+    cfg = FederationConfig.from_run_config({"rounds": 2}, environ={}, operator={"validation": "local:/srv/val"})
     assert cfg.validation == "local:/srv/val"

@@ -1,0 +1,105 @@
+"""Endpoints, trust settings and paths are the aggregator operator's: a run config naming one is refused, and the
+ServerApp takes them from the operator's files (aggregator.operator)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from aggregator.config import FederationConfig
+from aggregator.deploy import operator_part, run_config
+from aggregator.operator import (
+    OPERATOR_FILE_ENV,
+    OPERATOR_KEYS,
+    operator_settings,
+    write_operator_file,
+    write_run_settings,
+)
+from node.errors import UserError
+
+ATTACKER = {"chain-rpc": "http://attacker.example:8545", "registry": "0x" + "11" * 20,
+            "verifier-url": "http://attacker.example/verify", "verify": False, "onchain-verify": False,
+            "srs": "/tmp/attacker.srs", "out-dir": "/etc/zk0", "resume": True, "cache-dir": "/tmp/attacker"}
+
+
+@pytest.mark.parametrize("key", sorted(ATTACKER))
+def test_run_config_cannot_set_operator_settings(key):
+    assert key.replace("-", "_") in OPERATOR_KEYS
+    with pytest.raises(UserError, match=f"^{key} must not be in the run config"):
+        FederationConfig.from_run_config({"rounds": 2, key: ATTACKER[key]}, environ={})
+
+
+def test_run_config_chooses_the_learning_only():
+    cfg = FederationConfig.from_run_config({"rounds": 4, "krum-f": 1, "local-steps": 5, "model": "tiny"},
+                                           environ={"ZK0_AGGREGATOR_KEY": "0x" + "22" * 32},
+                                           operator={"chain_rpc": "http://127.0.0.1:8545", "registry": "0x" + "33" * 20,
+                                                     "verify": True, "out_dir": "/srv/run"})
+    assert (cfg.rounds, cfg.krum_f, cfg.local_steps, cfg.verify, cfg.out_dir) == (4, 1, 5, True, "/srv/run")
+    with pytest.raises(UserError, match="rounds is not an operator setting"):
+        FederationConfig.from_run_config({}, environ={}, operator={"rounds": 1})
+
+
+def test_operator_files(tmp_path):
+    """operator.json for every run; runs/<id>.json (zk0agg run's) for its own run; nothing else is read."""
+    path = write_operator_file(tmp_path / "agg" / "operator.json", {
+        "chain_rpc": "http://127.0.0.1:8545", "registry": "0x" + "33" * 20, "verify": True,
+        "verifier_url": "http://127.0.0.1:8470", "outputs": str(tmp_path / "outputs")})
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    environ = {OPERATOR_FILE_ENV: str(path)}
+    # a run submitted by someone else: the operator's endpoints, its own folder under the operator's outputs
+    other = operator_settings(7, environ, wait=0)
+    assert other["chain_rpc"] == "http://127.0.0.1:8545" and other["verify"] is True
+    assert other["out_dir"] == str(tmp_path / "outputs" / "flwr-run-7") and "resume" not in other
+    # zk0agg run's own run: its folder, resume, SRS
+    write_run_settings(path, 8, {"out_dir": str(tmp_path / "mine"), "resume": True, "srs": "dev", "verify": True})
+    mine = operator_settings(8, environ, wait=0)
+    assert (mine["out_dir"], mine["resume"], mine["chain_rpc"]) == (str(tmp_path / "mine"), True,
+                                                                   "http://127.0.0.1:8545")
+    assert operator_settings(9, {}, wait=0) == {}  # no operator file: the dataclass defaults (unverified)
+    path.write_text(json.dumps({"chain-rpc": "x"}))  # a typo is an error, not a silent default
+    with pytest.raises(UserError, match="unknown operator setting"):
+        operator_settings(7, environ, wait=0)
+
+
+def test_deployment_run_config_leaves_the_operator_out():
+    """What zk0agg run and the deployment demo submit carries no operator setting, even for an app that declares
+    them (an older pyproject.toml)."""
+    from flwr.cli.build import build_fab_from_files
+
+    declared = "\n".join(f"{k} = {json.dumps(v)}" for k, v in ATTACKER.items())
+    pyproject = ('[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n\n'
+                 '[project]\nname = "zk0"\nversion = "0.1.0"\ndependencies = []\n\n'
+                 '[tool.flwr.app]\npublisher = "zk0"\n\n'
+                 '[tool.flwr.app.components]\nserverapp = "a:app"\nclientapp = "a:app"\n\n'
+                 f'[tool.flwr.app.config]\nrounds = 3\n{declared}\n')
+    fab, _ = build_fab_from_files({"pyproject.toml": pyproject.encode(), "a.py": b""})
+    fed = FederationConfig(rounds=2, verify=True, chain_rpc="http://127.0.0.1:8545", registry="0x" + "33" * 20,
+                           aggregator_key="0x" + "22" * 32, out_dir="/srv/run", resume=True)
+    config = run_config(fed, fab)
+    assert config["rounds"] == 2
+    assert not {k.replace("-", "_") for k in config} & set(OPERATOR_KEYS)
+    assert operator_part(fed)["chain_rpc"] == "http://127.0.0.1:8545" and operator_part(fed)["resume"] is True
+
+
+def test_output_folder_and_journal_are_checked_before_a_run(tmp_path):
+    import sqlite3
+
+    from aggregator.operator import JOURNAL_FILE, check_run_paths
+
+    check_run_paths(tmp_path / "new" / "run", resume=False)  # made later by the run
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="is a file"):
+        check_run_paths(tmp_path / "file", resume=False)
+    run = tmp_path / "run"
+    run.mkdir()
+    with sqlite3.connect(run / JOURNAL_FILE) as db:
+        db.execute("CREATE TABLE ops (id INTEGER)")
+    check_run_paths(run, resume=True)
+    (run / JOURNAL_FILE).write_bytes(b"SQLite format 3\x00" + b"\xff" * 600)  # a torn write, a bad copy
+    with pytest.raises(UserError, match="journal .* is corrupted"):
+        check_run_paths(run, resume=True)
+    (run / JOURNAL_FILE).unlink()
+    (run / "summary.json").write_text("{not json")
+    with pytest.raises(UserError, match="summary.json is unreadable"):
+        check_run_paths(run, resume=True)
