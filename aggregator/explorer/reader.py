@@ -201,11 +201,12 @@ class ChainReader:
         address on every fresh chain, so the registry address alone does not tell two runs apart."""
         summary, note = load_summary(self.config.outputs)
         metrics = run_metrics(summary, self.config.registry)
-        kept = {rnd: m for rnd, m in metrics.by_round.items() if same_models(m, registry.round_info(rnd))}
-        if len(kept) < len(metrics.by_round):
-            other = ", ".join(str(r) for r in sorted(set(metrics.by_round) - set(kept)))
-            note = (f"summary.json's round(s) {other} have other global models than the chain's: another run (a "
-                    "registry at the same address on another chain?); their metrics are not shown")
+        infos = {rnd: registry.round_info(rnd) for rnd in metrics.by_round}
+        kept = {rnd: m for rnd, m in metrics.by_round.items() if same_models(m, infos[rnd])}
+        other = sorted(rnd for rnd in set(metrics.by_round) - set(kept) if infos[rnd].state != "none")
+        if other:
+            note = (f"summary.json's round(s) {', '.join(map(str, other))} have other global models than the chain's: "
+                    "another run (a registry at the same address on another chain?); their metrics are not shown")
         return RunMetrics(kept, metrics.initial_eval_loss if kept else None, metrics.chain if kept else {},
                           metrics.note or note)
 
