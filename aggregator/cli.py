@@ -513,8 +513,6 @@ def _state_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from attacks import ATTACKS  # test-only attacks, for --adversary's choices
-
     parser = Parser(prog="zk0agg", description="zk0 aggregator: run and inspect a verifiable "
                                      "federation of SO-100 robot policies.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show Flower's and LeRobot's own logs")
@@ -530,8 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="training steps per node per round (default 20)")
     demo.add_argument("--krum-f", type=at_least(0), default=0, help="Byzantine nodes Krum tolerates (default 0)")
     demo.add_argument("--krum-m", type=at_least(1), default=2, help="updates MultiKrum averages (default 2; 1 = Krum)")
-    demo.add_argument("--adversary", choices=[*ATTACKS, "unapproved"],
-                      help="turn the last node adversarial (see docs/security.md); use with --nodes 5 --krum-f 1")
+    demo.add_argument("--adversary", metavar="ATTACK",  # checked by DemoConfig (the attacks package loads torch)
+                      help="turn the last node adversarial: sign-flip, forge-proof, fabricate-witness, replay, … "
+                      "(docs/security.md lists them); use with --nodes 5 --krum-f 1")
     demo.add_argument("--data", choices=["sim", "synthetic"], default="sim",
                       help="node datasets: MuJoCo scripted-expert demonstrations (default) or the synthetic generator")
     demo.add_argument("--episodes", type=at_least(1), default=4, help="episodes per node dataset (default 4)")
