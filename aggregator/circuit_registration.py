@@ -96,8 +96,10 @@ def _check_sample(owner: Registry, circuit, reg: EvmRegistration, verifier: str)
         return
     proof = EvmProof.from_ezkl(sample)
     contract = owner.w3.eth.contract(address=verifier, abi=reg.abi)
-    try:
-        ok = contract.functions.verifyProof(proof.proof, list(proof.instances), list(reg.vka)).call()[0]
+    call = {"to": verifier, "data": contract.encode_abi("verifyProof", [proof.proof, list(proof.instances),
+                                                                        list(reg.vka)])}  # fmt: skip
+    try:  # the first return word is the success flag (the rest does not decode with the ABI: raw call)
+        ok = int.from_bytes(owner.w3.eth.call(call)[:32], "big") == 1
     except Exception as err:  # noqa: BLE001 - the verifier reverts without data on a bad proof
         raise ChainError(f"the deployed verifier rejects circuit {reg.circuit_id}'s own sample proof: {err}") from None
     if not ok:
