@@ -90,7 +90,8 @@ def _demo(args: argparse.Namespace) -> int:
                            wandb=_wandb_wanted(args))
     demo = DemoConfig(nodes=args.nodes, rounds=args.rounds, out=args.out or "", verify=not args.no_verify,
                       adversary=args.adversary, data=args.data, episodes=args.episodes,
-                      eval_episodes=args.eval_episodes, engine=args.engine, validation=not args.no_validation)
+                      eval_episodes=args.eval_episodes, engine=args.engine, validation=not args.no_validation,
+                      stake=args.stake)
     print(f"log: {tee_output(Path(demo.out) / 'zk0agg-demo.log')}", flush=True)
     fed.sim_max_steps = args.eval_max_steps
     summary = run_demo(demo, fed)
@@ -629,6 +630,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--eval-max-steps", type=int, default=150,
                       help="step limit of a closed-loop episode (default 150, 5 s at 30 Hz)")
     demo.add_argument("--no-verify", action="store_true", help="plain Krum federation: no proofs, signatures, chain")
+    demo.add_argument("--stake", type=float, default=1.0, metavar="ETH",
+                      help="ETH each node wallet stakes, the registry's min stake (default 1; 0: approval alone)")
     demo.add_argument("--no-validation", action="store_true",
                       help="no validation set: updates are not scored (the gate as it was before HARMFUL)")
     _wandb_flag(demo)
