@@ -91,7 +91,8 @@ def _demo(args: argparse.Namespace) -> int:
                            wandb=_wandb_wanted(args))
     demo = DemoConfig(nodes=args.nodes, rounds=args.rounds, out=args.out or "", verify=not args.no_verify,
                       adversary=args.adversary, data=args.data, episodes=args.episodes,
-                      eval_episodes=args.eval_episodes, engine=args.engine, validation=not args.no_validation)
+                      eval_episodes=args.eval_episodes, engine=args.engine, validation=not args.no_validation,
+                      stake=args.stake)
     print(f"log: {tee_output(Path(demo.out) / 'zk0agg-demo.log')}", flush=True)
     fed.sim_max_steps = args.eval_max_steps
     summary = run_demo(demo, fed)
@@ -308,17 +309,123 @@ def _contributions(args: argparse.Namespace) -> int:
     txs = {(e["args"]["round"], e["args"]["node"]): e["tx_hash"] for e in registry.events("ContributionRecorded")}
     table = Table(title=f"contributions in registry {registry.address} (chain {registry.chain_id})")
     for column in ("round", "node", "status", "reason", "signed", "proof on chain", "loss before → after", "score",
-                   "update hash", "tx"):
+                   "reward (ZK0)", "update hash", "tx"):
         table.add_column(column)
+    rounds_info: dict = {}
     for r in records:
         losses = f"{r.loss_before:.4f} → {r.loss_after:.4f}" if r.signed else "-"
         table.add_row(str(r.round), r.node, r.status.name, r.reason.name if r.reason.value else "",
                       "yes" if r.signed else "no", "yes" if r.proof_verified else "no", losses,
-                      f"{r.score:+.4f}" if r.signed else "-", r.update_hash[:10] + "…",
-                      (txs.get((r.round, r.node)) or "-")[:10] + "…")
+                      f"{r.score:+.4f}" if r.signed else "-", _reward_cell(registry, r, rounds_info),
+                      r.update_hash[:10] + "…", (txs.get((r.round, r.node)) or "-")[:10] + "…")
     Console().print(table)
     if not records:
         print("no contributions recorded" + (f" for round {args.round}" if args.round is not None else ""))
+    return 0
+
+
+def _reward_cell(registry, record, rounds_info: dict) -> str:
+    """What a record earns: emission × score / the round's score total for a SELECTED record with a positive score
+    in a closed round; 'pending' until claimed ('paid' after, or forfeited by a slash)."""
+    from aggregator.incentives import tokens
+    from contracts import Status
+
+    if record.status != Status.SELECTED or record.score <= 0:
+        return "-"
+    if record.round not in rounds_info:
+        rounds_info[record.round] = registry.round_info(record.round)
+    info = rounds_info[record.round]
+    if info.state != "closed":
+        return "round open"
+    earned = info.emission * record.score / info.score_total if info.score_total > 0 else 0
+    pending = registry.reward_of(record.round, record.node)
+    return f"{tokens(int(earned))} " + ("pending" if pending else "paid or slashed")
+
+
+def _register_circuit(args: argparse.Namespace) -> int:
+    """Owner: deploy the EZKL verifier and register the federation's circuit (once; a second time reuses it)."""
+    from aggregator.circuit_registration import ensure_circuit_registered, federation_circuit
+
+    rpc, registry_address = _chain(args, _state(args))
+    owner = _registry(rpc, registry_address, read_key(args.owner_key_file, OWNER_KEY_ENV, "owner"))
+    if args.slice_rows < 1:
+        raise UserError(f"--slice-rows must be at least 1, got {args.slice_rows}")
+    if args.srs != "dev" and not Path(args.srs).is_file():
+        raise UserError(f"no SRS file at {args.srs}: give the federation's SRS (or dev for a development one)")
+    circuit = federation_circuit(args.model, args.dataset, args.slice_rows, args.srs, args.cache_dir)
+    info, new = ensure_circuit_registered(owner, circuit)
+    print(f"circuit {circuit.circuit_id} {'registered' if new else 'was already registered'} in registry "
+          f"{owner.address}: verifier {info.verifier}, proofs of {info.proof_length} bytes, output scales "
+          f"{info.output_scales[0]}/{info.output_scales[1]}, VKA digest {info.vka_digest}")
+    return 0
+
+
+def _params(args: argparse.Namespace) -> int:
+    """Show the participation rules, or (owner) change some of them."""
+    from dataclasses import asdict
+
+    from aggregator.incentives import WEI
+
+    rpc, registry_address = _chain(args, _state(args))
+    if args.params_command == "set":
+        changes = {k: v for k, v in (("min_stake", args.min_stake), ("emission_per_round", args.emission),
+                                     ("slash_bps", args.slash_bps), ("bounty_bps", args.bounty_bps),
+                                     ("unstake_delay", args.unstake_delay), ("approval_required", args.approval))
+                   if v is not None}  # fmt: skip
+        if not changes:
+            raise UserError("nothing to set: give at least one of --min-stake, --emission, --slash-bps, "
+                            "--bounty-bps, --unstake-delay, --approval/--no-approval")
+        for name in ("min_stake", "emission_per_round"):
+            if name in changes:
+                changes[name] = _amount(changes[name], "--" + name.replace("_", "-").replace("-per-round", ""))
+        registry = _registry(rpc, registry_address, read_key(args.owner_key_file, OWNER_KEY_ENV, "owner"))
+        try:
+            receipt = registry.set_params(**changes)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        print(f"parameters changed (tx 0x{bytes(receipt['transactionHash']).hex()})")
+    else:
+        registry = _registry(rpc, registry_address)
+    p = asdict(registry.params())
+    print(f"participation rules of registry {registry.address} (chain {registry.chain_id}):\n"
+          f"  min stake          {p['min_stake'] / WEI:g} ETH ({p['min_stake']} wei)\n"
+          f"  emission per round {p['emission_per_round'] / WEI:g} ZK0\n"
+          f"  slash              {p['slash_bps'] / 100:g} % of the stake per bad proof, "
+          f"{p['bounty_bps'] / 100:g} % of it to the slasher\n"
+          f"  unstake delay      {p['unstake_delay']} round(s)\n"
+          f"  approval required  {'yes (permissioned)' if p['approval_required'] else 'no (stake alone admits)'}")
+    return 0
+
+
+def _amount(text: str, flag: str) -> int:
+    from contracts import parse_amount
+
+    try:
+        return parse_amount(text)
+    except ValueError as err:
+        raise UserError(f"bad {flag}: {err}") from None
+
+
+def _slash(args: argparse.Namespace) -> int:
+    """Submit kept evidence of a bad proof to slashBadProof (anyone may: the contract checks everything)."""
+    from aggregator.incentives import evidence_files, read_evidence, slash, tokens
+
+    paths = [Path(p) for p in args.evidence]
+    files = [f for p in paths for f in (evidence_files(p) if p.is_dir() else [p])]
+    if not files:
+        raise UserError(f"no evidence files in {', '.join(map(str, paths))} (a run keeps them in <out>/evidence)")
+    evidence = [read_evidence(f) for f in files]
+    state = _state(args)
+    rpc = args.chain_rpc or state.get("chain_rpc")
+    if not rpc:
+        raise UserError("which chain? give --chain-rpc URL (or run zk0agg start with it)")
+    key = read_key(args.slasher_key_file, AGGREGATOR_KEY_ENV, "slasher")
+    for item in evidence:
+        registry = _registry(rpc, args.registry or item.registry, key)
+        result = slash(registry, item)
+        print(f"slashed {result['node']} for its bad proof of round {result['round']}: {tokens(result['amount'])} ETH "
+              f"of its stake, bounty {tokens(result['bounty'])} ETH to {registry.sender.address} "
+              f"(tx {result['tx_hash']}, gas {result['gas']})")
     return 0
 
 
@@ -539,6 +646,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--eval-max-steps", type=at_least(1), default=150,
                       help="step limit of a closed-loop episode (default 150, 5 s at 30 Hz)")
     demo.add_argument("--no-verify", action="store_true", help="plain Krum federation: no proofs, signatures, chain")
+    demo.add_argument("--stake", type=float, default=1.0, metavar="ETH",
+                      help="ETH each node wallet stakes, the registry's min stake (default 1; 0: approval alone)")
     demo.add_argument("--no-validation", action="store_true",
                       help="no validation set: updates are not scored (the gate as it was before HARMFUL)")
     _wandb_flag(demo)
@@ -630,6 +739,61 @@ def build_parser() -> argparse.ArgumentParser:
     _chain_flags(contrib)
     _state_flag(contrib)
     contrib.set_defaults(func=_contributions)
+
+    register = sub.add_parser("register-circuit", help="deploy the EZKL verifier and register the federation's "
+                              "circuit in the registry (owner only; once: a second time reuses it)",
+                              description="Build the circuit a run with these settings uses, its reusable Solidity "
+                              "verifier and VKA, deploy the verifier and call registerCircuit: from then on the chain "
+                              "can verify the circuit's proofs (on-chain verification) and slash a signed bad proof.")
+    register.add_argument("--dataset", required=True, metavar="URI",
+                          help="a dataset with the federation's features, e.g. the held-out set (local:PATH)")
+    register.add_argument("--model", default="tiny", help="the run's model (default tiny)")
+    register.add_argument("--slice-rows", type=int, default=16, help="the run's slice-rows (default 16)")
+    register.add_argument("--srs", default="dev", metavar="FILE|dev", help="the federation's SRS (default dev)")
+    register.add_argument("--cache-dir", default=".zk0/fixtures", help="model and circuit cache (default "
+                          ".zk0/fixtures)")
+    register.add_argument("--owner-key-file", metavar="FILE",
+                          help=f"registry owner's key (default: env {OWNER_KEY_ENV})")
+    _chain_flags(register)
+    _state_flag(register)
+    register.set_defaults(func=_register_circuit)
+
+    params = sub.add_parser("params", help="the federation's participation rules: min stake, emission, slashing, "
+                            "unstake delay, approval")
+    params_sub = params.add_subparsers(dest="params_command", required=True)
+    show = params_sub.add_parser("show", help="print the rules as the registry has them")
+    _chain_flags(show)
+    _state_flag(show)
+    show.set_defaults(func=_params)
+    pset = params_sub.add_parser("set", help="change some rules (owner only); the others stay")
+    pset.add_argument("--min-stake", metavar="ETH", help="stake a wallet needs to take part (e.g. 1.5, or 10wei)")
+    pset.add_argument("--emission", metavar="ZK0", help="reward tokens each round opened from now on shares out")
+    pset.add_argument("--slash-bps", type=int, metavar="BPS", help="share of the stake a bad proof loses (basis "
+                      "points: 5000 = 50 %%)")
+    pset.add_argument("--bounty-bps", type=int, metavar="BPS", help="share of the slashed amount paid to the "
+                      "slasher (basis points; the rest is burned)")
+    pset.add_argument("--unstake-delay", type=int, metavar="ROUNDS",
+                      help="rounds that must open between an unstake request and the withdrawal")
+    pset.add_argument("--approval", action=argparse.BooleanOptionalAction, default=None,
+                      help="permissioned: the owner approves each wallet too (--no-approval: stake alone admits)")
+    pset.add_argument("--owner-key-file", metavar="FILE", help=f"registry owner's key (default: env {OWNER_KEY_ENV})")
+    _chain_flags(pset)
+    _state_flag(pset)
+    pset.set_defaults(func=_params)
+
+    slash = sub.add_parser("slash", help="submit the evidence of a bad proof (a run's evidence/ files): the signer's "
+                           "stake is slashed, a bounty paid to the sender",
+                           description="slashBadProof: the contract recovers the node's signature, checks the proof "
+                           "is the one it signed and runs the circuit's verifier; only a proof that fails is "
+                           "slashed, once. Anyone may send it; the sender gets the bounty.")
+    slash.add_argument("--evidence", required=True, action="append", metavar="FILE|DIR",
+                       help="an evidence file (<out>/evidence/round_<r>/<address>.json) or a folder of them "
+                       "(repeatable)")
+    slash.add_argument("--slasher-key-file", metavar="FILE",
+                       help=f"the sending account's key (default: env {AGGREGATOR_KEY_ENV})")
+    _chain_flags(slash)
+    _state_flag(slash)
+    slash.set_defaults(func=_slash)
 
     explorer = sub.add_parser("explorer", help="serve a read-only web page of the federation, read from the chain",
                               description="Serve the contribution explorer: rounds, replies, wallets and parameters "

@@ -49,12 +49,15 @@ class DemoConfig:
     engine: str = "simulation"  # or "deployment": real SuperLink + SuperNode processes on loopback
     app_dir: str = ""  # deployment: the zk0 source tree to bundle (default: the one running)
     validation: bool = True  # score every update on a validation set of its own (the gate's HARMFUL check)
+    stake: float = 1.0  # ETH each approved wallet stakes (the registry's min stake); 0: approval alone, no stake
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
             raise UserError("a demo needs at least one node")
         if self.engine not in ("simulation", "deployment"):
             raise UserError(f"unknown engine {self.engine!r}: 'simulation' or 'deployment'")
+        if not 0 <= self.stake < 1000:
+            raise UserError(f"--stake {self.stake}: give the ETH each wallet stakes, 0 to 1000 (0: no stake)")
         if self.data not in ("sim", "synthetic"):
             raise UserError(f"unknown demo data {self.data!r}: 'sim' or 'synthetic'")
         known = attack_names()
@@ -78,25 +81,78 @@ def attack_names() -> list[str]:
     return [*ATTACKS, "unapproved"]
 
 
-def _start_chain(out: Path, nodes: int, console: Console, unapproved: set[int]):
-    """anvil + registry + one approved wallet per node; returns (chain, registry address, aggregator key, wallets)."""
+@dataclass
+class DemoChain:
+    """The demo's local chain and the keys that act on it (anvil's well-known development keys)."""
+
+    chain: object  # contracts.LocalChain
+    registry: str
+    owner_key: str
+    aggregator_key: str
+    wallets: list[str]  # keystore paths, one per node
+    addresses: list[str]
+
+
+def _start_chain(out: Path, nodes: int, console: Console, unapproved: set[int], stake: float) -> DemoChain:
+    """anvil + registry + one wallet per node: funded, staked (``stake`` ETH, the min stake) and approved."""
     from eth_account import Account
 
-    from contracts import LocalChain, Registry, connect, create_keystore, read_address
+    from contracts import LocalChain, Registry, connect, create_keystore, load_account, read_address
+    from contracts.local_chain import rpc_request
 
     chain = LocalChain(state_path=out / "anvil-state.json").start()
     owner_key, aggregator_key = chain.private_keys[:2]
     registry = Registry.deploy(connect(chain.rpc_url), owner_key, Account.from_key(aggregator_key).address)
-    wallets = []
+    stake_wei = int(stake * 10**18)
+    if stake_wei:
+        registry.set_params(min_stake=stake_wei)  # permissioned too: staking alone does not admit a wallet
+    wallets, addresses = [], []
     for i in range(nodes):
         path = out / "wallets" / f"node{i}.json"
         address = read_address(path) if path.exists() else create_keystore(path, DEMO_PASSWORD)
         if i not in unapproved:
+            if stake_wei:  # a fresh wallet has no ETH: anvil gives it the stake and some gas money
+                rpc_request(chain.rpc_url, "anvil_setBalance", [address, hex(stake_wei + 10**18)])
+                registry.with_sender(load_account(path, DEMO_PASSWORD).key).stake(stake_wei)
             registry.approve_node(address)
         wallets.append(str(path))
+        addresses.append(address)
+    staked = f", each staked {stake:g} ETH" if stake_wei else ""
     console.print(f"chain: anvil at {chain.rpc_url} (chain id {chain.chain_id}), registry {registry.address}, "
-                  f"{nodes - len(unapproved)} node wallet(s) approved")
-    return chain, registry.address, aggregator_key, wallets
+                  f"{nodes - len(unapproved)} node wallet(s) approved{staked}")
+    return DemoChain(chain, registry.address, owner_key, aggregator_key, wallets, addresses)
+
+
+def _register_circuit(demo: DemoConfig, fed: FederationConfig, demo_chain: DemoChain, heldout: str,
+                      console: Console) -> None:
+    """The owner registers the run's circuit (EVM verifier + VKA), so the chain can judge its proofs and slash."""
+    from aggregator.circuit_registration import ensure_circuit_registered, federation_circuit
+    from contracts import Registry, connect
+
+    t0 = time.perf_counter()
+    circuit = federation_circuit(fed.model, heldout, fed.slice_rows, fed.srs, demo.cache_dir, fed.seed)
+    owner = Registry.at(connect(demo_chain.chain.rpc_url), demo_chain.registry, demo_chain.owner_key)
+    info, _ = ensure_circuit_registered(owner, circuit)
+    console.print(f"circuit {circuit.circuit_id} registered on chain ({time.perf_counter() - t0:.0f}s): reusable "
+                  f"EVM verifier {info.verifier}, proofs of {info.proof_length} bytes")
+
+
+def _settle(out: Path, demo_chain: DemoChain, console: Console) -> dict:
+    """The demo's end: slash every bad proof the aggregator kept, then each wallet's stake, rewards and slashes
+    as the chain has them (printed, and returned for summary.json)."""
+    from aggregator.incentives import incentives_table, slash_all, tokens, wallet_incentives
+    from contracts import Registry, connect
+
+    registry = Registry.at(connect(demo_chain.chain.rpc_url), demo_chain.registry, demo_chain.aggregator_key)
+    for result in slash_all(registry, out / "evidence"):
+        if result.get("already_slashed"):
+            continue
+        console.print(f"[red]slashed[/] {result['node']} for its bad proof of round {result['round']}: "
+                      f"{tokens(result['amount'])} ETH of its stake ({tokens(result['bounty'])} ETH bounty to the "
+                      f"aggregator), tx {result['tx_hash']}", soft_wrap=True)
+    incentives = wallet_incentives(registry, demo_chain.addresses)
+    console.print(incentives_table(incentives, f"incentives in registry {registry.address} (read from the chain)"))
+    return incentives
 
 
 def _run_deployment(demo: DemoConfig, fed: FederationConfig, setups: list[NodeSetup], console: Console,
@@ -176,12 +232,15 @@ def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Con
     fed.rounds, fed.out_dir, fed.cache_dir, fed.heldout = demo.rounds, str(out), demo.cache_dir, fixtures.heldout
     fed.validation = fixtures.validation if demo.validation else ""
     fed.min_nodes = demo.nodes
-    chain, wallets = None, [None] * demo.nodes
+    chain, demo_chain, wallets = None, None, [None] * demo.nodes
     if demo.verify:
         os.environ["ZK0_WALLET_PASSWORD"] = DEMO_PASSWORD  # the simulated nodes read it (never argv)
         unapproved = {i for i, a in enumerate(attacks) if a == "unapproved"}
-        chain, fed.registry, fed.aggregator_key, wallets = _start_chain(out, demo.nodes, console, unapproved)
+        demo_chain = _start_chain(out, demo.nodes, console, unapproved, demo.stake)
+        chain, fed.registry, fed.aggregator_key, wallets = (demo_chain.chain, demo_chain.registry,
+                                                            demo_chain.aggregator_key, demo_chain.wallets)
         fed.chain_rpc, fed.verify = chain.rpc_url, True
+        _register_circuit(demo, fed, demo_chain, fixtures.heldout, console)
         if on_chain is not None:  # tests: e.g. take the chain away mid-run
             on_chain(chain)
         console.print("[yellow]proofs use a DEVELOPMENT SRS made on this machine: fine for a demo, forgeable in "
@@ -207,11 +266,14 @@ def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Con
                            backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                                            "init_args": {"num_cpus": max(1, min(os.cpu_count() or 1, demo.nodes)),
                                                          "log_to_driver": logging.getLogger().level <= logging.INFO}})
+        summary_path = out / "summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+        if demo_chain is not None and summary.get("rounds"):
+            summary["incentives"] = _settle(out, demo_chain, console)
+            summary_path.write_text(json.dumps(summary, indent=2, default=str))
     finally:
         if chain is not None:
             chain.stop()
-    summary_path = out / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     if not summary.get("rounds"):
         raise UserError(f"the federation produced no round (see the log above); outputs in {out}")
     console.print(f"demo finished in {time.perf_counter() - t0:.0f}s: eval loss {summary['initial_eval_loss']:.4f} "

@@ -105,9 +105,10 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
             checker = RemoteVerifier(cfg.verifier_url, cfg.verifier_token)
         verification = Verification.start(bundle.policy, cfg.slice_rows, cfg.srs, cfg.cache_dir, chain,
                                           Path(cfg.out_dir) / "chain-journal.sqlite", on_done=outputs.on_chain,
-                                          checker=checker)
+                                          checker=checker, evidence_dir=Path(cfg.out_dir) / "evidence")
         outputs.set_chain(verification.chain_id, verification.registry.address,
-                          circuit_id=verification.circuit.circuit_id, srs=verification.circuit.srs.kind,
+                          circuit_id=verification.circuit.circuit_id,
+                          circuit_registered=verification.circuit_registered, srs=verification.circuit.srs.kind,
                           srs_sha256=verification.circuit.srs.sha256)
 
     validator = None

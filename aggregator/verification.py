@@ -9,6 +9,7 @@ is reached only through the journal (``ChainSync``), so an outage delays records
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from web3 import Web3
 from aggregator.chain_sync import ChainSync
 from aggregator.gate import Reply, RoundContext
 from aggregator.journal import Journal
-from contracts import ChainUnavailable, EvmProof, Reason, Registry, Status, connect
+from contracts import ChainError, ChainUnavailable, EvmProof, Reason, Registry, Status, connect
 from node.contribution import slice_shape
 from prover import ProofArtifact, Verdict, build_circuit, load_verifier, verify
 
@@ -77,12 +78,14 @@ class Verification:
     sync: ChainSync
     onchain_verify: bool = False
     chain_id: int = 0  # read once at start: the round config must not need the chain to be up
+    circuit_registered: bool = False  # the registry can judge this circuit's proofs (on-chain verify, slashing)
+    evidence_dir: Path | None = None  # where BAD_PROOF replies are kept, for zk0agg slash
     _approved: dict[str, bool] = field(default_factory=dict)
     _fresh: set[str] = field(default_factory=set)
 
     @classmethod
     def start(cls, policy, slice_rows: int, srs: str, cache_dir: str, chain: ChainConfig, journal_path: Path,
-              on_done=None, checker=None) -> Verification:
+              on_done=None, checker=None, evidence_dir: Path | None = None) -> Verification:
         circuit = build_circuit(slice_shape(policy, slice_rows), federation_srs(srs), cache_dir)
         if circuit.srs.kind == "dev":
             log.warning("this run uses a DEVELOPMENT SRS (%s): whoever made it can forge proofs; never use it where "
@@ -90,10 +93,17 @@ class Verification:
         else:
             log.info("SRS %s (sha256 %s): nodes must use the same file", circuit.srs.path, circuit.srs.sha256)
         registry = Registry.at(connect(chain.rpc_url), chain.registry, chain.aggregator_key)
+        registered = registry.circuit(circuit.circuit_id).registered
+        if chain.onchain_verify and not registered:
+            raise ChainError(f"on-chain verification needs circuit {circuit.circuit_id} registered in registry "
+                             f"{registry.address}: the owner runs zk0agg register-circuit first")
+        if not registered:
+            log.warning("circuit %s is not registered in registry %s: its bad proofs cannot be slashed (the owner "
+                        "runs zk0agg register-circuit)", circuit.circuit_id, registry.address)
         sync = ChainSync(registry, Journal(journal_path), on_done=on_done)
         sync.start()
         return cls(circuit, checker or LocalProofChecker(circuit), registry, sync, chain.onchain_verify,
-                   registry.chain_id)
+                   registry.chain_id, registered, evidence_dir)
 
     # ----------------------------------------------------------------- round steps
     def open(self, round_: int, global_arrays: dict[str, np.ndarray], global_hash: str,
@@ -131,6 +141,8 @@ class Verification:
                 evidence = reply.update_hash or "0x" + "00" * 32
                 self.sync.reject(round_, outcome.address, Reason[reason], evidence, outcome.node_id)
                 continue
+            if outcome.status == "BAD_PROOF":
+                self.keep_evidence(round_, reply)
             status = Status[outcome.status] if outcome.status in ("SELECTED", "NOT_SELECTED") else Status.REJECTED
             proof = None
             if self.onchain_verify:
@@ -138,6 +150,22 @@ class Verification:
             self.sync.record(round_, reply.address, reply.contribution, reply.signature, status, Reason[reason],
                              outcome.node_id, proof=proof, score=outcome.score or 0.0)
         self.sync.flush()
+
+    def keep_evidence(self, round_: int, reply: Reply) -> Path | None:
+        """Write a signed reply whose proof failed to ``<evidence>/round_<r>/<address>.json``: what
+        ``slashBadProof`` needs (the signed contribution, its signature, the EVM proof bytes), for zk0agg slash."""
+        if self.evidence_dir is None:
+            return None
+        try:
+            proof = EvmProof.from_ezkl(ProofArtifact.from_bytes(reply.proof).ezkl_proof()).proof
+        except ValueError as err:  # not a proof artifact at all: nothing the chain could check
+            log.warning("round %d: no slashing evidence for %s: %s", round_, reply.address, err)
+            return None
+        path = self.evidence_dir / f"round_{round_}" / f"{reply.address}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(evidence_record(self.chain_id, self.registry.address, reply.address,
+                                                   reply.contribution, reply.signature, proof), indent=1))
+        return path
 
     def close(self, round_: int, new_global_hash: str) -> None:
         self.sync.close_round(round_, new_global_hash)
@@ -151,3 +179,12 @@ class Verification:
             log.error("%d chain operation(s) still pending in %s: they will be sent when the aggregator restarts",
                       left, self.sync.journal.path)
         return left
+
+
+def evidence_record(chain_id: int, registry: str, signer: str, contribution, signature: bytes, proof: bytes) -> dict:
+    """A BAD_PROOF reply as JSON: ``aggregator.incentives.read_evidence`` reads it back for slashBadProof."""
+    from dataclasses import asdict
+
+    return {"kind": "zk0-bad-proof-evidence", "chain_id": chain_id, "registry": registry, "signer": signer,
+            "contribution": asdict(contribution), "signature": "0x" + bytes(signature).hex(),
+            "proof": "0x" + bytes(proof).hex()}

@@ -23,6 +23,7 @@ from contracts.registry import (
     RoundInfo,
     StakeInfo,
     connect,
+    parse_amount,
 )
 from contracts.typed_data import (
     LOSS_SCALE,
@@ -69,6 +70,7 @@ __all__ = [
     "is_valid_signed_outcome",
     "load_account",
     "load_artifact",
+    "parse_amount",
     "read_address",
     "read_vka",
     "recover_signer",

@@ -197,6 +197,20 @@ class StakeInfo:
     exiting: bool  # unstake requested: no longer takes part, still slashable
 
 
+def parse_amount(text: str) -> int:
+    """'1.5' (ETH or reward tokens: 18 decimals) or '1500wei' as integer units; ValueError saying what is wrong."""
+    from decimal import Decimal, InvalidOperation
+
+    text = str(text).strip()
+    try:
+        value = Decimal(text[:-3]) if text.endswith("wei") else Decimal(text) * 10**18
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not an amount like 1.5 (18 decimals) or 1500wei") from None
+    if not value.is_finite() or value < 0 or value != value.to_integral_value():
+        raise ValueError(f"{text!r} is not a non-negative amount of at most 18 decimals")
+    return int(value)
+
+
 def connect(rpc_url: str, timeout: float = 30.0) -> Web3:
     """A Web3 on `rpc_url`; ChainUnavailable if nothing answers there."""
     w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))

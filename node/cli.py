@@ -1,4 +1,4 @@
-"""``zk0node``: the node operator's command line (wallet, dataset check, start a SuperNode)."""
+"""``zk0node``: the node operator's command line (wallet, dataset check, start a SuperNode, stake and rewards)."""
 
 from __future__ import annotations
 
@@ -114,6 +114,111 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if status.alive else 1
 
 
+# ----------------------------------------------------------------------------------------------- stake, rewards
+
+WEI = 10**18
+
+
+def _registry(args: argparse.Namespace, signing: bool):
+    """The registry, sending as the node's wallet when ``signing`` (the password from a file, env or prompt)."""
+    from web3 import Web3
+
+    from contracts import Registry, connect
+    from contracts.wallet import DEFAULT_WALLET, load_account, resolve_password
+
+    if not Web3.is_address(args.registry):
+        raise UserError(f"bad --registry address {args.registry!r}: expected 0x followed by 40 hex digits")
+    wallet = Path(args.wallet or DEFAULT_WALLET).expanduser()
+    key = load_account(wallet, resolve_password(args.password_file)).key if signing else None
+    return Registry.at(connect(args.chain_rpc), args.registry, key)
+
+
+def _address(args: argparse.Namespace) -> str:
+    from contracts.wallet import DEFAULT_WALLET, read_address
+
+    return read_address(Path(args.wallet or DEFAULT_WALLET).expanduser())
+
+
+def _stake_line(registry, address: str) -> str:
+    info, params = registry.stake_of(address), registry.params()
+    state = f"exiting, withdrawable once {info.unlock_at} rounds have opened" if info.exiting else (
+        "approved: takes part" if registry.is_approved(address) else
+        f"not admitted yet (min stake {params.min_stake / WEI:g} ETH"
+        f"{', and the owner approves each wallet' if params.approval_required else ''})")
+    return f"{address} stakes {info.amount / WEI:g} ETH in registry {registry.address}: {state}"
+
+
+def _tx(receipt) -> str:
+    return f"tx 0x{bytes(receipt['transactionHash']).hex()}"
+
+
+def _stake(args: argparse.Namespace) -> int:
+    from contracts import parse_amount
+
+    try:
+        amount = parse_amount(args.amount)
+    except ValueError as err:
+        raise UserError(f"bad stake amount: {err}") from None
+    if amount == 0:
+        raise UserError("stake a positive amount (in ETH, e.g. 1.5)")
+    registry = _registry(args, signing=True)
+    receipt = registry.stake(amount)
+    print(f"staked {amount / WEI:g} ETH ({_tx(receipt)})\n{_stake_line(registry, registry.sender.address)}")
+    return 0
+
+
+def _unstake(args: argparse.Namespace) -> int:
+    registry = _registry(args, signing=True)
+    if args.withdraw:
+        before = registry.stake_of(registry.sender.address).amount
+        receipt = registry.withdraw_stake()
+        print(f"withdrew {before / WEI:g} ETH ({_tx(receipt)})")
+        return 0
+    receipt = registry.request_unstake()
+    info = registry.stake_of(registry.sender.address)
+    print(f"unstake requested ({_tx(receipt)}): the wallet no longer takes part; its {info.amount / WEI:g} ETH stay "
+          f"slashable until {info.unlock_at} rounds have opened ({registry.rounds_opened()} so far), then run "
+          "zk0node unstake --withdraw")
+    return 0
+
+
+def _rewards(args: argparse.Namespace) -> int:
+    from web3 import Web3
+
+    if args.address and not Web3.is_address(args.address):
+        raise UserError(f"bad address {args.address!r}: expected 0x followed by 40 hex digits")
+    registry = _registry(args, signing=False)
+    address = Web3.to_checksum_address(args.address) if args.address else _address(args)
+    pending, rounds = registry.pending_rewards(address)
+    print(f"{address} in registry {registry.address} (chain {registry.chain_id}):\n"
+          f"  rewards pending {pending / WEI:,.4f} ZK0" + (f" from round(s) {', '.join(map(str, rounds))}"
+                                                       f" (zk0node claim)" if rounds else "") + "\n"
+          f"  rewards claimed {registry.reward_balance(address) / WEI:,.4f} ZK0 (token balance)\n"
+          f"  {_stake_line(registry, address)}")
+    return 0
+
+
+def _claim(args: argparse.Namespace) -> int:
+    registry = _registry(args, signing=True)
+    address = registry.sender.address
+    pending, rounds = registry.pending_rewards(address)
+    if not rounds:
+        raise UserError(f"{address} has no unpaid rewards in registry {registry.address} (zk0node rewards)")
+    receipt = registry.claim(address, rounds)
+    print(f"claimed {pending / WEI:,.4f} ZK0 for round(s) {', '.join(map(str, rounds))} ({_tx(receipt)}); "
+          f"balance {registry.reward_balance(address) / WEI:,.4f} ZK0")
+    return 0
+
+
+def _chain_flags(parser: argparse.ArgumentParser, signing: bool = True) -> None:
+    parser.add_argument("--chain-rpc", required=True, metavar="URL", help="the federation's Ethereum JSON-RPC endpoint")
+    parser.add_argument("--registry", required=True, metavar="ADDRESS", help="the federation's registry address")
+    parser.add_argument("--wallet", metavar="FILE", help="your keystore (default ~/.zk0/wallet.json)")
+    if signing:
+        parser.add_argument("--password-file", metavar="FILE", help="file holding the wallet password (default: "
+                            "ZK0_WALLET_PASSWORD, else a prompt)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="zk0node", description="zk0 node: train the shared SO-100 policy on "
                                      "your own data, prove and sign what you send.")
@@ -187,17 +292,37 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--state-dir", default="~/.zk0/node", help="the --state-dir of zk0node start (default "
                         "~/.zk0/node)")
     status.set_defaults(func=_status)
+
+    stake = sub.add_parser("stake", help="stake ETH in the registry: a federation with a min stake admits only "
+                           "wallets that staked it (its owner may also have to approve you)")
+    stake.add_argument("amount", metavar="ETH", help="amount to add to your stake, e.g. 1.5 (or 10wei)")
+    _chain_flags(stake)
+    stake.set_defaults(func=_stake)
+    unstake = sub.add_parser("unstake", help="ask for your stake back (you stop taking part; it stays slashable for "
+                             "the registry's unstake delay), then --withdraw it")
+    unstake.add_argument("--withdraw", action="store_true", help="withdraw the stake once the delay is over")
+    _chain_flags(unstake)
+    unstake.set_defaults(func=_unstake)
+    rewards = sub.add_parser("rewards", help="your rewards (pending and claimed) and stake, read from the chain "
+                             "(no password needed)")
+    rewards.add_argument("address", nargs="?", help="any wallet address (default: your keystore's)")
+    _chain_flags(rewards, signing=False)
+    rewards.set_defaults(func=_rewards)
+    claim = sub.add_parser("claim", help="mint your pending reward tokens to your wallet (you pay the gas)")
+    _chain_flags(claim)
+    claim.set_defaults(func=_claim)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    from contracts import ChainError
     from contracts.wallet import WalletError
 
     try:
         return survive_closed_stdout(lambda: args.func(args))
-    except (UserError, WalletError) as err:
+    except (UserError, WalletError, ChainError) as err:
         print(f"zk0node: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@ explains every flag; the app bundle and its guard behave as the operator guides 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -288,3 +289,93 @@ def test_app_hash_command(tmp_path):
     fab.write_bytes(b"bundle bytes")
     result = cli(tmp_path, "zk0node", "app-hash", str(fab))
     assert result.returncode == 0 and result.stdout.strip() == bundle_hash(b"bundle bytes")
+
+
+# ----------------------------------------------------------------------------------------------- incentives
+
+
+@pytest.fixture(scope="module")
+def incentives_chain(tmp_path_factory, wallet):
+    """anvil, a registry (min stake 1 ETH, permissionless) and the test wallet funded with 5 ETH."""
+    from eth_account import Account
+
+    from contracts import LocalChain, Registry, connect, read_address
+    from contracts.local_chain import rpc_request
+
+    with LocalChain() as chain:
+        owner_key, aggregator_key = chain.private_keys[:2]
+        registry = Registry.deploy(connect(chain.rpc_url), owner_key, Account.from_key(aggregator_key).address)
+        registry.set_params(min_stake=10**18, approval_required=False)
+        rpc_request(chain.rpc_url, "anvil_setBalance", [read_address(wallet), hex(5 * 10**18)])
+        yield chain, registry, owner_key, aggregator_key
+
+
+def chain_args(incentives_chain) -> list[str]:
+    chain, registry, *_ = incentives_chain
+    return ["--chain-rpc", chain.rpc_url, "--registry", registry.address]
+
+
+def test_node_stake_rewards_claim_unstake_commands(tmp_path, wallet, incentives_chain):
+    from contracts import read_address
+
+    _, registry, *_ = incentives_chain
+    node = [*chain_args(incentives_chain), "--wallet", wallet]
+    env = {"ZK0_WALLET_PASSWORD": PASSWORD}
+    assert_user_error(cli(tmp_path, "zk0node", "stake", "lots", *node, env=env), "bad stake amount")
+    staked = cli(tmp_path, "zk0node", "stake", "1.5", *node, env=env)
+    assert staked.returncode == 0 and "approved: takes part" in staked.stdout, staked.stderr
+    assert registry.stake_of(read_address(wallet)).amount == 15 * 10**17
+    shown = cli(tmp_path, "zk0node", "rewards", "--chain-rpc", node[1], "--registry", node[3], "--wallet", wallet)
+    assert shown.returncode == 0 and "rewards pending 0.0000 ZK0" in shown.stdout and "stakes 1.5 ETH" in shown.stdout
+    assert_user_error(cli(tmp_path, "zk0node", "claim", *node, env=env), "no unpaid rewards")
+    asked = cli(tmp_path, "zk0node", "unstake", *node, env=env)
+    assert asked.returncode == 0 and "stay slashable" in asked.stdout, asked.stderr
+    assert_user_error(cli(tmp_path, "zk0node", "unstake", "--withdraw", *node, env=env), "UnstakeLocked")
+    assert registry.stake_of(read_address(wallet)).exiting
+
+
+def test_agg_params_and_slash_commands(tmp_path, incentives_chain, tiny_circuit):
+    """params show/set (owner only), and zk0agg slash of a real signed contribution whose proof (a valid tiny proof)
+    is not for the losses it signed: slashed once, then AlreadySlashed."""
+    from aggregator.verification import evidence_record
+    from contracts import Contribution, sign_contribution
+    from contracts.testing import deploy_contract
+
+    chain, registry, owner_key, aggregator_key = incentives_chain
+    args = chain_args(incentives_chain)
+    owner = {"ZK0_OWNER_KEY": owner_key}
+    assert_user_error(cli(tmp_path, "zk0agg", "params", "set", *args, env=owner), "nothing to set")
+    assert_user_error(cli(tmp_path, "zk0agg", "params", "set", "--slash-bps", "20000", *args, env=owner),
+                      "basis points")
+    assert_user_error(cli(tmp_path, "zk0agg", "params", "set", "--min-stake", "2", *args,
+                          env={"ZK0_OWNER_KEY": aggregator_key}), "only the registry owner")
+    changed = cli(tmp_path, "zk0agg", "params", "set", "--min-stake", "2", "--slash-bps", "4000", *args, env=owner)
+    assert changed.returncode == 0 and "min stake          2 ETH" in changed.stdout, changed.stderr
+    shown = cli(tmp_path, "zk0agg", "params", "show", *args)
+    assert "40 % of the stake" in shown.stdout and "stake alone admits" in shown.stdout
+
+    owner_registry = registry.with_sender(owner_key)
+    verifier, _ = deploy_contract(registry.w3, owner_key, tiny_circuit.verifier_abi, tiny_circuit.verifier_bytecode)
+    circuit_id = "0x" + "c1" * 32
+    owner_registry.register_circuit(circuit_id, verifier, tiny_circuit.vka, len(tiny_circuit.proof.proof),
+                                    tiny_circuit.output_scales)  # fmt: skip
+    aggregator = registry.with_sender(aggregator_key)
+    aggregator.open_round(7, "0x" + "11" * 32, circuit_id)
+    node_key = chain.private_keys[5]
+    node = registry.with_sender(node_key)
+    node.stake(2 * 10**18)
+    c = Contribution(7, "0x" + "11" * 32, "0x" + "22" * 32, tiny_circuit.proof.proof_hash, "0x" + "44" * 32, 999.0,
+                     0.0)  # fmt: skip
+    signature = sign_contribution(node_key, c, registry.chain_id, registry.address)
+    path = tmp_path / "evidence" / "round_7" / f"{node.sender.address}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(evidence_record(registry.chain_id, registry.address, node.sender.address, c,
+                                               signature, tiny_circuit.proof.proof)))  # fmt: skip
+    (tmp_path / "junk.json").write_text("{}")
+    slasher = {"ZK0_AGGREGATOR_KEY": chain.private_keys[6]}
+    assert_user_error(cli(tmp_path, "zk0agg", "slash", "--evidence", "junk.json", *args, env=slasher),
+                      "not slashing evidence")
+    done = cli(tmp_path, "zk0agg", "slash", "--evidence", "evidence", "--chain-rpc", chain.rpc_url, env=slasher)
+    assert done.returncode == 0 and "slashed " + node.sender.address in done.stdout, done.stderr
+    assert registry.stake_of(node.sender.address).amount == 2 * 10**18 * 6 // 10  # 40 % slashed
+    assert_user_error(cli(tmp_path, "zk0agg", "slash", "--evidence", str(path), *args, env=slasher), "AlreadySlashed")

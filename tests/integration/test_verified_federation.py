@@ -132,3 +132,36 @@ def test_every_record_on_chain_exactly_once_despite_outage(nine):
     assert len(keys) == len(set(keys)) == 2 * NODES
     assert [e["args"]["round"] for e in registry.events("RoundOpened")] == [1, 2]
     assert [e["args"]["round"] for e in registry.events("RoundClosed")] == [1, 2]
+
+
+def test_forger_slashed_and_selected_wallets_rewarded(nine):
+    """The demo registered the circuit, kept each BAD_PROOF reply as evidence and slashed it on chain at its end;
+    every wallet SELECTED with a positive score has a reward; summary.json's incentives are the chain's."""
+    out, summary, chain = nine
+    registry = Registry.at(connect(chain.rpc_url), summary["chain"]["registry"])
+    wallets = wallet_addresses(out)
+    forger = wallets[HONEST]
+    assert summary["chain"]["circuit_registered"] and registry.circuit(summary["chain"]["circuit_id"]).registered
+    bad = [r["round"] for r in summary["rounds"] if by_claimed(r)[forger]["status"] == "BAD_PROOF"]
+    assert bad, "the forger's proof never failed as BAD_PROOF"
+    assert sorted(int(p.parent.name.split("_")[1]) for p in (out / "evidence").glob(f"round_*/{forger}.json")) == bad
+    slashes = [e["args"] for e in registry.events("Slashed")]
+    assert sorted(e["round"] for e in slashes if e["node"] == forger) == bad
+    assert {e["node"] for e in slashes} == {forger}  # nobody honest is slashed
+    stake = registry.params().min_stake
+    incentives = summary["incentives"]
+    assert incentives[forger]["slashes"] == len(bad) and incentives[forger]["slashed_wei"] > 0
+    assert registry.stake_of(forger).amount == incentives[forger]["stake_wei"] == stake - sum(
+        e["amount"] for e in slashes)
+    assert incentives[forger]["rewards_pending"] == 0 and registry.pending_rewards(forger)[0] == 0
+    rewarded = {n["address"] for r in summary["rounds"] for n in r["nodes"]
+                if n["status"] == "SELECTED" and n["score"] > 0}
+    assert rewarded and rewarded <= set(wallets[:HONEST]) | {wallets[HONEST + 1]}  # the honest (and round-1 replayer)
+    for wallet in wallets:
+        pending = registry.pending_rewards(wallet)[0]
+        assert incentives[wallet]["rewards_pending"] == pending
+        assert (pending > 0) == (wallet in rewarded), wallet
+    emitted = sum(registry.round_info(r["round"]).emission for r in summary["rounds"])
+    assert emitted - 2 * NODES < sum(w["rewards_pending"] for w in incentives.values()) <= emitted
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["incentives"] == incentives
