@@ -32,7 +32,7 @@ class FederationConfig:
     validation_batches: int = 4  # k batches per round, drawn from the round's seed
     validation_batch_size: int = 8
     validation_threads: int = 1  # torch threads while scoring (1 suits the tiny model; more for full size)
-    harm_tolerance: float = 0.05  # τ: score s < −τ is HARMFUL (docs/benchmarks.md: the honest scores measured)
+    harm_tolerance: float = 0.1  # τ: score s < −τ is HARMFUL (docs/benchmarks.md: the honest scores measured)
     rise_tolerance: float = 0.25  # ρ: a proven loss rising by more than this fraction is NO_IMPROVEMENT
     min_gain: float = 0.01  # a reply is averaged in only if its score is above min_gain × L_val(θ_g)
     out_dir: str = "outputs/run"

@@ -184,6 +184,9 @@ class ChainReader:
         except ChainUnavailable:
             raise
         except ChainError:
+            if self.w3.eth.get_code(self.w3.to_checksum_address(address)):  # code, but not the registry's
+                raise NotARegistry(f"the contract at {address} on chain {self.w3.eth.chain_id} does not answer as a "
+                                   "zk0 ContributionRegistry: a wrong --registry address?") from None
             raise NotARegistry(f"there is no contract at {address} on chain {self.w3.eth.chain_id} "
                                "(a wrong --registry address, or a chain restarted without its state)") from None
         try:

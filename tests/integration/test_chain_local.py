@@ -69,6 +69,6 @@ def test_chain_up_runs_until_interrupted():
     url = next(line.split()[3] for line in lines if line.startswith("local chain at"))
     assert connect(url).eth.chain_id == 31337
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=15) == 0
+    assert process.wait(timeout=120) == 0  # a loaded machine can take its time
     with pytest.raises(ChainUnavailable):
         connect(url)

@@ -237,7 +237,7 @@ def test_help_explains_every_command(capsys):
 def test_fixtures_command(tmp_path):
     result = cli(tmp_path, "zk0agg", "fixtures", "--nodes", "2", "--out", "data", "--episodes", "1", "--frames", "8")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("local:") == 3 and "held-out:" in result.stdout
+    assert result.stdout.count("local:") == 4 and "held-out:" in result.stdout and "validation:" in result.stdout
 
 
 # ----------------------------------------------------------------------------------------------- app bundle

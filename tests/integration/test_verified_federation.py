@@ -87,7 +87,7 @@ def test_gate_and_krum_outcomes(nine):
         for honest in wallets[:HONEST]:
             assert r[honest]["status"] in ("SELECTED", "NOT_SELECTED"), r[honest]
             assert r[honest]["loss_after"] < r[honest]["loss_before"]
-            assert r[honest]["score"] > 0  # training on one's own data lowers the loss on the validation set
+            assert r[honest]["score"] > -0.1  # never HARMFUL (τ = 0.1); non-IID nodes may score a little below 0
     assert r1[replayer]["status"] in ("SELECTED", "NOT_SELECTED")  # honest in round 1
     assert r2[replayer]["status"] == "STALE", r2[replayer]
     assert sum(n["status"] == "SELECTED" for n in summary["rounds"][1]["nodes"]) == 3
@@ -117,7 +117,8 @@ def test_chain_records_equal_summary(nine):
                     node["update_hash"], node["proof_hash"], node["data_commitment"])
                 assert rec.loss_before == pytest.approx(node["loss_before"], abs=1e-9)
                 assert rec.loss_after == pytest.approx(node["loss_after"], abs=1e-9)
-                assert rec.score == pytest.approx(node["score"], abs=1e-9)  # the score the aggregator attested
+                # the score the aggregator attested (0 on chain for a reply rejected before it was scored)
+                assert rec.score == pytest.approx(node["score"] or 0.0, abs=1e-9)
             else:
                 assert status in ("MALFORMED", "UNKNOWN_NODE", "BAD_SIGNATURE", "STALE")
     saved = json.loads((out / "summary.json").read_text())
