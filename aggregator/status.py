@@ -148,6 +148,19 @@ def aggregator_status(state_dir: str | Path) -> AggregatorStatus:
     return status
 
 
+def _run_out_dir(run_id: int, state: dict, config: dict) -> str:
+    """Where a run writes: the operator's files say (aggregator.operator), never the run config."""
+    from aggregator.operator import OPERATOR_FILE_ENV, operator_settings
+
+    if state.get("operator_file"):
+        try:
+            settings = operator_settings(run_id, {OPERATOR_FILE_ENV: state["operator_file"]}, wait=0)
+            return str(settings.get("out_dir", ""))
+        except Exception:  # an unreadable operator file: status still answers, without the run's progress
+            return ""
+    return str(config.get("out-dir", ""))
+
+
 def _ask_superlink(status: AggregatorStatus, state: dict) -> None:
     from flwr.common.serde import run_from_proto
     from flwr.proto.control_pb2 import ListNodesRequest, ListRunsRequest
@@ -168,7 +181,7 @@ def _ask_superlink(status: AggregatorStatus, state: dict) -> None:
         text = run.status.status + (f":{run.status.sub_status}" if run.status.sub_status else "")
         config = dict(run.override_config)
         rounds = config.get("rounds")
-        state_ = RunState(run.run_id, text, run.fab_hash, str(config.get("out-dir", "")),
+        state_ = RunState(run.run_id, text, run.fab_hash, _run_out_dir(run.run_id, state, config),
                           int(rounds) if rounds is not None else None)
         if state_.out_dir:
             state_.rounds_done, state_.pending_chain_ops, state_.failed_chain_ops = run_progress(state_.out_dir)
