@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from node.params import set_trainable
+from node.train import mean_loss
 
 log = logging.getLogger(__name__)
 
@@ -92,20 +93,10 @@ class Validator:
     @torch.no_grad()
     def loss(self, arrays: dict[str, np.ndarray], batches: list[dict], seed: int) -> float:
         """Mean flow-matching loss of ``arrays`` over ``batches``, noise and time seeded per batch."""
-        policy = self.bundle.policy
-        set_trainable(policy, arrays)
-        policy.eval()
-        total, count = 0.0, 0
+        set_trainable(self.bundle.policy, arrays)
         threads = torch.get_num_threads()
         torch.set_num_threads(self.config.threads)
-        try:
-            for i, batch in enumerate(batches):
-                with torch.random.fork_rng():
-                    torch.manual_seed(seed + i)
-                    loss, _ = policy.forward(dict(batch))
-                n = len(batch["action"])
-                total += float(loss) * n
-                count += n
+        try:  # a copy of each batch: the policy's forward may add keys to what it is given
+            return mean_loss(self.bundle.policy, (dict(b) for b in batches), seed)[0]
         finally:
             torch.set_num_threads(threads)
-        return total / max(count, 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 import torch
@@ -94,18 +95,22 @@ def evaluate_loss(bundle, dataset, arrays: dict[str, np.ndarray] | None = None, 
     The noise and flow time SmolVLA samples are drawn from a fixed seed, so the same model on the same data
     always gets the same number: eval losses of different rounds (and of a reloaded checkpoint) compare.
     """
-    policy, pre = bundle.policy, bundle.preprocessor
     if arrays is not None:
-        set_trainable(policy, arrays)
+        set_trainable(bundle.policy, arrays)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    return mean_loss(bundle.policy, (bundle.preprocessor(b) for b in islice(loader, max_batches)), seed)
+
+
+@torch.no_grad()
+def mean_loss(policy, batches, seed: int) -> tuple[float, int]:
+    """Mean flow-matching loss over preprocessed ``batches`` (noise and time seeded by ``seed`` + batch index),
+    and the examples seen: the one loss both the server evaluation and the validation score use."""
     policy.eval()
     total, count = 0.0, 0
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
-    for i, batch in enumerate(loader):
-        if max_batches is not None and i >= max_batches:
-            break
+    for i, batch in enumerate(batches):
         with torch.random.fork_rng():
             torch.manual_seed(seed + i)
-            loss, _ = policy.forward(pre(batch))
+            loss, _ = policy.forward(batch)
         n = len(batch["action"])
         total += float(loss) * n
         count += n
