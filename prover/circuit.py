@@ -29,6 +29,7 @@ import ezkl
 import numpy as np
 
 from prover.errors import CircuitFilesError, CircuitMismatchError, SRSError
+from prover.ezkl_process import call as ezkl_call
 from prover.hashing import file_sha256
 from prover.srs import SRS, dev_srs
 from prover.statement import INPUT_NAMES, SliceShape, export_onnx
@@ -203,7 +204,7 @@ def _make_settings(shape: SliceShape, config: CircuitConfig, calibration: list[n
             raise RuntimeError("ezkl.gen_settings failed")
         try:
             # Only the given scale is tried: calibration picks the fewest rows for it and checks the data fits.
-            ezkl.calibrate_settings(str(data_path), str(onnx_path), str(settings_path), "resources", 1.0,
+            ezkl_call("calibrate_settings", str(data_path), str(onnx_path), str(settings_path), "resources", 1.0,
                                     [config.input_scale], [1], None)  # fmt: skip
         except RuntimeError as err:
             raise ValueError(
@@ -345,10 +346,11 @@ def shape_of(onnx_path: Path) -> SliceShape:
 
 
 def _compile_and_setup(work: Path, srs: SRS) -> None:
-    if not ezkl.compile_circuit(str(work / ONNX_FILE), str(work / COMPILED_FILE), str(work / SETTINGS_FILE)):
+    if not ezkl_call("compile_circuit", str(work / ONNX_FILE), str(work / COMPILED_FILE), str(work / SETTINGS_FILE)):
         raise RuntimeError("ezkl.compile_circuit failed")
     log.info("setting up the circuit (logrows from settings, SRS %s): keys are large at real size", srs.path)
-    ok = ezkl.setup(str(work / COMPILED_FILE), str(work / VK_FILE), str(work / PK_FILE), str(srs.path), None, False)
+    ok = ezkl_call("setup", str(work / COMPILED_FILE), str(work / VK_FILE), str(work / PK_FILE), str(srs.path), None,
+                   False)
     if not ok:
         raise RuntimeError("ezkl.setup failed")
 

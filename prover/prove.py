@@ -6,10 +6,8 @@ import json
 import logging
 import math
 import re
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import ezkl
 
@@ -17,6 +15,8 @@ from prover.capture import Slice
 from prover.circuit import Circuit, write_input_json
 from prover.commitments import counts_from_witness, data_commitment
 from prover.errors import SliceRangeError
+from prover.ezkl_process import call as ezkl_call
+from prover.ezkl_process import scratch_dir
 from prover.fixed_point import dequantize, felt_to_float
 from prover.hashing import sha256_hex
 
@@ -124,13 +124,12 @@ def prove(circuit: Circuit, slice_: Slice) -> ProofArtifact:
         raise ValueError(f"slice shape {slice_.shape} does not match the circuit's {circuit.shape}")
     check_range(circuit, slice_)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="zk0-prove-") as tmp:
-        work = Path(tmp)
+    with scratch_dir("prove") as work:
         data = write_input_json(list(slice_.inputs()), work / "input.json")
         witness_path, proof_path = work / "witness.json", work / "proof.json"
         srs = str(circuit.srs.path)
-        ezkl.gen_witness(str(data), str(circuit.compiled), str(witness_path), str(circuit.vk), srs)
-        ezkl.prove(str(witness_path), str(circuit.compiled), str(circuit.pk), str(proof_path), srs)
+        ezkl_call("gen_witness", str(data), str(circuit.compiled), str(witness_path), str(circuit.vk), srs)
+        ezkl_call("prove", str(witness_path), str(circuit.compiled), str(circuit.pk), str(proof_path), srs)
         witness = json.loads(witness_path.read_text())
         proof_json = json.loads(proof_path.read_text())
     proof = bytes(proof_json["proof"])

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import ezkl
-
 from prover.errors import SRSError
+from prover.ezkl_process import call as ezkl_call
 from prover.hashing import file_sha256
 
 log = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ def dev_srs(logrows: int, cache_dir: str | Path) -> SRS:
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        ezkl.gen_srs(str(partial), logrows)
+        ezkl_call("gen_srs", str(partial), logrows)
         try:
             # Publish only if nobody did meanwhile: a second random SRS under the same name would silently
             # change every circuit id built on the first.

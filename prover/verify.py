@@ -21,7 +21,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -44,6 +43,7 @@ from prover.circuit import (
 )
 from prover.commitments import data_commitment, kzg_commit, split_commitments
 from prover.errors import CircuitFilesError, CircuitMismatchError
+from prover.ezkl_process import scratch_dir
 from prover.fixed_point import felt_to_float
 from prover.prove import ProofArtifact
 from prover.srs import SRS
@@ -125,8 +125,8 @@ class Verifier:
 
     def check_proof(self, artifact: ProofArtifact) -> bool:
         """EZKL's verification of the proof and its public instances with this circuit's vk."""
-        with tempfile.TemporaryDirectory(prefix="zk0-verify-") as tmp:
-            path = Path(tmp) / "proof.json"
+        with scratch_dir("verify") as tmp:
+            path = tmp / "proof.json"
             path.write_text(json.dumps(artifact.ezkl_proof()))
             return bool(ezkl.verify(str(path), str(self.settings), str(self.vk), str(self.srs.path), False))
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import threading
+import time
 
 import ezkl
 import numpy as np
@@ -38,6 +40,7 @@ from prover import (
     verify,
 )
 from prover.evm import EIP170_LIMIT, build_evm_verifier, evm_calldata
+from prover.ezkl_process import call as ezkl_call
 from prover.fixed_point import dequantize, felt_to_int, felts_from_ints
 from prover.hashing import sha256_hex
 from prover.synthetic import synthetic_slice
@@ -81,6 +84,35 @@ def rogue(tmp_path_factory):
 def check(artifact, verifier, slice_, **replace):
     weights = {"W_g": slice_.W_g, "b_g": slice_.b_g, "W_n": slice_.W_n, "b_n": slice_.b_n, **replace}
     return verify(artifact, verifier, **weights)
+
+
+def test_proving_leaves_the_callers_other_threads_running(circuit):
+    """EZKL holds the GIL for a whole call; in process, a ClientApp's heartbeat thread starved for the length of a
+    proof (47 s at real size) and Flower dropped the task. Proving runs in a child process, so a thread of ours
+    keeps ticking: its longest pause must be a small part of the proof's duration."""
+    gaps, stop = [], threading.Event()
+
+    def tick():
+        last = time.monotonic()
+        while not stop.wait(0.02):
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    started = time.monotonic()
+    prove(circuit, make_slice(7))
+    took = time.monotonic() - started
+    stop.set()
+    ticker.join()
+    assert max(gaps) < min(1.0, 0.5 * took), f"a thread paused {max(gaps):.2f} s during a {took:.2f} s proof"
+
+
+def test_an_ezkl_failure_in_the_child_is_raised_with_its_message(tmp_path):
+    with pytest.raises(RuntimeError, match="ezkl.gen_witness failed in its child process"):
+        ezkl_call("gen_witness", str(tmp_path / "missing.json"), str(tmp_path / "missing.ezkl"),
+                  str(tmp_path / "w.json"), None, None)
 
 
 def test_honest_proof_verifies_and_losses_match_torch(honest, verifier, circuit):
