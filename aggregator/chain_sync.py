@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from aggregator.journal import Journal, Op
 from contracts import ChainError, ChainUnavailable, Contribution, EvmProof, Reason, Registry, Status
@@ -34,16 +35,21 @@ class ChainSync:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
+        self._judged: dict[int, Op] = {}  # held-out records the registry judged when sent (see _send)
 
     # ----------------------------------------------------------------- journalling
     def open_round(self, round_: int, global_hash: str, circuit_id: str) -> None:
         self.journal.add("open", round_, "", {"global_hash": global_hash, "circuit_id": circuit_id})
 
     def record(self, round_: int, node: str, contribution: Contribution, signature: bytes, status: Status,
-               reason: Reason, node_id: int, proof: EvmProof | None = None, score: float = 0.0) -> None:
-        """A signed reply's outcome and its validation score; ``node`` is the signer the gate recovered."""
+               reason: Reason, node_id: int, proof: EvmProof | None = None, score: float = 0.0,
+               approval_unchecked: bool = False) -> None:
+        """A signed reply's outcome and its validation score; ``node`` is the signer the gate recovered.
+        ``approval_unchecked``: the gate could not read the signer's approval (an outage): the registry decides
+        when the record is sent (see ``_send``)."""
         payload = {"contribution": contribution.to_dict(), "signature": "0x" + bytes(signature).hex(),
                    "status": int(status), "reason": int(reason), "node_id": node_id, "score": float(score),
+                   "approval_unchecked": approval_unchecked,
                    "proof": None if proof is None else {"proof": "0x" + proof.proof.hex(),
                                                         "instances": [str(i) for i in proof.instances]}}
         self.journal.add("record", round_, node.lower(), payload)
@@ -77,7 +83,7 @@ class ChainSync:
                 self.journal.mark_done(op.id, tx_hash)
                 self.last_error = None
                 if self.on_done is not None:
-                    self.on_done(op, tx_hash)
+                    self.on_done(self._judged.pop(op.id, op), tx_hash)
             return len(self.journal.pending())
 
     def start(self) -> ChainSync:
@@ -114,6 +120,12 @@ class ChainSync:
             receipt = self.registry.open_round(op.round, p["global_hash"], p["circuit_id"])
         elif op.kind == "close":
             receipt = self.registry.close_round(op.round, p["new_global_hash"])
+        elif op.kind == "record" and p.get("approval_unchecked") and not self.registry.is_approved(op.node):
+            # Held out during an outage, and the registry now says the signer is not approved: that is the verdict.
+            verdict = ["REJECTED", "UNKNOWN_NODE", f"{op.node} is not approved (checked once the chain was back)"]
+            self._judged[op.id] = replace(op, kind="reject", payload={**p, "verdict": verdict})
+            receipt = self.registry.record_rejection(op.round, p["node_id"], Reason.UNKNOWN_NODE,
+                                                     p["contribution"]["update_hash"])
         elif op.kind == "record":
             proof = None
             if p["proof"] is not None:

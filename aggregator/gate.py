@@ -58,6 +58,7 @@ class Reply:
     data_commitment: str | None = None
     score: float | None = None  # validation score s = L_val(θ_g) − L_val(θ_n), once measured
     verify_seconds: float | None = None  # how long the proof check took (in-process or the verifier service)
+    approval_unchecked: bool = False  # the chain could not say whether the signer is approved (an outage)
 
 
 @dataclass
@@ -81,6 +82,7 @@ class Outcome:
     prove_seconds: float | None = None  # as the node reports it
     verify_seconds: float | None = None
     proof_bytes: int | None = None
+    approval_unchecked: bool = False
 
     @classmethod
     def of(cls, reply: Reply, status: str, reason: str | None = None, detail: str = "") -> Outcome:
@@ -92,6 +94,7 @@ class Outcome:
             data_commitment=reply.data_commitment, score=reply.score,
             prove_seconds=reply.metrics.get("prove_seconds"),
             verify_seconds=reply.verify_seconds, proof_bytes=len(reply.proof) if reply.proof else None,
+            approval_unchecked=reply.approval_unchecked,
         )
 
 
@@ -105,7 +108,7 @@ class RoundContext:
     global_hash: str
     chain_id: int | None = None
     registry: str | None = None
-    is_approved: Callable[[str], bool] | None = None
+    is_approved: Callable[[str], bool | None] | None = None  # None: cannot tell now (chain unavailable)
     verifier: ProofChecker | None = None
     signers: set[str] = field(default_factory=set)  # wallets that already passed the gate this round
     validation: RoundValidation | None = None  # the round's validation batches (None: no validation set)
@@ -162,8 +165,17 @@ def check_well_formed(reply: Reply, ctx: RoundContext) -> None:
 
 
 def check_known_node(reply: Reply, ctx: RoundContext) -> None:
-    """UNKNOWN_NODE: the address the reply claims is not an approved node in the registry."""
-    if not ctx.is_approved(reply.claimed_address):
+    """UNKNOWN_NODE: the address the reply claims is not an approved node in the registry.
+
+    An outage is not a verdict: a wallet the aggregator cannot look up (chain down, never seen) goes on through
+    the checks but is held out of the average, and its record reaches the chain when it is back, where the
+    registry decides (``ChainSync``: UNKNOWN_NODE then, if it is not approved)."""
+    approved = ctx.is_approved(reply.claimed_address)
+    if approved is None:
+        reply.approval_unchecked = True
+        log.warning("round %d: cannot check the approval of %s (chain unavailable): held out of this round",
+                    ctx.round, reply.claimed_address)
+    elif not approved:
         raise Rejected("UNKNOWN_NODE", f"{reply.claimed_address} is not an approved node")
 
 

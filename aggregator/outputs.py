@@ -66,6 +66,7 @@ class RunOutputs:
                               "final_eval_loss": None, "rounds": []}
         self.metrics: dict = {"run_id": run_id, "initial": {}, "rounds": []}
         self._pending_tx: dict[tuple, str | None] = {}  # chain transactions, by (round, node_id | open | close)
+        self._verdicts: dict[tuple, list] = {}  # (round, node_id): [status, reason, detail] the chain decided
         self._lock = threading.Lock()  # the chain sender thread writes too
 
     def set_chain(self, chain_id: int, registry: str, **extra) -> None:
@@ -119,6 +120,8 @@ class RunOutputs:
         key = (op.round, op.payload["node_id"]) if op.kind in ("record", "reject") else (op.round, op.kind)
         with self._lock:
             self._pending_tx[key] = tx_hash
+            if op.payload.get("verdict") is not None:  # a held-out reply the chain has now judged
+                self._verdicts[key] = op.payload["verdict"]
             self._apply_tx()
             self._write()
 
@@ -130,6 +133,8 @@ class RunOutputs:
             for n in entry["nodes"]:
                 if (entry["round"], n["node_id"]) in self._pending_tx:
                     n["tx_hash"] = self._pending_tx[(entry["round"], n["node_id"])]
+                if verdict := self._verdicts.get((entry["round"], n["node_id"])):
+                    n["status"], n["reason"], n["detail"] = verdict
 
     def save_checkpoint(self, round_: int, bundle) -> Path:
         """LeRobot ``save_pretrained`` format: ``SmolVLAPolicy.from_pretrained(path)`` loads it."""

@@ -89,7 +89,10 @@ class GatedMultiKrum(MultiKrum):
             reply, outcome = self.gate(msg, ctx, node_id=node_id)
             gated[outcome.node_id] = reply
             rlog.outcomes.append(outcome)
-            if outcome.status == VERIFIED:
+            if outcome.status == VERIFIED and outcome.approval_unchecked:  # an outage: no verdict, not averaged
+                outcome.status = "NOT_SELECTED"
+                outcome.detail = "approval not checked (chain unavailable): held out; the registry decides its record"
+            elif outcome.status == VERIFIED:
                 verified.append((msg, outcome))
         rlog.no_reply = sorted(set(sent.values()) - set(gated))
         if rlog.no_reply:  # a node that hung: Flower waited for it until the round's timeout

@@ -102,8 +102,10 @@ class Verification:
                         "runs zk0agg register-circuit)", circuit.circuit_id, registry.address)
         sync = ChainSync(registry, Journal(journal_path), on_done=on_done)
         sync.start()
-        return cls(circuit, checker or LocalProofChecker(circuit), registry, sync, chain.onchain_verify,
-                   registry.chain_id, registered, evidence_dir)
+        run = cls(circuit, checker or LocalProofChecker(circuit), registry, sync, chain.onchain_verify,
+                  registry.chain_id, registered, evidence_dir)
+        run.load_approvals()
+        return run
 
     # ----------------------------------------------------------------- round steps
     def open(self, round_: int, global_arrays: dict[str, np.ndarray], global_hash: str,
@@ -120,16 +122,27 @@ class Verification:
         return RoundContext(round_, global_arrays, global_hash, chain_id=self.chain_id,
                             registry=self.registry.address, is_approved=self.is_approved, verifier=self.checker)
 
-    def is_approved(self, address: str) -> bool:
-        """Approval as the registry says, asked once a round; while the chain is away, the last known answer."""
+    def is_approved(self, address: str) -> bool | None:
+        """Approval as the registry says, asked once a round; while the chain is away, the last known answer, and
+        None for a wallet never seen (no verdict: the gate holds the reply out and the chain decides later)."""
         if address not in self._fresh:
             try:
                 self._approved[address] = self.registry.is_approved(address)
                 self._fresh.add(address)
             except ChainUnavailable:
                 log.warning("chain unavailable: using the last known approval of %s (%s)", address,
-                            self._approved.get(address, "never seen: rejected"))
-        return self._approved.get(address, False)
+                            self._approved.get(address, "never seen: held out, the chain decides when it is back"))
+        return self._approved.get(address)
+
+    def load_approvals(self) -> None:
+        """Every wallet the registry approved (or that staked), read when the run starts, so a chain outage later
+        never makes an approved node a stranger."""
+        try:
+            wallets = {e["args"]["node"] for e in self.registry.events("NodeApproved")}
+            wallets |= {e["args"]["node"] for e in self.registry.events("Staked")}
+            self._approved.update({w: self.registry.is_approved(w) for w in wallets})
+        except ChainUnavailable as err:
+            log.warning("chain unavailable at start (%s): approvals will be read when it is back", err)
 
     def record(self, round_: int, outcomes, replies: dict[int, Reply]) -> None:
         """Journal every reply's outcome: signed ones with the node's signature, the rest as rejections."""
@@ -148,7 +161,8 @@ class Verification:
             if self.onchain_verify:
                 proof = EvmProof.from_ezkl(ProofArtifact.from_bytes(reply.proof).ezkl_proof())
             self.sync.record(round_, reply.address, reply.contribution, reply.signature, status, Reason[reason],
-                             outcome.node_id, proof=proof, score=outcome.score or 0.0)
+                             outcome.node_id, proof=proof, score=outcome.score or 0.0,
+                             approval_unchecked=reply.approval_unchecked)
         self.sync.flush()
 
     def keep_evidence(self, round_: int, reply: Reply) -> Path | None:
