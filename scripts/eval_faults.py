@@ -1,0 +1,330 @@
+"""Faults injected into a verified deployment, as an operator meets them; chain vs summary.json after each.
+
+One loopback deployment (real anvil and registry, ``zk0agg start``, three ``zk0node start`` SuperNodes, the dev
+SRS, synthetic fixtures, the tiny SmolVLA) serves every scenario: each is one or two ``zk0agg run`` of two rounds
+with its fault injected by signal, then ``aggregator.audit.audit_run`` compares the chain's records with the run's
+summary.json. The table goes into docs/reliability.md between its markers.
+
+    .venv/bin/python scripts/eval_faults.py                      # every scenario (~40 min on an idle 2-core machine)
+    .venv/bin/python scripts/eval_faults.py --only chain-down kill-node
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+
+from doc_section import write_section  # noqa: E402
+
+from aggregator.audit import audit_run  # noqa: E402
+from aggregator.deploy import ManagedProcess, free_port, start_process, wait_nodes  # noqa: E402
+from aggregator.fixtures import synthetic_fixtures  # noqa: E402
+from contracts import LocalChain, Registry, connect, create_keystore  # noqa: E402
+from node.trust import build_app_bundle, bundle_hash  # noqa: E402
+
+PASSWORD = "eval-faults-password"
+NODES, ROUNDS = 3, 2
+DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
+START, END = "<!-- fault-table:start -->", "<!-- fault-table:end -->"
+
+
+def module(name: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", name, *args]
+
+
+@dataclass
+class Lab:
+    """The deployment every scenario runs on."""
+
+    work: Path
+    cache_dir: Path
+    chain: LocalChain | None = None
+    registry: Registry | None = None
+    superlink: ManagedProcess | None = None
+    nodes: dict[int, ManagedProcess] = field(default_factory=dict)
+    env: dict = field(default_factory=dict)
+    port: int = 0
+    runs: int = 0
+
+    def start(self) -> Lab:
+        from eth_account import Account
+
+        self.fixtures = synthetic_fixtures(self.cache_dir, NODES, episodes=1, frames=24)
+        fab = build_app_bundle()
+        (self.work / "app.fab").write_bytes(fab)
+        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "FLWR_TELEMETRY_ENABLED": "0"}
+        self.chain = LocalChain(state_path=self.work / "anvil-state.json").start()
+        owner, aggregator = self.chain.private_keys[:2]
+        self.registry = Registry.deploy(connect(self.chain.rpc_url), owner, Account.from_key(aggregator).address)
+        key_file = self.work / "aggregator.key"
+        key_file.write_text(aggregator + "\n")
+        key_file.chmod(0o600)
+        self.wallets = []
+        for i in range(NODES):
+            self.wallets.append(self.work / f"wallet{i}.json")
+            self.registry.approve_node(create_keystore(self.wallets[-1], PASSWORD))
+        self.port = free_port()
+        self.superlink = start_process("zk0agg start", module(
+            "aggregator.cli", "start", "--insecure", "--port", str(self.port), "--chain-rpc", self.chain.rpc_url,
+            "--registry", self.registry.address, "--aggregator-key-file", str(key_file), "--app-hash",
+            bundle_hash(fab), "--state-dir", str(self.work / "aggregator")), self.work / "zk0agg-start.log",
+            env={**self.env, "FLWR_HOME": str(self.work / "flwr-aggregator")})
+        self.digest = bundle_hash(fab)
+        for i in range(NODES):
+            self.start_node(i)
+        self.wait_nodes()
+        return self
+
+    def start_node(self, i: int) -> None:
+        env = {**self.env, "FLWR_HOME": str(self.work / f"flwr-node{i}"), "ZK0_WALLET_PASSWORD": PASSWORD}
+        self.nodes[i] = start_process(f"zk0node start {i}", module(
+            "node.cli", "start", "--superlink", f"127.0.0.1:{self.port}", "--insecure", "--dataset",
+            self.fixtures.nodes[i], "--wallet", str(self.wallets[i]), "--app-hash", self.digest, "--cache-dir",
+            str(self.cache_dir), "--state-dir", str(self.work / f"node{i}"), "--runtime-port", str(free_port()),
+            "--max-wait-time", "180"), self.work / f"node{i}.log", env=env)
+
+    def wait_nodes(self) -> None:
+        wait_nodes(f"127.0.0.1:{self.port}", NODES, list(self.nodes.values()), timeout=300)
+
+    def submit(self, out: Path, resume: bool = False) -> subprocess.Popen:
+        """``zk0agg run`` as the operator types it; its output goes to ``out``.log."""
+        out.parent.mkdir(parents=True, exist_ok=True)
+        argv = module("aggregator.cli", "run", "--rounds", str(ROUNDS), "--min-nodes", str(NODES), "--local-steps",
+                      "3", "--fraction-evaluate", "0", "--heldout", self.fixtures.heldout, "--cache-dir",
+                      str(self.cache_dir), "--out", str(out), "--fab", str(self.work / "app.fab"), "--state-dir",
+                      str(self.work / "aggregator"), "--timeout", "300", "-c", "eval-batches=2")
+        log = open(f"{out}{'.resume' if resume else ''}.log", "w")  # noqa: SIM115 (closed with the process)
+        return subprocess.Popen([*argv, "--resume"] if resume else argv, stdout=log, stderr=subprocess.STDOUT,
+                                env={**self.env, "FLWR_HOME": str(self.work / "flwr-aggregator")})
+
+    def serverapp(self) -> psutil.Process | None:
+        for proc in psutil.Process(self.superlink.pid).children(recursive=True):
+            try:
+                if "flwr-serverapp" in " ".join(proc.cmdline()):
+                    return proc
+            except psutil.NoSuchProcess:
+                continue
+        return None
+
+    def stop(self) -> None:
+        for process in [*self.nodes.values(), self.superlink]:
+            if process is not None:
+                process.stop()
+        if self.chain is not None:
+            self.chain.stop()
+
+
+# ----------------------------------------------------------------------------------------------- observation
+def journal_has(out: Path, kind: str, round_: int) -> bool:
+    path = out / "chain-journal.sqlite"
+    if not path.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as db:
+            return db.execute("SELECT 1 FROM ops WHERE kind = ? AND round = ? LIMIT 1", (kind, round_)).fetchone()
+    except sqlite3.Error:
+        return False
+
+
+def summary_rounds(out: Path) -> int:
+    try:
+        return len(json.loads((out / "summary.json").read_text())["rounds"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def wait_until(what: Callable[[], bool], running: subprocess.Popen, timeout: float = 900) -> bool:
+    deadline = time.monotonic() + timeout
+    while not what():
+        if running.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def finish(running: subprocess.Popen, timeout: float = 1200) -> str:
+    """Wait for ``zk0agg run``; what the operator saw: its exit status and its last line."""
+    try:
+        running.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        running.kill()
+        running.wait()
+    lines = [ln for ln in Path(running.args[running.args.index("--out") + 1] + ".log").read_text(
+        errors="replace").splitlines() if ln.strip()]
+    return f"exit {running.returncode}: {lines[-1].strip()[:120] if lines else '(no output)'}"
+
+
+# ----------------------------------------------------------------------------------------------- scenarios
+@dataclass
+class Row:
+    fault: str
+    seen: str
+    outs: list[Path]
+    note: str = ""
+
+
+def plain(lab: Lab, out: Path) -> Row:
+    return Row("none (reference)", finish(lab.submit(out)), [out])
+
+
+def second_run(lab: Lab, out: Path) -> Row:
+    """The same run twice on one registry (same seeds: round 1 has the same global model both times)."""
+    first = finish(lab.submit(out.with_name(out.name + "-a")))
+    second = finish(lab.submit(out.with_name(out.name + "-b")))
+    return Row("a second run on the same registry", f"1st {first}; 2nd {second}",
+               [out.with_name(out.name + "-a"), out.with_name(out.name + "-b")])
+
+
+def chain_down(lab: Lab, out: Path) -> Row:
+    """anvil killed once round 1 is in the summary, back 60 s later (same state, same port)."""
+    running = lab.submit(out)
+    hit = wait_until(lambda: summary_rounds(out) >= 1, running)
+    if hit:
+        lab.chain.stop()
+        time.sleep(60)
+        lab.chain.start()
+    return Row("chain down 60 s mid-run, then back", finish(running), [out], "" if hit else "fault not injected")
+
+
+def kill_serverapp(phase: str) -> Callable[[Lab, Path], Row]:
+    """SIGKILL the ServerApp at ``phase`` of round 2, then ``zk0agg run --resume``."""
+    markers = {"open": lambda out: journal_has(out, "open", 2),
+               "records": lambda out: journal_has(out, "record", 2) or journal_has(out, "reject", 2),
+               "summary": lambda out: summary_rounds(out) >= 2}
+
+    def scenario(lab: Lab, out: Path) -> Row:
+        running = lab.submit(out)
+        hit = wait_until(lambda: markers[phase](out), running)
+        if hit and (proc := lab.serverapp()) is not None:
+            proc.send_signal(signal.SIGKILL)
+        killed = finish(running)
+        resumed = finish(lab.submit(out, resume=True))
+        return Row(f"ServerApp SIGKILLed in round 2 ({phase}), then --resume", f"killed: {killed}; resume: "
+                   f"{resumed}", [out], "" if hit else "fault not injected")
+    return scenario
+
+
+def kill_node(lab: Lab, out: Path) -> Row:
+    """A SuperNode and everything it started SIGKILLed when its ClientApp starts in round 1; started again."""
+    running = lab.submit(out)
+    node = lab.nodes[0]
+    hit = wait_until(lambda: "Start `flwr-clientapp` process" in node.log_tail(100_000)[-20_000:], running)
+    if hit:
+        node.kill()
+    seen = finish(running)
+    lab.start_node(0)
+    lab.wait_nodes()
+    return Row("a node SIGKILLed mid-round", seen, [out], "" if hit else "fault not injected")
+
+
+def stop_node(lab: Lab, out: Path) -> Row:
+    """A SuperNode and its ClientApp frozen (SIGSTOP) 90 s mid-round, then SIGCONT."""
+    running = lab.submit(out)
+    node = lab.nodes[1]
+    hit = wait_until(lambda: "Start `flwr-clientapp` process" in node.log_tail(100_000)[-20_000:], running)
+    if hit:
+        tree = node._tree()
+        for proc in tree:
+            proc.send_signal(signal.SIGSTOP)
+        time.sleep(90)
+        for proc in tree:
+            if proc.is_running():
+                proc.send_signal(signal.SIGCONT)
+    return Row("a node frozen 90 s mid-round (SIGSTOP/SIGCONT)", finish(running), [out],
+               "" if hit else "fault not injected")
+
+
+def cpu_saturated(lab: Lab, out: Path) -> Row:
+    """Every core busy with another process for the whole run."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+    try:
+        seen = finish(lab.submit(out))
+    finally:
+        for hog in hogs:
+            hog.kill()
+    return Row(f"all {len(hogs)} cores saturated by another process", seen, [out])
+
+
+SCENARIOS: dict[str, Callable[[Lab, Path], Row]] = {
+    "none": plain, "second-run": second_run, "chain-down": chain_down,
+    "kill-serverapp-open": kill_serverapp("open"), "kill-serverapp-records": kill_serverapp("records"),
+    "kill-serverapp-summary": kill_serverapp("summary"), "kill-node": kill_node, "stop-node": stop_node,
+    "cpu-saturated": cpu_saturated,
+}
+
+
+# ----------------------------------------------------------------------------------------------- table
+def tally(lab: Lab, row: Row) -> dict:
+    on_chain = wrong = lost = 0
+    details = []
+    for out in row.outs:
+        try:
+            summary = json.loads((out / "summary.json").read_text())
+        except (OSError, ValueError):
+            details.append(f"{out.name}: no summary.json")
+            continue
+        audit = audit_run(summary, Registry.at(connect(lab.chain.rpc_url), lab.registry.address))
+        on_chain, wrong, lost = on_chain + audit.on_chain, wrong + len(audit.wrong), lost + len(audit.lost)
+        details += audit.wrong + audit.lost
+    return {"fault": row.fault, "seen": row.seen, "on_chain": on_chain, "wrong": wrong, "lost": lost,
+            "details": details, "note": row.note}
+
+
+def table(results: list[dict], commit: str, load: str) -> str:
+    lines = [f"Measured at commit `{commit}` by `scripts/eval_faults.py` ({NODES} nodes × {ROUNDS} rounds, tiny "
+             f"SmolVLA, dev SRS, real anvil, Flower's deployment engine on loopback; load at start {load}).", "",
+             "| fault | what the operator sees | records on chain | records wrong | records lost |",
+             "|---|---|---|---|---|"]
+    for r in results:
+        seen = r["seen"].replace("|", "/") + (f" ({r['note']})" if r["note"] else "")
+        lines.append(f"| {r['fault']} | {seen} | {r['on_chain']} | {r['wrong']} | {r['lost']} |")
+    problems = [f"- {r['fault']}: {d}" for r in results for d in r["details"]]
+    return "\n".join(lines + ([""] + problems if problems else [])) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", nargs="+", choices=sorted(SCENARIOS), help="run these scenarios (default: all)")
+    p.add_argument("--work", default="outputs/eval-faults", help="working folder (logs, runs)")
+    p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "zk0"))
+    p.add_argument("--no-doc", action="store_true", help="print the table only, do not write docs/reliability.md")
+    args = p.parse_args()
+    work = Path(args.work).resolve() / time.strftime("%Y%m%d-%H%M%S")
+    work.mkdir(parents=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    load = "{:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
+    lab = Lab(work, Path(args.cache_dir)).start()
+    results = []
+    try:
+        for name in args.only or list(SCENARIOS):
+            t0, cpu0 = time.monotonic(), psutil.cpu_times()
+            print(f"== {name}", flush=True)
+            results.append(tally(lab, SCENARIOS[name](lab, work / "runs" / name)))
+            cpu1 = psutil.cpu_times()
+            results[-1]["wall_s"] = round(time.monotonic() - t0)
+            results[-1]["machine_cpu_s"] = round(cpu1.user + cpu1.system - cpu0.user - cpu0.system)
+            print(json.dumps(results[-1], indent=1), flush=True)
+    finally:
+        lab.stop()
+        (work / "results.json").write_text(json.dumps(results, indent=1))
+    text = table(results, commit, load)
+    print(text)
+    if not args.no_doc:
+        write_section(DOC, START, END, text, title="# Reliability: faults and what the chain records\n\n")
+
+
+if __name__ == "__main__":
+    main()
