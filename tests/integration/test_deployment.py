@@ -69,12 +69,10 @@ def supernode_id(log: str) -> int:
 
 
 def prebuild_circuit(heldout: str, cache_dir: Path) -> None:
-    """The circuit the run will use, built into the shared cache before the ServerApp starts (it then loads it).
-
-    Building it inside the ServerApp works on an idle machine, but one EZKL call holds the GIL for its whole length,
-    and on a loaded machine (measured: load 25 on 2 cores) one outlasted Flower's task heartbeat (2 × 30 s): the
-    SuperLink failed the run with "No heartbeat received from the task".
-    """
+    """The circuit the run will use, built into the shared cache before the ServerApp starts (it then loads it):
+    the test's time goes to the run, not to a set-up other tests share. (Built inside the ServerApp it once cost
+    the run its heartbeat on a loaded machine: EZKL holds the GIL for a whole call. Its long calls now run in a
+    child process, prover/ezkl_process.py.)"""
     from node.contribution import slice_shape
     from node.datasets import load_metadata
     from node.model import make_smolvla
