@@ -24,8 +24,8 @@ N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141  # secp25
 
 def contribution(**changes) -> Contribution:
     fields = dict(
-        run_id="0x" + "aa" * 32, round=3, global_hash="0x" + "11" * 32, update_hash="0x" + "22" * 32, proof_hash="0x" + "33" * 32,
-        data_commitment="0x" + "44" * 32, loss_before=0.5, loss_after=0.25,
+        run_id="0x" + "aa" * 32, round=3, global_hash="0x" + "11" * 32, update_hash="0x" + "22" * 32,
+        proof_hash="0x" + "33" * 32, data_commitment="0x" + "44" * 32, loss_before=0.5, loss_after=0.25,
     )  # fmt: skip
     return Contribution(**{**fields, **changes})
 
