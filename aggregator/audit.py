@@ -39,17 +39,17 @@ def expected(node: dict) -> tuple[Status, Reason]:
 
 def audit_run(summary: dict, registry: Registry) -> Audit:
     """Compare every round of ``summary`` (a run's summary.json) with ``registry``'s rounds and records."""
-    audit = Audit()
+    audit, run = Audit(), summary["chain"]["run_id"]
     for entry in summary["rounds"]:
         r = entry["round"]
         audit.rounds += 1
-        info = registry.round_info(r)
+        info = registry.round_info(run, r)
         if info.state != "closed" or info.global_hash != entry["global_hash"] or (
                 entry.get("new_global_hash") and info.new_global_hash != entry["new_global_hash"]):
             audit.wrong.append(f"round {r}: chain has {info.state} {info.global_hash[:10]}… → "
                                f"{(info.new_global_hash or '')[:10]}…, summary {entry['global_hash'][:10]}… → "
                                f"{(entry.get('new_global_hash') or '')[:10]}…")
-        records = {rec.node.lower(): rec for rec in registry.round_records(r)}
+        records = {rec.node.lower(): rec for rec in registry.round_records(run, r)}
         audit.on_chain += len(records)
         for node in entry["nodes"]:
             key = (node.get("address") or "").lower()

@@ -296,30 +296,36 @@ def _contributions(args: argparse.Namespace) -> int:
 
     rpc, registry_address = _chain(args, _state(args))
     registry = _registry(rpc, registry_address)
+    filters: dict = {}
     if args.node:
         if not Web3.is_address(args.node):
             raise UserError(f"bad node address {args.node!r}")
-        records = registry.node_history(args.node)
-        if args.round is not None:
-            records = [r for r in records if r.round == args.round]
-    else:
-        rounds = [args.round] if args.round is not None else sorted(
-            {e["args"]["round"] for e in registry.events("RoundOpened")})
-        records = [r for rnd in rounds for r in registry.round_records(rnd)]
-    txs = {(e["args"]["round"], e["args"]["node"]): e["tx_hash"] for e in registry.events("ContributionRecorded")}
-    table = Table(title=f"contributions in registry {registry.address} (chain {registry.chain_id})")
-    for column in ("round", "node", "status", "reason", "signed", "proof on chain", "loss before → after", "score",
-                   "reward (ZK0)", "update hash", "tx"):
+        filters["node"] = Web3.to_checksum_address(args.node)
+    if args.round is not None:
+        filters["round"] = args.round
+    runs = [r["run_id"] for r in registry.runs()]
+    if args.run:
+        matching = [r for r in runs if r.startswith(args.run.lower())]
+        if len(matching) != 1:
+            raise UserError(f"--run {args.run}: {'no' if not matching else 'more than one'} run of registry "
+                            f"{registry.address} starts so; its runs: {', '.join(runs) or 'none'}")
+        filters["runId"] = bytes.fromhex(matching[0][2:])
+    events = registry.events("ContributionRecorded", **filters)  # records live in events; storage keeps hashes
+    table = Table(title=f"contributions in registry {registry.address} (chain {registry.chain_id}, "
+                        f"{len(runs)} run(s))")
+    for column in ("run", "round", "node", "status", "reason", "signed", "proof on chain", "loss before → after",
+                   "score", "reward (ZK0)", "update hash", "tx"):
         table.add_column(column)
     rounds_info: dict = {}
-    for r in records:
+    for event in events:
+        r = registry.record_of_event(event)
         losses = f"{r.loss_before:.4f} → {r.loss_after:.4f}" if r.signed else "-"
-        table.add_row(str(r.round), r.node, r.status.name, r.reason.name if r.reason.value else "",
+        table.add_row(r.run_id[:10] + "…", str(r.round), r.node, r.status.name, r.reason.name if r.reason.value else "",
                       "yes" if r.signed else "no", "yes" if r.proof_verified else "no", losses,
                       f"{r.score:+.4f}" if r.signed else "-", _reward_cell(registry, r, rounds_info),
-                      r.update_hash[:10] + "…", (txs.get((r.round, r.node)) or "-")[:10] + "…")
+                      r.update_hash[:10] + "…", event["tx_hash"][:10] + "…")
     Console().print(table)
-    if not records:
+    if not events:
         print("no contributions recorded" + (f" for round {args.round}" if args.round is not None else ""))
     return 0
 
@@ -332,13 +338,14 @@ def _reward_cell(registry, record, rounds_info: dict) -> str:
 
     if record.status != Status.SELECTED or record.score <= 0:
         return "-"
-    if record.round not in rounds_info:
-        rounds_info[record.round] = registry.round_info(record.round)
-    info = rounds_info[record.round]
+    key = (record.run_id, record.round)
+    if key not in rounds_info:
+        rounds_info[key] = registry.round_info(*key)
+    info = rounds_info[key]
     if info.state != "closed":
         return "round open"
     earned = info.emission * record.score / info.score_total if info.score_total > 0 else 0
-    pending = registry.reward_of(record.round, record.node)
+    pending = registry.reward_of(record)
     return f"{tokens(int(earned))} " + ("pending" if pending else "paid or slashed")
 
 
@@ -583,6 +590,7 @@ def _verify_model(args: argparse.Namespace) -> int:
     console.print(f"[bold green]verified[/]: {folder} is the model round {found.round} closed with\n"
                   f"  model hash   {digest}\n"
                   f"  chain        {found.chain_id}, registry {found.registry}\n"
+                  f"  run          {found.run_id}\n"
                   f"  round        {found.round}, started from {found.global_hash}, circuit {found.circuit_id}\n"
                   f"  openRound    {found.open_tx or '-'}\n"
                   f"  closeRound   {found.close_tx} (block {found.close_block})"
@@ -735,6 +743,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     contrib = sub.add_parser("contributions", help="read the recorded contributions back from the chain")
     contrib.add_argument("--round", type=at_least(1), help="only this round")
+    contrib.add_argument("--run", metavar="RUN_ID", help="only this run (its id on the registry, or a prefix of it: "
+                         "summary.json's chain.run_id)")
     contrib.add_argument("--node", metavar="ADDRESS", help="only this node's records")
     _chain_flags(contrib)
     _state_flag(contrib)

@@ -68,7 +68,8 @@ def slash(registry: Registry, evidence: Evidence) -> dict:
                         f"not {registry.address} on chain {registry.chain_id}: its signature holds only there")
     receipt = registry.slash_bad_proof(evidence.contribution, evidence.signature, evidence.proof)
     event = registry.contract.events.Slashed().process_receipt(receipt)[0]["args"]
-    return {"node": event["node"], "round": event["round"], "amount": event["amount"], "bounty": event["bounty"],
+    return {"node": event["node"], "run_id": "0x" + bytes(event["runId"]).hex(), "round": event["round"],
+            "amount": event["amount"], "bounty": event["bounty"],
             "tx_hash": "0x" + bytes(receipt["transactionHash"]).hex(), "gas": receipt["gasUsed"]}
 
 
@@ -83,7 +84,7 @@ def slash_all(registry: Registry, folder: str | Path) -> list[dict]:
             if err.error_name != "AlreadySlashed":
                 raise
             results.append({"evidence": str(path), "node": evidence.signer, "round": evidence.contribution.round,
-                            "already_slashed": True})
+                            "run_id": evidence.contribution.run_id, "already_slashed": True})
     return results
 
 
@@ -95,10 +96,11 @@ def wallet_incentives(registry: Registry, addresses: list[str]) -> dict[str, dic
     out = {}
     for address in addresses:
         stake = registry.stake_of(address)
-        pending, rounds = registry.pending_rewards(address)
+        pending, records = registry.pending_rewards(address)
         mine = slashes.get(address.lower(), [])
         out[address] = {"stake_wei": stake.amount, "exiting": stake.exiting, "approved": registry.is_approved(address),
-                        "rewards_pending": pending, "reward_rounds": rounds,
+                        "rewards_pending": pending, "reward_rounds": [r.round for r in records],
+                        "reward_runs": [r.run_id for r in records],
                         "rewards_claimed": registry.reward_balance(address),
                         "slashes": len(mine), "slashed_wei": sum(e["amount"] for e in mine),
                         "slashed_rounds": [e["round"] for e in mine]}  # fmt: skip

@@ -80,6 +80,7 @@ class Provenance:
     model_hash: str
     chain_id: int
     registry: str
+    run_id: str  # the run on the registry
     round: int
     global_hash: str  # the model the round started from
     circuit_id: str
@@ -106,19 +107,19 @@ def find_provenance(registry, digest: str) -> Provenance | None:
     if not closes:
         return None
     first = closes[0]
-    round_ = first["args"]["round"]
-    info = registry.round_info(round_)
-    opens = [e for e in registry.events("RoundOpened") if e["args"]["round"] == round_]
-    txs = {e["args"]["node"]: e["tx_hash"] for e in registry.events("ContributionRecorded")
-           if e["args"]["round"] == round_}
+    run_id, round_ = first["args"]["runId"], first["args"]["round"]
+    info = registry.round_info(run_id, round_)
+    opens = registry.events("RoundOpened", runId=bytes.fromhex(run_id[2:]), round=round_)
+    events = registry.events("ContributionRecorded", runId=bytes.fromhex(run_id[2:]), round=round_)
     records = [Contributor(r.node, r.status.name, r.reason.name, r.signed, r.proof_verified, r.update_hash,
-                           r.proof_hash, r.data_commitment, r.loss_before, r.loss_after, txs.get(r.node))
-               for r in registry.round_records(round_)]
-    return Provenance(model_hash=digest, chain_id=registry.chain_id, registry=registry.address, round=round_,
+                           r.proof_hash, r.data_commitment, r.loss_before, r.loss_after, e["tx_hash"])
+               for e in events for r in [registry.record_of_event(e)]]
+    return Provenance(model_hash=digest, chain_id=registry.chain_id, registry=registry.address, run_id=run_id,
+                      round=round_,
                       global_hash=info.global_hash, circuit_id=info.circuit_id,
                       open_tx=opens[0]["tx_hash"] if opens else None, close_tx=first["tx_hash"],
                       close_block=first["block"], records=records,
-                      kept_by=[e["args"]["round"] for e in closes[1:]])
+                      kept_by=[e["args"]["round"] for e in closes[1:] if e["args"]["runId"] == run_id])
 
 
 def initial_model_round(registry, digest: str) -> int | None:

@@ -66,7 +66,7 @@ def provenance_of(summary: dict, entry: dict, digest: str) -> dict:
                      "tx_hash": n.get("tx_hash")}
                     for n in entry["nodes"] if n["status"] in ("SELECTED", "NOT_SELECTED")]
     return {"model_hash": digest, "run_id": summary.get("run_id"), "round": entry["round"],
-            "chain_id": chain.get("chain_id"), "registry": chain.get("registry"),
+            "chain_id": chain.get("chain_id"), "registry": chain.get("registry"), "chain_run_id": chain.get("run_id"),
             "close_round_tx": entry.get("close_tx_hash"), "open_round_tx": entry.get("open_tx_hash"),
             "started_from": entry.get("global_hash"), "kept_global": entry.get("kept_global", False),
             "circuit_id": chain.get("circuit_id"), "srs": chain.get("srs"), "contributors": contributors}

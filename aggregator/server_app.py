@@ -74,6 +74,24 @@ def previous_run(out_dir: Path, policy) -> PreviousRun | None:
     return PreviousRun(last["round"], arrays, summary, metrics)
 
 
+def chain_run_id(out_dir: Path, resume: bool, name: str, aggregator_key: str) -> str:
+    """The run's id on the registry: a resumed run keeps the one its summary.json names (even before its first
+    round is committed); a fresh run draws a new one, so it never meets another run's rounds or records."""
+    from eth_account import Account
+
+    from contracts import new_run_id
+
+    path = out_dir / "summary.json"
+    if resume and path.exists():
+        try:
+            known = (json.loads(path.read_text()).get("chain") or {}).get("run_id")
+        except ValueError:
+            raise UserError(f"cannot resume: {path} is not JSON") from None
+        if known:
+            return known
+    return new_run_id(name, Account.from_key(aggregator_key).address)
+
+
 def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
     """Run ``cfg.rounds`` rounds on ``grid``; returns the run summary (also written to ``cfg.out_dir``)."""
     from lerobot.datasets.factory import resolve_delta_timestamps
@@ -103,10 +121,14 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
             from aggregator.verifier_client import RemoteVerifier
 
             checker = RemoteVerifier(cfg.verifier_url, cfg.verifier_token)
+        chain_run = chain_run_id(Path(cfg.out_dir), cfg.resume, run_id, cfg.aggregator_key)
         verification = Verification.start(bundle.policy, cfg.slice_rows, cfg.srs, cfg.cache_dir, chain,
-                                          Path(cfg.out_dir) / "chain-journal.sqlite", on_done=outputs.on_chain,
-                                          checker=checker, evidence_dir=Path(cfg.out_dir) / "evidence")
-        outputs.set_chain(verification.chain_id, verification.registry.address,
+                                          Path(cfg.out_dir) / "chain-journal.sqlite", chain_run,
+                                          on_done=outputs.on_chain, checker=checker,
+                                          evidence_dir=Path(cfg.out_dir) / "evidence")
+        committed = {r["round"]: r["new_global_hash"] for r in (previous.summary["rounds"] if previous else [])}
+        verification.resume(committed)
+        outputs.set_chain(verification.chain_id, verification.registry.address, run_id=chain_run,
                           circuit_id=verification.circuit.circuit_id,
                           circuit_registered=verification.circuit_registered, srs=verification.circuit.srs.kind,
                           srs_sha256=verification.circuit.srs.sha256)
@@ -164,8 +186,8 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
             outputs.add_round(strategy.rounds[server_round], loss, new_hash, seconds, **closed_loop)
             if wb is not None:
                 wb.log_round(outputs.summary["rounds"][-1], seconds)
-            if verification is not None:
-                verification.close(server_round, new_hash)
+            if verification is not None:  # the round is in summary.json: its outcomes may go to the chain
+                verification.commit(server_round, new_hash)
         clock["round_start"] = time.perf_counter()
         return MetricRecord({"server_eval_loss": loss})
 
@@ -178,8 +200,7 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
                    evaluate_config=ConfigRecord({"eval-batches": cfg.client_eval_batches}),
                    evaluate_fn=evaluate_round)
     if verification is not None:
-        pending = verification.finish(cfg.chain_drain_timeout)
-        outputs.summary["chain"]["pending_operations"] = pending
+        outputs.summary["chain"].update(verification.finish(cfg.chain_drain_timeout))
         outputs.flush()
     if wb is not None:
         gas_of = None if verification is None else (

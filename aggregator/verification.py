@@ -1,9 +1,11 @@
 """The verified protocol's server side: the circuit, the chain, and what each round opens, checks and records.
 
 ``Verification`` is what turns the plain Krum federation into zk0's: at round open it tells nodes the terms
-(circuit id, chain id, registry) and journals ``openRound``; the gate uses its approved-node lookup and proof
-checker; after Krum it journals every reply's outcome; after evaluation it journals ``closeRound``. The chain
-is reached only through the journal (``ChainSync``), so an outage delays records and loses none.
+(run id, circuit id, chain id, registry) and journals ``openRound``; the gate uses its approved-node lookup and
+proof checker; after Krum it journals every reply's outcome, held; once the round is committed in summary.json it
+journals ``closeRound`` and releases the round's outcomes to the chain (``commit``). The chain is reached only
+through the journal (``ChainSync``), so an outage delays records and loses none, and a killed attempt of a round
+never reaches it (``resume``).
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class Verification:
     checker: object
     registry: Registry
     sync: ChainSync
+    run_id: str  # the run on the registry: rounds and records are keyed by it, nodes sign it
     onchain_verify: bool = False
     chain_id: int = 0  # read once at start: the round config must not need the chain to be up
     circuit_registered: bool = False  # the registry can judge this circuit's proofs (on-chain verify, slashing)
@@ -85,7 +88,7 @@ class Verification:
 
     @classmethod
     def start(cls, policy, slice_rows: int, srs: str, cache_dir: str, chain: ChainConfig, journal_path: Path,
-              on_done=None, checker=None, evidence_dir: Path | None = None) -> Verification:
+              run_id: str, on_done=None, checker=None, evidence_dir: Path | None = None) -> Verification:
         circuit = build_circuit(slice_shape(policy, slice_rows), federation_srs(srs), cache_dir)
         if circuit.srs.kind == "dev":
             log.warning("this run uses a DEVELOPMENT SRS (%s): whoever made it can forge proofs; never use it where "
@@ -100,17 +103,34 @@ class Verification:
         if not registered:
             log.warning("circuit %s is not registered in registry %s: its bad proofs cannot be slashed (the owner "
                         "runs zk0agg register-circuit)", circuit.circuit_id, registry.address)
-        sync = ChainSync(registry, Journal(journal_path), on_done=on_done)
-        sync.start()
-        run = cls(circuit, checker or LocalProofChecker(circuit), registry, sync, chain.onchain_verify,
+        sync = ChainSync(registry, Journal(journal_path), run_id, on_done=on_done)
+        run = cls(circuit, checker or LocalProofChecker(circuit), registry, sync, run_id, chain.onchain_verify,
                   registry.chain_id, registered, evidence_dir)
         run.load_approvals()
         return run
+
+    def resume(self, committed: dict[int, str]) -> dict[str, int]:
+        """Before the first round of a (resumed) run: ``committed`` maps the rounds summary.json holds to their new
+        global hashes. Their held outcomes are released and their closeRound journalled if a crash came first;
+        held outcomes of any other round (a killed attempt) are superseded, never sent. Starts the sender."""
+        result = self.sync.journal.reconcile(self.run_id, committed)
+        for round_, new_hash in sorted(committed.items()):
+            self.sync.close_round(round_, new_hash)  # already journalled: ignored (a different hash: JournalError)
+        if result["superseded"]:
+            log.warning("resume: %d outcome(s) of a killed attempt superseded (kept in %s, never sent)",
+                        result["superseded"], self.sync.journal.path)
+        others = len(self.sync.journal.pending()) - len(self.sync.journal.pending(self.run_id))
+        if others:
+            log.warning("%s holds %d pending operation(s) of another run: not sent by this one",
+                        self.sync.journal.path, others)
+        self.sync.start()
+        return result
 
     # ----------------------------------------------------------------- round steps
     def open(self, round_: int, global_arrays: dict[str, np.ndarray], global_hash: str,
              config: ConfigRecord) -> RoundContext:
         """Round terms into the config every node receives; ``openRound`` into the journal."""
+        config["run-id"] = self.run_id
         config["circuit-id"] = self.circuit.circuit_id
         config["chain-id"] = self.chain_id
         config["registry"] = self.registry.address
@@ -120,7 +140,8 @@ class Verification:
         self.sync.open_round(round_, global_hash, self.circuit.circuit_id)
         self.sync.flush()
         return RoundContext(round_, global_arrays, global_hash, chain_id=self.chain_id,
-                            registry=self.registry.address, is_approved=self.is_approved, verifier=self.checker)
+                            registry=self.registry.address, run_id=self.run_id, is_approved=self.is_approved,
+                            verifier=self.checker)
 
     def is_approved(self, address: str) -> bool | None:
         """Approval as the registry says, asked once a round; while the chain is away, the last known answer, and
@@ -145,7 +166,8 @@ class Verification:
             log.warning("chain unavailable at start (%s): approvals will be read when it is back", err)
 
     def record(self, round_: int, outcomes, replies: dict[int, Reply]) -> None:
-        """Journal every reply's outcome: signed ones with the node's signature, the rest as rejections."""
+        """Journal every reply's outcome, held until ``commit``: signed ones with the node's signature, the rest as
+        rejections."""
         for outcome in outcomes:
             reply = replies[outcome.node_id]
             reason = outcome.reason or "NONE"
@@ -163,7 +185,6 @@ class Verification:
             self.sync.record(round_, reply.address, reply.contribution, reply.signature, status, Reason[reason],
                              outcome.node_id, proof=proof, score=outcome.score or 0.0,
                              approval_unchecked=reply.approval_unchecked)
-        self.sync.flush()
 
     def keep_evidence(self, round_: int, reply: Reply) -> Path | None:
         """Write a signed reply whose proof failed to ``<evidence>/round_<r>/<address>.json``: what
@@ -181,18 +202,26 @@ class Verification:
                                                    reply.contribution, reply.signature, proof), indent=1))
         return path
 
-    def close(self, round_: int, new_global_hash: str) -> None:
+    def commit(self, round_: int, new_global_hash: str) -> None:
+        """Round ``round_`` is in summary.json (checkpoint written first): release its outcomes, close it."""
+        self.sync.release(round_)
         self.sync.close_round(round_, new_global_hash)
         self.sync.flush()
 
-    def finish(self, timeout: float) -> int:
-        """Wait up to ``timeout`` s for the journal to reach the chain; returns what is still pending."""
+    def finish(self, timeout: float) -> dict[str, int]:
+        """Wait up to ``timeout`` s for the journal to reach the chain; returns this run's operations that are
+        still pending and those that failed (refused by the contract, or the chain holds something else)."""
         left = self.sync.drain(timeout)
         self.sync.stop()
+        counts = self.sync.journal.counts(self.run_id)
         if left:
             log.error("%d chain operation(s) still pending in %s: they will be sent when the aggregator restarts",
                       left, self.sync.journal.path)
-        return left
+        if counts["failed"]:
+            log.error("%d chain operation(s) FAILED (see last_error in %s): the chain does not hold them",
+                      counts["failed"], self.sync.journal.path)
+        return {"pending_operations": left, "failed_operations": counts["failed"],
+                "superseded_operations": counts["superseded"]}
 
 
 def evidence_record(chain_id: int, registry: str, signer: str, contribution, signature: bytes, proof: bytes) -> dict:

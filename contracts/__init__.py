@@ -1,7 +1,7 @@
 """zk0 contracts: the ContributionRegistry (Solidity + committed artifacts) and its Python side.
 
 - typed_data: the EIP-712 Contribution a node signs, sign_contribution / recover_signer
-- registry:   Registry, the web3 client of the deployed contract (ChainError on reverts)
+- registry:   Registry, the web3 client of the deployed contract (ChainError on reverts); runs, records
 - outcomes:   Status and Reason codes stored per reply
 - evm_proof:  EZKL proof / VKA files as the on-chain verifier's arguments
 - wallet:     the node's encrypted keystore
@@ -17,12 +17,14 @@ from contracts.registry import (
     ChainError,
     ChainUnavailable,
     CircuitInfo,
+    Entry,
     Params,
     Record,
     Registry,
     RoundInfo,
     StakeInfo,
     connect,
+    new_run_id,
     parse_amount,
 )
 from contracts.typed_data import (
@@ -53,6 +55,7 @@ __all__ = [
     "ChainUnavailable",
     "CircuitInfo",
     "Contribution",
+    "Entry",
     "EvmProof",
     "LocalChain",
     "Params",
@@ -70,6 +73,7 @@ __all__ = [
     "is_valid_signed_outcome",
     "load_account",
     "load_artifact",
+    "new_run_id",
     "parse_amount",
     "read_address",
     "read_vka",

@@ -7,9 +7,11 @@ ChainError whose message is the contract's decoded custom error in words. Reads 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+import os
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import abi_to_signature, function_signature_to_4byte_selector, get_abi_input_types
@@ -32,6 +34,9 @@ ARTIFACT_NAME = "ContributionRegistry"
 TOKEN_ARTIFACT = "RewardToken"
 BPS = 10_000
 ROUND_STATES = {0: "none", 1: "open", 2: "closed"}
+RECORD_TYPES = ("bytes32", "uint64", "address", "uint8", "uint8", "bool", "bool", "bytes32", "bytes32", "bytes32",
+                "uint256", "uint256", "int256")  # ContributionRegistry.Record, field by field
+BATCH_SIZE = 200  # records per recordContributions transaction (~50 k gas each: far below a block's limit)
 
 # The contract's custom errors in words; {0}, {1}, ... are the error's arguments.
 ERROR_TEXT = {
@@ -40,15 +45,20 @@ ERROR_TEXT = {
     "NotAggregator": "only the aggregator may do this (sender {0})",
     "ZeroAddress": "the zero address is not allowed here",
     "ZeroHash": "a zero hash is not allowed here",
-    "RoundAlreadyOpened": "round {0} was already opened",
-    "RoundNotOpen": "round {0} is not open",
+    "RoundAlreadyOpened": "round {1} of run {0} was already opened",
+    "RoundNotOpen": "round {1} of run {0} is not open",
     "GlobalHashMismatch": "round {0}: the signed global hash {2} is not the round's {1} (stale reply)",
+    "RunMismatch": "the reply is signed for run {1} round {3}, not run {0} round {2} (a reply from another run or "
+                   "round)",
+    "RecordMismatch": "that is not the chain's record of {2} in run {0} round {1} (its fields do not hash to the "
+                      "stored hash, or there is none)",
+    "EmptyBatch": "a batch of records needs at least one entry",
     "MalformedSignature": "malformed signature (needs 65 bytes, v 27/28, low s)",
     "SignerNotApproved": (
         "signer {0} is not an approved node (not approved, revoked, or the signature is by another key "
         "or over other data: round, chain id, registry)"
     ),
-    "AlreadyRecorded": "round {0} already has a record for node {1}",
+    "AlreadyRecorded": "run {0} round {1} already has a record for node {2}",
     "InvalidOutcome": "status {0} with reason {1} is not a valid outcome",
     "InvalidCircuit": "a circuit needs a VKA, a proof length and output scales of at most 29 bits",
     "CircuitAlreadyRegistered": "circuit {0} is already registered (a circuit's verifying key never changes)",
@@ -61,7 +71,7 @@ ERROR_TEXT = {
     "AlreadyExiting": "{0} already asked to unstake",
     "NotExiting": "{0} has not asked to unstake (request_unstake first)",
     "UnstakeLocked": "the stake unlocks when {0} rounds have opened ({1} so far): it stays slashable until then",
-    "RoundNotClosed": "round {0} is not closed yet: its rewards are not final",
+    "RoundNotClosed": "round {1} of run {0} is not closed yet: its rewards are not final",
     "NoReward": "round {0} has no reward for {1} (not SELECTED with a positive score, or slashed)",
     "AlreadyClaimed": "round {0}'s reward for {1} was already paid (or forfeited by a slash)",
     "ProofValid": "the proof verifies with the signed losses for the round's circuit: an honest proof is not slashable",
@@ -99,6 +109,13 @@ def _proof_bytes(proof: EvmProof | bytes) -> bytes:
     return proof.proof if isinstance(proof, EvmProof) else bytes(proof)
 
 
+def new_run_id(name: str, aggregator: str, salt: bytes | None = None) -> str:
+    """A fresh run id: keccak256(name ‖ aggregator address ‖ 32 random bytes). Chosen off chain when a run starts
+    fresh (no chain round trip), kept in summary.json so a resume keeps it; nodes sign it."""
+    salt = os.urandom(32) if salt is None else salt
+    return _hex32(Web3.keccak(name.encode() + bytes.fromhex(Web3.to_checksum_address(aggregator)[2:]) + salt))
+
+
 def _bytes32(value: str | bytes) -> bytes:
     raw = bytes.fromhex(value[2:] if value.startswith("0x") else value) if isinstance(value, str) else bytes(value)
     if len(raw) != 32:
@@ -108,8 +125,9 @@ def _bytes32(value: str | bytes) -> bytes:
 
 @dataclass(frozen=True)
 class Record:
-    """One reply's outcome as stored on chain."""
+    """One reply's outcome as the chain holds it: emitted whole in ContributionRecorded, stored as its hash."""
 
+    run_id: str
     round: int
     node: str
     status: Status
@@ -122,16 +140,39 @@ class Record:
     loss_before: float
     loss_after: float
     score: float  # the validation score the aggregator attested (0.0 for unsigned rejections)
+    chain: tuple = field(default=(), repr=False, compare=False)  # the exact on-chain tuple (fixed-point values)
 
     @classmethod
-    def from_chain(cls, raw: Any) -> Record:
-        (rnd, node, status, reason, signed, proof_verified, update, proof, data, before, after, score) = raw
+    def from_chain(cls, raw: tuple) -> Record:
+        """From the contract's Record tuple (the fields of ContributionRecorded, in order)."""
+        run, rnd, node, status, reason, signed, proof_verified, update, proof, data, before, after, score = raw
         return cls(
-            round=rnd, node=node, status=Status(status), reason=Reason(reason), signed=signed,
-            proof_verified=proof_verified, update_hash=_hex32(update), proof_hash=_hex32(proof),
-            data_commitment=_hex32(data), loss_before=from_fixed(before), loss_after=from_fixed(after),
-            score=from_fixed(score),
+            run_id=_hex32(_bytes32(run)), round=rnd, node=Web3.to_checksum_address(node), status=Status(status),
+            reason=Reason(reason), signed=signed, proof_verified=proof_verified, update_hash=_hex32(_bytes32(update)),
+            proof_hash=_hex32(_bytes32(proof)), data_commitment=_hex32(_bytes32(data)), loss_before=from_fixed(before),
+            loss_after=from_fixed(after), score=from_fixed(score),
+            chain=(_bytes32(run), rnd, Web3.to_checksum_address(node), int(status), int(reason), bool(signed),
+                   bool(proof_verified), _bytes32(update), _bytes32(proof), _bytes32(data), before, after, score),
         )  # fmt: skip
+
+    @classmethod
+    def signed_outcome(cls, c: Contribution, node: str, status: Status | int, reason: Reason | int, score: float,
+                       proof_verified: bool = False) -> Record:
+        """The record the contract stores for a signed reply (what recordContributions builds from an entry)."""
+        m = c.to_message()
+        return cls.from_chain((m["runId"], c.round, node, int(status), int(reason), True, proof_verified,
+                               m["updateHash"], m["proofHash"], m["dataCommitment"], m["lossBefore"], m["lossAfter"],
+                               score_to_fixed(score)))  # fmt: skip
+
+    @classmethod
+    def rejection(cls, run_id: str, round: int, key: str, reason: Reason | int, evidence_hash: str) -> Record:
+        """The record of an unsigned rejection under rejection key `key` (what recordRejection stores)."""
+        return cls.from_chain((_bytes32(run_id), round, key, int(Status.REJECTED), int(reason), False, False,
+                               b"\0" * 32, b"\0" * 32, _bytes32(evidence_hash), 0, 0, 0))  # fmt: skip
+
+    def hash(self) -> str:
+        """keccak256(abi.encode(record)): what the registry stores for it (its recordHash)."""
+        return _hex32(Web3.keccak(abi_encode(list(RECORD_TYPES), list(self.chain))))
 
 
 @dataclass(frozen=True)
@@ -151,7 +192,23 @@ class CircuitInfo:
 
 
 @dataclass(frozen=True)
+class Entry:
+    """One signed reply's outcome for recordContributions: what the node signed, its signature, the verdict."""
+
+    contribution: Contribution
+    signature: bytes
+    status: Status
+    reason: Reason = Reason.NONE
+    score: float = 0.0
+
+    def to_chain(self) -> tuple:
+        return (self.contribution.to_message(), bytes(self.signature), int(Status(self.status)),
+                int(Reason(self.reason)), score_to_fixed(self.score))  # fmt: skip
+
+
+@dataclass(frozen=True)
 class RoundInfo:
+    run_id: str
     round: int
     state: str  # "none", "open" or "closed"
     opened_at: int  # block timestamps (0 when not yet)
@@ -307,11 +364,18 @@ class Registry:
         return self._transact("acceptOwnership")
 
     # ------------------------------------------------------------------ aggregator
-    def open_round(self, round: int, global_hash: str | bytes, circuit_id: str | bytes) -> TxReceipt:
-        return self._transact("openRound", round, _bytes32(global_hash), _bytes32(circuit_id))
+    def open_round(self, run_id: str | bytes, round: int, global_hash: str | bytes,
+                   circuit_id: str | bytes) -> TxReceipt:
+        """Open round `round` of run `run_id` (the run's first openRound registers it: RunOpened)."""
+        return self._transact("openRound", _bytes32(run_id), round, _bytes32(global_hash), _bytes32(circuit_id))
 
-    def close_round(self, round: int, new_global_hash: str | bytes) -> TxReceipt:
-        return self._transact("closeRound", round, _bytes32(new_global_hash))
+    def close_round(self, run_id: str | bytes, round: int, new_global_hash: str | bytes) -> TxReceipt:
+        return self._transact("closeRound", _bytes32(run_id), round, _bytes32(new_global_hash))
+
+    def record_contributions(self, run_id: str | bytes, round: int, entries: list[Entry]) -> TxReceipt:
+        """Record signed replies' outcomes of one round in one transaction (all or nothing): the contract checks
+        each node's signature, stores one hash per record and emits each record whole."""
+        return self._transact("recordContributions", _bytes32(run_id), round, [e.to_chain() for e in entries])
 
     def record_contribution(
         self,
@@ -322,21 +386,21 @@ class Registry:
         proof: EvmProof | bytes | None = None,
         score: float = 0.0,
     ) -> TxReceipt:
-        """Record a signed reply's outcome and the validation score the aggregator attests for it
+        """Record one signed reply's outcome and the validation score the aggregator attests for it
         (L_val(global) - L_val(update), may be negative); with `proof`, the contract verifies the EZKL proof too,
         against the round's registered circuit, with the public instances that encode the signed losses."""
-        args = (contribution.to_message(), bytes(signature), int(Status(status)), int(Reason(reason)),
-                score_to_fixed(score))
+        entry = Entry(contribution, bytes(signature), Status(status), Reason(reason), score)
         if proof is None:
-            return self._transact("recordContribution", *args)
-        return self._transact("recordContributionWithProof", *args, _proof_bytes(proof))
+            return self.record_contributions(contribution.run_id, contribution.round, [entry])
+        return self._transact("recordContributionWithProof", *entry.to_chain(), _proof_bytes(proof))
 
     def record_rejection(
-        self, round: int, flower_node_id: int, reason: Reason | int, evidence_hash: str | bytes = b"\0" * 32
+        self, run_id: str | bytes, round: int, flower_node_id: int, reason: Reason | int,
+        evidence_hash: str | bytes = b"\0" * 32,
     ) -> TxReceipt:
         """Record a reply rejected before a valid signature for this round existed (MALFORMED .. STALE), under
         rejection_key(flower_node_id): an address nobody holds a key for, never a wallet's slot."""
-        return self._transact("recordRejection", round, int(flower_node_id), int(Reason(reason)),
+        return self._transact("recordRejection", _bytes32(run_id), round, int(flower_node_id), int(Reason(reason)),
                               _bytes32(evidence_hash))  # fmt: skip
 
     # ------------------------------------------------------------------ reads
@@ -363,24 +427,70 @@ class Registry:
     def is_approved(self, node: str) -> bool:
         return self._call("isApproved", Web3.to_checksum_address(node))
 
-    def has_record(self, round: int, node: str) -> bool:
-        """Whether (round, node) is already on chain: lets a journal skip what a retry already wrote."""
-        return self._call("hasRecord", round, Web3.to_checksum_address(node))
+    def has_record(self, run_id: str | bytes, round: int, node: str) -> bool:
+        """Whether (run, round, node) is already on chain: lets a journal skip what a retry already wrote."""
+        return self._call("hasRecord", _bytes32(run_id), round, Web3.to_checksum_address(node))
 
-    def get_record(self, round: int, node: str) -> Record | None:
-        raw = self._call("getRecord", round, Web3.to_checksum_address(node))
-        return Record.from_chain(raw) if int(raw[1], 16) != 0 else None
+    def record_hash(self, run_id: str | bytes, round: int, node: str) -> str | None:
+        """The stored hash of (run, round, node)'s record (``Record.hash()`` of the chain's record), None if none."""
+        value = self._call("recordHash", _bytes32(run_id), round, Web3.to_checksum_address(node))
+        return None if int.from_bytes(value, "big") == 0 else _hex32(value)
 
-    def round_records(self, round: int) -> list[Record]:
-        return [Record.from_chain(raw) for raw in self._call("roundRecords", round)]
+    def records(self, run_id: str | bytes | None = None, round: int | None = None, node: str | None = None,
+                from_block: int = 0) -> list[Record]:
+        """Records from the ContributionRecorded events (the chain keeps only their hashes in storage), filtered
+        by run, round and node, in chain order."""
+        filters: dict[str, Any] = {}
+        if run_id is not None:
+            filters["runId"] = _bytes32(run_id)
+        if round is not None:
+            filters["round"] = int(round)
+        if node is not None:
+            filters["node"] = Web3.to_checksum_address(node)
+        return [self.record_of_event(e) for e in self.events("ContributionRecorded", from_block=from_block, **filters)]
 
-    def node_history(self, node: str) -> list[Record]:
-        return [Record.from_chain(raw) for raw in self._call("nodeHistory", Web3.to_checksum_address(node))]
+    @staticmethod
+    def record_of_event(event: dict) -> Record:
+        """A ContributionRecorded event (as ``events`` returns it) as a Record."""
+        a = event["args"]
+        return Record.from_chain((a["runId"], a["round"], a["node"], a["status"], a["reason"], a["signed"],
+                                  a["proofVerified"], a["updateHash"], a["proofHash"], a["dataCommitment"],
+                                  a["lossBefore"], a["lossAfter"], a["score"]))  # fmt: skip
 
-    def round_info(self, round: int) -> RoundInfo:
-        state, opened, closed, global_hash, circuit_id, new_hash, emission, total = self._call("roundInfo", round)
-        return RoundInfo(round, ROUND_STATES[state], opened, closed, _hex32(global_hash), _hex32(circuit_id),
-                         _hex32(new_hash), emission, from_fixed(total))  # fmt: skip
+    def get_record(self, run_id: str | bytes, round: int, node: str) -> Record | None:
+        """(run, round, node)'s record, read from its event and checked against the stored hash."""
+        found = self.records(run_id, round, node)
+        if not found:
+            return None
+        record = found[-1]
+        if self.record_hash(run_id, round, node) != record.hash():
+            raise ChainError(f"the event of run {record.run_id} round {round} node {node} does not hash to the "
+                             "stored record hash")
+        return record
+
+    def round_records(self, run_id: str | bytes, round: int) -> list[Record]:
+        return self.records(run_id, round)
+
+    def node_history(self, node: str, run_id: str | bytes | None = None) -> list[Record]:
+        """`node`'s records in every run (or in `run_id`), in chain order."""
+        return self.records(run_id, node=node)
+
+    def round_info(self, run_id: str | bytes, round: int) -> RoundInfo:
+        raw = self._call("roundInfo", _bytes32(run_id), round)
+        state, opened, closed, global_hash, circuit_id, new_hash, emission, total = raw
+        return RoundInfo(_hex32(_bytes32(run_id)), round, ROUND_STATES[state], opened, closed, _hex32(global_hash),
+                         _hex32(circuit_id), _hex32(new_hash), emission, from_fixed(total))  # fmt: skip
+
+    def runs(self) -> list[dict]:
+        """Every run the registry knows: its id, aggregator, first round and the block it started in."""
+        return [{"run_id": e["args"]["runId"], "aggregator": e["args"]["aggregator"],
+                 "first_round": e["args"]["firstRound"], "block": e["block"], "tx_hash": e["tx_hash"]}
+                for e in self.events("RunOpened")]  # fmt: skip
+
+    def rounds(self, run_id: str | bytes | None = None) -> list[tuple[str, int]]:
+        """(run id, round) of every round opened (in `run_id`), in chain order."""
+        filters = {} if run_id is None else {"runId": _bytes32(run_id)}
+        return [(e["args"]["runId"], e["args"]["round"]) for e in self.events("RoundOpened", **filters)]
 
     # ------------------------------------------------------------------ incentives
     def params(self) -> Params:
@@ -406,23 +516,26 @@ class Registry:
     def rounds_opened(self) -> int:
         return self._call("roundsOpened")
 
-    def reward_of(self, round: int, node: str) -> int:
-        """Unpaid reward token units `node`'s record in `round` earned (0 if none, not closed, paid or slashed)."""
-        return self._call("rewardOf", round, Web3.to_checksum_address(node))
+    def reward_of(self, record: Record) -> int:
+        """Unpaid reward token units `record` (the chain's, from its event) earned: 0 if none, the round is not
+        closed, or it was paid or slashed."""
+        return self._call("rewardOf", record.chain)
 
-    def pending_rewards(self, node: str) -> tuple[int, list[int]]:
-        """`node`'s unpaid rewards (token units) and the rounds they come from."""
-        total, rounds = self._call("pendingRewards", Web3.to_checksum_address(node))
-        return total, list(rounds)
+    def pending_rewards(self, node: str) -> tuple[int, list[Record]]:
+        """`node`'s unpaid rewards (token units) and the records they come from (read from its events)."""
+        earning = [(r, self.reward_of(r)) for r in self.node_history(node)
+                   if r.status == Status.SELECTED and r.score > 0]
+        paid = [(r, amount) for r, amount in earning if amount > 0]
+        return sum(amount for _, amount in paid), [r for r, _ in paid]
 
-    def claim(self, node: str | None = None, rounds: list[int] | None = None) -> TxReceipt:
-        """Mint to `node` (default: the sender) its rewards for `rounds` (default: all its unpaid rounds)."""
+    def claim(self, node: str | None = None, records: list[Record] | None = None) -> TxReceipt:
+        """Mint to `node` (default: the sender) its rewards for `records` (default: all its unpaid ones)."""
         node = Web3.to_checksum_address(node or self._sender_address("claim"))
-        if rounds is None:
-            rounds = self.pending_rewards(node)[1]
-            if not rounds:
+        if records is None:
+            records = self.pending_rewards(node)[1]
+            if not records:
                 raise ChainError(f"claim: {node} has no unpaid rewards")
-        return self._transact("claim", node, [int(r) for r in rounds])
+        return self._transact("claim", node, [r.chain for r in records])
 
     def reward_balance(self, node: str) -> int:
         """Reward tokens `node` holds (18-decimal units)."""
@@ -443,14 +556,17 @@ class Registry:
     def total_burned(self) -> int:
         return self._call("totalBurned")
 
-    def events(self, name: str | None = None, from_block: int = 0, to_block: int | str = "latest") -> list[dict]:
-        """The registry's events (all, or those called `name`) in chain order, as plain dicts."""
+    def events(self, name: str | None = None, from_block: int = 0, to_block: int | str = "latest",
+               **filters: Any) -> list[dict]:
+        """The registry's events (all, or those called `name`, with indexed arguments equal to `filters`) in chain
+        order, as plain dicts."""
         names = [name] if name else [item["name"] for item in self.contract.abi if item["type"] == "event"]
         try:
             logs = [
                 log_
                 for event_name in names
-                for log_ in self.contract.events[event_name].get_logs(from_block=from_block, to_block=to_block)
+                for log_ in self.contract.events[event_name].get_logs(
+                    from_block=from_block, to_block=to_block, argument_filters=filters or None)
             ]
         except (RequestsConnectionError, RequestsTimeout) as err:
             raise ChainUnavailable(f"cannot reach the chain: {err}") from None

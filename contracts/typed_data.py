@@ -22,6 +22,7 @@ DOMAIN_VERSION = "1"
 
 CONTRIBUTION_TYPES: dict[str, list[dict[str, str]]] = {
     "Contribution": [
+        {"name": "runId", "type": "bytes32"},
         {"name": "round", "type": "uint64"},
         {"name": "globalHash", "type": "bytes32"},
         {"name": "updateHash", "type": "bytes32"},
@@ -63,8 +64,10 @@ def _hash32(name: str, value: str | bytes) -> str:
 
 @dataclass(frozen=True)
 class Contribution:
-    """The fields a node signs for round `round`; hashes are 0x-hex 32-byte strings, losses are floats."""
+    """The fields a node signs for round `round` of run `run_id`; hashes and the run id are 0x-hex 32-byte
+    strings, losses are floats. The run id makes a reply signed in one run worthless in any other."""
 
+    run_id: str
     round: int
     global_hash: str
     update_hash: str
@@ -76,7 +79,7 @@ class Contribution:
     def __post_init__(self) -> None:
         if isinstance(self.round, bool) or not isinstance(self.round, int) or not 0 <= self.round < 2**64:
             raise ValueError(f"round must be an integer in [0, 2**64), got {self.round!r}")
-        for name in ("global_hash", "update_hash", "proof_hash", "data_commitment"):
+        for name in ("run_id", "global_hash", "update_hash", "proof_hash", "data_commitment"):
             object.__setattr__(self, name, _hash32(name, getattr(self, name)))
         for name in ("loss_before", "loss_after"):
             to_fixed(getattr(self, name))  # validates
@@ -85,6 +88,7 @@ class Contribution:
     def to_message(self) -> dict[str, Any]:
         """The EIP-712 message (contract field names, fixed-point losses); also the contract call's tuple."""
         return {
+            "runId": bytes.fromhex(self.run_id[2:]),
             "round": self.round,
             "globalHash": bytes.fromhex(self.global_hash[2:]),
             "updateHash": bytes.fromhex(self.update_hash[2:]),

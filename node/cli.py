@@ -189,10 +189,10 @@ def _rewards(args: argparse.Namespace) -> int:
         raise UserError(f"bad address {args.address!r}: expected 0x followed by 40 hex digits")
     registry = _registry(args, signing=False)
     address = Web3.to_checksum_address(args.address) if args.address else _address(args)
-    pending, rounds = registry.pending_rewards(address)
+    pending, records = registry.pending_rewards(address)
     print(f"{address} in registry {registry.address} (chain {registry.chain_id}):\n"
-          f"  rewards pending {pending / WEI:,.4f} ZK0" + (f" from round(s) {', '.join(map(str, rounds))}"
-                                                       f" (zk0node claim)" if rounds else "") + "\n"
+          f"  rewards pending {pending / WEI:,.4f} ZK0" + (f" from round(s) {_rounds_text(records)}"
+                                                       f" (zk0node claim)" if records else "") + "\n"
           f"  rewards claimed {registry.reward_balance(address) / WEI:,.4f} ZK0 (token balance)\n"
           f"  {_stake_line(registry, address)}")
     return 0
@@ -201,13 +201,21 @@ def _rewards(args: argparse.Namespace) -> int:
 def _claim(args: argparse.Namespace) -> int:
     registry = _registry(args, signing=True)
     address = registry.sender.address
-    pending, rounds = registry.pending_rewards(address)
-    if not rounds:
+    pending, records = registry.pending_rewards(address)
+    if not records:
         raise UserError(f"{address} has no unpaid rewards in registry {registry.address} (zk0node rewards)")
-    receipt = registry.claim(address, rounds)
-    print(f"claimed {pending / WEI:,.4f} ZK0 for round(s) {', '.join(map(str, rounds))} ({_tx(receipt)}); "
+    receipt = registry.claim(address, records)
+    print(f"claimed {pending / WEI:,.4f} ZK0 for round(s) {_rounds_text(records)} ({_tx(receipt)}); "
           f"balance {registry.reward_balance(address) / WEI:,.4f} ZK0")
     return 0
+
+
+def _rounds_text(records) -> str:
+    """'1, 2 of run 0xab12…; 1 of run 0xcd34…': the rounds of records, run by run."""
+    runs: dict[str, list[int]] = {}
+    for r in records:
+        runs.setdefault(r.run_id, []).append(r.round)
+    return "; ".join(f"{', '.join(map(str, rounds))} of run {run[:10]}…" for run, rounds in runs.items())
 
 
 def _chain_flags(parser: argparse.ArgumentParser, signing: bool = True) -> None:

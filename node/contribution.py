@@ -1,6 +1,6 @@
 """A node's contribution: the proof of its update's slice, and its signature over what it sends (DESIGN.md §3).
 
-The round config tells the node the terms (round, global hash, circuit id, chain and registry); the node checks
+The round config tells the node the terms (run, round, global hash, circuit id, chain and registry); the node checks
 them against what it received, proves the statement on its own data, signs the EIP-712 ``Contribution`` and
 replies with a config record holding the proof, the signature and every signed field. ``parse_record`` is the
 aggregator's reading of that record (one definition of the wire format).
@@ -31,6 +31,7 @@ SLICE_BIAS = "model.action_out_proj.bias"
 class RoundTerms:
     """What the aggregator's round config commits the node to."""
 
+    run_id: str  # the run on the registry: a signature for one run is refused in any other
     round: int
     global_hash: str
     circuit_id: str
@@ -44,7 +45,10 @@ class RoundTerms:
         """None when the federation runs without proofs (no circuit in the config)."""
         if "circuit-id" not in config:
             return None
-        return cls(int(config["server-round"]), str(config["global-hash"]), str(config["circuit-id"]),
+        if "run-id" not in config:
+            raise UserError("the round config names a circuit but no run id: the aggregator runs another zk0 version")
+        return cls(str(config["run-id"]), int(config["server-round"]), str(config["global-hash"]),
+                   str(config["circuit-id"]),
                    int(config["chain-id"]), str(config["registry"]), int(config["slice-rows"]),
                    int(config["srs-logrows"]))
 
@@ -106,11 +110,11 @@ def contribution_record(terms: RoundTerms, sent_arrays: dict, artifact: ProofArt
 
     ``address`` is the identity the node claims (its wallet's address, which is ``signer``'s when honest).
     """
-    c = Contribution(terms.round, terms.global_hash, params_hash(list(sent_arrays.values())), artifact.proof_hash,
-                     artifact.data_commitment, artifact.loss_before, artifact.loss_after)
+    c = Contribution(terms.run_id, terms.round, terms.global_hash, params_hash(list(sent_arrays.values())),
+                     artifact.proof_hash, artifact.data_commitment, artifact.loss_before, artifact.loss_after)
     signature = sign_contribution(signer, c, terms.chain_id, terms.registry)
     return {"address": address or signer.address, "signature": bytes(signature), "proof": artifact.to_bytes(),
-            "round": c.round, "global-hash": c.global_hash, "update-hash": c.update_hash,
+            "run-id": c.run_id, "round": c.round, "global-hash": c.global_hash, "update-hash": c.update_hash,
             "proof-hash": c.proof_hash, "data-commitment": c.data_commitment, "loss-before": c.loss_before,
             "loss-after": c.loss_after}
 
@@ -121,9 +125,9 @@ def parse_record(record: dict) -> tuple[Contribution, str, bytes, bytes]:
     Raises ``ValueError`` saying what is wrong: the record comes from an untrusted node.
     """
     try:
-        c = Contribution(int(record["round"]), str(record["global-hash"]), str(record["update-hash"]),
-                         str(record["proof-hash"]), str(record["data-commitment"]), float(record["loss-before"]),
-                         float(record["loss-after"]))
+        c = Contribution(str(record["run-id"]), int(record["round"]), str(record["global-hash"]),
+                         str(record["update-hash"]), str(record["proof-hash"]), str(record["data-commitment"]),
+                         float(record["loss-before"]), float(record["loss-after"]))
         address, signature, proof = str(record["address"]), record["signature"], record["proof"]
     except KeyError as err:
         raise ValueError(f"contribution record lacks {err}") from None

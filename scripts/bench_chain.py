@@ -1,10 +1,12 @@
-"""Gas used by the ContributionRegistry's operations (records, circuits, stake, rewards, slashing), and deployed
-code sizes, on a local anvil.
+"""Gas used by the ContributionRegistry's operations (records, circuits, stake, rewards, slashing), deployed code
+sizes, and the gas of a round's records as ChainSync sends them (batched) for 3, 10, 100 and 1,000 nodes, on a local
+anvil.
 
 On-chain proof verification uses a real EZKL proof of the tiny test circuit (contracts/testing.py); zk0's
 real circuit has more columns and lookups, so its verification costs more (STACK.md measured ~1.37 M gas).
 
-    .venv/bin/python scripts/bench_chain.py     # prints a Markdown table (~30 s)
+    .venv/bin/python scripts/bench_chain.py              # prints Markdown tables (a few minutes: 1,113 wallets)
+    .venv/bin/python scripts/bench_chain.py --scale 3 10  # a quick look
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from eth_account import Account  # noqa: E402
 
 from contracts import (  # noqa: E402
     Contribution,
+    Entry,
     EvmProof,
     LocalChain,
     Reason,
@@ -30,13 +33,18 @@ from contracts import (  # noqa: E402
     load_artifact,
     sign_contribution,
 )
+from contracts.registry import BATCH_SIZE  # noqa: E402
 from contracts.testing import deploy_contract, make_tiny_circuit  # noqa: E402
 
 EIP170_LIMIT = 24_576
 
 
-def run_bench() -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-    """Return ([(operation, gas)], [(contract, runtime bytes)])."""
+RUN = "0x" + "a1" * 32  # the benchmark's run on the registry
+SCALE = (3, 10, 100, 1000)  # records per round for the batched-recording table
+
+
+def run_bench(scale: tuple[int, ...] = SCALE) -> tuple[list[tuple[str, int]], list[tuple[str, int]], list[dict]]:
+    """Return ([(operation, gas)], [(contract, runtime bytes)], [per-round rows of the scale table])."""
     gas: list[tuple[str, int]] = []
     with tempfile.TemporaryDirectory() as scratch, LocalChain() as chain:
         tiny = make_tiny_circuit(scratch)
@@ -60,12 +68,13 @@ def run_bench() -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
 
         agg = owner.with_sender(aggregator_key)
         global_hash = "0x" + "11" * 32
-        gas.append(("openRound", agg.open_round(1, global_hash, circuit_id)["gasUsed"]))
+        gas.append(("openRound (the run's first: registers the run)", agg.open_round(RUN, 1, global_hash,
+                                                                                       circuit_id)["gasUsed"]))
         before, after = (v / 2**s for v, s in zip(tiny.proof.instances, tiny.output_scales, strict=True))
 
-        def contribution(round_: int, i: int, proof_hash: str = tiny.proof.proof_hash) -> Contribution:
+        def contribution(round_: int, i: int, proof_hash: str = tiny.proof.proof_hash, run: str = RUN) -> Contribution:
             """The proof's own losses: recordContributionWithProof and slashBadProof check them."""
-            return Contribution(round_, global_hash, "0x" + f"{i % 256:02x}" * 32, proof_hash, "0x" + "44" * 32,
+            return Contribution(run, round_, global_hash, "0x" + f"{i % 256:02x}" * 32, proof_hash, "0x" + "44" * 32,
                                 before, after)  # fmt: skip
 
         def record(i: int, score: float = 0.0, **kwargs: object) -> int:
@@ -73,48 +82,70 @@ def run_bench() -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
             signature = sign_contribution(nodes[i].key, c, chain.chain_id, agg.address)
             return agg.record_contribution(c, signature, Status.SELECTED, score=score, **kwargs)["gasUsed"]
 
-        gas.append(("recordContribution (first of the round)", record(0)))
-        gas.append(("recordContribution (next ones)", record(1)))
-        gas.append(("recordContribution (SELECTED, positive score: adds to the round's total)", record(3, 0.1)))
+        gas.append(("recordContributions, one record (NOT the way ChainSync sends a round: see the scale table)",
+                    record(0)))
+        gas.append(("recordContributions, one record, SELECTED with a positive score (first of the round)",
+                    record(1, 0.1)))
         gas.append(("recordContributionWithProof (tiny circuit)", record(2, proof=tiny.proof)))
-        rejection = agg.record_rejection(1, 12345, Reason.BAD_SIGNATURE, "0x" + "ee" * 32)
+        rejection = agg.record_rejection(RUN, 1, 12345, Reason.BAD_SIGNATURE, "0x" + "ee" * 32)
         gas.append(("recordRejection", rejection["gasUsed"]))
-        gas.append(("closeRound", agg.close_round(1, "0x" + "99" * 32)["gasUsed"]))
+        gas.append(("closeRound", agg.close_round(RUN, 1, "0x" + "99" * 32)["gasUsed"]))
+        gas.append(("openRound (a later round of the run)", agg.open_round(RUN, 2, global_hash, circuit_id)["gasUsed"]))
 
         gas += incentives(owner, agg, nodes, contribution, tiny.proof, chain.chain_id)
+        rows = [scale_round(owner, agg, n, round_, global_hash, circuit_id, chain.chain_id)
+                for round_, n in enumerate(scale, start=100)]
         sizes = [
             ("ContributionRegistry", len(w3.eth.get_code(agg.address))),
             ("RewardToken", len(w3.eth.get_code(agg.token().address))),
             ("EZKL reusable verifier (tiny circuit)", len(w3.eth.get_code(verifier))),
             ("VkaStore (tiny circuit's VKA)", len(w3.eth.get_code(agg.circuit(circuit_id).vka_store))),
         ]
-    return gas, sizes
+    return gas, sizes, rows
+
+
+def scale_round(owner: Registry, agg: Registry, n: int, round_: int, global_hash: str, circuit_id: str,
+                chain_id: int) -> dict:
+    """One round of `n` approved wallets, all SELECTED with a positive score (the dearest outcome: it adds to the
+    round's reward total), recorded as ChainSync sends them: recordContributions in batches of BATCH_SIZE."""
+    wallets = [Account.create() for _ in range(n)]
+    for wallet in wallets:  # a permissioned federation: the owner approved each wallet (one more cold slot read)
+        owner.approve_node(wallet.address)
+    opened = agg.open_round(RUN, round_, global_hash, circuit_id)["gasUsed"]
+    entries = []
+    for i, wallet in enumerate(wallets):
+        c = Contribution(RUN, round_, global_hash, "0x" + f"{i:064x}", "0x" + "33" * 32, "0x" + "44" * 32, 0.5, 0.4)
+        entries.append(Entry(c, sign_contribution(wallet.key, c, chain_id, agg.address), Status.SELECTED,
+                             score=0.001 * (i + 1)))
+    recorded = [agg.record_contributions(RUN, round_, entries[i:i + BATCH_SIZE])["gasUsed"]
+                for i in range(0, n, BATCH_SIZE)]
+    closed = agg.close_round(RUN, round_, "0x" + "99" * 32)["gasUsed"]
+    claim = agg.claim(wallets[0].address, [agg.get_record(RUN, round_, wallets[0].address)])["gasUsed"]
+    return {"records": n, "transactions": len(recorded), "record_gas": sum(recorded), "open": opened,
+            "close": closed, "claim": claim}
 
 
 def incentives(owner: Registry, agg: Registry, nodes: list, contribution, proof: EvmProof,
                chain_id: int) -> list[tuple[str, int]]:
-    """Stake, close with rewards for 3, 10 and 100 SELECTED wallets, claim, unstake, slash."""
+    """Stake, claim, unstake, slash."""
     gas: list[tuple[str, int]] = []
     gas.append(("setParams", owner.set_params(approval_required=False)["gasUsed"]))  # open: any wallet takes part
     staker = agg.with_sender(nodes[0].key)
     gas.append(("stake (first)", staker.stake(10**18)["gasUsed"]))
     gas.append(("stake (top-up)", staker.stake(10**18)["gasUsed"]))
-    for round_, n in ((10, 3), (11, 10), (12, 100)):
-        agg.open_round(round_, contribution(round_, 0).global_hash, agg.round_info(1).circuit_id)
-        for i in range(n):
-            wallet = Account.create()
-            c = contribution(round_, i)
-            agg.record_contribution(c, sign_contribution(wallet.key, c, chain_id, agg.address), Status.SELECTED,
-                                    score=0.01 * (i + 1))  # fmt: skip
-        gas.append((f"closeRound with rewards for {n} SELECTED wallets", agg.close_round(round_, "0x" + "99" * 32)
-                    ["gasUsed"]))  # fmt: skip
-        if n == 3:
-            last = wallet.address
-    gas.append(("claim (one round, mints the reward)", agg.claim(last, [10])["gasUsed"]))
+    circuit_id = agg.round_info(RUN, 1).circuit_id
+    agg.open_round(RUN, 10, contribution(10, 0).global_hash, circuit_id)
+    wallets = [Account.create() for _ in range(3)]
+    agg.record_contributions(RUN, 10, [
+        Entry(c, sign_contribution(w.key, c, chain_id, agg.address), Status.SELECTED, score=0.01 * (i + 1))
+        for i, w in enumerate(wallets) for c in [contribution(10, i)]])
+    agg.close_round(RUN, 10, "0x" + "99" * 32)
+    last = wallets[-1].address
+    gas.append(("claim (one record, mints the reward)", agg.claim(last, [agg.get_record(RUN, 10, last)])["gasUsed"]))
     flipped = bytearray(proof.proof)
     flipped[200] ^= 1  # a tampered proof: the verifier runs and fails
     forged = EvmProof(bytes(flipped), proof.instances)
-    agg.open_round(13, contribution(13, 0).global_hash, agg.round_info(1).circuit_id)
+    agg.open_round(RUN, 13, contribution(13, 0).global_hash, circuit_id)
     c = contribution(13, 0, proof_hash=forged.proof_hash)
     signature = sign_contribution(nodes[0].key, c, chain_id, agg.address)
     gas.append(("slashBadProof (tampered proof: the verifier fails early; stake slashed, bounty paid)",
@@ -127,19 +158,33 @@ def incentives(owner: Registry, agg: Registry, nodes: list, contribution, proof:
                 agg.with_sender(nodes[1].key).slash_bad_proof(c, signature, proof)["gasUsed"]))  # fmt: skip
     gas.append(("requestUnstake", staker.request_unstake()["gasUsed"]))
     for round_ in range(14, 14 + owner.params().unstake_delay):
-        agg.open_round(round_, contribution(round_, 0).global_hash, agg.round_info(1).circuit_id)
+        agg.open_round(RUN, round_, contribution(round_, 0).global_hash, circuit_id)
     gas.append(("withdrawStake", staker.withdraw_stake()["gasUsed"]))
+    owner.set_params(approval_required=True)
     return gas
 
 
-def markdown(gas: list[tuple[str, int]], sizes: list[tuple[str, int]]) -> str:
+def markdown(gas: list[tuple[str, int]], sizes: list[tuple[str, int]], rows: list[dict]) -> str:
     lines = ["| operation | gas |", "|---|---:|"]
     lines += [f"| {name} | {value:,} |" for name, value in gas]
     lines += ["", "| contract | runtime code | EIP-170 (24,576 B) |", "|---|---:|---|"]
     lines += [f"| {name} | {size:,} B | {'fits' if size <= EIP170_LIMIT else 'TOO BIG'} |" for name, size in sizes]
+    lines += ["", "| records per round | recordContributions transactions | gas per record | "
+              "gas per node-round (open + records + close) | open | close | claim (one record) |",
+              "|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        n = r["records"]
+        lines.append(f"| {n:,} | {r['transactions']} | {r['record_gas'] / n:,.0f} | "
+                     f"{(r['open'] + r['record_gas'] + r['close']) / n:,.0f} | {r['open']:,} | {r['close']:,} | "
+                     f"{r['claim']:,} |")
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=int, nargs="+", default=list(SCALE), help="records per round to measure")
+    args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    print(markdown(*run_bench()))
+    print(markdown(*run_bench(tuple(args.scale))))

@@ -69,21 +69,22 @@ def make_app(config: ExplorerConfig) -> FastAPI:
             log.info("chain unreachable: %s", err)
             return error(503, "Chain unreachable", str(err).splitlines()[0][:300], unreachable=True)
 
+    # ``?run=`` picks a run of the registry (its id, or a prefix); default: the outputs' run, else the latest one.
     @app.get("/", response_class=HTMLResponse)
-    def federation() -> HTMLResponse:
-        return page("federation.html", reader.federation)
+    def federation(run: str | None = None) -> HTMLResponse:
+        return page("federation.html", lambda: reader.federation(view.parse_run(run)))
 
     @app.get("/rounds", response_class=HTMLResponse)
-    def rounds() -> HTMLResponse:
-        return page("rounds.html", reader.rounds)
+    def rounds(run: str | None = None) -> HTMLResponse:
+        return page("rounds.html", lambda: reader.rounds(view.parse_run(run)))
 
     @app.get("/rounds/{round_}", response_class=HTMLResponse)
-    def round_page(round_: str) -> HTMLResponse:
-        return page("round.html", lambda: reader.round(view.parse_round(round_)))
+    def round_page(round_: str, run: str | None = None) -> HTMLResponse:
+        return page("round.html", lambda: reader.round(view.parse_round(round_), view.parse_run(run)))
 
     @app.get("/wallets/{address}", response_class=HTMLResponse)
-    def wallet(address: str) -> HTMLResponse:
-        return page("wallet.html", lambda: reader.wallet(view.parse_address(address)))
+    def wallet(address: str, run: str | None = None) -> HTMLResponse:
+        return page("wallet.html", lambda: reader.wallet(view.parse_address(address), view.parse_run(run)))
 
     @app.exception_handler(StarletteHTTPException)
     def http_error(request, exc: StarletteHTTPException) -> HTMLResponse:

@@ -92,6 +92,7 @@ class RunMetrics:
     initial_eval_loss: float | None = None
     chain: dict = field(default_factory=dict)
     note: str = ""  # why nothing or only part is shown
+    run_id: str | None = None  # the run on the registry the metrics are of
 
     def nodes(self, round_: int) -> dict[str, dict]:
         """The round's node entries by on-chain address (lower case)."""
@@ -108,7 +109,7 @@ def run_metrics(summary: dict | None, registry: str, source: str = "summary.json
         where = f"registry {chain['registry']}" if recorded_in else "no registry (an unverified run)"
         return RunMetrics(note=f"{source} is a run recorded in {where}, not this one: its metrics are not shown")
     rounds = {int(r["round"]): r for r in summary.get("rounds", []) if "round" in r}
-    return RunMetrics(rounds, summary.get("initial_eval_loss"), chain)
+    return RunMetrics(rounds, summary.get("initial_eval_loss"), chain, run_id=chain.get("run_id"))
 
 
 def same_models(entry: dict, info: RoundInfo) -> bool:
@@ -155,10 +156,10 @@ class Reply:
 
 
 def _reply(record: Record, txs: dict, metrics: RunMetrics, registry: Registry) -> Reply:
-    tx = txs.get((record.round, record.node.lower()), {})
-    entry = metrics.nodes(record.round).get(record.node.lower(), {})
+    tx = txs.get((record.run_id, record.round, record.node.lower()), {})
+    entry = metrics.nodes(record.round).get(record.node.lower(), {}) if metrics.run_id in (None, record.run_id) else {}
     claimed = entry.get("claimed_address")
-    reward = (optional(registry, "reward_of", record.round, record.node)
+    reward = (optional(registry, "reward_of", record)
               if record.status == Status.SELECTED and hasattr(registry, "reward_of") else None)
     return Reply(record, tx.get("tx_hash"), tx.get("block"), getattr(record, "score", None), reward,
                  reason_text(record.reason), entry.get("detail") or "",
@@ -199,19 +200,40 @@ class ChainReader:
                                "zk0 ContributionRegistry: a wrong --registry address?") from None
         return registry
 
-    def metrics(self, registry: Registry) -> RunMetrics:
-        """The run's metrics for the rounds whose global hash on chain is the summary's: anvil deploys at the same
-        address on every fresh chain, so the registry address alone does not tell two runs apart."""
+    def run(self, registry: Registry, wanted: str | None = None) -> tuple[str | None, list[dict]]:
+        """The run a page shows (``wanted``: a run id or a prefix of one; default: the run of the outputs' summary,
+        else the registry's latest run) and every run the registry knows."""
+        runs = registry.runs()
+        ids = [r["run_id"] for r in runs]
+        if wanted:
+            matching = [r for r in ids if r.startswith(wanted.lower())]
+            if len(matching) != 1:
+                raise NotFound(f"{'no' if not matching else 'more than one'} run of registry {registry.address} "
+                               f"starts with {wanted}")
+            return matching[0], runs
+        summary, _ = load_summary(self.config.outputs)
+        mine = ((summary or {}).get("chain") or {}).get("run_id")
+        if mine in ids:
+            return mine, runs
+        return (ids[-1] if ids else None), runs
+
+    def metrics(self, registry: Registry, run_id: str | None = None) -> RunMetrics:
+        """The run's metrics for the rounds whose global hash on chain is the summary's, when the summary is of
+        ``run_id``: anvil deploys at the same address on every fresh chain, so the registry address alone does not
+        tell two runs apart."""
         summary, note = load_summary(self.config.outputs)
         metrics = run_metrics(summary, self.config.registry)
-        infos = {rnd: registry.round_info(rnd) for rnd in metrics.by_round}
+        if run_id is None or (metrics.run_id is not None and metrics.run_id != run_id):
+            return RunMetrics(note=note or (f"summary.json is of run {metrics.run_id}: its metrics are not shown here"
+                                            if metrics.run_id else metrics.note), run_id=metrics.run_id)
+        infos = {rnd: registry.round_info(run_id, rnd) for rnd in metrics.by_round}
         kept = {rnd: m for rnd, m in metrics.by_round.items() if same_models(m, infos[rnd])}
         other = sorted(rnd for rnd in set(metrics.by_round) - set(kept) if infos[rnd].state != "none")
         if other:
             note = (f"summary.json's round(s) {', '.join(map(str, other))} have other global models than the chain's: "
                     "another run (a registry at the same address on another chain?); their metrics are not shown")
         return RunMetrics(kept, metrics.initial_eval_loss if kept else None, metrics.chain if kept else {},
-                          metrics.note or note)
+                          metrics.note or note, run_id=run_id)
 
     def _views(self, registry: Registry, inputs: str, *args: Any) -> list[tuple[str, Any]]:
         """(name, value) of every scalar view taking ``inputs``; a call that fails shows its error, not a 500."""
@@ -225,13 +247,13 @@ class ChainReader:
 
     @staticmethod
     def _tx_index(events: list[dict]) -> dict:
-        """Transactions of the records, by (round, node), and of the rounds, by (round, event name)."""
+        """Transactions of the records, by (run, round, node), and of the rounds, by (run, round, event name)."""
         txs: dict = {}
         for e in events:
             if e["event"] == "ContributionRecorded":
-                txs[(e["args"]["round"], e["args"]["node"].lower())] = e
+                txs[(e["args"]["runId"], e["args"]["round"], e["args"]["node"].lower())] = e
             elif e["event"] in ("RoundOpened", "RoundClosed"):
-                txs[(e["args"]["round"], e["event"])] = e
+                txs[(e["args"]["runId"], e["args"]["round"], e["event"])] = e
         return txs
 
     # ------------------------------------------------------------------ pages
@@ -239,10 +261,11 @@ class ChainReader:
         return {"chain_id": registry.chain_id, "block": self.w3.eth.block_number, "registry": registry.address,
                 "rpc_url": self.config.rpc_url}
 
-    def federation(self) -> dict:
+    def federation(self, run: str | None = None) -> dict:
         registry = self.registry()
         events = registry.events()
-        metrics = self.metrics(registry)
+        run_id, runs = self.run(registry, run)
+        metrics = self.metrics(registry, run_id)
         wallets: dict[str, dict] = {}
         for e in events:
             if e["event"] in ("NodeApproved", "NodeRevoked"):
@@ -252,9 +275,12 @@ class ChainReader:
         for w in wallets.values():
             w["approved"] = registry.is_approved(w["address"])
         circuits = list(dict.fromkeys(e["args"]["circuitId"] for e in events if e["event"] == "RoundOpened"))
-        rounds = sorted({e["args"]["round"] for e in events if e["event"] == "RoundOpened"})
-        records = [e for e in events if e["event"] == "ContributionRecorded"]
-        return {**self.header(registry), "title": "Federation", "metrics": metrics,
+        mine = [e for e in events if e["args"].get("runId") == run_id]
+        rounds = sorted({e["args"]["round"] for e in mine if e["event"] == "RoundOpened"})
+        records = [e for e in mine if e["event"] == "ContributionRecorded"]
+        for r in runs:
+            r["rounds"] = sum(1 for e in events if e["event"] == "RoundOpened" and e["args"]["runId"] == r["run_id"])
+        return {**self.header(registry), "title": "Federation", "metrics": metrics, "run": run_id, "runs": runs,
                 "parameters": self._views(registry, "") + facts(optional(registry, "params")),
                 "wallets": list(wallets.values()), "circuits": circuits,
                 "srs_sha256": metrics.chain.get("srs_sha256"), "srs_kind": metrics.chain.get("srs"),
@@ -262,54 +288,67 @@ class ChainReader:
                 "n_records": len(records), "statuses": Counter(Status(e["args"]["status"]).name for e in records),
                 "event_counts": Counter(e["event"] for e in events)}
 
-    def rounds(self) -> dict:
+    def rounds(self, run: str | None = None) -> dict:
         registry = self.registry()
         events = registry.events()
-        metrics = self.metrics(registry)
+        run_id, runs = self.run(registry, run)
+        metrics = self.metrics(registry, run_id)
         txs = self._tx_index(events)
         rows = []
-        for rnd in sorted({e["args"]["round"] for e in events if e["event"] == "RoundOpened"}):
-            info, records = registry.round_info(rnd), registry.round_records(rnd)
+        for rnd in sorted({e["args"]["round"] for e in events
+                           if e["event"] == "RoundOpened" and e["args"]["runId"] == run_id}):
+            info = registry.round_info(run_id, rnd)
+            records = [registry.record_of_event(e) for e in events if e["event"] == "ContributionRecorded"
+                       and (e["args"]["runId"], e["args"]["round"]) == (run_id, rnd)]
             m = metrics.by_round.get(rnd, {})
             rows.append({"info": info, "records": len(records), "statuses": Counter(r.status.name for r in records),
                          "eval_loss": m.get("server_eval_loss"), "success_rate": m.get("success_rate"),
-                         "opened_tx": txs.get((rnd, "RoundOpened"), {}).get("tx_hash"),
-                         "closed_tx": txs.get((rnd, "RoundClosed"), {}).get("tx_hash")})
+                         "opened_tx": txs.get((run_id, rnd, "RoundOpened"), {}).get("tx_hash"),
+                         "closed_tx": txs.get((run_id, rnd, "RoundClosed"), {}).get("tx_hash")})
         losses = ([(0, metrics.initial_eval_loss)] if metrics.initial_eval_loss is not None else []) + [
             (r["info"].round, r["eval_loss"]) for r in rows if r["eval_loss"] is not None]
         success = [(r["info"].round, r["success_rate"]) for r in rows if r["success_rate"] is not None]
         charts = [line_chart_svg(losses, "server eval loss (held-out)", "loss"),
                   line_chart_svg(success, "closed-loop success rate", "success", percent=True, y_range=(0.0, 1.0))]
-        return {**self.header(registry), "title": "Rounds", "rows": rows, "metrics": metrics,
-                "charts": charts if self.config.outputs else []}
+        return {**self.header(registry), "title": "Rounds", "rows": rows, "metrics": metrics, "run": run_id,
+                "runs": runs, "charts": charts if self.config.outputs else []}
 
-    def round(self, rnd: int) -> dict:
+    def round(self, rnd: int, run: str | None = None) -> dict:
         registry = self.registry()
-        info, records = registry.round_info(rnd), registry.round_records(rnd)
-        if info.state == "none" and not records:
-            raise NotFound(f"round {rnd} was never opened in registry {registry.address}")
+        run_id, runs = self.run(registry, run)
+        if run_id is None:
+            raise NotFound(f"registry {registry.address} has no run yet")
+        info = registry.round_info(run_id, rnd)
         events = registry.events()
-        metrics = self.metrics(registry)
+        records = [registry.record_of_event(e) for e in events if e["event"] == "ContributionRecorded"
+                   and (e["args"]["runId"], e["args"]["round"]) == (run_id, rnd)]
+        if info.state == "none" and not records:
+            raise NotFound(f"round {rnd} of run {run_id} was never opened in registry {registry.address}")
+        metrics = self.metrics(registry, run_id)
         txs = self._tx_index(events)
         replies = [_reply(r, txs, metrics, registry) for r in records]
-        others = [e for e in events if e["event"] not in CORE_EVENTS and e["args"].get("round") == rnd]
-        known = sorted({e["args"]["round"] for e in events if e["event"] == "RoundOpened"})
+        others = [e for e in events if e["event"] not in CORE_EVENTS and e["args"].get("round") == rnd
+                  and e["args"].get("runId", run_id) == run_id]
+        known = sorted({e["args"]["round"] for e in events
+                        if e["event"] == "RoundOpened" and e["args"]["runId"] == run_id})
         m = metrics.by_round.get(rnd, {})
         return {**self.header(registry), "title": f"Round {rnd}", "info": info, "replies": replies,
                 "metrics": metrics, "eval_loss": m.get("server_eval_loss"), "success_rate": m.get("success_rate"),
-                "note": m.get("note"), "opened_tx": txs.get((rnd, "RoundOpened"), {}).get("tx_hash"),
-                "closed_tx": txs.get((rnd, "RoundClosed"), {}).get("tx_hash"), "other_events": others,
-                "views": facts(info, frozenset(ROUND_FIELDS)) + self._views(registry, "uint", rnd),
+                "run": run_id, "runs": runs,
+                "note": m.get("note"), "opened_tx": txs.get((run_id, rnd, "RoundOpened"), {}).get("tx_hash"),
+                "closed_tx": txs.get((run_id, rnd, "RoundClosed"), {}).get("tx_hash"), "other_events": others,
+                "views": facts(info, frozenset(ROUND_FIELDS)),
                 "prev": max((r for r in known if r < rnd), default=None),
                 "next": min((r for r in known if r > rnd), default=None),
                 "has_score": any(r.score is not None for r in replies),
                 "has_reward": hasattr(registry, "reward_of")}
 
-    def wallet(self, address: str) -> dict:
+    def wallet(self, address: str, run: str | None = None) -> dict:
         registry = self.registry()
-        history = registry.node_history(address)
+        history = registry.node_history(address)  # every run's
         events = registry.events()
-        metrics = self.metrics(registry)
+        run_id, runs = self.run(registry, run)
+        metrics = self.metrics(registry, run_id)
         txs = self._tx_index(events)
         replies = [_reply(r, txs, metrics, registry) for r in history]
         mentions = [e for e in events if e["event"] != "ContributionRecorded"
@@ -318,12 +357,13 @@ class ChainReader:
         scores = [r.score for r in replies if r.score is not None]
         pending = optional(registry, "pending_rewards", address)
         chain_facts = [(f"stake {name}", v) for name, v in facts(optional(registry, "stake_of", address))]
-        chain_facts += [("unpaid rewards", pending[0]), ("unpaid in rounds", ", ".join(map(str, pending[1])) or "-")
+        chain_facts += [("unpaid rewards", pending[0]),
+                        ("unpaid in rounds", ", ".join(f"{r.round} (run {r.run_id[:10]}…)" for r in pending[1]) or "-")
                         ] if isinstance(pending, tuple) else []
         balance = optional(registry, "reward_balance", address)
         chain_facts += [("reward tokens held", balance)] if balance is not None else []
         drops = [r.record.loss_before - r.record.loss_after for r in replies if r.record.signed]
-        totals = {"rounds": len({r.record.round for r in replies}), "selected": statuses["SELECTED"],
+        totals = {"rounds": len({(r.record.run_id, r.record.round) for r in replies}), "selected": statuses["SELECTED"],
                   "not_selected": statuses["NOT_SELECTED"], "rejected": statuses["REJECTED"],
                   "score": sum(scores) if scores else None,
                   "loss_drop": sum(drops) / len(drops) if drops else None}
@@ -331,6 +371,7 @@ class ChainReader:
                    for n in entry.get("nodes", []) if (n.get("claimed_address") or "").lower() == address.lower()
                    and (n.get("address") or "").lower() != address.lower()]
         return {**self.header(registry), "title": f"Wallet {address}", "address": address, "claimed": claimed,
+                "run": run_id, "runs": runs,
                 "approved": registry.is_approved(address), "replies": replies, "totals": totals,
                 "views": chain_facts + [(n, v) for n, v in self._views(registry, "address", address)
                                         if n != "isApproved"],

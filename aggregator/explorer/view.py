@@ -45,6 +45,16 @@ def parse_round(text: str) -> int:
     return value
 
 
+def parse_run(text: str | None) -> str | None:
+    """A run id (or a prefix of one) as typed in a URL: 0x and up to 64 hex digits; None: the default run."""
+    if text is None or not text.strip():
+        return None
+    text = text.strip().lower()
+    if not re.fullmatch(r"0x[0-9a-f]{1,64}", text):
+        raise BadInput(f"{text!r} is not a run id: 0x followed by hex digits (a prefix of the run's id is enough)")
+    return text
+
+
 def parse_address(text: str) -> str:
     """An Ethereum address as typed in a URL, checksummed; mixed case must be a valid checksum (EIP-55)."""
     from web3 import Web3

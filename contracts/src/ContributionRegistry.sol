@@ -12,12 +12,18 @@ import {RewardToken} from "./RewardToken.sol";
 import {VkaStore} from "./VkaStore.sol";
 
 /// @title zk0 contribution registry
-/// @notice Public audit trail of a zk0 federation: which nodes may contribute, which rounds ran on which
+/// @notice Public audit trail of a zk0 federation: which nodes may contribute, which runs and rounds ran on which
 ///         global model and circuit, and what happened to every node's reply in every round. The node's EIP-712
 ///         signature is checked here, so the aggregator cannot attribute an update to a node that did not sign
 ///         it; optionally the node's EZKL proof is verified here too, against the round's circuit and the
 ///         signed losses.
-/// @dev Invariants: a wallet's (round, wallet) slot is filled only with that wallet's signature (unsigned
+/// @dev Runs: a run is a bytes32 id the aggregator chooses off chain; rounds and records are keyed by
+///      (runId, round), and a node signs the runId, so a reply signed in one run is refused in any other, and a
+///      second run on the same registry never meets the first one's rounds or records.
+///      Storage: one hash per record (keccak256 of the abi-encoded Record) and the per-round reward totals; the
+///      records themselves are in the ContributionRecorded events. Who needs a record later (claim, rewardOf)
+///      passes its fields, checked against the stored hash. So a record costs one storage slot, not twelve.
+///      Invariants: a wallet's (run, round, wallet) slot is filled only with that wallet's signature (unsigned
 ///      rejections live under addresses derived from a hash, see rejectionKey); a proof is accepted only with
 ///      the exact length of its circuit, and only for the instances that encode the signed losses.
 ///      Incentives: wallets stake ETH to take part; a closed round's emission is shared among its SELECTED
@@ -48,7 +54,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     uint8 public constant ROUND_CLOSED = 2;
 
     bytes32 public constant CONTRIBUTION_TYPEHASH = keccak256(
-        "Contribution(uint64 round,bytes32 globalHash,bytes32 updateHash,bytes32 proofHash,"
+        "Contribution(bytes32 runId,uint64 round,bytes32 globalHash,bytes32 updateHash,bytes32 proofHash,"
         "bytes32 dataCommitment,uint256 lossBefore,uint256 lossAfter)"
     );
     /// @notice Largest fixed-point scale of a circuit's outputs: up to 2^29 < LOSS_SCALE, a signed loss
@@ -59,6 +65,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     // ---------------------------------------------------------------- types
     /// @notice What a node signs (EIP-712 primary type).
     struct Contribution {
+        bytes32 runId;
         uint64 round;
         bytes32 globalHash;
         bytes32 updateHash;
@@ -68,8 +75,9 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         uint256 lossAfter;
     }
 
-    /// @notice The outcome of one node's reply in one round.
+    /// @notice The outcome of one node's reply in one round of one run (stored as its hash, emitted whole).
     struct Record {
+        bytes32 runId;
         uint64 round;
         address node;
         uint8 status;
@@ -82,6 +90,15 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         uint256 lossBefore;
         uint256 lossAfter;
         int256 score; // the aggregator's validation score L_val(global) - L_val(update), * LOSS_SCALE (0: unsigned)
+    }
+
+    /// @notice One signed reply's outcome, as recordContributions takes it.
+    struct Entry {
+        Contribution c;
+        bytes signature;
+        uint8 status;
+        uint8 reason;
+        int256 score;
     }
 
     struct Round {
@@ -125,18 +142,17 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     RewardToken public immutable rewardToken;
     address public aggregator;
     Params private _params;
-    uint64 public roundsOpened; // the clock of unstake delays
+    uint64 public roundsOpened; // the clock of unstake delays (rounds opened in all runs)
     uint256 public totalBurned; // slashed wei not paid as bounties: locked here for good
 
     mapping(address => bool) private _approved;
     mapping(address => Stake) private _stakes;
-    mapping(uint64 => mapping(address => bool)) private _rewardSettled; // claimed, or forfeited by a slash
+    mapping(bytes32 => mapping(uint64 => mapping(address => bool))) private _rewardSettled; // claimed or slashed
     mapping(bytes32 => bool) public slashed; // contribution digest => already slashed
     mapping(bytes32 => Circuit) private _circuits;
-    mapping(uint64 => Round) private _rounds;
-    mapping(uint64 => mapping(address => Record)) private _records;
-    mapping(uint64 => address[]) private _roundNodes;
-    mapping(address => uint64[]) private _nodeRounds;
+    mapping(bytes32 => uint64) public runOpenedAt; // runId => block timestamp of its first openRound (0: unknown)
+    mapping(bytes32 => mapping(uint64 => Round)) private _rounds;
+    mapping(bytes32 => mapping(uint64 => mapping(address => bytes32))) private _recordHash;
 
     // ---------------------------------------------------------------- events
     event AggregatorChanged(address indexed previousAggregator, address indexed newAggregator);
@@ -148,15 +164,23 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     event Staked(address indexed node, uint256 amount, uint256 total);
     event UnstakeRequested(address indexed node, uint256 amount, uint64 unlockAt);
     event StakeWithdrawn(address indexed node, uint256 amount);
-    event RewardClaimed(address indexed node, uint64[] rounds, uint256 amount);
+    event RewardClaimed(address indexed node, bytes32[] runIds, uint64[] rounds, uint256 amount);
     event Slashed(
-        address indexed node, address indexed by, uint64 round, bytes32 digest, uint256 amount, uint256 bounty
+        address indexed node,
+        address indexed by,
+        bytes32 indexed runId,
+        uint64 round,
+        bytes32 digest,
+        uint256 amount,
+        uint256 bounty
     );
     event NodeApproved(address indexed node);
     event NodeRevoked(address indexed node);
-    event RoundOpened(uint64 indexed round, bytes32 globalHash, bytes32 circuitId);
-    event RoundClosed(uint64 indexed round, bytes32 newGlobalHash);
+    event RunOpened(bytes32 indexed runId, address indexed aggregator, uint64 firstRound);
+    event RoundOpened(bytes32 indexed runId, uint64 indexed round, bytes32 globalHash, bytes32 circuitId);
+    event RoundClosed(bytes32 indexed runId, uint64 indexed round, bytes32 newGlobalHash);
     event ContributionRecorded(
+        bytes32 indexed runId,
         uint64 indexed round,
         address indexed node,
         uint8 status,
@@ -175,12 +199,15 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     error NotAggregator(address caller);
     error ZeroAddress();
     error ZeroHash();
-    error RoundAlreadyOpened(uint64 round);
-    error RoundNotOpen(uint64 round);
+    error RoundAlreadyOpened(bytes32 runId, uint64 round);
+    error RoundNotOpen(bytes32 runId, uint64 round);
     error GlobalHashMismatch(uint64 round, bytes32 expected, bytes32 signed);
+    error RunMismatch(bytes32 expected, bytes32 signed, uint64 expectedRound, uint64 signedRound);
     error MalformedSignature();
     error SignerNotApproved(address signer);
-    error AlreadyRecorded(uint64 round, address node);
+    error AlreadyRecorded(bytes32 runId, uint64 round, address node);
+    error RecordMismatch(bytes32 runId, uint64 round, address node);
+    error EmptyBatch();
     error InvalidOutcome(uint8 status, uint8 reason);
     error InvalidCircuit();
     error CircuitAlreadyRegistered(bytes32 circuitId);
@@ -193,7 +220,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     error AlreadyExiting(address node);
     error NotExiting(address node);
     error UnstakeLocked(uint64 unlockAt, uint64 roundsOpened);
-    error RoundNotClosed(uint64 round);
+    error RoundNotClosed(bytes32 runId, uint64 round);
     error NoReward(uint64 round, address node);
     error AlreadyClaimed(uint64 round, address node);
     error ProofValid();
@@ -279,43 +306,57 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     }
 
     // ---------------------------------------------------------------- aggregator
-    function openRound(uint64 round, bytes32 globalHash, bytes32 circuitId) external onlyAggregator {
-        if (globalHash == bytes32(0)) revert ZeroHash();
-        Round storage r = _rounds[round];
-        if (r.state != ROUND_NONE) revert RoundAlreadyOpened(round);
+    /// @notice Open round `round` of run `runId` on global model `globalHash`; the first round opened under a
+    ///         runId registers the run (RunOpened). No earlier call is needed: a run can start while the chain is
+    ///         down and its aggregator's journal sends this later.
+    function openRound(bytes32 runId, uint64 round, bytes32 globalHash, bytes32 circuitId) external onlyAggregator {
+        if (globalHash == bytes32(0) || runId == bytes32(0)) revert ZeroHash();
+        Round storage r = _rounds[runId][round];
+        if (r.state != ROUND_NONE) revert RoundAlreadyOpened(runId, round);
+        if (runOpenedAt[runId] == 0) {
+            runOpenedAt[runId] = uint64(block.timestamp);
+            emit RunOpened(runId, msg.sender, round);
+        }
         r.state = ROUND_OPEN;
         r.openedAt = uint64(block.timestamp);
         r.globalHash = globalHash;
         r.circuitId = circuitId;
         r.emission = _params.emissionPerRound;
         roundsOpened += 1;
-        emit RoundOpened(round, globalHash, circuitId);
+        emit RoundOpened(runId, round, globalHash, circuitId);
     }
 
-    function closeRound(uint64 round, bytes32 newGlobalHash) external onlyAggregator {
+    function closeRound(bytes32 runId, uint64 round, bytes32 newGlobalHash) external onlyAggregator {
         if (newGlobalHash == bytes32(0)) revert ZeroHash();
-        Round storage r = _requireOpen(round);
+        Round storage r = _requireOpen(runId, round);
         r.state = ROUND_CLOSED;
         r.closedAt = uint64(block.timestamp);
         r.newGlobalHash = newGlobalHash;
-        emit RoundClosed(round, newGlobalHash);
+        emit RoundClosed(runId, round, newGlobalHash);
     }
 
-    /// @notice Record the outcome of a reply signed by an approved node for an open round, with the validation
-    ///         score the aggregator attests for it (fixed point, LOSS_SCALE; negative: the update hurt).
-    function recordContribution(
-        Contribution calldata c,
-        bytes calldata signature,
-        uint8 status,
-        uint8 reason,
-        int256 score
-    ) external onlyAggregator {
-        _recordSigned(c, signature, status, reason, score, false);
+    /// @notice Record the outcomes of replies signed by approved nodes for open round (`runId`, `round`), with
+    ///         the validation score the aggregator attests for each (fixed point, LOSS_SCALE; negative: the update
+    ///         hurt). Each node's signature is checked here; each record is stored as one hash and emitted whole.
+    ///         All or nothing: one refused entry reverts the batch.
+    function recordContributions(bytes32 runId, uint64 round, Entry[] calldata entries) external onlyAggregator {
+        if (entries.length == 0) revert EmptyBatch();
+        Round storage r = _requireOpen(runId, round);
+        bytes32 globalHash = r.globalHash;
+        uint256 scoreTotal = r.scoreTotal;
+        for (uint256 i = 0; i < entries.length; i++) {
+            Entry calldata e = entries[i];
+            _checkRound(e.c, runId, round, globalHash);
+            int256 score = e.score;
+            if (e.status == SELECTED && score > 0) scoreTotal += uint256(score);
+            _store(_signedRecord(e.c, e.signature, e.status, e.reason, score, false));
+        }
+        r.scoreTotal = scoreTotal;
     }
 
-    /// @notice As recordContribution, and verify the node's EZKL proof first: against the round's circuit,
-    ///         with exactly the circuit's proof length, and with the public instances that encode the signed
-    ///         losses (derived here from them, so a proof of other losses or of another circuit fails). The
+    /// @notice As one entry of recordContributions, and verify the node's EZKL proof first: against the round's
+    ///         circuit, with exactly the circuit's proof length, and with the public instances that encode the
+    ///         signed losses (derived here from them, so a proof of other losses or of another circuit fails). The
     ///         proof must be the one the node signed: c.proofHash == sha256(proof).
     function recordContributionWithProof(
         Contribution calldata c,
@@ -325,24 +366,28 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         int256 score,
         bytes calldata proof
     ) external onlyAggregator {
-        Circuit storage k = _roundCircuit(c.round);
+        Round storage r = _requireOpen(c.runId, c.round);
+        _checkRound(c, c.runId, c.round, r.globalHash);
+        Circuit storage k = _roundCircuit(c.runId, c.round);
         _requireSignedProof(c, proof);
         if (proof.length != k.proofLength) revert NonCanonicalProof(k.proofLength, proof.length);
         if (!_proofHolds(k, c, proof)) revert ProofRejected();
-        _recordSigned(c, signature, status, reason, score, true);
+        if (status == SELECTED && score > 0) r.scoreTotal += uint256(score);
+        _store(_signedRecord(c, signature, status, reason, score, true));
     }
 
     /// @notice Record a reply that failed before a valid signature for this round existed (MALFORMED,
     ///         UNKNOWN_NODE, BAD_SIGNATURE, STALE) under rejectionKey(flowerNodeId), an address nobody holds
     ///         the key of: an unsigned rejection can never take a wallet's slot. `evidenceHash` identifies
     ///         what was received.
-    function recordRejection(uint64 round, uint256 flowerNodeId, uint8 reason, bytes32 evidenceHash)
+    function recordRejection(bytes32 runId, uint64 round, uint256 flowerNodeId, uint8 reason, bytes32 evidenceHash)
         external
         onlyAggregator
     {
         if (reason == NONE || reason > STALE) revert InvalidOutcome(REJECTED, reason);
-        _requireOpen(round);
+        _requireOpen(runId, round);
         Record memory rec;
+        rec.runId = runId;
         rec.round = round;
         rec.node = rejectionKey(flowerNodeId);
         rec.status = REJECTED;
@@ -382,19 +427,25 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         _pay(msg.sender, amount);
     }
 
-    /// @notice Mint to `node` what its records in `rounds` earned (anyone may call; the tokens go to `node`).
-    ///         Each (round, node) pays once; a round pays only once closed.
-    function claim(address node, uint64[] calldata rounds) external nonReentrant returns (uint256 amount) {
-        for (uint256 i = 0; i < rounds.length; i++) {
-            uint64 round = rounds[i];
-            if (_rounds[round].state != ROUND_CLOSED) revert RoundNotClosed(round);
-            if (_rewardSettled[round][node]) revert AlreadyClaimed(round, node);
-            uint256 earned = rewardOf(round, node);
-            if (earned == 0) revert NoReward(round, node);
-            _rewardSettled[round][node] = true;
+    /// @notice Mint to `node` what its `records` earned (anyone may call; the tokens go to `node`). Each record
+    ///         is one of `node`'s, as emitted in ContributionRecorded (checked against its stored hash); each
+    ///         (run, round, node) pays once, and only once its round is closed.
+    function claim(address node, Record[] calldata records) external nonReentrant returns (uint256 amount) {
+        bytes32[] memory runIds = new bytes32[](records.length);
+        uint64[] memory rounds = new uint64[](records.length);
+        for (uint256 i = 0; i < records.length; i++) {
+            Record calldata rec = records[i];
+            _requireRecord(rec, node);
+            if (_rounds[rec.runId][rec.round].state != ROUND_CLOSED) revert RoundNotClosed(rec.runId, rec.round);
+            if (_rewardSettled[rec.runId][rec.round][node]) revert AlreadyClaimed(rec.round, node);
+            uint256 earned = _earned(rec);
+            if (earned == 0) revert NoReward(rec.round, node);
+            _rewardSettled[rec.runId][rec.round][node] = true;
             amount += earned;
+            runIds[i] = rec.runId;
+            rounds[i] = rec.round;
         }
-        emit RewardClaimed(node, rounds, amount);
+        emit RewardClaimed(node, runIds, rounds, amount);
         rewardToken.mint(node, amount);
     }
 
@@ -414,14 +465,14 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         Stake storage st = _stakes[signer];
         if (st.amount == 0 && !_approved[signer]) revert NotAParticipant(signer);
         _requireSignedProof(c, proof);
-        if (_proofHolds(_roundCircuit(c.round), c, proof)) revert ProofValid();
+        if (_proofHolds(_roundCircuit(c.runId, c.round), c, proof)) revert ProofValid();
         slashed[digest] = true;
-        _rewardSettled[c.round][signer] = true;
+        _rewardSettled[c.runId][c.round][signer] = true;
         amount = st.amount * _params.slashBps / BPS;
         st.amount -= amount;
         uint256 bounty = amount * _params.bountyBps / BPS;
         totalBurned += amount - bounty;
-        emit Slashed(signer, msg.sender, c.round, digest, amount, bounty);
+        emit Slashed(signer, msg.sender, c.runId, c.round, digest, amount, bounty);
         _pay(msg.sender, bounty);
     }
 
@@ -437,65 +488,39 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     /// @notice Whether `node` may contribute now: minStake staked and not exiting, and the owner's approval
     ///         where the federation requires it.
     function isApproved(address node) public view returns (bool) {
+        Params storage p = _params;
+        if (p.approvalRequired && !_approved[node]) return false;
         Stake storage st = _stakes[node];
-        return st.amount >= _params.minStake && !st.exiting && (_approved[node] || !_params.approvalRequired);
+        return !st.exiting && (p.minStake == 0 || st.amount >= p.minStake);
     }
 
-    /// @notice What `node`'s record in `round` earns and has not been paid: emission * score / scoreTotal for a
-    ///         SELECTED record with a positive score in a closed round (0 otherwise, or once claimed or slashed).
-    function rewardOf(uint64 round, address node) public view returns (uint256) {
-        Round storage r = _rounds[round];
-        Record storage rec = _records[round][node];
-        if (r.state != ROUND_CLOSED || rec.status != SELECTED || rec.score <= 0 || _rewardSettled[round][node]) {
+    /// @notice What `rec` (one of the records emitted in ContributionRecorded) earns and has not been paid:
+    ///         emission * score / scoreTotal for a SELECTED record with a positive score in a closed round (0
+    ///         otherwise, or once claimed or slashed). Reverts RecordMismatch for a record that is not the chain's.
+    function rewardOf(Record calldata rec) external view returns (uint256) {
+        _requireRecord(rec, rec.node);
+        if (_rounds[rec.runId][rec.round].state != ROUND_CLOSED || _rewardSettled[rec.runId][rec.round][rec.node]) {
             return 0;
         }
-        return r.emission * uint256(rec.score) / r.scoreTotal;
+        return _earned(rec);
     }
 
-    /// @notice `node`'s unpaid rewards over all its rounds, and those rounds (for claim).
-    function pendingRewards(address node) external view returns (uint256 total, uint64[] memory rounds) {
-        uint64[] storage history = _nodeRounds[node];
-        uint64[] memory found = new uint64[](history.length);
-        uint256 n = 0;
-        for (uint256 i = 0; i < history.length; i++) {
-            uint256 earned = rewardOf(history[i], node);
-            if (earned > 0) {
-                total += earned;
-                found[n++] = history[i];
-            }
-        }
-        rounds = new uint64[](n);
-        for (uint256 i = 0; i < n; i++) {
-            rounds[i] = found[i];
-        }
+    /// @notice The hash of `node`'s record in (`runId`, `round`), 0 if none: keccak256(abi.encode(record)).
+    function recordHash(bytes32 runId, uint64 round, address node) external view returns (bytes32) {
+        return _recordHash[runId][round][node];
     }
 
-    function getRecord(uint64 round, address node) external view returns (Record memory) {
-        return _records[round][node];
+    function hasRecord(bytes32 runId, uint64 round, address node) public view returns (bool) {
+        return _recordHash[runId][round][node] != bytes32(0);
     }
 
-    function hasRecord(uint64 round, address node) public view returns (bool) {
-        return _records[round][node].node != address(0);
+    /// @notice The hash a record is stored as (what clients compare their copy of a record with).
+    function hashRecord(Record memory rec) public pure returns (bytes32) {
+        return keccak256(abi.encode(rec));
     }
 
-    function roundRecords(uint64 round) external view returns (Record[] memory out) {
-        address[] storage nodes = _roundNodes[round];
-        out = new Record[](nodes.length);
-        for (uint256 i = 0; i < nodes.length; i++) {
-            out[i] = _records[round][nodes[i]];
-        }
-    }
-
-    function nodeHistory(address node) external view returns (Record[] memory out) {
-        uint64[] storage rounds = _nodeRounds[node];
-        out = new Record[](rounds.length);
-        for (uint256 i = 0; i < rounds.length; i++) {
-            out[i] = _records[rounds[i]][node];
-        }
-    }
-
-    function roundInfo(uint64 round) external view returns (Round memory) {
-        return _rounds[round];
+    function roundInfo(bytes32 runId, uint64 round) external view returns (Round memory) {
+        return _rounds[runId][round];
     }
 
     function circuit(bytes32 circuitId) external view returns (Circuit memory) {
@@ -526,6 +551,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
             keccak256(
                 abi.encode(
                     CONTRIBUTION_TYPEHASH,
+                    c.runId,
                     c.round,
                     c.globalHash,
                     c.updateHash,
@@ -546,36 +572,51 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     }
 
     // ---------------------------------------------------------------- internals
-    function _recordSigned(
+    /// @dev The signed reply must be for this run, round and global model (a reply signed in another run, or
+    ///      replayed from another round, is refused).
+    function _checkRound(Contribution calldata c, bytes32 runId, uint64 round, bytes32 globalHash) private pure {
+        if (c.runId != runId || c.round != round) revert RunMismatch(runId, c.runId, round, c.round);
+        if (c.globalHash != globalHash) revert GlobalHashMismatch(round, globalHash, c.globalHash);
+    }
+
+    function _signedRecord(
         Contribution calldata c,
         bytes calldata signature,
         uint8 status,
         uint8 reason,
         int256 score,
         bool proofVerified
-    ) private {
+    ) private view returns (Record memory rec) {
         _checkOutcome(status, reason);
-        Round storage r = _requireOpen(c.round);
-        if (c.globalHash != r.globalHash) revert GlobalHashMismatch(c.round, r.globalHash, c.globalHash);
         address node = recoverSigner(c, signature);
         if (!isApproved(node)) revert SignerNotApproved(node);
-        if (status == SELECTED && score > 0) r.scoreTotal += uint256(score);
-        _store(
-            Record({
-                round: c.round,
-                node: node,
-                status: status,
-                reason: reason,
-                signed: true,
-                proofVerified: proofVerified,
-                updateHash: c.updateHash,
-                proofHash: c.proofHash,
-                dataCommitment: c.dataCommitment,
-                lossBefore: c.lossBefore,
-                lossAfter: c.lossAfter,
-                score: score
-            })
-        );
+        rec.runId = c.runId;
+        rec.round = c.round;
+        rec.node = node;
+        rec.status = status;
+        rec.reason = reason;
+        rec.signed = true;
+        rec.proofVerified = proofVerified;
+        rec.updateHash = c.updateHash;
+        rec.proofHash = c.proofHash;
+        rec.dataCommitment = c.dataCommitment;
+        rec.lossBefore = c.lossBefore;
+        rec.lossAfter = c.lossAfter;
+        rec.score = score;
+    }
+
+    /// @dev `rec` is the chain's record of `node` (its hash is the stored one).
+    function _requireRecord(Record calldata rec, address node) private view {
+        bytes32 stored = _recordHash[rec.runId][rec.round][node];
+        if (rec.node != node || stored == bytes32(0) || stored != keccak256(abi.encode(rec))) {
+            revert RecordMismatch(rec.runId, rec.round, node);
+        }
+    }
+
+    function _earned(Record calldata rec) private view returns (uint256) {
+        if (rec.status != SELECTED || rec.score <= 0) return 0;
+        Round storage r = _rounds[rec.runId][rec.round];
+        return r.emission * uint256(rec.score) / r.scoreTotal;
     }
 
     /// @dev Signed replies end SELECTED, NOT_SELECTED (NONE, or NO_QUORUM when the round kept the global
@@ -600,14 +641,14 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         if (!ok) revert TransferFailed(to, amount);
     }
 
-    function _requireOpen(uint64 round) private view returns (Round storage r) {
-        r = _rounds[round];
-        if (r.state != ROUND_OPEN) revert RoundNotOpen(round);
+    function _requireOpen(bytes32 runId, uint64 round) private view returns (Round storage r) {
+        r = _rounds[runId][round];
+        if (r.state != ROUND_OPEN) revert RoundNotOpen(runId, round);
     }
 
     /// @dev The circuit the round was opened with; it must be registered for a proof to be judged.
-    function _roundCircuit(uint64 round) private view returns (Circuit storage k) {
-        bytes32 circuitId = _rounds[round].circuitId;
+    function _roundCircuit(bytes32 runId, uint64 round) private view returns (Circuit storage k) {
+        bytes32 circuitId = _rounds[runId][round].circuitId;
         k = _circuits[circuitId];
         if (k.verifier == address(0)) revert CircuitNotRegistered(circuitId);
     }
@@ -652,11 +693,11 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     }
 
     function _store(Record memory rec) private {
-        if (hasRecord(rec.round, rec.node)) revert AlreadyRecorded(rec.round, rec.node);
-        _records[rec.round][rec.node] = rec;
-        _roundNodes[rec.round].push(rec.node);
-        _nodeRounds[rec.node].push(rec.round);
+        mapping(address => bytes32) storage slots = _recordHash[rec.runId][rec.round];
+        if (slots[rec.node] != bytes32(0)) revert AlreadyRecorded(rec.runId, rec.round, rec.node);
+        slots[rec.node] = keccak256(abi.encode(rec));
         emit ContributionRecorded(
+            rec.runId,
             rec.round,
             rec.node,
             rec.status,

@@ -12,6 +12,7 @@ from web3 import Web3
 from contracts import (
     ChainError,
     Contribution,
+    Entry,
     EvmProof,
     LocalChain,
     Reason,
@@ -20,12 +21,14 @@ from contracts import (
     connect,
     sign_contribution,
 )
+from contracts.registry import Record
 from contracts.testing import deploy_contract, make_tiny_circuit
 from contracts.typed_data import signable
 
 pytestmark = pytest.mark.integration
 
 GLOBAL = "0x" + "11" * 32
+RUN = "0x" + "a1" * 32  # the run these tests record in
 CIRCUIT = "0x" + "cc" * 32
 _rounds = itertools.count(100)
 
@@ -57,13 +60,13 @@ def registry(chain, keys):
 def open_round(registry):
     """A fresh open round number (each test gets its own, so records never collide)."""
     number = next(_rounds)
-    registry.open_round(number, GLOBAL, CIRCUIT)
+    registry.open_round(RUN, number, GLOBAL, CIRCUIT)
     return number
 
 
 def make_contribution(round_: int, **changes) -> Contribution:
     fields = dict(
-        round=round_, global_hash=GLOBAL, update_hash="0x" + "22" * 32, proof_hash="0x" + "33" * 32,
+        run_id=RUN, round=round_, global_hash=GLOBAL, update_hash="0x" + "22" * 32, proof_hash="0x" + "33" * 32,
         data_commitment="0x" + "44" * 32, loss_before=0.5, loss_after=0.25,
     )  # fmt: skip
     return Contribution(**{**fields, **changes})
@@ -85,8 +88,8 @@ def test_round_life_cycle_end_to_end(chain, keys):
     for node in nodes:
         owner.approve_node(node.address)
     agg = Registry.at(w3, owner.address, keys["aggregator"])
-    agg.open_round(1, GLOBAL, CIRCUIT)
-    assert agg.round_info(1).state == "open"
+    agg.open_round(RUN, 1, GLOBAL, CIRCUIT)
+    assert agg.round_info(RUN, 1).state == "open"
 
     c0 = make_contribution(1, loss_after=0.125)
     c1 = make_contribution(1, update_hash="0x" + "55" * 32, loss_before=0.5, loss_after=0.75)
@@ -96,24 +99,24 @@ def test_round_life_cycle_end_to_end(chain, keys):
     assert agg.contract.functions.contributionDigest(c0.to_message()).call() == digest
     agg.record_contribution(c0, sig0, Status.SELECTED)
     agg.record_contribution(c1, sig1, Status.REJECTED, Reason.NO_IMPROVEMENT)
-    agg.record_rejection(1, 42, Reason.UNKNOWN_NODE, "0x" + "ee" * 32)
+    agg.record_rejection(RUN, 1, 42, Reason.UNKNOWN_NODE, "0x" + "ee" * 32)
     rejected = agg.rejection_key(42)
-    agg.close_round(1, "0x" + "99" * 32)
+    agg.close_round(RUN, 1, "0x" + "99" * 32)
 
-    record = agg.get_record(1, nodes[0].address)
+    record = agg.get_record(RUN, 1, nodes[0].address)
     assert (record.status, record.reason, record.signed, record.proof_verified) == (
         Status.SELECTED, Reason.NONE, True, False
     )  # fmt: skip
     assert (record.update_hash, record.loss_before, record.loss_after) == ("0x" + "22" * 32, 0.5, 0.125)
-    rejection = agg.get_record(1, rejected)
+    rejection = agg.get_record(RUN, 1, rejected)
     assert (rejection.status, rejection.reason, rejection.signed) == (Status.REJECTED, Reason.UNKNOWN_NODE, False)
     assert rejection.data_commitment == "0x" + "ee" * 32
-    assert [r.node for r in agg.round_records(1)] == [nodes[0].address, nodes[1].address, rejected]
-    assert agg.get_record(1, stranger) is None
-    assert [r.round for r in agg.node_history(nodes[1].address)] == [1]
-    assert agg.get_record(2, nodes[0].address) is None and not agg.has_record(2, nodes[0].address)
-    assert agg.has_record(1, nodes[0].address)
-    info = agg.round_info(1)
+    assert [r.node for r in agg.round_records(RUN, 1)] == [nodes[0].address, nodes[1].address, rejected]
+    assert agg.get_record(RUN, 1, stranger) is None
+    assert [(r.run_id, r.round) for r in agg.node_history(nodes[1].address)] == [(RUN, 1)]
+    assert agg.get_record(RUN, 2, nodes[0].address) is None and not agg.has_record(RUN, 2, nodes[0].address)
+    assert agg.has_record(RUN, 1, nodes[0].address)
+    info = agg.round_info(RUN, 1)
     assert (info.state, info.global_hash, info.circuit_id, info.new_global_hash) == (
         "closed", GLOBAL, CIRCUIT, "0x" + "99" * 32
     )  # fmt: skip
@@ -121,7 +124,7 @@ def test_round_life_cycle_end_to_end(chain, keys):
     events = agg.events()
     skipped = ("OwnershipTransferred", "AggregatorChanged", "ParamsChanged")  # the deployment's
     assert [e["event"] for e in events if e["event"] not in skipped] == [
-        "NodeApproved", "NodeApproved", "RoundOpened",
+        "NodeApproved", "NodeApproved", "RunOpened", "RoundOpened",
         "ContributionRecorded", "ContributionRecorded", "ContributionRecorded", "RoundClosed",
     ]  # fmt: skip
     recorded = agg.events("ContributionRecorded")[0]["args"]
@@ -138,12 +141,12 @@ def test_score_round_trips_through_record_and_event(registry, keys, open_round):
     for key, score in scores.items():
         c = make_contribution(open_round, update_hash="0x" + Account.from_key(key).address[2:].lower() + "00" * 12)
         registry.record_contribution(c, signed(registry, key, c), *statuses[key], score=score)
-    registry.record_rejection(open_round, 5, Reason.BAD_SIGNATURE, "0x" + "ee" * 32)
+    registry.record_rejection(RUN, open_round, 5, Reason.BAD_SIGNATURE, "0x" + "ee" * 32)
     stranger = registry.rejection_key(5)
     for key, score in scores.items():
-        record = registry.get_record(open_round, Account.from_key(key).address)
+        record = registry.get_record(RUN, open_round, Account.from_key(key).address)
         assert record.score == pytest.approx(score, abs=5e-10) and (record.status, record.reason) == statuses[key]
-    assert registry.get_record(open_round, stranger).score == 0.0
+    assert registry.get_record(RUN, open_round, stranger).score == 0.0
     emitted = {e["args"]["node"]: e["args"]["score"] for e in registry.events("ContributionRecorded")
                if e["args"]["round"] == open_round}  # fmt: skip
     assert emitted == {Account.from_key(keys["nodes"][0]).address: 12_345_679,
@@ -218,8 +221,8 @@ def test_second_record_for_the_same_round_and_node_is_refused(registry, keys, op
     registry.record_contribution(c, signed(registry, key, c), Status.SELECTED)
     again = make_contribution(open_round, update_hash="0x" + "66" * 32)
     expect_revert("AlreadyRecorded", lambda: registry.record_contribution(again, signed(registry, key, again), 2))
-    registry.record_rejection(open_round, 9, Reason.STALE)
-    expect_revert("AlreadyRecorded", lambda: registry.record_rejection(open_round, 9, Reason.MALFORMED))
+    registry.record_rejection(RUN, open_round, 9, Reason.STALE)
+    expect_revert("AlreadyRecorded", lambda: registry.record_rejection(RUN, open_round, 9, Reason.MALFORMED))
 
 
 def test_only_the_aggregator_records(registry, keys, open_round):
@@ -227,8 +230,8 @@ def test_only_the_aggregator_records(registry, keys, open_round):
     signature = signed(registry, keys["nodes"][0], c)
     owner = registry.with_sender(keys["owner"])
     expect_revert("NotAggregator", lambda: owner.record_contribution(c, signature, Status.SELECTED))
-    expect_revert("NotAggregator", lambda: owner.record_rejection(open_round, 1, Reason.MALFORMED))
-    expect_revert("NotAggregator", lambda: owner.open_round(next(_rounds), GLOBAL, CIRCUIT))
+    expect_revert("NotAggregator", lambda: owner.record_rejection(RUN, open_round, 1, Reason.MALFORMED))
+    expect_revert("NotAggregator", lambda: owner.open_round(RUN, next(_rounds), GLOBAL, CIRCUIT))
     expect_revert("OwnableUnauthorizedAccount", lambda: registry.approve_node(keys_address(keys)))
 
 
@@ -241,14 +244,14 @@ def test_rounds_that_are_not_open_are_refused(registry, keys):
     c = make_contribution(never_opened)
     key = keys["nodes"][0]
     expect_revert("RoundNotOpen", lambda: registry.record_contribution(c, signed(registry, key, c), 1))
-    expect_revert("RoundNotOpen", lambda: registry.record_rejection(never_opened, 1, 1))
+    expect_revert("RoundNotOpen", lambda: registry.record_rejection(RUN, never_opened, 1, 1))
     closed = next(_rounds)
-    registry.open_round(closed, GLOBAL, CIRCUIT)
-    registry.close_round(closed, "0x" + "99" * 32)
+    registry.open_round(RUN, closed, GLOBAL, CIRCUIT)
+    registry.close_round(RUN, closed, "0x" + "99" * 32)
     c = make_contribution(closed)
     err = expect_revert("RoundNotOpen", lambda: registry.record_contribution(c, signed(registry, key, c), 1))
-    assert f"round {closed} is not open" in str(err)
-    expect_revert("RoundAlreadyOpened", lambda: registry.open_round(closed, GLOBAL, CIRCUIT))
+    assert f"round {closed} of run {RUN} is not open" in str(err)
+    expect_revert("RoundAlreadyOpened", lambda: registry.open_round(RUN, closed, GLOBAL, CIRCUIT))
 
 
 def test_stale_global_hash_and_invalid_outcomes_are_refused(registry, keys, open_round):
@@ -260,7 +263,7 @@ def test_stale_global_hash_and_invalid_outcomes_are_refused(registry, keys, open
     c = make_contribution(open_round)
     sig = signed(registry, key, c)
     expect_revert("InvalidOutcome", lambda: registry.record_contribution(c, sig, Status.SELECTED, Reason.BAD_PROOF))
-    expect_revert("InvalidOutcome", lambda: registry.record_rejection(open_round, 1, Reason.BAD_PROOF))
+    expect_revert("InvalidOutcome", lambda: registry.record_rejection(RUN, open_round, 1, Reason.BAD_PROOF))
     registry.record_contribution(c, sig, Status.NOT_SELECTED, Reason.NO_QUORUM)
 
 
@@ -275,11 +278,11 @@ def test_an_unsigned_rejection_never_takes_a_wallets_slot(registry, keys, open_r
     wallet = Account.from_key(keys["nodes"][0]).address
     for node_id in (0, 7, 2**64 - 1):
         assert registry.rejection_key(node_id) == reply_address(node_id) != wallet  # the aggregator's own key
-    registry.record_rejection(open_round, 7, Reason.BAD_SIGNATURE, "0x" + "ee" * 32)
+    registry.record_rejection(RUN, open_round, 7, Reason.BAD_SIGNATURE, "0x" + "ee" * 32)
     c = make_contribution(open_round)
     registry.record_contribution(c, signed(registry, keys["nodes"][0], c), Status.SELECTED)
-    assert registry.get_record(open_round, wallet).signed
-    assert registry.get_record(open_round, reply_address(7)).reason == Reason.BAD_SIGNATURE
+    assert registry.get_record(RUN, open_round, wallet).signed
+    assert registry.get_record(RUN, open_round, reply_address(7)).reason == Reason.BAD_SIGNATURE
 
 
 TINY = "0x" + "7c" * 32  # the tiny circuit's id in these tests
@@ -311,7 +314,7 @@ def circuits(registry, keys, tiny_circuit, other_circuit, verifier):
 
 def proof_round(registry, circuit_id: str) -> int:
     number = next(_rounds)
-    registry.open_round(number, GLOBAL, circuit_id)
+    registry.open_round(RUN, number, GLOBAL, circuit_id)
     return number
 
 
@@ -354,10 +357,10 @@ def test_on_chain_proof_verification(circuits, keys, tiny_circuit):
     c_bad = proven(tiny_circuit, round_, proof=tampered)
     sig_bad = signed(circuits, key, c_bad)
     expect_revert("ProofRejected", lambda: circuits.record_contribution(c_bad, sig_bad, 1, proof=tampered))
-    assert not circuits.has_record(round_, node)
+    assert not circuits.has_record(RUN, round_, node)
 
     circuits.record_contribution(c, signature, Status.SELECTED, proof=honest, score=0.25)
-    record = circuits.get_record(round_, node)
+    record = circuits.get_record(RUN, round_, node)
     assert record.proof_verified and record.signed and record.proof_hash == honest.proof_hash
     assert (record.loss_before, record.loss_after, record.score) == (c.loss_before, c.loss_after, 0.25)
 
@@ -375,7 +378,7 @@ def test_a_verified_proof_shows_the_signed_losses(circuits, keys, tiny_circuit):
                                                                                           proof=tiny_circuit.proof))
     c = proven(tiny_circuit, round_)
     circuits.record_contribution(c, signed(circuits, key, c), Status.SELECTED, proof=tiny_circuit.proof)
-    assert circuits.get_record(round_, Account.from_key(key).address).proof_verified
+    assert circuits.get_record(RUN, round_, Account.from_key(key).address).proof_verified
 
 
 def test_a_proof_is_verified_against_the_rounds_circuit(circuits, keys, tiny_circuit, other_circuit):
@@ -433,3 +436,80 @@ def test_a_contract_that_is_not_the_registry_is_refused(chain, keys, registry):
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert result.stderr.count("\n") == 1 and "not this zk0 version's ContributionRegistry" in result.stderr
     assert not registry.is_approved(stranger)
+
+
+# ---------------------------------------------------------------------------------------------- runs, batches
+RUN_B = "0x" + "b2" * 32
+
+
+def test_a_reply_signed_in_one_run_is_refused_in_another(registry, keys):
+    """Issue 19.1: the same round number and global model in two runs; a reply signed for run A cannot be recorded
+    in run B, neither as it is (RunMismatch) nor rewritten to B (the signature then names nobody approved)."""
+    number = next(_rounds)
+    registry.open_round(RUN, number, GLOBAL, CIRCUIT)
+    registry.open_round(RUN_B, number, GLOBAL, CIRCUIT)
+    key = keys["nodes"][0]
+    c = make_contribution(number)  # run A
+    signature = signed(registry, key, c)
+    err = expect_revert("RunMismatch", lambda: registry.record_contributions(RUN_B, number, [
+        Entry(c, signature, Status.SELECTED)]))
+    assert RUN in str(err) and RUN_B in str(err)
+    moved = make_contribution(number, run_id=RUN_B)
+    err = expect_revert("SignerNotApproved", lambda: registry.record_contribution(moved, signature, Status.SELECTED))
+    assert Account.from_key(key).address not in str(err)
+    assert not registry.has_record(RUN_B, number, Account.from_key(key).address)
+    registry.record_contribution(c, signature, Status.SELECTED)  # in its own run it is the node's reply
+    assert registry.has_record(RUN, number, Account.from_key(key).address)
+
+
+def test_a_second_run_gets_its_own_rounds_and_records(chain, keys):
+    """Issue 19.1: a second run on the same registry restarts at round 1; the first run's rounds and records stay
+    as they were, and each run's records are read back apart."""
+    w3 = connect(chain.rpc_url)
+    owner = Registry.deploy(w3, keys["owner"], Account.from_key(keys["aggregator"]).address)
+    nodes = [Account.from_key(k) for k in keys["nodes"]]
+    for node in nodes:
+        owner.approve_node(node.address)
+    agg = owner.with_sender(keys["aggregator"])
+    outcomes = {RUN: [Status.SELECTED, Status.NOT_SELECTED, Status.SELECTED],
+                RUN_B: [Status.NOT_SELECTED, Status.SELECTED, Status.NOT_SELECTED]}
+    for run, statuses in outcomes.items():
+        agg.open_round(run, 1, GLOBAL, CIRCUIT)
+        entries = []
+        for node, status in zip(nodes, statuses, strict=True):
+            c = make_contribution(1, run_id=run, update_hash="0x" + node.address[2:].lower() + "00" * 12)
+            entries.append(Entry(c, signed(agg, node.key, c), status, score=0.5))
+        agg.record_contributions(run, 1, entries)
+        agg.close_round(run, 1, "0x" + ("98" if run == RUN else "99") * 32)
+    assert [r["run_id"] for r in agg.runs()] == [RUN, RUN_B]
+    for run, statuses in outcomes.items():
+        assert [r.status for r in agg.round_records(run, 1)] == statuses
+        assert agg.round_info(run, 1).new_global_hash == "0x" + ("98" if run == RUN else "99") * 32
+        for node, status in zip(nodes, statuses, strict=True):
+            assert agg.get_record(run, 1, node.address).status == status  # the event matches the stored hash
+    history = agg.node_history(nodes[0].address)
+    assert [(r.run_id, r.status) for r in history] == [(RUN, Status.SELECTED), (RUN_B, Status.NOT_SELECTED)]
+
+
+def test_records_are_batched_stored_as_hashes_and_checked_when_read(registry, keys, open_round):
+    """One transaction records a round's replies; storage keeps one hash per record (what Python computes too);
+    one refused entry refuses the batch; a record that is not the chain's is refused by rewardOf."""
+    nodes = [Account.from_key(k) for k in keys["nodes"]]
+    entries = []
+    for i, node in enumerate(nodes):
+        c = make_contribution(open_round, update_hash="0x" + f"{i + 1:02x}" * 32)
+        entries.append(Entry(c, signed(registry, node.key, c), Status.SELECTED, score=0.1 * (i + 1)))
+    twice = entries[0]  # the same node's reply twice in one batch
+    expect_revert("AlreadyRecorded", lambda: registry.record_contributions(RUN, open_round, [*entries, twice]))
+    assert not any(registry.has_record(RUN, open_round, n.address) for n in nodes)  # all or nothing
+    receipt = registry.record_contributions(RUN, open_round, entries)
+    assert len(registry.contract.events.ContributionRecorded().process_receipt(receipt)) == 3
+    for entry, node in zip(entries, nodes, strict=True):
+        expected = Record.signed_outcome(entry.contribution, node.address, entry.status, entry.reason, entry.score)
+        assert registry.record_hash(RUN, open_round, node.address) == expected.hash()
+        assert registry.contract.functions.hashRecord(expected.chain).call() == bytes.fromhex(expected.hash()[2:])
+    assert registry.round_info(RUN, open_round).score_total == pytest.approx(0.6)
+    record = registry.get_record(RUN, open_round, nodes[0].address)
+    forged = Record.from_chain((*record.chain[:12], record.chain[12] * 10))  # a higher score than the chain's
+    expect_revert("RecordMismatch", lambda: registry.reward_of(forged))
+    assert registry.reward_of(record) == 0  # the round is still open

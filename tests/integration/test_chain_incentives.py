@@ -18,6 +18,7 @@ from contracts.testing import deploy_contract
 pytestmark = pytest.mark.integration
 
 GLOBAL = "0x" + "11" * 32
+RUN = "0x" + "a1" * 32
 TINY = "0x" + "7c" * 32
 ETH = 10**18
 EMISSION = 90 * ETH
@@ -74,7 +75,7 @@ def expect_revert(error: str, action) -> ChainError:
 
 def open_round(registry: Registry) -> int:
     number = next(_rounds)
-    registry.open_round(number, GLOBAL, TINY)
+    registry.open_round(RUN, number, GLOBAL, TINY)
     return number
 
 
@@ -82,13 +83,19 @@ def contribution(tiny, round_: int, proof: EvmProof | None = None, **changes) ->
     """A contribution whose signed losses are the tiny proof's public outputs (unless changed)."""
     proof = proof or tiny.proof
     (before, after), (s_before, s_after) = tiny.proof.instances, tiny.output_scales
-    fields = dict(round=round_, global_hash=GLOBAL, update_hash="0x" + "22" * 32, proof_hash=proof.proof_hash,
-                  data_commitment="0x" + "44" * 32, loss_before=before / 2**s_before, loss_after=after / 2**s_after)
+    fields = dict(run_id=RUN, round=round_, global_hash=GLOBAL, update_hash="0x" + "22" * 32,
+                  proof_hash=proof.proof_hash, data_commitment="0x" + "44" * 32, loss_before=before / 2**s_before,
+                  loss_after=after / 2**s_after)
     return Contribution(**{**fields, **changes})  # fmt: skip
 
 
 def address(key: str) -> str:
     return Account.from_key(key).address
+
+
+def record(registry: Registry, round_: int, key: str):
+    """`key`'s record of round `round_` as the chain emitted it (claim and rewardOf take the record)."""
+    return registry.get_record(RUN, round_, address(key))
 
 
 def paid_wei(receipt) -> int:
@@ -154,13 +161,14 @@ def rewarded_round(registry, keys, tiny):
 
 def test_rewards_sum_to_the_emission_by_positive_score(registry, rewarded_round):
     round_, scores = rewarded_round
-    node = address(next(iter(scores)))
-    expect_revert("RoundNotClosed", lambda: registry.claim(node, [round_]))  # totals are final only at close
-    registry.close_round(round_, "0x" + "99" * 32)
-    info = registry.round_info(round_)
+    first = next(iter(scores))
+    # totals are final only at close
+    expect_revert("RoundNotClosed", lambda: registry.claim(address(first), [record(registry, round_, first)]))
+    registry.close_round(RUN, round_, "0x" + "99" * 32)
+    info = registry.round_info(RUN, round_)
     assert info.emission == EMISSION and info.score_total == pytest.approx(0.6)
 
-    earned = {key: registry.reward_of(round_, address(key)) for key in scores}
+    earned = {key: registry.reward_of(record(registry, round_, key)) for key in scores}
     for key, score in scores.items():
         assert earned[key] == EMISSION * round(score * 1e9) // round(0.6 * 1e9)
     free_rider = next(k for k, s in scores.items() if s == 0)
@@ -172,20 +180,20 @@ def test_rewards_sum_to_the_emission_by_positive_score(registry, rewarded_round)
             registry.claim(address(key))  # anyone may claim for a node; the tokens go to the node
     paid = {key: registry.reward_balance(address(key)) for key in scores}
     assert paid == earned and registry.token().functions.totalSupply().call() == sum(earned.values())
-    expect_revert("NoReward", lambda: registry.claim(address(free_rider), [round_]))
+    expect_revert("NoReward", lambda: registry.claim(address(free_rider), [record(registry, round_, free_rider)]))
 
 
 def test_reward_claim_twice_pays_once(registry, rewarded_round):
     round_, scores = rewarded_round
     key = next(iter(scores))
-    if registry.round_info(round_).state != "closed":
-        registry.close_round(round_, "0x" + "99" * 32)
-    if registry.reward_of(round_, address(key)):
-        registry.claim(address(key), [round_])
+    if registry.round_info(RUN, round_).state != "closed":
+        registry.close_round(RUN, round_, "0x" + "99" * 32)
+    if registry.reward_of(record(registry, round_, key)):
+        registry.claim(address(key), [record(registry, round_, key)])
     balance = registry.reward_balance(address(key))
-    assert balance > 0 and registry.reward_of(round_, address(key)) == 0
+    assert balance > 0 and registry.reward_of(record(registry, round_, key)) == 0
     assert registry.pending_rewards(address(key)) == (0, [])
-    expect_revert("AlreadyClaimed", lambda: registry.claim(address(key), [round_]))
+    expect_revert("AlreadyClaimed", lambda: registry.claim(address(key), [record(registry, round_, key)]))
     assert registry.reward_balance(address(key)) == balance
 
 
@@ -242,8 +250,8 @@ def test_forged_proof_is_slashed_once(registry, keys, tiny):
     assert registry.w3.eth.get_balance(slasher.sender.address) == balance + amount // 2 - paid_wei(receipt)
     assert registry.total_burned() == burned + amount - amount // 2
     event = registry.events("Slashed")[-1]["args"]
-    assert (event["node"], event["by"], event["round"], event["amount"]) == (node, slasher.sender.address, round_,
-                                                                             amount)  # fmt: skip
+    assert (event["node"], event["by"], event["runId"], event["round"], event["amount"]) == (
+        node, slasher.sender.address, RUN, round_, amount)  # fmt: skip
     expect_revert("AlreadySlashed", lambda: slasher.slash_bad_proof(c, signature, bad))
     assert registry.stake_of(node).amount == stake - amount
 
@@ -258,9 +266,9 @@ def test_slash_of_a_valid_proof_of_other_losses(registry, keys, tiny):
     stake = registry.stake_of(address(key)).amount
     registry.with_sender(keys["stranger"]).slash_bad_proof(c, signature, tiny.proof)
     assert registry.stake_of(address(key)).amount == stake - stake // 2
-    registry.close_round(round_, "0x" + "99" * 32)
-    assert registry.reward_of(round_, address(key)) == 0  # forfeited
-    expect_revert("AlreadyClaimed", lambda: registry.claim(address(key), [round_]))
+    registry.close_round(RUN, round_, "0x" + "99" * 32)
+    assert registry.reward_of(record(registry, round_, key)) == 0  # forfeited
+    expect_revert("AlreadyClaimed", lambda: registry.claim(address(key), [record(registry, round_, key)]))
 
 
 def test_slash_replay_across_registries_fails(chain, registry, keys, tiny, verifier):
@@ -269,7 +277,7 @@ def test_slash_replay_across_registries_fails(chain, registry, keys, tiny, verif
     key = keys["nodes"][3]
     other.with_sender(key).stake(ETH)
     round_ = open_round(registry)
-    other.open_round(round_, GLOBAL, TINY)
+    other.open_round(RUN, round_, GLOBAL, TINY)
     bad = forged(tiny)
     c = contribution(tiny, round_, proof=bad)
     signature = sign(key, c, registry.chain_id, registry.address)  # signed for `registry`

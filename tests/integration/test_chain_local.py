@@ -13,12 +13,13 @@ from eth_account import Account
 from contracts import ChainStartError, ChainUnavailable, LocalChain, Registry, ToolNotFound, connect
 
 pytestmark = pytest.mark.integration
+RUN = "0x" + "a1" * 32
 
 
 def deploy_with_one_round(chain: LocalChain) -> Registry:
     keys = chain.private_keys
     registry = Registry.deploy(connect(chain.rpc_url), keys[0], Account.from_key(keys[0]).address)
-    registry.open_round(1, "0x" + "11" * 32, "0x" + "cc" * 32)
+    registry.open_round(RUN, 1, "0x" + "11" * 32, "0x" + "cc" * 32)
     return registry
 
 
@@ -32,14 +33,14 @@ def test_state_survives_a_stop_and_a_crash(tmp_path):
     with chain:  # same port, same state: the aggregator's rpc_url and registry address still work
         assert chain.port == port and chain.pid != pid
         registry = Registry.at(connect(chain.rpc_url), address, chain.private_keys[0])
-        assert registry.round_info(1).state == "open"
-        registry.close_round(1, "0x" + "99" * 32)
+        assert registry.round_info(RUN, 1).state == "open"
+        registry.close_round(RUN, 1, "0x" + "99" * 32)
         time.sleep(chain.state_interval + 1.0)  # let the periodic dump catch the close
         chain.kill()  # a crash: no dump on exit
         with pytest.raises(ChainUnavailable):
-            registry.round_info(1)
+            registry.round_info(RUN, 1)
         chain.start()
-        assert Registry.at(connect(chain.rpc_url), address).round_info(1).state == "closed"
+        assert Registry.at(connect(chain.rpc_url), address).round_info(RUN, 1).state == "closed"
 
 
 def test_missing_anvil_says_how_to_install(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ from aggregator.chain_sync import ChainSync
 from aggregator.gate import Reply, RoundContext, check_known_node
 from aggregator.journal import Journal
 from aggregator.verification import Verification
-from contracts import Contribution, LocalChain, Reason, Registry, Status, connect, sign_contribution
+from contracts import Contribution, LocalChain, Reason, Registry, Status, connect, new_run_id, sign_contribution
 
 H = "0x" + "11" * 32
 
@@ -49,21 +49,22 @@ def test_outage_holds_unknown_wallets_out_and_the_chain_judges_them_when_back(ch
     assert held_b.approval_unchecked and held_c.approval_unchecked
 
     # The held-out replies wait in the journal as NOT_SELECTED records the registry must judge.
-    judged = {}
-    sync = ChainSync(agg, Journal(tmp_path / "journal.sqlite"), retry_interval=0.2,
+    judged, run = {}, new_run_id("outage", agg.address)
+    sync = ChainSync(agg, Journal(tmp_path / "journal.sqlite"), run, retry_interval=0.2,
                      on_done=lambda op, tx: judged.__setitem__(op.payload.get("node_id"), op))
     sync.open_round(1, H, H)
     for node_id, (key, address) in enumerate([(b_key, b), (c_key, c)], start=2):
-        contribution = Contribution(1, H, "0x" + "22" * 32, "0x" + "33" * 32, "0x" + "44" * 32, 0.5, 0.4)
+        contribution = Contribution(run, 1, H, "0x" + "22" * 32, "0x" + "33" * 32, "0x" + "44" * 32, 0.5, 0.4)
         sync.record(1, address, contribution, sign_contribution(key, contribution, chain.chain_id, agg.address),
                     Status.NOT_SELECTED, Reason.NONE, node_id=node_id, approval_unchecked=True)
+    sync.release(1)  # the round is committed in summary.json
     assert sync.flush() == 3
 
     chain.start()
     assert sync.drain(timeout=30) == 0
     # c was approved: its record is what the aggregator did (held out, not selected); b is not: UNKNOWN_NODE.
-    assert agg.get_record(1, c).status == Status.NOT_SELECTED
-    assert agg.get_record(1, b) is None
+    assert agg.get_record(run, 1, c).status == Status.NOT_SELECTED
+    assert agg.get_record(run, 1, b) is None
     rejection = next(e["args"] for e in agg.events("ContributionRecorded") if e["args"]["node"] != c)
     assert rejection["reason"] == Reason.UNKNOWN_NODE
     assert judged[2].payload["verdict"][:2] == ["REJECTED", "UNKNOWN_NODE"] and "verdict" not in judged[3].payload

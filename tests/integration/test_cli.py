@@ -360,12 +360,13 @@ def test_agg_params_and_slash_commands(tmp_path, incentives_chain, tiny_circuit)
     owner_registry.register_circuit(circuit_id, verifier, tiny_circuit.vka, len(tiny_circuit.proof.proof),
                                     tiny_circuit.output_scales)  # fmt: skip
     aggregator = registry.with_sender(aggregator_key)
-    aggregator.open_round(7, "0x" + "11" * 32, circuit_id)
+    run = "0x" + "a1" * 32
+    aggregator.open_round(run, 7, "0x" + "11" * 32, circuit_id)
     node_key = chain.private_keys[5]
     node = registry.with_sender(node_key)
     node.stake(2 * 10**18)
-    c = Contribution(7, "0x" + "11" * 32, "0x" + "22" * 32, tiny_circuit.proof.proof_hash, "0x" + "44" * 32, 999.0,
-                     0.0)  # fmt: skip
+    c = Contribution(run, 7, "0x" + "11" * 32, "0x" + "22" * 32, tiny_circuit.proof.proof_hash, "0x" + "44" * 32,
+                     999.0, 0.0)  # fmt: skip
     signature = sign_contribution(node_key, c, registry.chain_id, registry.address)
     path = tmp_path / "evidence" / "round_7" / f"{node.sender.address}.json"
     path.parent.mkdir(parents=True)

@@ -191,10 +191,10 @@ def test_verified_run(deployed):
             assert nodes[address]["loss_after"] < nodes[address]["loss_before"]
         assert sum(n["status"] == "SELECTED" for n in entry["nodes"]) == 2  # MultiKrum m = 2 of 3 verified
         # on chain: the round closed with the summary's hashes, one record per reply, the same outcomes
-        info = deployed.registry.round_info(entry["round"])
+        info = deployed.registry.round_info(summary["chain"]["run_id"], entry["round"])
         assert (info.state, info.global_hash, info.new_global_hash) == ("closed", entry["global_hash"],
                                                                          entry["new_global_hash"])
-        records = {r.node: r for r in deployed.registry.round_records(entry["round"])}
+        records = {r.node: r for r in deployed.registry.round_records(summary["chain"]["run_id"], entry["round"])}
         alive = [n for n in entry["nodes"] if n["node_id"] != deployed.killed_id]
         assert len(records) == len(entry["nodes"]) and len(alive) == HONEST + 1
         for node in entry["nodes"]:
@@ -244,7 +244,8 @@ def test_killed_node_does_not_stall_the_round(deployed):
     dead = [n for n in first["nodes"] if n["node_id"] == deployed.killed_id]
     if dead:  # Flower's own "node unavailable" error reply, once two heartbeats are missed
         assert dead[0]["status"] == "MALFORMED" and "Unavailable" in dead[0]["detail"], dead
-        assert len(deployed.registry.round_records(1)) == len(first["nodes"])  # its rejection is recorded too
+        run = summary["chain"]["run_id"]
+        assert len(deployed.registry.round_records(run, 1)) == len(first["nodes"])  # its rejection is recorded too
     else:  # or no reply at all before the round's timeout
         assert first["no_reply"] == [deployed.killed_id], first
     assert deployed.killed_id not in [n["node_id"] for n in second["nodes"]] + second["no_reply"]

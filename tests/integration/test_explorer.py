@@ -104,9 +104,11 @@ def test_explorer_pages_show_what_the_registry_holds(federation, explorer, tmp_p
     polled = browse(f"{explorer}/rounds", None, wait_ms=5000)  # --refresh 2: the page fetched itself again
     assert re.search(r'data-polled="[1-9]', polled) and len(rows(polled, "round")) == ROUNDS
 
+    run = summary["chain"]["run_id"]
+    assert run in home  # the run of the outputs is the one shown
     for rnd in range(1, ROUNDS + 1):
         page = browse(f"{explorer}/rounds/{rnd}", tmp_path, f"round{rnd}")
-        records = registry.round_records(rnd)
+        records = registry.round_records(run, rnd)
         replies = rows(page, "reply")
         assert len(replies) == len(records) == NODES
         rejected = [r for r in replies if 'data-status="REJECTED"' in r]
@@ -115,19 +117,19 @@ def test_explorer_pages_show_what_the_registry_holds(federation, explorer, tmp_p
         chain_rejected = [r for r in records if r.status == Status.REJECTED]
         assert [r.reason for r in chain_rejected] == [Reason.BAD_SIGNATURE]
         tx_of = {e["args"]["node"]: e["tx_hash"] for e in registry.events("ContributionRecorded")
-                 if e["args"]["round"] == rnd}
+                 if (e["args"]["runId"], e["args"]["round"]) == (run, rnd)}
         for record in records:  # full hashes on hover: the update hash and the transaction of each record
             if record.signed:
                 assert f'title="{record.update_hash}"' in page
             assert f'title="{tx_of[record.node]}"' in page
-        assert registry.round_info(rnd).global_hash in page
+        assert registry.round_info(run, rnd).global_hash in page
 
     honest = wallets[0]
     page = browse(f"{explorer}/wallets/{honest}", tmp_path, "wallet")
     history = registry.node_history(honest)
     assert len(rows(page, "reply")) == len(history) == ROUNDS
     for rnd in range(1, ROUNDS + 1):
-        assert f'href="/rounds/{rnd}"' in page
+        assert f'href="/rounds/{rnd}?run={run}"' in page
     attacker = browse(f"{explorer}/wallets/{wallets[-1]}", tmp_path, "wallet-claimed")
     assert "Rejected replies that claimed this wallet" in attacker and attacker.count("BAD_SIGNATURE") >= ROUNDS
 
@@ -137,6 +139,7 @@ def test_explorer_bad_input_is_a_clear_4xx(federation, explorer):
     i = next(i for i, c in enumerate(registry.address) if i > 1 and c.isalpha())
     checksum_typo = registry.address[:i] + registry.address[i].swapcase() + registry.address[i + 1:]
     for path, status, words in [("/rounds/99", 404, "never opened"), ("/rounds/abc", 400, "not a round number"),
+                                ("/rounds/1?run=0xzz", 400, "not a run id"), ("/rounds/1?run=0xdead", 404, "no run"),
                                 ("/rounds/-1", 400, "not a round number"), ("/wallets/0x12", 400, "not an address"),
                                 (f"/wallets/{checksum_typo}", 400, "checksum"), ("/nothing/here", 404, "no page")]:
         response = httpx.get(explorer + path, timeout=30)

@@ -98,10 +98,10 @@ def test_chain_records_equal_summary(nine):
     registry = Registry.at(connect(chain.rpc_url), summary["chain"]["registry"])
     assert summary["chain"]["pending_operations"] == 0
     for entry in summary["rounds"]:
-        info = registry.round_info(entry["round"])
+        info = registry.round_info(summary["chain"]["run_id"], entry["round"])
         assert (info.state, info.global_hash, info.new_global_hash) == ("closed", entry["global_hash"],
                                                                          entry["new_global_hash"])
-        records = {r.node: r for r in registry.round_records(entry["round"])}
+        records = {r.node: r for r in registry.round_records(summary["chain"]["run_id"], entry["round"])}
         assert len(records) == len(entry["nodes"]) == NODES
         for node in entry["nodes"]:
             rec = records[node["address"]]
@@ -162,7 +162,7 @@ def test_forger_slashed_and_selected_wallets_rewarded(nine):
         pending = registry.pending_rewards(wallet)[0]
         assert incentives[wallet]["rewards_pending"] == pending
         assert (pending > 0) == (wallet in rewarded), wallet
-    emitted = sum(registry.round_info(r["round"]).emission for r in summary["rounds"])
+    emitted = sum(registry.round_info(summary["chain"]["run_id"], r["round"]).emission for r in summary["rounds"])
     assert emitted - 2 * NODES < sum(w["rewards_pending"] for w in incentives.values()) <= emitted
     saved = json.loads((out / "summary.json").read_text())
     assert saved["incentives"] == incentives

@@ -24,8 +24,8 @@ N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141  # secp25
 
 def contribution(**changes) -> Contribution:
     fields = dict(
-        round=3, global_hash="0x" + "11" * 32, update_hash="0x" + "22" * 32, proof_hash="0x" + "33" * 32,
-        data_commitment="0x" + "44" * 32, loss_before=0.5, loss_after=0.25,
+        run_id="0x" + "aa" * 32, round=3, global_hash="0x" + "11" * 32, update_hash="0x" + "22" * 32,
+        proof_hash="0x" + "33" * 32, data_commitment="0x" + "44" * 32, loss_before=0.5, loss_after=0.25,
     )  # fmt: skip
     return Contribution(**{**fields, **changes})
 
@@ -40,11 +40,12 @@ def test_sign_then_recover_gives_the_signer():
     "other",
     [
         dict(contribution=contribution(round=4)),
+        dict(contribution=contribution(run_id="0x" + "ab" * 32)),
         dict(contribution=contribution(loss_after=0.2500001)),
         dict(chain_id=1),
         dict(registry="0x" + "ab" * 20),
     ],
-    ids=["round", "loss", "chain-id", "registry"],
+    ids=["round", "run", "loss", "chain-id", "registry"],
 )
 def test_a_signature_binds_every_field_and_the_domain(other):
     signature = sign_contribution(KEY, contribution(), 31337, REGISTRY)
@@ -92,6 +93,8 @@ def test_contribution_validates_and_normalizes():
         contribution(update_hash="0x1234")
     with pytest.raises(ValueError, match="round"):
         contribution(round=-1)
+    with pytest.raises(ValueError, match="run_id"):
+        contribution(run_id="run-1")
     with pytest.raises(ValueError, match="loss"):
         contribution(loss_before=math.nan)
 

@@ -18,6 +18,7 @@ from aggregator.explorer.view import (
     line_chart_svg,
     parse_address,
     parse_round,
+    parse_run,
     short,
 )
 from contracts import load_artifact
@@ -32,6 +33,15 @@ def test_parse_round_accepts_uint64_only():
     for bad in ("abc", "-1", "1.5", "", "0x10", str(2**64)):
         with pytest.raises(BadInput):
             parse_round(bad)
+
+
+def test_parse_run_takes_an_id_or_a_prefix():
+    run = "0x" + "ab" * 32
+    assert parse_run(run.upper().replace("0X", "0x")) == run and parse_run("0xAB12") == "0xab12"
+    assert parse_run(None) is None and parse_run(" ") is None  # the default run
+    for bad in ("ab12", "0x", "0xzz", run + "00", "1"):
+        with pytest.raises(BadInput, match="not a run id"):
+            parse_run(bad)
 
 
 def test_parse_address_checksums_and_refuses_typos():
@@ -90,6 +100,8 @@ def test_run_metrics_only_from_a_run_of_this_registry():
                "rounds": [{"round": 1, "server_eval_loss": 1.2, "nodes": [{"address": WALLET, "detail": "ok"}]}]}
     mine = run_metrics(summary, WALLET)
     assert mine.by_round[1]["server_eval_loss"] == 1.2 and mine.initial_eval_loss == 1.5 and not mine.note
+    assert mine.run_id is None and run_metrics({**summary, "chain": {**summary["chain"], "run_id": "0x01"}},
+                                                 WALLET).run_id == "0x01"
     assert mine.nodes(1)[WALLET.lower()]["detail"] == "ok"
     other = run_metrics(summary, "0x" + "11" * 20)
     assert not other.by_round and "not this one" in other.note

@@ -25,8 +25,9 @@ def test_outputs_written_each_round_and_tx_hashes_filled_in_later(tmp_path):
     out.add_round(rlog, 1.2, "0x" + "bb" * 32, {"round": 3.0}, success_rate=0.5)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["rounds"][0]["nodes"][0]["tx_hash"] is None and summary["rounds"][0]["success_rate"] == 0.5
-    out.on_chain(Op(1, "record", 1, "0xa", {"node_id": 7}, "done", "0x01", 1, None), "0x01")
-    out.on_chain(Op(2, "close", 1, "", {}, "done", "0x02", 1, None), "0x02")
+    run = "0x" + "cc" * 32
+    out.on_chain(Op(1, run, "record", 1, "0xa", {"node_id": 7}, "done", "0x01", 1, None), "0x01")
+    out.on_chain(Op(2, run, "close", 1, "", {}, "done", "0x02", 1, None), "0x02")
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["rounds"][0]["nodes"][0]["tx_hash"] == "0x01" and summary["rounds"][0]["close_tx_hash"] == "0x02"
     rows = list(csv.DictReader((tmp_path / "contributions.csv").open()))
