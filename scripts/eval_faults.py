@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -111,9 +112,11 @@ class Lab:
                                 env={**self.env, "FLWR_HOME": str(self.work / "flwr-aggregator")})
 
     def serverapp(self) -> psutil.Process | None:
+        """The ServerApp process (``flwr-serverapp``, through zk0's app guard), below ``zk0agg start``."""
         for proc in psutil.Process(self.superlink.pid).children(recursive=True):
             try:
-                if "flwr-serverapp" in " ".join(proc.cmdline()):
+                cmd = " ".join(proc.cmdline())
+                if "serverapp" in cmd and "superexec" not in cmd and "superlink" not in cmd:
                     return proc
             except psutil.NoSuchProcess:
                 continue
@@ -162,9 +165,12 @@ def finish(running: subprocess.Popen, timeout: float = 1200) -> str:
     except subprocess.TimeoutExpired:
         running.kill()
         running.wait()
-    lines = [ln for ln in Path(running.args[running.args.index("--out") + 1] + ".log").read_text(
-        errors="replace").splitlines() if ln.strip()]
-    return f"exit {running.returncode}: {lines[-1].strip()[:120] if lines else '(no output)'}"
+    log = Path(running.args[running.args.index("--out") + 1] + (".resume" if "--resume" in running.args else "")
+               + ".log").read_text(errors="replace")
+    ended = re.findall(r"^run \d+ (\w+)(.*?);", log, re.MULTILINE)
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    last = f"run {ended[-1][0]}{ended[-1][1][:80]}" if ended else (lines[-1][:100] if lines else "(no output)")
+    return f"exit {running.returncode}, {last}"
 
 
 # ----------------------------------------------------------------------------------------------- scenarios
