@@ -289,14 +289,16 @@ def tally(lab: Lab, row: Row) -> dict:
             "details": details, "note": row.note}
 
 
-def table(results: list[dict], commit: str, load: str) -> str:
-    lines = [f"Measured at commit `{commit}` by `scripts/eval_faults.py` ({NODES} nodes × {ROUNDS} rounds, tiny "
-             f"SmolVLA, dev SRS, real anvil, Flower's deployment engine on loopback; load at start {load}).", "",
-             "| fault | what the operator sees | records on chain | records wrong | records lost |",
-             "|---|---|---|---|---|"]
+def table(results: list[dict]) -> str:
+    lines = [f"Measured by `scripts/eval_faults.py` ({NODES} nodes × {ROUNDS} rounds each, tiny SmolVLA, dev SRS, real "
+             "anvil, Flower's deployment engine on loopback; machine cpu s: every process on the 2-core machine "
+             "during the scenario, other work included).", "",
+             "| fault | what the operator sees | records on chain | records wrong | records lost | wall s / machine "
+             "cpu s, load | commit |", "|---|---|---|---|---|---|---|"]
     for r in results:
         seen = r["seen"].replace("|", "/") + (f" ({r['note']})" if r["note"] else "")
-        lines.append(f"| {r['fault']} | {seen} | {r['on_chain']} | {r['wrong']} | {r['lost']} |")
+        lines.append(f"| {r['fault']} | {seen} | {r['on_chain']} | {r['wrong']} | {r['lost']} | "
+                     f"{r.get('wall_s')} / {r.get('machine_cpu_s')}, {r['load'].split()[0]} | `{r['commit']}` |")
     problems = [f"- {r['fault']}: {d}" for r in results for d in r["details"]]
     return "\n".join(lines + ([""] + problems if problems else [])) + "\n"
 
@@ -307,6 +309,8 @@ def main() -> None:
     p.add_argument("--work", default="outputs/eval-faults", help="working folder (logs, runs)")
     p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "zk0"))
     p.add_argument("--no-doc", action="store_true", help="print the table only, do not write docs/reliability.md")
+    p.add_argument("--results", default="outputs/eval-faults/results.json",
+                   help="results kept across invocations (a scenario run again replaces its row)")
     args = p.parse_args()
     work = Path(args.work).resolve() / time.strftime("%Y%m%d-%H%M%S")
     work.mkdir(parents=True)
@@ -318,7 +322,7 @@ def main() -> None:
         for name in args.only or list(SCENARIOS):
             t0, cpu0 = time.monotonic(), psutil.cpu_times()
             print(f"== {name}", flush=True)
-            results.append(tally(lab, SCENARIOS[name](lab, work / "runs" / name)))
+            results.append({"scenario": name, **tally(lab, SCENARIOS[name](lab, work / "runs" / name))})
             cpu1 = psutil.cpu_times()
             results[-1]["wall_s"] = round(time.monotonic() - t0)
             results[-1]["machine_cpu_s"] = round(cpu1.user + cpu1.system - cpu0.user - cpu0.system)
@@ -326,7 +330,12 @@ def main() -> None:
     finally:
         lab.stop()
         (work / "results.json").write_text(json.dumps(results, indent=1))
-    text = table(results, commit, load)
+    kept = Path(args.results)
+    rows = {r["scenario"]: r for r in (json.loads(kept.read_text()) if kept.exists() else [])}
+    rows.update({r["scenario"]: {**r, "commit": commit, "load": load} for r in results})
+    results = [rows[name] for name in SCENARIOS if name in rows]
+    kept.write_text(json.dumps(results, indent=1))
+    text = table(results)
     print(text)
     if not args.no_doc:
         write_section(DOC, START, END, text, title="# Reliability: faults and what the chain records\n\n")
