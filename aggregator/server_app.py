@@ -24,6 +24,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from aggregator.config import FederationConfig
 from aggregator.gate import STRUCTURAL_CHECKS, VERIFIED_CHECKS, Gate
+from aggregator.intake import ArrivalGrid
 from aggregator.outputs import RunOutputs
 from aggregator.strategy import GatedMultiKrum
 from aggregator.validation import ValidationConfig, Validator
@@ -139,6 +140,7 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         min_train_nodes=cfg.min_nodes,
         min_available_nodes=cfg.min_nodes,
         min_evaluate_nodes=max(1, round(cfg.min_nodes * cfg.fraction_evaluate)),
+        spill_dir=str(Path(cfg.out_dir)),  # a large round's verified updates wait there for Krum
     )
     done = previous.last_round if previous is not None else 0
     strategy.round_offset = done
@@ -173,7 +175,8 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         "local-steps": cfg.local_steps, "batch-size": cfg.batch_size, "learning-rate": cfg.learning_rate,
         "proximal-mu": cfg.proximal_mu, "seed": cfg.seed,
     })
-    strategy.start(grid=grid, initial_arrays=numpy_to_arrays(initial_arrays), num_rounds=max(0, cfg.rounds - done),
+    strategy.start(grid=ArrivalGrid(grid, strategy.admit),  # replies gated as they arrive
+                   initial_arrays=numpy_to_arrays(initial_arrays), num_rounds=max(0, cfg.rounds - done),
                    timeout=cfg.timeout, train_config=train_config,
                    evaluate_config=ConfigRecord({"eval-batches": cfg.client_eval_batches}),
                    evaluate_fn=evaluate_round)
