@@ -4,7 +4,8 @@ Flower's ``Grid.send_and_receive`` returns a round's replies only once the last 
 gated them one after another: the gate's wall time after the last reply grew with n. Here
 
 - ``ArrivalGrid`` wraps the grid Flower's ``Strategy.start`` drives and hands each train reply to the strategy
-  the moment it is pulled (the same push-then-pull loop as Flower's own ``send_and_receive``);
+  the moment it is pulled (the same push-then-pull loop as Flower's own ``send_and_receive``; for large updates
+  it pulls a few replies at a time, and no more than the gate can take, so the rest wait in the SuperLink);
 - ``RoundIntake`` gates each reply in a pool of worker threads (the proof check runs in the verifier service's
   worker processes, or in EZKL's native code), sketches each verified update and puts it in the round's
   ``UpdateStore`` (on disk for large rounds: the message then drops its arrays), so that when the last reply
@@ -60,6 +61,9 @@ class RoundIntake:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="zk0-gate")
         self._futures: dict[int, Future] = {}
         self._lock = threading.Lock()
+        # At most 2 × workers replies held at once, when they are spilled: submit waits for a free place, so the
+        # arrival loop leaves the others in Flower (the SuperLink) until the gate can take them.
+        self._room = threading.BoundedSemaphore(2 * workers) if store.spills else None
         self.last_arrival: float | None = None
 
     @property
@@ -71,12 +75,17 @@ class RoundIntake:
 
     def submit(self, message: Message) -> None:
         """Start gating ``message`` (once: a second submit of the same message does nothing)."""
+        if id(message) in self._futures:
+            return
+        if self._room is not None:
+            self._room.acquire()
         with self._lock:
-            if id(message) in self._futures:
-                return
             self.last_arrival = time.perf_counter()
             node_id = self.sent.get(message.metadata.reply_to_message_id, message.metadata.src_node_id)
-            self._futures[id(message)] = self._pool.submit(self._admit, len(self._futures), message, node_id)
+            future = self._pool.submit(self._admit, len(self._futures), message, node_id)
+            self._futures[id(message)] = future
+        if self._room is not None:
+            future.add_done_callback(lambda _: self._room.release())
 
     def collect(self, replies: Iterable[Message]) -> list[Gated]:
         """Every reply gated (those not submitted yet are submitted now), in the order of ``replies``."""
@@ -116,8 +125,9 @@ class ArrivalGrid:
     Flower's own loop (push, then pull until every reply is in or ``timeout`` has passed) with the hand-over added.
     """
 
-    def __init__(self, grid, on_reply: Callable[[Message], None], pull_interval: float | None = None) -> None:
-        self.grid, self.on_reply = grid, on_reply
+    def __init__(self, grid, on_reply: Callable[[Message], None], pull_batch: Callable[[], int | None] = lambda: None,
+                 pull_interval: float | None = None) -> None:
+        self.grid, self.on_reply, self.pull_batch = grid, on_reply, pull_batch
         self.pull_interval = pull_interval if pull_interval is not None else getattr(grid, "pull_interval", 0.5)
 
     def __getattr__(self, name: str):
@@ -131,12 +141,15 @@ class ArrivalGrid:
         end = time.time() + (timeout if timeout is not None else 0.0)
         replies: list[Message] = []
         while timeout is None or time.time() < end:
-            pulled = list(self.grid.pull_messages(waiting))
-            for reply in pulled:
-                if train:
-                    self.on_reply(reply)
-            replies.extend(pulled)
-            waiting.difference_update(m.metadata.reply_to_message_id for m in pulled)
+            batch = (self.pull_batch() if train else None) or len(waiting)
+            ids = sorted(waiting)
+            for start in range(0, len(ids), batch):  # large updates: a few replies per pull, not the whole round
+                pulled = list(self.grid.pull_messages(ids[start:start + batch]))
+                for reply in pulled:
+                    if train:
+                        self.on_reply(reply)  # waits while the gate is full (large updates)
+                replies.extend(pulled)
+                waiting.difference_update(m.metadata.reply_to_message_id for m in pulled)
             if not waiting:
                 break
             time.sleep(self.pull_interval)

@@ -175,7 +175,7 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         "local-steps": cfg.local_steps, "batch-size": cfg.batch_size, "learning-rate": cfg.learning_rate,
         "proximal-mu": cfg.proximal_mu, "seed": cfg.seed,
     })
-    strategy.start(grid=ArrivalGrid(grid, strategy.admit),  # replies gated as they arrive
+    strategy.start(grid=ArrivalGrid(grid, strategy.admit, strategy.pull_batch),  # replies gated as they arrive
                    initial_arrays=numpy_to_arrays(initial_arrays), num_rounds=max(0, cfg.rounds - done),
                    timeout=cfg.timeout, train_config=train_config,
                    evaluate_config=ConfigRecord({"eval-batches": cfg.client_eval_batches}),

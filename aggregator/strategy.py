@@ -102,6 +102,12 @@ class GatedMultiKrum(MultiKrum):
         if self._open_round is not None and self._open_round in self._context:
             self._intake(self._open_round).submit(message)
 
+    def pull_batch(self) -> int | None:
+        """Replies to pull at once: all (None) for small rounds, ``gate_workers`` when updates are spilled."""
+        if self._open_round is None or self._open_round not in self._context:
+            return None
+        return self.gate_workers if self._intake(self._open_round).store.spills else None
+
     def _intake(self, server_round: int, n_replies: int = 0) -> RoundIntake:
         """The round's intake, made at its first reply: exact Krum in memory, or sketches and a spill folder."""
         if server_round not in self._intakes:
