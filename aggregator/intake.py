@@ -61,9 +61,9 @@ class RoundIntake:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="zk0-gate")
         self._futures: dict[int, Future] = {}
         self._lock = threading.Lock()
-        # At most 2 × workers replies held at once, when they are spilled: submit waits for a free place, so the
+        # At most workers + 1 replies held at once, when they are spilled: submit waits for a free place, so the
         # arrival loop leaves the others in Flower (the SuperLink) until the gate can take them.
-        self._room = threading.BoundedSemaphore(2 * workers) if store.spills else None
+        self._room = threading.BoundedSemaphore(workers + 1) if store.spills else None
         self.last_arrival: float | None = None
 
     @property

@@ -57,7 +57,7 @@ class GatedMultiKrum(MultiKrum):
                  gate_workers: int = 2, sketch_dim: int = SKETCH_DIM, exact_max_values: int = EXACT_MAX_VALUES,
                  spill_dir: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.gate_workers = gate_workers  # replies gated at once (threads; the proof checks release the GIL)
+        self.gate_workers = gate_workers  # replies gated at once (threads: a proof check runs in EZKL or a service)
         self.sketch_dim, self.exact_max_values = sketch_dim, exact_max_values
         self.spill_dir = spill_dir or tempfile.gettempdir()  # where a sketched round keeps its verified updates
         self._salt = os.urandom(32)  # sketch seeds: unknown to the nodes until each round's seed is published

@@ -47,13 +47,7 @@ class UpdateStore:
 
     def get(self, key: int) -> OrderedDict[str, np.ndarray]:
         """The update kept under ``key`` (read from its file when spilled)."""
-        if self.dir is None:
-            return OrderedDict(self._memory[key])
-        out = OrderedDict()
-        with open(self.dir / f"{key}.f32", "rb") as f:
-            for name, shape, dtype in self.layout:
-                out[name] = np.fromfile(f, dtype, int(np.prod(shape))).reshape(shape)
-        return out
+        return OrderedDict(self._arrays(key))
 
     def mean(self, keys: Iterable[int]) -> OrderedDict[str, np.ndarray]:
         """Equal-weight mean of the updates under ``keys``, read back one at a time into one float64 buffer."""
@@ -62,17 +56,21 @@ class UpdateStore:
             raise ValueError("the mean of no updates")
         acc = OrderedDict((name, np.zeros(shape, np.float64)) for name, shape, _ in self.layout)
         for key in keys:
-            if self.dir is None:
-                for name, total in acc.items():
-                    total += self._memory[key][name]
-                continue
-            with open(self.dir / f"{key}.f32", "rb") as f:  # one array of one update in memory at a time
-                for name, shape, dtype in self.layout:
-                    acc[name] += np.fromfile(f, dtype, int(np.prod(shape))).reshape(shape)
+            for name, array in self._arrays(key):
+                acc[name] += array
         out = OrderedDict()
         for name in list(acc):
             out[name] = (acc.pop(name) / len(keys)).astype(np.float32)  # free each float64 array as it is cast
         return out
+
+    def _arrays(self, key: int):
+        """(name, array) of the update under ``key``, one array in memory at a time when spilled."""
+        if self.dir is None:
+            yield from self._memory[key].items()
+            return
+        with open(self.dir / f"{key}.f32", "rb") as f:
+            for name, shape, dtype in self.layout:
+                yield name, np.fromfile(f, dtype, int(np.prod(shape))).reshape(shape)
 
     def close(self) -> None:
         self._memory.clear()

@@ -13,6 +13,7 @@ from flwr.serverapp.strategy.multikrum import select_multikrum
 
 from aggregator.sketch import CountSketch, hash_codes, krum_order, round_seed, squared_distances, use_sketch
 from aggregator.updates import UpdateStore
+from attacks.library import synthetic_updates
 from node.params import numpy_to_arrays
 
 DIM = 4096
@@ -73,23 +74,6 @@ def test_krum_order_is_flowers_rule():
         assert [contents.index(c) for c in flower] == ours
 
 
-def attack_round(rng, d: int, n_honest: int, kind: str, n_attackers: int):
-    """One round's updates around θ_g = 0: non-IID honest Δ_i = common + own direction + noise, and the attackers'
-    updates from attacks.library's transforms (poison-shuffle: an update of honest size in an unrelated direction)."""
-    from attacks.library import Attack
-
-    common = rng.normal(0, 1e-3, d)
-    honest = [common + rng.normal(0, 1e-3, d) + rng.normal(0, 3e-4) * rng.normal(0, 1, d) for _ in range(n_honest)]
-    g = {"w": np.zeros(d, np.float32)}
-    attackers = []
-    for j in range(n_attackers):
-        if kind == "poison-shuffle":
-            attackers.append(rng.normal(0, np.linalg.norm(honest[j]) / np.sqrt(d), d))
-        else:
-            attackers.append(Attack(kind).sent(g, {"w": honest[j].astype(np.float32)}, seed=11)["w"])
-    return np.stack([*honest, *attackers]).astype(np.float32)
-
-
 @pytest.mark.parametrize("kind", ["sign-flip", "collude", "ipm", "free-rider-noise", "poison-shuffle"])
 def test_sketched_krum_lets_in_the_attackers_exact_krum_lets_in_and_no_other(kind):
     """docs/security.md's update patterns, within Krum's bound (1 of 7, f = 1) and beyond it (2 and 3 of 7):
@@ -99,7 +83,7 @@ def test_sketched_krum_lets_in_the_attackers_exact_krum_lets_in_and_no_other(kin
     rng = np.random.default_rng(zlib.crc32(kind.encode()))
     d = 200_000
     for attackers in (1, 2, 3) if kind != "collude" else (2, 3):
-        points = attack_round(rng, d, 7 - attackers, kind, attackers)
+        points = synthetic_updates(rng, d, 7 - attackers, kind, attackers)
         sk = CountSketch(DIM, seed=int(rng.integers(2**62)), size=d)
         exact = krum_order(points, 1)[:3]
         sketched = krum_order(np.stack([sk([p]) for p in points]), 1)[:3]

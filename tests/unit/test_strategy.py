@@ -277,7 +277,7 @@ def test_replies_are_gated_in_parallel_as_they_arrive_and_listed_in_reply_order(
     from aggregator.intake import RoundIntake
     from aggregator.updates import UpdateStore
 
-    def slow_check(reply, ctx):  # stands in for a proof verification, which runs outside the GIL
+    def slow_check(reply, ctx):  # stands in for a proof check waiting on the verifier service
         time.sleep(0.3)
 
     ctx = RoundContext(1, dict(GLOBAL), params_hash(list(GLOBAL.values())))
