@@ -116,3 +116,31 @@ def test_streamed_mean_is_the_in_memory_mean(tmp_path, spill):
         assert np.array_equal(mean[n], expected)
     store.close()
     assert not any(tmp_path.iterdir())  # the spilled files are gone with the round
+
+
+def test_a_change_hidden_from_a_known_sketch_shows_in_a_secret_one():
+    """Why the seed stays the aggregator's until the round is over: knowing the buckets and signs, an attacker adds
+    a large change the sketch cannot see (two coordinates of one bucket, opposite in the sketch), so Krum on that
+    sketch would take its update for the honest one. Under a seed it does not know, the change shows in full."""
+    rng = np.random.default_rng(4)
+    d = 100_000
+    honest = rng.normal(0, 1e-3, d)
+    known = CountSketch(DIM, seed=99, size=d)
+    codes = known.codes.astype(np.int64)
+    buckets, negative = codes >> 1, codes & 1
+    first = {}
+    pair = None
+    for j, b in enumerate(buckets):  # two coordinates that fall into one bucket
+        if b in first:
+            pair = first[b], j
+            break
+        first[b] = j
+    i, j = pair
+    hidden = np.zeros(d)
+    hidden[i] = 10.0 * (-1) ** negative[i]
+    hidden[j] = -10.0 * (-1) ** negative[j]
+    attack = honest + hidden
+    assert np.sum((attack - honest) ** 2) == pytest.approx(200.0)  # a change 10⁸ times an honest coordinate's size
+    assert np.sum((known([attack]) - known([honest])) ** 2) < 1e-12  # invisible to the sketch its maker knew
+    secret = CountSketch(DIM, seed=round_seed(b"the aggregator's salt", 1, "0x01"), size=d)
+    assert np.sum((secret([attack]) - secret([honest])) ** 2) > 100.0  # in full view of the one it did not
