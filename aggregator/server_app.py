@@ -101,9 +101,9 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         chain = ChainConfig(cfg.chain_rpc, cfg.registry, cfg.aggregator_key, cfg.onchain_verify)
         checker = None
         if cfg.verifier_url:
-            from aggregator.verifier_client import RemoteVerifier
+            from aggregator.verifier_client import remote_checker
 
-            checker = RemoteVerifier(cfg.verifier_url, cfg.verifier_token)
+            checker = remote_checker(cfg.verifier_url, cfg.verifier_token)  # several services: comma-separated
         verification = Verification.start(bundle.policy, cfg.slice_rows, cfg.srs, cfg.cache_dir, chain,
                                           Path(cfg.out_dir) / "chain-journal.sqlite", on_done=outputs.on_chain,
                                           checker=checker, evidence_dir=Path(cfg.out_dir) / "evidence")
