@@ -315,3 +315,62 @@ def test_two_replies_of_one_wallet_gated_at_once_one_is_stale():
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(gate_one, range(64)))
     assert results.count("ok") == 1 and results.count("STALE") == 63
+
+
+class ReplyingGrid(NodesOnline):
+    """Flower's grid as the arrival loop uses it (push, then pull by message id), with nodes that answer one after
+    another: each pull finds at most the replies whose turn has come."""
+
+    def __init__(self, node_ids: list[int], updates: dict) -> None:
+        super().__init__(node_ids)
+        self.updates, self.pulled_ids, self.sent, self.served = updates, [], {}, 0
+
+    def push_messages(self, messages):
+        from uuid import uuid4
+
+        for m in messages:
+            m.metadata.__dict__["_message_id"] = str(uuid4())
+            self.sent[m.metadata.message_id] = m
+        return list(self.sent)
+
+    def pull_messages(self, message_ids):
+        message_ids = list(message_ids)
+        self.pulled_ids.append(len(message_ids))
+        self.served += 1  # one more node is done at every pull
+        ready = sorted(self.sent)[:self.served]
+        out = []
+        for mid in message_ids:
+            if mid in ready:
+                instruction = self.sent[mid]
+                TaskIdentity.node_id = instruction.metadata.dst_node_id
+                content = RecordDict({"arrays": numpy_to_arrays(self.updates[instruction.metadata.dst_node_id]),
+                                      "metrics": MetricRecord({"num-examples": 10})})
+                out.append(Message(content, reply_to=instruction))
+                ready.remove(mid)
+                del self.sent[mid]
+        return out
+
+
+def test_the_arrival_loop_feeds_a_sketched_round_a_few_replies_at_a_time(tmp_path):
+    """A large round (sketched, spilled): the arrival loop pulls at most gate_workers replies per pull, hands each to
+    the gate as it comes, and the round ends as an exact one would (the outlier out, three selected)."""
+    from flwr.app import ConfigRecord
+
+    from aggregator.intake import ArrivalGrid
+
+    updates = {i: honest(i) for i in range(1, 8)}
+    updates[7] = OrderedDict((k, v + 5.0) for k, v in GLOBAL.items())
+    strategy = GatedMultiKrum(gate=Gate(list(STRUCTURAL_CHECKS)), hash_arrays=lambda a: params_hash(list(a.values())),
+                              num_malicious_nodes=1, num_nodes_to_select=3, exact_max_values=0, gate_workers=2,
+                              spill_dir=str(tmp_path))
+    grid = ReplyingGrid(list(updates), updates)
+    arrival = ArrivalGrid(grid, strategy.admit, strategy.pull_batch, pull_interval=0.01)
+    sent = strategy.configure_train(1, numpy_to_arrays(GLOBAL), ConfigRecord({}), arrival)
+    replies = arrival.send_and_receive(sent, timeout=30)
+    assert len(replies) == 7 and max(grid.pulled_ids) <= 2
+    arrays, _ = strategy.aggregate_train(1, replies)
+    outcomes = {o.node_id: o for o in strategy.rounds[1].outcomes}
+    assert outcomes[7].status == "NOT_SELECTED" and sum(o.status == "SELECTED" for o in outcomes.values()) == 3
+    assert strategy.rounds[1].krum == "sketch-4096" and arrays is not None
+    assert "gate_after_last_reply" in strategy.rounds[1].timings
+    assert not any(tmp_path.iterdir())
