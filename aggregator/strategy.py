@@ -57,12 +57,6 @@ class GatedMultiKrum(MultiKrum):
                  gate_workers: int = 2, sketch_dim: int = SKETCH_DIM, exact_max_values: int = EXACT_MAX_VALUES,
                  spill_dir: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.gate_workers = gate_workers  # replies gated at once (threads: a proof check runs in EZKL or a service)
-        self.sketch_dim, self.exact_max_values = sketch_dim, exact_max_values
-        self.spill_dir = spill_dir or tempfile.gettempdir()  # where a sketched round keeps its verified updates
-        self._salt = os.urandom(32)  # sketch seeds: unknown to the nodes until each round's seed is published
-        self._intakes: dict[int, RoundIntake] = {}
-        self._open_round: int | None = None
         self.gate = gate
         self.hash_arrays = hash_arrays
         self.verification = verification  # aggregator.verification.Verification, or None: no proofs, no chain
@@ -73,6 +67,13 @@ class GatedMultiKrum(MultiKrum):
         self._context: dict[int, RoundContext] = {}
         self._sent: dict[int, list[Message]] = {}
         self.round_offset = 0  # rounds done before this process started (a resumed run): Flower counts from 1
+        # Scale (aggregator.intake, aggregator.sketch): replies gated as they arrive, Krum on sketches when large.
+        self.gate_workers = gate_workers  # replies gated at once (threads: a proof check runs in EZKL or a service)
+        self.sketch_dim, self.exact_max_values = sketch_dim, exact_max_values
+        self.spill_dir = spill_dir or tempfile.gettempdir()  # where a sketched round keeps its verified updates
+        self._salt = os.urandom(32)  # sketch seeds: unknown to the nodes until each round's seed is published
+        self._intakes: dict[int, RoundIntake] = {}
+        self._open_round: int | None = None
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
