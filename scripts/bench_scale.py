@@ -5,9 +5,9 @@ Parts (each a separate command, so every locked run stays under ten minutes; res
 
 - ``proofs --count N``: N distinct, really proven replies' proofs (the tiny statement circuit, A=6 H=48 m=16, dev
   SRS), each node's slice one gradient step from the same global slice on data of its own; cached under
-  ``.zk0/scale/proofs``. n = 1,000 reuses the first 100 proofs, ten nodes each (distinct wallets, signatures and
-  updates outside the slice; the node slice's commitment is then cached for 900 of them: that run's gate is a
-  lower bound, and the per-proof rate comes from n ≤ 100).
+  ``.zk0/scale/proofs``. Rounds with more replies than proofs cached reuse them in turn (distinct wallets,
+  signatures and updates outside the slice); the verifier's commitment cache is cut to the global slice and one
+  slice per worker, so every reply's slice is committed again, as a distinct proof's would be.
 - ``round --n N``: one round of n replies at the tiny SmolVLA's dimension (194,976): the full gate (signature,
   freshness, integrity, EZKL proof, binding; no validation score: its cost is in "Validation gate") in the intake's
   worker pool, replies arriving all at once ("burst") and spread over a window ("spread"), the sketch, selection
@@ -53,7 +53,7 @@ START, END = "<!-- scale:start -->", "<!-- scale:end -->"
 CACHE = ROOT / ".zk0" / "scale"
 TINY_D, REAL_D = 194_976, 99_880_992  # trainable parameters: tiny SmolVLA, full-size SmolVLA (docs/benchmarks.md)
 SHAPE = (6, 48, 16)  # the tiny statement: A, H, m
-DISTINCT_PROOFS = 100
+DISTINCT_PROOFS = 100  # proofs made for the benchmark (fewer cached: replies reuse those there are)
 
 
 def _cpu() -> float:
@@ -174,6 +174,14 @@ def _message(node_id: int, arrays: dict, contribution: dict | None = None):
     return Message(content, dst_node_id=0, message_type="train")
 
 
+def cached_proofs() -> int:
+    """How many proofs 0, 1, ... are cached (replies reuse them in turn)."""
+    count = 0
+    while (CACHE / "proofs" / f"{count}.bin").exists():
+        count += 1
+    return count
+
+
 def tiny_replies(n: int, global_arrays: OrderedDict, global_hash: str, circuit, chain_id: int, registry: str):
     """n signed, proven replies: node i proves with proof i mod 100 (its slice), and differs outside the slice."""
     from node.contribution import SLICE_BIAS, SLICE_WEIGHT, RoundTerms, contribution_record
@@ -181,12 +189,13 @@ def tiny_replies(n: int, global_arrays: OrderedDict, global_hash: str, circuit, 
 
     a = SHAPE[0]
     terms = RoundTerms(1, global_hash, circuit.circuit_id, chain_id, registry, SHAPE[2], circuit.srs.logrows)
+    cached = cached_proofs()
+    if not cached:
+        raise SystemExit("no proofs cached: run `bench_scale.py proofs --count N` first")
     replies = []
     for i in range(n):
-        p = i % DISTINCT_PROOFS
+        p = i % cached
         path = CACHE / "proofs" / f"{p}.bin"
-        if not path.exists():
-            raise SystemExit(f"{path} missing: run `bench_scale.py proofs --count {DISTINCT_PROOFS}` first")
         artifact = ProofArtifact.from_bytes(path.read_bytes())
         s = node_slice(p)
         arrays = OrderedDict((k, v.copy()) for k, v in global_arrays.items())
@@ -219,6 +228,7 @@ def _gate_round(messages, ctx_of, store, sketch, workers: int, interval: float =
 def bench_round(n: int, workers: int, spread: bool, chain: bool, results: Path) -> None:
     from flwr.serverapp.strategy.multikrum import select_multikrum
 
+    import prover.verify
     from aggregator.gate import RoundContext
     from aggregator.sketch import SKETCH_DIM, CountSketch, krum_order
     from aggregator.updates import UpdateStore
@@ -227,6 +237,9 @@ def bench_round(n: int, workers: int, spread: bool, chain: bool, results: Path) 
 
     circuit = _circuit()
     checker = LocalProofChecker(circuit)
+    # The verifier caches slice commitments by content (64 of them); replies that reuse a proof (n > the proofs
+    # cached) would hit it. Room for the global slice and one node slice per worker: every reply is committed.
+    prover.verify._CACHE_SIZE = 1 + workers
     global_arrays = tiny_global()
     global_hash = params_hash(list(global_arrays.values()))
     local = registry = None
@@ -246,7 +259,7 @@ def bench_round(n: int, workers: int, spread: bool, chain: bool, results: Path) 
     sketch = CountSketch(SKETCH_DIM, 12345, TINY_D)
     _ = sketch.codes
     out = {"n": n, "d": TINY_D, "workers": workers, "f": f, "m": m, "sketch_dim": SKETCH_DIM,
-           "build_replies_s": build_s, "proofs_distinct": min(n, DISTINCT_PROOFS)}
+           "build_replies_s": build_s, "proofs_distinct": min(n, cached_proofs())}
     store = UpdateStore(global_arrays)
     gated, out["burst"] = _gate_round(messages, ctx, store, sketch, workers)
     per_reply = out["burst"]["wall"] / n
