@@ -75,20 +75,24 @@ def test_krum_order_is_flowers_rule():
 
 
 @pytest.mark.parametrize("kind", ["sign-flip", "collude", "ipm", "free-rider-noise", "poison-shuffle"])
-def test_sketched_krum_lets_in_the_attackers_exact_krum_lets_in_and_no_other(kind):
+def test_sketched_krum_lets_in_other_attackers_only_where_exact_krum_is_a_near_tie(kind):
     """docs/security.md's update patterns, within Krum's bound (1 of 7, f = 1) and beyond it (2 and 3 of 7):
-    Multi-Krum (m = 3) on 4096-bucket sketches selects exactly the attackers it selects on the full vectors.
-    Honest replies whose Krum scores are within the sketch's error of each other (here 0.2-1 %) may swap places:
-    how often, and at which sketch sizes, is measured by scripts/bench_scale.py (docs/benchmarks.md)."""
+    Multi-Krum (m = 3) on 4096-bucket sketches selects the attackers exact Multi-Krum selects, except in rounds where
+    exact Krum's 3rd and 4th best scores are within the sketch's error of each other (a near tie: measured rates in
+    docs/benchmarks.md, "Scale"). Honest replies with near-equal scores may swap places."""
     rng = np.random.default_rng(zlib.crc32(kind.encode()))
     d = 200_000
     for attackers in (1, 2, 3) if kind != "collude" else (2, 3):
-        points = synthetic_updates(rng, d, 7 - attackers, kind, attackers)
-        sk = CountSketch(DIM, seed=int(rng.integers(2**62)), size=d)
-        exact = krum_order(points, 1)[:3]
-        sketched = krum_order(np.stack([sk([p]) for p in points]), 1)[:3]
-        bad = set(range(7 - attackers, 7))
-        assert bad & set(sketched) == bad & set(exact), (kind, attackers, exact, sketched)
+        for _ in range(3):
+            points = synthetic_updates(rng, d, 7 - attackers, kind, attackers)
+            sk = CountSketch(DIM, seed=int(rng.integers(2**62)), size=d)
+            exact = krum_order(points, 1)
+            sketched = krum_order(np.stack([sk([p]) for p in points]), 1)[:3]
+            bad = set(range(7 - attackers, 7))
+            if bad & set(sketched) != bad & set(exact[:3]):
+                dist = squared_distances(points)
+                scores = sorted(np.sort(np.delete(dist[i], i))[:4].sum() for i in range(7))
+                assert scores[3] / scores[2] - 1 < 3 * np.sqrt(2 / DIM), (kind, attackers, exact, sketched)
 
 
 def test_exact_below_the_bound_sketch_above():
