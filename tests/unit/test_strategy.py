@@ -10,6 +10,7 @@ from flwr.app import Message, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
 from aggregator.gate import STRUCTURAL_CHECKS, VERIFIED, Gate, RoundContext
+from aggregator.sketch import SKETCH_DIM
 from aggregator.strategy import GatedMultiKrum
 from node.params import numpy_to_arrays
 from prover.hashing import params_hash
@@ -371,6 +372,6 @@ def test_the_arrival_loop_feeds_a_sketched_round_a_few_replies_at_a_time(tmp_pat
     arrays, _ = strategy.aggregate_train(1, replies)
     outcomes = {o.node_id: o for o in strategy.rounds[1].outcomes}
     assert outcomes[7].status == "NOT_SELECTED" and sum(o.status == "SELECTED" for o in outcomes.values()) == 3
-    assert strategy.rounds[1].krum == "sketch-4096" and arrays is not None
+    assert strategy.rounds[1].krum == f"sketch-{SKETCH_DIM}" and arrays is not None
     assert "gate_after_last_reply" in strategy.rounds[1].timings
     assert not any(tmp_path.iterdir())
