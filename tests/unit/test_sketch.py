@@ -11,7 +11,7 @@ import pytest
 from flwr.app import RecordDict
 from flwr.serverapp.strategy.multikrum import select_multikrum
 
-from aggregator.sketch import CountSketch, hash_codes, krum_order, round_seed, squared_distances, use_sketch
+from aggregator.sketch import SKETCH_DIM, CountSketch, hash_codes, krum_order, round_seed, squared_distances, use_sketch
 from aggregator.updates import UpdateStore
 from attacks.library import synthetic_updates
 from node.params import numpy_to_arrays
@@ -77,7 +77,7 @@ def test_krum_order_is_flowers_rule():
 @pytest.mark.parametrize("kind", ["sign-flip", "collude", "ipm", "free-rider-noise", "poison-shuffle"])
 def test_sketched_krum_lets_in_other_attackers_only_where_exact_krum_is_a_near_tie(kind):
     """docs/security.md's update patterns, within Krum's bound (1 of 7, f = 1) and beyond it (2 and 3 of 7):
-    Multi-Krum (m = 3) on 4096-bucket sketches selects the attackers exact Multi-Krum selects, except in rounds where
+    Multi-Krum (m = 3) on sketches of the default size selects the attackers exact Multi-Krum selects, except where
     exact Krum's 3rd and 4th best scores are within the sketch's error of each other (a near tie: measured rates in
     docs/benchmarks.md, "Scale"). Honest replies with near-equal scores may swap places."""
     rng = np.random.default_rng(zlib.crc32(kind.encode()))
@@ -85,14 +85,14 @@ def test_sketched_krum_lets_in_other_attackers_only_where_exact_krum_is_a_near_t
     for attackers in (1, 2, 3) if kind != "collude" else (2, 3):
         for _ in range(3):
             points = synthetic_updates(rng, d, 7 - attackers, kind, attackers)
-            sk = CountSketch(DIM, seed=int(rng.integers(2**62)), size=d)
+            sk = CountSketch(SKETCH_DIM, seed=int(rng.integers(2**62)), size=d)
             exact = krum_order(points, 1)
             sketched = krum_order(np.stack([sk([p]) for p in points]), 1)[:3]
             bad = set(range(7 - attackers, 7))
             if bad & set(sketched) != bad & set(exact[:3]):
                 dist = squared_distances(points)
                 scores = sorted(np.sort(np.delete(dist[i], i))[:4].sum() for i in range(7))
-                assert scores[3] / scores[2] - 1 < 3 * np.sqrt(2 / DIM), (kind, attackers, exact, sketched)
+                assert scores[3] / scores[2] - 1 < 3 * np.sqrt(2 / SKETCH_DIM), (kind, attackers, exact, sketched)
 
 
 def test_exact_below_the_bound_sketch_above():
