@@ -685,8 +685,8 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--app-hash", action="append", default=[], metavar="SHA256",
                        help="app bundle(s) the ServerApp may run (default: the bundle of this zk0 source tree)")
     start.add_argument("--verifier-url", metavar="URL",
-                       help="a running zk0agg verifier serve (its token: --verifier-token-file or "
-                       f"{VERIFIER_TOKEN_ENV})")
+                       help="a running zk0agg verifier serve, or several, comma-separated, sharing one token "
+                       f"(--verifier-token-file or {VERIFIER_TOKEN_ENV})")
     start.add_argument("--verifier-token-file", metavar="FILE", help="bearer token of --verifier-url")
     start.add_argument("--verifier-circuit", action="append", metavar="DIR",
                        help="start the verifier service here for this circuit folder (repeatable)")

@@ -8,6 +8,7 @@ A malformed reply never breaks the round for the others: it is parsed defensivel
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -115,6 +116,7 @@ class RoundContext:
     validation: RoundValidation | None = None  # the round's validation batches (None: no validation set)
     harm_tolerance: float = 0.0  # τ: a score below −τ is HARMFUL
     rise_tolerance: float = 0.0  # ρ: a proven loss that rises by more than this fraction is NO_IMPROVEMENT
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # replies are gated in parallel
 
     @property
     def verified(self) -> bool:
@@ -199,9 +201,10 @@ def check_fresh(reply: Reply, ctx: RoundContext) -> None:
     if c.round != ctx.round or c.global_hash != ctx.global_hash:
         raise Rejected("STALE", f"signed for round {c.round} / global {c.global_hash[:10]}…, this is round "
                                 f"{ctx.round} / {ctx.global_hash[:10]}…")
-    if reply.claimed_address in ctx.signers:
-        raise Rejected("STALE", f"{reply.claimed_address} already replied in round {ctx.round}")
-    ctx.signers.add(reply.claimed_address)
+    with ctx.lock:  # check and claim at once: two replies of one wallet may be gated at the same time
+        if reply.claimed_address in ctx.signers:
+            raise Rejected("STALE", f"{reply.claimed_address} already replied in round {ctx.round}")
+        ctx.signers.add(reply.claimed_address)
     reply.address = reply.claimed_address  # from here on the reply is attributable to its signer
 
 

@@ -84,8 +84,10 @@ class RunOutputs:
         nodes = [_node_entry(o) for o in sorted(rlog.outcomes, key=lambda o: o.node_id)]
         entry = {"round": rlog.round, "global_hash": rlog.global_hash, "new_global_hash": new_global_hash,
                  "server_eval_loss": server_eval_loss, "kept_global": rlog.kept_global, "note": rlog.note,
-                 "no_reply": list(rlog.no_reply), "validation_loss": rlog.validation_loss, **extra_metrics,
-                 "nodes": nodes}
+                 "no_reply": list(rlog.no_reply), "validation_loss": rlog.validation_loss, "krum": rlog.krum,
+                 **extra_metrics, "nodes": nodes}
+        if rlog.sketch_seed is not None:  # published once the round's replies are in: anyone can redo the sketches
+            entry["sketch_seed"] = str(rlog.sketch_seed)
         with self._lock:
             self.summary["rounds"].append(entry)
             self._apply_tx()
@@ -93,7 +95,7 @@ class RunOutputs:
         self.metrics["rounds"].append({
             "round": rlog.round, "server_eval_loss": server_eval_loss,
             "client_train_loss": {str(n["node_id"]): n["train_loss"] for n in nodes if n["train_loss"] is not None},
-            "seconds": seconds, **extra_metrics,
+            "seconds": seconds, "aggregator_seconds": dict(rlog.timings), **extra_metrics,
         })
         self.flush()
         print_table(self.console, self.round_table(entry))

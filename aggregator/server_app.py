@@ -24,6 +24,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from aggregator.config import FederationConfig
 from aggregator.gate import STRUCTURAL_CHECKS, VERIFIED_CHECKS, Gate
+from aggregator.intake import ArrivalGrid
 from aggregator.outputs import RunOutputs
 from aggregator.strategy import GatedMultiKrum
 from aggregator.validation import ValidationConfig, Validator
@@ -118,9 +119,9 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         chain = ChainConfig(cfg.chain_rpc, cfg.registry, cfg.aggregator_key, cfg.onchain_verify)
         checker = None
         if cfg.verifier_url:
-            from aggregator.verifier_client import RemoteVerifier
+            from aggregator.verifier_client import remote_checker
 
-            checker = RemoteVerifier(cfg.verifier_url, cfg.verifier_token)
+            checker = remote_checker(cfg.verifier_url, cfg.verifier_token)  # several services: comma-separated
         chain_run = chain_run_id(Path(cfg.out_dir), cfg.resume, run_id, cfg.aggregator_key)
         verification = Verification.start(bundle.policy, cfg.slice_rows, cfg.srs, cfg.cache_dir, chain,
                                           Path(cfg.out_dir) / "chain-journal.sqlite", chain_run,
@@ -161,6 +162,7 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         min_train_nodes=cfg.min_nodes,
         min_available_nodes=cfg.min_nodes,
         min_evaluate_nodes=max(1, round(cfg.min_nodes * cfg.fraction_evaluate)),
+        spill_dir=str(Path(cfg.out_dir)),  # a large round's verified updates wait there for Krum
     )
     done = previous.last_round if previous is not None else 0
     strategy.round_offset = done
@@ -195,7 +197,8 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         "local-steps": cfg.local_steps, "batch-size": cfg.batch_size, "learning-rate": cfg.learning_rate,
         "proximal-mu": cfg.proximal_mu, "seed": cfg.seed,
     })
-    strategy.start(grid=grid, initial_arrays=numpy_to_arrays(initial_arrays), num_rounds=max(0, cfg.rounds - done),
+    strategy.start(grid=ArrivalGrid(grid, strategy.admit, strategy.pull_batch),  # replies gated as they arrive
+                   initial_arrays=numpy_to_arrays(initial_arrays), num_rounds=max(0, cfg.rounds - done),
                    timeout=cfg.timeout, train_config=train_config,
                    evaluate_config=ConfigRecord({"eval-batches": cfg.client_eval_batches}),
                    evaluate_fn=evaluate_round)

@@ -115,6 +115,8 @@ def chain_health(rpc: str | None) -> str:
 def verifier_health(url: str | None) -> str:
     if not url:
         return "in the ServerApp process (no verifier service)"
+    if "," in url:  # several services behind the aggregator
+        return "; ".join(verifier_health(u.strip()) for u in url.split(",") if u.strip())
     try:
         with urllib.request.urlopen(url.rstrip("/") + "/healthz", timeout=3.0) as response:
             health = json.loads(response.read())

@@ -1,24 +1,35 @@
 """Krum over verified replies only: Flower's MultiKrum, with the gate in front of it.
 
 Flower's ``MultiKrum.aggregate_train`` raises for the whole round if one reply is malformed and does not say which
-replies it selected. This subclass gates every reply first, runs Flower's own ``select_multikrum`` and
-``aggregate_arrayrecords`` on the verified ones, and keeps each reply's outcome for the round's records.
+replies it selected. This subclass gates every reply first (as it arrives, in parallel: ``aggregator.intake``),
+ranks the verified ones with Krum, averages the chosen ones, and keeps each reply's outcome for the round's records.
+
+Two ways to rank, one rule (Flower's ``select_multikrum``): while n·d is at most ``exact_max_values`` the replies
+stay in memory and Flower's own Multi-Krum ranks them on the full vectors; above it each verified update is
+reduced to a count sketch as it arrives and spilled to disk, Krum ranks the sketches, and the chosen updates are
+read back one at a time into one sum (``aggregator.sketch``, ``aggregator.updates``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import MultiKrum
 from flwr.serverapp.strategy.multikrum import select_multikrum
-from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
 from aggregator.gate import VERIFIED, Gate, Outcome, RoundContext
-from node.params import arrays_to_numpy
+from aggregator.intake import Gated, RoundIntake
+from aggregator.sketch import EXACT_MAX_VALUES, SKETCH_DIM, CountSketch, krum_order, round_seed, use_sketch
+from aggregator.updates import UpdateStore
+from node.params import arrays_to_numpy, numpy_to_arrays
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +44,18 @@ class RoundLog:
     note: str = ""
     no_reply: list[int] = field(default_factory=list)  # nodes sent the round that did not answer within its timeout
     validation_loss: float | None = None  # L_val(θ_g) on the round's validation batches (scores are relative to it)
+    krum: str = "exact"  # "exact" (full vectors) or "sketch-<dim>" (count sketches of the updates)
+    sketch_seed: int | None = None  # the round's sketch seed, published once the replies are in
+    timings: dict = field(default_factory=dict)  # seconds: gate (sum over replies), after-last-reply, selection, ...
 
 
 class GatedMultiKrum(MultiKrum):
     """MultiKrum (Krum when ``num_nodes_to_select == 1``) over the replies that pass ``gate``."""
 
     def __init__(self, gate: Gate, hash_arrays: Callable[[dict], str], verification=None, validator=None,
-                 harm_tolerance: float = 0.0, rise_tolerance: float = 0.0, min_gain: float = 0.0, **kwargs) -> None:
+                 harm_tolerance: float = 0.0, rise_tolerance: float = 0.0, min_gain: float = 0.0,
+                 gate_workers: int = 2, sketch_dim: int = SKETCH_DIM, exact_max_values: int = EXACT_MAX_VALUES,
+                 spill_dir: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.gate = gate
         self.hash_arrays = hash_arrays
@@ -51,6 +67,13 @@ class GatedMultiKrum(MultiKrum):
         self._context: dict[int, RoundContext] = {}
         self._sent: dict[int, list[Message]] = {}
         self.round_offset = 0  # rounds done before this process started (a resumed run): Flower counts from 1
+        # Scale (aggregator.intake, aggregator.sketch): replies gated as they arrive, Krum on sketches when large.
+        self.gate_workers = gate_workers  # replies gated at once (threads: a proof check runs in EZKL or a service)
+        self.sketch_dim, self.exact_max_values = sketch_dim, exact_max_values
+        self.spill_dir = spill_dir or tempfile.gettempdir()  # where a sketched round keeps its verified updates
+        self._salt = os.urandom(32)  # sketch seeds: unknown to the nodes until each round's seed is published
+        self._intakes: dict[int, RoundIntake] = {}
+        self._open_round: int | None = None
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
@@ -72,46 +95,79 @@ class GatedMultiKrum(MultiKrum):
         self._context[server_round] = ctx
         messages = list(super().configure_train(server_round, arrays, config, grid))
         self._sent[server_round] = messages  # Flower stamps their message ids when it pushes them
+        self._open_round = server_round
         return messages
+
+    def admit(self, message: Message) -> None:
+        """A train reply of the open round has arrived (``aggregator.intake.ArrivalGrid``): start gating it."""
+        if self._open_round is not None and self._open_round in self._context:
+            self._intake(self._open_round).submit(message)
+
+    def pull_batch(self) -> int | None:
+        """Replies to pull at once: all (None) for small rounds, ``gate_workers`` when updates are spilled."""
+        if self._open_round is None or self._open_round not in self._context:
+            return None
+        return self.gate_workers if self._intake(self._open_round).store.spills else None
+
+    def _intake(self, server_round: int, n_replies: int = 0) -> RoundIntake:
+        """The round's intake, made at its first reply: exact Krum in memory, or sketches and a spill folder."""
+        if server_round not in self._intakes:
+            ctx, rlog = self._context[server_round], self.rounds[server_round]
+            sent = self._sent.get(server_round, [])
+            size = sum(int(np.size(a)) for a in ctx.global_arrays.values())
+            sketch = None
+            if use_sketch(max(len(sent), n_replies), size, self.exact_max_values):
+                rlog.sketch_seed = round_seed(self._salt, server_round, ctx.global_hash)
+                rlog.krum = f"sketch-{self.sketch_dim}"
+                sketch = CountSketch(self.sketch_dim, rlog.sketch_seed, size)
+            store = UpdateStore(ctx.global_arrays, self.spill_dir if sketch is not None else None)
+            self._intakes[server_round] = RoundIntake(self.gate, ctx, sent, store, sketch, self.gate_workers)
+        return self._intakes[server_round]
 
     def aggregate_train(self, server_round: int,
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Gate every reply, then Krum over the verified ones; keep the global model without a quorum."""
         server_round += self.round_offset
+        replies = list(replies)
+        intake = self._intake(server_round, len(replies))
         ctx, rlog = self._context.pop(server_round), self.rounds[server_round]
-        verified: list[tuple[Message, Outcome]] = []
-        gated = {}
-        sent = {m.metadata.message_id: m.metadata.dst_node_id for m in self._sent.pop(server_round, [])}
-        for msg in replies:
-            # The node a reply answers for: its sender, or, for the error reply the SuperLink writes when a node
-            # stops sending heartbeats (sender: the SuperLink itself), the node the instruction went to.
-            node_id = sent.get(msg.metadata.reply_to_message_id, msg.metadata.src_node_id)
-            reply, outcome = self.gate(msg, ctx, node_id=node_id)
-            gated[outcome.node_id] = reply
-            rlog.outcomes.append(outcome)
-            if outcome.status == VERIFIED and outcome.approval_unchecked:  # an outage: no verdict, not averaged
-                outcome.status = "NOT_SELECTED"
-                outcome.detail = "approval not checked (chain unavailable): held out; the registry decides its record"
-            elif outcome.status == VERIFIED:
-                verified.append((msg, outcome))
-        rlog.no_reply = sorted(set(sent.values()) - set(gated))
-        if rlog.no_reply:  # a node that hung: Flower waited for it until the round's timeout
-            log.warning("round %d: no reply within the round's timeout from node(s) %s", server_round,
-                        ", ".join(map(str, rlog.no_reply)))
-        useful = None if ctx.validation is None else self.min_gain * ctx.validation.global_loss
-        arrays, metrics = self._krum(server_round, rlog, verified, useful)
+        try:
+            gated = intake.collect(replies)
+            if intake.last_arrival is not None and gated:
+                rlog.timings["gate_after_last_reply"] = max(g.done_at for g in gated) - intake.last_arrival
+            rlog.timings["gate"] = sum(g.gate_seconds for g in gated)
+            rlog.timings["sketch"] = sum(g.sketch_seconds for g in gated)
+            rlog.timings["store"] = sum(g.store_seconds for g in gated)
+            rlog.outcomes = [g.outcome for g in gated]
+            for g in gated:
+                if g.outcome.status == VERIFIED and g.outcome.approval_unchecked:  # an outage: no verdict, not averaged
+                    g.outcome.status = "NOT_SELECTED"
+                    g.outcome.detail = "approval not checked (chain unavailable): held out; the registry judges it"
+            verified = [g for g in gated if g.outcome.status == VERIFIED]
+            sent = {m.metadata.message_id: m.metadata.dst_node_id for m in self._sent.pop(server_round, [])}
+            rlog.no_reply = sorted(set(sent.values()) - {g.outcome.node_id for g in gated})
+            if rlog.no_reply:  # a node that hung: Flower waited for it until the round's timeout
+                log.warning("round %d: no reply within the round's timeout from node(s) %s", server_round,
+                            ", ".join(map(str, rlog.no_reply)))
+            useful = None if ctx.validation is None else self.min_gain * ctx.validation.global_loss
+            arrays, metrics = self._krum(server_round, rlog, verified, intake, useful)
+        finally:
+            intake.store.close()
+            self._intakes.pop(server_round, None)
+            if self._open_round == server_round:
+                self._open_round = None
         if self.verification is not None:
-            self.verification.record(server_round, rlog.outcomes, gated)
+            self.verification.record(server_round, rlog.outcomes, {g.outcome.node_id: g.reply for g in gated})
         return arrays, metrics
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
         return super().configure_evaluate(server_round + self.round_offset, arrays, config, grid)
 
-    def _krum(self, server_round: int, rlog: RoundLog, verified: list[tuple[Message, Outcome]],
+    def _krum(self, server_round: int, rlog: RoundLog, verified: list[Gated], intake: RoundIntake,
               useful: float | None = None) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Flower's Multi-Krum over the verified replies, then the m best-ranked *useful* ones averaged with equal
-        weights; None keeps the global model.
+        """Multi-Krum over the verified replies, then the m best-ranked *useful* ones averaged with equal weights;
+        None keeps the global model.
 
         A reply is useful when its validation score is above ``useful`` (min_gain × the global model's validation
         loss; None: the federation has no validation set, every verified reply is).
@@ -128,27 +184,38 @@ class GatedMultiKrum(MultiKrum):
             rlog.note = (f"{n} verified replies: Krum with f={f} needs more than {2 * f + 2} "
                          f"(and at least m={m}); the global model is kept")
             log.warning("round %d: %s", server_round, rlog.note)
-            for _, outcome in verified:
-                outcome.status, outcome.reason = "NOT_SELECTED", "NO_QUORUM"
+            for g in verified:
+                g.outcome.status, g.outcome.reason = "NOT_SELECTED", "NO_QUORUM"
             return None, None
         else:
-            order = select_multikrum([msg.content for msg, _ in verified], num_malicious_nodes=f,
-                                     num_nodes_to_select=n)  # all of them, best Krum score first
-            by_content = {id(msg.content): (msg, outcome) for msg, outcome in verified}
-            ranked = [by_content[id(c)] for c in order]
+            t0 = time.perf_counter()
+            ranked = self._rank(verified, intake)
+            rlog.timings["selection"] = time.perf_counter() - t0
             m = min(m, n)
-        chosen = [(msg, o) for msg, o in ranked if useful is None or (o.score is not None and o.score > useful)][:m]
-        for _, outcome in verified:
-            outcome.status = "NOT_SELECTED"
-        for _, outcome in chosen:
-            outcome.status = "SELECTED"
+        chosen = [g for g in ranked if useful is None or (g.outcome.score is not None and g.outcome.score > useful)]
+        chosen = chosen[:m]
+        for g in verified:
+            g.outcome.status = "NOT_SELECTED"
+        for g in chosen:
+            g.outcome.status = "SELECTED"
         if not chosen:
             rlog.kept_global = True
             rlog.note = "no verified reply lowered the validation loss enough: the global model is kept"
             log.warning("round %d: %s", server_round, rlog.note)
             return None, None
-        equal = [RecordDict({"arrays": msg.content["arrays"], "weight": MetricRecord({"weight": 1})})
-                 for msg, _ in chosen]
-        arrays = aggregate_arrayrecords(equal, "weight")
-        metrics = self.train_metrics_aggr_fn([msg.content for msg, _ in chosen], self.weighted_by_key)
+        t0 = time.perf_counter()
+        arrays = numpy_to_arrays(intake.store.mean(g.key for g in chosen))
+        rlog.timings["aggregation"] = time.perf_counter() - t0
+        metrics = self.train_metrics_aggr_fn([g.message.content for g in chosen], self.weighted_by_key)
         return arrays, metrics
+
+    def _rank(self, verified: list[Gated], intake: RoundIntake) -> list[Gated]:
+        """Every verified reply, best Krum score first: on the sketches when the round has them, else Flower's own
+        ``select_multikrum`` on the full vectors."""
+        f = self.num_malicious_nodes
+        if intake.sketch is not None:
+            return [verified[i] for i in krum_order(np.stack([g.sketch for g in verified]), f)]
+        order = select_multikrum([g.message.content for g in verified], num_malicious_nodes=f,
+                                 num_nodes_to_select=len(verified))
+        by_content = {id(g.message.content): g for g in verified}
+        return [by_content[id(c)] for c in order]

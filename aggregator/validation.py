@@ -16,7 +16,8 @@ last-bit differences of float32 sums between CPU kernels).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -76,6 +77,7 @@ class Validator:
     dataset: object
     config: ValidationConfig
     seed: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one policy: one score at a time
 
     def open(self, round_: int, global_arrays: dict[str, np.ndarray]) -> RoundValidation:
         """Draw and preprocess the round's batches; score the global model on them."""
@@ -93,10 +95,11 @@ class Validator:
     @torch.no_grad()
     def loss(self, arrays: dict[str, np.ndarray], batches: list[dict], seed: int) -> float:
         """Mean flow-matching loss of ``arrays`` over ``batches``, noise and time seeded per batch."""
-        set_trainable(self.bundle.policy, arrays)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(self.config.threads)
-        try:  # a copy of each batch: the policy's forward may add keys to what it is given
-            return mean_loss(self.bundle.policy, (dict(b) for b in batches), seed)[0]
-        finally:
-            torch.set_num_threads(threads)
+        with self._lock:  # the gate scores replies from several threads; the policy holds one set of parameters
+            set_trainable(self.bundle.policy, arrays)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(self.config.threads)
+            try:  # a copy of each batch: the policy's forward may add keys to what it is given
+                return mean_loss(self.bundle.policy, (dict(b) for b in batches), seed)[0]
+            finally:
+                torch.set_num_threads(threads)

@@ -9,6 +9,7 @@ the request (4xx: a wrong token, a circuit it does not hold, slices of the wrong
 from __future__ import annotations
 
 import logging
+import threading
 
 import httpx
 import numpy as np
@@ -118,3 +119,46 @@ def _message(response: httpx.Response) -> str:
         return ErrorBody.model_validate_json(response.content).message
     except ValidationError:
         return response.text[:200] or response.reason_phrase
+
+
+class VerifierPool:
+    """Several verifier services behind one aggregator (``--verifier-url A,B,...``): each proof goes to the service
+    with the fewest checks in flight from here; one that is unavailable is skipped for the others (the verdict is
+    the same whichever service gives it). The gate's workers call ``verify`` from several threads at once."""
+
+    def __init__(self, verifiers: list[RemoteVerifier]) -> None:
+        if not verifiers:
+            raise ValueError("a verifier pool needs at least one service")
+        self.verifiers = verifiers
+        self._busy = [0] * len(verifiers)
+        self._lock = threading.Lock()
+
+    def verify(self, artifact: bytes, W_g: np.ndarray, b_g: np.ndarray, W_n: np.ndarray,  # noqa: N803
+               b_n: np.ndarray) -> Verdict:  # fmt: skip
+        with self._lock:
+            order = sorted(range(len(self.verifiers)), key=lambda i: self._busy[i])
+        last: VerifierUnavailable | None = None
+        for i in order:
+            with self._lock:
+                self._busy[i] += 1
+            try:
+                return self.verifiers[i].verify(artifact, W_g, b_g, W_n, b_n)
+            except VerifierUnavailable as err:
+                log.warning("verifier %s unavailable, trying another: %s", self.verifiers[i].url, err)
+                last = err
+            finally:
+                with self._lock:
+                    self._busy[i] -= 1
+        raise last
+
+    def close(self) -> None:
+        for verifier in self.verifiers:
+            verifier.close()
+
+
+def remote_checker(urls: str, token: str | None = None) -> RemoteVerifier | VerifierPool:
+    """The proof checker for ``urls``: one service, or a pool of several (comma-separated, one token)."""
+    parts = [u.strip() for u in urls.split(",") if u.strip()]
+    if len(parts) == 1:
+        return RemoteVerifier(parts[0], token)
+    return VerifierPool([RemoteVerifier(u, token) for u in parts])

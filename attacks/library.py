@@ -214,3 +214,20 @@ class Attack:
 
         return Account.create()
 
+
+
+def synthetic_updates(rng: np.random.Generator, d: int, n_honest: int, kind: str, n_attackers: int) -> np.ndarray:
+    """One round's updates (rows, float32) around θ_g = 0, for measuring a robust aggregator without training:
+    non-IID honest Δ_i = a common direction + one of their own + noise of their own scale, then the attackers'
+    updates made by ``Attack(kind).sent`` from the first honest ones (``poison-shuffle``, a data attack: an update
+    of honest size in an unrelated direction). Used by scripts/bench_scale.py and tests/unit/test_sketch.py."""
+    common = rng.normal(0, 1e-3, d)
+    honest = [common + rng.normal(0, 1e-3, d) + rng.normal(0, 3e-4) * rng.normal(0, 1, d) for _ in range(n_honest)]
+    global_ = {"w": np.zeros(d, np.float32)}
+    attackers = []
+    for j in range(n_attackers):
+        if kind == "poison-shuffle":
+            attackers.append(rng.normal(0, np.linalg.norm(honest[j]) / np.sqrt(d), d))
+        else:
+            attackers.append(Attack(kind).sent(global_, {"w": honest[j].astype(np.float32)}, seed=11)["w"])
+    return np.stack([*honest, *attackers]).astype(np.float32)

@@ -317,6 +317,26 @@ def test_fuzzed_bodies_never_get_a_5xx(http, valid_body, raw):
     assert "message" in response.json() or response.status_code == 200
 
 
+def test_a_pool_of_services_skips_one_that_is_down(service, circuit, honest):
+    """--verifier-url A,B: each proof goes to the least busy service; one that does not answer is skipped, so the
+    gate's workers keep getting verdicts; with none up, the check fails as VerifierUnavailable (not a verdict)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from aggregator.verifier_client import VerifierPool, VerifierUnavailable, remote_checker
+
+    slice_, artifact = honest
+    arrays = {"W_g": slice_.W_g, "b_g": slice_.b_g, "W_n": slice_.W_n, "b_n": slice_.b_n}
+    dead = f"http://127.0.0.1:{free_port()}"
+    pool = remote_checker(f"{dead}, {service}", TOKEN)
+    assert isinstance(pool, VerifierPool) and len(pool.verifiers) == 2
+    with ThreadPoolExecutor(4) as workers:
+        verdicts = list(workers.map(lambda _: pool.verify(artifact.to_bytes(), **arrays), range(6)))
+    assert all(v.ok for v in verdicts)
+    pool.close()
+    with pytest.raises(VerifierUnavailable):
+        remote_checker(f"{dead},{dead}", TOKEN).verify(artifact.to_bytes(), **arrays)
+
+
 def test_a_dead_worker_is_replaced(server, http, circuit, honest):
     slice_, artifact = honest
     server[0].config.app.state.workers.pool.submit(os._exit, 1).exception()  # a worker dies (OOM kill, abort)

@@ -10,6 +10,7 @@ from flwr.app import Message, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
 from aggregator.gate import STRUCTURAL_CHECKS, VERIFIED, Gate, RoundContext
+from aggregator.sketch import SKETCH_DIM
 from aggregator.strategy import GatedMultiKrum
 from node.params import numpy_to_arrays
 from prover.hashing import params_hash
@@ -239,3 +240,139 @@ def test_the_validation_set_is_the_operators_not_the_runs():
         FederationConfig.from_run_config({"validation": "local:/tmp/mine"}, environ={})
     cfg = FederationConfig.from_run_config({"rounds": 2}, environ={}, operator={"validation": "local:/srv/val"})
     assert cfg.validation == "local:/srv/val"
+
+
+def test_a_sketched_round_selects_and_averages_as_the_exact_one(tmp_path):
+    """Above the exact bound (forced here with exact_max_values=0) the verified updates are sketched and spilled to
+    disk as they are gated; Krum on the sketches keeps the outlier out, the chosen updates are read back and
+    averaged, and the spill folder is gone after the round. The replies' messages no longer hold the arrays."""
+    outlier = OrderedDict((k, v + 5.0) for k, v in GLOBAL.items())
+    updates = {i: honest(i) for i in range(1, 7)}
+
+    def replies():
+        return [reply(i, u) for i, u in updates.items()] + [reply(99, outlier)]
+
+    _, exact = run_round(make_strategy(f=1, m=3), replies())
+    sketched_strategy = GatedMultiKrum(gate=Gate(list(STRUCTURAL_CHECKS)), hash_arrays=lambda a: params_hash(list(
+        a.values())), num_malicious_nodes=1, num_nodes_to_select=3, exact_max_values=0, sketch_dim=64,
+        spill_dir=str(tmp_path))
+    sketched_replies = replies()
+    arrays, sketched = run_round(sketched_strategy, sketched_replies)
+    assert sketched_strategy.rounds[1].krum == "sketch-64" and sketched_strategy.rounds[1].sketch_seed is not None
+    assert exact[99].status == sketched[99].status == "NOT_SELECTED"
+    chosen = [i for i, o in sketched.items() if o.status == "SELECTED"]
+    assert len(chosen) == 3
+    for name in GLOBAL:
+        expected = np.mean([updates[i][name] for i in chosen], axis=0, dtype=np.float64).astype(np.float32)
+        np.testing.assert_array_equal(arrays[name].numpy(), expected)
+    assert all("arrays" not in m.content for m in sketched_replies)  # spilled: the messages let them go
+    assert not any(tmp_path.iterdir())
+    assert {"gate", "sketch", "selection", "aggregation"} <= set(sketched_strategy.rounds[1].timings)
+
+
+def test_replies_are_gated_in_parallel_as_they_arrive_and_listed_in_reply_order():
+    """The arrival loop hands each reply to the intake as it is pulled; with 4 workers, 8 replies whose check takes
+    0.3 s each are all through ~0.6 s after being handed over, not 2.4 s; outcomes keep the replies' order."""
+    import time
+
+    from aggregator.intake import RoundIntake
+    from aggregator.updates import UpdateStore
+
+    def slow_check(reply, ctx):  # stands in for a proof check waiting on the verifier service
+        time.sleep(0.3)
+
+    ctx = RoundContext(1, dict(GLOBAL), params_hash(list(GLOBAL.values())))
+    intake = RoundIntake(Gate([*STRUCTURAL_CHECKS, slow_check]), ctx, [], UpdateStore(GLOBAL), workers=4)
+    replies = [reply(i, honest(i)) for i in range(1, 9)]
+    t0 = time.perf_counter()
+    for m in replies:  # as the arrival loop does, reply by reply
+        intake.submit(m)
+    gated = intake.collect(list(reversed(replies)))
+    elapsed = time.perf_counter() - t0
+    assert [g.outcome.node_id for g in gated] == list(range(8, 0, -1))
+    assert all(g.outcome.status == VERIFIED for g in gated)
+    assert elapsed < 1.5, elapsed  # 8 × 0.3 s one after another would be 2.4 s
+
+
+def test_two_replies_of_one_wallet_gated_at_once_one_is_stale():
+    """check_fresh claims the wallet's slot under the round's lock: of many replies signed by one wallet and checked
+    at the same moment, exactly one passes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from aggregator.gate import Rejected, Reply, check_fresh
+    from contracts import Contribution
+
+    ctx = RoundContext(1, dict(GLOBAL), "0x" + "11" * 32)
+    c = Contribution("0x" + "99" * 32, 1, ctx.global_hash, "0x" + "22" * 32, "0x" + "33" * 32, "0x" + "44" * 32, 1.0,
+                     0.5)
+
+    def gate_one(i):
+        r = Reply(node_id=i, message=None, contribution=c, claimed_address="0x" + "ab" * 20)
+        try:
+            check_fresh(r, ctx)
+            return "ok"
+        except Rejected as rej:
+            return rej.reason
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(gate_one, range(64)))
+    assert results.count("ok") == 1 and results.count("STALE") == 63
+
+
+class ReplyingGrid(NodesOnline):
+    """Flower's grid as the arrival loop uses it (push, then pull by message id), with nodes that answer one after
+    another: each pull finds at most the replies whose turn has come."""
+
+    def __init__(self, node_ids: list[int], updates: dict) -> None:
+        super().__init__(node_ids)
+        self.updates, self.pulled_ids, self.sent, self.served = updates, [], {}, 0
+
+    def push_messages(self, messages):
+        from uuid import uuid4
+
+        for m in messages:
+            m.metadata.__dict__["_message_id"] = str(uuid4())
+            self.sent[m.metadata.message_id] = m
+        return list(self.sent)
+
+    def pull_messages(self, message_ids):
+        message_ids = list(message_ids)
+        self.pulled_ids.append(len(message_ids))
+        self.served += 1  # one more node is done at every pull
+        ready = sorted(self.sent)[:self.served]
+        out = []
+        for mid in message_ids:
+            if mid in ready:
+                instruction = self.sent[mid]
+                TaskIdentity.node_id = instruction.metadata.dst_node_id
+                content = RecordDict({"arrays": numpy_to_arrays(self.updates[instruction.metadata.dst_node_id]),
+                                      "metrics": MetricRecord({"num-examples": 10})})
+                out.append(Message(content, reply_to=instruction))
+                ready.remove(mid)
+                del self.sent[mid]
+        return out
+
+
+def test_the_arrival_loop_feeds_a_sketched_round_a_few_replies_at_a_time(tmp_path):
+    """A large round (sketched, spilled): the arrival loop pulls at most gate_workers replies per pull, hands each to
+    the gate as it comes, and the round ends as an exact one would (the outlier out, three selected)."""
+    from flwr.app import ConfigRecord
+
+    from aggregator.intake import ArrivalGrid
+
+    updates = {i: honest(i) for i in range(1, 8)}
+    updates[7] = OrderedDict((k, v + 5.0) for k, v in GLOBAL.items())
+    strategy = GatedMultiKrum(gate=Gate(list(STRUCTURAL_CHECKS)), hash_arrays=lambda a: params_hash(list(a.values())),
+                              num_malicious_nodes=1, num_nodes_to_select=3, exact_max_values=0, gate_workers=2,
+                              spill_dir=str(tmp_path))
+    grid = ReplyingGrid(list(updates), updates)
+    arrival = ArrivalGrid(grid, strategy.admit, strategy.pull_batch, pull_interval=0.01)
+    sent = strategy.configure_train(1, numpy_to_arrays(GLOBAL), ConfigRecord({}), arrival)
+    replies = arrival.send_and_receive(sent, timeout=30)
+    assert len(replies) == 7 and max(grid.pulled_ids) <= 2
+    arrays, _ = strategy.aggregate_train(1, replies)
+    outcomes = {o.node_id: o for o in strategy.rounds[1].outcomes}
+    assert outcomes[7].status == "NOT_SELECTED" and sum(o.status == "SELECTED" for o in outcomes.values()) == 3
+    assert strategy.rounds[1].krum == f"sketch-{SKETCH_DIM}" and arrays is not None
+    assert "gate_after_last_reply" in strategy.rounds[1].timings
+    assert not any(tmp_path.iterdir())
