@@ -81,6 +81,7 @@ class Outcome:
     prove_seconds: float | None = None  # as the node reports it
     verify_seconds: float | None = None
     proof_bytes: int | None = None
+    dp_epsilon: float | None = None  # the privacy the node reports having spent so far (client-side DP)
 
     @classmethod
     def of(cls, reply: Reply, status: str, reason: str | None = None, detail: str = "") -> Outcome:
@@ -92,6 +93,7 @@ class Outcome:
             data_commitment=reply.data_commitment, score=reply.score,
             prove_seconds=reply.metrics.get("prove_seconds"),
             verify_seconds=reply.verify_seconds, proof_bytes=len(reply.proof) if reply.proof else None,
+            dp_epsilon=reply.metrics.get("dp_epsilon"),
         )
 
 
