@@ -22,7 +22,7 @@ from flwr.clientapp import ClientApp
 
 from node.contribution import RoundTerms, check_global, contribution_record, prove_update, wallet_account
 from node.datasets import load_dataset, load_metadata
-from node.dp import DPConfig, privatize
+from node.dp import DPConfig, check_budget, privatize
 from node.errors import UserError
 from node.model import make_smolvla
 from node.params import arrays_to_numpy, numpy_to_arrays
@@ -41,6 +41,7 @@ class NodeSetup:
     device: str = "cpu"
     wallet: str | None = None  # keystore file; its password comes from ZK0_WALLET_PASSWORD, never the config
     srs: str = "dev"  # "dev" (development SRS in cache_dir) or the federation's SRS file
+    dp_max_epsilon: float | None = None  # refuse rounds that would spend more privacy than this (node/dp.py)
 
     @classmethod
     def from_node_config(cls, node_config: dict, run_config: dict) -> NodeSetup:
@@ -54,6 +55,7 @@ class NodeSetup:
             device=str(node_config.get("device", "cpu")),
             wallet=node_config.get("wallet") or None,
             srs=str(node_config.get("srs", "dev")),
+            dp_max_epsilon=float(node_config["dp-max-epsilon"]) if "dp-max-epsilon" in node_config else None,
         )
 
 
@@ -102,10 +104,11 @@ def train_round(node: LocalNode, content: RecordDict, dp_rng: np.random.Generato
     global_arrays = arrays_to_numpy(content["arrays"])
     if terms is not None:
         check_global(global_arrays, terms.global_hash)
+    dp = DPConfig.from_round_config(config)
+    check_budget(dp, int(config["server-round"]), node.setup.dp_max_epsilon)
     cfg = train_config(config)
     result = fedprox_train(node.bundle, node.dataset, global_arrays, cfg)
     sent = snapshot(node.bundle.policy)
-    dp = DPConfig.from_round_config(config)
     if dp is not None:
         sent = privatize(global_arrays, sent, dp, dp_rng)
     reply = reply_content(sent, result)

@@ -78,6 +78,22 @@ class DPConfig:
         return epsilon_spent(self.noise_multiplier, rounds, self.delta)
 
 
+def check_budget(dp: DPConfig | None, server_round: int, max_epsilon: float | None) -> None:
+    """The node's own limit: refuse a round that would take its spent ε above ``max_epsilon`` (None: no limit).
+
+    The aggregator chooses C and σ; a node that wants a guarantee checks them here, before it trains, rather than
+    trusting the round config (a federation without DP, or with too little noise, is refused)."""
+    if max_epsilon is None:
+        return
+    if dp is None:
+        raise UserError(f"this node requires differential privacy (ε ≤ {max_epsilon:g}), but the federation runs "
+                        "without it (no dp-clip in the round config): refusing to send an update")
+    spent = dp.epsilon(server_round)
+    if spent > max_epsilon:
+        raise UserError(f"round {server_round} would bring this node's privacy loss to ε = {spent:.3g} (δ = "
+                        f"{dp.delta:g}, σ = {dp.noise_multiplier:.3g}), above its limit {max_epsilon:g}: refusing")
+
+
 def update_norm(global_arrays: dict[str, np.ndarray], node_arrays: dict[str, np.ndarray]) -> float:
     """L2 norm of Δ = θ_n − θ_g over every array (in float64)."""
     return math.sqrt(sum(float(np.sum((node_arrays[k].astype(np.float64) - g.astype(np.float64)) ** 2))

@@ -106,3 +106,18 @@ def test_bad_dp_settings_are_user_errors(kwargs):
 def test_bad_dp_round_config_is_a_user_error():
     with pytest.raises(UserError, match="dp-noise-multiplier"):
         DPConfig.from_round_config({"dp-clip": 0.1, "dp-noise-multiplier": -1.0})
+
+
+def test_node_refuses_rounds_beyond_its_own_privacy_limit():
+    from node.dp import check_budget
+
+    dp = DPConfig.for_epsilon(8.0, rounds=3)
+    check_budget(dp, 3, max_epsilon=8.0)  # the federation's budget is within the node's limit
+    check_budget(None, 1, max_epsilon=None)  # no limit: anything goes
+    with pytest.raises(UserError, match="above its limit"):
+        check_budget(dp, 2, max_epsilon=5.0)  # ε after round 2 is 6.3
+    check_budget(dp, 1, max_epsilon=5.0)  # round 1 spends 4.2: still within
+    with pytest.raises(UserError, match="without it"):
+        check_budget(None, 1, max_epsilon=8.0)
+    with pytest.raises(UserError, match="above its limit"):
+        check_budget(DPConfig(clip=0.01, noise_multiplier=0.0), 1, max_epsilon=100.0)  # clipping alone: ε = ∞
