@@ -121,3 +121,26 @@ def test_node_refuses_rounds_beyond_its_own_privacy_limit():
         check_budget(None, 1, max_epsilon=8.0)
     with pytest.raises(UserError, match="above its limit"):
         check_budget(DPConfig(clip=0.01, noise_multiplier=0.0), 1, max_epsilon=100.0)  # clipping alone: ε = ∞
+
+
+def test_privacy_spent_in_summary_and_round_table(tmp_path):
+    import io
+    import json
+
+    from rich.console import Console
+
+    from aggregator.gate import Outcome
+    from aggregator.outputs import RunOutputs
+    from aggregator.server_app import dp_round
+    from aggregator.strategy import RoundLog
+
+    log = io.StringIO()
+    out = RunOutputs(tmp_path, "run-dp", {"rounds": 3}, console=Console(file=log, width=200))
+    dp = DPConfig.for_epsilon(8.0, rounds=3)
+    rlog = RoundLog(2, "0x" + "aa" * 32, [Outcome(7, "SELECTED", address="0xA", dp_epsilon=dp.epsilon(2))])
+    out.add_round(rlog, 1.2, "0x" + "bb" * 32, {"round": 3.0}, **dp_round(dp, 2))
+    entry = json.loads((tmp_path / "summary.json").read_text())["rounds"][0]
+    assert entry["dp_epsilon"] == pytest.approx(dp.epsilon(2)) and entry["dp_delta"] == 1e-5
+    assert entry["nodes"][0]["dp_epsilon"] == pytest.approx(dp.epsilon(2))
+    assert f"DP ε = {dp.epsilon(2):.2f} (δ = 1e-05)" in log.getvalue()
+    assert dp_round(None, 2) == {} and dp_round(DPConfig(0.01, 0.0), 1)["dp_epsilon"] is None  # ∞: no number
