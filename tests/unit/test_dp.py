@@ -109,7 +109,11 @@ def test_bad_dp_round_config_is_a_user_error():
 
 
 def test_node_refuses_rounds_beyond_its_own_privacy_limit():
+    from node.client_app import NodeSetup
     from node.dp import check_budget
+
+    assert NodeSetup.from_node_config({"dataset": "local:/d", "dp-max-epsilon": 5}, {}).dp_max_epsilon == 5.0
+    assert NodeSetup.from_node_config({"dataset": "local:/d"}, {}).dp_max_epsilon is None
 
     dp = DPConfig.for_epsilon(8.0, rounds=3)
     check_budget(dp, 3, max_epsilon=8.0)  # the federation's budget is within the node's limit
