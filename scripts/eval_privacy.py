@@ -3,10 +3,11 @@ Krum (with the gate in front of it) still keeps a sign-flipper out.
 
 For each ε (``inf``: no DP; ``clip``: clipping to C without noise; a number: σ calibrated for that ε over the run's
 rounds at δ = 1e-5) and each federation kind (``honest``: N honest nodes, Krum f = 0; ``sign-flip``: N honest nodes
-and one sign-flipper, Krum f = 1), runs the verified demo on synthetic data (anvil, EZKL proofs over the noised
-updates, signatures, the gate with the validation score, Multi-Krum, chain records) with the same seed, and reports
-the final eval loss, every honest reply's rejection reason, the replies the validation score kept out of the
-average, the proven-loss rises, and the sign-flipper's outcome per round. Rows accumulate in ``<out>/results.json``;
+and one sign-flipper, Krum f = 1; ``sign-flip-krum-only``: the same without a validation set, so Krum alone decides),
+runs the verified demo on synthetic data (anvil, EZKL proofs over the noised updates, signatures, the gate with the
+validation score, Multi-Krum, chain records) with the same seed, and reports the final eval loss, every honest
+reply's rejection reason, the replies the validation score kept out of the average, the proven-loss rises, and the
+sign-flipper's outcome per round. Rows accumulate in ``<out>/results.json``;
 the table goes to ``--doc`` between markers. Run one federation per command to keep each under the heavy lock:
 
     flock /work/heavy.lock .venv/bin/python scripts/eval_privacy.py --epsilons 8 --kinds honest
@@ -30,7 +31,7 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 from scripts.doc_section import write_section  # noqa: E402
 
 START, END = "<!-- privacy-table:start -->", "<!-- privacy-table:end -->"
-KINDS = ("honest", "sign-flip")
+KINDS = ("honest", "sign-flip", "sign-flip-krum-only")  # krum-only: no validation set, Krum alone decides
 ORDER = {"inf": 0, "clip": 1}  # then the numbers, largest ε first
 
 
@@ -52,12 +53,13 @@ def run(epsilon: str, kind: str, args, out: Path) -> dict:
     from aggregator.demo import DemoConfig, run_demo
     from contracts import read_address
 
-    adversarial = kind == "sign-flip"
+    adversarial = kind.startswith("sign-flip")
     nodes = args.nodes + adversarial
     fed = FederationConfig(local_steps=args.local_steps, seed=args.seed, krum_f=int(adversarial), krum_m=2,
                            **dp_settings(epsilon, args.clip))
     demo = DemoConfig(nodes=nodes, rounds=args.rounds, out=str(out), cache_dir=args.cache_dir, data="synthetic",
-                      episodes=args.episodes, eval_episodes=0, adversary="sign-flip" if adversarial else None)
+                      episodes=args.episodes, eval_episodes=0, adversary="sign-flip" if adversarial else None,
+                      validation=kind != "sign-flip-krum-only")
     cpu0, t0, load0 = psutil.Process().cpu_times(), time.perf_counter(), os.getloadavg()[0]
     summary = run_demo(demo, fed, console=Console(quiet=True))
     cpu1 = psutil.Process().cpu_times()
@@ -125,7 +127,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epsilons", nargs="+", default=["inf", "8", "3", "1"],
                         help="privacy budgets: inf (no DP), clip (clipping only), or numbers")
-    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS[:2]), choices=KINDS)
     parser.add_argument("--clip", type=float, default=0.01, help="C (default: node.dp.DEFAULT_CLIP)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--nodes", type=int, default=4, help="honest nodes (sign-flip adds one)")
