@@ -44,9 +44,45 @@ def dp_settings(epsilon: str, clip: float) -> dict:
     return {"dp_epsilon": float(epsilon), "dp_clip": clip}
 
 
+class TreeCpu:
+    """cpu seconds of this process and every descendant (Ray's workers train and prove the nodes), polled every
+    second in a thread: a worker's last-seen time counts after it exits."""
+
+    def __init__(self) -> None:
+        import threading
+
+        import psutil
+
+        self._me, self._seen, self._stop = psutil.Process(), {}, threading.Event()
+        self._base = self._sample()[self._me.pid]
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> dict[int, float]:
+        import psutil
+
+        out = {}
+        for proc in [self._me, *self._me.children(recursive=True)]:
+            try:
+                t = proc.cpu_times()
+                out[proc.pid] = t.user + t.system
+            except psutil.Error:
+                pass
+        return out
+
+    def _poll(self) -> None:
+        while not self._stop.wait(1.0):
+            self._seen.update(self._sample())
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        self._seen.update(self._sample())
+        return sum(self._seen.values()) - self._base
+
+
 def run(epsilon: str, kind: str, args, out: Path) -> dict:
     """One verified federation; returns its measured row."""
-    import psutil
     from rich.console import Console
 
     from aggregator.config import FederationConfig
@@ -60,10 +96,9 @@ def run(epsilon: str, kind: str, args, out: Path) -> dict:
     demo = DemoConfig(nodes=nodes, rounds=args.rounds, out=str(out), cache_dir=args.cache_dir, data="synthetic",
                       episodes=args.episodes, eval_episodes=0, adversary="sign-flip" if adversarial else None,
                       validation=kind != "sign-flip-krum-only")
-    cpu0, t0, load0 = psutil.Process().cpu_times(), time.perf_counter(), os.getloadavg()[0]
+    t0, load0, cpu = time.perf_counter(), os.getloadavg()[0], TreeCpu()
     summary = run_demo(demo, fed, console=Console(quiet=True))
-    cpu1 = psutil.Process().cpu_times()
-    cpu = sum(cpu1[:4]) - sum(cpu0[:4])  # this process and its waited-for children (Ray workers are not counted)
+    cpu = cpu.stop()
     flipper = read_address(out / "wallets" / f"node{nodes - 1}.json") if adversarial else None
     replies = [{"round": r["round"], "validation_loss": r.get("validation_loss"), "kept_global": r["kept_global"],
                 "adversary": n.get("claimed_address") == flipper,
