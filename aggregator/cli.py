@@ -88,7 +88,8 @@ def _demo(args: argparse.Namespace) -> int:
     from aggregator.demo import DemoConfig, run_demo
 
     fed = FederationConfig(local_steps=args.local_steps, krum_f=args.krum_f, krum_m=args.krum_m,
-                           wandb=_wandb_wanted(args))
+                           wandb=_wandb_wanted(args), dp_epsilon=args.dp_epsilon or 0.0,
+                           dp_noise_multiplier=args.dp_noise_multiplier or 0.0, dp_clip=args.dp_clip or 0.0)
     demo = DemoConfig(nodes=args.nodes, rounds=args.rounds, out=args.out or "", verify=not args.no_verify,
                       adversary=args.adversary, data=args.data, episodes=args.episodes,
                       eval_episodes=args.eval_episodes, engine=args.engine, validation=not args.no_validation,
@@ -658,6 +659,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="ETH each node wallet stakes, the registry's min stake (default 1; 0: approval alone)")
     demo.add_argument("--no-validation", action="store_true",
                       help="no validation set: updates are not scored (the gate as it was before HARMFUL)")
+    demo.add_argument("--dp-epsilon", type=float, metavar="EPS",
+                      help="client-side differential privacy: each node's privacy budget ε over the run's rounds at "
+                      "δ = 1e-5 (the noise is calibrated to it; docs/privacy.md)")
+    demo.add_argument("--dp-noise-multiplier", type=float, metavar="SIGMA", help="DP noise multiplier σ, instead "
+                      "of --dp-epsilon")
+    demo.add_argument("--dp-clip", type=float, metavar="C", help="DP clipping bound C of an update's L2 norm "
+                      "(default 0.01 with DP; alone: clipping without noise)")
     _wandb_flag(demo)
     demo.set_defaults(func=_demo)
 

@@ -6,6 +6,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 
 from aggregator.operator import OPERATOR_KEYS
+from node.dp import DEFAULT_CLIP, DEFAULT_DELTA, DPConfig
 from node.errors import UserError
 
 # Secrets of a deployed run come from the ServerApp process's environment (zk0agg start sets them on the SuperLink,
@@ -60,6 +61,12 @@ class FederationConfig:
     sim_max_steps: int = 0  # 0: the task's own limit
     # Weights & Biases: one W&B run per federated run (aggregator.wandb_log); offline without a key or network.
     wandb: bool = False
+    # Client-side differential privacy (node/dp.py, docs/privacy.md): each node clips its update to dp_clip and adds
+    # Gaussian noise of std σ·dp_clip. Off unless one of dp_epsilon, dp_noise_multiplier, dp_clip is set.
+    dp_epsilon: float = 0.0  # target ε (at dp_delta) over the run's rounds: σ calibrated by the accountant
+    dp_noise_multiplier: float = 0.0  # or σ directly
+    dp_clip: float = 0.0  # C (0: node.dp.DEFAULT_CLIP once DP is on); alone, without ε or σ: clipping only (ε = ∞)
+    dp_delta: float = DEFAULT_DELTA
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -79,6 +86,12 @@ class FederationConfig:
             raise UserError("validation_batches, validation_batch_size and validation_threads must be at least 1")
         if self.harm_tolerance < 0 or self.rise_tolerance < 0 or self.min_gain < 0:
             raise UserError("harm_tolerance, rise_tolerance and min_gain must be >= 0")
+        if min(self.dp_epsilon, self.dp_noise_multiplier, self.dp_clip) < 0:
+            raise UserError("dp_epsilon, dp_noise_multiplier and dp_clip must be >= 0 (0: not set)")
+        if self.dp_epsilon > 0 and self.dp_noise_multiplier > 0:
+            raise UserError("give dp_epsilon (a privacy budget, σ is calibrated) or dp_noise_multiplier (σ), not both")
+        if self.dp_enabled:
+            DPConfig(self.dp_clip or DEFAULT_CLIP, self.dp_noise_multiplier, self.dp_delta)  # checks C and δ
 
     @classmethod
     def from_run_config(cls, run_config: dict, environ: dict | None = None,
@@ -116,6 +129,19 @@ class FederationConfig:
         out["aggregator_key"] = "***" if self.aggregator_key else ""
         out["verifier_token"] = "***" if self.verifier_token else ""
         return out
+
+    @property
+    def dp_enabled(self) -> bool:
+        return self.dp_epsilon > 0 or self.dp_noise_multiplier > 0 or self.dp_clip > 0
+
+    def dp(self) -> DPConfig | None:
+        """The run's DP settings, σ calibrated from ``dp_epsilon`` over ``rounds`` (Opacus); None: no DP."""
+        if not self.dp_enabled:
+            return None
+        clip = self.dp_clip or DEFAULT_CLIP
+        if self.dp_epsilon > 0:
+            return DPConfig.for_epsilon(self.dp_epsilon, self.rounds, clip, self.dp_delta)
+        return DPConfig(clip, self.dp_noise_multiplier, self.dp_delta)
 
     def krum_quorum(self) -> int:
         """The fewest verified replies Krum can work with: n > 2f + 2."""

@@ -84,6 +84,7 @@ class Outcome:
     verify_seconds: float | None = None
     proof_bytes: int | None = None
     approval_unchecked: bool = False
+    dp_epsilon: float | None = None  # the privacy the node reports having spent so far (client-side DP)
 
     @classmethod
     def of(cls, reply: Reply, status: str, reason: str | None = None, detail: str = "") -> Outcome:
@@ -96,6 +97,7 @@ class Outcome:
             prove_seconds=reply.metrics.get("prove_seconds"),
             verify_seconds=reply.verify_seconds, proof_bytes=len(reply.proof) if reply.proof else None,
             approval_unchecked=reply.approval_unchecked,
+            dp_epsilon=reply.metrics.get("dp_epsilon"),
         )
 
 

@@ -51,7 +51,7 @@ def print_table(console: Console, table: Table) -> None:
 def _node_entry(o: Outcome) -> dict:
     fields = ("node_id", "address", "claimed_address", "status", "reason", "detail", "loss_before", "loss_after",
               "score", "train_loss", "update_hash", "proof_hash", "data_commitment", "tx_hash", "prove_seconds",
-              "verify_seconds", "proof_bytes")
+              "verify_seconds", "proof_bytes", "dp_epsilon")
     return {name: getattr(o, name) for name in fields}
 
 
@@ -102,6 +102,9 @@ class RunOutputs:
 
     def round_table(self, entry: dict) -> Table:
         extra = f", sim success {entry['success_rate']:.0%}" if "success_rate" in entry else ""
+        if "dp_epsilon" in entry:  # client-side DP: what each node has spent so far
+            eps = "∞" if entry["dp_epsilon"] is None else f"{entry['dp_epsilon']:.2f}"
+            extra += f", DP ε = {eps} (δ = {entry['dp_delta']:g})"
         table = Table(title=f"round {entry['round']}: server eval loss {entry['server_eval_loss']:.4f}{extra}"
                       + (" (global model kept)" if entry["kept_global"] else ""), title_justify="left")
         for col in ("node", "address", "status", "train", "proof loss", "score", "update", "tx"):

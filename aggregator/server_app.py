@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -164,6 +165,12 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         min_evaluate_nodes=max(1, round(cfg.min_nodes * cfg.fraction_evaluate)),
         spill_dir=str(Path(cfg.out_dir)),  # a large round's verified updates wait there for Krum
     )
+    dp = cfg.dp()  # client-side DP (node/dp.py): the nodes clip and noise, the round config tells them how
+    if dp is not None:
+        outputs.summary["dp"] = {"clip": dp.clip, "noise_multiplier": dp.noise_multiplier, "delta": dp.delta,
+                                 "target_epsilon": cfg.dp_epsilon or None, "epsilon_per_round": {}}
+        log.info("client-side DP: C = %g, σ = %.4f, δ = %g (ε over %d rounds: %.3f)", dp.clip, dp.noise_multiplier,
+                 dp.delta, cfg.rounds, dp.epsilon(cfg.rounds))
     done = previous.last_round if previous is not None else 0
     strategy.round_offset = done
     clock = {"round_start": time.perf_counter()}
@@ -185,7 +192,10 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
             new_hash = params_hash(list(global_arrays.values()))
             closed_loop = closed_loop_eval(bundle, cfg, Path(cfg.out_dir) / "evaluate" / f"round_{server_round}")
             seconds["closed_loop"] = time.perf_counter() - t0 - seconds["server_eval"]
-            outputs.add_round(strategy.rounds[server_round], loss, new_hash, seconds, **closed_loop)
+            privacy = dp_round(dp, server_round)
+            if privacy:
+                outputs.summary["dp"]["epsilon_per_round"][str(server_round)] = privacy["dp_epsilon"]
+            outputs.add_round(strategy.rounds[server_round], loss, new_hash, seconds, **closed_loop, **privacy)
             if wb is not None:
                 wb.log_round(outputs.summary["rounds"][-1], seconds)
             if verification is not None:  # the round is in summary.json: its outcomes may go to the chain
@@ -195,7 +205,7 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
 
     train_config = ConfigRecord({
         "local-steps": cfg.local_steps, "batch-size": cfg.batch_size, "learning-rate": cfg.learning_rate,
-        "proximal-mu": cfg.proximal_mu, "seed": cfg.seed,
+        "proximal-mu": cfg.proximal_mu, "seed": cfg.seed, **(dp.round_config() if dp is not None else {}),
     })
     strategy.start(grid=ArrivalGrid(grid, strategy.admit, strategy.pull_batch),  # replies gated as they arrive
                    initial_arrays=numpy_to_arrays(initial_arrays), num_rounds=max(0, cfg.rounds - done),
@@ -210,6 +220,15 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
             lambda tx: verification.registry.w3.eth.get_transaction_receipt(tx)["gasUsed"])
         wb.finish(outputs.summary, gas_of)
     return outputs.summary
+
+
+def dp_round(dp, server_round: int) -> dict:
+    """The round's privacy as the aggregator accounts it from the settings it sent: ε each node has spent after
+    ``server_round`` rounds (None: clipping without noise, ε = ∞); empty without DP."""
+    if dp is None:
+        return {}
+    epsilon = dp.epsilon(server_round)
+    return {"dp_epsilon": epsilon if math.isfinite(epsilon) else None, "dp_delta": dp.delta}
 
 
 def closed_loop_eval(bundle, cfg: FederationConfig, video_dir: Path) -> dict:

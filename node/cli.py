@@ -60,7 +60,8 @@ def _start(args: argparse.Namespace) -> int:
         app_hashes=[parse_app_hash(h) for h in args.app_hash], state_dir=Path(args.state_dir).expanduser(),
         srs=args.srs, cache_dir=Path(args.cache_dir), insecure=args.insecure,
         root_certificates=args.root_certificates, auth_key=args.auth_key, runtime_port=args.runtime_port,
-        max_wait_time=args.max_wait_time)
+        max_wait_time=args.max_wait_time,
+        extra_node_config={} if args.dp_max_epsilon is None else {"dp-max-epsilon": args.dp_max_epsilon})
     log_file = tee_output(options.state_dir / "zk0node.log")  # the SuperNode's output too: it inherits both
     password = resolve_password(args.password_file)
     account = load_account(options.wallet, password)
@@ -293,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "one per SuperNode on a machine)")
     start.add_argument("--max-wait-time", type=at_least(1, float), metavar="SECONDS",
                        help="give up if the SuperLink cannot be reached for this long (default: retry forever)")
+    start.add_argument("--dp-max-epsilon", type=float, metavar="EPS",
+                       help="your privacy limit: refuse any round that would bring the differential-privacy loss of "
+                       "your updates above ε = EPS at the federation's δ, and any federation without DP "
+                       "(docs/privacy.md)")
     start.set_defaults(func=_start)
 
     status = sub.add_parser("status", help="is this machine's SuperNode up; its SuperLink, pinned app hash, wallet "

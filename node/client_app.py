@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from node.contribution import RoundTerms, check_global, contribution_record, prove_update, wallet_account
 from node.datasets import load_dataset, load_metadata
+from node.dp import DPConfig, check_budget, privatize
 from node.errors import UserError
 from node.model import make_smolvla
 from node.params import arrays_to_numpy, numpy_to_arrays
@@ -39,6 +41,7 @@ class NodeSetup:
     device: str = "cpu"
     wallet: str | None = None  # keystore file; its password comes from ZK0_WALLET_PASSWORD, never the config
     srs: str = "dev"  # "dev" (development SRS in cache_dir) or the federation's SRS file
+    dp_max_epsilon: float | None = None  # refuse rounds that would spend more privacy than this (node/dp.py)
 
     @classmethod
     def from_node_config(cls, node_config: dict, run_config: dict) -> NodeSetup:
@@ -52,6 +55,7 @@ class NodeSetup:
             device=str(node_config.get("device", "cpu")),
             wallet=node_config.get("wallet") or None,
             srs=str(node_config.get("srs", "dev")),
+            dp_max_epsilon=float(node_config["dp-max-epsilon"]) if "dp-max-epsilon" in node_config else None,
         )
 
 
@@ -89,24 +93,34 @@ def train_config(config: ConfigRecord) -> TrainConfig:
     )
 
 
-def train_round(node: LocalNode, content: RecordDict) -> RecordDict:
-    """One round on the node, top to bottom: check the terms, train (FedProx), prove, sign; the reply's content."""
+def train_round(node: LocalNode, content: RecordDict, dp_rng: np.random.Generator | None = None) -> RecordDict:
+    """One round on the node, top to bottom: check the terms, train (FedProx), clip and noise the update when the
+    federation runs with DP, prove, sign; the reply's content. The proof and the signature are over what is sent.
+
+    ``dp_rng``: tests only (the DP noise comes from fresh OS entropy otherwise, never from the public seed).
+    """
     config = content["config"]
     terms = RoundTerms.from_config(config)
     global_arrays = arrays_to_numpy(content["arrays"])
     if terms is not None:
         check_global(global_arrays, terms.global_hash)
+    dp = DPConfig.from_round_config(config)
+    check_budget(dp, int(config["server-round"]), node.setup.dp_max_epsilon)
     cfg = train_config(config)
     result = fedprox_train(node.bundle, node.dataset, global_arrays, cfg)
-    node_arrays = snapshot(node.bundle.policy)
-    reply = reply_content(node_arrays, result)
+    sent = snapshot(node.bundle.policy)
+    if dp is not None:
+        sent = privatize(global_arrays, sent, dp, dp_rng)
+    reply = reply_content(sent, result)
+    if dp is not None:
+        reply["metrics"].update(dp_metrics(dp, int(config["server-round"])))
     if terms is not None:
         account = node_wallet(node)
         t0 = time.perf_counter()
-        artifact = prove_update(node.bundle, node.dataset, global_arrays, node_arrays, terms, node.setup.srs,
+        artifact = prove_update(node.bundle, node.dataset, global_arrays, sent, terms, node.setup.srs,
                                 node.setup.cache_dir, seed=cfg.seed)
         reply["metrics"]["prove_seconds"] = time.perf_counter() - t0
-        reply["contribution"] = ConfigRecord(contribution_record(terms, node_arrays, artifact, account))
+        reply["contribution"] = ConfigRecord(contribution_record(terms, sent, artifact, account))
     log.info("round %s: trained %d steps, loss %.4f -> %.4f", config["server-round"], result.steps,
              result.loss_first, result.loss_last)
     return reply
@@ -122,6 +136,15 @@ def reply_content(sent: dict, result: TrainResult) -> RecordDict:
         "train_seconds": result.seconds,
     })
     return RecordDict({"arrays": numpy_to_arrays(sent), "metrics": metrics})
+
+
+def dp_metrics(dp: DPConfig, server_round: int) -> dict[str, float]:
+    """The privacy this node has spent so far: ε at δ after ``server_round`` noised releases (an upper bound for a
+    node that skipped rounds); no ε without noise (∞). Only the settings and ε: the update's own norm is private."""
+    metrics = {"dp_clip": dp.clip, "dp_noise_multiplier": dp.noise_multiplier, "dp_delta": dp.delta}
+    if dp.noise_multiplier > 0:
+        metrics["dp_epsilon"] = dp.epsilon(server_round)
+    return metrics
 
 
 def node_wallet(node: LocalNode):
