@@ -49,6 +49,7 @@ class DemoConfig:
     adversaries: tuple[str, ...] = ()  # or one attack per node, from the last node backwards
     engine: str = "simulation"  # or "deployment": real SuperLink + SuperNode processes on loopback
     app_dir: str = ""  # deployment: the zk0 source tree to bundle (default: the one running)
+    warm_clientapp: bool = True  # deployment: each node's warm ClientApp host (zk0node start --cold-clientapp: off)
     validation: bool = True  # score every update on a validation set of its own (the gate's HARMFUL check)
     stake: float = 1.0  # ETH each approved wallet stakes (the registry's min stake); 0: approval alone, no stake
 
@@ -188,7 +189,8 @@ def _run_deployment(demo: DemoConfig, fed: FederationConfig, setups: list[NodeSe
             wallet = setup.wallet or str(out / "wallets" / f"node{i}.json")
             if not Path(wallet).exists():  # an unverified run signs nothing, but zk0node start wants a wallet
                 create_keystore(wallet, DEMO_PASSWORD)
-            federation.start_node(LoopbackNode(setup.dataset, wallet, [digest], DEMO_PASSWORD, setup.cache_dir), i)
+            federation.start_node(LoopbackNode(setup.dataset, wallet, [digest], DEMO_PASSWORD, setup.cache_dir,
+                                               warm_clientapp=demo.warm_clientapp), i)
         federation.wait_nodes(len(setups))
         console.print(f"SuperLink {federation.address} with {len(setups)} SuperNodes connected")
         run_id = submit_operator_run(federation.address, fab, run_config(fed, fab), federation.operator_file,
