@@ -24,6 +24,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from aggregator.config import FederationConfig
 from aggregator.gate import STRUCTURAL_CHECKS, VERIFIED_CHECKS, Gate
+from aggregator.grid import PromptGrid
 from aggregator.outputs import RunOutputs
 from aggregator.strategy import GatedMultiKrum
 from aggregator.validation import ValidationConfig, Validator
@@ -173,8 +174,8 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         "local-steps": cfg.local_steps, "batch-size": cfg.batch_size, "learning-rate": cfg.learning_rate,
         "proximal-mu": cfg.proximal_mu, "seed": cfg.seed,
     })
-    strategy.start(grid=grid, initial_arrays=numpy_to_arrays(initial_arrays), num_rounds=max(0, cfg.rounds - done),
-                   timeout=cfg.timeout, train_config=train_config,
+    strategy.start(grid=PromptGrid(grid), initial_arrays=numpy_to_arrays(initial_arrays),
+                   num_rounds=max(0, cfg.rounds - done), timeout=cfg.timeout, train_config=train_config,
                    evaluate_config=ConfigRecord({"eval-batches": cfg.client_eval_batches}),
                    evaluate_fn=evaluate_round)
     if verification is not None:

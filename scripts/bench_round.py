@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--cold-clientapp", action="store_true", help="no warm ClientApp host (Flower's own way)")
+    parser.add_argument("--cache-dir", default=".zk0/fixtures", help="fixtures and circuit cache (default .zk0/fixtures)")
     parser.add_argument("--report", metavar="OUT", help="only print the table of a finished run in OUT")
     args = parser.parse_args()
     if args.report:
@@ -99,7 +100,7 @@ def main() -> None:
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     run_demo(DemoConfig(nodes=args.nodes, rounds=args.rounds, out=args.out, data="synthetic", engine="deployment",
-                        eval_episodes=0, warm_clientapp=not args.cold_clientapp))
+                        eval_episodes=0, warm_clientapp=not args.cold_clientapp, cache_dir=args.cache_dir))
     wall = time.perf_counter() - t0
     usage = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     out = Path(args.out).resolve()
