@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--cold-clientapp", action="store_true", help="no warm ClientApp host (Flower's own way)")
-    parser.add_argument("--cache-dir", default=".zk0/fixtures", help="fixtures and circuit cache (default .zk0/fixtures)")
+    parser.add_argument("--cache-dir", default=".zk0/fixtures", help="fixtures and circuit cache")
     parser.add_argument("--report", metavar="OUT", help="only print the table of a finished run in OUT")
     args = parser.parse_args()
     if args.report:
