@@ -51,6 +51,8 @@ def report(out: Path) -> dict:
         r = entry["round"]
         train = [m for m in laps if m["kind"] == "train" and m["round"] == r]
         work = max((m.get("train", 0.0) + m.get("prove", 0.0) for m in train), default=0.0)
+        if not train:  # a run from before MessageClock: the nodes' prove times alone (training not reported)
+            work = max((n["prove_seconds"] or 0.0 for n in entry["nodes"]), default=0.0)
         verify = sum(n["verify_seconds"] or 0.0 for n in entry["nodes"])
         rows.append({"round": r, "round_s": seconds["round"], "train_prove_slowest_s": work, "verify_s": verify,
                      "overhead_s": seconds["round"] - work - verify,
