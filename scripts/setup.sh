@@ -22,7 +22,7 @@ if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ pyproject.toml -
   py=$(find_python312)
   "$py" scripts/lock.py --check  # a dependency changed without a refresh of the lock: say so before installing
   [ -x .venv/bin/python ] || "$py" -m venv .venv
-  echo "[setup] installing the locked Python stack into .venv (first time: ~2-3 minutes)"
+  echo "[setup] installing the locked Python stack into .venv (first time: about a minute)"
   uv_pin=$(sed -n 's/^\(uv==[^ ;\\]*\).*/\1/p' requirements.lock)  # the installer is pinned by the lock too
   .venv/bin/python -m pip install -q "$uv_pin" 2>&1 | grep -v "is ignored" || true
   # Exactly the lock: every package at its pinned version and hash, nothing else (sync removes strays).
