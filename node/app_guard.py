@@ -39,6 +39,7 @@ the launcher runs the task itself, as before.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib
 import json
@@ -144,12 +145,22 @@ def run_role(role: str) -> None:
 
 
 def preload(modules: tuple[str, ...] = PRELOAD) -> None:
-    """Import ``modules`` and the ClientApp runtime (a library missing here is simply not preloaded)."""
+    """Import ``modules`` and the ClientApp runtime (a library missing here is simply not preloaded). Logging is
+    left as it was: a library that configures the root logger on import (LeRobot does) would otherwise print every
+    line of Flower's twice in each task."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     for name in (*modules, ROLES["clientapp"][0], ROLES["clientapp"][1].partition(":")[0]):
         try:
             importlib.import_module(name)
         except Exception as err:  # noqa: BLE001 - a failed preload only costs the child its own import
             print(f"zk0 clientapp host: not preloaded {name}: {err}", file=sys.stderr, flush=True)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    # Out of the garbage collector's sight: a child's collections would otherwise touch (and so copy) every page
+    # the imports filled (measured: a full collection in a child took 0.48 s and copied ~170 MB; frozen, 0 s).
+    gc.collect()
+    gc.freeze()
 
 
 def serve(path: str, modules: tuple[str, ...] = PRELOAD) -> None:

@@ -138,8 +138,9 @@ TrainFn = Callable[[LocalNode, RecordDict, Context], RecordDict]
 
 @dataclass
 class MessageClock:
-    """Where one message's time went in this process: from the process's start (Python, imports, Flower pulling
-    the task) to our handler, the node's model and dataset, then the work; one log line per message."""
+    """Where one message's time went in this process: ``start`` from the process's start (Python, imports, Flower
+    pulling the task and installing the bundle) to our handler, ``load`` the node's model and dataset, then the
+    work; one log line per message."""
 
     t0: float
     laps: dict
@@ -160,7 +161,7 @@ class MessageClock:
         if metrics is not None:  # the work of a train message: training, then the proof (when verified)
             self.laps.update({k: float(metrics[f"{k}_seconds"]) for k in ("train", "prove")
                               if f"{k}_seconds" in metrics})
-        timing_log.info("zk0 %s message, round %s: %s", kind, msg.metadata.group_id,
+        timing_log.info("zk0 %s message, round %s: %s", kind, msg.content["config"].get("server-round", "?"),
                         ", ".join(f"{k} {v:.2f}s" for k, v in self.laps.items()))
 
 
@@ -175,7 +176,7 @@ def make_client_app(resolve: Callable[[Context], NodeSetup], train_fn: TrainFn |
     def train(msg: Message, context: Context) -> Message:
         clock = MessageClock.start()
         node = load_node(resolve(context))
-        clock.lap("node")
+        clock.lap("load")
         content = train_fn(node, msg.content, context) if train_fn else train_round(node, msg.content)
         clock.report("train", msg, content["metrics"])
         return Message(content, reply_to=msg)
@@ -184,7 +185,7 @@ def make_client_app(resolve: Callable[[Context], NodeSetup], train_fn: TrainFn |
     def evaluate(msg: Message, context: Context) -> Message:
         clock = MessageClock.start()
         node = load_node(resolve(context))
-        clock.lap("node")
+        clock.lap("load")
         config = msg.content["config"]
         loss, n = evaluate_loss(node.bundle, node.dataset, arrays_to_numpy(msg.content["arrays"]),
                                 max_batches=int(config.get("eval-batches", 2)))

@@ -10,7 +10,7 @@ validation score, chain record), aggregation, an evaluate exchange and the serve
 prove in parallel, so the work counted against it is the slowest node's train + prove plus the server's proof
 verifications (one after another). Each ClientApp message logs where its own time went (``node.client_app``
 ``MessageClock``: ``start`` is from its process's start to our handler: Python, imports, Flower fetching the
-task and installing the bundle; ``node`` the model build and dataset load).
+task and installing the bundle; ``load`` the model build and dataset load).
 """
 
 from __future__ import annotations
@@ -25,18 +25,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-_CLOCK = re.compile(r"zk0 (train|evaluate) message, round (\d+): (.*)$")
+_CLOCK = re.compile(r"^\S*\s*INFO \S*\s*zk0 (train|evaluate) message, round (\d*): (.*)$")
 
 
 def message_laps(out: Path) -> list[dict]:
     """Every ``MessageClock`` line of the run's SuperNode logs."""
     laps = []
     for log_path in sorted((out / "deployment").glob("node*/supernode.log")):
+        seen = {"train": 0, "evaluate": 0}
         for line in log_path.read_text(errors="replace").splitlines():
             match = _CLOCK.search(line)
             if match:
-                parts = dict(p.rsplit(" ", 1) for p in match.group(3).split(", "))
-                laps.append({"kind": match.group(1), "round": int(match.group(2)), "node": log_path.parent.name,
+                kind, parts = match.group(1), dict(p.rsplit(" ", 1) for p in match.group(3).split(", "))
+                parts["load"] = parts.pop("node", parts.get("load", "0"))  # the first runs called it "node"
+                seen[kind] += 1  # one message of each kind per round: the order names the round where the line lacks it
+                laps.append({"kind": kind, "round": int(match.group(2) or seen[kind]), "node": log_path.parent.name,
                              **{k: float(v.rstrip("s")) for k, v in parts.items()}})
     return laps
 
