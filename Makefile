@@ -4,10 +4,14 @@ export HF_HUB_OFFLINE := 1
 export FLWR_TELEMETRY_ENABLED := 0
 export MUJOCO_GL ?= egl
 
-.PHONY: setup demo test test-unit test-integration lint contracts bench
+.PHONY: setup lock demo test test-unit test-integration lint contracts bench
 
 setup:
 	@bash scripts/setup.sh
+
+# Re-resolve requirements.lock (the whole Python environment) after changing pyproject.toml's dependencies.
+lock:
+	$(PY) scripts/lock.py
 
 demo: setup
 	$(PY) -m aggregator.cli demo

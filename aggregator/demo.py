@@ -11,6 +11,7 @@ submitted as ``zk0agg run`` does, every process pinned to this source tree's app
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -48,6 +49,7 @@ class DemoConfig:
     adversaries: tuple[str, ...] = ()  # or one attack per node, from the last node backwards
     engine: str = "simulation"  # or "deployment": real SuperLink + SuperNode processes on loopback
     app_dir: str = ""  # deployment: the zk0 source tree to bundle (default: the one running)
+    warm_clientapp: bool = True  # deployment: each node's warm ClientApp host (zk0node start --cold-clientapp: off)
     validation: bool = True  # score every update on a validation set of its own (the gate's HARMFUL check)
     stake: float = 1.0  # ETH each approved wallet stakes (the registry's min stake); 0: approval alone, no stake
 
@@ -187,7 +189,8 @@ def _run_deployment(demo: DemoConfig, fed: FederationConfig, setups: list[NodeSe
             wallet = setup.wallet or str(out / "wallets" / f"node{i}.json")
             if not Path(wallet).exists():  # an unverified run signs nothing, but zk0node start wants a wallet
                 create_keystore(wallet, DEMO_PASSWORD)
-            federation.start_node(LoopbackNode(setup.dataset, wallet, [digest], DEMO_PASSWORD, setup.cache_dir), i)
+            federation.start_node(LoopbackNode(setup.dataset, wallet, [digest], DEMO_PASSWORD, setup.cache_dir,
+                                               warm_clientapp=demo.warm_clientapp), i)
         federation.wait_nodes(len(setups))
         console.print(f"SuperLink {federation.address} with {len(setups)} SuperNodes connected")
         run_id = submit_operator_run(federation.address, fab, run_config(fed, fab), federation.operator_file,
@@ -201,11 +204,49 @@ def _run_deployment(demo: DemoConfig, fed: FederationConfig, setups: list[NodeSe
         federation.stop()
 
 
+class _RunSimulationDeprecation(logging.Filter):
+    """Drops Flower's "``run_simulation`` is deprecated" warning: the demo keeps that call on purpose
+    (``_run_simulation_engine`` says why); every other Flower warning still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.args and str(record.args[0]).startswith("The `run_simulation` function is deprecated"))
+
+
+def _run_simulation_engine(server_app, client_app, nodes: int) -> None:
+    """The federation on Flower's simulation engine, in this process.
+
+    flwr 1.41 deprecates ``flwr.simulation.run_simulation`` in favour of ``flwr run`` against a SuperLink started
+    with ``--simulation`` (what ``flwr run`` starts on its own for a local federation). That path loads the ServerApp
+    and ClientApp from the app bundle in another process (``flwr-simulation``), so the demo could no longer hand
+    them what it builds here: each node's setup and wallet, the test-only ``attacks`` train functions (which must
+    never be in the bundle's ClientApp: node/ has no attack code), the live console and the tests' chain hooks. The
+    bundle path is what ``--engine deployment`` runs (a real SuperLink, real SuperNodes, the pinned bundle), so the
+    demo keeps ``run_simulation`` for the in-process engine, with its deprecation notice filtered
+    (``_RunSimulationDeprecation``). If a Flower release removes it, this import fails loudly.
+    """
+    from flwr.simulation import run_simulation
+
+    with run_simulation_kept():
+        run_simulation(server_app=server_app, client_app=client_app, num_supernodes=nodes,
+                       backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                                       "init_args": {"num_cpus": max(1, min(os.cpu_count() or 1, nodes)),
+                                                     "log_to_driver": logging.getLogger().level <= logging.INFO}})
+
+
+@contextlib.contextmanager
+def run_simulation_kept():
+    """Within: Flower's logger drops its ``run_simulation`` deprecation notice (``_RunSimulationDeprecation``)."""
+    flwr_logger, quiet = logging.getLogger("flwr"), _RunSimulationDeprecation()
+    flwr_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        flwr_logger.removeFilter(quiet)
+
+
 def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Console | None = None,
              on_chain: Callable | None = None) -> dict:
     """Build fixtures, run ``demo.rounds`` rounds of ``demo.nodes`` nodes in simulation; return the summary."""
-    from flwr.simulation import run_simulation
-
     console = console or Console()
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -261,11 +302,7 @@ def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Con
         if demo.engine == "deployment":
             _run_deployment(demo, fed, setups, console, kinds)
         else:
-            run_simulation(server_app=make_server_app(fed, console=console), client_app=client_app,
-                           num_supernodes=demo.nodes,
-                           backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                                           "init_args": {"num_cpus": max(1, min(os.cpu_count() or 1, demo.nodes)),
-                                                         "log_to_driver": logging.getLogger().level <= logging.INFO}})
+            _run_simulation_engine(make_server_app(fed, console=console), client_app, demo.nodes)
         summary_path = out / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
         if demo_chain is not None and summary.get("rounds"):

@@ -388,6 +388,7 @@ class LoopbackNode:
     password: str
     cache_dir: str
     srs: str = "dev"
+    warm_clientapp: bool = True  # False: zk0node start --cold-clientapp (a fresh Python per message)
 
 
 @dataclass
@@ -435,6 +436,8 @@ class LoopbackFederation:
                "--max-wait-time", "60"]
         for digest in node.app_hashes:
             cmd += ["--app-hash", digest]
+        if not node.warm_clientapp:
+            cmd.append("--cold-clientapp")
         env = dict(os.environ if self.env is None else self.env)
         env["ZK0_WALLET_PASSWORD"] = node.password
         process = start_process(f"supernode {index}", cmd, state / "supernode.log", env=env)

@@ -24,17 +24,39 @@ signed (``valid_license``) and refuses every bundle submitted directly to a Supe
 This file runs as a script (``python -P app_guard.py clientapp|serverapp ARGS``) and imports only the standard
 library and Flower, so none of zk0's own modules are loaded before the check: the app that then runs is the
 pinned bundle, whole.
+
+The warm host (``python -P app_guard.py host SOCKET``, started by ``zk0node start``): Flower 1.41 starts a new
+``flwr-clientapp`` process for every message, and most of a message's time went into starting Python and importing
+torch, LeRobot, transformers and EZKL (measured: ~14 s of a ~16 s start, the model build and dataset load ~1 s).
+The host imports those libraries once (``PRELOAD``: third-party packages of the node's own environment, none of
+zk0's code) and waits on a Unix socket in the node's state folder. The ``flwr-clientapp`` launcher then hands its
+task to the host (arguments, environment, working folder and its stdin/stdout/stderr), and the host forks one
+child per task that runs exactly what the launcher would have run: ``protect`` and Flower's ``flwr-clientapp``,
+one task, then exits. So every bundle is still checked before it is unpacked or imported, zk0's code still comes
+only from the pinned bundle, and no state outlives a task; only the import work is shared. Where no host answers,
+the launcher runs the task itself, as before.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib
+import json
 import logging
 import os
+import select
+import signal
+import socket
 import sys
+import traceback
 
 HASHES_ENV = "ZK0_APP_HASHES"  # comma-separated sha256 hex digests of the app bundles this machine runs
+HOST_ENV = "ZK0_CLIENTAPP_HOST"  # the warm host's Unix socket (set by zk0node start; unset: no host)
+# What the host imports once: the node's installed libraries the ClientApp uses, never zk0's own modules.
+PRELOAD = ("numpy", "torch", "transformers", "datasets", "lerobot.policies.factory",
+           "lerobot.policies.smolvla.modeling_smolvla", "lerobot.datasets.lerobot_dataset", "lerobot.datasets.factory",
+           "ezkl", "onnx", "onnxscript", "web3", "eth_account", "flwr.app", "flwr.clientapp")
 
 log = logging.getLogger("zk0.app_guard")
 
@@ -112,13 +134,167 @@ def protect(role: str):
     return runtime
 
 
-def main() -> None:
-    role = sys.argv.pop(1) if len(sys.argv) > 1 else ""
-    if role not in ROLES:
-        sys.exit("usage: app_guard.py clientapp|serverapp [flwr-clientapp / flwr-serverapp arguments]")
+def run_role(role: str) -> None:
+    """What the launcher runs: the guard, then Flower's own entry point of ``role`` (arguments in ``sys.argv``)."""
     protect(role)
     module, _, function = ROLES[role][1].partition(":")
     getattr(importlib.import_module(module), function)()
+
+
+# ----------------------------------------------------------------------------------------------- the warm host
+
+
+def preload(modules: tuple[str, ...] = PRELOAD) -> None:
+    """Import ``modules`` and the ClientApp runtime (a library missing here is simply not preloaded). Logging is
+    left as it was: a library that configures the root logger on import (LeRobot does) would otherwise print every
+    line of Flower's twice in each task."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    for name in (*modules, ROLES["clientapp"][0], ROLES["clientapp"][1].partition(":")[0]):
+        try:
+            importlib.import_module(name)
+        except Exception as err:  # noqa: BLE001 - a failed preload only costs the child its own import
+            print(f"zk0 clientapp host: not preloaded {name}: {err}", file=sys.stderr, flush=True)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    # Out of the garbage collector's sight: a child's collections would otherwise touch (and so copy) every page
+    # the imports filled (measured: a full collection in a child took 0.48 s and copied ~170 MB; frozen, 0 s).
+    gc.collect()
+    gc.freeze()
+
+
+def serve(path: str, modules: tuple[str, ...] = PRELOAD) -> None:
+    """The warm host: one forked child per task handed over on ``path``, until the SuperNode (our parent) is gone.
+
+    Single-threaded on purpose (``select``, ``waitpid``): a process with threads must not fork."""
+    if os.path.exists(path):
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)  # bound before preloading: a task that comes early waits in the backlog
+    os.chmod(path, 0o600)
+    listener.listen(64)
+    preload(modules)
+    parent, children = os.getppid(), {}
+    print(f"zk0 clientapp host ready on {path} (pid {os.getpid()})", file=sys.stderr, flush=True)
+    try:
+        while os.getppid() == parent:
+            if select.select([listener], [], [], 0.5)[0]:
+                conn, _ = listener.accept()
+                try:
+                    pid = _fork_task(conn, listener)
+                except (OSError, ValueError) as err:
+                    print(f"zk0 clientapp host: bad hand-over: {err}", file=sys.stderr, flush=True)
+                    conn.close()
+                    continue
+                children[pid] = conn
+                print(f"zk0 clientapp host: task process {pid}", file=sys.stderr, flush=True)
+            while children:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    break
+                conn = children.pop(pid, None)
+                if conn is not None:
+                    _send_line(conn, str(os.waitstatus_to_exitcode(status)))
+                    conn.close()
+    finally:
+        listener.close()
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+def _send_line(conn: socket.socket, text: str) -> None:
+    try:
+        conn.sendall(text.encode() + b"\n")
+    except OSError:
+        pass  # the launcher is gone (its task was stopped): nothing to tell
+
+
+def _fork_task(conn: socket.socket, listener: socket.socket) -> int:
+    """Receive a launcher's task (JSON, and its fds 0-2) and fork the child that runs it; tell the launcher the
+    child's pid (so it can pass signals on)."""
+    data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+    if len(fds) != 3:
+        raise ValueError(f"expected the launcher's stdin, stdout and stderr, got {len(fds)} descriptors")
+    task = json.loads(data)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: the launcher's task, as the launcher would have run it
+        listener.close()
+        conn.close()
+        _run_task(task, fds)
+    for fd in fds:
+        os.close(fd)
+    _send_line(conn, str(pid))
+    return pid
+
+
+def _run_task(task: dict, fds: list[int]) -> None:
+    code = 1
+    try:
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.environ.clear()
+        os.environ.update(task["env"])
+        os.chdir(task["cwd"])
+        sys.argv = [task["argv"][0], *task["argv"][1:]]
+        run_role("clientapp")
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except BaseException:  # noqa: BLE001 - the child must end here, never return into the host's loop
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def hand_over(path: str, argv: list[str]) -> int | None:
+    """The launcher's side: give the task to the warm host at ``path`` and wait for its exit code; None when no
+    host answers (the launcher then runs the task itself)."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(path)
+        task = {"argv": argv, "env": dict(os.environ), "cwd": os.getcwd()}
+        socket.send_fds(conn, [json.dumps(task).encode()], [0, 1, 2])
+        lines = conn.makefile("r")
+        child = int(lines.readline() or 0)
+    except (OSError, ValueError):
+        conn.close()
+        return None
+    if child <= 0:
+        conn.close()
+        return None
+
+    def pass_on(signum, _frame):  # Flower stops a task by signalling the process it started: this one
+        try:
+            os.kill(child, signum)
+        except ProcessLookupError:
+            pass
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(signum, pass_on)
+    try:
+        return int(lines.readline() or 1)  # the host closes without a code only when it died itself
+    except (OSError, ValueError):
+        return 1
+
+
+def main() -> None:
+    role = sys.argv.pop(1) if len(sys.argv) > 1 else ""
+    if role == "host" and len(sys.argv) == 2:
+        serve(sys.argv[1])
+        return
+    if role not in ROLES:
+        sys.exit("usage: app_guard.py clientapp|serverapp [flwr-clientapp / flwr-serverapp arguments] "
+                 "| host SOCKET")
+    if role == "clientapp" and os.environ.get(HOST_ENV):
+        code = hand_over(os.environ[HOST_ENV], sys.argv)
+        if code is not None:
+            sys.exit(code)
+    run_role(role)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def _start(args: argparse.Namespace) -> int:
         app_hashes=[parse_app_hash(h) for h in args.app_hash], state_dir=Path(args.state_dir).expanduser(),
         srs=args.srs, cache_dir=Path(args.cache_dir), insecure=args.insecure,
         root_certificates=args.root_certificates, auth_key=args.auth_key, runtime_port=args.runtime_port,
-        max_wait_time=args.max_wait_time,
+        max_wait_time=args.max_wait_time, warm_clientapp=not args.cold_clientapp,
         extra_node_config={} if args.dp_max_epsilon is None else {"dp-max-epsilon": args.dp_max_epsilon})
     log_file = tee_output(options.state_dir / "zk0node.log")  # the SuperNode's output too: it inherits both
     password = resolve_password(args.password_file)
@@ -83,8 +83,10 @@ def _start(args: argparse.Namespace) -> int:
         "wallet": str(options.wallet.resolve()), "address": account.address, "dataset": args.dataset,
         "srs": args.srs, "runtime_port": args.runtime_port, "log": str(log_file)})
     print(f"  log       {log_file}   (zk0node status --state-dir {options.state_dir})", flush=True)
+    env = options.environment(password)
+    options.start_clientapp_host(env)  # our child, so the SuperNode's child once we become it
     # The SuperNode takes this process over (same pid): Ctrl-C and `kill PID` stop it.
-    os.execve(cmd[0], cmd, options.environment(password))
+    os.execve(cmd[0], cmd, env)
     return 0  # not reached
 
 
@@ -298,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="your privacy limit: refuse any round that would bring the differential-privacy loss of "
                        "your updates above ε = EPS at the federation's δ, and any federation without DP "
                        "(docs/privacy.md)")
+    start.add_argument("--cold-clientapp", action="store_true",
+                       help="no warm ClientApp host: every message starts a fresh Python and imports torch, LeRobot "
+                       "and EZKL again (Flower's own way; ~15 s slower per message)")
     start.set_defaults(func=_start)
 
     status = sub.add_parser("status", help="is this machine's SuperNode up; its SuperLink, pinned app hash, wallet "

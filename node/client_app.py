@@ -29,6 +29,8 @@ from node.params import arrays_to_numpy, numpy_to_arrays
 from node.train import TrainConfig, TrainResult, evaluate_loss, fedprox_train, snapshot
 
 log = logging.getLogger(__name__)
+# A ClientApp process under a SuperNode prints only Flower's logger: where each message's time went goes there.
+timing_log = logging.getLogger("flwr")
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,35 @@ def node_wallet(node: LocalNode):
 TrainFn = Callable[[LocalNode, RecordDict, Context], RecordDict]
 
 
+@dataclass
+class MessageClock:
+    """Where one message's time went in this process: ``start`` from the process's start (Python, imports, Flower
+    pulling the task and installing the bundle) to our handler, ``load`` the node's model and dataset, then the
+    work; one log line per message."""
+
+    t0: float
+    laps: dict
+
+    @classmethod
+    def start(cls) -> MessageClock:
+        import psutil
+
+        return cls(time.perf_counter(), {"start": max(0.0, time.time() - psutil.Process().create_time())})
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self.t0
+        self.t0 = now
+
+    def report(self, kind: str, msg: Message, metrics: MetricRecord | None = None) -> None:
+        self.lap("work")
+        if metrics is not None:  # the work of a train message: training, then the proof (when verified)
+            self.laps.update({k: float(metrics[f"{k}_seconds"]) for k in ("train", "prove")
+                              if f"{k}_seconds" in metrics})
+        timing_log.info("zk0 %s message, round %s: %s", kind, msg.content["config"].get("server-round", "?"),
+                        ", ".join(f"{k} {v:.2f}s" for k, v in self.laps.items()))
+
+
 def make_client_app(resolve: Callable[[Context], NodeSetup], train_fn: TrainFn | None = None) -> ClientApp:
     """A ClientApp whose node setup comes from ``resolve(context)``.
 
@@ -166,16 +197,23 @@ def make_client_app(resolve: Callable[[Context], NodeSetup], train_fn: TrainFn |
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
+        clock = MessageClock.start()
         node = load_node(resolve(context))
+        clock.lap("load")
         content = train_fn(node, msg.content, context) if train_fn else train_round(node, msg.content)
+        clock.report("train", msg, content["metrics"])
         return Message(content, reply_to=msg)
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
+        clock = MessageClock.start()
         node = load_node(resolve(context))
+        clock.lap("load")
         config = msg.content["config"]
         loss, n = evaluate_loss(node.bundle, node.dataset, arrays_to_numpy(msg.content["arrays"]),
                                 max_batches=int(config.get("eval-batches", 2)))
+        clock.lap("eval")
+        clock.report("evaluate", msg)
         return Message(RecordDict({"metrics": MetricRecord({"eval_loss": loss, "num-examples": n})}), reply_to=msg)
 
     return app

@@ -8,7 +8,10 @@ environment). So:
   (paths may hold spaces or quotes that Flower's ``key=value`` parser would split);
 - the wallet password goes in the SuperNode's environment (``ZK0_WALLET_PASSWORD``), never on a command line;
 - ``PATH`` starts with a private folder whose ``flwr-clientapp`` is the app guard (``node.app_guard``), then the
-  folder of this Python's scripts (so Flower's own commands are found even when the venv is not activated).
+  folder of this Python's scripts (so Flower's own commands are found even when the venv is not activated);
+- a warm ClientApp host (``node.app_guard``'s ``host``) runs beside the SuperNode, its child: the guard's launcher
+  hands each task to it, and it forks the task's process with torch, LeRobot and EZKL already imported, instead of
+  a fresh Python importing them per message (``--cold-clientapp`` turns it off).
 """
 
 from __future__ import annotations
@@ -16,16 +19,18 @@ from __future__ import annotations
 import logging
 import os
 import re
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from node.app_guard import HASHES_ENV
+from node.app_guard import HASHES_ENV, HOST_ENV
 from node.errors import UserError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RUNTIME_PORT = 9094  # Flower's default for the SuperNode's local Runtime API (ClientApp processes)
+SUPEREXEC_POLL = "0.2"  # seconds between the SuperNode's SuperExec looks for a new task (Flower's default: 1)
 GUARD = Path(__file__).resolve().parent / "app_guard.py"
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 
@@ -56,6 +61,7 @@ class SuperNodeOptions:
     runtime_port: int = DEFAULT_RUNTIME_PORT
     max_wait_time: float | None = None  # seconds to keep retrying an unreachable SuperLink (None: forever)
     extra_node_config: dict = field(default_factory=dict)
+    warm_clientapp: bool = True  # a warm host forks each ClientApp process (node.app_guard); False: Flower's own way
 
     def __post_init__(self) -> None:
         parse_address(self.superlink)
@@ -93,6 +99,19 @@ class SuperNodeOptions:
     def node_config_path(self) -> Path:
         return self.state_dir / "node-config.toml"  # Flower reads a lone *.toml value as a file
 
+    @property
+    def host_socket(self) -> Path | None:
+        """The warm ClientApp host's Unix socket; None when off or when the path is too long for a socket."""
+        path = self.state_dir.expanduser().resolve() / "clientapp-host.sock"
+        return path if self.warm_clientapp and len(str(path)) < 100 else None
+
+    def start_clientapp_host(self, env: dict) -> subprocess.Popen | None:
+        """Start the warm ClientApp host as this process's child (it stops when its parent, the SuperNode, does)."""
+        if self.host_socket is None:
+            return None
+        return subprocess.Popen([sys.executable, "-P", str(GUARD), "host", str(self.host_socket)], env=env,
+                                stdin=subprocess.DEVNULL)
+
     def command(self) -> list[str]:
         cmd = [flower_script("flower-supernode"), "--superlink", self.superlink,
                "--node-config", str(self.node_config_path), "--isolation", "subprocess",
@@ -113,6 +132,10 @@ class SuperNodeOptions:
         env["PATH"] = os.pathsep.join([str(self.state_dir / "bin"), scripts_dir(), env.get("PATH", "")])
         env[HASHES_ENV] = ",".join(self.app_hashes)
         env["ZK0_WALLET_PASSWORD"] = password
+        env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", SUPEREXEC_POLL)
+        env.pop(HOST_ENV, None)
+        if self.host_socket is not None:
+            env[HOST_ENV] = str(self.host_socket)
         return env
 
 

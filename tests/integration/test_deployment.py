@@ -205,6 +205,9 @@ def test_verified_run(deployed):
             else:
                 assert not record.signed and record.status == Status.REJECTED
     assert "0x" in run.stdout and "SELECTED" in run.stdout  # the ServerApp's round tables, streamed back
+    node_log = (deployed.work / "node0.log").read_text()
+    # each message ran in a process the node's warm host forked (node.app_guard), and said where its time went
+    assert node_log.count("zk0 clientapp host: task process") >= 2 and "zk0 train message, round 1" in node_log
     table = deployed.contributions
     assert table.returncode == 0, table.stderr
     for address in honest:
