@@ -295,6 +295,8 @@ def _contributions(args: argparse.Namespace) -> int:
     from rich.table import Table
     from web3 import Web3
 
+    from aggregator.outputs import print_table
+
     rpc, registry_address = _chain(args, _state(args))
     registry = _registry(rpc, registry_address)
     filters: dict = {}
@@ -325,7 +327,7 @@ def _contributions(args: argparse.Namespace) -> int:
                       "yes" if r.signed else "no", "yes" if r.proof_verified else "no", losses,
                       f"{r.score:+.4f}" if r.signed else "-", _reward_cell(registry, r, rounds_info),
                       r.update_hash[:10] + "…", event["tx_hash"][:10] + "…")
-    Console().print(table)
+    print_table(Console(), table)  # uncut in a pipe too
     if not events:
         print("no contributions recorded" + (f" for round {args.round}" if args.round is not None else ""))
     return 0

@@ -87,3 +87,25 @@ def test_a_journal_of_another_format_is_refused_clearly(tmp_path):
     junk.write_bytes(b"not a database" * 100)
     with pytest.raises(JournalError, match="not a usable chain journal"):
         Journal(junk)
+
+
+def test_a_rounds_signed_records_go_in_one_batch(tmp_path):
+    """ChainSync sends consecutive signed records of one round together; an open, a rejection, a record with an
+    on-chain proof, or another round starts a new transaction."""
+    from aggregator.chain_sync import ChainSync
+
+    j = Journal(tmp_path / "j.sqlite")
+    j.add(RUN, "open", 1, "", OPEN)
+    for node in ("0xa", "0xb", "0xc"):
+        j.add(RUN, "record", 1, node, {**record(1), "proof": None})
+    j.add(RUN, "record", 1, "0xd", {**record(1), "proof": {"proof": "0x00", "instances": []}})
+    j.add(RUN, "reject", 1, "0xe", record(3))
+    j.add(RUN, "record", 2, "0xa", {**record(1), "proof": None})
+    ops = j.pending(RUN)
+    batches, i = [], 0
+    while i < len(ops):
+        batch = ChainSync._batch(ops, i)
+        batches.append([(op.kind, op.round, op.node) for op in batch])
+        i += len(batch)
+    assert batches == [[("open", 1, "")], [("record", 1, "0xa"), ("record", 1, "0xb"), ("record", 1, "0xc")],
+                       [("record", 1, "0xd")], [("reject", 1, "0xe")], [("record", 2, "0xa")]]
