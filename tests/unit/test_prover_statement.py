@@ -8,7 +8,17 @@ import pytest
 import torch
 
 from prover.capture import Slice
-from prover.statement import INPUT_NAMES, OUTPUT_NAMES, SliceLoss, SliceShape, export_onnx, stack, statement_losses
+from prover.circuit import shape_of
+from prover.statement import (
+    INPUT_NAMES,
+    OUTPUT_NAMES,
+    SliceLoss,
+    SliceShape,
+    export_onnx,
+    stack,
+    statement_losses,
+    with_ones,
+)
 
 
 def random_inputs(shape: SliceShape, seed: int = 0) -> list[np.ndarray]:
@@ -22,7 +32,7 @@ def test_shape_validation():
     with pytest.raises(ValueError, match="rows"):
         SliceShape(6, 48, 2.5)
     assert SliceShape(6, 48, 16).input_shapes() == ((6, 48), (6,), (6, 48), (6,), (16, 48), (16, 48), (16, 6))
-    assert SliceShape(6, 48, 16).circuit_input_shapes() == ((6, 49), (6, 49), (16, 48), (16, 48), (16, 6))
+    assert SliceShape(6, 48, 16).circuit_input_shapes() == ((6, 49), (6, 49), (16, 49), (16, 49), (16, 6))
 
 
 def test_torch_module_matches_numpy_reference():
@@ -30,6 +40,8 @@ def test_torch_module_matches_numpy_reference():
     arrays = random_inputs(shape)
     inputs = Slice(*arrays).inputs()
     np.testing.assert_array_equal(inputs[0], stack(arrays[0], arrays[1]))
+    np.testing.assert_array_equal(inputs[2], with_ones(arrays[4]))  # X̃_g = [X_g | 1]
+    assert np.all(inputs[3][:, -1] == 1) and inputs[3].shape == (16, 49)
     before, after = SliceLoss()(*(torch.from_numpy(a) for a in inputs))
     ref_before, ref_after = statement_losses(*arrays)
     assert before.shape == (1,) and after.shape == (1,)
@@ -49,6 +61,7 @@ def test_onnx_export_is_deterministic_and_named(tmp_path):
     assert [o.name for o in graph.output] == list(OUTPUT_NAMES)
     dims = [tuple(d.dim_value for d in i.type.tensor_type.shape.dim) for i in graph.input]
     assert dims == list(shape.circuit_input_shapes())
+    assert shape_of(tmp_path / "a.onnx") == shape
 
 
 def test_slice_validates_shapes_and_values():
