@@ -263,14 +263,7 @@ def build_circuit(
     if calibration.shape != shape:
         raise ValueError(f"the calibration slice is {calibration.shape}, the circuit is for {shape}")
     arrays = list(calibration.inputs())
-    # The key covers everything the settings depend on: the statement's graph itself (a new statement must never
-    # reuse an old one's settings), EZKL's version, the shape, the config and the calibration data.
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx_bytes = export_onnx(shape, Path(tmp) / ONNX_FILE).read_bytes()
-    spec = hashlib.sha256(json.dumps([asdict(shape), asdict(config), ezkl.__version__]).encode() + onnx_bytes)
-    for a in arrays:
-        spec.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
-    spec_dir = cache_dir / "specs" / f"{shape.label()}-{spec.hexdigest()[:16]}"
+    spec_dir = cache_dir / "specs" / f"{shape.label()}-{spec_key(shape, config, arrays)[:16]}"
     if not (spec_dir / SETTINGS_FILE).is_file():
         with _staging(cache_dir) as work:
             _make_settings(shape, config, arrays, work)
@@ -284,6 +277,18 @@ def build_circuit(
     else:
         raise TypeError(f"srs_or_policy must be an SRS or 'dev', got {srs_or_policy!r}")
     return circuit_from_files(spec_dir / ONNX_FILE, spec_dir / SETTINGS_FILE, srs, cache_dir)
+
+
+def spec_key(shape: SliceShape, config: CircuitConfig, calibration: list[np.ndarray]) -> str:
+    """What the cached settings of ``build_circuit`` are keyed by: everything they depend on — the statement's
+    graph itself (a changed statement must never reuse an old one's settings), EZKL's version, the shape, the
+    config and the calibration data."""
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_bytes = export_onnx(shape, Path(tmp) / ONNX_FILE).read_bytes()
+    spec = hashlib.sha256(json.dumps([asdict(shape), asdict(config), ezkl.__version__]).encode() + onnx_bytes)
+    for a in calibration:
+        spec.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
+    return spec.hexdigest()
 
 
 def circuit_from_files(onnx_path: str | Path, settings_path: str | Path, srs: SRS, cache_dir: str | Path) -> Circuit:

@@ -7,8 +7,9 @@ import onnx
 import pytest
 import torch
 
+import prover.circuit
 from prover.capture import Slice
-from prover.circuit import shape_of
+from prover.circuit import CircuitConfig, shape_of, spec_key
 from prover.statement import (
     INPUT_NAMES,
     OUTPUT_NAMES,
@@ -79,3 +80,35 @@ def test_slice_validates_shapes_and_values():
     bad[4][0, 0] = np.nan
     with pytest.raises(ValueError, match="non-finite"):
         Slice(*bad)
+
+
+class _OldStatement(torch.nn.Module):
+    """The statement before issue 16 (P sliced into W and b): another graph for the same shape."""
+
+    def forward(self, P_g, P_n, X_g, X_n, Y):  # noqa: N803
+        h = X_g.shape[1] - 1
+        return (((X_g[:, :h] @ P_g[:, :h].T + P_g[:, h] - Y) ** 2).mean().reshape(1),
+                ((X_n[:, :h] @ P_n[:, :h].T + P_n[:, h] - Y) ** 2).mean().reshape(1))  # fmt: skip
+
+
+def test_cached_settings_are_keyed_by_the_statement_graph(monkeypatch):
+    """build_circuit reuses cached settings by this key: another statement graph (same shape, config and
+    calibration data) or another config must never find the old settings."""
+    shape = SliceShape(6, 48, 16)
+    inputs = list(Slice(*random_inputs(shape)).inputs())
+    key = spec_key(shape, CircuitConfig(), inputs)
+    assert spec_key(shape, CircuitConfig(), inputs) == key
+    assert spec_key(shape, CircuitConfig(input_scale=11), inputs) != key
+    monkeypatch.setattr(prover.circuit, "export_onnx", lambda s, path: _export(_OldStatement(), s, path))
+    assert spec_key(shape, CircuitConfig(), inputs) != key
+
+
+def _export(module, shape, path):
+    import warnings
+
+    example = tuple(torch.zeros(s, dtype=torch.float32) for s in shape.circuit_input_shapes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, example, str(path), input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+                          opset_version=17, dynamo=False)  # fmt: skip
+    return path
