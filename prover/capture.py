@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prover.statement import FIELD_NAMES, SliceShape, stack, statement_losses
+from prover.statement import FIELD_NAMES, SliceShape, stack, statement_losses, with_ones
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,15 @@ class Slice:
         return self.W_g, self.b_g, self.W_n, self.b_n, self.X_g, self.X_n, self.Y
 
     def inputs(self) -> tuple[np.ndarray, ...]:
-        """The circuit's five inputs (P_g, P_n, X_g, X_n, Y), P = [W | b]."""
-        return stack(self.W_g, self.b_g), stack(self.W_n, self.b_n), self.X_g, self.X_n, self.Y
+        """The circuit's five inputs (P_g, P_n, X̃_g, X̃_n, Y), P = [W | b], X̃ = [X | 1]."""
+        return (stack(self.W_g, self.b_g), stack(self.W_n, self.b_n), with_ones(self.X_g), with_ones(self.X_n),
+                self.Y)  # fmt: skip
+
+    def residuals(self) -> tuple[np.ndarray, np.ndarray]:
+        """X_g·W_gᵀ + b_g − Y and X_n·W_nᵀ + b_n − Y, float64: what the circuit squares."""
+        y = self.Y.astype(np.float64)
+        return (self.X_g.astype(np.float64) @ self.W_g.T.astype(np.float64) + self.b_g - y,
+                self.X_n.astype(np.float64) @ self.W_n.T.astype(np.float64) + self.b_n - y)  # fmt: skip
 
     def losses(self) -> tuple[float, float]:
         """(loss_before, loss_after) in float64."""

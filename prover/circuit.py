@@ -43,22 +43,33 @@ SHARED_FILES = (ONNX_FILE, SETTINGS_FILE)
 VERIFIER_FILES = (ONNX_FILE, SETTINGS_FILE, VK_FILE, META_FILE)
 
 
+# EZKL computes fixed-point values before a rescale in 64-bit integers: a value rescaled must stay below 2^60
+# (measured on the tiny slice: a sum of squares of 2^60.4 at scale 48 proved, 2^60.8 did not).
+_RESCALE_LIMIT = 2**60
+
+
 @dataclass(frozen=True)
 class CircuitConfig:
     """EZKL settings of the circuit; the defaults are the measured choice (docs/benchmarks.md, ## Prover).
 
     input_scale
-        Fixed-point bits of every input: v ↦ round(v·2^scale). 16 gives a resolution of 1.5e-5, so a change of
-        one step in any weight changes the commitment, and honest updates (Adam steps of ~lr = 1e-4 per
-        weight) stay visible. Losses come out at the same scale.
+        Fixed-point bits of every input: v ↦ round(v·2^scale). 12 gives a resolution of 2.4e-4: a change of one
+        step in any weight changes the commitment. The products X̃·Pᵀ and the residuals are exact at 2·scale, the
+        sums of their squares at 4·scale; only the two sums are rounded, once, to the outputs' scale 2·scale (24:
+        the registry reads losses at scales ≤ 29). Why not 16: the sums at 4·scale must stay below 2^60 (EZKL's
+        64-bit rescale), which at scale 16 holds no loss at all; and rescaling every residual instead (scale 16,
+        the previous layout) costs ~35 % more rows, hence a third column at m = 32 and ~2.2 KB more proof.
     decomp_base, decomp_legs
-        Range checks decompose values in ``legs`` digits of ``base`` (a table of ``base`` rows). The tightest
-        one is on each loss, checked at twice the input scale: loss < base^legs / 4^scale. 16384³ allows
-        losses up to 1024 (the flow-matching loss is ~2 at init); 4096³ would allow only 16.
+        Range checks decompose values in ``legs`` digits of ``base`` (a table of ``base`` rows). The only values
+        range-checked are the two sums of squares, before their rescale: they must stay below
+        min(base^legs, 2^60) / 2^(4·scale), which bounds each loss (``loss_bound``; 21 at m = 32). 4096⁵ = 2^60
+        reaches EZKL's limit with a 2^12-row table, so the table never decides the circuit's size.
     num_inner_cols
-        Cells per advice row: more columns, fewer rows. ``None`` (default) picks the fewest columns that keep the
-        circuit at the size the range-check table needs anyway (2^15 rows for base 16384): proving cost grows
-        with columns × rows, and rows below the table size are free (measured: docs/benchmarks.md).
+        Cells per advice row: more columns, fewer rows. ``None`` (default) picks the fewest columns whose circuit
+        fits 2^max_logrows rows: every column adds commitments and openings to the proof (~2.2 KB and ~0.34 M gas
+        on chain) while every extra logrow doubles proving time and memory (measured: docs/benchmarks.md).
+    max_logrows
+        See ``num_inner_cols``.
     range_check_inputs
         EZKL's range checks on the inputs and outputs. Off: they cost 6x the rows of the whole statement at real
         size, and buy nothing here — the weights are bound to the verifier's own quantized values by their
@@ -67,26 +78,26 @@ class CircuitConfig:
         Seed of the synthetic calibration data used when no slice is given.
     """
 
-    input_scale: int = 16
-    decomp_base: int = 16384
-    decomp_legs: int = 3
+    input_scale: int = 12
+    decomp_base: int = 4096
+    decomp_legs: int = 5
     num_inner_cols: int | None = None
+    max_logrows: int = 15
     range_check_inputs: bool = False
     calibration_seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 1 <= self.input_scale <= 24:
-            raise ValueError(f"input_scale must be in [1, 24], got {self.input_scale}")
+        if not 1 <= self.input_scale <= 14:
+            raise ValueError(f"input_scale must be in [1, 14] (outputs come at twice it, the registry takes ≤ 29), "
+                             f"got {self.input_scale}")  # fmt: skip
         if self.decomp_base < 2 or self.decomp_base & (self.decomp_base - 1):
             raise ValueError(f"decomp_base must be a power of two ≥ 2, got {self.decomp_base}")
         if not 1 <= self.decomp_legs <= 8:
             raise ValueError(f"decomp_legs must be in [1, 8], got {self.decomp_legs}")
         if self.num_inner_cols is not None and not 1 <= self.num_inner_cols <= MAX_INNER_COLS:
             raise ValueError(f"num_inner_cols must be None or in [1, {MAX_INNER_COLS}], got {self.num_inner_cols}")
-
-    def min_logrows(self) -> int:
-        """The size the range-check table alone needs: decomp_base rows plus room for blinding."""
-        return self.decomp_base.bit_length()
+        if not 1 <= self.max_logrows <= 26:
+            raise ValueError(f"max_logrows must be in [1, 26], got {self.max_logrows}")
 
     def run_args(self, num_inner_cols: int | None = None) -> ezkl.PyRunArgs:
         args = ezkl.PyRunArgs()
@@ -94,15 +105,24 @@ class CircuitConfig:
         args.output_visibility = "public"  # loss_before, loss_after
         args.param_visibility = "fixed"  # the graph has no parameters, only constants
         args.input_scale = args.param_scale = self.input_scale
+        # Values may grow to twice the input scale before EZKL rescales them: the products and residuals stay
+        # exact, and only the squares' sums are rescaled (two scalars instead of every residual).
+        args.scale_rebase_multiplier = 2
         args.decomp_base = self.decomp_base
         args.decomp_legs = self.decomp_legs
         args.num_inner_cols = num_inner_cols or self.num_inner_cols or 1
         args.ignore_range_check_inputs_outputs = not self.range_check_inputs
         return args
 
-    def loss_bound(self) -> float:
-        """Largest loss the circuit can hold: the losses are range-checked at twice the input scale."""
-        return self.decomp_base**self.decomp_legs / 4**self.input_scale
+    def loss_bound(self, shape: SliceShape) -> float:
+        """Largest loss the circuit can hold for ``shape``."""
+        return loss_bound(shape, self.input_scale, self.decomp_base, self.decomp_legs)
+
+
+def loss_bound(shape: SliceShape, input_scale: int, decomp_base: int, decomp_legs: int) -> float:
+    """Largest loss a circuit can hold: the sum of the m·A squared residuals, at 4·input_scale, is range-checked
+    in ``decomp_legs`` digits of ``decomp_base`` before its one rescale, which EZKL computes in 64-bit integers."""
+    return min(decomp_base**decomp_legs, _RESCALE_LIMIT) / 2.0 ** (4 * input_scale) / (shape.rows * shape.actions)
 
 
 @dataclass(frozen=True)
@@ -200,21 +220,22 @@ def _make_settings(shape: SliceShape, config: CircuitConfig, calibration: list[n
     data_path = write_input_json(calibration, workdir / "calibration.json")
     choices = [config.num_inner_cols] if config.num_inner_cols else range(1, MAX_INNER_COLS + 1)
     for cols in choices:
-        if not ezkl.gen_settings(str(onnx_path), str(settings_path), config.run_args(cols)):
+        args = config.run_args(cols)
+        if not ezkl.gen_settings(str(onnx_path), str(settings_path), args):
             raise RuntimeError("ezkl.gen_settings failed")
         try:
             # Only the given scale is tried: calibration picks the fewest rows for it and checks the data fits.
             ezkl_call("calibrate_settings", str(data_path), str(onnx_path), str(settings_path), "resources", 1.0,
-                                    [config.input_scale], [1], None)  # fmt: skip
+                      [config.input_scale], [args.scale_rebase_multiplier], None)  # fmt: skip
         except RuntimeError as err:
             raise ValueError(
                 f"calibration failed for {shape.label()} at input_scale={config.input_scale}: the calibration "
-                f"values do not fit the range checks (losses up to {config.loss_bound():.3g}); raise "
-                f"decomp_legs ({err})"
+                f"values do not fit the range checks (losses up to {config.loss_bound(shape):.3g}); lower "
+                f"input_scale ({err})"
             ) from err
         logrows = json.loads(settings_path.read_text())["run_args"]["logrows"]
         log.debug("%s with %d inner columns: logrows %d", shape.label(), cols, logrows)
-        if logrows <= config.min_logrows():
+        if logrows <= config.max_logrows:
             break
     _normalize_settings(settings_path)
     data_path.unlink()
@@ -243,10 +264,7 @@ def build_circuit(
     if calibration.shape != shape:
         raise ValueError(f"the calibration slice is {calibration.shape}, the circuit is for {shape}")
     arrays = list(calibration.inputs())
-    spec = hashlib.sha256(json.dumps([asdict(shape), asdict(config)]).encode())
-    for a in arrays:
-        spec.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
-    spec_dir = cache_dir / "specs" / f"{shape.label()}-{spec.hexdigest()[:16]}"
+    spec_dir = cache_dir / "specs" / f"{shape.label()}-{spec_key(shape, config, arrays)[:16]}"
     if not (spec_dir / SETTINGS_FILE).is_file():
         with _staging(cache_dir) as work:
             _make_settings(shape, config, arrays, work)
@@ -260,6 +278,18 @@ def build_circuit(
     else:
         raise TypeError(f"srs_or_policy must be an SRS or 'dev', got {srs_or_policy!r}")
     return circuit_from_files(spec_dir / ONNX_FILE, spec_dir / SETTINGS_FILE, srs, cache_dir)
+
+
+def spec_key(shape: SliceShape, config: CircuitConfig, calibration: list[np.ndarray]) -> str:
+    """What the cached settings of ``build_circuit`` are keyed by: everything they depend on — the statement's
+    graph itself (a changed statement must never reuse an old one's settings), EZKL's version, the shape, the
+    config and the calibration data."""
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_bytes = export_onnx(shape, Path(tmp) / ONNX_FILE).read_bytes()
+    spec = hashlib.sha256(json.dumps([asdict(shape), asdict(config), ezkl.__version__]).encode() + onnx_bytes)
+    for a in calibration:
+        spec.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
+    return spec.hexdigest()
 
 
 def circuit_from_files(onnx_path: str | Path, settings_path: str | Path, srs: SRS, cache_dir: str | Path) -> Circuit:
@@ -308,8 +338,9 @@ def _open(directory: Path, srs: SRS, expect_id: str | None) -> Circuit:
             f"{directory} holds circuit {meta['circuit_id']}, but its files with SRS {srs.path} give {circuit_id}: "
             f"the files were edited or the SRS is not the one the keys were made with; rebuild the circuit"
         )
-    return Circuit(shape=shape_of(directory / ONNX_FILE), dir=directory, srs=srs,
-                   circuit_id=circuit_id, logrows=meta["logrows"], **scales_of(directory / SETTINGS_FILE))  # fmt: skip
+    shape = shape_of(directory / ONNX_FILE)
+    return Circuit(shape=shape, dir=directory, srs=srs, circuit_id=circuit_id, logrows=meta["logrows"],
+                   **scales_of(directory / SETTINGS_FILE, shape))  # fmt: skip
 
 
 def read_meta(directory: Path) -> dict:
@@ -323,14 +354,13 @@ def read_meta(directory: Path) -> dict:
     return meta
 
 
-def scales_of(settings_path: Path) -> dict:
-    """Input scale, output scales and the loss bound of a settings file."""
+def scales_of(settings_path: Path, shape: SliceShape) -> dict:
+    """Input scale, output scales and the loss bound of a settings file for a circuit of ``shape``."""
     settings = json.loads(settings_path.read_text())
     run_args = settings["run_args"]
-    config = CircuitConfig(input_scale=run_args["input_scale"], decomp_base=run_args["decomp_base"],
-                           decomp_legs=run_args["decomp_legs"])  # fmt: skip
+    bound = loss_bound(shape, run_args["input_scale"], run_args["decomp_base"], run_args["decomp_legs"])
     return {"input_scale": run_args["input_scale"], "output_scales": tuple(settings["model_output_scales"]),
-            "loss_bound": config.loss_bound()}  # fmt: skip
+            "loss_bound": bound}  # fmt: skip
 
 
 def shape_of(onnx_path: Path) -> SliceShape:
@@ -341,8 +371,8 @@ def shape_of(onnx_path: Path) -> SliceShape:
     dims = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
     if set(dims) != set(INPUT_NAMES):
         raise CircuitFilesError(f"{onnx_path} is not the zk0 statement (inputs {sorted(dims)})")
-    (actions, _), (rows, hidden) = dims["P_g"], dims["X_g"]
-    return SliceShape(actions=actions, hidden=hidden, rows=rows)
+    (actions, _), (rows, hidden_and_one) = dims["P_g"], dims["X_g"]  # X_g enters as [X_g | 1]
+    return SliceShape(actions=actions, hidden=hidden_and_one - 1, rows=rows)
 
 
 def _compile_and_setup(work: Path, srs: SRS) -> None:

@@ -114,7 +114,7 @@ def check_range(circuit: Circuit, slice_: Slice) -> None:
         raise SliceRangeError(
             f"the slice's loss {worst:.4g} is too large for the circuit, which holds losses below "
             f"{circuit.loss_bound:.4g}: check the captured features and targets (are the actions normalized?), "
-            f"or build the circuit with more decomp_legs."
+            f"or build the circuit with a smaller input_scale (each bit less multiplies the bound by 16)."
         )
 
 

@@ -13,8 +13,11 @@ X_g for loss_after: the node trained its trunk too, so its W_n fits X_n; on X_g 
 ~2-5 % and sometimes not at all (measured, docs/trust-model.md).
 
 The ONNX graph of :class:`SliceLoss` is what EZKL turns into a circuit. Each model's slice enters as one matrix
-P = [W | b] ∈ R^{A×(H+1)} (one commitment per model: the verifier recomputes two, not four), so its inputs are
-P_g, P_n, X_g, X_n, Y, all committed; its two outputs (loss_before, loss_after) are public.
+P = [W | b] ∈ R^{A×(H+1)} (one commitment per model: the verifier recomputes two, not four) and each feature matrix
+with a column of ones, X̃ = [X | 1] ∈ R^{m×(H+1)}, so that X̃·Pᵀ = X·Wᵀ + b is one matrix product: the circuit
+never slices P (slicing copies its A·(H+1) cells, ~9k rows at real size, which decided whether the circuit fits
+2^15 rows with two columns; docs/benchmarks.md). Its inputs are P_g, P_n, X̃_g, X̃_n, Y (named P_g, P_n, X_g, X_n,
+Y in the graph), all committed; its two outputs (loss_before, loss_after) are public.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 FIELD_NAMES = ("W_g", "b_g", "W_n", "b_n", "X_g", "X_n", "Y")  # a Slice's arrays
-INPUT_NAMES = ("P_g", "P_n", "X_g", "X_n", "Y")  # the circuit's inputs, P = [W | b]
+INPUT_NAMES = ("P_g", "P_n", "X_g", "X_n", "Y")  # the circuit's inputs: P = [W | b], X_g and X_n as [X | 1]
 OUTPUT_NAMES = ("loss_before", "loss_after")
 ONNX_OPSET = 17
 
@@ -56,9 +59,9 @@ class SliceShape:
         return (a, h), (a,), (a, h), (a,), (m, h), (m, h), (m, a)
 
     def circuit_input_shapes(self) -> tuple[tuple[int, ...], ...]:
-        """Shapes of the circuit's inputs (P_g, P_n, X_g, X_n, Y), in INPUT_NAMES order."""
+        """Shapes of the circuit's inputs (P_g, P_n, X̃_g, X̃_n, Y), in INPUT_NAMES order."""
         a, h, m = self.actions, self.hidden, self.rows
-        return (a, h + 1), (a, h + 1), (m, h), (m, h), (m, a)
+        return (a, h + 1), (a, h + 1), (m, h + 1), (m, h + 1), (m, a)
 
     def label(self) -> str:
         return f"A{self.actions}-H{self.hidden}-m{self.rows}"
@@ -69,13 +72,18 @@ def stack(W: np.ndarray, b: np.ndarray) -> np.ndarray:  # noqa: N803
     return np.concatenate([np.asarray(W, np.float32), np.asarray(b, np.float32)[:, None]], axis=1)
 
 
+def with_ones(X: np.ndarray) -> np.ndarray:  # noqa: N803
+    """X̃ = [X | 1]: features as the circuit's input (m, H+1), float32, so that X̃·Pᵀ = X·Wᵀ + b."""
+    X = np.asarray(X, np.float32)  # noqa: N806
+    return np.concatenate([X, np.ones((X.shape[0], 1), np.float32)], axis=1)
+
+
 class SliceLoss(nn.Module):
-    """(P_g, P_n, X_g, X_n, Y) → (loss_before, loss_after), each of shape (1,); P = [W | b]."""
+    """(P_g, P_n, X̃_g, X̃_n, Y) → (loss_before, loss_after), each of shape (1,); P = [W | b], X̃ = [X | 1]."""
 
     def forward(self, P_g, P_n, X_g, X_n, Y):  # noqa: N803 (the names of the statement)
-        h = X_g.shape[1]
-        loss_before = ((X_g @ P_g[:, :h].T + P_g[:, h] - Y) ** 2).mean()
-        loss_after = ((X_n @ P_n[:, :h].T + P_n[:, h] - Y) ** 2).mean()
+        loss_before = ((X_g @ P_g.T - Y) ** 2).mean()
+        loss_after = ((X_n @ P_n.T - Y) ** 2).mean()
         return loss_before.reshape(1), loss_after.reshape(1)
 
 

@@ -4,7 +4,8 @@ The checks run in the protocol's order (DESIGN.md §3 step 6), the first failure
 
 1. ``BAD_PROOF``: the artifact is malformed, is for another circuit, EZKL rejects the proof, the proof is not
    canonical (bytes after the proof's end, which EZKL ignores: ``proof_hash`` must identify one proof), or the
-   artifact's losses / data commitment are not the proof's;
+   artifact's losses / data commitment are not the proof's, or its losses are negative (possible only with data
+   outside the fixed-point range);
 2. ``UNBOUND``: the proof's commitments to P_g = [W_g | b_g] and P_n = [W_n | b_n] are not those of the global
    slice and of the slice of the update actually received (the verifier commits them itself, quantized as the
    prover does);
@@ -90,7 +91,7 @@ class Verifier:
             )
         self.dir, self.srs = directory, srs
         self.shape = shape_of(directory / ONNX_FILE)
-        scales = scales_of(directory / SETTINGS_FILE)
+        scales = scales_of(directory / SETTINGS_FILE, self.shape)
         self.input_scale: int = scales["input_scale"]
         self.output_scales: tuple[int, ...] = scales["output_scales"]
         self._lock = threading.Lock()
@@ -210,6 +211,11 @@ def verify(
     except ValueError as err:
         return _reject(BAD_PROOF, f"undecodable proof: {err}")
     fields = {"loss_before": loss_before, "loss_after": loss_after, "data_commitment": commitment}
+    if loss_before < 0 or loss_after < 0:
+        # Sums of squares of fixed-point numbers are never negative; only features or targets outside the
+        # fixed-point range (field elements the circuit does not range-check) make the sum wrap around.
+        return _reject(BAD_PROOF, f"the proof's losses ({loss_before}, {loss_after}) are negative: its committed "
+                                  f"data are not fixed-point numbers", **fields)  # fmt: skip
     if (artifact.loss_before, artifact.loss_after) != (loss_before, loss_after):
         return _reject(BAD_PROOF, f"the artifact's losses ({artifact.loss_before}, {artifact.loss_after}) are not "
                                   f"the proof's ({loss_before}, {loss_after})", **fields)  # fmt: skip

@@ -23,7 +23,7 @@ from prover import CircuitConfig, ProofArtifact, SliceShape, build_circuit, para
 from prover.synthetic import synthetic_slice
 
 SHAPE = SliceShape(actions=6, hidden=8, rows=4)
-SMALL = CircuitConfig(input_scale=8, decomp_base=256, decomp_legs=3)
+SMALL = CircuitConfig(input_scale=8, decomp_base=256, decomp_legs=6)  # losses up to 2^16/(m·A)
 REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 CHAIN_ID = 31337
 RUN, OTHER_RUN = "0x" + "a1" * 32, "0x" + "b2" * 32

@@ -253,11 +253,19 @@ def test_clear_errors_for_mismatched_or_corrupted_circuit_files(circuit, rogue, 
         load_verifier(exported, circuit.srs)
 
 
-def test_out_of_range_slice_is_refused_before_ezkl(circuit):
+def test_out_of_range_slice_is_refused_before_ezkl(circuit, verifier):
     slice_ = make_slice(seed=4)
     huge = Slice(slice_.W_g, slice_.b_g, slice_.W_n, slice_.b_n, slice_.X_g * 1e4, slice_.X_n, slice_.Y)
     with pytest.raises(SliceRangeError, match="too large"):
         prove(circuit, huge)
+    # Just below the bound the circuit still holds the losses: the bound is not an over-promise.
+    shift = np.sqrt(0.9 * circuit.loss_bound - max(slice_.losses()))  # every target moved by `shift`
+    near = Slice(slice_.W_g, slice_.b_g, slice_.W_n, slice_.b_n, slice_.X_g, slice_.X_n, slice_.Y - shift)
+    assert 0.8 * circuit.loss_bound < max(near.losses()) < 0.99 * circuit.loss_bound
+    artifact = prove(circuit, near)
+    quantized = Slice(*(dequantize(a, circuit.input_scale) for a in near.arrays())).losses()
+    assert (artifact.loss_before, artifact.loss_after) == pytest.approx(quantized, abs=2.0**-circuit.input_scale)
+    assert check(artifact, verifier, near).reason in (None, NO_IMPROVEMENT)
     with pytest.raises(ValueError, match="does not match"):
         prove(circuit, Slice(*(np.zeros(s, np.float32) for s in SliceShape(6, 48, 8).input_shapes())))
 

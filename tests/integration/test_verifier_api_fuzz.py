@@ -27,7 +27,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def service(cache_dir, tmp_path_factory):
     """``zk0agg verifier serve`` on a tiny circuit (A=2, H=8, m=4, logrows 10), in a background thread."""
     circuit = build_circuit(SliceShape(actions=2, hidden=8, rows=4), "dev", cache_dir / "verifier-api-fuzz",
-                            config=CircuitConfig(input_scale=8, decomp_base=256, decomp_legs=3))
+                            config=CircuitConfig(input_scale=8, decomp_base=256, decomp_legs=6))
     folder = tmp_path_factory.mktemp("verifier-api-fuzz")
     exported = circuit.export_verifier(folder / "circuit")
     (folder / "token").write_text(TOKEN)

@@ -42,7 +42,7 @@ from prover.synthetic import synthetic_slice
 pytestmark = pytest.mark.integration
 
 SHAPE = SliceShape(actions=2, hidden=8, rows=4)
-SMALL = CircuitConfig(input_scale=8, decomp_base=256, decomp_legs=3)  # losses up to 256, logrows 10
+SMALL = CircuitConfig(input_scale=8, decomp_base=256, decomp_legs=6)  # losses up to 2^16/(m·A), logrows 10
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -9,6 +9,7 @@ import pytest
 from prover.circuit import CircuitConfig
 from prover.errors import SRSError
 from prover.srs import dev_srs, load_srs
+from prover.statement import SliceShape
 
 
 def test_missing_srs_says_what_to_do(tmp_path):
@@ -43,4 +44,8 @@ def test_circuit_config_validation():
         CircuitConfig(decomp_base=1000)
     with pytest.raises(ValueError, match="input_scale"):
         CircuitConfig(input_scale=0)
-    assert CircuitConfig().loss_bound() == 1024.0
+    with pytest.raises(ValueError, match="input_scale"):
+        CircuitConfig(input_scale=15)  # outputs at 30 bits: more than the registry reads
+    # m·A·loss at 4·scale must stay below 4096^5 = 2^60: at real size (m = 32) losses up to 2^12 / 192.
+    assert CircuitConfig().loss_bound(SliceShape(6, 720, 32)) == 4096 / 192
+    assert CircuitConfig(decomp_legs=8).loss_bound(SliceShape(6, 720, 32)) == 4096 / 192  # EZKL's 64-bit limit
