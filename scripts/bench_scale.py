@@ -65,6 +65,28 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class RssSampler:
+    """Peak resident memory per phase of a run, sampled every 20 ms from /proc (ru_maxrss has only the overall peak)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.phase, self.peaks, self._stop = "start", {}, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            with open("/proc/self/statm") as f:
+                rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+            self.peaks[self.phase] = max(self.peaks.get(self.phase, 0.0), rss)
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        return {k: round(v) for k, v in self.peaks.items()}
+
+
 def _load() -> float:
     return os.getloadavg()[0]
 
@@ -396,9 +418,11 @@ def bench_real(n: int, store_kind: str, workers: int, results: Path) -> None:
     from aggregator.updates import UpdateStore
     from prover.hashing import params_hash
 
+    rss = RssSampler()
     global_arrays = real_global()
     global_hash = params_hash(list(global_arrays.values()))
     ctx = RoundContext(1, global_arrays, global_hash)
+    rss.phase = "sketch buckets"
     t0 = time.perf_counter()
     sketch = CountSketch(SKETCH_DIM, 12345, REAL_D)
     _ = sketch.codes
@@ -410,6 +434,7 @@ def bench_real(n: int, store_kind: str, workers: int, results: Path) -> None:
         store = RegenStore(global_arrays, lambda key: real_update(global_arrays, key, n))
     intake = RoundIntake(Gate(list(STRUCTURAL_CHECKS)), ctx, [], store, sketch, workers)
     messages, make_s = [], 0.0
+    rss.phase = "replies arriving, gated"
     t0, c0 = time.perf_counter(), _cpu()
     for i in range(n):  # the replies arrive as fast as this loop makes them; submit waits while the gate is full
         t1 = time.perf_counter()
@@ -423,6 +448,7 @@ def bench_real(n: int, store_kind: str, workers: int, results: Path) -> None:
     t1 = time.perf_counter()
     order = krum_order(np.stack([g.sketch for g in gated]), f)[:m]
     selection_s = time.perf_counter() - t1
+    rss.phase = "aggregation"
     t1 = time.perf_counter()
     mean = store.mean(gated[i].key for i in order)
     aggregation_s = time.perf_counter() - t1
@@ -437,7 +463,7 @@ def bench_real(n: int, store_kind: str, workers: int, results: Path) -> None:
            "store_mean": float(np.mean([g.store_seconds for g in gated])),
            "statuses": sorted({g.outcome.status for g in gated}),
            "selection_s": selection_s, "aggregation_s": aggregation_s - regen_s, "regen_s": regen_s,
-           "attacker_selected": (n - 1) in order, "peak_rss_mb": _peak_rss_mb()}
+           "attacker_selected": (n - 1) in order, "peak_rss_mb": _peak_rss_mb(), "rss_by_phase_mb": rss.stop()}
     _save(results, f"real-{n}-{store_kind}", out)
 
 
