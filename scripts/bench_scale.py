@@ -97,7 +97,11 @@ def _results(path: Path) -> dict:
 
 def _save(path: Path, key: str, value: dict) -> None:
     data = _results(path)
-    data[key] = {**value, "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"), "load": round(_load(), 1)}
+    import subprocess
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    data[key] = {**value, "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"), "load": round(_load(), 1),
+                 "commit": commit.strip()}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1))
     print(json.dumps({key: data[key]}, indent=1))
