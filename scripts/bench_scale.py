@@ -557,14 +557,20 @@ def write_doc(results: Path, doc: Path) -> None:
                   "kept as it is gated (`disk`: spilled to a file; `regen`: regenerated from its seed when read back, "
                   "its time left out of the aggregation), Krum on sketches, the m = n/2 chosen updates summed one "
                   "at a time:", "",
-                  "| n | store | hash the sketch's buckets s | replies made (generator) s | gate per reply s | "
-                  "sketch per reply s | keep per reply s | after the last reply s | Krum on sketches s | "
-                  "aggregation s | sign-flipper selected | peak RSS MB | load |", "|" + "---|" * 13]
+                  "| n | store | sketch dim | hash the sketch's buckets s | gate per reply s | sketch per reply s | "
+                  "keep per reply s | gate after the last reply s | Krum on sketches s | aggregation s (per chosen "
+                  "update) | sign-flipper selected | peak RSS MB (replies arriving / aggregating) | load | commit |",
+                  "|" + "---|" * 14]
         for x in reals:
-            lines.append(f"| {x['n']} | {x['store']} | {_f(x['codes_s'], 1)} | {_f(x['make_replies_s'], 0)} | "
+            phases = x.get("rss_by_phase_mb", {})
+            rss = f"{_f(x['peak_rss_mb'], 0)}"
+            if phases:
+                rss += f" ({phases.get('replies arriving, gated', 0):,} / {phases.get('aggregation', 0):,})"
+            lines.append(f"| {x['n']} | {x['store']} | {x['sketch_dim']:,} | {_f(x['codes_s'], 1)} | "
                          f"{_f(x['gate_mean'])} | {_f(x['sketch_mean'])} | {_f(x['store_mean'])} | "
-                         f"{_f(x['after_last_reply'])} | {_f(x['selection_s'], 3)} | {_f(x['aggregation_s'], 1)} | "
-                         f"{'yes' if x['attacker_selected'] else 'no'} | {_f(x['peak_rss_mb'], 0)} | {x['load']} |")
+                         f"{_f(x['after_last_reply'])} | {_f(x['selection_s'], 3)} | {_f(x['aggregation_s'], 1)} "
+                         f"({_f(x['aggregation_s'] / x['m'])}) | {'yes' if x['attacker_selected'] else 'no'} | "
+                         f"{rss} | {x['load']} | {x.get('commit', '-')} |")
         lines.append("")
     if "agreement" in r:
         a = r["agreement"]
