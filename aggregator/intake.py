@@ -55,15 +55,17 @@ class RoundIntake:
                  sketch: CountSketch | None = None, workers: int = 1) -> None:
         if workers < 1:
             raise ValueError(f"gate workers must be at least 1, got {workers}")
-        self.gate, self.ctx, self.store, self.sketch = gate, ctx, store, sketch
+        self.ctx, self.store, self.sketch = ctx, store, sketch
+        # A spilled (large) reply's serialized arrays are let go as soon as the gate has decoded them.
+        self.gate = Gate([gate.checks[0], _let_go, *gate.checks[1:]]) if store.spills else gate
         self._sent_messages = sent
         self._sent: dict[str, int] | None = None
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="zk0-gate")
         self._futures: dict[int, Future] = {}
         self._lock = threading.Lock()
-        # At most workers + 1 replies held at once, when they are spilled: submit waits for a free place, so the
+        # At most one reply per worker held at once, when they are spilled: submit waits for a free place, so the
         # arrival loop leaves the others in Flower (the SuperLink) until the gate can take them.
-        self._room = threading.BoundedSemaphore(workers + 1) if store.spills else None
+        self._room = threading.BoundedSemaphore(workers) if store.spills else None
         self.last_arrival: float | None = None
 
     @property
@@ -113,9 +115,17 @@ class RoundIntake:
         if self.store.spills:  # the update is in its file (or was rejected): let the message's arrays go
             reply.arrays = None
             if not message.has_error() and "arrays" in message.content:
-                del message.content["arrays"]
+                del message.content["arrays"]  # a reply rejected before its arrays were decoded
         gated.done_at = time.perf_counter()
         return gated
+
+
+def _let_go(reply: Reply, ctx: RoundContext) -> None:
+    """Not a check: drops the message's serialized arrays once ``check_well_formed`` has decoded them (400 MB a
+    real-size reply), so a gate worker holds one copy of an update, not two."""
+    message = reply.message
+    if reply.arrays is not None and not message.has_error() and "arrays" in message.content:
+        del message.content["arrays"]
 
 
 class ArrivalGrid:

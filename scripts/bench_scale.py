@@ -65,6 +65,28 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class RssSampler:
+    """Peak resident memory per phase of a run, sampled every 20 ms from /proc (ru_maxrss has only the overall peak)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.phase, self.peaks, self._stop = "start", {}, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            with open("/proc/self/statm") as f:
+                rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+            self.peaks[self.phase] = max(self.peaks.get(self.phase, 0.0), rss)
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        return {k: round(v) for k, v in self.peaks.items()}
+
+
 def _load() -> float:
     return os.getloadavg()[0]
 
@@ -75,7 +97,11 @@ def _results(path: Path) -> dict:
 
 def _save(path: Path, key: str, value: dict) -> None:
     data = _results(path)
-    data[key] = {**value, "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"), "load": round(_load(), 1)}
+    import subprocess
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    data[key] = {**value, "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"), "load": round(_load(), 1),
+                 "commit": commit.strip()}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1))
     print(json.dumps({key: data[key]}, indent=1))
@@ -396,9 +422,11 @@ def bench_real(n: int, store_kind: str, workers: int, results: Path) -> None:
     from aggregator.updates import UpdateStore
     from prover.hashing import params_hash
 
+    rss = RssSampler()
     global_arrays = real_global()
     global_hash = params_hash(list(global_arrays.values()))
     ctx = RoundContext(1, global_arrays, global_hash)
+    rss.phase = "sketch buckets"
     t0 = time.perf_counter()
     sketch = CountSketch(SKETCH_DIM, 12345, REAL_D)
     _ = sketch.codes
@@ -410,6 +438,7 @@ def bench_real(n: int, store_kind: str, workers: int, results: Path) -> None:
         store = RegenStore(global_arrays, lambda key: real_update(global_arrays, key, n))
     intake = RoundIntake(Gate(list(STRUCTURAL_CHECKS)), ctx, [], store, sketch, workers)
     messages, make_s = [], 0.0
+    rss.phase = "replies arriving, gated"
     t0, c0 = time.perf_counter(), _cpu()
     for i in range(n):  # the replies arrive as fast as this loop makes them; submit waits while the gate is full
         t1 = time.perf_counter()
@@ -423,6 +452,7 @@ def bench_real(n: int, store_kind: str, workers: int, results: Path) -> None:
     t1 = time.perf_counter()
     order = krum_order(np.stack([g.sketch for g in gated]), f)[:m]
     selection_s = time.perf_counter() - t1
+    rss.phase = "aggregation"
     t1 = time.perf_counter()
     mean = store.mean(gated[i].key for i in order)
     aggregation_s = time.perf_counter() - t1
@@ -437,7 +467,7 @@ def bench_real(n: int, store_kind: str, workers: int, results: Path) -> None:
            "store_mean": float(np.mean([g.store_seconds for g in gated])),
            "statuses": sorted({g.outcome.status for g in gated}),
            "selection_s": selection_s, "aggregation_s": aggregation_s - regen_s, "regen_s": regen_s,
-           "attacker_selected": (n - 1) in order, "peak_rss_mb": _peak_rss_mb()}
+           "attacker_selected": (n - 1) in order, "peak_rss_mb": _peak_rss_mb(), "rss_by_phase_mb": rss.stop()}
     _save(results, f"real-{n}-{store_kind}", out)
 
 
@@ -503,7 +533,12 @@ def write_doc(results: Path, doc: Path) -> None:
                   f"(load {', '.join(str(x['load']) for x in rounds)} at the ends of the runs). Tiny SmolVLA dimension "
                   f"(d = {TINY_D:,}), the tiny statement circuit (A=6, H=48, m=16), the full gate in "
                   f"{rounds[0]['workers']} worker threads (no validation score), f = n/10, m = n/2, "
-                  f"{rounds[0]['sketch_dim']}-bucket sketches.", "",
+                  f"{rounds[0]['sketch_dim']:,}-bucket sketches. Distinct proofs: "
+                  f"{', '.join(f'{x[chr(110)]:,} replies: {x[chr(112) + "roofs_distinct"]}' for x in rounds)} (replies "
+                  "beyond reuse them in turn; each reply's slice is committed again). Every reply here is honest and "
+                  "alike, so exact and sketched Krum differ only in which near-equal replies fill the m places "
+                  "(\"same selection\"). The spread run hands the replies over one every 1.25 × (burst wall / n) s.",
+                  "",
                   "| n | gate, all replies at once: wall (cpu) s | after the last reply s | spread arrivals: window s |"
                   " after the last reply s | verify per reply s | proofs / s / core | sketch s (sum) | Krum exact s |"
                   " Krum sketch s | same selection | aggregation s | chain: per-record path s (gas/record) |"
@@ -527,14 +562,20 @@ def write_doc(results: Path, doc: Path) -> None:
                   "kept as it is gated (`disk`: spilled to a file; `regen`: regenerated from its seed when read back, "
                   "its time left out of the aggregation), Krum on sketches, the m = n/2 chosen updates summed one "
                   "at a time:", "",
-                  "| n | store | hash the sketch's buckets s | replies made (generator) s | gate per reply s | "
-                  "sketch per reply s | keep per reply s | after the last reply s | Krum on sketches s | "
-                  "aggregation s | sign-flipper selected | peak RSS MB | load |", "|" + "---|" * 13]
+                  "| n | store | sketch dim | hash the sketch's buckets s | gate per reply s | sketch per reply s | "
+                  "keep per reply s | gate after the last reply s | Krum on sketches s | aggregation s (per chosen "
+                  "update) | sign-flipper selected | peak RSS MB (replies arriving / aggregating) | load | commit |",
+                  "|" + "---|" * 14]
         for x in reals:
-            lines.append(f"| {x['n']} | {x['store']} | {_f(x['codes_s'], 1)} | {_f(x['make_replies_s'], 0)} | "
+            phases = x.get("rss_by_phase_mb", {})
+            rss = f"{_f(x['peak_rss_mb'], 0)}"
+            if phases:
+                rss += f" ({phases.get('replies arriving, gated', 0):,} / {phases.get('aggregation', 0):,})"
+            lines.append(f"| {x['n']} | {x['store']} | {x['sketch_dim']:,} | {_f(x['codes_s'], 1)} | "
                          f"{_f(x['gate_mean'])} | {_f(x['sketch_mean'])} | {_f(x['store_mean'])} | "
-                         f"{_f(x['after_last_reply'])} | {_f(x['selection_s'], 3)} | {_f(x['aggregation_s'], 1)} | "
-                         f"{'yes' if x['attacker_selected'] else 'no'} | {_f(x['peak_rss_mb'], 0)} | {x['load']} |")
+                         f"{_f(x['after_last_reply'])} | {_f(x['selection_s'], 3)} | {_f(x['aggregation_s'], 1)} "
+                         f"({_f(x['aggregation_s'] / x['m'])}) | {'yes' if x['attacker_selected'] else 'no'} | "
+                         f"{rss} | {x['load']} | {x.get('commit', 'before 07cc6f2')} |")
         lines.append("")
     if "agreement" in r:
         a = r["agreement"]
@@ -567,7 +608,7 @@ def projection(r: dict, nodes: int = 10_000, cores: int = 16) -> list[str]:
         return []
     proof_cpu = big["burst"]["cpu"] / big["n"]
     per_reply_real = real["gate_mean"] + real["sketch_mean"] + (disk or real)["store_mean"]
-    sel = big["selection_sketch_s"] * (nodes / big["n"]) ** 2
+    sel = real["selection_s"] * (nodes / real["n"]) ** 2
     read_add = (disk["aggregation_s"] / disk["m"]) if disk else None
     chain = big.get("chain")
     out = [f"Projection to {nodes:,} nodes (arithmetic on the figures above, not measured):", ""]
@@ -581,9 +622,9 @@ def projection(r: dict, nodes: int = 10_000, cores: int = 16) -> list[str]:
                f"{nodes * per_reply_real / cores / 60:,.0f} min on {cores} cores, and {nodes * 0.4 / 1000:,.0f} TB "
                "received (400 MB a reply): at this scale the updates themselves must shrink (sparse or compressed "
                "updates, as Psyche and Prime Intellect send), not only the aggregator's work.")
-    out.append(f"- **Krum on sketches**: O(n²·k); {big['selection_sketch_s']:.2f} s at n = {big['n']:,} → "
-               f"~{sel:,.0f} s, and {nodes ** 2 * 8 / 1e9:.1f} GB for the distance matrix "
-               f"(the sketches: {nodes * 4096 * 8 / 1e9:.2f} GB).")
+    out.append(f"- **Krum on sketches**: O(n²·k); {real['selection_s']:.3f} s at n = {real['n']:,} (real size, "
+               f"{real['sketch_dim']:,} buckets) → ~{sel:,.0f} s, and {nodes ** 2 * 8 / 1e9:.1f} GB for the distance "
+               f"matrix (the sketches: {nodes * real['sketch_dim'] * 8 / 1e9:.1f} GB).")
     if read_add:
         half = nodes / 2 * read_add / 60
         out.append(f"- **Aggregation**: {read_add:.2f} s per chosen real-size update read back and added (n = 10, "
