@@ -311,7 +311,13 @@ def main() -> None:
     p.add_argument("--no-doc", action="store_true", help="print the table only, do not write docs/reliability.md")
     p.add_argument("--results", default="outputs/eval-faults/results.json",
                    help="results kept across invocations (a scenario run again replaces its row)")
+    p.add_argument("--doc-only", action="store_true", help="write the table from --results, run nothing")
     args = p.parse_args()
+    kept = Path(args.results)
+    if args.doc_only:
+        rows = {r["scenario"]: r for r in json.loads(kept.read_text())}
+        write_section(DOC, START, END, table([rows[name] for name in SCENARIOS if name in rows]))
+        return
     work = Path(args.work).resolve() / time.strftime("%Y%m%d-%H%M%S")
     work.mkdir(parents=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -330,7 +336,6 @@ def main() -> None:
     finally:
         lab.stop()
         (work / "results.json").write_text(json.dumps(results, indent=1))
-    kept = Path(args.results)
     rows = {r["scenario"]: r for r in (json.loads(kept.read_text()) if kept.exists() else [])}
     rows.update({r["scenario"]: {**r, "commit": commit, "load": load} for r in results})
     results = [rows[name] for name in SCENARIOS if name in rows]
