@@ -150,7 +150,7 @@ class ArrivalGrid:
         del messages
         end = time.time() + (timeout if timeout is not None else 0.0)
         replies: list[Message] = []
-        while timeout is None or time.time() < end:
+        while waiting and (timeout is None or time.time() < end):  # nothing sent (e.g. no evaluation): no wait
             batch = (self.pull_batch() if train else None) or len(waiting)
             ids = sorted(waiting)
             for start in range(0, len(ids), batch):  # large updates: a few replies per pull, not the whole round

@@ -376,3 +376,16 @@ def test_the_arrival_loop_feeds_a_sketched_round_a_few_replies_at_a_time(tmp_pat
     assert strategy.rounds[1].krum == f"sketch-{SKETCH_DIM}" and arrays is not None
     assert "gate_after_last_reply" in strategy.rounds[1].timings
     assert not any(tmp_path.iterdir())
+
+
+def test_arrival_grid_with_nothing_to_send_returns_at_once():
+    """A round with no messages (no federated evaluation: fraction-evaluate 0) neither waits nor fails: it failed the
+    ServerApp ("range() arg 3 must not be zero") in a deployment run before."""
+    import time
+
+    from aggregator.intake import ArrivalGrid
+
+    grid = ArrivalGrid(ReplyingGrid([1, 2], {}), on_reply=lambda reply: None)
+    t0 = time.perf_counter()
+    assert grid.send_and_receive([], timeout=30) == []
+    assert time.perf_counter() - t0 < 1.0
