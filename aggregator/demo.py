@@ -209,7 +209,7 @@ class _RunSimulationDeprecation(logging.Filter):
     (``_run_simulation_engine`` says why); every other Flower warning still shows."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.args and str(record.args[0]).startswith("The `run_simulation` function is deprecated"))
+        return "The `run_simulation` function is deprecated" not in record.getMessage()
 
 
 def _run_simulation_engine(server_app, client_app, nodes: int) -> None:
