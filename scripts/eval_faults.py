@@ -12,6 +12,7 @@ summary.json. The table goes into docs/reliability.md between its markers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -244,10 +245,11 @@ def stop_node(lab: Lab, out: Path) -> Row:
     if hit:
         tree = node._tree()
         for proc in tree:
-            proc.send_signal(signal.SIGSTOP)
+            with contextlib.suppress(psutil.NoSuchProcess):  # a task process may end as we go
+                proc.send_signal(signal.SIGSTOP)
         time.sleep(90)
         for proc in tree:
-            if proc.is_running():
+            with contextlib.suppress(psutil.NoSuchProcess):
                 proc.send_signal(signal.SIGCONT)
     return Row("a node frozen 90 s mid-round (SIGSTOP/SIGCONT)", finish(running), [out],
                "" if hit else "fault not injected")
