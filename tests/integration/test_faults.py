@@ -5,6 +5,12 @@ training from round 2 on (the "crash" attack: its ClientApp raises, so Flower ha
 The aggregator is killed in round 2, just after it opened the round on chain, and started again with
 ``FederationConfig.resume``: it must continue from summary.json, the round-1 checkpoint and the chain journal.
 
+The aggregator's "kill" here is a patched ``configure_train`` that raises (and the sender thread is stopped by
+hand): a SIGKILL cannot be aimed at one point of an in-process simulation, so this test simulates it. The real
+SIGKILL of a deployed ServerApp, at each phase, then ``--resume``, is in ``scripts/eval_faults.py``
+(docs/reliability.md) and, at the journal level, in
+tests/integration/test_chain_sync.py::test_resume_after_a_kill_at_any_phase_agrees_with_the_summary.
+
 The third fault, the chain going away mid-run, is tested where the chain code is:
 tests/integration/test_verified_federation.py::test_every_record_on_chain_exactly_once_despite_outage and
 tests/integration/test_chain_sync.py.
