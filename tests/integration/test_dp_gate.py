@@ -23,6 +23,7 @@ from node.train import snapshot
 from prover import ProofArtifact, params_hash
 
 REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+RUN = "0x" + "d9" * 32  # the run id the aggregator would have picked
 CHAIN_ID, ROWS, PASSWORD = 31337, 16, "dp-test-only"
 DP = DPConfig.for_epsilon(8.0, rounds=3)  # the demo's --dp-epsilon 8 over 3 rounds, C = 0.01
 
@@ -43,7 +44,7 @@ def noised_round(synthetic, cache_dir, tmp_path_factory):
     glob = snapshot(node.bundle.policy)
     config = ConfigRecord({"server-round": 1, "global-hash": params_hash(list(glob.values())),
                            "circuit-id": circuit.circuit_id, "chain-id": CHAIN_ID, "registry": REGISTRY,
-                           "slice-rows": ROWS, "srs-logrows": circuit.srs.logrows, "local-steps": 5, "batch-size": 8,
+                           "run-id": RUN, "slice-rows": ROWS, "srs-logrows": circuit.srs.logrows, "local-steps": 5, "batch-size": 8,
                            "learning-rate": 1e-3, "proximal-mu": 0.01, "seed": 0, **DP.round_config()})
     content = train_round(node, RecordDict({"arrays": numpy_to_arrays(glob), "config": config}),
                           dp_rng=np.random.default_rng(11))
@@ -57,7 +58,7 @@ def noised_round(synthetic, cache_dir, tmp_path_factory):
 def gate(setup: dict, content: RecordDict):
     """The aggregator's gate for round 1, with the federation's default ρ and τ."""
     glob = setup["global"]
-    ctx = RoundContext(1, glob, params_hash(list(glob.values())), chain_id=CHAIN_ID, registry=REGISTRY,
+    ctx = RoundContext(1, glob, params_hash(list(glob.values())), chain_id=CHAIN_ID, registry=REGISTRY, run_id=RUN,
                        is_approved=lambda a: a == setup["account"].address, verifier=setup["checker"],
                        rise_tolerance=0.25, harm_tolerance=0.1)
     ctx.validation = setup["validator"].open(1, glob)
