@@ -60,7 +60,10 @@ def test_unreachable_chain_is_reported_as_unavailable():
 
 def test_chain_up_runs_until_interrupted():
     process = subprocess.Popen(
-        [sys.executable, "-m", "contracts.local_chain", "--port", "0"], stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "contracts.local_chain", "--port", "0"], stderr=subprocess.PIPE, text=True,
+        # Ctrl-C as in a terminal: a test run started in the background (nohup, CI) ignores SIGINT, and a child
+        # inherits that, so Python would never raise KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines = []
     for line in process.stderr:
