@@ -207,20 +207,24 @@ def chain_down(lab: Lab, out: Path) -> Row:
 
 
 def kill_serverapp(phase: str) -> Callable[[Lab, Path], Row]:
-    """SIGKILL the ServerApp at ``phase`` of round 2, then ``zk0agg run --resume``."""
+    """SIGKILL the ServerApp at ``phase``, then ``zk0agg run --resume``: when round 2 is opened on chain (``open``),
+    when round 2's records are journalled (``records``), or as soon as summary.json holds round 1 (``summary``: the
+    round's journal rows may or may not have been released yet)."""
     markers = {"open": lambda out: journal_has(out, "open", 2),
                "records": lambda out: journal_has(out, "record", 2) or journal_has(out, "reject", 2),
-               "summary": lambda out: summary_rounds(out) >= 2}
+               "summary": lambda out: summary_rounds(out) >= 1}
+    when = {"open": "in round 2 (open)", "records": "in round 2 (records)",
+            "summary": "once round 1 is in summary.json"}[phase]
 
     def scenario(lab: Lab, out: Path) -> Row:
         running = lab.submit(out)
-        hit = wait_until(lambda: markers[phase](out), running)
-        if hit and (proc := lab.serverapp()) is not None:
+        proc = lab.serverapp() if wait_until(lambda: markers[phase](out), running) else None
+        if proc is not None:
             proc.send_signal(signal.SIGKILL)
         killed = finish(running)
         resumed = finish(lab.submit(out, resume=True))
-        return Row(f"ServerApp SIGKILLed in round 2 ({phase}), then --resume", f"killed: {killed}; resume: "
-                   f"{resumed}", [out], "" if hit else "fault not injected")
+        return Row(f"ServerApp SIGKILLed {when}, then --resume", f"killed: {killed}; resume: {resumed}", [out],
+                   "" if proc is not None else "fault not injected")
     return scenario
 
 
