@@ -3,7 +3,10 @@ explains every flag; the app bundle and its guard behave as the operator guides 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -11,6 +14,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import traceback
 from dataclasses import fields
 from pathlib import Path
 
@@ -26,15 +30,47 @@ PASSWORD = "cli-test-password"
 GOOD_HASH = "ab" * 32
 
 
-def cli(tmp_path: Path, program: str, *args: str, env: dict | None = None, timeout: float = 180):
-    """Run ``zk0node`` / ``zk0agg`` as a user would, in an empty folder with a throwaway FLWR_HOME."""
-    full_env = {**os.environ, "FLWR_HOME": str(tmp_path / "flwr-home"), "HF_HUB_OFFLINE": "1",
-                "FLWR_TELEMETRY_ENABLED": "0"}
-    full_env.pop("ZK0_WALLET_PASSWORD", None)
-    full_env.update(env or {})
-    module = {"zk0node": "node.cli", "zk0agg": "aggregator.cli"}[program]
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout,
-                          env=full_env, cwd=tmp_path)
+def cli(tmp_path: Path, program: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``zk0node`` / ``zk0agg`` as a user would, in an empty folder with a throwaway FLWR_HOME.
+
+    The command's own ``main`` runs in this process (a process per call would import torch and LeRobot again: up to
+    a minute each on a loaded machine); its environment, working folder, streams and logging are the command's
+    alone and restored afterwards. An exception it lets escape is printed as the traceback its own process would
+    print, so ``assert_user_error`` fails on it the same way. Process-level behaviour (a closed pipe, Ctrl-C) is
+    tested with real processes below.
+    """
+    from aggregator.cli import main as agg_main
+    from node.cli import main as node_main
+
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    root, flwr = logging.getLogger(), logging.getLogger("flwr")
+    saved_logging = (root.handlers[:], root.level, flwr.propagate, flwr.filters[:], flwr.level)
+    os.environ.update({"FLWR_HOME": str(tmp_path / "flwr-home"), "HF_HUB_OFFLINE": "1",
+                       "FLWR_TELEMETRY_ENABLED": "0"})
+    os.environ.pop("ZK0_WALLET_PASSWORD", None)
+    os.environ.update(env or {})
+    out, err = io.StringIO(), io.StringIO()
+    os.chdir(tmp_path)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = {"zk0node": node_main, "zk0agg": agg_main}[program](list(args))
+            except SystemExit as exit_:  # argparse's usage errors and --help
+                code = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
+                if isinstance(exit_.code, str):
+                    print(exit_.code, file=sys.stderr)
+            except Exception:
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        root.handlers[:], flwr.filters[:] = saved_logging[0], saved_logging[3]
+        root.setLevel(saved_logging[1])
+        flwr.propagate = saved_logging[2]
+        flwr.setLevel(saved_logging[4])
+    return subprocess.CompletedProcess([program, *args], code, out.getvalue(), err.getvalue())
 
 
 def assert_user_error(result, *words: str) -> None:

@@ -44,8 +44,8 @@ def noised_round(synthetic, cache_dir, tmp_path_factory):
     glob = snapshot(node.bundle.policy)
     config = ConfigRecord({"server-round": 1, "global-hash": params_hash(list(glob.values())),
                            "circuit-id": circuit.circuit_id, "chain-id": CHAIN_ID, "registry": REGISTRY,
-                           "run-id": RUN, "slice-rows": ROWS, "srs-logrows": circuit.srs.logrows, "local-steps": 5, "batch-size": 8,
-                           "learning-rate": 1e-3, "proximal-mu": 0.01, "seed": 0, **DP.round_config()})
+                           "run-id": RUN, "slice-rows": ROWS, "srs-logrows": circuit.srs.logrows, "local-steps": 5,
+                           "batch-size": 8, "learning-rate": 1e-3, "proximal-mu": 0.01, "seed": 0, **DP.round_config()})
     content = train_round(node, RecordDict({"arrays": numpy_to_arrays(glob), "config": config}),
                           dp_rng=np.random.default_rng(11))
     validation = load_dataset(synthetic.validation, delta_timestamps=node.dataset.delta_timestamps)

@@ -1,64 +1,32 @@
 """The verified round protocol end to end: real anvil, real EZKL proofs, real Flower simulation, tiny SmolVLA.
 
-Nine nodes, two rounds: four honest nodes with different data, one forging its proof, one replaying in round 2
-its reply of round 1, one sign-flipping the unproven part of its update with a valid proof, and two that prove
-fabricated witnesses (a poisoned update, and the global model plus noise, each "improving" its proven loss to 0).
-Every update that passes the proof checks is scored on the aggregator's validation set; the scores travel to the
-chain record. The chain (anvil) is stopped after round 1 and started again, with the same
-state, while round 2 runs: every record must still reach it exactly once.
+The run is the session's ``verified_run`` (tests/integration/conftest.py): ten nodes, two rounds, four honest nodes
+with different data and six attackers (a forger, a replayer, a sign-flipper with a valid proof, two fabricators of
+witnesses, and a node signing with a key that is not its wallet). Every update that passes the proof checks is
+scored on the aggregator's validation set; the scores travel to the chain record. The chain is stopped after
+round 1 and started again while round 2 runs: every record must still reach it exactly once.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import pytest
 
-from aggregator.config import FederationConfig
-from aggregator.demo import DemoConfig, run_demo
 from contracts import Reason, Registry, Status, connect
 
-HONEST = 4
-ATTACKERS = ("forge-proof", "replay", "sign-flip", "fabricate-witness", "fabricate-free-rider")  # nodes 4-8
-NODES = HONEST + len(ATTACKERS)
+# The session's verified run is set up by whichever test needing it runs first: ten nodes with real proofs take
+# 10-15 min on a loaded 2-core machine, beyond the suite's default per-test timeout.
+pytestmark = pytest.mark.timeout(2400)
 
-
-def fed(**kw) -> FederationConfig:
-    return FederationConfig(local_steps=5, batch_size=8, eval_batches=2, fraction_evaluate=0.0, slice_rows=16, **kw)
-
-
-def outage_after_round_one(out, chain, seconds: float = 6.0) -> None:
-    """Stop anvil (state dumped) once round 1 is in summary.json; start it again ``seconds`` later."""
-
-    def run():
-        summary = out / "summary.json"
-        while not (summary.exists() and json.loads(summary.read_text())["rounds"]):
-            time.sleep(0.2)
-        chain.stop()
-        time.sleep(seconds)
-        chain.start()
-
-    threading.Thread(target=run, daemon=True).start()
+HONEST, NODES = 4, 10  # verified_run's nodes: the honest first, then one of each attack
 
 
 @pytest.fixture(scope="module")
-def nine(cache_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("verified") / "run"
-    chains = []
-
-    def on_chain(chain):
-        chains.append(chain)
-        outage_after_round_one(out, chain)
-
-    summary = run_demo(DemoConfig(nodes=NODES, rounds=2, out=str(out), cache_dir=str(cache_dir), episodes=1, frames=24,
-                                  data="synthetic", adversaries=ATTACKERS), fed(krum_f=1, krum_m=3),
-                       on_chain=on_chain)
-    chain = chains[0]
-    chain.start()  # the demo stops it at the end; bring it back (same state) to read the records
-    yield out, summary, chain
-    chain.stop()
+def ten(verified_run):
+    out, summary, chain, roles = verified_run
+    assert (roles.count(None), len(roles)) == (HONEST, NODES) and not any(roles[:HONEST])
+    return out, summary, chain
 
 
 def by_claimed(round_entry: dict) -> dict:
@@ -71,10 +39,10 @@ def wallet_addresses(out) -> list[str]:
     return [read_address(out / "wallets" / f"node{i}.json") for i in range(NODES)]
 
 
-def test_gate_and_krum_outcomes(nine):
-    out, summary, _ = nine
+def test_gate_and_krum_outcomes(ten):
+    out, summary, _ = ten
     wallets = wallet_addresses(out)
-    forger, replayer, flipper, fabricator, rider = wallets[HONEST:]
+    forger, replayer, flipper, fabricator, rider, impostor = wallets[HONEST:]
     r1, r2 = (by_claimed(r) for r in summary["rounds"])
     for r in (r1, r2):
         assert r[forger]["status"] in ("BAD_PROOF", "UNBOUND"), r[forger]
@@ -84,6 +52,7 @@ def test_gate_and_krum_outcomes(nine):
         assert r[fabricator]["status"] == "HARMFUL" or (r[fabricator]["status"] == "NOT_SELECTED"
                                                          and r[fabricator]["score"] <= 0), r[fabricator]
         assert r[rider]["status"] != "SELECTED", r[rider]
+        assert r[impostor]["status"] == "BAD_SIGNATURE", r[impostor]
         for honest in wallets[:HONEST]:
             assert r[honest]["status"] in ("SELECTED", "NOT_SELECTED"), r[honest]
             assert r[honest]["loss_after"] < r[honest]["loss_before"]
@@ -93,8 +62,8 @@ def test_gate_and_krum_outcomes(nine):
     assert sum(n["status"] == "SELECTED" for n in summary["rounds"][1]["nodes"]) == 3
 
 
-def test_chain_records_equal_summary(nine):
-    out, summary, chain = nine
+def test_chain_records_equal_summary(ten):
+    out, summary, chain = ten
     registry = Registry.at(connect(chain.rpc_url), summary["chain"]["registry"])
     assert summary["chain"]["pending_operations"] == 0
     for entry in summary["rounds"]:
@@ -125,8 +94,8 @@ def test_chain_records_equal_summary(nine):
     assert saved["rounds"] == summary["rounds"]
 
 
-def test_every_record_on_chain_exactly_once_despite_outage(nine):
-    _, summary, chain = nine
+def test_every_record_on_chain_exactly_once_despite_outage(ten):
+    _, summary, chain = ten
     registry = Registry.at(connect(chain.rpc_url), summary["chain"]["registry"])
     events = registry.events("ContributionRecorded")
     keys = [(e["args"]["round"], e["args"]["node"]) for e in events]
@@ -135,10 +104,10 @@ def test_every_record_on_chain_exactly_once_despite_outage(nine):
     assert [e["args"]["round"] for e in registry.events("RoundClosed")] == [1, 2]
 
 
-def test_forger_slashed_and_selected_wallets_rewarded(nine):
+def test_forger_slashed_and_selected_wallets_rewarded(ten):
     """The demo registered the circuit, kept each BAD_PROOF reply as evidence and slashed it on chain at its end;
     every wallet SELECTED with a positive score has a reward; summary.json's incentives are the chain's."""
-    out, summary, chain = nine
+    out, summary, chain = ten
     registry = Registry.at(connect(chain.rpc_url), summary["chain"]["registry"])
     wallets = wallet_addresses(out)
     forger = wallets[HONEST]
