@@ -18,6 +18,7 @@ import numpy as np
 from eth_utils import to_checksum_address
 from flwr.app import Message
 
+from aggregator.arrays import array_view
 from aggregator.validation import RoundValidation
 from contracts import Contribution, recover_signer
 from node.contribution import parse_record, slice_of
@@ -146,7 +147,7 @@ def check_well_formed(reply: Reply, ctx: RoundContext) -> None:
     if "metrics" not in content.metric_records:
         raise Rejected("MALFORMED", "reply has no 'metrics' MetricRecord")
     try:
-        arrays = {name: arr.numpy() for name, arr in content["arrays"].items()}
+        arrays = {name: array_view(arr) for name, arr in content["arrays"].items()}  # views on the bytes: no copy
         check_arrays(ctx.global_arrays, arrays)
     except Exception as err:  # any decoding failure of untrusted bytes is the node's fault, not ours
         raise Rejected("MALFORMED", f"bad arrays: {err}") from None

@@ -47,6 +47,7 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
 import numpy as np  # noqa: E402
 
+from aggregator.updates import UpdateStore  # noqa: E402
 from scripts.doc_section import write_section  # noqa: E402
 
 START, END = "<!-- scale:start -->", "<!-- scale:end -->"
@@ -257,7 +258,6 @@ def bench_round(n: int, workers: int, spread: bool, chain: bool, results: Path) 
     import prover.verify
     from aggregator.gate import RoundContext
     from aggregator.sketch import SKETCH_DIM, CountSketch, krum_order
-    from aggregator.updates import UpdateStore
     from aggregator.verification import LocalProofChecker
     from prover.hashing import params_hash
 
@@ -356,37 +356,28 @@ def _chain_records(registry, global_hash: str, circuit_id: str, gated, selected:
 
 # ------------------------------------------------------------------------------------ one round, real dimension
 
-class RegenStore:
-    """An ``UpdateStore`` that keeps nothing: an update is regenerated from its seed when read back. For n = 100
-    real-size updates, whose files would take 40 GB of a shared disk; memory behaves as with files (one update
-    read back at a time), the time of reading a file is measured with ``--store disk`` at n = 10."""
+class RegenStore(UpdateStore):
+    """An ``UpdateStore`` that keeps nothing: an update's block is regenerated from its seed when it is read back.
+    For n = 100 real-size updates, whose files would take 40 GB of a shared disk; memory behaves as with files (one
+    block of one update read back at a time), the time of reading a file is measured with ``--store disk`` at n = 10.
+    """
 
-    spills = True
+    def __init__(self, template, make_block) -> None:
+        super().__init__(template)
+        self.make_block, self.regen_seconds = make_block, 0.0
 
-    def __init__(self, template, make) -> None:
-        from aggregator.updates import UpdateStore
-
-        self._inner = UpdateStore(template)
-        self.make, self.regen_seconds = make, 0.0
+    @property
+    def spills(self) -> bool:
+        return True  # as a spilled round: the messages let their arrays go once kept
 
     def put(self, key: int, arrays) -> None:
         pass
 
-    def mean(self, keys):
-        keys = list(keys)
-        store = self._inner
-
-        def regenerated(key):
-            t0 = time.perf_counter()
-            arrays = self.make(key)
-            self.regen_seconds += time.perf_counter() - t0
-            yield from arrays.items()
-
-        store._arrays = regenerated  # the same streamed sum as UpdateStore.mean, on regenerated updates
-        return store.mean(keys)
-
-    def close(self) -> None:
-        pass
+    def _block(self, key: int, index: int, start: int, stop: int) -> np.ndarray:
+        t0 = time.perf_counter()
+        block = self.make_block(key, index, start, stop)
+        self.regen_seconds += time.perf_counter() - t0
+        return block
 
 
 def real_global() -> OrderedDict:
@@ -400,26 +391,53 @@ def real_global() -> OrderedDict:
     return OrderedDict([(SLICE_WEIGHT, w), (SLICE_BIAS, b), ("body", body)])
 
 
-def real_update(global_arrays: OrderedDict, i: int, n: int) -> OrderedDict:
-    """Honest node i: θ_g + 1e-3·(1 + z_i) (a shared direction plus its own noise); the last of n nodes sends the
-    sign-flip of node 0's update, θ_g − Δ_0."""
+def real_block(global_arrays: OrderedDict, i: int, n: int, index: int, start: int, stop: int) -> np.ndarray:
+    """Values ``start..stop`` (a block of ``aggregator.updates.BLOCK``) of array ``index`` of node i's update: honest
+    node i sends θ_g + 1e-3·(1 + z_i) (a shared direction plus its own noise); the last of n nodes sends the
+    sign-flip of node 0's update, θ_g − Δ_0. Seeded per block, so a block is made again without the rest."""
+    from aggregator.updates import BLOCK
+
     attacker = i == n - 1
-    rng = np.random.default_rng([11, 0 if attacker else i])
+    z = np.random.default_rng([11, 0 if attacker else i, index, start // BLOCK]).standard_normal(stop - start,
+                                                                                              dtype=np.float32)
+    z += 1.0
+    z *= -1e-3 if attacker else 1e-3
+    z += np.ravel(list(global_arrays.values())[index])[start:stop]
+    return z
+
+
+def real_update(global_arrays: OrderedDict, i: int, n: int) -> OrderedDict:
+    """Node i's whole update (``real_block`` block by block)."""
+    from aggregator.updates import BLOCK
+
     out = OrderedDict()
-    for name, g in global_arrays.items():
-        z = rng.standard_normal(g.shape, dtype=np.float32)
-        z += 1.0
-        z *= -1e-3 if attacker else 1e-3
-        z += g
-        out[name] = z
+    for index, (name, g) in enumerate(global_arrays.items()):
+        flat = np.empty(g.size, np.float32)
+        for start in range(0, g.size, BLOCK):
+            flat[start:start + BLOCK] = real_block(global_arrays, i, n, index, start, min(g.size, start + BLOCK))
+        out[name] = flat.reshape(g.shape)
     return out
+
+
+def as_pulled(message):
+    """``message`` as the ServerApp gets it from the SuperLink: each array cut into Flower's chunks and inflated
+    again (Flower's ``Array.inflate``: the chunks joined into a bytearray, then copied into bytes), the original let
+    go. So the bench's replies cost what a pulled reply costs, not what making one costs."""
+    from flwr.app import Array
+
+    record = message.content["arrays"]
+    for name in list(record):
+        original = record[name]
+        record[name] = Array.inflate(original.deflate(), dict(original.slice_array()))
+        del original
+    return message
 
 
 def bench_real(n: int, store_kind: str, workers: int, results: Path) -> None:
     from aggregator.gate import STRUCTURAL_CHECKS, Gate, RoundContext
     from aggregator.intake import RoundIntake
     from aggregator.sketch import SKETCH_DIM, CountSketch, krum_order
-    from aggregator.updates import UpdateStore
+    from aggregator.strategy import to_record
     from prover.hashing import params_hash
 
     rss = RssSampler()
@@ -435,28 +453,31 @@ def bench_real(n: int, store_kind: str, workers: int, results: Path) -> None:
         (CACHE / "spill").mkdir(parents=True, exist_ok=True)
         store = UpdateStore(global_arrays, CACHE / "spill")
     else:
-        store = RegenStore(global_arrays, lambda key: real_update(global_arrays, key, n))
+        store = RegenStore(global_arrays, lambda key, index, a, b: real_block(global_arrays, key, n, index, a, b))
     intake = RoundIntake(Gate(list(STRUCTURAL_CHECKS)), ctx, [], store, sketch, workers)
     messages, make_s = [], 0.0
     rss.phase = "replies arriving, gated"
     t0, c0 = time.perf_counter(), _cpu()
-    for i in range(n):  # the replies arrive as fast as this loop makes them; submit waits while the gate is full
+    for i in range(n):  # as the ServerApp's arrival loop: a reply is pulled once the gate has room for it
+        intake.wait_for_room()
         t1 = time.perf_counter()
-        msg = _message(i + 1, real_update(global_arrays, i, n))
+        msg = as_pulled(_message(i + 1, real_update(global_arrays, i, n)))
         make_s += time.perf_counter() - t1
-        messages.append(msg)
+        messages.append(msg)  # what Flower's loop keeps too (the replies it returns); the gate drops their arrays
         intake.submit(msg)
+        del msg
     gated = intake.collect(messages)
     end = max(g.done_at for g in gated)
+    sketch.release()  # as the strategy does once every update is sketched
     f, m = max(1, n // 10), max(1, n // 2)
     t1 = time.perf_counter()
     order = krum_order(np.stack([g.sketch for g in gated]), f)[:m]
     selection_s = time.perf_counter() - t1
     rss.phase = "aggregation"
     t1 = time.perf_counter()
-    mean = store.mean(gated[i].key for i in order)
+    record = to_record(store.mean(gated[i].key for i in order))  # the new global model, as the strategy returns it
     aggregation_s = time.perf_counter() - t1
-    del mean
+    del record
     regen_s = getattr(store, "regen_seconds", 0.0)
     store.close()
     out = {"n": n, "d": REAL_D, "store": store_kind, "workers": workers, "f": f, "m": m, "sketch_dim": SKETCH_DIM,
