@@ -25,11 +25,11 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import MultiKrum
 from flwr.serverapp.strategy.multikrum import select_multikrum
 
+from aggregator.arrays import array_view
 from aggregator.gate import VERIFIED, Gate, Outcome, RoundContext
 from aggregator.intake import Gated, RoundIntake
 from aggregator.sketch import EXACT_MAX_VALUES, SKETCH_DIM, CountSketch, krum_order, round_seed, use_sketch
 from aggregator.updates import UpdateStore
-from node.params import arrays_to_numpy
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class GatedMultiKrum(MultiKrum):
                         grid: Grid) -> Iterable[Message]:
         """Open the round: hash the global model, put the hash in the config every node receives."""
         server_round += self.round_offset
-        global_arrays = arrays_to_numpy(arrays)
+        global_arrays = {name: array_view(a) for name, a in arrays.items()}  # views on Flower's record: no copy
         global_hash = self.hash_arrays(global_arrays)
         config = ConfigRecord(dict(config))
         config["global-hash"] = global_hash
