@@ -410,8 +410,10 @@ def real_block(global_arrays: OrderedDict, i: int, n: int, index: int, start: in
     from aggregator.updates import BLOCK
 
     attacker = i == n - 1
-    z = np.random.default_rng([11, 0 if attacker else i, index, start // BLOCK]).standard_normal(stop - start,
-                                                                                              dtype=np.float32)
+    rng = np.random.default_rng([11, 0 if attacker else i, index, start // BLOCK])
+    z = rng.random(stop - start, dtype=np.float32)  # uniform noise of unit variance: 3× cheaper than normal draws
+    z -= 0.5
+    z *= np.float32(np.sqrt(12.0))
     z += 1.0
     z *= -1e-3 if attacker else 1e-3
     z += np.ravel(list(global_arrays.values())[index])[start:stop]
