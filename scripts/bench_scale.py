@@ -14,10 +14,12 @@ Parts (each a separate command, so every locked run stays under ten minutes; res
   (exact Flower Multi-Krum and sketched), the streamed aggregation, and the round's chain work on anvil (its
   records journalled and sent by ``ChainSync`` in batched ``recordContributions`` transactions, then closeRound).
 - ``real --n N``: the same round's memory and selection at the real SmolVLA's dimension (99,880,992), synthetic
-  update vectors (1 sign-flipped of n), the structural gate (decode, finite, hash), sketch, spill, Krum on
-  sketches, streamed mean; peak RSS of the process. ``--store disk`` spills to files (n·400 MB of disk);
-  ``--store regen`` keeps nothing and regenerates an update from its seed when it is read back (n = 100 would
-  need 40 GB of disk), so disk time is measured at n = 10 and scaled.
+  update vectors (1 sign-flipped of n), each reply made as Flower's pull leaves it (cut into Flower's chunks and
+  inflated again) once the gate has room for it, as the ServerApp's arrival loop pulls; the structural gate
+  (decode, finite, hash), sketch, spill, Krum on sketches, the blockwise mean and its serialization for Flower;
+  peak RSS of the process (the replies' maker included). ``--store disk`` spills to files (n·400 MB of disk);
+  ``--store regen`` keeps nothing and regenerates an update's block from its seed when it is read back (n = 100
+  would need 40 GB of disk), so disk time is measured at n = 10 and scaled.
 - ``agreement``: how often Multi-Krum on sketches selects differently from exact Multi-Krum on docs/security.md's
   update patterns, per sketch size.
 
@@ -594,11 +596,12 @@ def write_doc(results: Path, doc: Path) -> None:
     reals = [r[k] for k in sorted((k for k in r if k.startswith("real-")), key=lambda k: int(k.split("-")[1]))]
     if reals:
         lines += [f"Real SmolVLA dimension (d = {reals[0]['d']:,}, {reals[0]['d'] * 4 / 1e6:,.0f} MB an update), "
-                  "synthetic updates (one sign-flipped), "
-                  "the structural gate (decode, finite values, hash) in 2 worker threads, each update sketched and "
-                  "kept as it is gated (`disk`: spilled to a file; `regen`: regenerated from its seed when read back, "
-                  "its time left out of the aggregation), Krum on sketches, the m = n/2 chosen updates summed one "
-                  "at a time:", "",
+                  "synthetic updates (one sign-flipped), each reply handed over as Flower's pull leaves it (inflated "
+                  "from its chunks) once the gate has room, the structural gate (decode, finite values, hash) in 2 "
+                  "worker threads, each update sketched and kept as it is gated (`disk`: spilled to a file; `regen`: "
+                  "regenerated from its seed when read back, its time left out of the aggregation), Krum on "
+                  "sketches, the m = n/2 chosen updates summed a block at a time and the result serialized for "
+                  "Flower. Peak RSS is the whole process's, the maker of the replies included:", "",
                   "| n | store | sketch dim | hash the sketch's buckets s | gate per reply s | sketch per reply s | "
                   "keep per reply s | gate after the last reply s | Krum on sketches s | aggregation s (per chosen "
                   "update) | sign-flipper selected | peak RSS MB (replies arriving / aggregating) | load | commit |",
@@ -619,7 +622,9 @@ def write_doc(results: Path, doc: Path) -> None:
         lines += [f"Selection agreement: Multi-Krum (n = {a['n']}, f = {a['f']}, m = {a['m']}) on sketches vs on "
                   f"the full vectors (d = {a['d']:,}), {a['trials']} seeded rounds of each of docs/security.md's "
                   "update patterns (sign-flip, collude, IPM, noisy free-rider, poison-shuffle; 1, 2 and 3 "
-                  "attackers of 7; `attacks.library.synthetic_updates`), a fresh sketch seed each round:", "",
+                  "attackers of 7; `attacks.library.synthetic_updates`), a fresh sketch seed each round"
+                  + (f" (measured {a['date']} at {a['commit']}; the sketch has not changed since)"
+                     if a.get("copied_from_doc") else "") + ":", "",
                   "| sketch dim | rounds | selected set differs | attackers selected differ (sketch lets in more) | "
                   "exact Krum's margin at the cut in those rounds, at most | largest squared-distance error |",
                   "|---|---|---|---|---|---|"]
@@ -644,7 +649,7 @@ def projection(r: dict, nodes: int = 10_000, cores: int = 16) -> list[str]:
     if not big or not real:
         return []
     proof_cpu = big["burst"]["cpu"] / big["n"]
-    per_reply_real = real["gate_mean"] + real["sketch_mean"] + (disk or real)["store_mean"]
+    per_reply_real = real["round_cpu"] / real["n"]  # cpu: the wall per reply depends on the machine's load
     sel = real["selection_s"] * (nodes / real["n"]) ** 2
     read_add = (disk["aggregation_s"] / disk["m"]) if disk else None
     chain = big.get("chain")
@@ -654,8 +659,9 @@ def projection(r: dict, nodes: int = 10_000, cores: int = 16) -> list[str]:
                f"{nodes:,} replies: {nodes * proof_cpu / cores / 60:,.1f} min on {cores} cores. Replies arriving over "
                "a longer window than that are gated as they come, and the gate's time after the last one stays one "
                "reply's; a burst of all of them at once is that long on its own.")
-    out.append(f"- **Real-size intake** (decode, finite check, hash, sketch, keep: {per_reply_real:.1f} s per reply "
-               f"at n = {real['n']}) → {nodes * per_reply_real / 3600:,.1f} cpu h a round, "
+    out.append(f"- **Real-size intake** (decode, finite check, hash, sketch, keep: {per_reply_real:.1f} cpu s per "
+               f"reply at n = {real['n']}, an upper bound: the bench's making of each reply is in it) → "
+               f"{nodes * per_reply_real / 3600:,.1f} cpu h a round, "
                f"{nodes * per_reply_real / cores / 60:,.0f} min on {cores} cores, and {nodes * 0.4 / 1000:,.0f} TB "
                "received (400 MB a reply): at this scale the updates themselves must shrink (sparse or compressed "
                "updates, as Psyche and Prime Intellect send), not only the aggregator's work.")
