@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from collections import OrderedDict
 from collections.abc import Iterable
+from itertools import accumulate
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ class UpdateStore:
         self.layout = [(name, np.shape(a), np.dtype(np.float32)) for name, a in template.items()]
         sizes = [int(np.prod(shape)) for _, shape, _ in self.layout]
         self.size = sum(sizes)
-        self._offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()  # where each array starts
+        self._offsets = list(accumulate(sizes, initial=0))  # where each array starts in a spilled file
         self.dir = None if directory is None else Path(tempfile.mkdtemp(prefix="zk0-updates-", dir=directory))
         self._memory: dict[int, dict[str, np.ndarray]] = {}
 
