@@ -16,8 +16,9 @@ from typing import Protocol
 
 import numpy as np
 from eth_utils import to_checksum_address
-from flwr.app import Message
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 
+from aggregator.arrays import array_view
 from aggregator.validation import RoundValidation
 from contracts import Contribution, recover_signer
 from node.contribution import parse_record, slice_of
@@ -141,12 +142,15 @@ def check_well_formed(reply: Reply, ctx: RoundContext) -> None:
     if msg.has_error():
         raise Rejected("MALFORMED", f"node replied with an error: {msg.error.reason}")
     content = msg.content
-    if len(content.array_records) != 1 or "arrays" not in content.array_records:
+    # Records looked up directly: Flower's ``content.array_records`` (and metric_/config_records) is a new dict that
+    # refers to itself (a bound method), so it and the records it lists live until the cyclic GC runs: a 400 MB
+    # reply would outlive its gating by an unknown time.
+    if [k for k, v in content.items() if isinstance(v, ArrayRecord)] != ["arrays"]:
         raise Rejected("MALFORMED", "reply must hold exactly one ArrayRecord named 'arrays'")
-    if "metrics" not in content.metric_records:
+    if not isinstance(content.get("metrics"), MetricRecord):
         raise Rejected("MALFORMED", "reply has no 'metrics' MetricRecord")
     try:
-        arrays = {name: arr.numpy() for name, arr in content["arrays"].items()}
+        arrays = {name: array_view(arr) for name, arr in content["arrays"].items()}  # views on the bytes: no copy
         check_arrays(ctx.global_arrays, arrays)
     except Exception as err:  # any decoding failure of untrusted bytes is the node's fault, not ours
         raise Rejected("MALFORMED", f"bad arrays: {err}") from None
@@ -156,7 +160,7 @@ def check_well_formed(reply: Reply, ctx: RoundContext) -> None:
     reply.arrays, reply.metrics = arrays, metrics
     reply.update_hash = params_hash(list(arrays.values()))
     if ctx.verified:
-        if "contribution" not in content.config_records:
+        if not isinstance(content.get("contribution"), ConfigRecord):
             raise Rejected("MALFORMED", "reply has no 'contribution' record (proof and signature)")
         try:
             c, address, signature, proof = parse_record(dict(content["contribution"]))

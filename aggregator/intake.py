@@ -4,8 +4,8 @@ Flower's ``Grid.send_and_receive`` returns a round's replies only once the last 
 gated them one after another: the gate's wall time after the last reply grew with n. Here
 
 - ``ArrivalGrid`` wraps the grid Flower's ``Strategy.start`` drives and hands each train reply to the strategy
-  the moment it is pulled (the same push-then-pull loop as Flower's own ``send_and_receive``; for large updates
-  it pulls a few replies at a time, and no more than the gate can take, so the rest wait in the SuperLink);
+  the moment it is pulled (the same push-then-pull loop as Flower's own ``send_and_receive``; for large updates it
+  pulls only as many replies as the gate has room for, once it has, so the rest wait in the SuperLink);
 - ``RoundIntake`` gates each reply in a pool of worker threads (the proof check runs in the verifier service's
   worker processes, or in EZKL's native code), sketches each verified update and puts it in the round's
   ``UpdateStore`` (on disk for large rounds: the message then drops its arrays), so that when the last reply
@@ -63,9 +63,11 @@ class RoundIntake:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="zk0-gate")
         self._futures: dict[int, Future] = {}
         self._lock = threading.Lock()
-        # At most one reply per worker held at once, when they are spilled: submit waits for a free place, so the
-        # arrival loop leaves the others in Flower (the SuperLink) until the gate can take them.
-        self._room = threading.BoundedSemaphore(workers) if store.spills else None
+        # At most one reply per worker held at once, when they are spilled: submit waits for a free place, and the
+        # arrival loop pulls a reply only once there is one (``wait_for_room``), so the others stay in Flower (the
+        # SuperLink) until the gate can take them.
+        self._free = workers if store.spills else None
+        self._room = threading.Condition()
         self.last_arrival: float | None = None
 
     @property
@@ -79,15 +81,31 @@ class RoundIntake:
         """Start gating ``message`` (once: a second submit of the same message does nothing)."""
         if id(message) in self._futures:
             return
-        if self._room is not None:
-            self._room.acquire()
+        if self._free is not None:
+            with self._room:
+                self._room.wait_for(lambda: self._free > 0)
+                self._free -= 1
         with self._lock:
             self.last_arrival = time.perf_counter()
             node_id = self.sent.get(message.metadata.reply_to_message_id, message.metadata.src_node_id)
             future = self._pool.submit(self._admit, len(self._futures), message, node_id)
             self._futures[id(message)] = future
-        if self._room is not None:
-            future.add_done_callback(lambda _: self._room.release())
+        if self._free is not None:
+            future.add_done_callback(self._release)
+
+    def wait_for_room(self) -> int | None:
+        """Wait until the gate can take one more reply; how many it can take now (None: no bound, the round's
+        replies are not spilled)."""
+        if self._free is None:
+            return None
+        with self._room:
+            self._room.wait_for(lambda: self._free > 0)
+            return self._free
+
+    def _release(self, _: Future) -> None:
+        with self._room:
+            self._free += 1
+            self._room.notify_all()
 
     def collect(self, replies: Iterable[Message]) -> list[Gated]:
         """Every reply gated (those not submitted yet are submitted now), in the order of ``replies``."""
@@ -151,10 +169,11 @@ class ArrivalGrid:
         end = time.time() + (timeout if timeout is not None else 0.0)
         replies: list[Message] = []
         while waiting and (timeout is None or time.time() < end):  # nothing sent (e.g. no evaluation): no wait
-            batch = (self.pull_batch() if train else None) or len(waiting)
-            ids = sorted(waiting)
-            for start in range(0, len(ids), batch):  # large updates: a few replies per pull, not the whole round
+            ids, start = sorted(waiting), 0
+            while start < len(ids):  # large updates: no more replies per pull than the gate has room for now
+                batch = (self.pull_batch() if train else None) or len(ids)
                 pulled = list(self.grid.pull_messages(ids[start:start + batch]))
+                start += batch
                 for reply in pulled:
                     if train:
                         self.on_reply(reply)  # waits while the gate is full (large updates)

@@ -78,6 +78,10 @@ class CountSketch:
             self._codes = codes
         return self._codes
 
+    def release(self) -> None:
+        """Let the codes go (200 MB at real size) once the round's updates are sketched; hashed again if needed."""
+        self._codes = None
+
     def __call__(self, arrays: Iterable[np.ndarray]) -> np.ndarray:
         """The sketch (float64, ``dim``) of the concatenation of ``arrays``, in their order."""
         codes, acc, offset = self.codes, np.zeros(2 * self.dim), 0

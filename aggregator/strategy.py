@@ -20,16 +20,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import MultiKrum
 from flwr.serverapp.strategy.multikrum import select_multikrum
 
+from aggregator.arrays import array_view
 from aggregator.gate import VERIFIED, Gate, Outcome, RoundContext
 from aggregator.intake import Gated, RoundIntake
 from aggregator.sketch import EXACT_MAX_VALUES, SKETCH_DIM, CountSketch, krum_order, round_seed, use_sketch
 from aggregator.updates import UpdateStore
-from node.params import arrays_to_numpy, numpy_to_arrays
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,15 @@ class RoundLog:
     krum: str = "exact"  # "exact" (full vectors) or "sketch-<dim>" (count sketches of the updates)
     sketch_seed: int | None = None  # the round's sketch seed, published once the replies are in
     timings: dict = field(default_factory=dict)  # seconds: gate (sum over replies), after-last-reply, selection, ...
+
+
+def to_record(arrays: dict[str, np.ndarray]) -> ArrayRecord:
+    """``arrays`` serialized for Flower, each let go as soon as it is: the new global model is held once at a time
+    (numpy + Flower's bytes of one array), not twice over."""
+    record = ArrayRecord()
+    for name in list(arrays):
+        record[name] = Array(np.ascontiguousarray(arrays.pop(name)))
+    return record
 
 
 class GatedMultiKrum(MultiKrum):
@@ -79,7 +88,7 @@ class GatedMultiKrum(MultiKrum):
                         grid: Grid) -> Iterable[Message]:
         """Open the round: hash the global model, put the hash in the config every node receives."""
         server_round += self.round_offset
-        global_arrays = arrays_to_numpy(arrays)
+        global_arrays = {name: array_view(a) for name, a in arrays.items()}  # views on Flower's record: no copy
         global_hash = self.hash_arrays(global_arrays)
         config = ConfigRecord(dict(config))
         config["global-hash"] = global_hash
@@ -104,10 +113,11 @@ class GatedMultiKrum(MultiKrum):
             self._intake(self._open_round).submit(message)
 
     def pull_batch(self) -> int | None:
-        """Replies to pull at once: all (None) for small rounds, ``gate_workers`` when updates are spilled."""
+        """Replies to pull at once: all (None) for small rounds; when updates are spilled, as many as the gate has
+        room for, once it has room (waits until then): a pulled real-size reply is 400 MB."""
         if self._open_round is None or self._open_round not in self._context:
             return None
-        return self.gate_workers if self._intake(self._open_round).store.spills else None
+        return self._intake(self._open_round).wait_for_room()
 
     def _intake(self, server_round: int, n_replies: int = 0) -> RoundIntake:
         """The round's intake, made at its first reply: exact Krum in memory, or sketches and a spill folder."""
@@ -133,6 +143,8 @@ class GatedMultiKrum(MultiKrum):
         ctx, rlog = self._context.pop(server_round), self.rounds[server_round]
         try:
             gated = intake.collect(replies)
+            if intake.sketch is not None:
+                intake.sketch.release()  # every update is sketched: the aggregation needs the memory more
             if intake.last_arrival is not None and gated:
                 rlog.timings["gate_after_last_reply"] = max(g.done_at for g in gated) - intake.last_arrival
             rlog.timings["gate"] = sum(g.gate_seconds for g in gated)
@@ -204,7 +216,7 @@ class GatedMultiKrum(MultiKrum):
             log.warning("round %d: %s", server_round, rlog.note)
             return None, None
         t0 = time.perf_counter()
-        arrays = numpy_to_arrays(intake.store.mean(g.key for g in chosen))
+        arrays = to_record(intake.store.mean(g.key for g in chosen))
         rlog.timings["aggregation"] = time.perf_counter() - t0
         metrics = self.train_metrics_aggr_fn([g.message.content for g in chosen], self.weighted_by_key)
         return arrays, metrics

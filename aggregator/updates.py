@@ -2,8 +2,9 @@
 
 Small rounds keep the arrays in memory (they stay in the Flower messages anyway). Large rounds (n·d above
 ``aggregator.sketch.EXACT_MAX_VALUES``) spill each verified update to one file as it is gated, so the aggregator
-never holds more than the updates in flight; ``mean`` reads the selected ones back one array at a time and sums
-them into one float64 buffer: the result is the mean of the selected updates, whatever their number.
+never holds more than the updates in flight; ``mean`` reads the selected ones back a block at a time and sums each
+block in float64: the result is the mean of the selected updates, whatever their number, in the memory of the
+result and one block.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ import shutil
 import tempfile
 from collections import OrderedDict
 from collections.abc import Iterable
+from itertools import accumulate
 from pathlib import Path
 
 import numpy as np
+
+BLOCK = 1 << 22  # values summed at once by ``mean`` (a 32 MB float64 block)
 
 
 class UpdateStore:
@@ -26,7 +30,9 @@ class UpdateStore:
 
     def __init__(self, template: dict[str, np.ndarray], directory: str | Path | None = None) -> None:
         self.layout = [(name, np.shape(a), np.dtype(np.float32)) for name, a in template.items()]
-        self.size = sum(int(np.prod(shape)) for _, shape, _ in self.layout)
+        sizes = [int(np.prod(shape)) for _, shape, _ in self.layout]
+        self.size = sum(sizes)
+        self._offsets = list(accumulate(sizes, initial=0))  # where each array starts in a spilled file
         self.dir = None if directory is None else Path(tempfile.mkdtemp(prefix="zk0-updates-", dir=directory))
         self._memory: dict[int, dict[str, np.ndarray]] = {}
 
@@ -50,21 +56,36 @@ class UpdateStore:
         return OrderedDict(self._arrays(key))
 
     def mean(self, keys: Iterable[int]) -> OrderedDict[str, np.ndarray]:
-        """Equal-weight mean of the updates under ``keys``, read back one at a time into one float64 buffer."""
+        """Equal-weight mean of the updates under ``keys``, summed in float64 a block of ``BLOCK`` values at a time.
+
+        Block by block (each update's block read from its file), so the aggregator holds the float32 result, one
+        float64 block and one update's block: not a float64 sum of the whole model (800 MB at real size) next to a
+        whole update read back. The same additions in the same order as summing whole arrays: the same bits.
+        """
         keys = list(keys)
         if not keys:
             raise ValueError("the mean of no updates")
-        acc = OrderedDict((name, np.zeros(shape, np.float64)) for name, shape, _ in self.layout)
-        for key in keys:
-            for name, array in self._arrays(key):
-                acc[name] += array
-        out = OrderedDict()
-        for name in list(acc):
-            total = acc.pop(name)
-            total /= len(keys)  # in place: no second float64 copy of a 400 MB array
-            out[name] = total.astype(np.float32)
-            del total  # each float64 array freed as soon as it is cast
+        out = OrderedDict((name, np.empty(shape, np.float32)) for name, shape, _ in self.layout)
+        acc = np.empty(min(BLOCK, max(1, self.size)))
+        for index, (name, _, _) in enumerate(self.layout):
+            flat = out[name].reshape(-1)
+            for start in range(0, flat.size, BLOCK):
+                stop = min(flat.size, start + BLOCK)
+                block = acc[:stop - start]
+                block.fill(0.0)
+                for key in keys:
+                    block += self._block(key, index, start, stop)
+                block /= len(keys)
+                flat[start:stop] = block  # float64 → float32, as astype would
         return out
+
+    def _block(self, key: int, index: int, start: int, stop: int) -> np.ndarray:
+        """Values ``start..stop`` of array ``index`` (in the template's order) of the update under ``key``."""
+        name, _, dtype = self.layout[index]
+        if self.dir is None:
+            return np.ravel(self._memory[key][name])[start:stop]
+        offset = (self._offsets[index] + start) * dtype.itemsize
+        return np.fromfile(self.dir / f"{key}.f32", dtype, stop - start, offset=offset)
 
     def _arrays(self, key: int):
         """(name, array) of the update under ``key``, one array in memory at a time when spilled."""
