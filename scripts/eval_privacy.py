@@ -141,7 +141,8 @@ def table(rows: list[dict]) -> str:
         scored = [x for x in honest if x["score"] is not None]
         idle = sum(x["status"] == "NOT_SELECTED" and x["score"] <= r["min_gain"] * x["validation_loss"]
                    for x in scored)
-        scores = np.array([x["score"] for x in scored]) if scored else np.array([np.nan])
+        scores = np.array([x["score"] for x in scored])
+        spread = f"{scores.min():+.4f} / {np.median(scores):+.4f}" if scored else "- (no validation set)"
         rises = [x["loss_after"] / x["loss_before"] - 1 for x in honest
                  if x["loss_before"] is not None and x["loss_after"] > x["loss_before"]]
         flips = [x["status"] for x in r["replies"] if x["adversary"]]
@@ -152,7 +153,7 @@ def table(rows: list[dict]) -> str:
             f"| {_label(r['epsilon'])} | {r['kind']}: {r['nodes']} × {r['rounds']} | {dp} | {eps_rounds} | "
             f"{r['initial_eval_loss']:.4f} → {r['final_eval_loss']:.4f} | {len(honest)} | "
             f"{', '.join(f'{k} × {v}' for k, v in sorted(rejected.items())) or 'none'} | {idle} | "
-            f"{np.nanmin(scores):+.4f} / {np.nanmedian(scores):+.4f} | "
+            f"{spread} | "
             f"{len(rises)} ({'+' + format(max(rises), '.0%') if rises else '-'}) | {r['kept_global']} | "
             f"{', '.join(flips) or '-'} | {r['wall_s']:.0f} ({r['cpu_s']:.0f}, {r['load']:.1f}) |")
     return "\n".join(lines)
