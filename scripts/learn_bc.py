@@ -146,7 +146,7 @@ def main() -> None:
         print(f"| {step} | {row['loss']:.4f} | {res.success_rate:.0%} | {res.mean_length:.0f} | "
               f"{row['train_wall_s']:.0f} | {row['wall_s']:.0f} | {row['cpu_s']:.0f} | {row['load']:.1f} |",
               flush=True)
-        (out / "curve.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+        (out / "curve.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2, default=str))
 
     print("| step | train loss (since last) | success | mean length | train wall s | wall s | cpu s | load |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
