@@ -7,6 +7,8 @@ A model spec names where a policy comes from:
 - ``local:<dir>``: a policy saved with ``save_pretrained`` (a checkpoint of a zk0 run, say).
 - ``tiny``: the same SmolVLA architecture with a small SmolVLM config and a local BPE tokenizer, written to a
   folder once (no network) and reused. Tests and the demo use it.
+- ``learn``: a small SmolVLA whose whole model trains (its VLM included), sized for behaviour cloning on the
+  simulator's expert on CPU (its measured learning curves: docs/fed-vs-central.md).
 - ``full-random``: the real SmolVLM2-500M architecture with random weights (benchmarks and GPU runs offline).
 
 After construction every path goes through the same code: LeRobot's ``make_policy`` and its processors.
@@ -69,6 +71,11 @@ class VLMShape:
     vocab_size: int  # the text model's embedding rows (the local tokenizer uses the first few hundred)
     num_vlm_layers: int  # SmolVLA keeps the first N layers of the VLM
     chunk_size: int
+    n_action_steps: int | None = None
+    """Actions executed from each predicted chunk before the policy looks again (None: the whole chunk)."""
+    train_vlm: bool = False
+    """Train the VLM too, vision encoder included (SmolVLA's ``train_expert_only`` and ``freeze_vision_encoder``
+    off). A randomly initialised VLM must learn to see; a pretrained one is kept frozen, as SmolVLA does."""
 
 
 TINY = VLMShape("tiny-smolvlm", vision_hidden=32, vision_layers=2, vision_heads=2, image_size=64, patch_size=8,
@@ -82,7 +89,15 @@ SMOLVLM2_500M = VLMShape("smolvlm2-500m-arch", vision_hidden=768, vision_layers=
 """SmolVLM2-500M-Video-Instruct's architecture, written by hand (random weights: the Hub is unreachable here).
 SmolVLA on it has ~450 M parameters, ~100 M trainable, and an action expert 720 wide, as the real one."""
 
-SHAPES = {"tiny": TINY, "full-random": SMOLVLM2_500M}
+LEARN = VLMShape("learn-smolvlm-64", vision_hidden=32, vision_layers=2, vision_heads=4, image_size=64, patch_size=8,
+                 text_hidden=64, text_layers=4, text_heads=4, text_kv_heads=2, head_dim=16, text_intermediate=256,
+                 scale_factor=2, vocab_size=0, num_vlm_layers=2, chunk_size=10, n_action_steps=5, train_vlm=True)
+"""A SmolVLA small enough to train by behaviour cloning on 2 CPU cores: the whole model trains (its random VLM
+must learn to see where the target is), 2 VLM and 2 expert layers, 64x64 images, a new look every 5 steps;
+0.32 M parameters, 0.23 M trainable, action expert 48 wide (the same proof slice as ``tiny``). ~0.12 cpu s a step
+at batch 16. Its measured learning curves: docs/fed-vs-central.md "Learning the task"."""
+
+SHAPES = {"tiny": TINY, "learn": LEARN, "full-random": SMOLVLM2_500M}
 
 
 def build_vlm(root: Path, shape: VLMShape = TINY) -> Path:
@@ -152,7 +167,9 @@ def _smolvla_config(vlm_dir: Path, shape: VLMShape, device: str):
         num_vlm_layers=shape.num_vlm_layers,
         resize_imgs_with_padding=(shape.image_size, shape.image_size),
         chunk_size=shape.chunk_size,
-        n_action_steps=shape.chunk_size,
+        n_action_steps=shape.n_action_steps or shape.chunk_size,
+        train_expert_only=not shape.train_vlm,
+        freeze_vision_encoder=not shape.train_vlm,
         device=device,
         push_to_hub=False,
     )

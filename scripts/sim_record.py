@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heldout", action="store_true", help="record the server's held-out dataset")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--speed", type=float, default=1.0, help="expert speed factor (2 = twice as fast)")
+    parser.add_argument("--workers", type=int, default=1, help="recording processes (each records a slice of seeds)")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     root = record_dataset(args.root, repo_id, task, episodes=args.episodes, seed=seed, variation=variation,
                           max_steps=args.max_steps, split=split, expert=ExpertConfig(speed=args.speed),
-                          overwrite=args.overwrite)
+                          overwrite=args.overwrite, workers=args.workers)
     print(f"{args.episodes} episodes of {task} in {time.perf_counter() - start:.1f} s -> local:{root}")
     return 0
 

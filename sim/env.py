@@ -55,6 +55,7 @@ class SO100Env(gym.Env):
         self._arm_geoms = {g for g in range(self.model.ngeom)
                            if self.model.geom_bodyid[g] not in (0, self._target_body)
                            and self.model.geom(g).name not in ("cube", "table")}
+        self._arm_geom_ids = np.array(sorted(self._arm_geoms))
         self._cube_geom = self.model.geom("cube").id if self.task.has_cube else -1
         self._cube_qadr = self.model.joint("cube").qposadr[0] if self.task.has_cube else -1
 
@@ -105,7 +106,9 @@ class SO100Env(gym.Env):
         self.steps = 0
         return self._observation(), self._info()
 
-    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+    def step(self, action: np.ndarray, *, render: bool = True) -> tuple[dict, float, bool, bool, dict]:
+        """Gymnasium's step. ``render=False`` leaves the camera images out of the returned observation, for a
+        caller that knows its policy will not look at it (one that still has planned actions queued)."""
         action = np.asarray(action, dtype=np.float64).reshape(len(JOINTS))
         if not np.all(np.isfinite(action)):
             raise ValueError(f"non-finite action {action}")
@@ -114,7 +117,7 @@ class SO100Env(gym.Env):
         self.steps += 1
         info = self._info()
         success = info["is_success"]
-        return self._observation(), float(success), success, self.steps >= self.max_steps, info
+        return self._observation(render), float(success), success, self.steps >= self.max_steps, info
 
     def render(self) -> np.ndarray:
         """The front camera at IMAGE_SHAPE (Gymnasium's rgb_array render)."""
@@ -156,11 +159,10 @@ class SO100Env(gym.Env):
         return self.data.qpos[a:a + 3].copy(), float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
 
     def cube_touches_arm(self) -> bool:
-        for c in self.data.contact[: self.data.ncon]:
-            pair = {int(c.geom1), int(c.geom2)}
-            if self._cube_geom in pair and pair - {self._cube_geom} <= self._arm_geoms:
-                return True
-        return False
+        pairs = self.data.contact.geom[: self.data.ncon]  # (ncon, 2), vectorised: this runs every step
+        other = np.where(pairs[:, 0] == self._cube_geom, pairs[:, 1],
+                         np.where(pairs[:, 1] == self._cube_geom, pairs[:, 0], -1))
+        return bool(np.isin(other[other >= 0], self._arm_geom_ids).any())
 
     def is_success(self) -> bool:
         if self.task.name == "reach":
@@ -169,9 +171,9 @@ class SO100Env(gym.Env):
 
     # --- internals ------------------------------------------------------------------------------------
 
-    def _observation(self) -> dict[str, Any]:
+    def _observation(self, images: bool = True) -> dict[str, Any]:
         obs: dict[str, Any] = {"observation.state": to_so100(self.qpos)}
-        for cam in self.cameras:
+        for cam in self.cameras if images else ():
             obs[f"observation.images.{cam}"] = self._render(cam)
         return obs
 

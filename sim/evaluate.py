@@ -74,12 +74,22 @@ class LeRobotController:
         self.policy.reset()
         self.instruction = env.task.instruction
 
+    def needs_observation(self) -> bool:
+        """Whether the next call will look at the observation. A policy with action chunking (SmolVLA, ACT...)
+        queues ``n_action_steps`` actions and looks at the world only when its queue is empty; until then the
+        simulator need not render the cameras."""
+        queue = getattr(self.policy, "_queues", {}).get("action")
+        return queue is None or len(queue) == 0
+
     def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
         import torch
 
-        batch = self.preprocessor(to_lerobot_batch(observation, self.instruction))
         with torch.inference_mode():
-            action = self.postprocessor(self.policy.select_action(batch))
+            if not self.needs_observation():  # the next planned action, as select_action would return it
+                action = self.postprocessor(self.policy._queues["action"].popleft())
+            else:
+                batch = self.preprocessor(to_lerobot_batch(observation, self.instruction))
+                action = self.postprocessor(self.policy.select_action(batch))
         return action.detach().to("cpu").numpy().reshape(-1)
 
 
@@ -169,7 +179,10 @@ def rollout(policy, preprocessor: Callable | None = None, postprocessor: Callabl
             frames = [_video_frame(env, obs)] if record else []
             success, steps = False, 0
             while not success and steps < env.max_steps:
-                obs, _, success, _, info = env.step(controller(obs))
+                action = controller(obs)
+                # Render only what is looked at: the policy's next observation, or a video frame.
+                needs = getattr(controller, "needs_observation", lambda: True)()
+                obs, _, success, _, info = env.step(action, render=needs or record)
                 steps += 1
                 if record:
                     frames.append(_video_frame(env, obs))

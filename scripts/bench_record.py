@@ -1,0 +1,77 @@
+"""Recording speed: scripted-expert episodes with two cameras into a LeRobot video dataset, episodes per minute.
+
+Each case runs in a fresh process (imports included in neither figure: they are paid once per recording).
+Prints episodes/min, wall and cpu seconds (this process and its workers) and the load average before and after,
+since other work on the machine changes wall times 2-3x.
+
+    .venv/bin/python scripts/bench_record.py [--task pick_place] [--episodes 10] [--workers 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("SVT_LOG", "1")
+
+
+def cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def run_case(task: str, episodes: int, workers: int, out: Path) -> dict:
+    """Child process: import, then time one recording of ``episodes`` episodes."""
+    import logging
+
+    logging.getLogger("lerobot.utils.import_utils").setLevel(logging.ERROR)
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from sim import record_dataset
+
+    load0, cpu0, t0 = os.getloadavg()[0], cpu_seconds(), time.perf_counter()
+    record_dataset(out, "zk0/bench_record", task, episodes=episodes, seed=0, overwrite=True, progress=False,
+                   workers=workers)
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+    frames = LeRobotDataset("zk0/bench_record", root=out, video_backend="pyav").num_frames
+    return {"task": task, "episodes": episodes, "workers": workers, "frames": frames, "wall_s": round(wall, 1),
+            "cpu_s": round(cpu, 1), "episodes_per_min": round(60 * episodes / wall, 1),
+            "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="pick_place")
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        task, episodes, workers, out = json.loads(args.case)
+        print(json.dumps(run_case(task, episodes, workers, Path(out))))
+        return
+    print("| task | workers | episodes | frames | wall s | cpu s | episodes/min | load before → after |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for workers in args.workers:
+            case = json.dumps([args.task, args.episodes, workers, str(Path(tmp) / f"ds{workers}")])
+            proc = subprocess.run([sys.executable, __file__, "--case", case], capture_output=True, text=True)
+            if proc.returncode != 0:
+                sys.exit(proc.stderr[-3000:])
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(f"| {r['task']} | {r['workers']} | {r['episodes']} | {r['frames']} | {r['wall_s']} | {r['cpu_s']} | "
+                  f"{r['episodes_per_min']} | {r['load_before']} → {r['load_after']} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
