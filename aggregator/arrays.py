@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from flwr.app import Array
+from flwr.app import Array, ArrayRecord
 from numpy.lib import format as npy
 
 _HEADER_MAX = 1 << 16  # bytes of the .npy header read at most (np.load's parsers refuse headers over 10,000)
@@ -42,3 +42,8 @@ def array_view(array: Array) -> np.ndarray:
     flat = np.frombuffer(data, dtype, count, offset)
     return flat.reshape(shape, order="F" if fortran_order else "C")
 
+
+
+def record_views(record: ArrayRecord) -> dict[str, np.ndarray]:
+    """Every array of ``record``, by name in its order, as read-only views on its bytes (``array_view``)."""
+    return {name: array_view(array) for name, array in record.items()}

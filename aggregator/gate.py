@@ -18,7 +18,7 @@ import numpy as np
 from eth_utils import to_checksum_address
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 
-from aggregator.arrays import array_view
+from aggregator.arrays import record_views
 from aggregator.validation import RoundValidation
 from contracts import Contribution, recover_signer
 from node.contribution import parse_record, slice_of
@@ -150,7 +150,7 @@ def check_well_formed(reply: Reply, ctx: RoundContext) -> None:
     if not isinstance(content.get("metrics"), MetricRecord):
         raise Rejected("MALFORMED", "reply has no 'metrics' MetricRecord")
     try:
-        arrays = {name: array_view(arr) for name, arr in content["arrays"].items()}  # views on the bytes: no copy
+        arrays = record_views(content["arrays"])  # views on the bytes: no copy
         check_arrays(ctx.global_arrays, arrays)
     except Exception as err:  # any decoding failure of untrusted bytes is the node's fault, not ours
         raise Rejected("MALFORMED", f"bad arrays: {err}") from None

@@ -83,7 +83,7 @@ class RoundIntake:
             return
         if self._free is not None:
             with self._room:
-                self._room.wait_for(lambda: self._free > 0)
+                self.wait_for_room()
                 self._free -= 1
         with self._lock:
             self.last_arrival = time.perf_counter()

@@ -25,7 +25,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import MultiKrum
 from flwr.serverapp.strategy.multikrum import select_multikrum
 
-from aggregator.arrays import array_view
+from aggregator.arrays import record_views
 from aggregator.gate import VERIFIED, Gate, Outcome, RoundContext
 from aggregator.intake import Gated, RoundIntake
 from aggregator.sketch import EXACT_MAX_VALUES, SKETCH_DIM, CountSketch, krum_order, round_seed, use_sketch
@@ -88,7 +88,7 @@ class GatedMultiKrum(MultiKrum):
                         grid: Grid) -> Iterable[Message]:
         """Open the round: hash the global model, put the hash in the config every node receives."""
         server_round += self.round_offset
-        global_arrays = {name: array_view(a) for name, a in arrays.items()}  # views on Flower's record: no copy
+        global_arrays = record_views(arrays)  # views on Flower's record: no copy
         global_hash = self.hash_arrays(global_arrays)
         config = ConfigRecord(dict(config))
         config["global-hash"] = global_hash
