@@ -259,14 +259,14 @@ def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Con
     attacks = demo.attacks()
     console.print(f"[bold]zk0 demo[/]: {demo.nodes} nodes, {demo.rounds} rounds, "
                   f"{'verified (proofs, signatures, chain)' if demo.verify else 'unverified'}, outputs in {out}")
-    if demo.data == "sim":
-        console.print(f"datasets: scripted-expert demonstrations in the MuJoCo SO-100 world ({demo.episodes} "
-                      "episodes per node; recorded once, then cached)")
-        fixtures = sim_fixtures(Path(demo.cache_dir), demo.nodes, demo.episodes)
+    fed = fed or FederationConfig()
+    if demo.data == "sim":  # the task the nodes record is the one the server evaluates in closed loop
+        console.print(f"datasets: scripted-expert demonstrations of {fed.sim_task} in the MuJoCo SO-100 world "
+                      f"({demo.episodes} episodes per node; recorded once, then cached)")
+        fixtures = sim_fixtures(Path(demo.cache_dir), demo.nodes, demo.episodes, tasks=(fed.sim_task,))
     else:
         fixtures = synthetic_fixtures(Path(demo.cache_dir), demo.nodes, demo.episodes, demo.frames)
     console.print(f"fixtures ready ({time.perf_counter() - t0:.1f}s): {len(fixtures.nodes)} node datasets + held-out")
-    fed = fed or FederationConfig()
     if demo.data == "sim" and demo.eval_episodes:
         fed.sim_eval_episodes = demo.eval_episodes
         console.print(f"closed-loop evaluation: {demo.eval_episodes} held-out episode(s) in the simulator per round")
@@ -295,7 +295,7 @@ def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Con
             if attack:
                 console.print(f"node {i} is adversarial: {attack} ({ATTACKS.get(attack, 'not an approved wallet')})")
         train_fn = attack_train_fn(kinds)
-    setups = [NodeSetup(dataset=uri, cache_dir=demo.cache_dir, wallet=w)
+    setups = [NodeSetup(dataset=uri, model=fed.model, cache_dir=demo.cache_dir, wallet=w)
               for uri, w in zip(fixtures.nodes, wallets, strict=True)]
     client_app = make_client_app(lambda ctx: setups[int(ctx.node_config["partition-id"])], train_fn)
     try:

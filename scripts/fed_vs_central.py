@@ -8,7 +8,12 @@ markdown table and writes it to ``--doc`` (default docs/fed-vs-central.md), betw
 ``<!-- results:end -->``; the text around the markers is kept. Rows accumulate in ``<out>/results.json``, so one
 row can be re-run alone (``--skip federated centralized``) as long as the budget is the same.
 
-    .venv/bin/python scripts/fed_vs_central.py [--nodes 4] [--rounds 3] [--local-steps 20] [--episodes 4]
+    .venv/bin/python scripts/fed_vs_central.py [--model learn] [--task reach] [--nodes 4] [--rounds 3]
+        [--local-steps 20] [--episodes 4]
+
+``--model`` is a named SmolVLA spec (node/model.py: ``learn`` trains its vision encoder and is the one that can
+learn the task here; ``tiny`` is the tests' model), ``--task`` the simulated task the nodes record and the server
+evaluates in closed loop.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ def centralized(fixtures, fed, steps: int, out: Path) -> dict:
     from node.params import get_trainable
     from node.train import TrainConfig, evaluate_loss, fedprox_train
 
+    # One torch thread, as the nodes' ClientApps (ZK0_TORCH_THREADS): a second thread on two shared cores only spins
+    # (docs/fed-vs-central.md), and the comparison must not give one side more threads.
+    torch.set_num_threads(max(1, int(os.environ.get("ZK0_TORCH_THREADS", "1"))))
     meta = load_metadata(fixtures.heldout)
     bundle = make_smolvla(fed.model, meta, Path(fed.cache_dir), seed=fed.seed)
     dt = resolve_delta_timestamps(bundle.config, meta)
@@ -55,6 +63,8 @@ def centralized(fixtures, fed, steps: int, out: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="learn", help="SmolVLA spec (node/model.py; default learn)")
+    parser.add_argument("--task", default="reach", help="simulated task: reach or pick_place (default reach)")
     parser.add_argument("--nodes", type=int, default=4, help="honest nodes (default 4)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--local-steps", type=int, default=20)
@@ -74,13 +84,15 @@ def main() -> None:
 
     setup_logging(False)
     out = Path(args.out)
-    fixtures = sim_fixtures(Path(args.cache_dir), args.nodes, args.episodes)
+    fixtures = sim_fixtures(Path(args.cache_dir), args.nodes, args.episodes, tasks=(args.task,))
 
     def fed_config(**kw) -> FederationConfig:
-        return FederationConfig(local_steps=args.local_steps, cache_dir=args.cache_dir, fraction_evaluate=0.0,
+        return FederationConfig(model=args.model, sim_task=args.task, local_steps=args.local_steps,
+                                cache_dir=args.cache_dir, fraction_evaluate=0.0,
                                 sim_eval_episodes=args.eval_episodes, sim_max_steps=args.eval_max_steps, **kw)
 
-    budget = (f"{args.nodes} honest nodes × {args.rounds} rounds × {args.local_steps} local steps (batch "
+    budget = (f"SmolVLA `{args.model}`, task {args.task}: {args.nodes} honest nodes × {args.rounds} rounds × "
+              f"{args.local_steps} local steps (batch "
               f"{FederationConfig().batch_size}) = {args.nodes * args.rounds * args.local_steps} optimizer steps; "
               f"{args.episodes} expert episodes per node; closed loop: {args.eval_episodes} held-out episodes of at "
               f"most {args.eval_max_steps} steps")
@@ -126,7 +138,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(budget)
     print(table)
-    write_doc(Path(args.doc), f"Measured {time.strftime('%Y-%m-%d')} on this machine (tiny SmolVLA, CPU). "
+    write_doc(Path(args.doc), f"Measured {time.strftime('%Y-%m-%d')} on this machine (CPU). "
                               f"Budget: {budget}.\n\n{table}")
 
 
