@@ -38,6 +38,10 @@ def run(data: str, seed: int, verify: bool, args, out: Path) -> dict:
     from aggregator.config import FederationConfig
     from aggregator.demo import DemoConfig, run_demo
 
+    if out.exists():  # a fresh chain, wallets and journal: an earlier attempt's must not be resumed or mixed in
+        import shutil
+
+        shutil.rmtree(out)
     fed = FederationConfig(local_steps=args.local_steps, seed=seed, krum_f=0, krum_m=2)
     demo = DemoConfig(nodes=args.nodes, rounds=args.rounds, out=str(out), cache_dir=args.cache_dir, data=data,
                       episodes=args.episodes, eval_episodes=0, verify=verify)
