@@ -162,7 +162,7 @@ class GatedMultiKrum(MultiKrum):
                 log.warning("round %d: no reply within the round's timeout from node(s) %s", server_round,
                             ", ".join(map(str, rlog.no_reply)))
             useful = None if ctx.validation is None else self.min_gain * ctx.validation.global_loss
-            arrays, metrics = self._krum(server_round, rlog, verified, intake, useful)
+            arrays, metrics = self._krum(server_round, rlog, verified, intake, useful, ctx.validation)
         finally:
             intake.store.close()
             self._intakes.pop(server_round, None)
@@ -177,7 +177,7 @@ class GatedMultiKrum(MultiKrum):
         return super().configure_evaluate(server_round + self.round_offset, arrays, config, grid)
 
     def _krum(self, server_round: int, rlog: RoundLog, verified: list[Gated], intake: RoundIntake,
-              useful: float | None = None) -> tuple[ArrayRecord | None, MetricRecord | None]:
+              useful: float | None = None, validation=None) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Multi-Krum over the verified replies, then the m best-ranked *useful* ones averaged with equal weights;
         None keeps the global model.
 
@@ -185,7 +185,9 @@ class GatedMultiKrum(MultiKrum):
         loss; None: the federation has no validation set, every verified reply is).
         Krum ranks every verified reply (its quorum counts them all), but a reply that does not lower the
         validation loss is never averaged in: near-centre attacks (IPM, colluders, free-riders) stay out even
-        beyond Krum's bound. Equal weights: the node-reported ``num-examples`` is not signed, so it weighs nothing.
+        beyond Krum's bound. One exception, so that non-IID honest nodes are not wasted: when no reply is useful
+        alone, the mean of the m best-ranked is scored (``validation``) and averaged in if it is useful itself.
+        Equal weights: the node-reported ``num-examples`` is not signed, so it weighs nothing.
         """
         f, n, m = self.num_malicious_nodes, len(verified), self.num_nodes_to_select
         if f == 0 and 0 < n <= 2:  # too few for Krum's ranking, nothing to be robust against: average them all
@@ -205,21 +207,42 @@ class GatedMultiKrum(MultiKrum):
             rlog.timings["selection"] = time.perf_counter() - t0
             m = min(m, n)
         chosen = [g for g in ranked if useful is None or (g.outcome.score is not None and g.outcome.score > useful)]
-        chosen = chosen[:m]
+        chosen, mean = chosen[:m], None
+        if not chosen and validation is not None and min(m, len(ranked)) > 1:
+            chosen, mean = self._useful_together(ranked[:m], intake, validation, useful, rlog)
         for g in verified:
             g.outcome.status = "NOT_SELECTED"
         for g in chosen:
             g.outcome.status = "SELECTED"
         if not chosen:
             rlog.kept_global = True
-            rlog.note = "no verified reply lowered the validation loss enough: the global model is kept"
+            rlog.note = "no verified reply lowered the validation loss enough, alone or averaged: global model kept"
             log.warning("round %d: %s", server_round, rlog.note)
             return None, None
         t0 = time.perf_counter()
-        arrays = to_record(intake.store.mean(g.key for g in chosen))
+        arrays = to_record(mean if mean is not None else intake.store.mean(g.key for g in chosen))
         rlog.timings["aggregation"] = time.perf_counter() - t0
         metrics = self.train_metrics_aggr_fn([g.message.content for g in chosen], self.weighted_by_key)
         return arrays, metrics
+
+    @staticmethod
+    def _useful_together(candidates: list[Gated], intake: RoundIntake, validation, useful: float,
+                         rlog: RoundLog) -> tuple[list[Gated], dict | None]:
+        """Non-IID honest nodes: each update alone may miss min_gain on the validation set (each fits its own
+        data) while their mean does not (what is particular to each averages out). Measured: a sim round whose three
+        honest replies scored +0.0065, -0.0725 and +0.0126 against a min gain of 0.0127 kept the global model.
+        So the mean of Krum's best-ranked replies is scored once, and averaged in only if it is useful itself;
+        each of them already passed the HARMFUL check (s >= -tau)."""
+        t0 = time.perf_counter()
+        mean = intake.store.mean(g.key for g in candidates)
+        together = validation.score(mean)
+        rlog.timings["validation_of_mean"] = time.perf_counter() - t0
+        if together <= useful:
+            return [], None
+        rlog.note = (f"no reply alone lowered the validation loss by min-gain ({useful:.4f}); the mean of Krum's "
+                     f"{len(candidates)} best-ranked did (score {together:+.4f}): averaged")
+        log.info("round %d: %s", rlog.round, rlog.note)
+        return candidates, mean
 
     def _rank(self, verified: list[Gated], intake: RoundIntake) -> list[Gated]:
         """Every verified reply, best Krum score first: on the sketches when the round has them, else Flower's own

@@ -211,6 +211,31 @@ def test_a_reply_that_does_not_help_is_never_averaged_in_even_when_krum_ranks_it
     assert sum(o.status == "SELECTED" for o in outcomes.values()) == 2
 
 
+def test_non_iid_replies_useless_alone_are_averaged_when_their_mean_is_useful():
+    """Each honest node moves toward the target but carries noise of its own data: alone each raises the
+    validation loss a little (not HARMFUL under τ), together their noise averages out. The round must learn from
+    them (measured on sim data: three honest replies all below min gain kept the global model) rather than waste
+    them; their mean is scored once and averaged in because it is useful itself."""
+    updates = {i: toward(i, noise=0.05) for i in range(1, 7)}
+    strategy = make_strategy(f=1, m=4)
+    arrays, outcomes = scored_round(strategy, [reply(i, u) for i, u in updates.items()], tolerance=10.0)
+    assert all(o.score < 0 for o in outcomes.values())  # not one is useful alone
+    selected = [i for i, o in outcomes.items() if o.status == "SELECTED"]
+    assert len(selected) == 4 and strategy.rounds[1].kept_global is False
+    mean = {k: np.mean([updates[i][k] for i in selected], axis=0) for k in WIDE}
+    np.testing.assert_allclose(arrays["w"].numpy(), mean["w"], atol=1e-6)
+    validation = DistanceValidation(TARGET, WIDE)
+    assert validation.score(mean) > 0 and "mean of Krum's 4 best-ranked" in strategy.rounds[1].note
+
+
+def test_replies_useless_alone_and_together_keep_the_global_model():
+    """θ_g sent back (free-riders) scores 0 alone and 0 averaged: nothing to learn, the global model is kept."""
+    strategy = make_strategy(f=1, m=4)
+    arrays, outcomes = scored_round(strategy, [reply(i, OrderedDict(WIDE)) for i in range(1, 7)])
+    assert arrays is None and strategy.rounds[1].kept_global
+    assert all(o.status == "NOT_SELECTED" and o.score == 0.0 for o in outcomes.values())
+
+
 def test_selected_replies_are_averaged_with_equal_weights_whatever_they_claim():
     """num-examples is not signed: a reply claiming 1e9 examples weighs as much as any other."""
     a, b = honest(1), honest(2)
