@@ -112,6 +112,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/eval-validation"))
     parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--only-table", action="store_true", help="rewrite the table from results.json")
+    parser.add_argument("--force", action="store_true", help="run again the selected runs stored in results.json "
+                        "(their rows are replaced), e.g. after a change to the gate or the strategy")
     args = parser.parse_args()
     results_path = args.out / "results.json"
     rows = json.loads(results_path.read_text()) if results_path.exists() else []
@@ -120,9 +122,11 @@ def main() -> None:
             for seed in args.seeds:
                 for verify in (True, False):
                     key = (data, seed, verify, args.nodes, args.rounds, args.local_steps)
-                    if any((r["data"], r["seed"], r["verify"], r["nodes"], r["rounds"], r["local_steps"]) == key
-                           for r in rows):
+                    stored = [r for r in rows
+                              if (r["data"], r["seed"], r["verify"], r["nodes"], r["rounds"], r["local_steps"]) == key]
+                    if stored and not args.force:
                         continue
+                    rows = [r for r in rows if not any(r is x for x in stored)]
                     name = f"{data}-s{seed}-{'verified' if verify else 'unverified'}"
                     print(f"[eval_validation] {name} ...", flush=True)
                     row = run(data, seed, verify, args, args.out / name)

@@ -225,7 +225,7 @@ def test_non_iid_replies_useless_alone_are_averaged_when_their_mean_is_useful():
     mean = {k: np.mean([updates[i][k] for i in selected], axis=0) for k in WIDE}
     np.testing.assert_allclose(arrays["w"].numpy(), mean["w"], atol=1e-6)
     validation = DistanceValidation(TARGET, WIDE)
-    assert validation.score(mean) > 0 and "mean of Krum's 4 best-ranked" in strategy.rounds[1].note
+    assert validation.score(mean) > 0 and "mean of Krum's 4 best-ranked scored +" in strategy.rounds[1].note
 
 
 def test_replies_useless_alone_and_together_keep_the_global_model():
@@ -234,6 +234,7 @@ def test_replies_useless_alone_and_together_keep_the_global_model():
     arrays, outcomes = scored_round(strategy, [reply(i, OrderedDict(WIDE)) for i in range(1, 7)])
     assert arrays is None and strategy.rounds[1].kept_global
     assert all(o.status == "NOT_SELECTED" and o.score == 0.0 for o in outcomes.values())
+    assert strategy.rounds[1].note.endswith("the mean of Krum's 4 best-ranked scored +0.0000: the global model is kept")
 
 
 def test_selected_replies_are_averaged_with_equal_weights_whatever_they_claim():
