@@ -43,7 +43,6 @@ def array_view(array: Array) -> np.ndarray:
     return flat.reshape(shape, order="F" if fortran_order else "C")
 
 
-
 def record_views(record: ArrayRecord) -> dict[str, np.ndarray]:
     """Every array of ``record``, by name in its order, as read-only views on its bytes (``array_view``)."""
     return {name: array_view(array) for name, array in record.items()}

@@ -210,6 +210,9 @@ class GatedMultiKrum(MultiKrum):
         chosen, mean, why = chosen[:m], None, "no verified reply lowered the validation loss enough"
         if not chosen and validation is not None and min(m, len(ranked)) > 1:
             chosen, mean, why = self._useful_together(ranked[:m], intake, validation, useful, rlog)
+            if chosen:
+                rlog.note = f"{why}: averaged"
+                log.info("round %d: %s", server_round, rlog.note)
         for g in verified:
             g.outcome.status = "NOT_SELECTED"
         for g in chosen:
@@ -237,11 +240,7 @@ class GatedMultiKrum(MultiKrum):
         rlog.timings["validation_of_mean"] = time.perf_counter() - t0
         why = (f"no verified reply lowered the validation loss by min-gain ({useful:.4f}) alone; the mean of Krum's "
                f"{len(candidates)} best-ranked scored {together:+.4f}")
-        if together <= useful:
-            return [], None, why
-        rlog.note = f"{why}: averaged"
-        log.info("round %d: %s", rlog.round, rlog.note)
-        return candidates, mean, why
+        return (candidates, mean, why) if together > useful else ([], None, why)
 
     def _rank(self, verified: list[Gated], intake: RoundIntake) -> list[Gated]:
         """Every verified reply, best Krum score first: on the sketches when the round has them, else Flower's own

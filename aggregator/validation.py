@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,10 +26,6 @@ from node.params import set_trainable
 from node.train import mean_loss
 
 log = logging.getLogger(__name__)
-
-# A reply's arrays are read-only views on the message's bytes (aggregator.arrays): torch warns that it cannot write
-# to them, but ``set_trainable`` only copies them into the policy's parameters.
-warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
 
 SCORE_DECIMALS = 6  # a score is rounded to 1e-6: well above float32 noise in a mean loss, far below any real effect
 

@@ -109,5 +109,6 @@ def main() -> None:
             print(f"| {r['task']} | {r['workers']} | {r['episodes']} | {r['frames']} | {r['wall_s']} | {r['cpu_s']} | "
                   f"{r['episodes_per_min']} | {r['load_before']} → {r['load_after']} |", flush=True)
 
+
 if __name__ == "__main__":
     main()

@@ -100,6 +100,11 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def row_key(row: dict) -> tuple:
+    """What makes two rows the same run: data, seed, verified or not, and the federation's size and budget."""
+    return row["data"], row["seed"], row["verify"], row["nodes"], row["rounds"], row["local_steps"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", nargs="+", default=["synthetic", "sim"], choices=["synthetic", "sim"])
@@ -122,11 +127,9 @@ def main() -> None:
             for seed in args.seeds:
                 for verify in (True, False):
                     key = (data, seed, verify, args.nodes, args.rounds, args.local_steps)
-                    stored = [r for r in rows
-                              if (r["data"], r["seed"], r["verify"], r["nodes"], r["rounds"], r["local_steps"]) == key]
-                    if stored and not args.force:
+                    if any(row_key(r) == key for r in rows) and not args.force:
                         continue
-                    rows = [r for r in rows if not any(r is x for x in stored)]
+                    rows = [r for r in rows if row_key(r) != key]  # --force: the new row replaces the stored one
                     name = f"{data}-s{seed}-{'verified' if verify else 'unverified'}"
                     print(f"[eval_validation] {name} ...", flush=True)
                     row = run(data, seed, verify, args, args.out / name)
