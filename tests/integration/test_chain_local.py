@@ -44,6 +44,8 @@ def test_state_survives_a_stop_and_a_crash(tmp_path):
 
 
 def test_missing_anvil_says_how_to_install(tmp_path, monkeypatch):
+    """A machine without anvil: this one has it, so the npm folders it is looked up in are pointed at an empty
+    folder (the one patch here; a fault that cannot be produced for real on a machine set up for the suite)."""
     with pytest.raises((ChainStartError, ToolNotFound), match="make setup"):
         LocalChain(anvil_path=tmp_path / "anvil").start()
     monkeypatch.setattr("contracts.npm.node_modules_dirs", lambda: [tmp_path])
