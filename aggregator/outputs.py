@@ -143,11 +143,9 @@ class RunOutputs:
 
     def save_checkpoint(self, round_: int, bundle) -> Path:
         """LeRobot ``save_pretrained`` format: ``SmolVLAPolicy.from_pretrained(path)`` loads it."""
-        path = self.dir / "checkpoints" / f"round_{round_}"
-        bundle.policy.save_pretrained(path)
-        bundle.preprocessor.save_pretrained(path)
-        bundle.postprocessor.save_pretrained(path)
-        return path
+        from node.model import save_policy
+
+        return save_policy(bundle, self.dir / "checkpoints" / f"round_{round_}")
 
     def flush(self) -> None:
         with self._lock:

@@ -24,6 +24,7 @@ from node.contribution import RoundTerms, check_global, contribution_record, pro
 from node.datasets import load_dataset, load_metadata
 from node.dp import DPConfig, check_budget, privatize
 from node.errors import UserError
+from node.frames import FrameCache, in_memory
 from node.model import make_smolvla
 from node.params import arrays_to_numpy, numpy_to_arrays
 from node.train import TrainConfig, TrainResult, evaluate_loss, fedprox_train, snapshot
@@ -79,7 +80,9 @@ def load_node(setup: NodeSetup) -> LocalNode:
     meta = load_metadata(setup.dataset)
     bundle = make_smolvla(setup.model, meta, Path(setup.cache_dir), device=setup.device)
     dataset = load_dataset(setup.dataset, delta_timestamps=resolve_delta_timestamps(bundle.config, meta))
-    log.info("node ready: %s, %d frames", setup.dataset, len(dataset))
+    dataset = in_memory(dataset, bundle.config.chunk_size)
+    log.info("node ready: %s, %d frames%s", setup.dataset, len(dataset),
+             " (decoded in memory)" if isinstance(dataset, FrameCache) else "")
     return LocalNode(setup, bundle, dataset)
 
 

@@ -12,6 +12,32 @@ from pathlib import Path
 import torch
 
 IMAGE_PREFIX = "observation.images."
+CACHE_LIMIT_MB = 2048
+"""Default ceiling of a decoded dataset kept in memory (``ZK0_FRAME_CACHE_MB``); above it, LeRobot's own dataset."""
+
+
+def decoded_mb(dataset) -> float:
+    """Memory the dataset's camera frames take decoded (uint8), in MB."""
+    import math
+
+    meta = dataset.meta
+    return len(dataset) * sum(math.prod(meta.features[key]["shape"]) for key in meta.video_keys) / 2**20
+
+
+def in_memory(dataset, chunk: int, limit_mb: float | None = None):
+    """``FrameCache`` of ``dataset`` when its decoded frames fit ``limit_mb``, else the dataset as it is.
+
+    A node's small simulated dataset (6,000 frames of two 128x96 cameras: 420 MB) trains ~10x faster decoded once;
+    a real arm's recordings (hours at 640x480) stay on disk and are decoded item by item, as LeRobot does.
+    """
+    import os
+
+    limit = float(os.environ.get("ZK0_FRAME_CACHE_MB", CACHE_LIMIT_MB)) if limit_mb is None else limit_mb
+    if not dataset.meta.video_keys or decoded_mb(dataset) > limit:
+        return dataset
+    cache = FrameCache(dataset, chunk)
+    cache.check(dataset)
+    return cache
 
 
 class FrameCache(torch.utils.data.Dataset):

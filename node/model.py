@@ -31,9 +31,19 @@ log = logging.getLogger(__name__)
 
 # Fixed normalisation for SO-100 state and action, in so100_follower units (degrees, gripper 0..100).
 # Every node and the server use the same constants: per-node dataset statistics would put each node's model in
-# a different normalised space, and would leak a summary of the node's private data.
+# a different normalised space, and would leak a summary of the node's private data. A model spec names its
+# table; a saved policy carries the one it was trained with (its processors).
 SO100_MEAN = [0.0, 0.0, 0.0, 0.0, 0.0, 50.0]
 SO100_STD = [60.0, 60.0, 60.0, 60.0, 60.0, 30.0]
+SO100_SIM_MEAN = [3.0, -9.0, 6.0, 91.0, -1.0, 25.0]
+SO100_SIM_STD = [22.0, 20.0, 30.0, 13.0, 20.0, 15.0]
+"""The simulated SO-100's workspace: the scripted expert's joint mean and spread over both tasks (default
+variation, ``sim.expert_joint_stats``; a public property of the task, no node's data). The generic table's
+60-degree spread is 2-5x wider than the arm's motion in this workspace: a 2-degree error, ~1 cm at the gripper,
+then weighs 10-30x less in the flow-matching loss, and the policy never learns the precision reaching needs
+(docs/fed-vs-central.md)."""
+NORMALIZATION: dict[str, tuple[list[float], list[float]]] = {
+    "so100": (SO100_MEAN, SO100_STD), "so100-sim": (SO100_SIM_MEAN, SO100_SIM_STD)}
 
 # Words the tiny tokenizer is trained on. It is byte-level, so any task string still tokenizes.
 _TOKENIZER_CORPUS = [
@@ -76,6 +86,12 @@ class VLMShape:
     train_vlm: bool = False
     """Train the VLM too, vision encoder included (SmolVLA's ``train_expert_only`` and ``freeze_vision_encoder``
     off). A randomly initialised VLM must learn to see; a pretrained one is kept frozen, as SmolVLA does."""
+    normalization: str = "so100"
+    """State and action normalisation table (``NORMALIZATION``)."""
+
+    def __post_init__(self) -> None:
+        if self.normalization not in NORMALIZATION:
+            raise ValueError(f"unknown normalization {self.normalization!r}; known: {sorted(NORMALIZATION)}")
 
 
 TINY = VLMShape("tiny-smolvlm", vision_hidden=32, vision_layers=2, vision_heads=2, image_size=64, patch_size=8,
@@ -91,7 +107,8 @@ SmolVLA on it has ~450 M parameters, ~100 M trainable, and an action expert 720 
 
 LEARN = VLMShape("learn-smolvlm-64", vision_hidden=32, vision_layers=2, vision_heads=4, image_size=64, patch_size=8,
                  text_hidden=64, text_layers=4, text_heads=4, text_kv_heads=2, head_dim=16, text_intermediate=256,
-                 scale_factor=2, vocab_size=0, num_vlm_layers=2, chunk_size=10, n_action_steps=5, train_vlm=True)
+                 scale_factor=2, vocab_size=0, num_vlm_layers=2, chunk_size=10, n_action_steps=5, train_vlm=True,
+                 normalization="so100-sim")
 """A SmolVLA small enough to train by behaviour cloning on 2 CPU cores: the whole model trains (its random VLM
 must learn to see where the target is), 2 VLM and 2 expert layers, 64x64 images, a new look every 5 steps;
 0.32 M parameters, 0.23 M trainable, action expert 48 wide (the same proof slice as ``tiny``). ~0.12 cpu s a step
@@ -175,9 +192,9 @@ def _smolvla_config(vlm_dir: Path, shape: VLMShape, device: str):
     )
 
 
-def so100_stats(meta_stats: dict | None = None) -> dict[str, dict[str, torch.Tensor]]:
-    """Normalisation statistics shared by every participant (see ``SO100_MEAN``/``SO100_STD``)."""
-    mean, std = torch.tensor(SO100_MEAN), torch.tensor(SO100_STD)
+def so100_stats(table: str = "so100") -> dict[str, dict[str, torch.Tensor]]:
+    """Normalisation statistics shared by every participant: one of ``NORMALIZATION``, for state and action."""
+    mean, std = (torch.tensor(v) for v in NORMALIZATION[table])
     stats = {key: {"mean": mean.clone(), "std": std.clone(), "min": mean - 3 * std, "max": mean + 3 * std}
              for key in ("observation.state", "action")}
     return stats
@@ -201,18 +218,39 @@ def make_smolvla(spec: str, ds_meta, cache_dir: Path, device: str = "cpu", seed:
     from lerobot.policies.factory import make_policy, make_pre_post_processors
 
     torch.manual_seed(seed)
+    saved = None  # a saved policy folder whose processors (its normalisation) come with it
+    table = "so100"
     if spec in SHAPES:
         cfg = _smolvla_config(build_vlm(Path(cache_dir), SHAPES[spec]), SHAPES[spec], device)
+        table = SHAPES[spec].normalization
     elif spec.startswith(("hf:", "local:")):
         kind, _, path = spec.partition(":")
         cfg = _pretrained_config(kind, path, device)
+        if kind == "local" and (Path(path) / f"{PREPROCESSOR_NAME}.json").exists():
+            saved = path
     else:
         raise UserError(f"unknown model spec {spec!r}: use {', '.join(SHAPES)}, 'hf:<repo_id>' or 'local:<dir>'")
     _check_action_features(ds_meta)
     policy = make_policy(cfg, ds_meta=ds_meta)
     policy.to(device)
-    pre, post = make_pre_post_processors(policy.config, dataset_stats=so100_stats())
+    if saved:
+        pre, post = make_pre_post_processors(policy.config, pretrained_path=saved, preprocessor_overrides={
+            "device_processor": {"device": device}}, postprocessor_overrides={"device_processor": {"device": "cpu"}})
+    else:
+        pre, post = make_pre_post_processors(policy.config, dataset_stats=so100_stats(table))
     return PolicyBundle(policy, pre, post)
+
+
+PREPROCESSOR_NAME = "policy_preprocessor"
+
+
+def save_policy(bundle: PolicyBundle, path: Path) -> Path:
+    """LeRobot's ``save_pretrained`` folder, processors included: ``local:<path>`` rebuilds the same policy with
+    the normalisation it was trained with, and ``SmolVLAPolicy.from_pretrained(path)`` loads it."""
+    bundle.policy.save_pretrained(path)
+    bundle.preprocessor.save_pretrained(path)
+    bundle.postprocessor.save_pretrained(path)
+    return Path(path)
 
 
 def _pretrained_config(kind: str, path: str, device: str):

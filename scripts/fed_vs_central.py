@@ -37,7 +37,7 @@ def centralized(fixtures, fed, steps: int, out: Path) -> dict:
 
     from aggregator.server_app import closed_loop_eval
     from node.datasets import load_dataset, load_metadata
-    from node.model import make_smolvla
+    from node.model import make_smolvla, save_policy
     from node.params import get_trainable
     from node.train import TrainConfig, evaluate_loss, fedprox_train
 
@@ -57,7 +57,7 @@ def centralized(fixtures, fed, steps: int, out: Path) -> dict:
     seconds = time.perf_counter() - t0
     loss, _ = evaluate_loss(bundle, heldout, max_batches=fed.eval_batches, seed=fed.seed)
     closed = closed_loop_eval(bundle, fed, out / "evaluate")
-    bundle.policy.save_pretrained(out / "checkpoint")
+    save_policy(bundle, out / "checkpoint")
     return {"server_eval_loss": loss, **closed, "train_seconds": seconds}
 
 

@@ -46,7 +46,8 @@ def register_variant(spec: str, overrides: list[str]) -> str:
         key, _, value = item.partition("=")
         if key not in fields:
             raise SystemExit(f"--shape {item}: no field {key!r} in VLMShape")
-        changes[key] = value.lower() == "true" if "bool" in str(fields[key]) else int(value)
+        kind = str(fields[key])
+        changes[key] = value.lower() == "true" if "bool" in kind else value if kind == "str" else int(value)
     name = spec + "+" + ",".join(f"{k}={v}" for k, v in changes.items())
     SHAPES[name] = dataclasses.replace(SHAPES[spec], name=SHAPES[spec].name + "-" + "-".join(
         f"{k}{v}" for k, v in changes.items()), **changes)
@@ -64,8 +65,13 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=15.0, help="training wall-clock budget")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--decay-steps", type=int, default=0,
+                        help="cosine decay of the learning rate to lr/100 over this many steps (0: constant lr)")
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--eval-on", choices=("eval", "train"), default="eval",
+                        help="closed loop on held-out evaluation seeds, or on the dataset's own episode seeds "
+                             "(a fit check: does the policy redo what it was trained on?)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1: on 2 shared cores a second thread made steps ~10x slower)")
@@ -81,9 +87,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from lerobot.datasets.factory import resolve_delta_timestamps
 
-    from node.datasets import load_dataset, load_metadata
+    from node.datasets import DatasetURI, load_dataset, load_metadata
     from node.frames import FrameCache
-    from node.model import make_smolvla
+    from node.model import make_smolvla, save_policy
     from node.params import get_trainable
     from sim import eval_seeds, rollout
 
@@ -112,9 +118,21 @@ def main() -> None:
     preset.lr = args.lr
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = preset.build(params)
+    scheduler = None
+    if args.decay_steps:
+        from lerobot.optim.schedulers import CosineDecayWithWarmupSchedulerConfig
+
+        scheduler = CosineDecayWithWarmupSchedulerConfig(
+            peak_lr=args.lr, decay_lr=args.lr / 100, num_warmup_steps=min(500, args.decay_steps // 10),
+            num_decay_steps=args.decay_steps).build(optimizer, num_training_steps=args.decay_steps)
     gen = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
-    seeds = eval_seeds(args.eval_episodes)
+    if args.eval_on == "train":
+        from sim.record import read_sim_meta
+
+        seeds = read_sim_meta(DatasetURI.parse(args.dataset).root)["episode_seeds"][:args.eval_episodes]
+    else:
+        seeds = eval_seeds(args.eval_episodes)
 
     rows: list[dict] = []
     step = 0
@@ -126,6 +144,8 @@ def main() -> None:
         if (args.resume / "train_state.pt").exists():  # else: a fresh optimizer on the saved weights
             state = torch.load(args.resume / "train_state.pt", weights_only=False)
             optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None and "scheduler" in state:
+                scheduler.load_state_dict(state["scheduler"])
             gen.set_state(state["generator"])
         wall_before, cpu_before, train_before = rows[-1]["wall_s"], rows[-1]["cpu_s"], rows[-1]["train_wall_s"]
 
@@ -161,6 +181,8 @@ def main() -> None:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, preset.grad_clip_norm)
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             losses.append(float(loss.detach()))
             step += 1
             if step % args.eval_every == 0:
@@ -170,9 +192,9 @@ def main() -> None:
                 break
     if not rows or rows[-1]["step"] != step:
         evaluate(step, losses)
-    policy.save_pretrained(out / "checkpoint")
-    torch.save({"optimizer": optimizer.state_dict(), "generator": gen.get_state(), "step": step},
-               out / "train_state.pt")
+    save_policy(bundle, out / "checkpoint")
+    torch.save({"optimizer": optimizer.state_dict(), "generator": gen.get_state(), "step": step,
+                **({"scheduler": scheduler.state_dict()} if scheduler is not None else {})}, out / "train_state.pt")
     print(f"done: {step} steps, train {time.perf_counter() - t_train - eval_seconds:.0f} s, "
           f"cpu {cpu_seconds() - cpu_train:.0f} s", flush=True)
 

@@ -21,7 +21,7 @@ from sim.evaluate import (
     to_lerobot_batch,
 )
 from sim.expert import ExpertConfig, IKConfig, ScriptedExpert
-from sim.record import Replay, read_sim_meta, record_dataset, replay_episode
+from sim.record import Replay, expert_joint_stats, read_sim_meta, record_dataset, replay_episode
 from sim.tasks import TASKS, Task, get_task
 from sim.units import from_so100, to_so100
 from sim.variation import (
@@ -40,6 +40,6 @@ __all__ = [
     "EVAL_SEEDS", "HELDOUT_SEEDS", "NODE_SEEDS", "TASKS",
     "ConstantPolicy", "EpisodeResult", "EvalResult", "ExpertConfig", "IKConfig", "LeRobotController",
     "NodeSpec", "RandomPolicy", "Replay", "SO100Env", "ScriptedExpert", "Task", "Variation",
-    "eval_seeds", "from_so100", "get_task", "heldout_spec", "node_variations", "read_sim_meta",
+    "eval_seeds", "expert_joint_stats", "from_so100", "get_task", "heldout_spec", "node_variations", "read_sim_meta",
     "record_dataset", "replay_episode", "rollout", "seed_split", "to_lerobot_batch", "to_so100",
 ]

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 from tqdm import tqdm
 
 from node.so100 import FPS, ROBOT_TYPE, so100_features
@@ -23,7 +24,7 @@ from sim.env import SO100Env
 from sim.evaluate import quiet_ffmpeg
 from sim.expert import ExpertConfig, ScriptedExpert
 from sim.tasks import get_task
-from sim.variation import Variation, seed_split
+from sim.variation import NODE_SEEDS, Variation, seed_split
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,25 @@ def successful_seeds(task: str, seeds: Sequence[int], episodes: int, variation: 
     finally:
         env.close()
     return kept, env.max_steps
+
+
+def expert_joint_stats(tasks: Sequence[str] = ("reach", "pick_place"), episodes: int = 50,
+                       variation: Variation | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of the expert's joint states and actions (so100 units) over the first
+    ``episodes`` node seeds of each task, run without cameras: where the arm moves in this workspace, the source
+    of the ``learn`` spec's normalisation (node.model.SO100_SIM_MEAN/STD)."""
+    values = []
+    for task in tasks:
+        env = SO100Env(task, variation=variation or Variation(), render_images=False)
+        expert = ScriptedExpert()
+        try:
+            for seed in NODE_SEEDS[:episodes]:
+                for frame in _expert_episode(env, expert, seed):
+                    values += [frame["observation.state"], frame["action"]]
+        finally:
+            env.close()
+    values = np.asarray(values, dtype=np.float64)
+    return values.mean(axis=0), values.std(axis=0)
 
 
 def _record_seeds(root: Path, repo_id: str, task: str, seeds: Sequence[int], variation: Variation,
@@ -201,7 +221,6 @@ def replay_episode(root: Path, repo_id: str, episode: int) -> Replay:
     MuJoCo is deterministic, so this reproduces the recorded outcome exactly: a check that a dataset is what
     the simulator says it is.
     """
-    import numpy as np
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     sim_meta = read_sim_meta(root)

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from node.so100 import ROBOT_TYPE, so100_features
 from sim import (
@@ -79,16 +80,17 @@ def test_tiny_smolvla_closed_loop_with_video(sim_dataset, cache_dir, tmp_path):
     assert np.std(frames[-1]) > 5  # a rendered scene, not a blank frame
 
 
-def test_learn_spec_trains_its_vision_and_runs_closed_loop(sim_dataset, cache_dir):
+def test_learn_spec_trains_its_vision_and_runs_closed_loop(sim_dataset, cache_dir, tmp_path):
     """The learnable spec: its VLM trains (vision encoder included), a few BC steps run on frames decoded into
-    memory (equal to LeRobot's items), the proof's slice follows its expert width, and the trained policy runs in
+    memory (equal to LeRobot's items; a dataset over the memory limit stays LeRobot's), the proof's slice follows
+    its expert width, a saved checkpoint comes back with the spec's normalisation, and the trained policy runs in
     closed loop with a success flag and an episode length. Whether it succeeds is luck at 3 steps: not asserted."""
     from lerobot.datasets.factory import resolve_delta_timestamps
 
     from node.contribution import slice_shape
     from node.datasets import load_dataset, load_metadata
-    from node.frames import FrameCache
-    from node.model import make_smolvla
+    from node.frames import FrameCache, in_memory
+    from node.model import NORMALIZATION, make_smolvla, save_policy
     from node.params import get_trainable
     from node.train import TrainConfig, fedprox_train
 
@@ -101,14 +103,24 @@ def test_learn_spec_trains_its_vision_and_runs_closed_loop(sim_dataset, cache_di
     assert slice_shape(bundle.policy, 8).hidden == bundle.policy.model.action_out_proj.in_features
 
     lerobot_data = load_dataset(f"local:{sim_dataset}", delta_timestamps=resolve_delta_timestamps(cfg, meta))
-    data = FrameCache(lerobot_data, cfg.chunk_size)
-    assert len(data) == len(lerobot_data)
-    data.check(lerobot_data)
+    assert in_memory(lerobot_data, cfg.chunk_size, limit_mb=0) is lerobot_data
+    data = in_memory(lerobot_data, cfg.chunk_size)  # checked against LeRobot's items inside
+    assert isinstance(data, FrameCache) and len(data) == len(lerobot_data)
     result = fedprox_train(bundle, data, start, TrainConfig(steps=3, batch_size=4, proximal_mu=0.0,
                                                             progress=False))
     assert np.isfinite(result.loss_last)
     moved = get_trainable(bundle.policy)
     assert any(not np.array_equal(moved[n], start[n]) for n in start if "vision_model" in n)
+
+    # The spec's normalisation is the simulated workspace's, and a checkpoint carries it (its processors).
+    mean, std = NORMALIZATION["so100-sim"]
+    batch = {k: v.unsqueeze(0) if hasattr(v, "unsqueeze") else [v] for k, v in data[0].items()}
+    state = data[0]["observation.state"]
+    expected = (state - torch.tensor(mean)) / torch.tensor(std)
+    assert torch.allclose(bundle.preprocessor(dict(batch))["observation.state"], expected, atol=1e-4)
+    reloaded = make_smolvla(f"local:{save_policy(bundle, tmp_path / 'checkpoint')}", meta, cache_dir)
+    assert torch.allclose(reloaded.preprocessor(dict(batch))["observation.state"], expected, atol=1e-4)
+    assert all(np.array_equal(a, moved[n]) for n, a in get_trainable(reloaded.policy).items())
 
     episode = rollout(bundle.policy, bundle.preprocessor, bundle.postprocessor, task="reach",
                       seeds=eval_seeds(1), max_steps=12).per_seed[0]

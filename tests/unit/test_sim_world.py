@@ -185,3 +185,18 @@ def test_passes_gymnasium_env_checker():
 
     with pytest.warns(UserWarning, match="symmetric and normalized"):  # actions are in so100 units on purpose
         check_env(SO100Env("reach"), skip_render_check=True)
+
+
+def test_learn_normalisation_is_the_expert_workspace():
+    """The ``learn`` spec's normalisation table is where the expert moves the arm (both tasks): each joint's mean
+    within a quarter of its spread, the spread within 20 %. The generic SO-100 table (60 degrees) is 2-5x too wide
+    for this workspace, which kept the policy from learning the precision reaching needs."""
+    from node.model import NORMALIZATION, SHAPES
+    from sim import expert_joint_stats
+
+    mean, std = expert_joint_stats(episodes=10)
+    table_mean, table_std = (np.asarray(v) for v in NORMALIZATION[SHAPES["learn"].normalization])
+    assert np.all(np.abs(table_mean - mean) < 0.25 * table_std), (mean.round(1), table_mean)
+    assert np.all((std / table_std > 0.8) & (std / table_std < 1.25)), (std.round(1), table_std)
+    generic_std = np.asarray(NORMALIZATION["so100"][1])
+    assert np.all(generic_std[:5] > 1.9 * std[:5])  # why the table exists
