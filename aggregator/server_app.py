@@ -237,11 +237,13 @@ def closed_loop_eval(bundle, cfg: FederationConfig, video_dir: Path) -> dict:
     """Success rate of the global policy in the simulated SO-100 world, on evaluation seeds no dataset uses."""
     if cfg.sim_eval_episodes <= 0:
         return {}
+    from node.train import torch_threads
     from sim import eval_seeds, rollout
 
-    result = rollout(bundle.policy, bundle.preprocessor, bundle.postprocessor, task=cfg.sim_task,
-                     seeds=eval_seeds(cfg.sim_eval_episodes), max_steps=cfg.sim_max_steps or None,
-                     video_dir=video_dir, max_videos=2)
+    with torch_threads(1):  # one observation at a time: a second thread only spins (10x slower on shared cores)
+        result = rollout(bundle.policy, bundle.preprocessor, bundle.postprocessor, task=cfg.sim_task,
+                         seeds=eval_seeds(cfg.sim_eval_episodes), max_steps=cfg.sim_max_steps or None,
+                         video_dir=video_dir, max_videos=2)
     return {"success_rate": result.success_rate, "mean_episode_length": result.mean_length,
             "sim_eval_episodes": len(result.per_seed)}
 

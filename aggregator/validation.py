@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from node.params import set_trainable
-from node.train import mean_loss
+from node.train import mean_loss, torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +97,5 @@ class Validator:
         """Mean flow-matching loss of ``arrays`` over ``batches``, noise and time seeded per batch."""
         with self._lock:  # the gate scores replies from several threads; the policy holds one set of parameters
             set_trainable(self.bundle.policy, arrays)
-            threads = torch.get_num_threads()
-            torch.set_num_threads(self.config.threads)
-            try:  # a copy of each batch: the policy's forward may add keys to what it is given
+            with torch_threads(self.config.threads):  # a copy of each batch: forward may add keys to it
                 return mean_loss(self.bundle.policy, (dict(b) for b in batches), seed)[0]
-            finally:
-                torch.set_num_threads(threads)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 
@@ -19,6 +21,18 @@ from tqdm import tqdm
 from node.params import get_trainable, set_trainable
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch threads, then restore the caller's. On shared cores a small model's second
+    thread mostly spins: a step can take 10x the cpu seconds (docs/fed-vs-central.md)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass

@@ -37,6 +37,7 @@ def centralized(fixtures, fed, steps: int, out: Path) -> dict:
 
     from aggregator.server_app import closed_loop_eval
     from node.datasets import load_dataset, load_metadata
+    from node.frames import in_memory
     from node.model import make_smolvla, save_policy
     from node.params import get_trainable
     from node.train import TrainConfig, evaluate_loss, fedprox_train
@@ -47,7 +48,9 @@ def centralized(fixtures, fed, steps: int, out: Path) -> dict:
     meta = load_metadata(fixtures.heldout)
     bundle = make_smolvla(fed.model, meta, Path(fed.cache_dir), seed=fed.seed)
     dt = resolve_delta_timestamps(bundle.config, meta)
-    union = torch.utils.data.ConcatDataset([load_dataset(uri, delta_timestamps=dt) for uri in fixtures.nodes])
+    # Decoded once into memory, as each node does (node.frames.in_memory): the same data, the same speed.
+    union = torch.utils.data.ConcatDataset([in_memory(load_dataset(uri, delta_timestamps=dt), bundle.config.chunk_size)
+                                            for uri in fixtures.nodes])
     heldout = load_dataset(fixtures.heldout, delta_timestamps=dt)
     initial = get_trainable(bundle.policy)
     t0 = time.perf_counter()
@@ -68,6 +71,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=4, help="honest nodes (default 4)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--local-steps", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--episodes", type=int, default=4, help="expert episodes per node dataset")
     parser.add_argument("--eval-episodes", type=int, default=10, help="closed-loop evaluation episodes")
     parser.add_argument("--eval-max-steps", type=int, default=300)
@@ -88,12 +92,13 @@ def main() -> None:
 
     def fed_config(**kw) -> FederationConfig:
         return FederationConfig(model=args.model, sim_task=args.task, local_steps=args.local_steps,
+                                batch_size=args.batch_size,
                                 cache_dir=args.cache_dir, fraction_evaluate=0.0,
                                 sim_eval_episodes=args.eval_episodes, sim_max_steps=args.eval_max_steps, **kw)
 
     budget = (f"SmolVLA `{args.model}`, task {args.task}: {args.nodes} honest nodes × {args.rounds} rounds × "
               f"{args.local_steps} local steps (batch "
-              f"{FederationConfig().batch_size}) = {args.nodes * args.rounds * args.local_steps} optimizer steps; "
+              f"{args.batch_size}) = {args.nodes * args.rounds * args.local_steps} optimizer steps; "
               f"{args.episodes} expert episodes per node; closed loop: {args.eval_episodes} held-out episodes of at "
               f"most {args.eval_max_steps} steps")
     stored = out / "results.json"
@@ -129,12 +134,14 @@ def main() -> None:
         save(f"centralized (union, {steps} steps)", {**res, "seconds": time.perf_counter() - t0})
 
     lines = ["| run | server eval loss | loss per round | adversary selected by Krum | closed-loop success | "
-             "mean episode length | wall s |", "|---|---:|---|---:|---:|---:|---:|"]
+             "success per round | mean episode length | wall s |", "|---|---:|---|---:|---:|---|---:|---:|"]
     for name, r in rows.items():
         per_round = " → ".join(f"{x:.3f}" for x in r.get("per_round", [])) or "-"
+        success = " → ".join(f"{x:.0%}" for x in r.get("success_per_round", []) if x is not None) or "-"
         lines.append(f"| {name} | {r['server_eval_loss']:.4f} | {per_round} | {r.get('adversary_selected', '-')} | "
-                     f"{r.get('success_rate', float('nan')):.0%} | {r.get('mean_episode_length', float('nan')):.0f} | "
-                     f"{r['seconds']:.0f} |")
+                     f"{r.get('success_rate', float('nan')):.0%} | {success} | "
+                     f"{r.get('mean_episode_length', float('nan')):.0f} | {r['seconds']:.0f} |")
+    plot_success(rows, args.rounds, out / "success.png")
     table = "\n".join(lines)
     print(budget)
     print(table)
@@ -146,7 +153,8 @@ def federated_row(summary: dict, seconds: float, adversary: Path | None = None) 
     """A federation's table row: its last round, the loss after every round, and (given the adversary's wallet
     file) in how many rounds Krum selected the adversary's reply."""
     row = {**summary["rounds"][-1], "seconds": seconds,
-           "per_round": [summary["initial_eval_loss"], *(r["server_eval_loss"] for r in summary["rounds"])]}
+           "per_round": [summary["initial_eval_loss"], *(r["server_eval_loss"] for r in summary["rounds"])],
+           "success_per_round": [r.get("success_rate") for r in summary["rounds"]]}
     if adversary is not None:
         from contracts import read_address
 
@@ -154,6 +162,28 @@ def federated_row(summary: dict, seconds: float, adversary: Path | None = None) 
         statuses = [n["status"] for r in summary["rounds"] for n in r["nodes"] if n["claimed_address"] == address]
         row["adversary_selected"] = f"{statuses.count('SELECTED')}/{len(statuses)} rounds"
     return row
+
+
+def plot_success(rows: dict[str, dict], rounds: int, path: Path) -> None:
+    """Closed-loop success after each round of the federations, and the centralized run's (same optimizer steps)
+    at the last round."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, r in rows.items():
+        if r.get("success_per_round"):
+            ax.plot(range(1, len(r["success_per_round"]) + 1), r["success_per_round"], marker="o", label=name)
+        elif "success_rate" in r:
+            ax.scatter([rounds], [r["success_rate"]], marker="*", s=150, color="black", label=name, zorder=3)
+    ax.set(title="closed-loop success (held-out seeds)", xlabel="round", ylabel="success", ylim=(-0.05, 1.05))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def write_doc(doc: Path, results: str) -> None:

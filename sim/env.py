@@ -19,6 +19,17 @@ from sim.tasks import REACH_HEIGHT, get_task, pick_place_success, reach_success
 from sim.units import JOINT_HIGH, JOINT_LOW, SO100_HIGH, SO100_LOW, from_so100, to_so100
 from sim.variation import Variation
 
+_GL_PID: int | None = None
+"""The process that has created a renderer (an OpenGL context); a process forked from it must not render."""
+
+
+def renders_in_this_process() -> bool:
+    """Whether this process holds a renderer's GL context (forked workers would hang on it)."""
+    import os
+
+    return _GL_PID == os.getpid()
+
+
 HOME = np.array([0.0, -1.9, 1.75, 1.2, 0.0, 0.6])
 """Start pose (radians): arm folded above the table, gripper pointing down in front of the base, jaw open."""
 
@@ -183,7 +194,11 @@ class SO100Env(gym.Env):
 
     def _render(self, camera: str) -> np.ndarray:
         if self._renderer is None:
+            import os
+
+            global _GL_PID
             h, w, _ = self.image_shape
             self._renderer = mujoco.Renderer(self.model, height=h, width=w)
+            _GL_PID = os.getpid()
         self._renderer.update_scene(self.data, camera=camera)
         return self._renderer.render()

@@ -12,6 +12,7 @@ Any policy-like object can be evaluated by the same loop:
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from node.so100 import CAMERAS, FPS
-from sim.env import SO100Env
+from sim.env import SO100Env, renders_in_this_process
 from sim.variation import Variation, eval_seeds, seed_split
 
 log = logging.getLogger(__name__)
@@ -148,34 +149,74 @@ def quiet_ffmpeg() -> None:
 def rollout(policy, preprocessor: Callable | None = None, postprocessor: Callable | None = None,
             task: str = "pick_place", seeds: Sequence[int] | None = None, max_steps: int | None = None,
             video_dir: Path | str | None = None, *, variation: Variation | None = None, max_videos: int = 4,
-            progress: bool = False) -> EvalResult:
+            progress: bool = False, workers: int = 1) -> EvalResult:
     """Run ``policy`` once from each seed (default: the first 10 evaluation seeds) and measure success.
 
     An episode ends at the first success or after ``max_steps`` (default: the task's limit). With
     ``video_dir``, the first ``max_videos`` episodes are written there as ``seed_<seed>.mp4`` (front and wrist
-    cameras side by side), e.g. ``outputs/<run>/evaluate/round_<r>/``.
+    cameras side by side), e.g. ``outputs/<run>/evaluate/round_<r>/``. ``workers`` > 1 runs the episodes in that
+    many forked processes (one torch and one rendering thread each), with the same results as in one.
     """
-    from lerobot.utils.io_utils import write_video
-
     seeds = list(eval_seeds(10) if seeds is None else seeds)
     if not seeds:
         raise ValueError("no seeds to evaluate")
     if any(seed_split(s) != "eval" for s in seeds):
         log.warning("evaluating on seeds outside EVAL_SEEDS: the result is not a held-out measure")
-    controller = as_controller(policy, preprocessor, postprocessor)
-    # Controllers that ignore images (expert, baselines) run without rendering: ~20x faster.
-    env = SO100Env(task, variation=variation, max_steps=max_steps,
-                   render_images=getattr(controller, "uses_images", True))
     if video_dir is not None:
         video_dir = Path(video_dir)
         video_dir.mkdir(parents=True, exist_ok=True)
+    job = _Job(as_controller(policy, preprocessor, postprocessor), task, max_steps, variation, video_dir,
+               frozenset(seeds[:max_videos]) if video_dir is not None else frozenset())
+    workers = max(1, min(workers, len(seeds)))
+    if workers > 1 and renders_in_this_process():
+        log.warning("closed-loop evaluation in one process: this process has rendered already, and processes "
+                    "forked from an OpenGL context hang")
+        workers = 1
+    if workers == 1:
+        results = _episodes(job, seeds, progress)
+    else:
+        results = _episodes_forked(job, seeds, workers)
+    rate = float(np.mean([r.success for r in results]))
+    mean_length = float(np.mean([r.length for r in results]))
+    log.info("%s: success %.1f%% over %d seeds, mean length %.1f", task, 100 * rate, len(results), mean_length)
+    return EvalResult(rate, mean_length, results)
+
+
+@dataclass(frozen=True)
+class _Job:
+    controller: Any
+    task: str
+    max_steps: int | None
+    variation: Variation | None
+    video_dir: Path | None
+    video_seeds: frozenset[int]
+
+
+def _episodes(job: _Job, seeds: Sequence[int], progress: bool = False) -> list[EpisodeResult]:
+    """One episode per seed, in this process. A stochastic policy's draws (SmolVLA's flow-matching noise) are
+    seeded by the episode's seed, so an evaluation repeats exactly, in one process or in several."""
+    import torch
+
+    with torch.random.fork_rng():
+        return _seeded_episodes(job, seeds, progress)
+
+
+def _seeded_episodes(job: _Job, seeds: Sequence[int], progress: bool) -> list[EpisodeResult]:
+    import torch
+    from lerobot.utils.io_utils import write_video
+
+    controller = job.controller
+    # Controllers that ignore images (expert, baselines) run without rendering: ~20x faster.
+    env = SO100Env(job.task, variation=job.variation, max_steps=job.max_steps,
+                   render_images=getattr(controller, "uses_images", True))
     results = []
     try:
-        for i, seed in enumerate(tqdm(seeds, desc=f"eval {task}", unit="ep", disable=not progress)):
+        for seed in tqdm(seeds, desc=f"eval {job.task}", unit="ep", disable=not progress):
             obs, info = env.reset(seed=seed)
+            torch.manual_seed(seed)
             if hasattr(controller, "reset"):
                 controller.reset(env)
-            record = video_dir is not None and i < max_videos
+            record = seed in job.video_seeds
             frames = [_video_frame(env, obs)] if record else []
             success, steps = False, 0
             while not success and steps < env.max_steps:
@@ -188,16 +229,47 @@ def rollout(policy, preprocessor: Callable | None = None, postprocessor: Callabl
                     frames.append(_video_frame(env, obs))
             video = None
             if record:
-                video = str(video_dir / f"seed_{seed}.mp4")
+                video = str(job.video_dir / f"seed_{seed}.mp4")
                 quiet_ffmpeg()
                 write_video(video, frames, fps=FPS)
             results.append(EpisodeResult(seed, bool(success), steps, video))
     finally:
         env.close()
-    rate = float(np.mean([r.success for r in results]))
-    mean_length = float(np.mean([r.length for r in results]))
-    log.info("%s: success %.1f%% over %d seeds, mean length %.1f", task, 100 * rate, len(results), mean_length)
-    return EvalResult(rate, mean_length, results)
+    return results
+
+
+_FORKED_JOB: _Job | None = None
+"""The job forked workers run: inherited with the process (a policy need not be pickled)."""
+
+
+def _forked_episodes(seeds: list[int]) -> list[EpisodeResult]:
+    os.environ["LP_NUM_THREADS"] = "1"  # one rendering thread: at 128x96 more threads cost more than they save
+    import torch
+
+    torch.set_num_threads(1)
+    return _episodes(_FORKED_JOB, seeds)
+
+
+def _episodes_forked(job: _Job, seeds: list[int], workers: int) -> list[EpisodeResult]:
+    """The episodes dealt round-robin to ``workers`` forked processes; results in the order of ``seeds``.
+
+    Fork keeps start-up to milliseconds (the policy and the imports are inherited). The caller must hold no GL
+    context of its own (``rollout`` checks) and run torch with one thread (an OpenMP pool does not survive fork).
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _FORKED_JOB
+    _FORKED_JOB = job
+    try:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+            parts = list(pool.map(_forked_episodes, [seeds[i::workers] for i in range(workers)]))
+    finally:
+        _FORKED_JOB = None
+    results: list[EpisodeResult] = [None] * len(seeds)  # type: ignore[list-item]
+    for i, part in enumerate(parts):
+        results[i::workers] = part
+    return results
 
 
 def _video_frame(env: SO100Env, obs: dict[str, np.ndarray]) -> np.ndarray:
