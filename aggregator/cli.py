@@ -87,7 +87,8 @@ def _demo(args: argparse.Namespace) -> int:
     from aggregator.config import FederationConfig
     from aggregator.demo import DemoConfig, run_demo
 
-    fed = FederationConfig(local_steps=args.local_steps, krum_f=args.krum_f, krum_m=args.krum_m,
+    fed = FederationConfig(local_steps=args.local_steps, krum_f=args.krum_f, krum_m=args.krum_m, model=args.model,
+                           sim_task=args.task,
                            wandb=_wandb_wanted(args), dp_epsilon=args.dp_epsilon or 0.0,
                            dp_noise_multiplier=args.dp_noise_multiplier or 0.0, dp_clip=args.dp_clip or 0.0)
     demo = DemoConfig(nodes=args.nodes, rounds=args.rounds, out=args.out or "", verify=not args.no_verify,
@@ -652,6 +653,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data", choices=["sim", "synthetic"], default="sim",
                       help="node datasets: MuJoCo scripted-expert demonstrations (default) or the synthetic generator")
     demo.add_argument("--episodes", type=at_least(1), default=4, help="episodes per node dataset (default 4)")
+    demo.add_argument("--model", default="learn",
+                      help="SmolVLA spec: learn (default: trains its vision; can learn reach), tiny, local:<dir>, ...")
+    demo.add_argument("--task", choices=["reach", "pick_place"], default="reach",
+                      help="simulated task the nodes record and the server evaluates in closed loop (default reach)")
     demo.add_argument("--eval-episodes", type=at_least(0), default=2,
                       help="closed-loop held-out episodes in the simulator after each round (default 2; 0 = off)")
     demo.add_argument("--eval-max-steps", type=at_least(1), default=150,

@@ -15,7 +15,7 @@ from itertools import islice
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from node.params import get_trainable, set_trainable
@@ -104,13 +104,17 @@ def fedprox_train(bundle, dataset, global_arrays: dict[str, np.ndarray], cfg: Tr
 @torch.no_grad()
 def evaluate_loss(bundle, dataset, arrays: dict[str, np.ndarray] | None = None, batch_size: int = 8,
                   max_batches: int | None = None, seed: int = 0) -> tuple[float, int]:
-    """Mean flow-matching loss over ``dataset`` (in order, fixed noise and time), and the examples seen.
+    """Mean flow-matching loss over ``dataset`` (fixed noise and time), and the examples seen.
 
     The noise and flow time SmolVLA samples are drawn from a fixed seed, so the same model on the same data
-    always gets the same number: eval losses of different rounds (and of a reloaded checkpoint) compare.
+    always gets the same number: eval losses of different rounds (and of a reloaded checkpoint) compare. With
+    ``max_batches``, the frames are spread evenly over the whole dataset: the first ones would all come from the
+    start of its first episode (4 batches of 8: one arm leaving its start pose), a measure of little.
     """
     if arrays is not None:
         set_trainable(bundle.policy, arrays)
+    if max_batches is not None and max_batches * batch_size < len(dataset):
+        dataset = Subset(dataset, np.linspace(0, len(dataset) - 1, max_batches * batch_size).round().astype(int))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     return mean_loss(bundle.policy, (bundle.preprocessor(b) for b in islice(loader, max_batches)), seed)
 

@@ -56,9 +56,12 @@ def run_case(task: str, episodes: int, workers: int, out: str) -> dict:
             "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2)}
 
 
-def evaluate_case(spec: str, task: str, episodes: int, out: str) -> dict:
-    """Child process: build the policy (on one recorded episode's metadata), then time ``episodes`` rollouts."""
+def evaluate_case(spec: str, task: str, episodes: int, out: str, workers: int = 1) -> dict:
+    """Child process: build the policy (on one recorded episode's metadata), then time ``episodes`` rollouts in
+    ``workers`` processes."""
     import logging
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
 
     import torch
 
@@ -69,12 +72,16 @@ def evaluate_case(spec: str, task: str, episodes: int, out: str) -> dict:
 
     out = Path(out)
     torch.set_num_threads(1)  # as the server's evaluation and the nodes
-    record_dataset(out, "zk0/bench_eval", task, episodes=1, seed=0, overwrite=True, progress=False)
+    # Recorded in a child: a process that has rendered cannot fork evaluation workers (sim.evaluate).
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("fork")) as pool:
+        pool.submit(record_dataset, out, "zk0/bench_eval", task, episodes=1, seed=0, overwrite=True,
+                    progress=False).result()
     bundle = make_smolvla(spec, load_metadata(f"local:{out}"), Path(".zk0/fixtures"))
     load0, cpu0, t0 = os.getloadavg()[0], cpu_seconds(), time.perf_counter()
-    result = rollout(bundle.policy, bundle.preprocessor, bundle.postprocessor, task=task, seeds=eval_seeds(episodes))
+    result = rollout(bundle.policy, bundle.preprocessor, bundle.postprocessor, task=task, seeds=eval_seeds(episodes),
+                     workers=workers)
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
-    return {"task": task, "episodes": episodes, "workers": f"eval `{spec}`",
+    return {"task": task, "episodes": episodes, "workers": f"eval `{spec}`, {workers}",
             "frames": sum(r.length for r in result.per_seed), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
             "episodes_per_min": round(60 * episodes / wall, 1), "load_before": round(load0, 2),
             "load_after": round(os.getloadavg()[0], 2)}
@@ -96,8 +103,8 @@ def main() -> None:
     print("| task | workers | episodes | frames | wall s | cpu s | episodes/min | load before → after |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        cases = ([{"kind": "evaluate", "spec": args.evaluate, "task": args.task, "episodes": args.episodes}]
-                 if args.evaluate else
+        cases = ([{"kind": "evaluate", "spec": args.evaluate, "task": args.task, "episodes": args.episodes,
+                   "workers": w} for w in args.workers] if args.evaluate else
                  [{"kind": "record", "task": args.task, "episodes": args.episodes, "workers": w} for w in args.workers])
         for i, case in enumerate(cases):
             case["out"] = str(Path(tmp) / f"ds{i}")

@@ -125,3 +125,32 @@ def test_learn_spec_trains_its_vision_and_runs_closed_loop(sim_dataset, cache_di
     episode = rollout(bundle.policy, bundle.preprocessor, bundle.postprocessor, task="reach",
                       seeds=eval_seeds(1), max_steps=12).per_seed[0]
     assert isinstance(episode.success, bool) and 1 <= episode.length <= 12
+
+
+FORKED_ROLLOUT = """
+import sys, torch
+torch.set_num_threads(1)
+from pathlib import Path
+from node.datasets import load_metadata
+from node.model import make_smolvla
+from sim import eval_seeds, rollout
+b = make_smolvla("learn", load_metadata(sys.argv[1]), Path(sys.argv[2]))
+runs = [rollout(b.policy, b.preprocessor, b.postprocessor, task="reach", seeds=eval_seeds(3), max_steps=25,
+                workers=w) for w in (2, 1, 2)]
+print([[(e.seed, e.success, e.length) for e in r.per_seed] for r in runs])
+"""
+
+
+def test_closed_loop_in_forked_workers_matches_one_process(sim_dataset, cache_dir):
+    """Evaluation episodes dealt to forked workers give what one process gives (the policy's noise is seeded per
+    episode), and a process that has rendered itself evaluates alone instead of forking (a fork of a GL context
+    hangs). In a fresh interpreter: this test process has rendered already."""
+    import ast
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", FORKED_ROLLOUT, f"local:{sim_dataset}", str(cache_dir)],
+                         capture_output=True, text=True, timeout=300, check=True)
+    forked, serial, after_render = ast.literal_eval(out.stdout.strip().splitlines()[-1])
+    assert forked == serial == after_render and [s for s, *_ in forked] == eval_seeds(3)
+    assert "this process has rendered already" in out.stderr
