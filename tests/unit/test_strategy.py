@@ -82,6 +82,15 @@ def test_too_few_verified_keeps_global_model():
     assert all(o.status == "NOT_SELECTED" and o.reason == "NO_QUORUM" for o in outcomes.values())
 
 
+def test_a_caught_attacker_does_not_take_krums_quorum_away():
+    """f = 1 and five nodes: once the gate has rejected the attacker, the four honest replies are ranked for the
+    f - 1 = 0 attackers left, not held to f = 1's quorum of five (which would keep the global model forever)."""
+    replies = [reply(i, honest(i)) for i in range(1, 5)] + [reply(99, None)]
+    arrays, outcomes = run_round(make_strategy(f=1, m=2), replies)
+    assert outcomes[99].status == "MALFORMED"
+    assert arrays is not None and sum(o.status == "SELECTED" for o in outcomes.values()) == 2
+
+
 def test_gate_records_first_failure_only():
     calls = []
 
