@@ -54,6 +54,7 @@ class FrameCache(torch.utils.data.Dataset):
         import numpy as np
 
         meta, fps = dataset.meta, dataset.meta.fps
+        self.meta, self.delta_timestamps = meta, dataset.delta_timestamps  # as LeRobot's dataset has them
         hf = dataset.hf_dataset.with_format("numpy")
         state = torch.from_numpy(np.stack(hf["observation.state"])).float()
         action = torch.from_numpy(np.stack(hf["action"])).float()
