@@ -7,6 +7,7 @@ and gives items with the keys and shapes SmolVLA's training reads from LeRobot's
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -30,8 +31,6 @@ def in_memory(dataset, chunk: int, limit_mb: float | None = None):
     A node's small simulated dataset (6,000 frames of two 128x96 cameras: 420 MB) trains ~10x faster decoded once;
     a real arm's recordings (hours at 640x480) stay on disk and are decoded item by item, as LeRobot does.
     """
-    import os
-
     limit = float(os.environ.get("ZK0_FRAME_CACHE_MB", CACHE_LIMIT_MB)) if limit_mb is None else limit_mb
     if not dataset.meta.video_keys or decoded_mb(dataset) > limit:
         return dataset

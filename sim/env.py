@@ -7,6 +7,7 @@ tracked by position actuators at 30 Hz (16 physics substeps per step), as the re
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import gymnasium as gym
@@ -25,8 +26,6 @@ _GL_PID: int | None = None
 
 def renders_in_this_process() -> bool:
     """Whether this process holds a renderer's GL context (forked workers would hang on it)."""
-    import os
-
     return _GL_PID == os.getpid()
 
 
@@ -194,8 +193,6 @@ class SO100Env(gym.Env):
 
     def _render(self, camera: str) -> np.ndarray:
         if self._renderer is None:
-            import os
-
             global _GL_PID
             h, w, _ = self.image_shape
             self._renderer = mujoco.Renderer(self.model, height=h, width=w)

@@ -196,13 +196,6 @@ def _episodes(job: _Job, seeds: Sequence[int], progress: bool = False) -> list[E
     """One episode per seed, in this process. A stochastic policy's draws (SmolVLA's flow-matching noise) are
     seeded by the episode's seed, so an evaluation repeats exactly, in one process or in several."""
     import torch
-
-    with torch.random.fork_rng():
-        return _seeded_episodes(job, seeds, progress)
-
-
-def _seeded_episodes(job: _Job, seeds: Sequence[int], progress: bool) -> list[EpisodeResult]:
-    import torch
     from lerobot.utils.io_utils import write_video
 
     controller = job.controller
@@ -210,6 +203,7 @@ def _seeded_episodes(job: _Job, seeds: Sequence[int], progress: bool) -> list[Ep
     env = SO100Env(job.task, variation=job.variation, max_steps=job.max_steps,
                    render_images=getattr(controller, "uses_images", True))
     results = []
+    rng_state = torch.random.get_rng_state()  # given back after: the caller's random stream goes on as it was
     try:
         for seed in tqdm(seeds, desc=f"eval {job.task}", unit="ep", disable=not progress):
             obs, info = env.reset(seed=seed)
@@ -235,6 +229,7 @@ def _seeded_episodes(job: _Job, seeds: Sequence[int], progress: bool) -> list[Ep
             results.append(EpisodeResult(seed, bool(success), steps, video))
     finally:
         env.close()
+        torch.random.set_rng_state(rng_state)
     return results
 
 
