@@ -47,7 +47,7 @@ def read_key(key_file: str | None, env: str, what: str) -> str:
 
 
 def _state(args: argparse.Namespace) -> dict:
-    from aggregator.deploy import read_state
+    from aggregator.tools.deploy import read_state
 
     return read_state(Path(args.state_dir) / "federation.json")
 
@@ -85,7 +85,7 @@ def _superlink(args: argparse.Namespace, state: dict) -> tuple[str, bool, Path |
 
 def _demo(args: argparse.Namespace) -> int:
     from aggregator.config import FederationConfig
-    from aggregator.demo import DemoConfig, run_demo
+    from aggregator.tools.demo import DemoConfig, run_demo
 
     fed = FederationConfig(local_steps=args.local_steps, krum_f=args.krum_f, krum_m=args.krum_m, model=args.model,
                            sim_task=args.task,
@@ -103,7 +103,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _start(args: argparse.Namespace) -> int:
     """SuperLink (+ verifier service) in the foreground until Ctrl-C or SIGTERM."""
-    from aggregator.deploy import ManagedProcess, SuperLinkOptions, start_process, wait_for_port, write_state
+    from aggregator.tools.deploy import ManagedProcess, SuperLinkOptions, start_process, wait_for_port, write_state
     from node.trust import SOURCE_ROOT, app_hash, parse_app_hash
 
     state_dir = Path(args.state_dir).expanduser().resolve()
@@ -199,8 +199,8 @@ def _check_aggregator(rpc: str, registry_address: str, key: str) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from aggregator.config import SECRET_ENV, FederationConfig
-    from aggregator.deploy import follow_run, run_config, submit_operator_run
     from aggregator.operator import OPERATOR_KEYS, check_run_paths
+    from aggregator.tools.deploy import follow_run, run_config, submit_operator_run
     from node.trust import SOURCE_ROOT, build_app_bundle, bundle_hash
 
     out_dir = str(Path(args.out or time.strftime("outputs/run-%Y%m%d-%H%M%S")).resolve())
@@ -337,7 +337,7 @@ def _contributions(args: argparse.Namespace) -> int:
 def _reward_cell(registry, record, rounds_info: dict) -> str:
     """What a record earns: emission × score / the round's score total for a SELECTED record with a positive score
     in a closed round; 'pending' until claimed ('paid' after, or forfeited by a slash)."""
-    from aggregator.incentives import tokens
+    from aggregator.ledger.incentives import tokens
     from contracts import Status
 
     if record.status != Status.SELECTED or record.score <= 0:
@@ -355,7 +355,7 @@ def _reward_cell(registry, record, rounds_info: dict) -> str:
 
 def _register_circuit(args: argparse.Namespace) -> int:
     """Owner: deploy the EZKL verifier and register the federation's circuit (once; a second time reuses it)."""
-    from aggregator.circuit_registration import ensure_circuit_registered, federation_circuit
+    from aggregator.tools.circuit_registration import ensure_circuit_registered, federation_circuit
 
     rpc, registry_address = _chain(args, _state(args))
     owner = _registry(rpc, registry_address, read_key(args.owner_key_file, OWNER_KEY_ENV, "owner"))
@@ -375,7 +375,7 @@ def _params(args: argparse.Namespace) -> int:
     """Show the participation rules, or (owner) change some of them."""
     from dataclasses import asdict
 
-    from aggregator.incentives import WEI
+    from aggregator.ledger.incentives import WEI
 
     rpc, registry_address = _chain(args, _state(args))
     if args.params_command == "set":
@@ -419,7 +419,7 @@ def _amount(text: str, flag: str) -> int:
 
 def _slash(args: argparse.Namespace) -> int:
     """Submit kept evidence of a bad proof to slashBadProof (anyone may: the contract checks everything)."""
-    from aggregator.incentives import evidence_files, read_evidence, slash, tokens
+    from aggregator.ledger.incentives import evidence_files, read_evidence, slash, tokens
 
     paths = [Path(p) for p in args.evidence]
     files = [f for p in paths for f in (evidence_files(p) if p.is_dir() else [p])]
@@ -441,7 +441,7 @@ def _slash(args: argparse.Namespace) -> int:
 
 
 def _fixtures(args: argparse.Namespace) -> int:
-    from aggregator.fixtures import sim_fixtures, synthetic_fixtures
+    from aggregator.tools.fixtures import sim_fixtures, synthetic_fixtures
 
     if args.nodes < 1:
         raise UserError("--nodes must be at least 1")
@@ -500,7 +500,7 @@ def _explorer(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     """What runs: SuperLink, runs, nodes, rounds, pending chain operations, verifier. Exit 1 when nothing runs."""
-    from aggregator.status import aggregator_status
+    from aggregator.tools.status import aggregator_status
 
     s = aggregator_status(args.state_dir)
     if not s.started:
@@ -540,7 +540,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
-    from aggregator.release import build_release, push_release
+    from aggregator.tools.release import build_release, push_release
 
     if args.push and not args.repo_id:
         raise UserError("--push needs --repo-id ORG/NAME (the Hub model repo to create or update)")
@@ -566,8 +566,8 @@ def _verify_model(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from aggregator.provenance import checkpoint_dir, find_provenance, initial_model_round, model_hash
-    from aggregator.release import PROVENANCE_FILE
+    from aggregator.ledger.provenance import checkpoint_dir, find_provenance, initial_model_round, model_hash
+    from aggregator.tools.release import PROVENANCE_FILE
 
     folder = checkpoint_dir(args.path)
     claimed = json.loads((folder / PROVENANCE_FILE).read_text()) if (folder / PROVENANCE_FILE).is_file() else {}
@@ -900,7 +900,7 @@ def _delegated(argv: list[str]) -> int | None:
 
         return chain_main(argv[2:])
     if argv[:2] == ["verifier", "serve"]:
-        from aggregator.verifier_service import serve_main
+        from aggregator.verifier.service import serve_main
 
         return serve_main(argv[2:])
     return None

@@ -28,7 +28,8 @@ class FederationConfig:
     min_nodes: int = 3
     model: str = "tiny"
     heldout: str = ""  # dataset URI of the server's held-out evaluation set
-    # The validation gate (aggregator/validation.py): a dataset no node trains on, distinct from the held-out set.
+    # The validation gate (aggregator/protocol/validation.py): a dataset no node trains on, distinct from the
+    # held-out set.
     validation: str = ""  # dataset URI; empty: no validation score (every verified reply may be selected)
     validation_batches: int = 4  # k batches per round, drawn from the round's seed
     validation_batch_size: int = 8

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 OPERATOR_FILE_ENV = "ZK0_OPERATOR_FILE"
 # FederationConfig fields a run may not choose: endpoints, trust decisions, paths on the aggregator's machine
 OPERATOR_KEYS = ("chain_rpc", "registry", "verifier_url", "verify", "onchain_verify", "srs", "out_dir", "resume",
-                 "cache_dir", "validation")  # validation: the data that judges the nodes (aggregator/validation.py)
+                 "cache_dir", "validation")  # validation: the data that judges the nodes (protocol/validation.py)
 RUN_FILE_WAIT = 30.0  # seconds a ServerApp waits for zk0agg run's file of its run (written just after submission)
 
 

@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from aggregator.gate import Outcome
-from aggregator.strategy import RoundLog
+from aggregator.protocol.gate import Outcome
+from aggregator.protocol.strategy import RoundLog
 
 log = logging.getLogger(__name__)
 

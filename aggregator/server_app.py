@@ -24,11 +24,11 @@ from flwr.app import ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 
 from aggregator.config import FederationConfig
-from aggregator.gate import STRUCTURAL_CHECKS, VERIFIED_CHECKS, Gate
-from aggregator.intake import ArrivalGrid
 from aggregator.outputs import RunOutputs
-from aggregator.strategy import GatedMultiKrum
-from aggregator.validation import ValidationConfig, Validator
+from aggregator.protocol.gate import STRUCTURAL_CHECKS, VERIFIED_CHECKS, Gate
+from aggregator.protocol.intake import ArrivalGrid
+from aggregator.protocol.strategy import GatedMultiKrum
+from aggregator.protocol.validation import ValidationConfig, Validator
 from node.datasets import load_dataset, load_metadata
 from node.errors import UserError
 from node.logs import setup_logging
@@ -115,12 +115,12 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
 
     verification = None
     if cfg.verify:
-        from aggregator.verification import ChainConfig, Verification
+        from aggregator.protocol.verification import ChainConfig, Verification
 
         chain = ChainConfig(cfg.chain_rpc, cfg.registry, cfg.aggregator_key, cfg.onchain_verify)
         checker = None
         if cfg.verifier_url:
-            from aggregator.verifier_client import remote_checker
+            from aggregator.verifier.client import remote_checker
 
             checker = remote_checker(cfg.verifier_url, cfg.verifier_token)  # several services: comma-separated
         chain_run = chain_run_id(Path(cfg.out_dir), cfg.resume, run_id, cfg.aggregator_key)

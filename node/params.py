@@ -56,8 +56,8 @@ def set_trainable(policy: torch.nn.Module, arrays: dict[str, np.ndarray]) -> Non
     params = OrderedDict((n, p) for n, p in policy.named_parameters() if p.requires_grad)
     check_arrays(OrderedDict((n, tuple(p.shape)) for n, p in params.items()), arrays)
     with torch.no_grad(), warnings.catch_warnings():
-        # The aggregator's arrays are read-only views on the received bytes (aggregator/arrays.py); copy_ only reads
-        # them, so torch's warning about tensors over non-writable arrays does not apply.
+        # The aggregator's arrays are read-only views on the received bytes (aggregator/protocol/arrays.py); copy_
+        # only reads them, so torch's warning about tensors over non-writable arrays does not apply.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         for name, p in params.items():
             p.copy_(torch.from_numpy(np.asarray(arrays[name])).to(p.device, p.dtype))

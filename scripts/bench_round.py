@@ -100,7 +100,7 @@ def main() -> None:
 
     import os
 
-    from aggregator.demo import DemoConfig, run_demo
+    from aggregator.tools.demo import DemoConfig, run_demo
 
     load_before = os.getloadavg()
     t0 = time.perf_counter()

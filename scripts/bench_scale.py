@@ -50,7 +50,7 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
 import numpy as np  # noqa: E402
 
-from aggregator.updates import UpdateStore  # noqa: E402
+from aggregator.protocol.updates import UpdateStore  # noqa: E402
 from scripts.doc_section import write_section  # noqa: E402
 
 START, END = "<!-- scale:start -->", "<!-- scale:end -->"
@@ -238,8 +238,8 @@ def tiny_replies(n: int, global_arrays: OrderedDict, global_hash: str, circuit, 
 
 def _gate_round(messages, ctx_of, store, sketch, workers: int, interval: float = 0.0):
     """Hand ``messages`` to a fresh intake, one every ``interval`` s (0: all at once); the gate's figures."""
-    from aggregator.gate import VERIFIED_CHECKS, Gate
-    from aggregator.intake import RoundIntake
+    from aggregator.protocol.gate import VERIFIED_CHECKS, Gate
+    from aggregator.protocol.intake import RoundIntake
 
     intake = RoundIntake(Gate(list(VERIFIED_CHECKS)), ctx_of(), [], store, sketch, workers)
     t0, c0 = time.perf_counter(), _cpu()
@@ -260,9 +260,9 @@ def bench_round(n: int, workers: int, spread: bool, chain: bool, results: Path) 
     from flwr.serverapp.strategy.multikrum import select_multikrum
 
     import prover.verify
-    from aggregator.gate import RoundContext
-    from aggregator.sketch import SKETCH_DIM, CountSketch, krum_order
-    from aggregator.verification import LocalProofChecker
+    from aggregator.protocol.gate import RoundContext
+    from aggregator.protocol.sketch import SKETCH_DIM, CountSketch, krum_order
+    from aggregator.protocol.verification import LocalProofChecker
     from prover.hashing import params_hash
 
     circuit = _circuit()
@@ -334,12 +334,12 @@ def _chain():
 
 
 def _chain_records(registry, global_hash: str, circuit_id: str, gated, selected: set, local) -> dict:
-    """The round's chain work after the aggregation, as ``aggregator.verification`` does it: every outcome journalled
-    (held), then the round committed: released, closeRound journalled, and the journal flushed by ``ChainSync``
-    (the signed records in ``recordContributions`` transactions of up to BATCH_SIZE, then closeRound). The round was
-    opened before (at configure time: not in the figure)."""
-    from aggregator.chain_sync import ChainSync
-    from aggregator.journal import Journal
+    """The round's chain work after the aggregation, as ``aggregator.protocol.verification`` does it: every
+    outcome journalled (held), then the round committed: released, closeRound journalled, and the journal flushed
+    by ``ChainSync`` (the signed records in ``recordContributions`` transactions of up to BATCH_SIZE, then
+    closeRound). The round was opened before (at configure time: not in the figure)."""
+    from aggregator.ledger.chain_sync import ChainSync
+    from aggregator.ledger.journal import Journal
     from contracts import Reason, Status
     from contracts.registry import BATCH_SIZE
 
@@ -406,10 +406,10 @@ def real_global() -> OrderedDict:
 
 
 def real_block(global_arrays: OrderedDict, i: int, n: int, index: int, start: int, stop: int) -> np.ndarray:
-    """Values ``start..stop`` (a block of ``aggregator.updates.BLOCK``) of array ``index`` of node i's update: honest
-    node i sends θ_g + 1e-3·(1 + z_i) (a shared direction plus its own noise); the last of n nodes sends the
-    sign-flip of node 0's update, θ_g − Δ_0. Seeded per block, so a block is made again without the rest."""
-    from aggregator.updates import BLOCK
+    """Values ``start..stop`` (a block of ``aggregator.protocol.updates.BLOCK``) of array ``index`` of node i's
+    update: honest node i sends θ_g + 1e-3·(1 + z_i) (a shared direction plus its own noise); the last of n nodes
+    sends the sign-flip of node 0's update, θ_g − Δ_0. Seeded per block, so a block is made again without the rest."""
+    from aggregator.protocol.updates import BLOCK
 
     attacker = i == n - 1
     rng = np.random.default_rng([11, 0 if attacker else i, index, start // BLOCK])
@@ -424,7 +424,7 @@ def real_block(global_arrays: OrderedDict, i: int, n: int, index: int, start: in
 
 def real_update(global_arrays: OrderedDict, i: int, n: int) -> OrderedDict:
     """Node i's whole update (``real_block`` block by block)."""
-    from aggregator.updates import BLOCK
+    from aggregator.protocol.updates import BLOCK
 
     out = OrderedDict()
     for index, (name, g) in enumerate(global_arrays.items()):
@@ -450,10 +450,10 @@ def as_pulled(message):
 
 
 def bench_real(n: int, store_kind: str, workers: int, results: Path) -> None:
-    from aggregator.gate import STRUCTURAL_CHECKS, Gate, RoundContext
-    from aggregator.intake import RoundIntake
-    from aggregator.sketch import SKETCH_DIM, CountSketch, krum_order
-    from aggregator.strategy import to_record
+    from aggregator.protocol.gate import STRUCTURAL_CHECKS, Gate, RoundContext
+    from aggregator.protocol.intake import RoundIntake
+    from aggregator.protocol.sketch import SKETCH_DIM, CountSketch, krum_order
+    from aggregator.protocol.strategy import to_record
     from prover.hashing import params_hash
 
     rss = RssSampler()
@@ -516,7 +516,7 @@ KINDS = ["sign-flip", "collude", "ipm", "free-rider-noise", "poison-shuffle"]
 def bench_agreement(dims: list[int], trials: int, d: int, results: Path) -> None:
     """Multi-Krum (7 nodes, f = 1, m = 3) on sketches vs on full vectors, on docs/security.md's update patterns:
     how often the selected set differs, and how often the attackers in it differ."""
-    from aggregator.sketch import CountSketch, krum_order, squared_distances
+    from aggregator.protocol.sketch import CountSketch, krum_order, squared_distances
     from attacks.library import synthetic_updates
 
     stats = {dim: {"rounds": 0, "set_differs": 0, "attackers_differ": 0, "more_attackers": 0, "cut_gap_max": 0.0,

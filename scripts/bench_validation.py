@@ -42,7 +42,7 @@ def bench_model(model: str, validation: str, cache_dir: Path, ks: list[int], rep
     import numpy as np
     from lerobot.datasets.factory import resolve_delta_timestamps
 
-    from aggregator.validation import ValidationConfig, Validator
+    from aggregator.protocol.validation import ValidationConfig, Validator
     from node.datasets import load_dataset, load_metadata
     from node.model import make_smolvla
     from node.params import get_trainable
@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=Path(".zk0/fixtures"))
     parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
     args = parser.parse_args()
-    from aggregator.fixtures import synthetic_fixtures
+    from aggregator.tools.fixtures import synthetic_fixtures
 
     fixtures = synthetic_fixtures(args.cache_dir, 1, episodes=4, frames=30)
     verify = bench_verify()

@@ -51,8 +51,8 @@ def main() -> None:
     import torch
     from lerobot.datasets.factory import resolve_delta_timestamps
 
-    from aggregator.fixtures import synthetic_fixtures
-    from aggregator.validation import ValidationConfig, Validator
+    from aggregator.protocol.validation import ValidationConfig, Validator
+    from aggregator.tools.fixtures import synthetic_fixtures
     from node.contribution import capture_update
     from node.datasets import load_dataset, load_metadata
     from node.dp import DPConfig, privatize, update_norm

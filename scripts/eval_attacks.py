@@ -129,7 +129,7 @@ def validation_runs(nodes: int, krum_f: int) -> list[Run]:
 def run_one(run: Run, args) -> dict:
     """One verified federation run; returns what the table needs, per reply: round, attack, status, detail."""
     from aggregator.config import FederationConfig
-    from aggregator.demo import DemoConfig, run_demo
+    from aggregator.tools.demo import DemoConfig, run_demo
 
     out = Path(args.workdir) / run.key
     if out.exists():

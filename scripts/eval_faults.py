@@ -2,8 +2,8 @@
 
 One loopback deployment (real anvil and registry, ``zk0agg start``, three ``zk0node start`` SuperNodes, the dev
 SRS, synthetic fixtures, the tiny SmolVLA) serves every scenario: each is one or two ``zk0agg run`` of two rounds
-with its fault injected by signal, then ``aggregator.audit.audit_run`` compares the chain's records with the run's
-summary.json. The table goes into docs/reliability.md between its markers.
+with its fault injected by signal, then ``aggregator.ledger.audit.audit_run`` compares the chain's records with the
+run's summary.json. The table goes into docs/reliability.md between its markers.
 
     .venv/bin/python scripts/eval_faults.py                      # every scenario (~40 min on an idle 2-core machine)
     .venv/bin/python scripts/eval_faults.py --only chain-down kill-node
@@ -31,9 +31,9 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 
 from doc_section import write_section  # noqa: E402
 
-from aggregator.audit import audit_run  # noqa: E402
-from aggregator.deploy import ManagedProcess, free_port, start_process, wait_nodes  # noqa: E402
-from aggregator.fixtures import synthetic_fixtures  # noqa: E402
+from aggregator.ledger.audit import audit_run  # noqa: E402
+from aggregator.tools.deploy import ManagedProcess, free_port, start_process, wait_nodes  # noqa: E402
+from aggregator.tools.fixtures import synthetic_fixtures  # noqa: E402
 from contracts import LocalChain, Registry, connect, create_keystore  # noqa: E402
 from node.trust import build_app_bundle, bundle_hash  # noqa: E402
 

@@ -86,7 +86,7 @@ def run(epsilon: str, kind: str, args, out: Path) -> dict:
     from rich.console import Console
 
     from aggregator.config import FederationConfig
-    from aggregator.demo import DemoConfig, run_demo
+    from aggregator.tools.demo import DemoConfig, run_demo
     from contracts import read_address
 
     adversarial = kind.startswith("sign-flip")

@@ -36,7 +36,7 @@ def run(data: str, seed: int, verify: bool, args, out: Path) -> dict:
     from rich.console import Console
 
     from aggregator.config import FederationConfig
-    from aggregator.demo import DemoConfig, run_demo
+    from aggregator.tools.demo import DemoConfig, run_demo
 
     if out.exists():  # a fresh chain, wallets and journal: an earlier attempt's must not be resumed or mixed in
         import shutil

@@ -82,8 +82,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from aggregator.config import FederationConfig
-    from aggregator.demo import DemoConfig, run_demo
-    from aggregator.fixtures import sim_fixtures
+    from aggregator.tools.demo import DemoConfig, run_demo
+    from aggregator.tools.fixtures import sim_fixtures
     from node.logs import setup_logging
 
     setup_logging(False)

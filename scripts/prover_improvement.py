@@ -47,7 +47,7 @@ def main() -> None:
 
     from lerobot.datasets.factory import resolve_delta_timestamps
 
-    from aggregator.fixtures import synthetic_fixtures
+    from aggregator.tools.fixtures import synthetic_fixtures
     from node.datasets import load_dataset, load_metadata
     from node.model import make_smolvla
     from node.params import get_trainable

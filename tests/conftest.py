@@ -33,7 +33,7 @@ def cache_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def synthetic(cache_dir):
     """Three small synthetic node datasets and a held-out set (real LeRobot v3 format, video cameras)."""
-    from aggregator.fixtures import synthetic_fixtures
+    from aggregator.tools.fixtures import synthetic_fixtures
 
     return synthetic_fixtures(cache_dir, n_nodes=3, episodes=2, frames=24)
 

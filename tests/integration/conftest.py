@@ -48,7 +48,7 @@ def outage_after_round_one(out, chain, seconds: float = 6.0) -> None:
 def verified_run(cache_dir, tmp_path_factory):
     """The finished run, its chain started again (same state) to read its records."""
     from aggregator.config import FederationConfig
-    from aggregator.demo import DemoConfig, run_demo
+    from aggregator.tools.demo import DemoConfig, run_demo
 
     out = tmp_path_factory.mktemp("verified") / "run"
     chains = []

@@ -271,7 +271,7 @@ def test_stale_global_hash_and_invalid_outcomes_are_refused(registry, keys, open
 def test_an_unsigned_rejection_never_takes_a_wallets_slot(registry, keys, open_round):
     """A BAD_SIGNATURE rejection (or any unsigned one) cannot block the genuine signed contribution: the
     aggregator names the rejected reply by its Flower node id and the contract derives the key from a hash."""
-    from aggregator.verification import reply_address
+    from aggregator.protocol.verification import reply_address
 
     inputs = next(i for i in registry.contract.abi if i.get("name") == "recordRejection")["inputs"]
     assert "address" not in [i["type"] for i in inputs]  # the old contract took any address, an approved one too

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 from eth_account import Account
 
-from aggregator.chain_sync import ChainSync
-from aggregator.gate import Reply, RoundContext, check_known_node
-from aggregator.journal import Journal
-from aggregator.verification import Verification
+from aggregator.ledger.chain_sync import ChainSync
+from aggregator.ledger.journal import Journal
+from aggregator.protocol.gate import Reply, RoundContext, check_known_node
+from aggregator.protocol.verification import Verification
 from contracts import Contribution, LocalChain, Reason, Registry, Status, connect, new_run_id, sign_contribution
 
 H = "0x" + "11" * 32

@@ -10,12 +10,12 @@ import pytest
 from eth_account import Account
 from rich.console import Console
 
-from aggregator.chain_sync import ChainSync
-from aggregator.gate import Outcome, Reply
-from aggregator.journal import Journal
+from aggregator.ledger.chain_sync import ChainSync
+from aggregator.ledger.journal import Journal
 from aggregator.outputs import RunOutputs
-from aggregator.strategy import RoundLog
-from aggregator.verification import Verification, reply_address
+from aggregator.protocol.gate import Outcome, Reply
+from aggregator.protocol.strategy import RoundLog
+from aggregator.protocol.verification import Verification, reply_address
 from contracts import (
     Contribution,
     LocalChain,

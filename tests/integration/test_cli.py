@@ -373,7 +373,7 @@ def test_node_stake_rewards_claim_unstake_commands(tmp_path, wallet, incentives_
 def test_agg_params_and_slash_commands(tmp_path, incentives_chain, tiny_circuit):
     """params show/set (owner only), and zk0agg slash of a real signed contribution whose proof (a valid tiny proof)
     is not for the losses it signed: slashed once, then AlreadySlashed."""
-    from aggregator.verification import evidence_record
+    from aggregator.protocol.verification import evidence_record
     from contracts import Contribution, sign_contribution
     from contracts.testing import deploy_contract
 

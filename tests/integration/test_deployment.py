@@ -22,8 +22,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from aggregator.deploy import follow_run, free_port, read_state, start_process, submit_run, wait_nodes
-from aggregator.fixtures import synthetic_fixtures
+from aggregator.tools.deploy import follow_run, free_port, read_state, start_process, submit_run, wait_nodes
+from aggregator.tools.fixtures import synthetic_fixtures
 from contracts import LocalChain, Registry, Status, connect, create_keystore
 from node.trust import build_app_bundle, bundle_hash
 

@@ -13,8 +13,8 @@ import pytest
 from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from aggregator.gate import VERIFIED, VERIFIED_CHECKS, Gate, RoundContext
-from aggregator.verification import LocalProofChecker
+from aggregator.protocol.gate import VERIFIED, VERIFIED_CHECKS, Gate, RoundContext
+from aggregator.protocol.verification import LocalProofChecker
 from contracts import create_keystore
 from node.contribution import RoundTerms, contribution_record, node_circuit, slice_shape, wallet_account
 from node.dp import DPConfig, clip_update
@@ -32,7 +32,7 @@ DP = DPConfig.for_epsilon(8.0, rounds=3)  # the demo's --dp-epsilon 8 over 3 rou
 def noised_round(synthetic, cache_dir, tmp_path_factory):
     """Node 0's round 1 with DP: the round config, its reply, the global and the clean trained model, and what the
     gate needs (circuit, wallet, the validation set)."""
-    from aggregator.validation import ValidationConfig, Validator
+    from aggregator.protocol.validation import ValidationConfig, Validator
     from node.client_app import NodeSetup, load_node, train_round
     from node.datasets import load_dataset
 

@@ -22,13 +22,13 @@ import json
 
 import pytest
 
-from aggregator.chain_sync import ChainSync
 from aggregator.config import FederationConfig
-from aggregator.demo import DemoConfig, run_demo
-from aggregator.fixtures import synthetic_fixtures
-from aggregator.journal import Journal
+from aggregator.ledger.chain_sync import ChainSync
+from aggregator.ledger.journal import Journal
+from aggregator.protocol.strategy import GatedMultiKrum
 from aggregator.server_app import make_server_app
-from aggregator.strategy import GatedMultiKrum
+from aggregator.tools.demo import DemoConfig, run_demo
+from aggregator.tools.fixtures import synthetic_fixtures
 from attacks import attack_train_fn
 from contracts import Registry, connect, read_address
 from node.client_app import NodeSetup, make_client_app

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from aggregator.config import FederationConfig
-from aggregator.demo import DemoConfig, run_demo
+from aggregator.tools.demo import DemoConfig, run_demo
 from node.datasets import load_dataset, load_metadata
 from node.errors import UserError
 from node.so100 import so100_features

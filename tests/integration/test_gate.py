@@ -15,8 +15,8 @@ from eth_account import Account
 from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from aggregator.gate import VERIFIED, VERIFIED_CHECKS, Gate, RoundContext
-from aggregator.verification import LocalProofChecker
+from aggregator.protocol.gate import VERIFIED, VERIFIED_CHECKS, Gate, RoundContext
+from aggregator.protocol.verification import LocalProofChecker
 from node.contribution import SLICE_BIAS, SLICE_WEIGHT, RoundTerms, contribution_record
 from node.params import numpy_to_arrays
 from prover import CircuitConfig, ProofArtifact, SliceShape, build_circuit, params_hash, prove
@@ -176,7 +176,7 @@ def test_no_improvement(setup):
 class SliceValidation:
     """The aggregator's validation set for this module's toy model: frames (X_v, Y_v) it holds, on which the honest
     update's direction is the useful one (Y_v is made by a slice beyond W_n, from W_g). SmolVLA's own validation
-    (``aggregator.validation``) runs in tests/integration/test_verified_federation.py."""
+    (``aggregator.protocol.validation``) runs in tests/integration/test_verified_federation.py."""
 
     def __init__(self, setup, global_: dict, frames: int = 64) -> None:
         s = setup["slice"]

@@ -159,7 +159,7 @@ def test_verify_model_refuses_a_changed_weight(demo, release, tmp_path, capsys, 
     shutil.copytree(out / "checkpoints" / "round_2", run_copy / "checkpoints" / "round_2")
     shutil.copy(out / "summary.json", run_copy / "summary.json")
     shutil.copy(tampered / "model.safetensors", run_copy / "checkpoints" / "round_2" / "model.safetensors")
-    from aggregator.release import build_release
+    from aggregator.tools.release import build_release
 
     with pytest.raises(UserError, match="the checkpoint was changed"):
         build_release(run_copy, tmp_path / "never")
@@ -167,7 +167,7 @@ def test_verify_model_refuses_a_changed_weight(demo, release, tmp_path, capsys, 
 
 
 def test_push_without_the_hub_is_a_clear_error(release, monkeypatch):
-    from aggregator.release import push_release
+    from aggregator.tools.release import push_release
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     folder, _ = release

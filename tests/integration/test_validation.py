@@ -14,7 +14,7 @@ import pytest
 SCORE_SCRIPT = """
 import sys, numpy as np, torch
 from lerobot.datasets.factory import resolve_delta_timestamps
-from aggregator.validation import ValidationConfig, Validator
+from aggregator.protocol.validation import ValidationConfig, Validator
 from node.datasets import load_dataset, load_metadata
 from node.model import make_smolvla
 meta = load_metadata(sys.argv[1])
@@ -45,7 +45,7 @@ def scored(synthetic, cache_dir, tmp_path_factory):
     import torch
     from lerobot.datasets.factory import resolve_delta_timestamps
 
-    from aggregator.validation import ValidationConfig, Validator
+    from aggregator.protocol.validation import ValidationConfig, Validator
     from node.datasets import load_dataset, load_metadata
     from node.model import make_smolvla
     from node.params import get_trainable

@@ -16,7 +16,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from aggregator.verifier_service import build_parser, make_server
+from aggregator.verifier.service import build_parser, make_server
 from prover import CircuitConfig, SliceShape, build_circuit
 
 TOKEN = "fuzz-token"

@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aggregator.verifier_client import RemoteVerifier, VerifierRequestError, VerifierUnavailable
-from aggregator.verifier_service import build_parser, make_server, serve_main
-from aggregator.wire import VerifyRequest
+from aggregator.verifier.client import RemoteVerifier, VerifierRequestError, VerifierUnavailable
+from aggregator.verifier.service import build_parser, make_server, serve_main
+from aggregator.verifier.wire import VerifyRequest
 from prover import (
     BAD_PROOF,
     NO_IMPROVEMENT,
@@ -322,7 +322,7 @@ def test_a_pool_of_services_skips_one_that_is_down(service, circuit, honest):
     gate's workers keep getting verdicts; with none up, the check fails as VerifierUnavailable (not a verdict)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from aggregator.verifier_client import VerifierPool, VerifierUnavailable, remote_checker
+    from aggregator.verifier.client import VerifierPool, VerifierUnavailable, remote_checker
 
     slice_, artifact = honest
     arrays = {"W_g": slice_.W_g, "b_g": slice_.b_g, "W_n": slice_.W_n, "b_n": slice_.b_n}

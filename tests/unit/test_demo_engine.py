@@ -1,4 +1,4 @@
-"""The demo keeps ``run_simulation`` on purpose (aggregator.demo._run_simulation_engine says why) and drops only
+"""The demo keeps ``run_simulation`` on purpose (aggregator.tools.demo._run_simulation_engine says why) and drops only
 Flower's deprecation notice of it."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import logging
 from flwr.simulation import run_simulation
 from flwr.supercore.logger import warn_deprecated_feature
 
-from aggregator.demo import run_simulation_kept
+from aggregator.tools.demo import run_simulation_kept
 
 NOTICE = "The `run_simulation` function is deprecated"
 

@@ -133,10 +133,10 @@ def test_privacy_spent_in_summary_and_round_table(tmp_path):
 
     from rich.console import Console
 
-    from aggregator.gate import Outcome
     from aggregator.outputs import RunOutputs
+    from aggregator.protocol.gate import Outcome
+    from aggregator.protocol.strategy import RoundLog
     from aggregator.server_app import dp_round
-    from aggregator.strategy import RoundLog
 
     log = io.StringIO()
     out = RunOutputs(tmp_path, "run-dp", {"rounds": 3}, console=Console(file=log, width=200))

@@ -18,7 +18,7 @@ from flwr.supercore.task_identity import TaskIdentity
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from aggregator.gate import Rejected, RoundContext, check_well_formed
+from aggregator.protocol.gate import Rejected, RoundContext, check_well_formed
 from node.contribution import parse_record
 from node.params import numpy_to_arrays
 from prover import ProofArtifact
@@ -158,7 +158,7 @@ def test_gate_rejects_any_record_cleanly(changes, drop):
     content = RecordDict({"arrays": numpy_to_arrays(GLOBAL), "metrics": MetricRecord({"num-examples": 8}),
                           "contribution": ConfigRecord(record)})
     ctx = RoundContext(1, dict(GLOBAL), params_hash(list(GLOBAL.values())), verifier=NoProofs())
-    from aggregator.gate import Reply
+    from aggregator.protocol.gate import Reply
 
     reply = Reply(node_id=7, message=Message(content, dst_node_id=0, message_type="train"))
     try:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from aggregator.incentives import evidence_files, read_evidence
-from aggregator.verification import evidence_record
+from aggregator.ledger.incentives import evidence_files, read_evidence
+from aggregator.protocol.verification import evidence_record
 from contracts import Contribution, parse_amount
 from node.errors import UserError
 

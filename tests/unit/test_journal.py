@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from aggregator.journal import Journal, JournalError
+from aggregator.ledger.journal import Journal, JournalError
 
 RUN, OTHER = "0x" + "aa" * 32, "0x" + "bb" * 32
 OPEN = {"global_hash": "0x" + "11" * 32, "circuit_id": "0x" + "cc" * 32}
@@ -92,7 +92,7 @@ def test_a_journal_of_another_format_is_refused_clearly(tmp_path):
 def test_a_rounds_signed_records_go_in_one_batch(tmp_path):
     """ChainSync sends consecutive signed records of one round together; an open, a rejection, a record with an
     on-chain proof, or another round starts a new transaction."""
-    from aggregator.chain_sync import ChainSync
+    from aggregator.ledger.chain_sync import ChainSync
 
     j = Journal(tmp_path / "j.sqlite")
     j.add(RUN, "open", 1, "", OPEN)

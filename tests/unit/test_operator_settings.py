@@ -8,7 +8,6 @@ import json
 import pytest
 
 from aggregator.config import FederationConfig
-from aggregator.deploy import operator_part, run_config
 from aggregator.operator import (
     OPERATOR_FILE_ENV,
     OPERATOR_KEYS,
@@ -16,6 +15,7 @@ from aggregator.operator import (
     write_operator_file,
     write_run_settings,
 )
+from aggregator.tools.deploy import operator_part, run_config
 from node.errors import UserError
 
 ATTACKER = {"chain-rpc": "http://attacker.example:8545", "registry": "0x" + "11" * 20,

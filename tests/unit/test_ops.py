@@ -68,7 +68,7 @@ def test_status_says_when_nothing_runs(tmp_path, capsys):
 def test_status_of_an_aggregator_that_has_gone(tmp_path, capsys):
     """federation.json left behind by a zk0agg start that exited: its pid is dead and its SuperLink silent."""
     from aggregator.cli import main as zk0agg
-    from aggregator.deploy import free_port
+    from aggregator.tools.deploy import free_port
     from node.cli import main as zk0node
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -9,11 +9,11 @@ import pytest
 from rich.console import Console
 
 from aggregator.config import FederationConfig
-from aggregator.gate import Outcome
-from aggregator.journal import Op
+from aggregator.ledger.journal import Op
 from aggregator.outputs import RunOutputs
-from aggregator.strategy import RoundLog
-from aggregator.verification import reply_address
+from aggregator.protocol.gate import Outcome
+from aggregator.protocol.strategy import RoundLog
+from aggregator.protocol.verification import reply_address
 from node.errors import UserError
 
 

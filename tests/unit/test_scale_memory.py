@@ -15,13 +15,13 @@ import pytest
 from flwr.app import Array, Message, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-import aggregator.updates
-from aggregator.arrays import array_view
-from aggregator.gate import STRUCTURAL_CHECKS, VERIFIED, Gate, Reply, RoundContext, check_well_formed
-from aggregator.intake import RoundIntake
-from aggregator.sketch import CountSketch
-from aggregator.strategy import to_record
-from aggregator.updates import UpdateStore
+import aggregator.protocol.updates
+from aggregator.protocol.arrays import array_view
+from aggregator.protocol.gate import STRUCTURAL_CHECKS, VERIFIED, Gate, Reply, RoundContext, check_well_formed
+from aggregator.protocol.intake import RoundIntake
+from aggregator.protocol.sketch import CountSketch
+from aggregator.protocol.strategy import to_record
+from aggregator.protocol.updates import UpdateStore
 from node.params import numpy_to_arrays
 from prover.hashing import params_hash
 
@@ -139,7 +139,7 @@ def test_the_arrival_loop_pulls_a_large_reply_only_when_the_gate_has_room(tmp_pa
 def test_the_mean_is_summed_a_block_at_a_time_to_the_same_bits(tmp_path, monkeypatch, spill):
     """With blocks of 2^18 values (the body cut mid-block), the mean has the bits of the whole-array float64 mean,
     and allocates the float32 result and about a block: not an update-sized float64 sum and an update read back."""
-    monkeypatch.setattr(aggregator.updates, "BLOCK", 1 << 18)
+    monkeypatch.setattr(aggregator.protocol.updates, "BLOCK", 1 << 18)
     rng = np.random.default_rng(5)
     template = OrderedDict(a=np.zeros((3, 1001), np.float32), body=np.zeros(D, np.float32))
     store = UpdateStore(template, tmp_path if spill else None)

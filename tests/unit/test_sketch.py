@@ -11,8 +11,16 @@ import pytest
 from flwr.app import RecordDict
 from flwr.serverapp.strategy.multikrum import select_multikrum
 
-from aggregator.sketch import SKETCH_DIM, CountSketch, hash_codes, krum_order, round_seed, squared_distances, use_sketch
-from aggregator.updates import UpdateStore
+from aggregator.protocol.sketch import (
+    SKETCH_DIM,
+    CountSketch,
+    hash_codes,
+    krum_order,
+    round_seed,
+    squared_distances,
+    use_sketch,
+)
+from aggregator.protocol.updates import UpdateStore
 from attacks.library import synthetic_updates
 from node.params import numpy_to_arrays
 

@@ -9,9 +9,9 @@ import pytest
 from flwr.app import Message, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from aggregator.gate import STRUCTURAL_CHECKS, VERIFIED, Gate, RoundContext
-from aggregator.sketch import SKETCH_DIM
-from aggregator.strategy import GatedMultiKrum
+from aggregator.protocol.gate import STRUCTURAL_CHECKS, VERIFIED, Gate, RoundContext
+from aggregator.protocol.sketch import SKETCH_DIM
+from aggregator.protocol.strategy import GatedMultiKrum
 from node.params import numpy_to_arrays
 from prover.hashing import params_hash
 
@@ -38,7 +38,7 @@ def honest(seed: int) -> OrderedDict:
 def run_round(strategy: GatedMultiKrum, replies: list[Message]):
     # Prepare: what configure_train records for the round (hash and context), without a Grid.
     strategy._context[1] = RoundContext(1, dict(GLOBAL), params_hash(list(GLOBAL.values())))
-    from aggregator.strategy import RoundLog
+    from aggregator.protocol.strategy import RoundLog
 
     strategy.rounds[1] = RoundLog(1, strategy._context[1].global_hash)
     arrays, metrics = strategy.aggregate_train(1, replies)
@@ -190,7 +190,7 @@ def scored_round(strategy: GatedMultiKrum, replies: list[Message], scored: bool 
     validation = DistanceValidation(TARGET, WIDE) if scored else None
     strategy._context[1] = RoundContext(1, dict(WIDE), params_hash(list(WIDE.values())), validation=validation,
                                         harm_tolerance=tolerance)
-    from aggregator.strategy import RoundLog
+    from aggregator.protocol.strategy import RoundLog
 
     strategy.rounds[1] = RoundLog(1, strategy._context[1].global_hash)
     arrays, _ = strategy.aggregate_train(1, replies)
@@ -310,8 +310,8 @@ def test_replies_are_gated_in_parallel_as_they_arrive_and_listed_in_reply_order(
     0.3 s each are all through ~0.6 s after being handed over, not 2.4 s; outcomes keep the replies' order."""
     import time
 
-    from aggregator.intake import RoundIntake
-    from aggregator.updates import UpdateStore
+    from aggregator.protocol.intake import RoundIntake
+    from aggregator.protocol.updates import UpdateStore
 
     def slow_check(reply, ctx):  # stands in for a proof check waiting on the verifier service
         time.sleep(0.3)
@@ -334,7 +334,7 @@ def test_two_replies_of_one_wallet_gated_at_once_one_is_stale():
     at the same moment, exactly one passes."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from aggregator.gate import Rejected, Reply, check_fresh
+    from aggregator.protocol.gate import Rejected, Reply, check_fresh
     from contracts import Contribution
 
     ctx = RoundContext(1, dict(GLOBAL), "0x" + "11" * 32)
@@ -393,7 +393,7 @@ def test_the_arrival_loop_feeds_a_sketched_round_a_few_replies_at_a_time(tmp_pat
     the gate as it comes, and the round ends as an exact one would (the outlier out, three selected)."""
     from flwr.app import ConfigRecord
 
-    from aggregator.intake import ArrivalGrid
+    from aggregator.protocol.intake import ArrivalGrid
 
     updates = {i: honest(i) for i in range(1, 8)}
     updates[7] = OrderedDict((k, v + 5.0) for k, v in GLOBAL.items())
@@ -418,7 +418,7 @@ def test_arrival_grid_with_nothing_to_send_returns_at_once():
     ServerApp ("range() arg 3 must not be zero") in a deployment run before."""
     import time
 
-    from aggregator.intake import ArrivalGrid
+    from aggregator.protocol.intake import ArrivalGrid
 
     grid = ArrivalGrid(ReplyingGrid([1, 2], {}), on_reply=lambda reply: None)
     t0 = time.perf_counter()

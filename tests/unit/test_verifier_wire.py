@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from aggregator.wire import VerdictBody, VerifyRequest, WireArray
+from aggregator.verifier.wire import VerdictBody, VerifyRequest, WireArray
 from prover import Verdict
 
 CIRCUIT = "0x" + "ab" * 32

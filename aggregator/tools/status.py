@@ -127,7 +127,7 @@ def verifier_health(url: str | None) -> str:
 
 
 def aggregator_status(state_dir: str | Path) -> AggregatorStatus:
-    from aggregator.deploy import read_state
+    from aggregator.tools.deploy import read_state
 
     state_file = Path(state_dir).expanduser() / "federation.json"
     status = AggregatorStatus(state_file=state_file)
@@ -167,7 +167,7 @@ def _ask_superlink(status: AggregatorStatus, state: dict) -> None:
     from flwr.common.serde import run_from_proto
     from flwr.proto.control_pb2 import ListNodesRequest, ListRunsRequest
 
-    from aggregator.deploy import control_client
+    from aggregator.tools.deploy import control_client
 
     ca = state.get("root_certificates")
     client = control_client(status.superlink, bool(state.get("insecure")) and not ca, Path(ca) if ca else None)

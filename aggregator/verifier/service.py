@@ -4,7 +4,7 @@ The check is ``prover.verify``, exactly as the aggregator runs it in-process; th
 HTTP and runs it in worker processes, so several proofs are checked at once and a verifier scales out behind the
 aggregator (DESIGN.md §2). Each worker loads every circuit's ``Verifier`` once (vk, settings, SRS; no pk).
 
-Endpoints (JSON; wire shapes in ``aggregator.wire``):
+Endpoints (JSON; wire shapes in ``aggregator.verifier.wire``):
 
 - ``POST /v1/verify`` → the verdict ``{ok, reason, message, loss_before, loss_after, data_commitment, seconds}``;
 - ``GET /v1/circuits`` and ``GET /v1/circuits/{id}`` → what each held circuit is (404 for an unknown id);
@@ -47,7 +47,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from aggregator.wire import CircuitInfo, CircuitList, ErrorBody, Health, SliceDims, VerdictBody, VerifyRequest
+from aggregator.verifier.wire import CircuitInfo, CircuitList, ErrorBody, Health, SliceDims, VerdictBody, VerifyRequest
 from prover import SRS, ProverError, Verdict, Verifier, load_srs, load_verifier, verify
 from prover.circuit import read_meta
 from prover.srs import SRSKind

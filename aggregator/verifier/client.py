@@ -1,4 +1,4 @@
-"""Client of the verifier service (``aggregator.verifier_service``): the same ``verify`` as the in-process check.
+"""Client of the verifier service (``aggregator.verifier.service``): the same ``verify`` as the in-process check.
 
 ``RemoteVerifier.verify`` returns the very ``prover.Verdict`` that ``prover.verify`` would, so the gate cannot tell
 the two apart. Failures are split by whose they are: ``VerifierUnavailable`` when the service cannot answer
@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from aggregator.wire import CircuitInfo, CircuitList, ErrorBody, Health, VerdictBody, VerifyRequest
+from aggregator.verifier.wire import CircuitInfo, CircuitList, ErrorBody, Health, VerdictBody, VerifyRequest
 from prover import BAD_PROOF, Verdict
 
 log = logging.getLogger(__name__)

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 from flwr.app import Message, MessageType
 
-from aggregator.gate import VERIFIED, Gate, Outcome, Reply, RoundContext
-from aggregator.sketch import CountSketch
-from aggregator.updates import UpdateStore
+from aggregator.protocol.gate import VERIFIED, Gate, Outcome, Reply, RoundContext
+from aggregator.protocol.sketch import CountSketch
+from aggregator.protocol.updates import UpdateStore
 
 log = logging.getLogger(__name__)
 

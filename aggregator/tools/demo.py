@@ -5,7 +5,7 @@ circuit, N nodes on Flower's simulation engine training on offline non-IID SO-10
 chain records, server evaluation, and ``summary.json``. ``verify=False`` runs the plain Krum federation.
 
 ``engine="deployment"`` runs the same federation on Flower's deployment engine instead: a real SuperLink and one
-``zk0node start`` SuperNode process per node on loopback (``aggregator.deploy.LoopbackFederation``), the run
+``zk0node start`` SuperNode process per node on loopback (``aggregator.tools.deploy.LoopbackFederation``), the run
 submitted as ``zk0agg run`` does, every process pinned to this source tree's app bundle.
 """
 
@@ -23,9 +23,9 @@ from pathlib import Path
 from rich.console import Console
 
 from aggregator.config import FederationConfig
-from aggregator.fixtures import sim_fixtures, synthetic_fixtures
 from aggregator.operator import check_run_paths
 from aggregator.server_app import make_server_app
+from aggregator.tools.fixtures import sim_fixtures, synthetic_fixtures
 from node.client_app import NodeSetup, make_client_app
 from node.errors import UserError
 
@@ -128,7 +128,7 @@ def _start_chain(out: Path, nodes: int, console: Console, unapproved: set[int], 
 def _register_circuit(demo: DemoConfig, fed: FederationConfig, demo_chain: DemoChain, heldout: str,
                       console: Console) -> None:
     """The owner registers the run's circuit (EVM verifier + VKA), so the chain can judge its proofs and slash."""
-    from aggregator.circuit_registration import ensure_circuit_registered, federation_circuit
+    from aggregator.tools.circuit_registration import ensure_circuit_registered, federation_circuit
     from contracts import Registry, connect
 
     t0 = time.perf_counter()
@@ -142,7 +142,7 @@ def _register_circuit(demo: DemoConfig, fed: FederationConfig, demo_chain: DemoC
 def _settle(out: Path, demo_chain: DemoChain, console: Console) -> dict:
     """The demo's end: slash every bad proof the aggregator kept, then each wallet's stake, rewards and slashes
     as the chain has them (printed, and returned for summary.json)."""
-    from aggregator.incentives import incentives_table, slash_all, tokens, wallet_incentives
+    from aggregator.ledger.incentives import incentives_table, slash_all, tokens, wallet_incentives
     from contracts import Registry, connect
 
     registry = Registry.at(connect(demo_chain.chain.rpc_url), demo_chain.registry, demo_chain.aggregator_key)
@@ -160,7 +160,7 @@ def _settle(out: Path, demo_chain: DemoChain, console: Console) -> dict:
 def _run_deployment(demo: DemoConfig, fed: FederationConfig, setups: list[NodeSetup], console: Console,
                     attacks: list[str | None]) -> None:
     """The federation on Flower's deployment engine, on loopback: SuperLink, ``zk0node start`` per node, the run."""
-    from aggregator.deploy import (
+    from aggregator.tools.deploy import (
         LoopbackFederation,
         LoopbackNode,
         follow_run,

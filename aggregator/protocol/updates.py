@@ -1,7 +1,7 @@
 """A round's verified updates, kept until Krum has chosen, then averaged one at a time.
 
 Small rounds keep the arrays in memory (they stay in the Flower messages anyway). Large rounds (n·d above
-``aggregator.sketch.EXACT_MAX_VALUES``) spill each verified update to one file as it is gated, so the aggregator
+``protocol.sketch.EXACT_MAX_VALUES``) spill each verified update to one file as it is gated, so the aggregator
 never holds more than the updates in flight; ``mean`` reads the selected ones back a block at a time and sums each
 block in float64: the result is the mean of the selected updates, whatever their number, in the memory of the
 result and one block.

@@ -109,7 +109,7 @@ def _check_sample(owner: Registry, circuit, reg: EvmRegistration, verifier: str)
 def federation_circuit(model: str, dataset: str, slice_rows: int, srs: str, cache_dir: str, seed: int = 0):
     """The circuit a run with these settings uses (what ``Verification.start`` builds): the statement's shape
     comes from the model's action expert, built for ``dataset``'s features (e.g. the held-out set)."""
-    from aggregator.verification import federation_srs
+    from aggregator.protocol.verification import federation_srs
     from node.contribution import slice_shape
     from node.datasets import load_metadata
     from node.model import make_smolvla

@@ -20,9 +20,9 @@ import numpy as np
 from flwr.app import ConfigRecord
 from web3 import Web3
 
-from aggregator.chain_sync import ChainSync
-from aggregator.gate import Reply, RoundContext
-from aggregator.journal import Journal
+from aggregator.ledger.chain_sync import ChainSync
+from aggregator.ledger.journal import Journal
+from aggregator.protocol.gate import Reply, RoundContext
 from contracts import ChainError, ChainUnavailable, EvmProof, Reason, Registry, Status, connect
 from node.contribution import slice_shape
 from prover import ProofArtifact, Verdict, build_circuit, load_verifier, verify
@@ -225,7 +225,7 @@ class Verification:
 
 
 def evidence_record(chain_id: int, registry: str, signer: str, contribution, signature: bytes, proof: bytes) -> dict:
-    """A BAD_PROOF reply as JSON: ``aggregator.incentives.read_evidence`` reads it back for slashBadProof."""
+    """A BAD_PROOF reply as JSON: ``aggregator.ledger.incentives.read_evidence`` reads it back for slashBadProof."""
     from dataclasses import asdict
 
     return {"kind": "zk0-bad-proof-evidence", "chain_id": chain_id, "registry": registry, "signer": signer,

@@ -1,13 +1,13 @@
 """Krum over verified replies only: Flower's MultiKrum, with the gate in front of it.
 
 Flower's ``MultiKrum.aggregate_train`` raises for the whole round if one reply is malformed and does not say which
-replies it selected. This subclass gates every reply first (as it arrives, in parallel: ``aggregator.intake``),
+replies it selected. This subclass gates every reply first (as it arrives, in parallel: ``aggregator.protocol.intake``),
 ranks the verified ones with Krum, averages the chosen ones, and keeps each reply's outcome for the round's records.
 
 Two ways to rank, one rule (Flower's ``select_multikrum``): while n·d is at most ``exact_max_values`` the replies
 stay in memory and Flower's own Multi-Krum ranks them on the full vectors; above it each verified update is
 reduced to a count sketch as it arrives and spilled to disk, Krum ranks the sketches, and the chosen updates are
-read back one at a time into one sum (``aggregator.sketch``, ``aggregator.updates``).
+read back one at a time into one sum (``aggregator.protocol.sketch``, ``aggregator.protocol.updates``).
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import MultiKrum
 from flwr.serverapp.strategy.multikrum import select_multikrum
 
-from aggregator.arrays import record_views
-from aggregator.gate import VERIFIED, Gate, Outcome, RoundContext
-from aggregator.intake import Gated, RoundIntake
-from aggregator.sketch import EXACT_MAX_VALUES, SKETCH_DIM, CountSketch, krum_order, round_seed, use_sketch
-from aggregator.updates import UpdateStore
+from aggregator.protocol.arrays import record_views
+from aggregator.protocol.gate import VERIFIED, Gate, Outcome, RoundContext
+from aggregator.protocol.intake import Gated, RoundIntake
+from aggregator.protocol.sketch import EXACT_MAX_VALUES, SKETCH_DIM, CountSketch, krum_order, round_seed, use_sketch
+from aggregator.protocol.updates import UpdateStore
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +68,15 @@ class GatedMultiKrum(MultiKrum):
         super().__init__(**kwargs)
         self.gate = gate
         self.hash_arrays = hash_arrays
-        self.verification = verification  # aggregator.verification.Verification, or None: no proofs, no chain
-        self.validator = validator  # aggregator.validation.Validator, or None: no validation score
+        self.verification = verification  # aggregator.protocol.verification.Verification, or None: no proofs, no chain
+        self.validator = validator  # aggregator.protocol.validation.Validator, or None: no validation score
         self.harm_tolerance, self.rise_tolerance = harm_tolerance, rise_tolerance
         self.min_gain = min_gain  # a reply is averaged in only if its score is above min_gain × L_val(θ_g)
         self.rounds: dict[int, RoundLog] = {}
         self._context: dict[int, RoundContext] = {}
         self._sent: dict[int, list[Message]] = {}
         self.round_offset = 0  # rounds done before this process started (a resumed run): Flower counts from 1
-        # Scale (aggregator.intake, aggregator.sketch): replies gated as they arrive, Krum on sketches when large.
+        # Scale (protocol.intake, protocol.sketch): replies gated as they arrive, Krum on sketches when large.
         self.gate_workers = gate_workers  # replies gated at once (threads: a proof check runs in EZKL or a service)
         self.sketch_dim, self.exact_max_values = sketch_dim, exact_max_values
         self.spill_dir = spill_dir or tempfile.gettempdir()  # where a sketched round keeps its verified updates
@@ -108,7 +108,7 @@ class GatedMultiKrum(MultiKrum):
         return messages
 
     def admit(self, message: Message) -> None:
-        """A train reply of the open round has arrived (``aggregator.intake.ArrivalGrid``): start gating it."""
+        """A train reply of the open round has arrived (``aggregator.protocol.intake.ArrivalGrid``): start gating it."""
         if self._open_round is not None and self._open_round in self._context:
             self._intake(self._open_round).submit(message)
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from web3 import Web3
 
-from aggregator.journal import Journal, Op
+from aggregator.ledger.journal import Journal, Op
 from contracts import ChainError, ChainUnavailable, Contribution, Entry, EvmProof, Reason, Registry, Status
 from contracts.registry import BATCH_SIZE, Record
 

@@ -18,7 +18,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aggregator.provenance import checkpoint_dir, model_hash
+from aggregator.ledger.provenance import checkpoint_dir, model_hash
 from node.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ import numpy as np
 from eth_utils import to_checksum_address
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 
-from aggregator.arrays import record_views
-from aggregator.validation import RoundValidation
+from aggregator.protocol.arrays import record_views
+from aggregator.protocol.validation import RoundValidation
 from contracts import Contribution, recover_signer
 from node.contribution import parse_record, slice_of
 from node.params import check_arrays
