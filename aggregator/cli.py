@@ -16,9 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from node.cliargs import Parser, at_least, fraction, port, survive_closed_stdout
+from node.cliargs import Parser, at_least, fraction, port, run_command
 from node.errors import UserError
-from node.logs import setup_logging, tee_output
+from node.logs import tee_output
 
 STATE_DIR = Path(".zk0/aggregator")
 OWNER_KEY_ENV = "ZK0_OWNER_KEY"
@@ -911,18 +911,7 @@ def main(argv: list[str] | None = None) -> int:
     delegated = _delegated(argv)
     if delegated is not None:
         return delegated
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    from contracts import ChainError, WalletError
-
-    try:
-        return survive_closed_stdout(lambda: args.func(args))
-    except (UserError, WalletError, ChainError) as err:
-        print(f"zk0agg: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("zk0agg: interrupted", file=sys.stderr)
-        return 130
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":

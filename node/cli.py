@@ -7,9 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from node.cliargs import Parser, at_least, port, survive_closed_stdout
+from node.cliargs import Parser, at_least, port, run_command
 from node.errors import UserError
-from node.logs import setup_logging, tee_output
+from node.logs import tee_output
 
 
 def _wallet_new(args: argparse.Namespace) -> int:
@@ -333,19 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    from contracts import ChainError
-    from contracts.wallet import WalletError
-
-    try:
-        return survive_closed_stdout(lambda: args.func(args))
-    except (UserError, WalletError, ChainError) as err:
-        print(f"zk0node: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("zk0node: interrupted", file=sys.stderr)
-        return 130
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -68,3 +68,23 @@ def survive_closed_stdout(run: Callable[[], int]) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+
+
+def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse ``argv``, run the chosen command's ``func(args)``; a user mistake, a wallet or a chain error is one
+    line on stderr and exit 2, Ctrl-C exit 130 (the same for every zk0 command line)."""
+    from node.errors import UserError
+    from node.logs import setup_logging
+
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    from contracts import ChainError, WalletError
+
+    try:
+        return survive_closed_stdout(lambda: args.func(args))
+    except (UserError, WalletError, ChainError) as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
