@@ -2,6 +2,7 @@
 
 - typed_data: the EIP-712 Contribution a node signs, sign_contribution / recover_signer
 - registry:   Registry, the web3 client of the deployed contract (ChainError on reverts); runs, records
+- records:    what it holds as Python values (Record, RoundInfo, Params, ...) with their on-chain encodings
 - outcomes:   Status and Reason codes stored per reply
 - evm_proof:  EZKL proof / VKA files as the on-chain verifier's arguments
 - wallet:     the node's encrypted keystore
@@ -13,20 +14,8 @@ from contracts.evm_proof import EvmProof, read_vka
 from contracts.local_chain import ChainStartError, LocalChain
 from contracts.npm import ToolNotFound
 from contracts.outcomes import UNSIGNED_REASONS, Reason, Status, is_valid_signed_outcome
-from contracts.registry import (
-    ChainError,
-    ChainUnavailable,
-    CircuitInfo,
-    Entry,
-    Params,
-    Record,
-    Registry,
-    RoundInfo,
-    StakeInfo,
-    connect,
-    new_run_id,
-    parse_amount,
-)
+from contracts.records import CircuitInfo, Entry, Params, Record, RoundInfo, StakeInfo, new_run_id, parse_amount
+from contracts.registry import ChainError, ChainUnavailable, Registry, connect
 from contracts.typed_data import (
     LOSS_SCALE,
     Contribution,

@@ -7,11 +7,9 @@ ChainError whose message is the contract's decoded custom error in words. Reads 
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
-from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import abi_to_signature, function_signature_to_4byte_selector, get_abi_input_types
@@ -26,16 +24,24 @@ from contracts.artifacts import load_artifact
 from contracts.evm_proof import EvmProof
 from contracts.identity import matches_artifact
 from contracts.outcomes import Reason, Status
-from contracts.typed_data import Contribution, from_fixed, score_to_fixed
+from contracts.records import (
+    ROUND_STATES,
+    CircuitInfo,
+    Entry,
+    Params,
+    Record,
+    RoundInfo,
+    StakeInfo,
+    bytes32,
+    hex32,
+    proof_bytes,
+)
+from contracts.typed_data import Contribution, from_fixed
 
 log = logging.getLogger(__name__)
 
 ARTIFACT_NAME = "ContributionRegistry"
 TOKEN_ARTIFACT = "RewardToken"
-BPS = 10_000
-ROUND_STATES = {0: "none", 1: "open", 2: "closed"}
-RECORD_TYPES = ("bytes32", "uint64", "address", "uint8", "uint8", "bool", "bool", "bytes32", "bytes32", "bytes32",
-                "uint256", "uint256", "int256")  # ContributionRegistry.Record, field by field
 BATCH_SIZE = 200  # records per recordContributions transaction (~50 k gas each: far below a block's limit)
 
 # The contract's custom errors in words; {0}, {1}, ... are the error's arguments.
@@ -99,173 +105,6 @@ class ChainError(RuntimeError):
 
 class ChainUnavailable(ChainError):
     """The chain did not answer: retry later (a journal keeps what is not yet on chain)."""
-
-
-def _hex32(value: bytes) -> str:
-    return "0x" + bytes(value).hex()
-
-
-def _proof_bytes(proof: EvmProof | bytes) -> bytes:
-    return proof.proof if isinstance(proof, EvmProof) else bytes(proof)
-
-
-def new_run_id(name: str, aggregator: str, salt: bytes | None = None) -> str:
-    """A fresh run id: keccak256(name ‖ aggregator address ‖ 32 random bytes). Chosen off chain when a run starts
-    fresh (no chain round trip), kept in summary.json so a resume keeps it; nodes sign it."""
-    salt = os.urandom(32) if salt is None else salt
-    return _hex32(Web3.keccak(name.encode() + bytes.fromhex(Web3.to_checksum_address(aggregator)[2:]) + salt))
-
-
-def _bytes32(value: str | bytes) -> bytes:
-    raw = bytes.fromhex(value[2:] if value.startswith("0x") else value) if isinstance(value, str) else bytes(value)
-    if len(raw) != 32:
-        raise ValueError(f"expected 32 bytes, got {len(raw)}: {value!r}")
-    return raw
-
-
-@dataclass(frozen=True)
-class Record:
-    """One reply's outcome as the chain holds it: emitted whole in ContributionRecorded, stored as its hash."""
-
-    run_id: str
-    round: int
-    node: str
-    status: Status
-    reason: Reason
-    signed: bool  # the contract checked the node's signature
-    proof_verified: bool  # the contract verified the EZKL proof
-    update_hash: str
-    proof_hash: str
-    data_commitment: str  # for unsigned rejections: the aggregator's evidence hash
-    loss_before: float
-    loss_after: float
-    score: float  # the validation score the aggregator attested (0.0 for unsigned rejections)
-    chain: tuple = field(default=(), repr=False, compare=False)  # the exact on-chain tuple (fixed-point values)
-
-    @classmethod
-    def from_chain(cls, raw: tuple) -> Record:
-        """From the contract's Record tuple (the fields of ContributionRecorded, in order)."""
-        run, rnd, node, status, reason, signed, proof_verified, update, proof, data, before, after, score = raw
-        return cls(
-            run_id=_hex32(_bytes32(run)), round=rnd, node=Web3.to_checksum_address(node), status=Status(status),
-            reason=Reason(reason), signed=signed, proof_verified=proof_verified, update_hash=_hex32(_bytes32(update)),
-            proof_hash=_hex32(_bytes32(proof)), data_commitment=_hex32(_bytes32(data)), loss_before=from_fixed(before),
-            loss_after=from_fixed(after), score=from_fixed(score),
-            chain=(_bytes32(run), rnd, Web3.to_checksum_address(node), int(status), int(reason), bool(signed),
-                   bool(proof_verified), _bytes32(update), _bytes32(proof), _bytes32(data), before, after, score),
-        )  # fmt: skip
-
-    @classmethod
-    def signed_outcome(cls, c: Contribution, node: str, status: Status | int, reason: Reason | int, score: float,
-                       proof_verified: bool = False) -> Record:
-        """The record the contract stores for a signed reply (what recordContributions builds from an entry)."""
-        m = c.to_message()
-        return cls.from_chain((m["runId"], c.round, node, int(status), int(reason), True, proof_verified,
-                               m["updateHash"], m["proofHash"], m["dataCommitment"], m["lossBefore"], m["lossAfter"],
-                               score_to_fixed(score)))  # fmt: skip
-
-    @classmethod
-    def rejection(cls, run_id: str, round: int, key: str, reason: Reason | int, evidence_hash: str) -> Record:
-        """The record of an unsigned rejection under rejection key `key` (what recordRejection stores)."""
-        return cls.from_chain((_bytes32(run_id), round, key, int(Status.REJECTED), int(reason), False, False,
-                               b"\0" * 32, b"\0" * 32, _bytes32(evidence_hash), 0, 0, 0))  # fmt: skip
-
-    def hash(self) -> str:
-        """keccak256(abi.encode(record)): what the registry stores for it (its recordHash)."""
-        return _hex32(Web3.keccak(abi_encode(list(RECORD_TYPES), list(self.chain))))
-
-
-@dataclass(frozen=True)
-class CircuitInfo:
-    """A circuit registered on chain: the verifier, VKA digest and proof format its rounds' proofs must have."""
-
-    circuit_id: str
-    verifier: str
-    proof_length: int
-    output_scales: tuple[int, int]
-    vka_store: str
-    vka_digest: str
-
-    @property
-    def registered(self) -> bool:
-        return int(self.verifier, 16) != 0
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One signed reply's outcome for recordContributions: what the node signed, its signature, the verdict."""
-
-    contribution: Contribution
-    signature: bytes
-    status: Status
-    reason: Reason = Reason.NONE
-    score: float = 0.0
-
-    def to_chain(self) -> tuple:
-        return (self.contribution.to_message(), bytes(self.signature), int(Status(self.status)),
-                int(Reason(self.reason)), score_to_fixed(self.score))  # fmt: skip
-
-
-@dataclass(frozen=True)
-class RoundInfo:
-    run_id: str
-    round: int
-    state: str  # "none", "open" or "closed"
-    opened_at: int  # block timestamps (0 when not yet)
-    closed_at: int
-    global_hash: str
-    circuit_id: str
-    new_global_hash: str
-    emission: int  # reward token units the round shares among its SELECTED wallets
-    score_total: float  # sum of those wallets' positive scores
-
-
-@dataclass(frozen=True)
-class Params:
-    """The federation's participation rules (ContributionRegistry.Params), set by the owner."""
-
-    min_stake: int  # wei a wallet must stake to take part
-    emission_per_round: int  # reward token units (18 decimals) each round opened from now on shares out
-    slash_bps: int  # fraction of the stake slashed for a signed bad proof, in basis points
-    bounty_bps: int  # fraction of the slashed amount paid to the slasher (the rest is burned)
-    unstake_delay: int  # rounds that must open between an unstake request and the withdrawal
-    approval_required: bool  # permissioned: the owner approves each wallet too
-
-    def __post_init__(self) -> None:
-        for name in ("min_stake", "emission_per_round", "slash_bps", "bounty_bps", "unstake_delay"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        for name in ("slash_bps", "bounty_bps"):
-            if getattr(self, name) > BPS:
-                raise ValueError(f"{name} is in basis points: at most {BPS}, got {getattr(self, name)}")
-        if self.unstake_delay >= 2**64:
-            raise ValueError(f"unstake_delay must fit in 64 bits, got {self.unstake_delay}")
-
-    def to_chain(self) -> tuple:
-        return (self.min_stake, self.emission_per_round, self.slash_bps, self.bounty_bps, self.unstake_delay,
-                self.approval_required)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class StakeInfo:
-    amount: int  # wei
-    unlock_at: int  # rounds opened from which an exiting stake can be withdrawn
-    exiting: bool  # unstake requested: no longer takes part, still slashable
-
-
-def parse_amount(text: str) -> int:
-    """'1.5' (ETH or reward tokens: 18 decimals) or '1500wei' as integer units; ValueError saying what is wrong."""
-    from decimal import Decimal, InvalidOperation
-
-    text = str(text).strip()
-    try:
-        value = Decimal(text[:-3]) if text.endswith("wei") else Decimal(text) * 10**18
-    except InvalidOperation:
-        raise ValueError(f"{text!r} is not an amount like 1.5 (18 decimals) or 1500wei") from None
-    if not value.is_finite() or value < 0 or value != value.to_integral_value():
-        raise ValueError(f"{text!r} is not a non-negative amount of at most 18 decimals")
-    return int(value)
 
 
 def connect(rpc_url: str, timeout: float = 30.0) -> Web3:
@@ -353,8 +192,8 @@ class Registry:
         reusable verifier at `verifier_address` with these VKA words, must be `proof_length` bytes, and their
         two public outputs are the losses at `output_scales` (the settings' model_output_scales)."""
         before, after = output_scales
-        return self._transact("registerCircuit", _bytes32(circuit_id), Web3.to_checksum_address(verifier_address),
-                              [_bytes32(w) for w in vka], int(proof_length), int(before), int(after))  # fmt: skip
+        return self._transact("registerCircuit", bytes32(circuit_id), Web3.to_checksum_address(verifier_address),
+                              [bytes32(w) for w in vka], int(proof_length), int(before), int(after))  # fmt: skip
 
     def transfer_ownership(self, new_owner: str) -> TxReceipt:
         """Step 1 of 2: `new_owner` becomes the owner when it calls accept_ownership (Ownable2Step)."""
@@ -367,15 +206,15 @@ class Registry:
     def open_round(self, run_id: str | bytes, round: int, global_hash: str | bytes,
                    circuit_id: str | bytes) -> TxReceipt:
         """Open round `round` of run `run_id` (the run's first openRound registers it: RunOpened)."""
-        return self._transact("openRound", _bytes32(run_id), round, _bytes32(global_hash), _bytes32(circuit_id))
+        return self._transact("openRound", bytes32(run_id), round, bytes32(global_hash), bytes32(circuit_id))
 
     def close_round(self, run_id: str | bytes, round: int, new_global_hash: str | bytes) -> TxReceipt:
-        return self._transact("closeRound", _bytes32(run_id), round, _bytes32(new_global_hash))
+        return self._transact("closeRound", bytes32(run_id), round, bytes32(new_global_hash))
 
     def record_contributions(self, run_id: str | bytes, round: int, entries: list[Entry]) -> TxReceipt:
         """Record signed replies' outcomes of one round in one transaction (all or nothing): the contract checks
         each node's signature, stores one hash per record and emits each record whole."""
-        return self._transact("recordContributions", _bytes32(run_id), round, [e.to_chain() for e in entries])
+        return self._transact("recordContributions", bytes32(run_id), round, [e.to_chain() for e in entries])
 
     def record_contribution(
         self,
@@ -392,7 +231,7 @@ class Registry:
         entry = Entry(contribution, bytes(signature), Status(status), Reason(reason), score)
         if proof is None:
             return self.record_contributions(contribution.run_id, contribution.round, [entry])
-        return self._transact("recordContributionWithProof", *entry.to_chain(), _proof_bytes(proof))
+        return self._transact("recordContributionWithProof", *entry.to_chain(), proof_bytes(proof))
 
     def record_rejection(
         self, run_id: str | bytes, round: int, flower_node_id: int, reason: Reason | int,
@@ -400,8 +239,8 @@ class Registry:
     ) -> TxReceipt:
         """Record a reply rejected before a valid signature for this round existed (MALFORMED .. STALE), under
         rejection_key(flower_node_id): an address nobody holds a key for, never a wallet's slot."""
-        return self._transact("recordRejection", _bytes32(run_id), round, int(flower_node_id), int(Reason(reason)),
-                              _bytes32(evidence_hash))  # fmt: skip
+        return self._transact("recordRejection", bytes32(run_id), round, int(flower_node_id), int(Reason(reason)),
+                              bytes32(evidence_hash))  # fmt: skip
 
     # ------------------------------------------------------------------ reads
     def owner(self) -> str:
@@ -418,23 +257,23 @@ class Registry:
         return self._call("rejectionKey", int(flower_node_id))
 
     def circuit(self, circuit_id: str | bytes) -> CircuitInfo:
-        verifier, length, before, after, store, digest = self._call("circuit", _bytes32(circuit_id))
-        return CircuitInfo(_hex32(_bytes32(circuit_id)), verifier, length, (before, after), store, _hex32(digest))
+        verifier, length, before, after, store, digest = self._call("circuit", bytes32(circuit_id))
+        return CircuitInfo(hex32(bytes32(circuit_id)), verifier, length, (before, after), store, hex32(digest))
 
     def vka(self, circuit_id: str | bytes) -> list[bytes]:
-        return [bytes(w) for w in self._call("vka", _bytes32(circuit_id))]
+        return [bytes(w) for w in self._call("vka", bytes32(circuit_id))]
 
     def is_approved(self, node: str) -> bool:
         return self._call("isApproved", Web3.to_checksum_address(node))
 
     def has_record(self, run_id: str | bytes, round: int, node: str) -> bool:
         """Whether (run, round, node) is already on chain: lets a journal skip what a retry already wrote."""
-        return self._call("hasRecord", _bytes32(run_id), round, Web3.to_checksum_address(node))
+        return self._call("hasRecord", bytes32(run_id), round, Web3.to_checksum_address(node))
 
     def record_hash(self, run_id: str | bytes, round: int, node: str) -> str | None:
         """The stored hash of (run, round, node)'s record (``Record.hash()`` of the chain's record), None if none."""
-        value = self._call("recordHash", _bytes32(run_id), round, Web3.to_checksum_address(node))
-        return None if int.from_bytes(value, "big") == 0 else _hex32(value)
+        value = self._call("recordHash", bytes32(run_id), round, Web3.to_checksum_address(node))
+        return None if int.from_bytes(value, "big") == 0 else hex32(value)
 
     def records(self, run_id: str | bytes | None = None, round: int | None = None, node: str | None = None,
                 from_block: int = 0) -> list[Record]:
@@ -442,7 +281,7 @@ class Registry:
         by run, round and node, in chain order."""
         filters: dict[str, Any] = {}
         if run_id is not None:
-            filters["runId"] = _bytes32(run_id)
+            filters["runId"] = bytes32(run_id)
         if round is not None:
             filters["round"] = int(round)
         if node is not None:
@@ -476,10 +315,10 @@ class Registry:
         return self.records(run_id, node=node)
 
     def round_info(self, run_id: str | bytes, round: int) -> RoundInfo:
-        raw = self._call("roundInfo", _bytes32(run_id), round)
+        raw = self._call("roundInfo", bytes32(run_id), round)
         state, opened, closed, global_hash, circuit_id, new_hash, emission, total = raw
-        return RoundInfo(_hex32(_bytes32(run_id)), round, ROUND_STATES[state], opened, closed, _hex32(global_hash),
-                         _hex32(circuit_id), _hex32(new_hash), emission, from_fixed(total))  # fmt: skip
+        return RoundInfo(hex32(bytes32(run_id)), round, ROUND_STATES[state], opened, closed, hex32(global_hash),
+                         hex32(circuit_id), hex32(new_hash), emission, from_fixed(total))  # fmt: skip
 
     def runs(self) -> list[dict]:
         """Every run the registry knows: its id, aggregator, first round and the block it started in."""
@@ -489,7 +328,7 @@ class Registry:
 
     def rounds(self, run_id: str | bytes | None = None) -> list[tuple[str, int]]:
         """(run id, round) of every round opened (in `run_id`), in chain order."""
-        filters = {} if run_id is None else {"runId": _bytes32(run_id)}
+        filters = {} if run_id is None else {"runId": bytes32(run_id)}
         return [(e["args"]["runId"], e["args"]["round"]) for e in self.events("RoundOpened", **filters)]
 
     # ------------------------------------------------------------------ incentives
@@ -548,7 +387,7 @@ class Registry:
     def slash_bad_proof(self, contribution: Contribution, signature: bytes, proof: EvmProof | bytes) -> TxReceipt:
         """Submit a signed contribution whose proof does not verify: the signer's stake is slashed, a bounty
         comes back to the sender. Reverts ProofValid for an honest proof, AlreadySlashed the second time."""
-        return self._transact("slashBadProof", contribution.to_message(), bytes(signature), _proof_bytes(proof))
+        return self._transact("slashBadProof", contribution.to_message(), bytes(signature), proof_bytes(proof))
 
     def is_slashed(self, contribution: Contribution) -> bool:
         return self._call("slashed", self._call("contributionDigest", contribution.to_message()))
@@ -576,7 +415,7 @@ class Registry:
                 "event": e["event"],
                 "block": e["blockNumber"],
                 "tx_hash": "0x" + bytes(e["transactionHash"]).hex(),
-                "args": {k: _hex32(v) if isinstance(v, bytes) else v for k, v in e["args"].items()},
+                "args": {k: hex32(v) if isinstance(v, bytes) else v for k, v in e["args"].items()},
             }
             for e in logs
         ]
@@ -631,7 +470,7 @@ class Registry:
             return ChainError(f"{what} reverted: {err.message or err}")
         types = get_abi_input_types(item)
         values = tuple(
-            Web3.to_checksum_address(v) if t == "address" else _hex32(v) if isinstance(v, bytes) else v
+            Web3.to_checksum_address(v) if t == "address" else hex32(v) if isinstance(v, bytes) else v
             for t, v in zip(types, self.w3.codec.decode(types, bytes.fromhex(data[10:])), strict=True)
         )
         text = ERROR_TEXT.get(item["name"], item["name"]).format(*values)

@@ -18,8 +18,8 @@ from dataclasses import replace
 from web3 import Web3
 
 from aggregator.ledger.journal import Journal, Op
-from contracts import ChainError, ChainUnavailable, Contribution, Entry, EvmProof, Reason, Registry, Status
-from contracts.registry import BATCH_SIZE, Record
+from contracts import ChainError, ChainUnavailable, Contribution, Entry, EvmProof, Reason, Record, Registry, Status
+from contracts.registry import BATCH_SIZE
 
 log = logging.getLogger(__name__)
 
