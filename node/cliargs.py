@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 
 class Parser(argparse.ArgumentParser):
@@ -68,6 +68,18 @@ def survive_closed_stdout(run: Callable[[], int]) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+
+
+def command_parser(prog: str, description: str, verbose_help: str,
+                   commands: Iterable[Callable[[argparse._SubParsersAction], None]]) -> Parser:
+    """The top parser of a zk0 command line: ``-v/--verbose`` and one sub-command per ``commands`` entry (each
+    registers its own parser, in the order ``--help`` lists them), as Flower's CLI registers its command modules."""
+    parser = Parser(prog=prog, description=description)
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add_parser in commands:
+        add_parser(sub)
+    return parser
 
 
 def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:

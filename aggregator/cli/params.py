@@ -1,0 +1,88 @@
+"""``zk0agg params show|set``: the federation's participation rules (min stake, emission, slashing, unstake
+delay, approval) as the registry has them; the owner changes some."""
+
+from __future__ import annotations
+
+import argparse
+
+from aggregator.cli.common import add_owner_key_flag, add_registry_flags, chain_of, open_registry, owner_key
+from node.errors import UserError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    params = sub.add_parser("params", help="the federation's participation rules: min stake, emission, slashing, "
+                            "unstake delay, approval")
+    params_sub = params.add_subparsers(dest="params_command", required=True)
+    show = params_sub.add_parser("show", help="print the rules as the registry has them")
+    add_registry_flags(show)
+    show.set_defaults(func=_params)
+    pset = params_sub.add_parser("set", help="change some rules (owner only); the others stay")
+    pset.add_argument("--min-stake", metavar="ETH", help="stake a wallet needs to take part (e.g. 1.5, or 10wei)")
+    pset.add_argument("--emission", metavar="ZK0", help="reward tokens each round opened from now on shares out")
+    pset.add_argument("--slash-bps", type=int, metavar="BPS", help="share of the stake a bad proof loses (basis "
+                      "points: 5000 = 50 %%)")
+    pset.add_argument("--bounty-bps", type=int, metavar="BPS", help="share of the slashed amount paid to the "
+                      "slasher (basis points; the rest is burned)")
+    pset.add_argument("--unstake-delay", type=int, metavar="ROUNDS",
+                      help="rounds that must open between an unstake request and the withdrawal")
+    pset.add_argument("--approval", action=argparse.BooleanOptionalAction, default=None,
+                      help="permissioned: the owner approves each wallet too (--no-approval: stake alone admits)")
+    add_owner_key_flag(pset)
+    add_registry_flags(pset)
+    pset.set_defaults(func=_params)
+
+
+def _params(args: argparse.Namespace) -> int:
+    """Show the participation rules, or (owner) change some of them."""
+    rpc, registry_address = chain_of(args)
+    if args.params_command == "set":
+        changes = _changes(args)
+        registry = open_registry(rpc, registry_address, owner_key(args))
+        try:
+            receipt = registry.set_params(**changes)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        print(f"parameters changed (tx 0x{bytes(receipt['transactionHash']).hex()})")
+    else:
+        registry = open_registry(rpc, registry_address)
+    _print_params(registry)
+    return 0
+
+
+def _changes(args: argparse.Namespace) -> dict:
+    """The rules ``params set`` was given, amounts in wei; at least one."""
+    changes = {k: v for k, v in (("min_stake", args.min_stake), ("emission_per_round", args.emission),
+                                 ("slash_bps", args.slash_bps), ("bounty_bps", args.bounty_bps),
+                                 ("unstake_delay", args.unstake_delay), ("approval_required", args.approval))
+               if v is not None}  # fmt: skip
+    if not changes:
+        raise UserError("nothing to set: give at least one of --min-stake, --emission, --slash-bps, "
+                        "--bounty-bps, --unstake-delay, --approval/--no-approval")
+    for name in ("min_stake", "emission_per_round"):
+        if name in changes:
+            changes[name] = _amount(changes[name], "--" + name.replace("_", "-").replace("-per-round", ""))
+    return changes
+
+
+def _amount(text: str, flag: str) -> int:
+    from contracts import parse_amount
+
+    try:
+        return parse_amount(text)
+    except ValueError as err:
+        raise UserError(f"bad {flag}: {err}") from None
+
+
+def _print_params(registry) -> None:
+    from dataclasses import asdict
+
+    from aggregator.ledger.incentives import WEI
+
+    p = asdict(registry.params())
+    print(f"participation rules of registry {registry.address} (chain {registry.chain_id}):\n"
+          f"  min stake          {p['min_stake'] / WEI:g} ETH ({p['min_stake']} wei)\n"
+          f"  emission per round {p['emission_per_round'] / WEI:g} ZK0\n"
+          f"  slash              {p['slash_bps'] / 100:g} % of the stake per bad proof, "
+          f"{p['bounty_bps'] / 100:g} % of it to the slasher\n"
+          f"  unstake delay      {p['unstake_delay']} round(s)\n"
+          f"  approval required  {'yes (permissioned)' if p['approval_required'] else 'no (stake alone admits)'}")

@@ -1,0 +1,130 @@
+"""``zk0agg run``: submit a federated run to the SuperLink that ``zk0agg start`` runs, and follow it to its end."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from aggregator.cli.common import add_state_flag, add_wandb_flag, start_state, superlink_of, wandb_wanted
+from node.cliargs import at_least, fraction
+from node.errors import UserError
+from node.logs import tee_output
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="submit a federated run to the SuperLink and follow it to its end",
+                         description="Bundle the zk0 app, submit it with the run config to the SuperLink (what "
+                         "flwr run does), stream the ServerApp's log until the run ends. Paths are on the "
+                         "aggregator's machine.")
+    run.add_argument("--rounds", type=at_least(1), default=3, help="federated rounds (default 3)")
+    run.add_argument("--heldout", required=True, metavar="URI", help="the server's held-out dataset (local:<path>)")
+    run.add_argument("--min-nodes", type=at_least(1), default=3, help="nodes a round waits for (default 3)")
+    run.add_argument("--local-steps", type=at_least(1), default=20,
+                     help="training steps per node per round (default 20)")
+    run.add_argument("--krum-f", type=at_least(0), default=0, help="Byzantine nodes Krum tolerates (default 0)")
+    run.add_argument("--krum-m", type=at_least(1), default=2, help="updates MultiKrum averages (default 2)")
+    run.add_argument("--fraction-evaluate", type=fraction, default=1.0,
+                     help="share of nodes that also evaluate each round (default 1.0)")
+    run.add_argument("--srs", default="dev", metavar="FILE|dev", help="the federation's SRS (default dev)")
+    run.add_argument("--out", help="output folder (default outputs/run-<time>)")
+    run.add_argument("--cache-dir", default=".zk0/fixtures", help="model and circuit cache (default .zk0/fixtures)")
+    run.add_argument("--no-verify", action="store_true", help="plain Krum run: no proofs, signatures, chain")
+    run.add_argument("--timeout", type=at_least(1, float), default=600.0,
+                     help="seconds a round waits for replies (default 600)")
+    run.add_argument("-c", "--run-config", action="append", metavar="KEY=VALUE",
+                     help="any other run-config key of the app (repeatable), e.g. -c slice-rows=16")
+    run.add_argument("--app", metavar="DIR", help="zk0 source tree to bundle (default: this one)")
+    run.add_argument("--fab", metavar="FILE", help="submit this app bundle (flwr build output) instead of bundling")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out (summary, checkpoint, journal)")
+    run.add_argument("--detach", action="store_true", help="submit and return; follow later with flwr log")
+    run.add_argument("--superlink", metavar="HOST:PORT", help="the SuperLink (default: from zk0agg start)")
+    run.add_argument("--insecure", action="store_true", help="plain-text connection (loopback development)")
+    run.add_argument("--root-certificates", type=Path, metavar="CA", help="CA certificate of the SuperLink")
+    add_wandb_flag(run)
+    add_state_flag(run)
+    run.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from aggregator.config import FederationConfig
+    from aggregator.operator import check_run_paths
+    from aggregator.tools.deploy import follow_run, run_config, submit_operator_run
+    from node.trust import bundle_hash
+
+    out_dir = str(Path(args.out or time.strftime("outputs/run-%Y%m%d-%H%M%S")).resolve())
+    check_run_paths(out_dir, args.resume)  # first: a bad --out fails before anything is contacted
+    state = start_state(args)
+    address, insecure, ca = superlink_of(args, state)
+    if not state.get("operator_file"):
+        raise UserError(f"no zk0agg start state in {args.state_dir}: zk0agg run submits to the SuperLink that zk0agg "
+                        "start runs on this machine (give its --state-dir)")
+    if not args.no_verify and not state.get("chain_rpc"):
+        raise UserError("the aggregator was started without a chain: zk0agg start --chain-rpc URL --registry "
+                        "ADDRESS, or zk0agg run --no-verify")
+    fed = FederationConfig(rounds=args.rounds, local_steps=args.local_steps, min_nodes=args.min_nodes,
+                           krum_f=args.krum_f, krum_m=args.krum_m, fraction_evaluate=args.fraction_evaluate,
+                           heldout=args.heldout, timeout=args.timeout, wandb=wandb_wanted(args))
+    # this run's operator settings: written on this machine for its ServerApp, never sent in the run config
+    settings = {"out_dir": out_dir, "resume": args.resume, "verify": not args.no_verify,
+                "cache_dir": str(Path(args.cache_dir).resolve()),
+                "srs": args.srs if args.srs == "dev" else str(Path(args.srs).resolve())}
+    extra = _run_settings(args.run_config)
+    tee_output(Path(out_dir) / "zk0agg-run.log")
+    fab = _app_bundle(args)
+    config = {**run_config(fed, fab), **extra}
+    pinned = state.get("app_hashes")
+    if pinned and bundle_hash(fab) not in pinned:
+        print(f"zk0agg: warning: bundle {bundle_hash(fab)} is not the one zk0agg start pinned: the SuperLink "
+              "will refuse it", file=sys.stderr)
+    run_id = submit_operator_run(address, fab, config, Path(state["operator_file"]), settings, insecure, ca)
+    print(f"run {run_id} submitted to {address}: app bundle {bundle_hash(fab)}, {fed.rounds} round(s), "
+          f"{'verified' if settings['verify'] else 'unverified'}; outputs in {settings['out_dir']}", flush=True)
+    if args.detach:
+        return 0
+    result = follow_run(address, run_id, insecure, ca, on_log=lambda text: print(text, end="", flush=True),
+                        timeout=args.timeout * (args.rounds + 1) + 600)
+    print(f"\nrun {run_id} {result.status}{': ' + result.details if result.details else ''}; "
+          f"summary {Path(settings['out_dir']) / 'summary.json'}")
+    return 0 if result.status == "completed" else 1
+
+
+def _run_settings(items: list[str] | None) -> dict:
+    """The ``-c KEY=VALUE`` run-config keys; the operator's keys (endpoints, trust, paths, secrets) are refused."""
+    from aggregator.config import SECRET_ENV
+    from aggregator.operator import OPERATOR_KEYS
+
+    extra = _parse_run_config(items)
+    refused = sorted(k for k in extra if k.replace("-", "_") in (*OPERATOR_KEYS, *SECRET_ENV))
+    if refused:
+        raise UserError(f"-c {refused[0]}: not a run setting; endpoints, trust settings and paths are the operator's "
+                        "(zk0agg start's flags, or this command's --out/--resume/--srs/--cache-dir/--no-verify)")
+    return extra
+
+
+def _parse_run_config(items: list[str] | None) -> dict:
+    import tomllib
+
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"bad --run-config {item!r}: expected KEY=VALUE (TOML value, e.g. slice-rows=16)")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value  # a bare string
+    return out
+
+
+def _app_bundle(args: argparse.Namespace) -> bytes:
+    """The FAB to submit: ``--fab`` as given, else ``--app`` (default: this source tree) bundled."""
+    from node.trust import SOURCE_ROOT, build_app_bundle
+
+    if args.fab:
+        try:
+            return Path(args.fab).read_bytes()
+        except OSError as err:
+            raise UserError(f"cannot read app bundle {args.fab}: {err.strerror}") from None
+    return build_app_bundle(args.app or SOURCE_ROOT)
