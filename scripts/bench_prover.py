@@ -24,6 +24,10 @@ from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts.evalkit import cpu_seconds, md_row, md_rule, write_json  # noqa: E402
+
 DEFAULT_CASES = ["6,48,16", "6,720,16", "6,720,32"]
 COLUMNS = [
     ("case", "{}"), ("logrows", "{}"), ("cols", "{}"), ("rows used", "{:,}"), ("setup s", "{:.1f}"),
@@ -31,11 +35,6 @@ COLUMNS = [
     ("proof bytes", "{:,}"),
     ("pk MB", "{:,.0f}"), ("vk KB", "{:,.0f}"), ("peak RSS MB", "{:,.0f}"), ("max abs loss error", "{:.1e}"),
 ]  # fmt: skip
-
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def measure_evm(circuit, artifact, out: Path) -> dict:
@@ -72,8 +71,6 @@ def measure_evm(circuit, artifact, out: Path) -> dict:
 
 def run_case(spec: str, cols: int | None, scale: int | None, cache_dir: str | None, with_evm: bool = False) -> dict:
     """Build, prove and verify one case in this process; return its measurements."""
-
-    sys.path.insert(0, str(ROOT))
     from prover import CircuitConfig, SliceShape, build_circuit, load_verifier, prove, verify
     from prover.statement import stack
     from prover.synthetic import synthetic_slice
@@ -84,22 +81,22 @@ def run_case(spec: str, cols: int | None, scale: int | None, cache_dir: str | No
     config = replace(config, num_inner_cols=cols or config.num_inner_cols, input_scale=scale or config.input_scale)
     config_label = "auto" if config.num_inner_cols is None else config.num_inner_cols
     with tempfile.TemporaryDirectory(prefix="zk0-bench-", dir=cache_dir) as tmp:
-        started, cpu = time.perf_counter(), _cpu()
+        started, cpu = time.perf_counter(), cpu_seconds()
         circuit = build_circuit(shape, "dev", tmp, config=config)
-        setup_s, setup_cpu = time.perf_counter() - started, _cpu() - cpu
+        setup_s, setup_cpu = time.perf_counter() - started, cpu_seconds() - cpu
         slice_ = synthetic_slice(shape, seed=1)  # an honest-looking update: one gradient step
         w_g, b_g, w_n, b_n = slice_.W_g, slice_.b_g, slice_.W_n, slice_.b_n
-        started, cpu = time.perf_counter(), _cpu()
+        started, cpu = time.perf_counter(), cpu_seconds()
         artifact = prove(circuit, slice_)
-        prove_s, prove_cpu = time.perf_counter() - started, _cpu() - cpu
+        prove_s, prove_cpu = time.perf_counter() - started, cpu_seconds() - cpu
         started = time.perf_counter()  # cold: commits the global and the node slice
         verdict = verify(artifact, load_verifier(circuit), w_g, b_g, w_n, b_n)
         verify_cold_s = time.perf_counter() - started
         verifier = load_verifier(circuit)
         verifier.commit(0, stack(w_g, b_g))  # a round's replies share the global slice's commitment
-        started, cpu = time.perf_counter(), _cpu()
+        started, cpu = time.perf_counter(), cpu_seconds()
         verify(artifact, verifier, w_g, b_g, w_n, b_n)
-        verify_s, verify_cpu = time.perf_counter() - started, _cpu() - cpu
+        verify_s, verify_cpu = time.perf_counter() - started, cpu_seconds() - cpu
         evm = measure_evm(circuit, artifact, Path(tmp) / "evm") if with_evm else {}
         settings = json.loads(circuit.settings.read_text())
         before, after = slice_.losses()
@@ -146,19 +143,19 @@ def main() -> None:
             sys.exit(f"case {spec} failed:\n{done.stderr[-3000:]}")
         rows.append(json.loads(line[6:]))
         print(f"done {spec}: prove {rows[-1]['prove s']:.1f} s", file=sys.stderr, flush=True)
-    header = "| " + " | ".join(name for name, _ in COLUMNS) + " |"
-    print(header)
-    print("|" + "|".join("---" for _ in COLUMNS) + "|")
+    print(md_row(*(name for name, _ in COLUMNS)))
+    print(md_rule(len(COLUMNS)))
     for row in rows:
-        print("| " + " | ".join(fmt.format(row[name]) for name, fmt in COLUMNS) + " |")
+        print(md_row(*(fmt.format(row[name]) for name, fmt in COLUMNS)))
     if args.evm:
-        print("\n| case | verifier runtime bytes | deploy gas | registerVka gas | verifyProof gas | accepted |")
-        print("|---|---|---|---|---|---|")
+        print("\n" + md_row("case", "verifier runtime bytes", "deploy gas", "registerVka gas", "verifyProof gas",
+                            "accepted"))
+        print(md_rule(6))
         for row in rows:
-            print(f"| {row['case']} | {row['evm runtime bytes']:,} | {row['evm deploy gas']:,} | "
-                  f"{row['evm registerVka gas']:,} | {row['evm verifyProof gas']:,} | {row['evm ok']} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+            print(md_row(row["case"], *(f"{row[k]:,}" for k in ("evm runtime bytes", "evm deploy gas",
+                                                                 "evm registerVka gas", "evm verifyProof gas")),
+                         row["evm ok"]))
+    write_json(args.json, rows)
 
 
 if __name__ == "__main__":

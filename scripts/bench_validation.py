@@ -10,9 +10,7 @@ and cpu seconds, for k = 1, 2, 4 batches of 8 frames. Next to it: one EZKL verif
 
 from __future__ import annotations
 
-import argparse
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -21,20 +19,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from scripts.doc_section import write_section  # noqa: E402
+from scripts.evalkit import add_options, cpu_seconds, md_row, md_rule, publish, script_parser  # noqa: E402
 
 START, END = "<!-- validation-cost:start -->", "<!-- validation-cost:end -->"
 
 
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def timed(fn):
-    t0, c0 = time.perf_counter(), _cpu()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     out = fn()
-    return out, time.perf_counter() - t0, _cpu() - c0
+    return out, time.perf_counter() - t0, cpu_seconds() - c0
 
 
 def bench_model(model: str, validation: str, cache_dir: Path, ks: list[int], replies: int,
@@ -76,15 +69,13 @@ def bench_verify() -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("--models", nargs="+", default=["tiny", "full-random"])
     parser.add_argument("--k", nargs="+", type=int, default=[1, 2, 4])
     parser.add_argument("--full-k", nargs="+", type=int, default=[1], help="k for full-random (slow on a CPU)")
-    parser.add_argument("--replies", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads while scoring the tiny model")
-    parser.add_argument("--full-threads", type=int, default=2, help="torch threads for full-random")
-    parser.add_argument("--cache-dir", type=Path, default=Path(".zk0/fixtures"))
-    parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
+    add_options(parser, replies=3, threads=(1, "torch threads while scoring the tiny model"),
+                full_threads=(2, "torch threads for full-random"), cache_dir=Path(".zk0/fixtures"),
+                doc=Path("docs/benchmarks.md"))
     args = parser.parse_args()
     from aggregator.tools.fixtures import synthetic_fixtures
 
@@ -99,15 +90,14 @@ def main() -> None:
     lines = [f"Measured by `scripts/bench_validation.py` on {time.strftime('%Y-%m-%d')}, 2 cores (load {load:.1f}); "
              "one EZKL verification of a tiny-slice proof "
              f"(A=6, H=48, m=16), for comparison: {verify['verify s']:.3f} s wall, {verify['verify cpu s']:.3f} cpu s.",
-             "", "| model | torch threads | trainable params | k batches (frames) | round opening s (cpu s) | "
-             "per reply s (cpu s) | per reply vs one tiny proof verification (cpu) |", "|---|---|---|---|---|---|---|"]
+             "", md_row("model", "torch threads", "trainable params", "k batches (frames)", "round opening s (cpu s)",
+                        "per reply s (cpu s)", "per reply vs one tiny proof verification (cpu)"), md_rule(7)]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['threads']} | {r['trainable']:,} | {r['k']} ({r['frames']}) | "
-                     f"{r['open s']:.2f} ({r['open cpu s']:.2f}) | {r['score s']:.3f} ({r['score cpu s']:.3f}) | "
-                     f"{r['score cpu s'] / verify['verify cpu s']:.1f}× |")
-    body = "\n".join(lines)
-    print(body)
-    write_section(args.doc, START, END, body)
+        lines.append(md_row(r["model"], r["threads"], f"{r['trainable']:,}", f"{r['k']} ({r['frames']})",
+                            f"{r['open s']:.2f} ({r['open cpu s']:.2f})",
+                            f"{r['score s']:.3f} ({r['score cpu s']:.3f})",
+                            f"{r['score cpu s'] / verify['verify cpu s']:.1f}×"))
+    publish("\n".join(lines), args.doc, START, END)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ markers.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from scripts.doc_section import write_section  # noqa: E402
+from scripts.evalkit import add_options, md_row, md_rule, publish, script_parser  # noqa: E402
 
 START, END = "<!-- clip-sweep:start -->", "<!-- clip-sweep:end -->"
 
@@ -33,17 +32,12 @@ def slice_loss(W, b, X, Y) -> float:  # noqa: N803 (the statement's names)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("--clips", nargs="+", type=float, default=[0.003, 0.01, 0.03])
     parser.add_argument("--epsilons", nargs="+", type=float, default=[8.0, 3.0, 1.0])
-    parser.add_argument("--rounds", type=int, default=3, help="rounds the budget is spread over")
-    parser.add_argument("--nodes", type=int, default=4)
-    parser.add_argument("--draws", type=int, default=3, help="noise draws per node, C and ε")
-    parser.add_argument("--local-steps", type=int, default=20)
-    parser.add_argument("--rise-tolerance", type=float, default=0.25)
-    parser.add_argument("--harm-tolerance", type=float, default=0.1)
-    parser.add_argument("--cache-dir", type=Path, default=Path(".zk0/fixtures"))
-    parser.add_argument("--doc", type=Path, default=Path("docs/privacy.md"))
+    add_options(parser, rounds=(3, "rounds the budget is spread over"), nodes=4,
+                draws=(3, "noise draws per node, C and ε"), local_steps=20, rise_tolerance=0.25, harm_tolerance=0.1,
+                cache_dir=Path(".zk0/fixtures"), doc=Path("docs/privacy.md"))
     args = parser.parse_args()
 
     import numpy as np
@@ -92,17 +86,16 @@ def main() -> None:
              f"{args.draws} noise draws per node; ε over {args.rounds} rounds at δ = 1e-5; "
              f"{time.perf_counter() - t0:.0f} s wall, {sum(psutil.Process().cpu_times()[:2]) - cpu0:.0f} cpu s, load "
              f"{os.getloadavg()[0]:.1f}.", "",
-             f"| C | ε | σ | replies | proven loss rise > ρ = {args.rise_tolerance:g} (max rise) | "
-             f"score < −τ = −{args.harm_tolerance:g} | score min / median |", "|---|---|---|---|---|---|---|"]
+             md_row("C", "ε", "σ", "replies", f"proven loss rise > ρ = {args.rise_tolerance:g} (max rise)",
+                    f"score < −τ = −{args.harm_tolerance:g}", "score min / median"), md_rule(7)]
     for clip, eps in sorted(settings, key=lambda s: (s[0], -(s[1] or float("inf")))):
         rises, scores = np.array(seen[(clip, eps)]).T
         sigma = 0.0 if eps is None else DPConfig.for_epsilon(eps, args.rounds, clip).noise_multiplier
-        lines.append(f"| {clip:g} | {'∞ (clip only)' if eps is None else f'{eps:g}'} | {sigma:.3f} | {len(rises)} | "
-                     f"{int(np.sum(rises > args.rise_tolerance))} ({rises.max():+.1%}) | "
-                     f"{int(np.sum(scores < -args.harm_tolerance))} | {scores.min():+.4f} / {np.median(scores):+.4f} |")
-    body = "\n".join(lines)
-    print(body)
-    write_section(args.doc, START, END, body)
+        lines.append(md_row(f"{clip:g}", "∞ (clip only)" if eps is None else f"{eps:g}", f"{sigma:.3f}", len(rises),
+                            f"{int(np.sum(rises > args.rise_tolerance))} ({rises.max():+.1%})",
+                            int(np.sum(scores < -args.harm_tolerance)),
+                            f"{scores.min():+.4f} / {np.median(scores):+.4f}"))
+    publish("\n".join(lines), args.doc, START, END)
 
 
 if __name__ == "__main__":

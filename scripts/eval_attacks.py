@@ -21,14 +21,19 @@ import argparse
 import json
 import logging
 import os
+import sys
 import time
 import traceback
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+
+from scripts.doc_section import write_section  # noqa: E402
+from scripts.evalkit import add_options, md_row  # noqa: E402
 
 log = logging.getLogger("eval_attacks")
 
@@ -262,11 +267,11 @@ def table(results: dict, plan: str = "default") -> str:
                                               "gate-suite" else "")
             if role in ATTACKS_FROM:
                 who += f", from round {ATTACKS_FROM[role]}"
-            lines.append(f"| {role if run.name != 'honest' else 'none (honest-only)'} | {who} | {run.krum_f} | "
-                         f"{bound} | {gate if run.attacks else '-'} | {krum if run.attacks else '-'} | "
-                         f"{res['final_eval_loss']:.4f} | {vs} | {vs_alone} | {chain} | "
-                         f"{verdict(run, selected, delta if alone_delta is None else alone_delta, res)} | "
-                         f"{res['seconds']:.0f} |")
+            lines.append(md_row(role if run.name != "honest" else "none (honest-only)", who, run.krum_f, bound,
+                                gate if run.attacks else "-", krum if run.attacks else "-",
+                                f"{res['final_eval_loss']:.4f}", vs, vs_alone, chain,
+                                verdict(run, selected, delta if alone_delta is None else alone_delta, res),
+                                f"{res['seconds']:.0f}"))
     return "\n".join(lines)
 
 
@@ -288,14 +293,14 @@ def validation_table(results: dict) -> str:
             selected = sum(r["status"] == "SELECTED" for r in replies)
             verified = sum(r["status"] in VERIFIED for r in replies)
             honest = run.name == "honest"
-            lines.append(
-                f"| {'none (honest-only)' if honest else role} | {run.attacks.count(role)} / {run.nodes} | "
-                f"{run.krum_f} | {'within' if run.within_bound else '**beyond**'} | "
-                f"{'yes' if run.validation else 'no (before)'} | {'-' if honest else caught_by(replies, run)} | "
-                f"{'-' if honest else f'{selected}/{verified}'} | {res['final_eval_loss']:.4f} | "
-                f"{'-' if honest else percent(alone_delta)} | {'-' if honest else percent(delta)} | {chain} | "
-                f"{verdict(run, selected, alone_delta if alone_delta is not None else delta, res)} | "
-                f"{res['seconds']:.0f} |")
+            lines.append(md_row(
+                "none (honest-only)" if honest else role, f"{run.attacks.count(role)} / {run.nodes}", run.krum_f,
+                "within" if run.within_bound else "**beyond**", "yes" if run.validation else "no (before)",
+                "-" if honest else caught_by(replies, run), "-" if honest else f"{selected}/{verified}",
+                f"{res['final_eval_loss']:.4f}", "-" if honest else percent(alone_delta),
+                "-" if honest else percent(delta), chain,
+                verdict(run, selected, alone_delta if alone_delta is not None else delta, res),
+                f"{res['seconds']:.0f}"))
     return "\n".join(lines)
 
 
@@ -342,42 +347,26 @@ def render(results: dict, machine: str, date: str, plan: str = "default") -> str
 
 def write_table(path: Path, text: str, plan: str = "default") -> None:
     """The table between the doc's markers, keeping the prose around it (or a new file)."""
-    from doc_section import write_section
-
     start, end = (VAL_START, VAL_END) if plan == "validation" else (START, END)
     write_section(path, start, end, text)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--attacks", default="", help="comma-separated: run only the runs of these attacks ('honest' "
-                   "for the references, 'gate-suite' for the gate's); a run's reference runs too if not stored")
-    p.add_argument("--within", action="store_true", help="only runs within Krum's bound")
-    p.add_argument("--beyond", action="store_true", help="only runs beyond Krum's bound")
-    p.add_argument("--out", default="", help="markdown file for the table (default: <workdir>/table.md)")
-    p.add_argument("--workdir", default="outputs/eval-attacks")
-    p.add_argument("--cache-dir", default=".zk0/fixtures")
-    p.add_argument("--force", action="store_true", help="re-run runs already in results.json")
-    p.add_argument("--no-references", action="store_true", help="do not add the selected runs' references")
-    p.add_argument("--table-only", action="store_true", help="rebuild the table from results.json, run nothing")
-    p.add_argument("--nodes", type=int, default=7, help="nodes of every federation (gate suite: honest nodes)")
-    p.add_argument("--krum-f", type=int, default=1)
-    p.add_argument("--krum-m", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--local-steps", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--episodes", type=int, default=1)
-    p.add_argument("--frames", type=int, default=24)
-    p.add_argument("--slice-rows", type=int, default=16)
-    p.add_argument("--eval-batches", type=int, default=3)
+    add_options(p, attacks=("", "comma-separated: run only the runs of these attacks ('honest' for the references, "
+                             "'gate-suite' for the gate's); a run's reference runs too if not stored"),
+                within=(False, "only runs within Krum's bound"), beyond=(False, "only runs beyond Krum's bound"),
+                out=("", "markdown file for the table (default: <workdir>/table.md)"), workdir="outputs/eval-attacks",
+                cache_dir=".zk0/fixtures", force=(False, "re-run runs already in results.json"),
+                no_references=(False, "do not add the selected runs' references"),
+                table_only=(False, "rebuild the table from results.json, run nothing"),
+                nodes=(7, "nodes of every federation (gate suite: honest nodes)"), krum_f=1, krum_m=3, rounds=3,
+                local_steps=10, batch_size=8, lr=1e-3, episodes=1, frames=24, slice_rows=16, eval_batches=3)
     p.add_argument("--plan", choices=["default", "validation"], default="default",
                    help="default: every attack (the first table); validation: the fabricated-witness attacks before "
                    "and after the validation gate, and the attacks that beat Krum beyond its bound")
-    p.add_argument("--min-gain", type=float, default=0.01, help="the federation's min_gain (to tell why a reply "
-                   "was not selected)")
-    p.add_argument("--machine", default="2 cores, 24 GiB, no GPU")
-    p.add_argument("--date", default=time.strftime("%Y-%m-%d"))
+    add_options(p, min_gain=(0.01, "the federation's min_gain (to tell why a reply was not selected)"),
+                machine="2 cores, 24 GiB, no GPU", date=time.strftime("%Y-%m-%d"))
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)

@@ -16,19 +16,18 @@ the table goes to ``--doc`` between markers. Run one federation per command to k
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
-from scripts.doc_section import write_section  # noqa: E402
+from scripts import evalkit  # noqa: E402
 
 START, END = "<!-- privacy-table:start -->", "<!-- privacy-table:end -->"
 KINDS = ("honest", "sign-flip", "sign-flip-krum-only")  # krum-only: no validation set, Krum alone decides
@@ -134,13 +133,7 @@ def table(rows: list[dict]) -> str:
     ]
     for r in sorted(rows, key=_sort_key):
         honest = [x for x in r["replies"] if not x["adversary"]]
-        rejected: dict[str, int] = {}
-        for x in honest:
-            if x["status"] not in ("SELECTED", "NOT_SELECTED"):
-                rejected[x["status"]] = rejected.get(x["status"], 0) + 1
         scored = [x for x in honest if x["score"] is not None]
-        idle = sum(x["status"] == "NOT_SELECTED" and x["score"] <= r["min_gain"] * x["validation_loss"]
-                   for x in scored)
         scores = np.array([x["score"] for x in scored])
         spread = f"{scores.min():+.4f} / {np.median(scores):+.4f}" if scored else "- (no validation set)"
         rises = [x["loss_after"] / x["loss_before"] - 1 for x in honest
@@ -149,37 +142,31 @@ def table(rows: list[dict]) -> str:
         eps_rounds = ", ".join(f"{r['epsilon_per_round'][k]:.2f}" for k in sorted(r["epsilon_per_round"], key=int)
                                if r["epsilon_per_round"][k] is not None) or "-"
         dp = f"{r['clip']:g} / {r['noise_multiplier']:.3f}" if r["clip"] is not None else "-"
-        lines.append(
-            f"| {_label(r['epsilon'])} | {r['kind']}: {r['nodes']} × {r['rounds']} | {dp} | {eps_rounds} | "
-            f"{r['initial_eval_loss']:.4f} → {r['final_eval_loss']:.4f} | {len(honest)} | "
-            f"{', '.join(f'{k} × {v}' for k, v in sorted(rejected.items())) or 'none'} | {idle} | "
-            f"{spread} | "
-            f"{len(rises)} ({'+' + format(max(rises), '.0%') if rises else '-'}) | {r['kept_global']} | "
-            f"{', '.join(flips) or '-'} | {r['wall_s']:.0f} ({r['cpu_s']:.0f}, {r['load']:.1f}) |")
+        lines.append(evalkit.md_row(
+            _label(r["epsilon"]), f"{r['kind']}: {r['nodes']} × {r['rounds']}", dp, eps_rounds,
+            f"{r['initial_eval_loss']:.4f} → {r['final_eval_loss']:.4f}", len(honest),
+            ", ".join(f"{k} × {v}" for k, v in sorted(evalkit.rejected(honest).items())) or "none",
+            evalkit.not_averaged(scored, r["min_gain"]), spread,
+            f"{len(rises)} ({'+' + format(max(rises), '.0%') if rises else '-'})", r["kept_global"],
+            ", ".join(flips) or "-", evalkit.run_cost(r)))
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = evalkit.script_parser(__doc__)
     parser.add_argument("--epsilons", nargs="+", default=["inf", "8", "3", "1"],
                         help="privacy budgets: inf (no DP), clip (clipping only), or numbers")
     parser.add_argument("--kinds", nargs="+", default=list(KINDS[:2]), choices=KINDS)
-    parser.add_argument("--clip", type=float, default=0.01, help="C (default: node.dp.DEFAULT_CLIP)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--nodes", type=int, default=4, help="honest nodes (sign-flip adds one)")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--local-steps", type=int, default=20)
-    parser.add_argument("--episodes", type=int, default=4)
-    parser.add_argument("--cache-dir", default=".zk0/fixtures")
-    parser.add_argument("--out", type=Path, default=Path("outputs/eval-privacy"))
-    parser.add_argument("--doc", type=Path, default=Path("docs/privacy.md"))
-    parser.add_argument("--only-table", action="store_true", help="rewrite the table from results.json")
+    evalkit.add_options(parser, clip=(0.01, "C (default: node.dp.DEFAULT_CLIP)"), seed=0,
+                        nodes=(4, "honest nodes (sign-flip adds one)"), rounds=3, local_steps=20, episodes=4,
+                        cache_dir=".zk0/fixtures", out=Path("outputs/eval-privacy"), doc=Path("docs/privacy.md"),
+                        only_table=(False, "rewrite the table from results.json"))
     args = parser.parse_args()
     for eps in args.epsilons:
         if eps not in ORDER and not (math.isfinite(float(eps)) and float(eps) > 0):
             parser.error(f"--epsilons: {eps!r} is not inf, clip or a positive number")
     results_path = args.out / "results.json"
-    rows = json.loads(results_path.read_text()) if results_path.exists() else []
+    rows = evalkit.load_rows(results_path)
     if not args.only_table:
         for eps in args.epsilons:
             for kind in args.kinds:
@@ -187,16 +174,9 @@ def main() -> None:
                 if any((r["epsilon"], r["kind"], r["seed"], r["rounds"], r["local_steps"]) == key for r in rows):
                     continue
                 name = f"eps-{eps}-{kind}-s{args.seed}"
-                print(f"[eval_privacy] {name} ...", flush=True)
-                row = run(eps, kind, args, args.out / name)
-                rows.append(row)
-                args.out.mkdir(parents=True, exist_ok=True)
-                results_path.write_text(json.dumps(rows, indent=1))
-                print(f"[eval_privacy] {name}: final eval loss {row['final_eval_loss']:.4f} ({row['wall_s']:.0f} s "
-                      f"wall, {row['cpu_s']:.0f} cpu s, load {row['load']:.1f})", flush=True)
-    body = table(rows)
-    print(body)
-    write_section(args.doc, START, END, body, title="# Differential privacy\n\n")
+                evalkit.run_and_store(rows, results_path, "eval_privacy", name,
+                                      partial(run, eps, kind, args, args.out / name))
+    evalkit.publish(table(rows), args.doc, START, END, title="# Differential privacy\n\n")
 
 
 if __name__ == "__main__":

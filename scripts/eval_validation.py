@@ -14,18 +14,17 @@ vs unverified. Rows accumulate in ``<out>/results.json``; the table goes to ``--
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
-from scripts.doc_section import write_section  # noqa: E402
+from scripts import evalkit  # noqa: E402
 
 START, END = "<!-- validation-table:start -->", "<!-- validation-table:end -->"
 
@@ -81,22 +80,15 @@ def table(rows: list[dict]) -> str:
         rel = np.array([x["score"] / x["validation_loss"] for x in scored])
         rises = [x["loss_after"] / x["loss_before"] - 1 for x in replies
                  if x["loss_before"] is not None and x["loss_after"] >= x["loss_before"]]
-        rejected: dict[str, int] = {}
-        for x in replies:
-            if x["status"] not in ("SELECTED", "NOT_SELECTED"):
-                rejected[x["status"]] = rejected.get(x["status"], 0) + 1
-        idle = sum(x["status"] == "NOT_SELECTED" and x["score"] <= r["min_gain"] * x["validation_loss"]
-                   for x in scored)
         final_plain = f"{plain['final_eval_loss']:.4f}" if plain else "-"
         diff = f"{r['final_eval_loss'] / plain['final_eval_loss'] - 1:+.1%}" if plain else "-"
-        lines.append(
-            f"| {data} | {seed} | {r['nodes']} × {r['rounds']} | {len(replies)} | "
-            f"{scores.min():+.4f} / {np.percentile(scores, 5):+.4f} / {np.median(scores):+.4f} | "
-            f"{rel.min():+.1%} / {np.median(rel):+.1%} | "
-            f"{len(rises)} (max +{max(rises, default=0):.1%}) | "
-            f"{', '.join(f'{k} × {v}' for k, v in rejected.items()) or 'none'} | {idle} | "
-            f"{r['final_eval_loss']:.4f} | {final_plain} | {diff} | "
-            f"{r['wall_s']:.0f} ({r['cpu_s']:.0f}, {r['load']:.1f}) |")
+        lines.append(evalkit.md_row(
+            data, seed, f"{r['nodes']} × {r['rounds']}", len(replies),
+            f"{scores.min():+.4f} / {np.percentile(scores, 5):+.4f} / {np.median(scores):+.4f}",
+            f"{rel.min():+.1%} / {np.median(rel):+.1%}", f"{len(rises)} (max +{max(rises, default=0):.1%})",
+            ", ".join(f"{k} × {v}" for k, v in evalkit.rejected(replies).items()) or "none",
+            evalkit.not_averaged(scored, r["min_gain"]), f"{r['final_eval_loss']:.4f}", final_plain, diff,
+            evalkit.run_cost(r)))
     return "\n".join(lines)
 
 
@@ -106,22 +98,17 @@ def row_key(row: dict) -> tuple:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = evalkit.script_parser(__doc__)
     parser.add_argument("--data", nargs="+", default=["synthetic", "sim"], choices=["synthetic", "sim"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--nodes", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--local-steps", type=int, default=20)
-    parser.add_argument("--episodes", type=int, default=4)
-    parser.add_argument("--cache-dir", default=".zk0/fixtures")
-    parser.add_argument("--out", type=Path, default=Path("outputs/eval-validation"))
-    parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
-    parser.add_argument("--only-table", action="store_true", help="rewrite the table from results.json")
-    parser.add_argument("--force", action="store_true", help="run again the selected runs stored in results.json "
-                        "(their rows are replaced), e.g. after a change to the gate or the strategy")
+    evalkit.add_options(parser, nodes=3, rounds=3, local_steps=20, episodes=4, cache_dir=".zk0/fixtures",
+                        out=Path("outputs/eval-validation"), doc=Path("docs/benchmarks.md"),
+                        only_table=(False, "rewrite the table from results.json"),
+                        force=(False, "run again the selected runs stored in results.json (their rows are "
+                               "replaced), e.g. after a change to the gate or the strategy"))
     args = parser.parse_args()
     results_path = args.out / "results.json"
-    rows = json.loads(results_path.read_text()) if results_path.exists() else []
+    rows = evalkit.load_rows(results_path)
     if not args.only_table:
         for data in args.data:
             for seed in args.seeds:
@@ -131,16 +118,9 @@ def main() -> None:
                         continue
                     rows = [r for r in rows if row_key(r) != key]  # --force: the new row replaces the stored one
                     name = f"{data}-s{seed}-{'verified' if verify else 'unverified'}"
-                    print(f"[eval_validation] {name} ...", flush=True)
-                    row = run(data, seed, verify, args, args.out / name)
-                    rows.append(row)
-                    args.out.mkdir(parents=True, exist_ok=True)
-                    results_path.write_text(json.dumps(rows, indent=1))
-                    print(f"[eval_validation] {name}: final eval loss {row['final_eval_loss']:.4f} "
-                          f"({row['wall_s']:.0f} s wall, {row['cpu_s']:.0f} cpu s, load {row['load']:.1f})", flush=True)
-    body = table(rows)
-    print(body)
-    write_section(args.doc, START, END, body)
+                    evalkit.run_and_store(rows, results_path, "eval_validation", name,
+                                          partial(run, data, seed, verify, args, args.out / name))
+    evalkit.publish(table(rows), args.doc, START, END)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ evaluates in closed loop.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -28,6 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+
+from scripts.evalkit import add_options, script_parser  # noqa: E402
 
 
 def centralized(fixtures, fed, steps: int, out: Path) -> dict:
@@ -65,19 +66,13 @@ def centralized(fixtures, fed, steps: int, out: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="learn", help="SmolVLA spec (node/model.py; default learn)")
-    parser.add_argument("--task", default="reach", help="simulated task: reach or pick_place (default reach)")
-    parser.add_argument("--nodes", type=int, default=4, help="honest nodes (default 4)")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--local-steps", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--episodes", type=int, default=4, help="expert episodes per node dataset")
-    parser.add_argument("--eval-episodes", type=int, default=10, help="closed-loop evaluation episodes")
-    parser.add_argument("--eval-max-steps", type=int, default=300)
-    parser.add_argument("--out", default="outputs/fed-vs-central")
-    parser.add_argument("--cache-dir", default=".zk0/fixtures")
-    parser.add_argument("--doc", default="docs/fed-vs-central.md")
+    parser = script_parser(__doc__)
+    add_options(parser, model=("learn", "SmolVLA spec (node/model.py; default learn)"),
+                task=("reach", "simulated task: reach or pick_place (default reach)"),
+                nodes=(4, "honest nodes (default 4)"), rounds=3, local_steps=20, batch_size=8,
+                episodes=(4, "expert episodes per node dataset"), eval_episodes=(10, "closed-loop evaluation episodes"),
+                eval_max_steps=300, out="outputs/fed-vs-central", cache_dir=".zk0/fixtures",
+                doc="docs/fed-vs-central.md")
     parser.add_argument("--skip", nargs="*", default=[], choices=["federated", "adversary", "centralized"])
     args = parser.parse_args()
 

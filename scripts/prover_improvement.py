@@ -16,8 +16,6 @@ holds, and by how much. Prints a table; --json writes the rows.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
 import sys
@@ -30,18 +28,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from scripts.evalkit import add_options, md_row, md_rule, script_parser, write_json  # noqa: E402
+
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--nodes", type=int, default=3)
-    parser.add_argument("--seeds", type=int, default=8, help="captures per node and round")
-    parser.add_argument("--rows", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=20, help="local steps (the federation's default)")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--mu", type=float, default=0.01)
-    parser.add_argument("--cache-dir", default=str(ROOT / ".zk0" / "fixtures"))
-    parser.add_argument("--json", default=None)
+    parser = script_parser(__doc__)
+    add_options(parser, rounds=3, nodes=3, seeds=(8, "captures per node and round"), rows=16,
+                steps=(20, "local steps (the federation's default)"), lr=1e-3, mu=0.01,
+                cache_dir=str(ROOT / ".zk0" / "fixtures"), json=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -85,17 +79,16 @@ def main() -> None:
                              "after_global_trunk": after_global, "after_node_trunk": after_node})  # fmt: skip
         global_arrays = {k: np.mean([a[k] for a in node_arrays], axis=0) for k in global_arrays}  # FedAvg
 
-    print("| round | captures | pass, X from global trunk | pass, X from node trunk | median rel. drop (global) "
-          "| median rel. drop (node) |")
-    print("|---|---|---|---|---|---|")
+    print(md_row("round", "captures", "pass, X from global trunk", "pass, X from node trunk",
+                 "median rel. drop (global)", "median rel. drop (node)"))
+    print(md_rule(6))
     for rnd in range(1, args.rounds + 1):
         sel = [r for r in rows if r["round"] == rnd]
         drop_g = [(r["loss_before"] - r["after_global_trunk"]) / r["loss_before"] for r in sel]
         drop_n = [(r["loss_before"] - r["after_node_trunk"]) / r["loss_before"] for r in sel]
-        print(f"| {rnd} | {len(sel)} | {sum(d > 0 for d in drop_g)}/{len(sel)} | {sum(d > 0 for d in drop_n)}/"
-              f"{len(sel)} | {np.median(drop_g):+.2%} | {np.median(drop_n):+.2%} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        passed = [f"{sum(d > 0 for d in drop)}/{len(sel)}" for drop in (drop_g, drop_n)]
+        print(md_row(rnd, len(sel), *passed, f"{np.median(drop_g):+.2%}", f"{np.median(drop_n):+.2%}"))
+    write_json(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from contracts import (
     Contribution,
     Entry,
     EvmProof,
-    LocalChain,
     Reason,
     Registry,
     Status,
@@ -33,17 +32,8 @@ CIRCUIT = "0x" + "cc" * 32
 _rounds = itertools.count(100)
 
 
-@pytest.fixture(scope="module")
-def chain():
-    with LocalChain() as local:
-        yield local
-
-
-@pytest.fixture(scope="module")
-def keys(chain):
-    """owner, aggregator, three approved nodes, one stranger (never approved)."""
-    k = chain.private_keys
-    return {"owner": k[0], "aggregator": k[1], "nodes": k[2:5], "stranger": k[5]}
+# chain (one anvil), keys (owner, aggregator, three nodes, one stranger) and verifier (the tiny circuit's, deployed
+# once): tests/integration/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -287,14 +277,6 @@ def test_an_unsigned_rejection_never_takes_a_wallets_slot(registry, keys, open_r
 
 TINY = "0x" + "7c" * 32  # the tiny circuit's id in these tests
 OTHER = "0x" + "0c" * 32  # a circuit with another verifying key
-
-
-@pytest.fixture(scope="module")
-def verifier(chain, keys, tiny_circuit):
-    """The EZKL reusable verifier, deployed once."""
-    address, _ = deploy_contract(connect(chain.rpc_url), keys["owner"], tiny_circuit.verifier_abi,
-                                 tiny_circuit.verifier_bytecode)  # fmt: skip
-    return connect(chain.rpc_url).eth.contract(address=address, abi=tiny_circuit.verifier_abi)
 
 
 @pytest.fixture(scope="module")

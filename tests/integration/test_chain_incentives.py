@@ -11,9 +11,8 @@ from eth_utils import function_signature_to_4byte_selector
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
 
-from contracts import ChainError, Contribution, EvmProof, LocalChain, Reason, Registry, Status, connect
+from contracts import ChainError, Contribution, EvmProof, Reason, Registry, Status, connect
 from contracts import sign_contribution as sign
-from contracts.testing import deploy_contract
 
 pytestmark = pytest.mark.integration
 
@@ -25,16 +24,11 @@ EMISSION = 90 * ETH
 _rounds = itertools.count(1)
 
 
+# chain (one anvil), keys (by role) and verifier (the tiny circuit's, deployed once): tests/integration/conftest.py
 @pytest.fixture(scope="module")
-def chain():
-    with LocalChain() as local:
-        yield local
-
-
-@pytest.fixture(scope="module")
-def keys(chain):
-    k = chain.private_keys
-    return {"owner": k[0], "aggregator": k[1], "nodes": k[2:6], "stranger": k[6], "spare": k[7:10]}
+def node_count() -> int:
+    """Four node wallets: keys["nodes"] is wallets 2-5, the stranger wallet 6, the spares 7-9."""
+    return 4
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +36,12 @@ def tiny(tiny_circuit):
     return tiny_circuit
 
 
-@pytest.fixture(scope="module")
-def verifier(chain, keys, tiny):
-    address, _ = deploy_contract(connect(chain.rpc_url), keys["owner"], tiny.verifier_abi, tiny.verifier_bytecode)
-    return address
-
-
 def deploy(chain, keys, tiny, verifier) -> Registry:
     """A permissionless registry (1 ETH to join) that verifies the tiny circuit; seen from the aggregator."""
     owner = Registry.deploy(connect(chain.rpc_url), keys["owner"], Account.from_key(keys["aggregator"]).address)
     owner.set_params(min_stake=ETH, emission_per_round=EMISSION, slash_bps=5_000, bounty_bps=5_000,
                      unstake_delay=2, approval_required=False)  # fmt: skip
-    owner.register_circuit(TINY, verifier, tiny.vka, len(tiny.proof.proof), tiny.output_scales)
+    owner.register_circuit(TINY, verifier.address, tiny.vka, len(tiny.proof.proof), tiny.output_scales)
     return owner.with_sender(keys["aggregator"])
 
 

@@ -8,45 +8,19 @@ is in tests/integration/test_verifier_service.py. Bounded: 60 requests per opera
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-
-from aggregator.verifier.service import build_parser, make_server
-from prover import CircuitConfig, SliceShape, build_circuit
 
 TOKEN = "fuzz-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
-def service(cache_dir, tmp_path_factory):
-    """``zk0agg verifier serve`` on a tiny circuit (A=2, H=8, m=4, logrows 10), in a background thread."""
-    circuit = build_circuit(SliceShape(actions=2, hidden=8, rows=4), "dev", cache_dir / "verifier-api-fuzz",
-                            config=CircuitConfig(input_scale=8, decomp_base=256, decomp_legs=6))
-    folder = tmp_path_factory.mktemp("verifier-api-fuzz")
-    exported = circuit.export_verifier(folder / "circuit")
-    (folder / "token").write_text(TOKEN)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    args = build_parser().parse_args(["--circuit", str(exported), "--srs", str(circuit.srs.path), "--srs-kind", "dev",
-                                      "--token-file", str(folder / "token"), "--port", str(port), "--workers", "2",
-                                      "--log-level", "warning"])
-    server = make_server(args)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the verifier service did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+def service(service_circuit, tmp_path_factory, serve_verifier):
+    """``zk0agg verifier serve`` on the session's tiny circuit (A=2, H=8, m=4, logrows 10), in a background thread."""
+    with serve_verifier(service_circuit, tmp_path_factory.mktemp("verifier-api-fuzz"), TOKEN) as (_, url):
+        yield url
 
 
 def test_no_request_ends_in_a_server_error(service):

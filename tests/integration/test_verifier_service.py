@@ -1,7 +1,8 @@
 """The verifier service end to end: real EZKL proofs, a real uvicorn on a loopback port, two worker processes.
 
-One tiny circuit is built per module (A=2, H=8, m=4 at input scale 8: logrows 10, a proof in ~2 s, dev SRS) and
-exported as a verifier would receive it; the service is started through the CLI's own code path.
+One tiny circuit is built per session (A=2, H=8, m=4 at input scale 8: logrows 10, a proof in ~2 s, dev SRS; shared
+with test_verifier_api_fuzz.py) and exported as a verifier would receive it; the service is started through the
+CLI's own code path (both in tests/integration/conftest.py).
 """
 
 from __future__ import annotations
@@ -22,72 +23,36 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aggregator.verifier.client import RemoteVerifier, VerifierRequestError, VerifierUnavailable
-from aggregator.verifier.service import build_parser, make_server, serve_main
+from aggregator.verifier.service import serve_main
 from aggregator.verifier.wire import VerifyRequest
-from prover import (
-    BAD_PROOF,
-    NO_IMPROVEMENT,
-    UNBOUND,
-    CircuitConfig,
-    SliceShape,
-    build_circuit,
-    dev_srs,
-    load_verifier,
-    prove,
-)
+from contracts.local_chain import free_port
+from prover import BAD_PROOF, NO_IMPROVEMENT, UNBOUND, dev_srs, load_verifier, prove
 from prover import verify as verify_in_process
 from prover.hashing import sha256_hex
 from prover.synthetic import synthetic_slice
 
 pytestmark = pytest.mark.integration
 
-SHAPE = SliceShape(actions=2, hidden=8, rows=4)
-SMALL = CircuitConfig(input_scale=8, decomp_base=256, decomp_legs=6)  # losses up to 2^16/(m·A), logrows 10
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
-def circuit(cache_dir):
-    return build_circuit(SHAPE, "dev", cache_dir / "verifier-service", config=SMALL)
+def circuit(service_circuit):
+    """The tiny circuit built once a session (tests/integration/conftest.py): A=2, H=8, m=4, logrows 10."""
+    return service_circuit
 
 
 @pytest.fixture(scope="module")
 def honest(circuit):
-    slice_ = synthetic_slice(SHAPE, seed=1)
+    slice_ = synthetic_slice(circuit.shape, seed=1)
     return slice_, prove(circuit, slice_)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run_service(circuit, folder, *flags: str):
-    """The service as ``zk0agg verifier serve`` builds it, run in a background thread; yields (server, URL)."""
-    exported = circuit.export_verifier(folder / "circuit")
-    token_file = folder / "token"
-    token_file.write_text(TOKEN + "\n")
-    port = free_port()
-    args = build_parser().parse_args(["--circuit", str(exported), "--srs", str(circuit.srs.path), "--srs-kind", "dev",
-                                      "--token-file", str(token_file), "--port", str(port), "--workers", "2",
-                                      "--log-level", "warning", *flags])  # fmt: skip
-    server = make_server(args)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the verifier service did not start"
-        time.sleep(0.05)
-    yield server, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
-
-
 @pytest.fixture(scope="module")
-def server(circuit, tmp_path_factory):
-    yield from run_service(circuit, tmp_path_factory.mktemp("verifier-service"))
+def server(circuit, tmp_path_factory, serve_verifier):
+    with serve_verifier(circuit, tmp_path_factory.mktemp("verifier-service"), TOKEN) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +183,7 @@ def test_concurrent_requests_both_succeed(http, circuit, honest):
 
 def test_remote_verifier_gives_the_in_process_verdict(service, circuit, honest):
     slice_, artifact = honest
-    worse = synthetic_slice(SHAPE, seed=2, improve=False)
+    worse = synthetic_slice(circuit.shape, seed=2, improve=False)
     w_n = slice_.W_n.copy()
     w_n[0, 1] -= 0.5
     cases = [
@@ -378,11 +343,12 @@ READ_TIMEOUT, KEEP_ALIVE, IN_FLIGHT = 1.5, 1.0, 2
 
 
 @pytest.fixture(scope="module")
-def bounded(circuit, tmp_path_factory):
+def bounded(circuit, tmp_path_factory, serve_verifier):
     """A second service with tight bounds, so that the slow-client test takes seconds."""
-    yield from run_service(circuit, tmp_path_factory.mktemp("verifier-bounded"), "--workers", "1",
-                           "--read-timeout", str(READ_TIMEOUT), "--keep-alive-timeout", str(KEEP_ALIVE),
-                           "--max-in-flight", str(IN_FLIGHT))
+    with serve_verifier(circuit, tmp_path_factory.mktemp("verifier-bounded"), TOKEN, "--workers", "1",
+                        "--read-timeout", str(READ_TIMEOUT), "--keep-alive-timeout", str(KEEP_ALIVE),
+                        "--max-in-flight", str(IN_FLIGHT)) as running:
+        yield running
 
 
 def _open(url: str) -> socket.socket:
