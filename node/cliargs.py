@@ -70,6 +70,19 @@ def survive_closed_stdout(run: Callable[[], int]) -> int:
         return 0
 
 
+def add_command(sub: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int],
+                **kwargs) -> argparse.ArgumentParser:
+    """A sub-command that runs ``func(args)``: ``run_command`` calls whatever ``func`` the parsed command set."""
+    parser = sub.add_parser(name, **kwargs)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def add_group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
+    """A command group (``zk0node wallet new``): its own required sub-commands, named in ``<name>_command``."""
+    return sub.add_parser(name, help=help).add_subparsers(dest=f"{name}_command", required=True)
+
+
 def command_parser(prog: str, description: str, verbose_help: str,
                    commands: Iterable[Callable[[argparse._SubParsersAction], None]]) -> Parser:
     """The top parser of a zk0 command line: ``-v/--verbose`` and one sub-command per ``commands`` entry (each

@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 
 from aggregator.cli.common import add_owner_key_flag, add_registry_flags, owner_registry
+from node.cliargs import add_command
 from node.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    approve = sub.add_parser("approve", help="approve a node's wallet address in the registry (owner only)")
+    approve = add_command(sub, "approve", _approve, help="approve a node's wallet address in the registry (owner only)")
     approve.add_argument("address", help="the node's address (zk0node wallet show prints it)")
     approve.add_argument("--revoke", action="store_true", help="revoke instead (takes effect from the next round)")
     add_owner_key_flag(approve)
     add_registry_flags(approve)
-    approve.set_defaults(func=_approve)
 
 
 def _approve(args: argparse.Namespace) -> int:

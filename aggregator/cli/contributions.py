@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from aggregator.cli.common import add_registry_flags, read_registry
-from node.cliargs import at_least
+from node.cliargs import add_command, at_least
 from node.errors import UserError
 
 _COLUMNS = ("run", "round", "node", "status", "reason", "signed", "proof on chain", "loss before → after", "score",
@@ -13,13 +13,13 @@ _COLUMNS = ("run", "round", "node", "status", "reason", "signed", "proof on chai
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    contrib = sub.add_parser("contributions", help="read the recorded contributions back from the chain")
+    contrib = add_command(sub, "contributions", _contributions,
+                          help="read the recorded contributions back from the chain")
     contrib.add_argument("--round", type=at_least(1), help="only this round")
     contrib.add_argument("--run", metavar="RUN_ID", help="only this run (its id on the registry, or a prefix of it: "
                          "summary.json's chain.run_id)")
     contrib.add_argument("--node", metavar="ADDRESS", help="only this node's records")
     add_registry_flags(contrib)
-    contrib.set_defaults(func=_contributions)
 
 
 def _contributions(args: argparse.Namespace) -> int:

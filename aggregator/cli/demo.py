@@ -6,12 +6,12 @@ import argparse
 from pathlib import Path
 
 from aggregator.cli.common import add_wandb_flag, wandb_wanted
-from node.cliargs import at_least
+from node.cliargs import add_command, at_least
 from node.logs import tee_output
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    demo = sub.add_parser("demo", help="run a whole federation on this machine (offline fixtures)")
+    demo = add_command(sub, "demo", _demo, help="run a whole federation on this machine (offline fixtures)")
     demo.add_argument("--nodes", type=at_least(1), default=3, help="number of nodes (default 3)")
     demo.add_argument("--rounds", type=at_least(1), default=3, help="federated rounds (default 3)")
     demo.add_argument("--out", help="output folder (default outputs/demo-<time>)")
@@ -42,7 +42,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="no validation set: updates are not scored (the gate as it was before HARMFUL)")
     _add_privacy_flags(demo)
     add_wandb_flag(demo)
-    demo.set_defaults(func=_demo)
 
 
 def _add_privacy_flags(demo: argparse.ArgumentParser) -> None:

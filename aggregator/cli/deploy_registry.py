@@ -6,11 +6,13 @@ import argparse
 import sys
 
 from aggregator.cli.common import AGGREGATOR_KEY_ENV, OWNER_KEY_ENV, owner_key, read_key
+from node.cliargs import add_command
 from node.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    deploy = sub.add_parser("deploy-registry", help="deploy the ContributionRegistry and print its address")
+    deploy = add_command(sub, "deploy-registry", _deploy_registry,
+                         help="deploy the ContributionRegistry and print its address")
     deploy.add_argument("--chain-rpc", required=True, metavar="URL", help="Ethereum JSON-RPC endpoint")
     deploy.add_argument("--owner-key-file", metavar="FILE",
                         help=f"deployer = owner key (approves nodes; default: env {OWNER_KEY_ENV})")
@@ -18,7 +20,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="the aggregator's address (default: from --aggregator-key-file / "
                         f"{AGGREGATOR_KEY_ENV})")
     deploy.add_argument("--aggregator-key-file", metavar="FILE", help="the aggregator's key, to derive its address")
-    deploy.set_defaults(func=_deploy_registry)
 
 
 def _deploy_registry(args: argparse.Namespace) -> int:

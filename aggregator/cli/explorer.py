@@ -6,14 +6,16 @@ import argparse
 import sys
 
 from aggregator.cli.common import add_state_flag, start_state
+from node.cliargs import add_command
 from node.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    explorer = sub.add_parser("explorer", help="serve a read-only web page of the federation, read from the chain",
-                              description="Serve the contribution explorer: rounds, replies, wallets and parameters "
-                              "read from the registry's events and views; eval loss and success rate per round from "
-                              "a run's outputs folder when given. It only reads: no key is needed.")
+    explorer = add_command(sub, "explorer", _explorer,
+                           help="serve a read-only web page of the federation, read from the chain",
+                           description="Serve the contribution explorer: rounds, replies, wallets and parameters "
+                           "read from the registry's events and views; eval loss and success rate per round from "
+                           "a run's outputs folder when given. It only reads: no key is needed.")
     explorer.add_argument("--rpc", "--chain-rpc", dest="rpc", metavar="URL",
                           help="Ethereum JSON-RPC endpoint (default: from zk0agg start)")
     explorer.add_argument("--registry", metavar="ADDRESS",
@@ -25,7 +27,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     explorer.add_argument("--refresh", type=float, default=5.0,
                           help="seconds between the page's refreshes (default 5; 0 = off)")
     add_state_flag(explorer)
-    explorer.set_defaults(func=_explorer)
 
 
 def _explorer(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from aggregator.cli.common import add_owner_key_flag, add_registry_flags, chain_of, open_registry, owner_key
+from node.cliargs import add_command
 from node.errors import UserError
 
 
@@ -13,10 +14,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     params = sub.add_parser("params", help="the federation's participation rules: min stake, emission, slashing, "
                             "unstake delay, approval")
     params_sub = params.add_subparsers(dest="params_command", required=True)
-    show = params_sub.add_parser("show", help="print the rules as the registry has them")
+    show = add_command(params_sub, "show", _params, help="print the rules as the registry has them")
     add_registry_flags(show)
-    show.set_defaults(func=_params)
-    pset = params_sub.add_parser("set", help="change some rules (owner only); the others stay")
+    pset = add_command(params_sub, "set", _params, help="change some rules (owner only); the others stay")
     pset.add_argument("--min-stake", metavar="ETH", help="stake a wallet needs to take part (e.g. 1.5, or 10wei)")
     pset.add_argument("--emission", metavar="ZK0", help="reward tokens each round opened from now on shares out")
     pset.add_argument("--slash-bps", type=int, metavar="BPS", help="share of the stake a bad proof loses (basis "
@@ -29,7 +29,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="permissioned: the owner approves each wallet too (--no-approval: stake alone admits)")
     add_owner_key_flag(pset)
     add_registry_flags(pset)
-    pset.set_defaults(func=_params)
 
 
 def _params(args: argparse.Namespace) -> int:

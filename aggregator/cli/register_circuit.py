@@ -6,15 +6,18 @@ import argparse
 from pathlib import Path
 
 from aggregator.cli.common import add_owner_key_flag, add_registry_flags, owner_registry
+from node.cliargs import add_command
 from node.errors import UserError
+
+HELP = ("deploy the EZKL verifier and register the federation's circuit in the registry (owner only; once: a second "
+        "time reuses it)")
+DESCRIPTION = ("Build the circuit a run with these settings uses, its reusable Solidity verifier and VKA, deploy the "
+               "verifier and call registerCircuit: from then on the chain can verify the circuit's proofs (on-chain "
+               "verification) and slash a signed bad proof.")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    register = sub.add_parser("register-circuit", help="deploy the EZKL verifier and register the federation's "
-                              "circuit in the registry (owner only; once: a second time reuses it)",
-                              description="Build the circuit a run with these settings uses, its reusable Solidity "
-                              "verifier and VKA, deploy the verifier and call registerCircuit: from then on the chain "
-                              "can verify the circuit's proofs (on-chain verification) and slash a signed bad proof.")
+    register = add_command(sub, "register-circuit", _register_circuit, help=HELP, description=DESCRIPTION)
     register.add_argument("--dataset", required=True, metavar="URI",
                           help="a dataset with the federation's features, e.g. the held-out set (local:PATH)")
     register.add_argument("--model", default="tiny", help="the run's model (default tiny)")
@@ -24,7 +27,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                           ".zk0/fixtures)")
     add_owner_key_flag(register)
     add_registry_flags(register)
-    register.set_defaults(func=_register_circuit)
 
 
 def _register_circuit(args: argparse.Namespace) -> int:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 
+from node.cliargs import add_command
 from node.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    release = sub.add_parser("release", help="a round's global model as a Hugging Face Hub-ready folder, with "
-                             "a model card and its on-chain provenance")
+    release = add_command(sub, "release", _release,
+                          help="a round's global model as a Hugging Face Hub-ready folder, with "
+                          "a model card and its on-chain provenance")
     release.add_argument("--run", required=True, metavar="DIR", help="the run's output folder (outputs/<run>)")
     release.add_argument("--round", type=int, help="the round whose model to release (default: the last one)")
     release.add_argument("--out", required=True, metavar="DIR", help="the release folder to write (new or empty)")
@@ -22,7 +24,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     release.add_argument("--repo-id", metavar="ORG/NAME", help="the Hub model repo for --push")
     release.add_argument("--push", action="store_true", help="upload the folder to the Hub (token: HF_TOKEN or "
                          "huggingface-cli login)")
-    release.set_defaults(func=_release)
 
 
 def _release(args: argparse.Namespace) -> int:

@@ -8,16 +8,16 @@ import time
 from pathlib import Path
 
 from aggregator.cli.common import add_state_flag, add_wandb_flag, start_state, superlink_of, wandb_wanted
-from node.cliargs import at_least, fraction
+from node.cliargs import add_command, at_least, fraction
 from node.errors import UserError
 from node.logs import tee_output
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    run = sub.add_parser("run", help="submit a federated run to the SuperLink and follow it to its end",
-                         description="Bundle the zk0 app, submit it with the run config to the SuperLink (what "
-                         "flwr run does), stream the ServerApp's log until the run ends. Paths are on the "
-                         "aggregator's machine.")
+    run = add_command(sub, "run", _run, help="submit a federated run to the SuperLink and follow it to its end",
+                      description="Bundle the zk0 app, submit it with the run config to the SuperLink (what "
+                      "flwr run does), stream the ServerApp's log until the run ends. Paths are on the "
+                      "aggregator's machine.")
     run.add_argument("--rounds", type=at_least(1), default=3, help="federated rounds (default 3)")
     run.add_argument("--heldout", required=True, metavar="URI", help="the server's held-out dataset (local:<path>)")
     run.add_argument("--min-nodes", type=at_least(1), default=3, help="nodes a round waits for (default 3)")
@@ -44,7 +44,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--root-certificates", type=Path, metavar="CA", help="CA certificate of the SuperLink")
     add_wandb_flag(run)
     add_state_flag(run)
-    run.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -6,22 +6,23 @@ import argparse
 from pathlib import Path
 
 from aggregator.cli.common import AGGREGATOR_KEY_ENV, add_registry_flags, open_registry, read_key, start_state
+from node.cliargs import add_command
 from node.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    slash = sub.add_parser("slash", help="submit the evidence of a bad proof (a run's evidence/ files): the signer's "
-                           "stake is slashed, a bounty paid to the sender",
-                           description="slashBadProof: the contract recovers the node's signature, checks the proof "
-                           "is the one it signed and runs the circuit's verifier; only a proof that fails is "
-                           "slashed, once. Anyone may send it; the sender gets the bounty.")
+    slash = add_command(sub, "slash", _slash,
+                        help="submit the evidence of a bad proof (a run's evidence/ files): the signer's "
+                        "stake is slashed, a bounty paid to the sender",
+                        description="slashBadProof: the contract recovers the node's signature, checks the proof "
+                        "is the one it signed and runs the circuit's verifier; only a proof that fails is "
+                        "slashed, once. Anyone may send it; the sender gets the bounty.")
     slash.add_argument("--evidence", required=True, action="append", metavar="FILE|DIR",
                        help="an evidence file (<out>/evidence/round_<r>/<address>.json) or a folder of them "
                        "(repeatable)")
     slash.add_argument("--slasher-key-file", metavar="FILE",
                        help=f"the sending account's key (default: env {AGGREGATOR_KEY_ENV})")
     add_registry_flags(slash)
-    slash.set_defaults(func=_slash)
 
 
 def _slash(args: argparse.Namespace) -> int:

@@ -23,14 +23,15 @@ from aggregator.cli.common import (
     open_registry,
     read_key,
 )
-from node.cliargs import port
+from node.cliargs import add_command, port
 from node.errors import UserError
 from node.logs import tee_output
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    start = sub.add_parser(
-        "start", help="run the federation's SuperLink (and optionally the verifier service) until stopped",
+    start = add_command(
+        sub, "start", _start,
+        help="run the federation's SuperLink (and optionally the verifier service) until stopped",
         description="Run Flower's SuperLink for this federation until Ctrl-C: nodes connect to it, zk0agg run submits "
         "runs to it. Its ServerApp processes run only the pinned app bundle and get the aggregator key through "
         f"their environment ({AGGREGATOR_KEY_ENV}), never through the run config that every node receives.")
@@ -58,7 +59,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     start.add_argument("--outputs", default="outputs", metavar="DIR",
                        help="runs not submitted by zk0agg run write under DIR/flwr-run-<id> (default outputs)")
     add_state_flag(start)
-    start.set_defaults(func=_start)
 
 
 def _add_verifier_flags(start: argparse.ArgumentParser) -> None:

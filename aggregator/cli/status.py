@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 
 from aggregator.cli.common import add_state_flag
+from node.cliargs import add_command
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    status = sub.add_parser("status", help="what runs: the SuperLink, its runs and connected nodes, the current "
-                            "round, pending chain operations, the verifier (exit 1 when nothing runs)")
+    status = add_command(sub, "status", _status,
+                         help="what runs: the SuperLink, its runs and connected nodes, the current "
+                         "round, pending chain operations, the verifier (exit 1 when nothing runs)")
     add_state_flag(status)
-    status.set_defaults(func=_status)
 
 
 def _status(args: argparse.Namespace) -> int:

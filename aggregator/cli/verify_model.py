@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from aggregator.cli.common import add_registry_flags, open_registry, start_state
+from node.cliargs import add_command
 from node.errors import UserError
 
 _RECORD_COLUMNS = ("node", "status", "reason", "signed", "loss before → after", "update hash", "proof hash",
@@ -14,11 +15,11 @@ _RECORD_COLUMNS = ("node", "status", "reason", "signed", "loss before → after"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    verify_model = sub.add_parser("verify-model", help="check on chain which round produced a model (a release "
-                                  "folder or a checkpoint); refuses a model no round produced")
+    verify_model = add_command(sub, "verify-model", _verify_model,
+                               help="check on chain which round produced a model (a release "
+                               "folder or a checkpoint); refuses a model no round produced")
     verify_model.add_argument("path", help="a release folder or checkpoint (config.json + model.safetensors)")
     add_registry_flags(verify_model)
-    verify_model.set_defaults(func=_verify_model)
 
 
 def _verify_model(args: argparse.Namespace) -> int:

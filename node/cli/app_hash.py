@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from node.cli.common import add_command
+from node.cliargs import add_command
 
 
 def _app_hash(args: argparse.Namespace) -> int:

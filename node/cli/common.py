@@ -1,29 +1,14 @@
-"""What several ``zk0node`` commands share: how a command is registered, the chain flags, the wallet and registry
+"""What several ``zk0node`` commands share: the chain flags, the wallet and registry
 look-ups and the lines that describe a stake or a transaction."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
 from node.errors import UserError
 
 WEI = 10**18
-
-Command = Callable[[argparse.Namespace], int]
-
-
-def add_command(sub: argparse._SubParsersAction, name: str, func: Command, **kwargs) -> argparse.ArgumentParser:
-    """A sub-command that runs ``func(args)``: ``run_command`` calls whatever ``func`` the parsed command set."""
-    parser = sub.add_parser(name, **kwargs)
-    parser.set_defaults(func=func)
-    return parser
-
-
-def add_group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
-    """A command group (``zk0node wallet new``): its own required sub-commands, named in ``<name>_command``."""
-    return sub.add_parser(name, help=help).add_subparsers(dest=f"{name}_command", required=True)
 
 
 def password_flag(parser: argparse.ArgumentParser) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from node.cli.common import add_command, add_group
+from node.cliargs import add_command, add_group
 
 
 def _dataset_check(args: argparse.Namespace) -> int:

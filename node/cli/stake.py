@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from node.cli.common import WEI, add_command, chain_flags, open_registry, stake_line, tx_text
+from node.cli.common import WEI, chain_flags, open_registry, stake_line, tx_text
+from node.cliargs import add_command
 from node.errors import UserError
 
 

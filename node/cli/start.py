@@ -6,8 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
-from node.cli.common import add_command, password_flag, wallet_path
-from node.cliargs import at_least, port
+from node.cli.common import password_flag, wallet_path
+from node.cliargs import add_command, at_least, port
 from node.logs import tee_output
 
 

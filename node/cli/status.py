@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from node.cli.common import add_command
+from node.cliargs import add_command
 
 
 def _status(args: argparse.Namespace) -> int:
