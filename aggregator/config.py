@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, fields
 
@@ -9,9 +10,22 @@ from aggregator.operator import OPERATOR_KEYS
 from node.dp import DEFAULT_CLIP, DEFAULT_DELTA, DPConfig
 from node.errors import UserError
 
+
+def _flag(name: str) -> str:
+    """A field as the run config names it (``local_steps`` → ``local-steps``)."""
+    return name.replace("_", "-")
+
+
 # Secrets of a deployed run come from the ServerApp process's environment (zk0agg start sets them on the SuperLink,
 # whose ServerApp processes inherit them), never from the run config: Flower sends the run config to every node.
 SECRET_ENV = {"aggregator_key": "ZK0_AGGREGATOR_KEY", "verifier_token": "ZK0_VERIFIER_TOKEN"}
+
+
+SIM_TASKS = ("reach", "pick_place")  # sim.TASKS' names (sim is not imported here: it loads MuJoCo)
+# The smallest value each numeric run setting may take (the others are checked below: rates, fractions, DP).
+_AT_LEAST = {"local_steps": 1, "batch_size": 1, "proximal_mu": 0, "eval_batches": 1, "client_eval_batches": 1,
+             "timeout": 1, "seed": 0, "slice_rows": 1, "chain_drain_timeout": 0, "sim_eval_episodes": 0,
+             "sim_max_steps": 0}
 
 
 @dataclass
@@ -70,6 +84,14 @@ class FederationConfig:
     dp_delta: float = DEFAULT_DELTA
 
     def __post_init__(self) -> None:
+        self._check_types()
+        for name, minimum in _AT_LEAST.items():
+            if getattr(self, name) < minimum:
+                raise UserError(f"{_flag(name)} must be at least {minimum:g}, not {getattr(self, name)!r}")
+        if self.learning_rate <= 0:
+            raise UserError(f"learning-rate must be above 0, not {self.learning_rate!r}")
+        if self.sim_task not in SIM_TASKS:
+            raise UserError(f"sim-task {self.sim_task!r} is not a simulated task: {' or '.join(SIM_TASKS)}")
         if self.rounds < 1:
             raise UserError("rounds must be at least 1")
         if self.krum_f < 0 or self.krum_m < 1:
@@ -93,6 +115,25 @@ class FederationConfig:
             raise UserError("give dp_epsilon (a privacy budget, σ is calibrated) or dp_noise_multiplier (σ), not both")
         if self.dp_enabled:
             DPConfig(self.dp_clip or DEFAULT_CLIP, self.dp_noise_multiplier, self.dp_delta)  # checks C and δ
+
+    def _check_types(self) -> None:
+        """Every value has its field's type (an int where an int is due, a finite number where a float is), so a
+        run config's ``local-steps=abc`` or ``learning-rate=nan`` is refused when the run is parsed, not mid-round."""
+        for f in fields(self):
+            value, kind = getattr(self, f.name), f.type
+            if kind == "bool":
+                ok = isinstance(value, bool)
+            elif kind == "int":
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif kind == "float":
+                ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+                if ok:
+                    setattr(self, f.name, float(value))
+            else:
+                ok = isinstance(value, str)
+            if not ok:
+                what = {"bool": "true or false", "int": "an integer", "float": "a finite number"}.get(kind, "a string")
+                raise UserError(f"{_flag(f.name)} must be {what}, not {value!r}")
 
     @classmethod
     def from_run_config(cls, run_config: dict, environ: dict | None = None,

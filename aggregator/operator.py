@@ -103,37 +103,3 @@ def operator_settings(run_id: int, environ: dict | None = None, wait: float = RU
                     per_run, outputs)
     settings.setdefault("out_dir", str(Path(outputs) / f"flwr-run-{int(run_id)}"))
     return settings
-
-
-JOURNAL_FILE = "chain-journal.sqlite"
-
-
-def check_run_paths(out_dir: str | Path, resume: bool) -> None:
-    """Before a run is submitted: its output folder can be written, and what ``--resume`` reads can be read (the
-    summary and the chain journal), so a bad path fails here in one line, not later as a ServerApp traceback."""
-    import sqlite3
-
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"the output folder {out} is a file: give --out a folder")
-    existing = next((p for p in [out, *out.parents] if p.exists()), None)
-    if existing is None or not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write the output folder {out} ({existing} is not writable)")
-    if not resume:
-        return
-    summary = out / "summary.json"
-    if summary.exists():
-        try:
-            json.loads(summary.read_text())
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise UserError(f"cannot resume: {summary} is unreadable ({err})") from None
-    journal = out / JOURNAL_FILE
-    if journal.exists():
-        try:
-            with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
-                if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-                    raise sqlite3.DatabaseError("quick_check failed")
-                db.execute("SELECT count(*) FROM ops").fetchone()
-        except sqlite3.Error as err:
-            raise UserError(f"cannot resume: the chain journal {journal} is corrupted ({err}); keep a copy and "
-                            "look into it before anything is sent again") from None

@@ -69,6 +69,21 @@ class RunOutputs:
         self._verdicts: dict[tuple, list] = {}  # (round, node_id): [status, reason, detail] the chain decided
         self._lock = threading.Lock()  # the chain sender thread writes too
 
+    @classmethod
+    def reopen(cls, out_dir: Path, console: Console | None = None) -> RunOutputs:
+        """The outputs of a run that has stopped, to note what reached the chain since (``zk0agg sync``)."""
+        out = Path(out_dir)
+        try:
+            summary = json.loads((out / "summary.json").read_text())
+            metrics = json.loads((out / "metrics.json").read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            from node.errors import UserError
+
+            raise UserError(f"cannot read the run in {out}: {err}") from None
+        outputs = cls(out, summary["run_id"], summary["config"], console=console)
+        outputs.summary, outputs.metrics = summary, metrics
+        return outputs
+
     def set_chain(self, chain_id: int, registry: str, **extra) -> None:
         self.summary["chain"] = {"chain_id": chain_id, "registry": registry, **extra}
         self.flush()

@@ -26,9 +26,11 @@ from flwr.serverapp import Grid, ServerApp
 from aggregator.config import FederationConfig
 from aggregator.outputs import RunOutputs
 from aggregator.protocol.gate import STRUCTURAL_CHECKS, VERIFIED_CHECKS, Gate
-from aggregator.protocol.intake import ArrivalGrid
+from aggregator.protocol.intake import ArrivalGrid, RunInterrupted
 from aggregator.protocol.strategy import GatedMultiKrum
 from aggregator.protocol.validation import ValidationConfig, Validator
+from aggregator.run_folder import JOURNAL_FILE, claim_run_folder, stop_requested
+from contracts import ChainUnavailable
 from node.datasets import load_dataset, load_metadata
 from node.errors import UserError
 from node.logs import setup_logging
@@ -95,7 +97,13 @@ def chain_run_id(out_dir: Path, resume: bool, name: str, aggregator_key: str) ->
 
 
 def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
-    """Run ``cfg.rounds`` rounds on ``grid``; returns the run summary (also written to ``cfg.out_dir``)."""
+    """Run ``cfg.rounds`` rounds on ``grid``; returns the run summary (also written to ``cfg.out_dir``), which this
+    process alone writes while it runs (``claim_run_folder``)."""
+    with claim_run_folder(cfg.out_dir, cfg.resume):
+        return _run_rounds(grid, cfg, console)
+
+
+def _run_rounds(grid: Grid, cfg: FederationConfig, console=None) -> dict:
     from lerobot.datasets.factory import resolve_delta_timestamps
 
     meta = load_metadata(cfg.heldout)
@@ -120,12 +128,13 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         chain = ChainConfig(cfg.chain_rpc, cfg.registry, cfg.aggregator_key, cfg.onchain_verify)
         checker = None
         if cfg.verifier_url:
-            from aggregator.verifier.client import remote_checker
+            from aggregator.verifier.client import check_services, remote_checker
 
+            check_services(cfg.verifier_url, cfg.verifier_token)  # down or refusing: one line, nothing recorded
             checker = remote_checker(cfg.verifier_url, cfg.verifier_token)  # several services: comma-separated
         chain_run = chain_run_id(Path(cfg.out_dir), cfg.resume, run_id, cfg.aggregator_key)
         verification = Verification.start(bundle.policy, cfg.slice_rows, cfg.srs, cfg.cache_dir, chain,
-                                          Path(cfg.out_dir) / "chain-journal.sqlite", chain_run,
+                                          Path(cfg.out_dir) / JOURNAL_FILE, chain_run,
                                           on_done=outputs.on_chain, checker=checker,
                                           evidence_dir=Path(cfg.out_dir) / "evidence")
         committed = {r["round"]: r["new_global_hash"] for r in (previous.summary["rounds"] if previous else [])}
@@ -209,11 +218,18 @@ def run_federation(grid: Grid, cfg: FederationConfig, console=None) -> dict:
     })
     # Replies gated as they arrive, pulled every 0.25 s (Flower's own loop asks every 3 s: a round would wait up to
     # 3 s after its last reply, twice: train and evaluate).
-    strategy.start(grid=ArrivalGrid(grid, strategy.admit, strategy.pull_batch, pull_interval=0.25),
-                   initial_arrays=numpy_to_arrays(initial_arrays), num_rounds=max(0, cfg.rounds - done),
-                   timeout=cfg.timeout, train_config=train_config,
-                   evaluate_config=ConfigRecord({"eval-batches": cfg.client_eval_batches}),
-                   evaluate_fn=evaluate_round)
+    try:
+        strategy.start(grid=ArrivalGrid(grid, strategy.admit, strategy.pull_batch, pull_interval=0.25,
+                                        should_stop=lambda: stop_requested(cfg.out_dir)),
+                       initial_arrays=numpy_to_arrays(initial_arrays), num_rounds=max(0, cfg.rounds - done),
+                       timeout=cfg.timeout, train_config=train_config,
+                       evaluate_config=ConfigRecord({"eval-batches": cfg.client_eval_batches}),
+                       evaluate_fn=evaluate_round)
+    except RunInterrupted:
+        last = outputs.summary["rounds"][-1]["round"] if outputs.summary["rounds"] else 0
+        log.warning("stopped by the operator after round %d of %d: --resume continues the run", last, cfg.rounds)
+        outputs.summary["interrupted_after"] = last
+        outputs.flush()
     if verification is not None:
         outputs.summary["chain"].update(verification.finish(cfg.chain_drain_timeout))
         outputs.flush()
@@ -248,6 +264,20 @@ def closed_loop_eval(bundle, cfg: FederationConfig, video_dir: Path) -> dict:
             "sim_eval_episodes": len(result.per_seed)}
 
 
+class RunRefused(RuntimeError):
+    """A deployed run stopped for a reason its operator can fix (a bad run value, a chain or verifier that does not
+    answer): Flower reports it as the run's failure, in one line (``_OneLineRefusal``)."""
+
+
+class _OneLineRefusal(logging.Filter):
+    """Flower logs a ServerApp's exception with its traceback; a ``RunRefused`` is a message, not a bug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], RunRefused):
+            record.msg, record.args, record.exc_info = "run stopped: %s", (record.exc_info[1],), None
+        return True
+
+
 def make_server_app(cfg: FederationConfig | None = None, console=None) -> ServerApp:
     """A ServerApp for ``cfg``; without one (deployment), the learning comes from Flower's run config and the
     endpoints, trust settings and paths from the operator's files (``aggregator.operator``)."""
@@ -260,8 +290,13 @@ def make_server_app(cfg: FederationConfig | None = None, console=None) -> Server
             from aggregator.operator import operator_settings
 
             setup_logging()
-            run_cfg = FederationConfig.from_run_config(dict(context.run_config),
-                                                       operator=operator_settings(context.run_id))
+            logging.getLogger("flwr").addFilter(_OneLineRefusal())
+            try:
+                run_cfg = FederationConfig.from_run_config(dict(context.run_config),
+                                                           operator=operator_settings(context.run_id))
+                return run_federation(grid, run_cfg, console=console)
+            except (UserError, ChainUnavailable) as err:  # a setting or an endpoint, not a bug: one line
+                raise RunRefused(str(err)) from None
         run_federation(grid, run_cfg, console=console)
 
     return app

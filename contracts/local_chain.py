@@ -134,7 +134,9 @@ class LocalChain:
         if self.block_time is not None:
             cmd += ["--block-time", str(self.block_time)]
         with open(stderr_path, "wb") as stderr:
-            self._process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
+            # a session of its own: a Ctrl-C of the terminal reaches the program that runs it, which sends what it
+            # must to the chain before it stops anvil (LocalChain.stop)
+            self._process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
         url = f"http://{self.host}:{port}"
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:

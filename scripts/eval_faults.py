@@ -60,6 +60,7 @@ class Lab:
     env: dict = field(default_factory=dict)
     port: int = 0
     runs: int = 0
+    extra_chains: list[LocalChain] = field(default_factory=list)  # chains of the runs that brought their own
 
     def start(self) -> Lab:
         from eth_account import Account
@@ -127,8 +128,9 @@ class Lab:
         for process in [*self.nodes.values(), self.superlink]:
             if process is not None:
                 process.stop()
-        if self.chain is not None:
-            self.chain.stop()
+        for chain in [self.chain, *self.extra_chains]:
+            if chain is not None:
+                chain.stop()
 
 
 # ----------------------------------------------------------------------------------------------- observation
@@ -181,6 +183,14 @@ class Row:
     seen: str
     outs: list[Path]
     note: str = ""
+    chain: tuple[str, str] | None = None  # (RPC, registry) when the run recorded elsewhere than the lab's chain
+
+
+def refused(argv: list[str], env: dict, what: str) -> str:
+    """Run a command that must refuse: its exit status and its stderr's last line (the operator's one line)."""
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    return f"{what}: exit {done.returncode}, {len(lines)} line(s): {lines[-1][:110] if lines else '(none)'}"
 
 
 def plain(lab: Lab, out: Path) -> Row:
@@ -270,11 +280,82 @@ def cpu_saturated(lab: Lab, out: Path) -> Row:
     return Row(f"all {len(hogs)} cores saturated by another process", seen, [out])
 
 
+def ctrl_c_run(lab: Lab, out: Path) -> Row:
+    """Ctrl-C (SIGINT) of ``zk0agg run`` once round 1 is in summary.json, then ``--resume`` to the end."""
+    running = lab.submit(out)
+    hit = wait_until(lambda: summary_rounds(out) >= 1, running)
+    if hit:
+        running.send_signal(signal.SIGINT)
+    stopped = finish(running)
+    resumed = finish(lab.submit(out, resume=True))
+    return Row("Ctrl-C of zk0agg run in round 2, then --resume", f"Ctrl-C: {stopped}; resume: {resumed}", [out],
+               "" if hit else "fault not injected")
+
+
+def second_resume(lab: Lab, out: Path) -> Row:
+    """``zk0agg run --resume`` on the folder of a run that is still going (round 1 in its summary)."""
+    running = lab.submit(out)
+    hit = wait_until(lambda: summary_rounds(out) >= 1, running)
+    second = finish(lab.submit(out, resume=True)) if hit else "not tried"
+    second_line = Path(f"{out}.resume.log").read_text(errors="replace").strip().splitlines()[-1:] if hit else []
+    return Row("a second --resume while the run goes on", f"2nd: {second} ({' '.join(second_line)[:90]}); "
+               f"1st: {finish(running)}", [out], "" if hit else "fault not injected")
+
+
+def chain_down_at_submit(lab: Lab, out: Path) -> Row:
+    """anvil stopped when ``zk0agg run`` is typed; back afterwards."""
+    lab.chain.stop()
+    try:
+        seen = finish(lab.submit(out))
+    finally:
+        lab.chain.start()
+    line = Path(f"{out}.log").read_text(errors="replace").strip().splitlines()[-1:]
+    return Row("chain down when the run is submitted", f"{seen} ({' '.join(line)[:100]})", [])
+
+
+def verifier_down(lab: Lab, out: Path) -> Row:
+    """``zk0agg start --verifier-url`` naming a port where no verifier answers."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "token").write_text("t0ken\n")
+    seen = refused(module("aggregator.cli", "start", "--insecure", "--port", str(free_port()), "--chain-rpc",
+                          lab.chain.rpc_url, "--registry", lab.registry.address, "--aggregator-key-file",
+                          str(lab.work / "aggregator.key"), "--verifier-url", f"http://127.0.0.1:{free_port()}",
+                          "--verifier-token-file", str(out / "token"), "--state-dir", str(out / "state")),
+                   lab.env, "zk0agg start")
+    return Row("verifier down when the aggregator starts", seen, [])
+
+
+def ctrl_c_demo(lab: Lab, out: Path) -> Row:
+    """Ctrl-C of ``zk0agg demo`` (SIGINT to its whole process group, as a terminal sends it) once round 1 is in its
+    summary; the demo's own chain is brought back from its state file to audit it."""
+    argv = module("aggregator.cli", "demo", "--data", "synthetic", "--model", "tiny", "--nodes", str(NODES),
+                  "--rounds", str(ROUNDS + 1), "--local-steps", "3", "--eval-episodes", "0", "--out", str(out))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{out}.log", "w") as log:
+        demo = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=lab.env, start_new_session=True)
+        hit = wait_until(lambda: summary_rounds(out) >= 1, demo, timeout=1800)
+        if hit:
+            os.killpg(demo.pid, signal.SIGINT)
+        try:
+            demo.wait(timeout=900)
+        except subprocess.TimeoutExpired:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
+    lines = [ln.strip() for ln in Path(f"{out}.log").read_text(errors="replace").splitlines() if ln.strip()]
+    ended = next((ln for ln in reversed(lines) if ln.startswith("demo ")), lines[-1] if lines else "(no output)")
+    chain = LocalChain(state_path=out / "anvil-state.json").start()
+    lab.extra_chains.append(chain)
+    registry = json.loads((out / "summary.json").read_text())["chain"]["registry"] if hit else ""
+    return Row("Ctrl-C of zk0agg demo in round 2", f"exit {demo.returncode}, {ended[:110]}", [out],
+               "" if hit else "fault not injected", (chain.rpc_url, registry))
+
+
 SCENARIOS: dict[str, Callable[[Lab, Path], Row]] = {
     "none": plain, "second-run": second_run, "chain-down": chain_down,
     "kill-serverapp-open": kill_serverapp("open"), "kill-serverapp-records": kill_serverapp("records"),
     "kill-serverapp-summary": kill_serverapp("summary"), "kill-node": kill_node, "stop-node": stop_node,
-    "cpu-saturated": cpu_saturated,
+    "cpu-saturated": cpu_saturated, "ctrl-c-run": ctrl_c_run, "second-resume": second_resume,
+    "chain-down-at-submit": chain_down_at_submit, "verifier-down": verifier_down, "ctrl-c-demo": ctrl_c_demo,
 }
 
 
@@ -288,7 +369,8 @@ def tally(lab: Lab, row: Row) -> dict:
         except (OSError, ValueError):
             details.append(f"{out.name}: no summary.json")
             continue
-        audit = audit_run(summary, Registry.at(connect(lab.chain.rpc_url), lab.registry.address))
+        rpc, address = row.chain or (lab.chain.rpc_url, lab.registry.address)
+        audit = audit_run(summary, Registry.at(connect(rpc), address))
         on_chain, wrong, lost = on_chain + audit.on_chain, wrong + len(audit.wrong), lost + len(audit.lost)
         details += audit.wrong + audit.lost
     return {"fault": row.fault, "seen": row.seen, "on_chain": on_chain, "wrong": wrong, "lost": lost,

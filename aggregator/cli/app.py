@@ -20,6 +20,7 @@ from aggregator.cli import (
     slash,
     start,
     status,
+    sync,
     verify_model,
 )
 from node.cliargs import command_parser, run_command
@@ -47,8 +48,8 @@ def _add_verifier(sub: argparse._SubParsersAction) -> None:
 # every command's parser, in the order ``zk0agg --help`` lists them
 _COMMANDS = (demo.add_parser, start.add_parser, run.add_parser, approve.add_parser, contributions.add_parser,
              register_circuit.add_parser, params.add_parser, slash.add_parser, explorer.add_parser, _add_chain,
-             _add_verifier, fixtures.add_parser, deploy_registry.add_parser, status.add_parser, release.add_parser,
-             verify_model.add_parser)
+             _add_verifier, fixtures.add_parser, deploy_registry.add_parser, status.add_parser, sync.add_parser,
+             release.add_parser, verify_model.add_parser)
 
 
 def _delegated(argv: list[str]) -> int | None:

@@ -69,4 +69,6 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"log: {tee_output(Path(demo.out) / 'zk0agg-demo.log')}", flush=True)
     fed.sim_max_steps = args.eval_max_steps
     summary = run_demo(demo, fed)
+    if summary.get("interrupted_after") is not None:
+        return 130  # Ctrl-C, as run_command's "interrupted"
     return 0 if summary.get("rounds") else 1

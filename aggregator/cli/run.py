@@ -48,8 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from aggregator.config import FederationConfig
-    from aggregator.operator import check_run_paths
-    from aggregator.tools.deploy import follow_run, run_config, submit_operator_run
+    from aggregator.run_folder import check_run_paths
+    from aggregator.tools.deploy import run_config, submit_operator_run
     from node.trust import bundle_hash
 
     out_dir = str(Path(args.out or time.strftime("outputs/run-%Y%m%d-%H%M%S")).resolve())
@@ -70,9 +70,11 @@ def _run(args: argparse.Namespace) -> int:
                 "cache_dir": str(Path(args.cache_dir).resolve()),
                 "srs": args.srs if args.srs == "dev" else str(Path(args.srs).resolve())}
     extra = _run_settings(args.run_config)
-    tee_output(Path(out_dir) / "zk0agg-run.log")
     fab = _app_bundle(args)
     config = {**run_config(fed, fab), **extra}
+    FederationConfig.from_run_config(config, environ={})  # every run value checked as the ServerApp will, first
+    _check_endpoints(state, settings["verify"])
+    tee_output(Path(out_dir) / "zk0agg-run.log")
     pinned = state.get("app_hashes")
     if pinned and bundle_hash(fab) not in pinned:
         print(f"zk0agg: warning: bundle {bundle_hash(fab)} is not the one zk0agg start pinned: the SuperLink "
@@ -82,11 +84,56 @@ def _run(args: argparse.Namespace) -> int:
           f"{'verified' if settings['verify'] else 'unverified'}; outputs in {settings['out_dir']}", flush=True)
     if args.detach:
         return 0
-    result = follow_run(address, run_id, insecure, ca, on_log=lambda text: print(text, end="", flush=True),
-                        timeout=args.timeout * (args.rounds + 1) + 600)
-    print(f"\nrun {run_id} {result.status}{': ' + result.details if result.details else ''}; "
-          f"summary {Path(settings['out_dir']) / 'summary.json'}")
+    return _follow(address, run_id, insecure, ca, Path(out_dir), args.timeout * (args.rounds + 1) + 600)
+
+
+def _follow(address: str, run_id: int, insecure: bool, ca: Path | None, out: Path, timeout: float) -> int:
+    """Stream the run's log to its end. Ctrl-C asks the run to stop (``aggregator.run_folder.request_stop``) and
+    follows it while it sends its finished rounds to the chain; a second Ctrl-C leaves it stopping on its own."""
+    import json
+
+    from aggregator.run_folder import request_stop
+    from aggregator.tools.deploy import follow_run
+
+    def follow():
+        return follow_run(address, run_id, insecure, ca, on_log=lambda text: print(text, end="", flush=True),
+                          timeout=timeout)
+
+    try:
+        result = follow()
+    except KeyboardInterrupt:
+        request_stop(out)
+        print(f"\nCtrl-C: run {run_id} stops at its next step, after its finished rounds reach the chain (Ctrl-C "
+              "again leaves it stopping on its own)", file=sys.stderr, flush=True)
+        result = follow()
+    summary_path = out / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    stopped = summary.get("interrupted_after")
+    status = f"stopped after round {stopped}" if stopped is not None else result.status
+    print(f"\nrun {run_id} {status}{': ' + result.details if result.details else ''}; summary {summary_path}")
+    pending = (summary.get("chain") or {}).get("pending_operations")
+    if pending:
+        print(f"{pending} chain operation(s) not sent yet: zk0agg sync --out {out} sends them once the chain answers "
+              "(or zk0agg run --resume does)")
+    if stopped is not None:
+        return 130
     return 0 if result.status == "completed" else 1
+
+
+def _check_endpoints(state: dict, verify: bool) -> None:
+    """The chain (for a verified run) and the verifier service answer now: a run is not submitted to fail at its
+    start. An outage after this only delays the chain records (the journal keeps them)."""
+    if verify:
+        from contracts import ChainUnavailable, connect
+
+        try:
+            connect(state["chain_rpc"], timeout=10)
+        except ChainUnavailable as err:
+            raise UserError(f"{err}: start the chain (or wait for it) and run again; nothing was submitted") from None
+    if state.get("verifier_url"):
+        from aggregator.verifier.client import check_services
+
+        check_services(state["verifier_url"])
 
 
 def _run_settings(items: list[str] | None) -> dict:

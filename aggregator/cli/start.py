@@ -96,7 +96,10 @@ def _start(args: argparse.Namespace) -> int:
     processes: list[ManagedProcess] = []
     verifier_url = args.verifier_url
     if verifier_url:
+        from aggregator.verifier.client import check_services
+
         secrets_env[VERIFIER_TOKEN_ENV] = _verifier_token(args.verifier_token_file)
+        check_services(verifier_url, secrets_env[VERIFIER_TOKEN_ENV])  # down or refusing: one line, nothing started
     try:
         if args.verifier_circuit:
             verifier_url = _start_verifier(args, state_dir, secrets_env, processes)

@@ -76,6 +76,16 @@ class ChainSync:
         """Round ``round_`` is committed in summary.json: its held outcomes may go to the chain."""
         return self.journal.release(self.run_id, round_)
 
+    def settle(self, committed: dict[int, str]) -> dict[str, int]:
+        """After a stop (a crash, Ctrl-C, a kill), before sending: ``committed`` maps the rounds summary.json holds
+        to their new global hashes. Their held outcomes are released and their closeRound journalled if the stop
+        came first; held outcomes of any other round (an attempt the summary never recorded) are superseded, never
+        sent. ``--resume`` and ``zk0agg sync`` both start here."""
+        result = self.journal.reconcile(self.run_id, committed)
+        for round_, new_hash in sorted(committed.items()):
+            self.close_round(round_, new_hash)  # already journalled: ignored (a different hash: JournalError)
+        return result
+
     # ----------------------------------------------------------------- sending
     def flush(self) -> int:
         """Send this run's pending operations, in order; stop at the first outage. Returns how many remain."""

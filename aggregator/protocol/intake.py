@@ -146,16 +146,23 @@ def _let_go(reply: Reply, ctx: RoundContext) -> None:
         del message.content["arrays"]
 
 
+class RunInterrupted(Exception):
+    """The operator asked the run to stop (Ctrl-C of ``zk0agg run`` or ``demo``): the round in progress is left
+    uncommitted (its outcomes stay held: a resume runs it again), the committed rounds reach the chain."""
+
+
 class ArrivalGrid:
     """Flower's grid, but each train reply goes to ``on_reply`` as soon as it is pulled.
 
     Everything else is the wrapped grid's (``get_node_ids``, ``push_messages``, ...); ``send_and_receive`` is
-    Flower's own loop (push, then pull until every reply is in or ``timeout`` has passed) with the hand-over added.
+    Flower's own loop (push, then pull until every reply is in or ``timeout`` has passed) with the hand-over added,
+    and ``should_stop`` asked at every pull: a stop request ends the wait at once (``RunInterrupted``) rather than
+    after the round's timeout.
     """
 
     def __init__(self, grid, on_reply: Callable[[Message], None], pull_batch: Callable[[], int | None] = lambda: None,
-                 pull_interval: float | None = None) -> None:
-        self.grid, self.on_reply, self.pull_batch = grid, on_reply, pull_batch
+                 pull_interval: float | None = None, should_stop: Callable[[], bool] = lambda: False) -> None:
+        self.grid, self.on_reply, self.pull_batch, self.should_stop = grid, on_reply, pull_batch, should_stop
         self.pull_interval = pull_interval if pull_interval is not None else getattr(grid, "pull_interval", 0.5)
 
     def __getattr__(self, name: str):
@@ -169,6 +176,8 @@ class ArrivalGrid:
         end = time.time() + (timeout if timeout is not None else 0.0)
         replies: list[Message] = []
         while waiting and (timeout is None or time.time() < end):  # nothing sent (e.g. no evaluation): no wait
+            if self.should_stop():
+                raise RunInterrupted("the operator asked the run to stop")
             ids, start = sorted(waiting), 0
             while start < len(ids):  # large updates: no more replies per pull than the gate has room for now
                 batch = (self.pull_batch() if train else None) or len(ids)

@@ -113,9 +113,7 @@ class Verification:
         """Before the first round of a (resumed) run: ``committed`` maps the rounds summary.json holds to their new
         global hashes. Their held outcomes are released and their closeRound journalled if a crash came first;
         held outcomes of any other round (a killed attempt) are superseded, never sent. Starts the sender."""
-        result = self.sync.journal.reconcile(self.run_id, committed)
-        for round_, new_hash in sorted(committed.items()):
-            self.sync.close_round(round_, new_hash)  # already journalled: ignored (a different hash: JournalError)
+        result = self.sync.settle(committed)
         if result["superseded"]:
             log.warning("resume: %d outcome(s) of a killed attempt superseded (kept in %s, never sent)",
                         result["superseded"], self.sync.journal.path)

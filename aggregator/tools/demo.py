@@ -23,7 +23,7 @@ from pathlib import Path
 from rich.console import Console
 
 from aggregator.config import FederationConfig
-from aggregator.operator import check_run_paths
+from aggregator.run_folder import check_run_paths, request_stop, wait_for_writer
 from aggregator.server_app import make_server_app
 from aggregator.tools.fixtures import sim_fixtures, synthetic_fixtures
 from node.client_app import NodeSetup, make_client_app
@@ -195,13 +195,27 @@ def _run_deployment(demo: DemoConfig, fed: FederationConfig, setups: list[NodeSe
         console.print(f"SuperLink {federation.address} with {len(setups)} SuperNodes connected")
         run_id = submit_operator_run(federation.address, fab, run_config(fed, fab), federation.operator_file,
                                      operator, insecure=True)
-        result = follow_run(federation.address, run_id, insecure=True,
-                            on_log=lambda text: (console.file.write(text), console.file.flush()),
-                            timeout=fed.timeout * (fed.rounds + 1) + 600)
+        def follow():
+            return follow_run(federation.address, run_id, insecure=True,
+                              on_log=lambda text: (console.file.write(text), console.file.flush()),
+                              timeout=fed.timeout * (fed.rounds + 1) + 600)
+
+        try:
+            result = follow()
+        except KeyboardInterrupt:  # the ServerApp ends the run at its next step; its chain operations are sent
+            _announce_stop(out, console)
+            result = follow()
         if result.status != "completed":
             raise UserError(f"run {run_id} {result.status}: {result.details or 'see the log above'}; logs in {work}")
     finally:
         federation.stop()
+
+
+def _announce_stop(out: Path, console: Console) -> None:
+    """Ctrl-C: ask the run to stop (``aggregator.run_folder``), and say what happens next."""
+    request_stop(out)
+    console.print("\n[yellow]Ctrl-C: the run stops at its next step; the rounds it finished go to the chain first "
+                  "(Ctrl-C again quits at once: what is not sent yet stays in the journal, zk0agg sync sends it)[/]")
 
 
 class _RunSimulationDeprecation(logging.Filter):
@@ -316,7 +330,12 @@ def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Con
         if demo.engine == "deployment":
             _run_deployment(demo, fed, setups, console, kinds)
         else:
-            _run_simulation_engine(make_server_app(fed, console=console), client_app, demo.nodes)
+            try:
+                _run_simulation_engine(make_server_app(fed, console=console), client_app, demo.nodes)
+            except KeyboardInterrupt:  # Flower stopped the nodes; the ServerApp thread ends the run at its next pull
+                _announce_stop(out, console)
+                if not wait_for_writer(out, fed.chain_drain_timeout + fed.timeout):
+                    console.print("[red]the ServerApp did not stop in time[/]")
         summary_path = out / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
         if demo_chain is not None and summary.get("rounds"):
@@ -325,10 +344,19 @@ def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Con
     finally:
         if chain is not None:
             chain.stop()
+    interrupted = summary.get("interrupted_after") is not None
     if not summary.get("rounds"):
+        if interrupted:
+            raise KeyboardInterrupt  # stopped before a round ended: nothing to report
         raise UserError(f"the federation produced no round (see the log above); outputs in {out}")
-    console.print(f"demo finished in {time.perf_counter() - t0:.0f}s: eval loss {summary['initial_eval_loss']:.4f} "
+    ended = f"stopped by Ctrl-C after round {summary['interrupted_after']}" if interrupted else "finished"
+    console.print(f"demo {ended} in {time.perf_counter() - t0:.0f}s: eval loss {summary['initial_eval_loss']:.4f} "
                   f"→ {summary['final_eval_loss']:.4f}; {summary_path}")
+    pending = (summary.get("chain") or {}).get("pending_operations")
+    if pending:
+        console.print(f"[red]{pending} chain operation(s) not sent[/]: bring the chain back (zk0agg chain up --state "
+                      f"{out / 'anvil-state.json'}), then zk0agg sync --out {out} --chain-rpc http://127.0.0.1:8545 "
+                      f"(the aggregator key: ZK0_AGGREGATOR_KEY, anvil's second dev key)", soft_wrap=True)
     if "success_rate" in summary["rounds"][-1]:
         steps = demo.nodes * demo.rounds * fed.local_steps
         console.print(success_note(fed, summary["rounds"][-1]["success_rate"], steps))

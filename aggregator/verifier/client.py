@@ -162,3 +162,19 @@ def remote_checker(urls: str, token: str | None = None) -> RemoteVerifier | Veri
     if len(parts) == 1:
         return RemoteVerifier(parts[0], token)
     return VerifierPool([RemoteVerifier(u, token) for u in parts])
+
+
+def check_services(urls: str, token: str | None = None, timeout: float = 10.0) -> None:
+    """Each service in ``urls`` answers, and accepts ``token`` when one is given (its circuit list needs it; without
+    one, its health check): a wrong URL or token is refused when the aggregator starts or a run begins, in one line,
+    instead of failing every proof of round 1."""
+    from node.errors import UserError
+
+    for url in [u.strip() for u in urls.split(",") if u.strip()]:
+        with RemoteVerifier(url, token, timeout=timeout) as service:
+            try:
+                service.circuits() if token else service.health()
+            except VerifierRequestError as err:
+                raise UserError(f"the verifier at {url} refuses this token ({err}): give its token") from None
+            except VerifierError as err:
+                raise UserError(f"{err}: start the verifier (zk0agg verifier serve) or fix its URL") from None

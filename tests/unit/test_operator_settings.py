@@ -85,7 +85,7 @@ def test_deployment_run_config_leaves_the_operator_out():
 def test_output_folder_and_journal_are_checked_before_a_run(tmp_path):
     import sqlite3
 
-    from aggregator.operator import JOURNAL_FILE, check_run_paths
+    from aggregator.run_folder import JOURNAL_FILE, check_run_paths
 
     check_run_paths(tmp_path / "new" / "run", resume=False)  # made later by the run
     (tmp_path / "file").write_text("x")
@@ -103,3 +103,54 @@ def test_output_folder_and_journal_are_checked_before_a_run(tmp_path):
     (run / "summary.json").write_text("{not json")
     with pytest.raises(UserError, match="summary.json is unreadable"):
         check_run_paths(run, resume=True)
+
+
+def test_a_new_run_never_takes_a_folder_that_holds_a_run(tmp_path):
+    """A second zk0agg run into a run's folder once replaced its summary.json silently: 9 records of 4 runs were in
+    no summary. Now it is refused before anything is submitted; --resume may continue it."""
+    from aggregator.run_folder import JOURNAL_FILE, check_run_paths
+
+    for name in ("summary.json", JOURNAL_FILE):
+        run = tmp_path / name
+        run.mkdir()
+        (run / name).write_text("{}")
+        with pytest.raises(UserError, match="holds a run already: --resume continues it"):
+            check_run_paths(run, resume=False)
+    check_run_paths(tmp_path / "summary.json", resume=True)
+
+
+def test_one_writer_per_run_folder_and_the_lock_dies_with_its_process(tmp_path):
+    """A second --resume while the run goes on is refused in one line naming the writer; a killed run leaves no
+    stale lock (flock is dropped with its process), so the resume after a kill is not refused."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from aggregator.run_folder import RunFolderLock, check_run_paths, claim_run_folder
+
+    with claim_run_folder(tmp_path, resume=False):
+        with pytest.raises(UserError, match=f"another run is writing .* \\(pid {os.getpid()}\\)"):
+            check_run_paths(tmp_path, resume=True)
+        with pytest.raises(UserError, match="one run per output folder"):
+            claim_run_folder(tmp_path, resume=True)
+    check_run_paths(tmp_path, resume=True)  # released
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from aggregator.run_folder import "
+                               "RunFolderLock; RunFolderLock(sys.argv[1]).acquire(); print('held', flush=True); "
+                               "time.sleep(600)", str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(UserError, match=f"pid {holder.pid}"):
+        RunFolderLock(tmp_path).acquire()
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    RunFolderLock(tmp_path).acquire().release()
+
+
+def test_a_run_clears_an_earlier_stop_request(tmp_path):
+    """Ctrl-C leaves a STOP file for the ServerApp; the next run (a --resume) in that folder must not stop at once."""
+    from aggregator.run_folder import claim_run_folder, request_stop, stop_requested
+
+    request_stop(tmp_path)
+    assert stop_requested(tmp_path)
+    with claim_run_folder(tmp_path, resume=True):
+        assert not stop_requested(tmp_path)

@@ -424,3 +424,50 @@ def test_arrival_grid_with_nothing_to_send_returns_at_once():
     t0 = time.perf_counter()
     assert grid.send_and_receive([], timeout=30) == []
     assert time.perf_counter() - t0 < 1.0
+
+
+def test_a_stop_request_ends_the_wait_for_replies_at_once():
+    """Ctrl-C of zk0agg run/demo: the round stops waiting at its next pull (``RunInterrupted``), not after its
+    timeout; before it, replies are pulled as usual."""
+    import time
+
+    from flwr.app import ConfigRecord
+
+    from aggregator.protocol.intake import ArrivalGrid, RunInterrupted
+
+    updates = {i: honest(i) for i in range(1, 4)}
+    strategy = GatedMultiKrum(gate=Gate(list(STRUCTURAL_CHECKS)), hash_arrays=lambda a: params_hash(list(a.values())),
+                              num_malicious_nodes=0, num_nodes_to_select=2)
+    grid = ReplyingGrid(list(updates), updates)  # one more node answers at every pull
+    asks = []
+    arrival = ArrivalGrid(grid, strategy.admit, pull_interval=0.01, should_stop=lambda: asks.append(1) or len(asks) > 1)
+    sent = strategy.configure_train(1, numpy_to_arrays(GLOBAL), ConfigRecord({}), arrival)
+    t0 = time.perf_counter()
+    with pytest.raises(RunInterrupted):
+        arrival.send_and_receive(sent, timeout=600)
+    assert time.perf_counter() - t0 < 60 and len(asks) == 2 and grid.pulled_ids == [3]  # one pull, then stopped
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("local_steps", -3, "local-steps must be at least 1"), ("batch_size", 0, "batch-size must be at least 1"),
+    ("learning_rate", float("nan"), "learning-rate must be a finite number"),
+    ("local_steps", "abc", "local-steps must be an integer"), ("timeout", -5, "timeout must be at least 1"),
+    ("slice_rows", -1, "slice-rows must be at least 1"), ("wandb", "yes", "wandb must be true or false"),
+    ("sim_task", "fly", "sim-task 'fly' is not a simulated task"),
+    ("learning_rate", 0, "learning-rate must be above 0"),
+])
+def test_config_names_the_bad_run_value(field, value, words):
+    """A run config's values are typed and bounded where they are parsed: one line naming the key, not a round of
+    MALFORMED replies (a negative step count once "completed" a run in which every node failed)."""
+    from aggregator.config import FederationConfig
+    from node.errors import UserError
+
+    with pytest.raises(UserError, match=words):
+        FederationConfig.from_run_config({field.replace("_", "-"): value})
+
+
+def test_config_knows_the_simulators_tasks():
+    import sim
+    from aggregator.config import SIM_TASKS
+
+    assert set(SIM_TASKS) == set(sim.TASKS)
