@@ -254,3 +254,32 @@ def test_resume_after_a_kill_at_any_phase_agrees_with_the_summary(chain, deploye
                         ["MALFORMED", "NOT_SELECTED", "SELECTED"])
     registry = Registry.at(connect(chain.rpc_url), address)
     chain_equals_summary(registry, run, summary)
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_sync_sends_what_a_stopped_run_left_and_agrees_with_the_summary(chain, deployed, tmp_path, phase):
+    """Issue 34: a run stopped in round 2 (Ctrl-C, a kill, the chain away at its end) leaves operations in its
+    journal; ``zk0agg sync`` sends them alone, without running the rest of the run: the chain then says what the
+    summary says, with the summary naming each transaction, and an attempt the summary never recorded is never
+    sent. A second sync finds nothing to send."""
+    from aggregator.tools.sync import sync_run
+
+    address, agg_key, keys = deployed
+    out = tmp_path / "run"
+    run = new_run_id(f"sync {phase}", Account.from_key(agg_key).address)
+    outputs, verification = aggregator(chain, address, agg_key, out, run)
+    play_round(outputs, verification, 1, keys, "A")
+    play_round(outputs, verification, 2, keys, "A", stop_after=phase)
+    verification.sync.stop()
+    verification.sync.journal.close()
+
+    result = sync_run(out, chain.rpc_url, agg_key, timeout=30)
+    in_summary = phase != PHASES[0]
+    assert (result["pending"], result["failed"]) == (0, 0)
+    assert result["superseded"] == (0 if in_summary else NODES)
+    assert result["sent"] == (NODES + 1 if in_summary else 0)  # round 2's records and its closeRound
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["round"] for r in summary["rounds"]] == ([1, 2] if in_summary else [1])
+    assert summary["chain"]["pending_operations"] == 0
+    chain_equals_summary(Registry.at(connect(chain.rpc_url), address), run, summary)
+    assert sync_run(out, chain.rpc_url, agg_key, timeout=30)["sent"] == 0
