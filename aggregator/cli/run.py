@@ -95,17 +95,13 @@ def _follow(address: str, run_id: int, insecure: bool, ca: Path | None, out: Pat
     from aggregator.run_folder import request_stop
     from aggregator.tools.deploy import follow_run
 
-    def follow():
-        return follow_run(address, run_id, insecure, ca, on_log=lambda text: print(text, end="", flush=True),
-                          timeout=timeout)
-
-    try:
-        result = follow()
-    except KeyboardInterrupt:
+    def stop() -> None:
         request_stop(out)
         print(f"\nCtrl-C: run {run_id} stops at its next step, after its finished rounds reach the chain (Ctrl-C "
               "again leaves it stopping on its own)", file=sys.stderr, flush=True)
-        result = follow()
+
+    result = follow_run(address, run_id, insecure, ca, on_log=lambda text: print(text, end="", flush=True),
+                        timeout=timeout, on_interrupt=stop)
     summary_path = out / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     stopped = summary.get("interrupted_after")

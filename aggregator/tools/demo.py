@@ -195,16 +195,10 @@ def _run_deployment(demo: DemoConfig, fed: FederationConfig, setups: list[NodeSe
         console.print(f"SuperLink {federation.address} with {len(setups)} SuperNodes connected")
         run_id = submit_operator_run(federation.address, fab, run_config(fed, fab), federation.operator_file,
                                      operator, insecure=True)
-        def follow():
-            return follow_run(federation.address, run_id, insecure=True,
-                              on_log=lambda text: (console.file.write(text), console.file.flush()),
-                              timeout=fed.timeout * (fed.rounds + 1) + 600)
-
-        try:
-            result = follow()
-        except KeyboardInterrupt:  # the ServerApp ends the run at its next step; its chain operations are sent
-            _announce_stop(out, console)
-            result = follow()
+        result = follow_run(federation.address, run_id, insecure=True,
+                            on_log=lambda text: (console.file.write(text), console.file.flush()),
+                            timeout=fed.timeout * (fed.rounds + 1) + 600,
+                            on_interrupt=lambda: _announce_stop(out, console))
         if result.status != "completed":
             raise UserError(f"run {run_id} {result.status}: {result.details or 'see the log above'}; logs in {work}")
     finally:

@@ -310,11 +310,13 @@ class RunResult:
 
 
 def follow_run(address: str, run_id: int, insecure: bool, root_certificates: Path | None = None,
-               on_log: Callable[[str], None] | None = None, timeout: float = 3600.0) -> RunResult:
+               on_log: Callable[[str], None] | None = None, timeout: float = 3600.0,
+               on_interrupt: Callable[[], None] | None = None) -> RunResult:
     """Stream the run's ServerApp log to ``on_log`` until the run finishes; its final status.
 
     Flower's log stream blocks for as long as the run lives, so it runs in a thread while this one asks for the
-    run's status every two seconds and gives up after ``timeout``.
+    run's status every two seconds and gives up after ``timeout``. A first Ctrl-C calls ``on_interrupt`` (if given:
+    e.g. ask the run to stop) and goes on following; a second one ends the following.
     """
     from flwr.common.serde import run_from_proto
     from flwr.proto.control_pb2 import ListRunsRequest, StreamLogsRequest
@@ -340,12 +342,18 @@ def follow_run(address: str, run_id: int, insecure: bool, root_certificates: Pat
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            runs = client.ListRuns(ListRunsRequest(run_id=run_id)).run_dict
-            run = run_from_proto(runs[run_id]) if run_id in runs else None
-            if run is not None and run.status.status == "finished":
-                streamer.join(timeout=10.0)  # the last lines
-                return RunResult(run_id, run.status.sub_status, run.status.details, lines)
-            time.sleep(2.0)
+            try:
+                runs = client.ListRuns(ListRunsRequest(run_id=run_id)).run_dict
+                run = run_from_proto(runs[run_id]) if run_id in runs else None
+                if run is not None and run.status.status == "finished":
+                    streamer.join(timeout=10.0)  # the last lines
+                    return RunResult(run_id, run.status.sub_status, run.status.details, lines)
+                time.sleep(2.0)
+            except KeyboardInterrupt:
+                if on_interrupt is None:
+                    raise
+                on_interrupt()
+                on_interrupt = None  # the next Ctrl-C ends the following
         raise UserError(f"run {run_id} did not finish within {timeout:.0f} s (zk0agg run --timeout)")
     finally:
         client.close()
