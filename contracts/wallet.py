@@ -49,7 +49,8 @@ def create_keystore(path: str | Path, password: str) -> str:
 
 
 def read_address(path: str | Path) -> str:
-    """The address a keystore holds (stored in clear in the file: no password needed)."""
+    """The address a keystore's file names (stored in clear: no password needed). It is the file's own claim: only
+    ``load_account`` (which decrypts the key) shows that the key holds it."""
     keystore = _read_keystore(Path(path).expanduser())
     if "address" not in keystore:
         raise WalletError(f"{path} has no address field: load it with its password instead")
@@ -57,7 +58,11 @@ def read_address(path: str | Path) -> str:
 
 
 def load_account(path: str | Path, password: str) -> LocalAccount:
-    """The account in the keystore at `path`; WalletError on a wrong password or a bad file."""
+    """The account in the keystore at `path`; WalletError on a wrong password or a bad file.
+
+    eth-account does not compare the file's clear ``address`` field with the decrypted key: a file whose field names
+    another address would show (``wallet show``) and get approved as an address this node cannot sign for, so a
+    mismatch is refused here, where every command that uses the key opens it."""
     path = Path(path).expanduser()
     keystore = _read_keystore(path)
     try:
@@ -66,7 +71,13 @@ def load_account(path: str | Path, password: str) -> LocalAccount:
         if "MAC mismatch" in str(err):
             raise WalletError(f"wrong password for wallet {path}") from None
         raise WalletError(f"{path} is not a valid keystore ({type(err).__name__}: {err})") from None
-    return Account.from_key(key)
+    account = Account.from_key(key)
+    if "address" in keystore and to_checksum_address(keystore["address"]) != account.address:
+        claimed = to_checksum_address(keystore["address"])
+        raise WalletError(f"{path} names address {claimed} but its key is {account.address}: the file was altered; "
+                          f"restore it from your backup or make a new wallet (zk0node wallet new), and never have "
+                          f"{claimed} approved for this node")
+    return account
 
 
 def resolve_password(
@@ -98,6 +109,14 @@ def resolve_password(
     raise WalletError(f"no wallet password: give --password-file FILE, set {env}, or run in a terminal")
 
 
+def given_password(password_file: str | Path | None = None, env: str = PASSWORD_ENV) -> str | None:
+    """The password if the user gave one (`password_file`, else the `env` variable), None otherwise: for commands
+    that work without it and only check more with it (``wallet show``), so they never prompt."""
+    if password_file is None and not os.environ.get(env):
+        return None
+    return resolve_password(password_file, env, prompt=False)
+
+
 def wallet_new(out: str | Path | None = None, password_file: str | Path | None = None) -> str:
     """`zk0node wallet new`: create a wallet; return what to print."""
     path = Path(out or DEFAULT_WALLET).expanduser()
@@ -112,10 +131,14 @@ def wallet_new(out: str | Path | None = None, password_file: str | Path | None =
     )
 
 
-def wallet_show(path: str | Path | None = None) -> str:
-    """`zk0node wallet show FILE`: the wallet's address; return what to print."""
+def wallet_show(path: str | Path | None = None, password: str | None = None) -> str:
+    """`zk0node wallet show FILE`: the wallet's address; return what to print.
+
+    Without `password` the address is the file's own claim (``read_address``); with it the key is decrypted and
+    must hold that address (``load_account``: WalletError otherwise)."""
     path = Path(path or DEFAULT_WALLET).expanduser()
-    return f"address {read_address(path)}\nwallet {path}"
+    address = read_address(path) if password is None else load_account(path, password).address
+    return f"address {address}\nwallet {path}"
 
 
 def _read_keystore(path: Path) -> dict:

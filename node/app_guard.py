@@ -164,9 +164,12 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> None:
 
 
 def serve(path: str, modules: tuple[str, ...] = PRELOAD) -> None:
-    """The warm host: one forked child per task handed over on ``path``, until the SuperNode (our parent) is gone.
+    """The warm host: one forked child per task handed over on ``path``, until our parent (``zk0node start``) is
+    gone. The parent is noted before the long preload: noted after it, a parent that died meanwhile would be
+    init's pid, and the host would wait for its end forever (issue 34).
 
     Single-threaded on purpose (``select``, ``waitpid``): a process with threads must not fork."""
+    parent = os.getppid()
     if os.path.exists(path):
         os.unlink(path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -174,7 +177,7 @@ def serve(path: str, modules: tuple[str, ...] = PRELOAD) -> None:
     os.chmod(path, 0o600)
     listener.listen(64)
     preload(modules)
-    parent, children = os.getppid(), {}
+    children = {}
     print(f"zk0 clientapp host ready on {path} (pid {os.getpid()})", file=sys.stderr, flush=True)
     try:
         while os.getppid() == parent:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 # Loggers that are loud at INFO/WARNING for things a user cannot act on (torchcodec's FFmpeg probe: LeRobot falls
@@ -42,40 +44,77 @@ def tee_output(path: str | Path) -> Path:
 
     A forked copier reads two pipes that replace fd 1 and 2, writes each to the original console stream and to the
     file, and ends when every writer has closed them (the process and all its children). It ignores Ctrl-C so that
-    the last words of a stopping process are still logged.
+    the last words of a stopping process are still logged. ``teed_output`` does the same for a block and ends the
+    copier when the block does.
     """
-    import select
-    import signal
+    return Tee(path).path
 
-    path = Path(path).expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pipes = {1: os.pipe(), 2: os.pipe()}
-    if os.fork() == 0:  # the copier: plain os calls only (the parent may have threads)
-        try:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            reads = {}
-            for console, (r, w) in pipes.items():
-                os.close(w)
-                reads[r] = console
-            while reads:
-                ready, _, _ = select.select(list(reads), [], [])
-                for r in ready:
-                    data = os.read(r, 65536)
-                    if not data:
-                        del reads[r]
-                        continue
-                    for fd in (reads[r], log_fd):
-                        try:
-                            os.write(fd, data)
-                        except OSError:
-                            pass  # a closed console must not stop the file
-        finally:
-            os._exit(0)
-    for console, (r, w) in pipes.items():
-        os.dup2(w, console)
-        os.close(r)
-        os.close(w)
-    return path
+
+@contextlib.contextmanager
+def teed_output(path: str | Path, timeout: float = 10.0) -> Iterator[Tee]:
+    """``tee_output`` for the block only: afterwards fd 1 and 2 are the console again and the copier has written
+    everything and been reaped, so nothing of it outlives the command (issue 34). What the block started must be
+    stopped by then: a process still holding the pipes gets ``timeout`` seconds, then its output is dropped. A block
+    that ``execve``s hands the copier over instead (``Tee.hand_over``)."""
+    tee = Tee(path)
+    try:
+        yield tee
+    finally:
+        tee.close(timeout)
+
+
+class Tee:
+    """The copier process and the console descriptors it replaced (put back by ``close``)."""
+
+    def __init__(self, path: str | Path) -> None:
+        import select
+        import signal
+
+        self.path = Path(path).expanduser().resolve()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pipes = {1: os.pipe(), 2: os.pipe()}
+        self.pid = os.fork()
+        if self.pid == 0:  # the copier: plain os calls only (the parent may have threads)
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                log_fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                reads = {}
+                for console, (r, w) in pipes.items():
+                    os.close(w)
+                    reads[r] = console
+                while reads:
+                    ready, _, _ = select.select(list(reads), [], [])
+                    for r in ready:
+                        data = os.read(r, 65536)
+                        if not data:
+                            del reads[r]
+                            continue
+                        for fd in (reads[r], log_fd):
+                            try:
+                                os.write(fd, data)
+                            except OSError:
+                                pass  # a closed console must not stop the file
+            finally:
+                os._exit(0)
+        self.console = {fd: os.dup(fd) for fd in pipes}  # not inheritable: children get only the pipes
+        for console, (r, w) in pipes.items():
+            os.dup2(w, console)
+            os.close(r)
+            os.close(w)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """The console back on fd 1 and 2, then the copier reaped once it has drained the pipes (``end_tee``)."""
+        from node.supervise import end_tee
+
+        if self.console:
+            end_tee(self.pid, self.console, timeout)
+            self.console = {}
+
+    def hand_over(self) -> dict:
+        """What ``node.supervise.end_tee`` needs to end this copier in what this process ``execve``s into (the
+        console descriptors made inheritable for it)."""
+        for saved in self.console.values():
+            os.set_inheritable(saved, True)
+        return {"pid": self.pid, "console": dict(self.console)}

@@ -9,9 +9,11 @@ environment). So:
 - the wallet password goes in the SuperNode's environment (``ZK0_WALLET_PASSWORD``), never on a command line;
 - ``PATH`` starts with a private folder whose ``flwr-clientapp`` is the app guard (``node.app_guard``), then the
   folder of this Python's scripts (so Flower's own commands are found even when the venv is not activated);
-- a warm ClientApp host (``node.app_guard``'s ``host``) runs beside the SuperNode, its child: the guard's launcher
-  hands each task to it, and it forks the task's process with torch, LeRobot and EZKL already imported, instead of
-  a fresh Python importing them per message (``--cold-clientapp`` turns it off).
+- a warm ClientApp host (``node.app_guard``'s ``host``) runs beside the SuperNode: the guard's launcher hands each
+  task to it, and it forks the task's process with torch, LeRobot and EZKL already imported, instead of a fresh
+  Python importing them per message (``--cold-clientapp`` turns it off);
+- ``zk0node start`` then becomes ``node.supervise``, the parent of both, which stops and reaps them and everything
+  they started however it ends: a SuperNode that gives up connecting must not leave a 1 GB host behind (issue 34).
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ from __future__ import annotations
 import logging
 import os
 import re
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from node.app_guard import HASHES_ENV, HOST_ENV
 from node.errors import UserError
+from node.supervise import exec_supervisor
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +108,21 @@ class SuperNodeOptions:
         path = self.state_dir.expanduser().resolve() / "clientapp-host.sock"
         return path if self.warm_clientapp and len(str(path)) < 100 else None
 
-    def start_clientapp_host(self, env: dict) -> subprocess.Popen | None:
-        """Start the warm ClientApp host as this process's child (it stops when its parent, the SuperNode, does)."""
+    def host_command(self) -> list[str] | None:
+        """The warm ClientApp host's command line; None when there is none."""
         if self.host_socket is None:
             return None
-        return subprocess.Popen([sys.executable, "-P", str(GUARD), "host", str(self.host_socket)], env=env,
-                                stdin=subprocess.DEVNULL)
+        return [sys.executable, "-P", str(GUARD), "host", str(self.host_socket)]
+
+    def supervise(self, env: dict, log_file: Path | None = None, log_start: int = 0, tee: dict | None = None
+                  ) -> NoReturn:
+        """Become ``node.supervise`` (same pid): it runs the SuperNode and the warm host until the SuperNode stops,
+        passes signals on, and stops and reaps every process they started before it exits (0, or one line saying
+        why and 2). ``tee``: the log copier to end last (``node.logs.Tee.hand_over``)."""
+        spec = {"node": self.command(), "host": self.host_command(), "superlink": self.superlink,
+                "max_wait_time": self.max_wait_time, "log": None if log_file is None else str(log_file),
+                "log_start": log_start, "tee": tee}
+        exec_supervisor(spec, env)
 
     def command(self) -> list[str]:
         cmd = [flower_script("flower-supernode"), "--superlink", self.superlink,

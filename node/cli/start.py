@@ -8,11 +8,12 @@ from pathlib import Path
 
 from node.cli.common import password_flag, wallet_path
 from node.cliargs import add_command, at_least, port
-from node.logs import tee_output
+from node.logs import teed_output
 
 
 def _start(args: argparse.Namespace) -> int:
-    """Check everything a user can get wrong (cheapest first), say what will run, then become the SuperNode."""
+    """Check everything a user can get wrong (cheapest first), say what will run, then become the supervisor of the
+    SuperNode (``node.supervise``): however it stops, every process it started ends with the command (issue 34)."""
     from contracts.wallet import load_account, resolve_password
     from node.datasets import check_readable, load_metadata
     from node.status import write_node_state
@@ -27,31 +28,30 @@ def _start(args: argparse.Namespace) -> int:
         root_certificates=args.root_certificates, auth_key=args.auth_key, runtime_port=args.runtime_port,
         max_wait_time=args.max_wait_time, warm_clientapp=not args.cold_clientapp,
         extra_node_config={} if args.dp_max_epsilon is None else {"dp-max-epsilon": args.dp_max_epsilon})
-    log_file = tee_output(options.state_dir / "zk0node.log")  # the SuperNode's output too: it inherits both
-    password = resolve_password(args.password_file)
-    account = load_account(options.wallet, password)
-    meta = load_metadata(args.dataset)
-    check_readable(args.dataset)
-    srs = "DEVELOPMENT SRS (made on this machine: proofs are forgeable; tests and demos only)" \
-        if args.srs == "dev" else f"{Path(args.srs).resolve()} (sha256 {file_sha256(Path(args.srs))})"
-    options.prepare()
-    print(f"zk0 node {account.address}\n"
-          f"  dataset   {args.dataset}: {meta.total_episodes} episodes, {meta.total_frames} frames (stays here)\n"
-          f"  wallet    {options.wallet}\n"
-          f"  srs       {srs}\n"
-          f"  runs only app bundle(s) {', '.join(options.app_hashes)}\n"
-          f"  superlink {args.superlink} ({'INSECURE plain text' if args.insecure else 'TLS'}"
-          f"{', authenticated' if args.auth_key else ''})", flush=True)
-    cmd = options.command()
-    write_node_state(options.state_dir, {
-        "pid": os.getpid(), "superlink": args.superlink, "insecure": args.insecure, "app_hashes": options.app_hashes,
-        "wallet": str(options.wallet.resolve()), "address": account.address, "dataset": args.dataset,
-        "srs": args.srs, "runtime_port": args.runtime_port, "log": str(log_file)})
-    print(f"  log       {log_file}   (zk0node status --state-dir {options.state_dir})", flush=True)
-    env = options.environment(password)
-    options.start_clientapp_host(env)  # our child, so the SuperNode's child once we become it
-    # The SuperNode takes this process over (same pid): Ctrl-C and `kill PID` stop it.
-    os.execve(cmd[0], cmd, env)
+    with teed_output(options.state_dir / "zk0node.log") as tee:  # the SuperNode's output too: it inherits both
+        password = resolve_password(args.password_file)
+        account = load_account(options.wallet, password)
+        meta = load_metadata(args.dataset)
+        check_readable(args.dataset)
+        srs = "DEVELOPMENT SRS (made on this machine: proofs are forgeable; tests and demos only)" \
+            if args.srs == "dev" else f"{Path(args.srs).resolve()} (sha256 {file_sha256(Path(args.srs))})"
+        options.prepare()
+        print(f"zk0 node {account.address}\n"
+              f"  dataset   {args.dataset}: {meta.total_episodes} episodes, {meta.total_frames} frames (stays here)\n"
+              f"  wallet    {options.wallet}\n"
+              f"  srs       {srs}\n"
+              f"  runs only app bundle(s) {', '.join(options.app_hashes)}\n"
+              f"  superlink {args.superlink} ({'INSECURE plain text' if args.insecure else 'TLS'}"
+              f"{', authenticated' if args.auth_key else ''})", flush=True)
+        # This pid stays the node's (the supervisor it becomes runs flower-supernode, named on its command line).
+        write_node_state(options.state_dir, {
+            "pid": os.getpid(), "superlink": args.superlink, "insecure": args.insecure,
+            "app_hashes": options.app_hashes, "wallet": str(options.wallet.resolve()), "address": account.address,
+            "dataset": args.dataset, "srs": args.srs, "runtime_port": args.runtime_port, "log": str(tee.path)})
+        print(f"  log       {tee.path}   (zk0node status --state-dir {options.state_dir})", flush=True)
+        # Not this Python (its checks imported ~1 GB of torch and LeRobot): a small supervisor, same pid, that
+        # owns the SuperNode and the warm host, passes Ctrl-C and `kill PID` on, and leaves no process behind.
+        options.supervise(options.environment(password), tee.path, tee.path.stat().st_size, tee.hand_over())
     return 0  # not reached
 
 
@@ -62,7 +62,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Run a Flower SuperNode for this node. It connects to the aggregator's SuperLink, runs the zk0 "
         "ClientApp on your dataset for every round, and signs what it sends with your wallet. It runs only the app "
         "bundle(s) you pinned with --app-hash and refuses any other code the aggregator sends. The wallet password "
-        "comes from --password-file or ZK0_WALLET_PASSWORD (never the command line).")
+        "comes from --password-file or ZK0_WALLET_PASSWORD (never the command line). It runs until the SuperNode "
+        "stops (Ctrl-C, SIGTERM, or --max-wait-time without a SuperLink: exit 2 with the reason) and leaves no "
+        "process behind.")
     start.add_argument("--superlink", required=True, metavar="HOST:PORT",
                        help="the aggregator's SuperLink (Fleet API) address")
     start.add_argument("--dataset", required=True, metavar="URI",
@@ -92,7 +94,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="local port of the SuperNode's Runtime API for its ClientApp processes (default 9094; "
                        "one per SuperNode on a machine)")
     start.add_argument("--max-wait-time", type=at_least(1, float), metavar="SECONDS",
-                       help="give up if the SuperLink cannot be reached for this long (default: retry forever)")
+                       help="give up (exit 2) if the SuperLink cannot be reached for this long (default: retry "
+                       "forever)")
     start.add_argument("--dp-max-epsilon", type=float, metavar="EPS",
                        help="your privacy limit: refuse any round that would bring the differential-privacy loss of "
                        "your updates above ε = EPS at the federation's δ, and any federation without DP "

@@ -416,3 +416,105 @@ def test_agg_params_and_slash_commands(tmp_path, incentives_chain, tiny_circuit)
     assert done.returncode == 0 and "slashed " + node.sender.address in done.stdout, done.stderr
     assert registry.stake_of(node.sender.address).amount == 2 * 10**18 * 6 // 10  # 40 % slashed
     assert_user_error(cli(tmp_path, "zk0agg", "slash", "--evidence", str(path), *args, env=slasher), "AlreadySlashed")
+
+
+# ----------------------------------------------------------------------------------------------- issue 34
+
+
+def _altered_wallet(path: Path) -> tuple[str, str]:
+    """A keystore whose clear ``address`` names another valid address than its key's: (claimed, real)."""
+    from eth_account import Account
+
+    keystore = Account.encrypt(Account.create().key, PASSWORD, kdf="scrypt", iterations=2)
+    real, claimed = Account.from_key(Account.decrypt(keystore, PASSWORD)).address, Account.create().address
+    keystore["address"] = claimed[2:].lower()
+    path.write_text(json.dumps(keystore))
+    return claimed, real
+
+
+def test_wallet_show_checks_the_address_against_the_key_when_it_has_the_password(tmp_path, wallet):
+    """Without a password ``wallet show`` prints the file's claim and says so on stderr; with one it decrypts and
+    refuses a file whose address is not its key's, as every command that uses the key does."""
+    altered = tmp_path / "altered.json"
+    claimed, real = _altered_wallet(altered)
+    unchecked = cli(tmp_path, "zk0node", "wallet", "show", str(altered))
+    assert unchecked.returncode == 0 and unchecked.stdout.splitlines()[0] == f"address {claimed}", unchecked
+    note = unchecked.stderr.strip().splitlines()
+    assert len(note) == 1 and "not checked" in note[0] and "--password-file" in note[0], unchecked.stderr
+
+    password_file = tmp_path / "password"
+    password_file.write_text(PASSWORD + "\n")
+    password_file.chmod(0o600)
+    for how in ({"env": {"ZK0_WALLET_PASSWORD": PASSWORD}}, {"args": ("--password-file", str(password_file))}):
+        result = cli(tmp_path, "zk0node", "wallet", "show", str(altered), *how.get("args", ()), env=how.get("env"))
+        assert_user_error(result, "names address", claimed, real)
+        assert result.stdout == ""
+    assert_user_error(cli(tmp_path, "zk0node", "wallet", "show", str(altered), env={"ZK0_WALLET_PASSWORD": "no"}),
+                      "wrong password")
+    checked = cli(tmp_path, "zk0node", "wallet", "show", wallet, "--password-file", str(password_file))
+    assert checked.returncode == 0 and checked.stdout.startswith("address 0x"), checked
+    assert "checked" in checked.stderr and "not checked" not in checked.stderr
+
+    started = cli(tmp_path, "zk0node", *start_args(str(altered), "local:/never/read"),
+                  env={"ZK0_WALLET_PASSWORD": PASSWORD})
+    assert_user_error(started, "names address", claimed)
+
+
+def _unused_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_start_that_cannot_connect_exits_with_one_line_and_leaves_no_process(tmp_path, wallet, synthetic):
+    """``zk0node start`` against a port nobody listens on, giving up after 5 s: exit 2 with one line, and nothing it
+    started (the warm ClientApp host, ~1 GB; the log copier; Flower's SuperExec) is left to print into the finished
+    command's output later."""
+    import psutil
+
+    port = _unused_port()
+    state = tmp_path / "node-state"  # tmp_path is unique: every process of this run names it or descends from it
+    env = {**os.environ, "ZK0_WALLET_PASSWORD": PASSWORD, "HF_HUB_OFFLINE": "1", "FLWR_TELEMETRY_ENABLED": "0",
+           "FLWR_HOME": str(tmp_path / "flwr-home")}
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with open(out, "wb") as stdout, open(err, "wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "node.cli", "start", "--superlink", f"127.0.0.1:{port}", "--insecure",
+             "--max-wait-time", "5", "--wallet", wallet, "--dataset", synthetic.nodes[0], "--app-hash", GOOD_HASH,
+             "--state-dir", str(state), "--runtime-port", str(_unused_port())],
+            stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env, cwd=tmp_path)
+    seen: dict[int, tuple[psutil.Process, str]] = {}
+    try:
+        deadline = time.monotonic() + 600  # imports of torch & co. on busy cores; the wait itself is 5 s
+        while proc.poll() is None:
+            assert time.monotonic() < deadline, "zk0node start did not end"
+            try:
+                for child in psutil.Process(proc.pid).children(recursive=True):
+                    if child.pid not in seen:
+                        seen[child.pid] = (child, " ".join(child.cmdline()))
+            except psutil.Error:
+                pass  # it or a child ended meanwhile
+            time.sleep(0.1)
+        stderr_text = err.read_text(errors="replace")
+        errors = [line for line in stderr_text.splitlines() if "error:" in line and line.startswith("zk0node")]
+        assert proc.returncode == 2, (proc.returncode, stderr_text[-3000:])
+        assert "Traceback" not in stderr_text, stderr_text[-3000:]
+        assert len(errors) == 1 and errors[0] == stderr_text.strip().splitlines()[-1], stderr_text[-3000:]
+        assert f"could not connect to the SuperLink at 127.0.0.1:{port} within --max-wait-time 5 s" in errors[0]
+        assert any("app_guard.py host" in cmdline for _, cmdline in seen.values()), seen  # the leak's scenario ran
+        left = [f"{p.pid} {cmdline[:120]}" for p, cmdline in seen.values() if p.is_running()]
+        for other in psutil.process_iter(["cmdline"]):
+            with contextlib.suppress(psutil.Error):
+                if str(tmp_path) in " ".join(other.info["cmdline"] or []):
+                    left.append(f"{other.pid} {' '.join(other.info['cmdline'])[:120]}")
+        assert left == [], left  # ended and reaped (not even a zombie) before the command returned
+        size = err.stat().st_size
+        time.sleep(2)
+        assert err.stat().st_size == size, err.read_text(errors="replace")[size:]  # nothing prints afterwards
+    finally:
+        for p, _ in [*seen.values(), (psutil.Process(proc.pid) if proc.poll() is None else None, "")]:
+            if p is not None:
+                with contextlib.suppress(psutil.Error):
+                    p.kill()

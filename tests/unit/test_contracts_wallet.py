@@ -100,3 +100,40 @@ def test_malformed_keystores_give_one_line_errors(tmp_path):
             with pytest.raises(WalletError) as err:
                 call()
             assert "\n" not in str(err.value) and str(path) in str(err.value), (what, err.value)
+
+
+def test_a_keystore_naming_another_address_is_refused_once_decrypted(tmp_path, password_file, monkeypatch):
+    """eth-account decrypts a keystore whose clear ``address`` names someone else's address without a word; an
+    operator shown that address would approve one this node cannot sign for (issue 34)."""
+    keystore = Account.encrypt(Account.create().key, "pw", kdf="scrypt", iterations=2)
+    real = Account.from_key(Account.decrypt(keystore, "pw")).address
+    other = Account.create().address
+    keystore["address"] = other[2:].lower()  # as eth-account writes it: 40 hex digits, no 0x
+    path = tmp_path / "altered.json"
+    path.write_text(json.dumps(keystore))
+    assert read_address(path) == other  # the clear field is all a password-less look sees
+    with pytest.raises(WalletError) as err:
+        load_account(path, "pw")
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message and other in message and real in message, message
+    assert "restore it from your backup" in message
+    with pytest.raises(WalletError, match="names address"):
+        wallet_show(path, "pw")
+    assert other in wallet_show(path)  # no password: the file's claim, as before (the CLI says it is unchecked)
+
+    keystore.pop("address")  # a keystore without the field: only the key speaks
+    path.write_text(json.dumps(keystore))
+    assert load_account(path, "pw").address == real
+    assert real in wallet_show(path, "pw")
+
+
+def test_given_password_never_prompts(tmp_path, password_file, monkeypatch):
+    from contracts.wallet import given_password
+
+    monkeypatch.delenv("ZK0_WALLET_PASSWORD", raising=False)
+    monkeypatch.setattr("getpass.getpass", lambda *_: pytest.fail("prompted"))
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    assert given_password() is None
+    assert given_password(password_file) == "correct horse battery staple"
+    monkeypatch.setenv("ZK0_WALLET_PASSWORD", "from-env")
+    assert given_password() == "from-env"
