@@ -518,3 +518,68 @@ def test_start_that_cannot_connect_exits_with_one_line_and_leaves_no_process(tmp
             if p is not None:
                 with contextlib.suppress(psutil.Error):
                     p.kill()
+
+
+# ---------------------------------------------------------------------------------------------- a run's edges
+def started_here(tmp_path: Path, **facts) -> Path:
+    """A ``zk0agg start`` state folder as ``run`` reads it, naming a SuperLink port where nothing listens: a run
+    that got past its checks would fail there ("refused the run"), so a refusal that names the check ran first."""
+    from aggregator.tools.deploy import free_port
+
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    (state / "federation.json").write_text(json.dumps({
+        "superlink": f"127.0.0.1:{free_port()}", "insecure": True, "operator_file": str(state / "operator.json"),
+        **facts}))
+    return state
+
+
+@pytest.mark.parametrize("value,words", [
+    ("local-steps=-3", "local-steps must be at least 1"), ("batch-size=0", "batch-size must be at least 1"),
+    ("learning-rate=nan", "learning-rate must be a finite number"), ("local-steps=abc", "must be an integer"),
+    ("timeout=-5", "timeout must be at least 1"), ("rounds=-1", "rounds must be at least 1"),
+    ("krum-m=0", "krum_m >= 1"), ("slice-rows=-1", "slice-rows must be at least 1"),
+])
+def test_run_values_are_refused_before_anything_is_submitted(tmp_path, value, words):
+    """Issue 34: `-c local-steps=-3` once exited 0 "completed" while every node failed (honest nodes recorded
+    MALFORMED on chain); `rounds=-1` was refused by the ServerApp after submission, with a traceback."""
+    state = started_here(tmp_path)
+    assert_user_error(cli(tmp_path, "zk0agg", "run", "--heldout", "local:/x", "--no-verify", "--out", "run",
+                          "--state-dir", str(state), "-c", value), words)
+    assert not (tmp_path / "run").exists()  # nothing written either
+
+
+def test_a_new_run_is_refused_in_a_folder_that_holds_a_run_and_a_second_resume_while_it_runs(tmp_path):
+    from aggregator.run_folder import RunFolderLock
+
+    state = started_here(tmp_path)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "summary.json").write_text(json.dumps({"rounds": []}))
+    run = ["run", "--heldout", "local:/x", "--no-verify", "--state-dir", str(state), "--out"]
+    assert_user_error(cli(tmp_path, "zk0agg", *run, "old"), "holds a run already: --resume continues it")
+    with RunFolderLock(tmp_path / "old"):  # the run is still going
+        assert_user_error(cli(tmp_path, "zk0agg", *run, "old", "--resume"), "another run is writing",
+                          f"(pid {os.getpid()})")
+
+
+def test_chain_or_verifier_down_is_refused_before_a_run_is_submitted_or_the_aggregator_starts(tmp_path):
+    """Issue 34: the chain down at submission gave a ServerApp traceback; a verifier URL nobody answers was
+    accepted by zk0agg start and crashed the run with round 1 left open on chain."""
+    from aggregator.tools.deploy import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    run = ["run", "--heldout", "local:/x", "--out", "run"]
+    assert_user_error(cli(tmp_path, "zk0agg", *run, "--state-dir", str(started_here(tmp_path, chain_rpc=dead))),
+                      "no Ethereum node answers", "nothing was submitted")
+    assert_user_error(cli(tmp_path, "zk0agg", *run, "--no-verify", "--state-dir",
+                          str(started_here(tmp_path, verifier_url=dead))), "unreachable", "start the verifier")
+    (tmp_path / "token").write_text("secret\n")
+    assert_user_error(cli(tmp_path, "zk0agg", "start", "--insecure", "--port", str(free_port()), "--verifier-url",
+                          dead, "--verifier-token-file", "token", "--state-dir", "agg"), "unreachable")
+    assert not (tmp_path / "run").exists()
+
+
+def test_sync_names_what_it_cannot_send(tmp_path):
+    (tmp_path / "plain").mkdir()
+    assert_user_error(cli(tmp_path, "zk0agg", "sync", "--out", "plain", "--chain-rpc", "http://127.0.0.1:9",
+                          env={"ZK0_AGGREGATOR_KEY": "11" * 32}), "cannot read the run")
