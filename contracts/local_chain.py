@@ -190,12 +190,52 @@ class LocalChain:
         self.stop()
 
 
+def write_key(path: Path, key: str) -> None:
+    """A key file only its owner can read (written whole, then renamed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(key + "\n")
+    tmp.chmod(0o600)
+    tmp.replace(path)
+
+
+def fund_main(argv: list[str] | None = None) -> int:
+    """`zk0agg chain fund ADDRESS`: give an address ETH on a development chain (anvil's `anvil_setBalance`), so a
+    fresh node wallet can stake and pay gas; a real chain refuses it (fund the address with a transfer there)."""
+    from eth_utils import is_address, to_checksum_address
+
+    parser = argparse.ArgumentParser(prog="zk0agg chain fund", description=fund_main.__doc__.split("`: ")[1])
+    parser.add_argument("address", help="the wallet to fund (zk0node wallet show prints it)")
+    parser.add_argument("--eth", type=float, default=10.0, help="the balance it gets, in ETH (default 10)")
+    parser.add_argument("--rpc", default="http://127.0.0.1:8545", help="the chain (default http://127.0.0.1:8545)")
+    args = parser.parse_args(argv)
+    if not is_address(args.address) or not 0 <= args.eth < 10**9:
+        print(f"zk0agg chain fund: error: give a 0x address and --eth from 0 to 1e9 (got {args.address!r}, "
+              f"{args.eth:g})", file=sys.stderr)
+        return 2
+    address = to_checksum_address(args.address)
+    try:
+        rpc_request(args.rpc, "anvil_setBalance", [address, hex(int(args.eth * 10**18))], timeout=10)
+    except (OSError, urllib.error.URLError) as err:
+        print(f"zk0agg chain fund: error: no chain answers at {args.rpc} ({err})", file=sys.stderr)
+        return 2
+    except KeyError:  # an "error" answer: the method does not exist there
+        print(f"zk0agg chain fund: error: {args.rpc} is not a development chain (anvil): send the address ETH "
+              "with a transfer instead", file=sys.stderr)
+        return 2
+    print(f"{address} now holds {args.eth:g} ETH on the development chain at {args.rpc}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """`zk0agg chain up [--port N] [--state FILE]`: run a local chain until Ctrl-C."""
     parser = argparse.ArgumentParser(prog="zk0agg chain up", description="Run a local anvil chain.")
     parser.add_argument("--port", type=int, default=8545, help="loopback port (default 8545; 0 = any free port)")
     parser.add_argument("--state", type=Path, default=None, help="load the chain from FILE and save it back there")
     parser.add_argument("--chain-id", type=int, default=31337)
+    parser.add_argument("--keys-dir", type=Path, metavar="DIR",
+                        help="also write the first two dev accounts' keys to DIR/owner.key and DIR/aggregator.key "
+                        "(mode 0600), for zk0agg deploy-registry and start on this chain")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     chain = LocalChain(port=args.port or None, state_path=args.state, chain_id=args.chain_id)
@@ -209,6 +249,11 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"state: {args.state} (saved on exit and every {chain.state_interval} s)")
     lines.append("dev accounts (public test keys, never use them on a real chain):")
     lines += [f"  {Account.from_key(key).address}  {key}" for key in chain.private_keys[:4]]
+    if args.keys_dir:
+        for name, key in zip(("owner.key", "aggregator.key"), chain.private_keys[:2], strict=True):
+            write_key(args.keys_dir / name, key)
+        lines.append(f"keys: {args.keys_dir / 'owner.key'} (account 0), {args.keys_dir / 'aggregator.key'} "
+                     "(account 1): the same public test keys, for this dev chain only")
     lines.append("Ctrl-C to stop")
     log.info("\n".join(lines))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill PID` stops anvil too, like Ctrl-C

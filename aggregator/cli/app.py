@@ -36,6 +36,7 @@ def _add_chain(sub: argparse._SubParsersAction) -> None:
     chain = sub.add_parser("chain", help="a local development chain (anvil)")
     chain_sub = chain.add_subparsers(dest="chain_command", required=True)
     chain_sub.add_parser("up", help="run anvil until Ctrl-C (zk0agg chain up --help for its flags)")
+    chain_sub.add_parser("fund", help="give an address ETH on the dev chain (zk0agg chain fund --help)")
 
 
 def _add_verifier(sub: argparse._SubParsersAction) -> None:
@@ -58,6 +59,10 @@ def _delegated(argv: list[str]) -> int | None:
         from contracts.local_chain import main as chain_main
 
         return chain_main(argv[2:])
+    if argv[:2] == ["chain", "fund"]:
+        from contracts.local_chain import fund_main
+
+        return fund_main(argv[2:])
     if argv[:2] == ["verifier", "serve"]:
         from aggregator.verifier.service import serve_main
 

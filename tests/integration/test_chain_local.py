@@ -60,9 +60,14 @@ def test_unreachable_chain_is_reported_as_unavailable():
         connect(url)
 
 
-def test_chain_up_runs_until_interrupted():
+def test_chain_up_runs_until_interrupted(tmp_path):
+    """``zk0agg chain up`` until Ctrl-C, with the dev keys written where the operator guide's commands read them,
+    and ``zk0agg chain fund`` giving a fresh wallet ETH on it (what a new node needs to stake)."""
+    from aggregator.cli import main as zk0agg
+
     process = subprocess.Popen(
-        [sys.executable, "-m", "contracts.local_chain", "--port", "0"], stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "contracts.local_chain", "--port", "0", "--keys-dir", str(tmp_path)],
+        stderr=subprocess.PIPE, text=True,
         # Ctrl-C as in a terminal: a test run started in the background (nohup, CI) ignores SIGINT, and a child
         # inherits that, so Python would never raise KeyboardInterrupt.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -73,7 +78,14 @@ def test_chain_up_runs_until_interrupted():
         if "Ctrl-C to stop" in line:
             break
     url = next(line.split()[3] for line in lines if line.startswith("local chain at"))
-    assert connect(url).eth.chain_id == 31337
+    w3 = connect(url)
+    assert w3.eth.chain_id == 31337
+    owner = (tmp_path / "owner.key").read_text().strip()
+    assert Account.from_key(owner).address == w3.eth.accounts[0]
+    assert (tmp_path / "owner.key").stat().st_mode & 0o077 == 0  # the owner's alone
+    fresh = Account.create().address
+    assert zk0agg(["chain", "fund", fresh, "--eth", "2.5", "--rpc", url]) == 0
+    assert w3.eth.get_balance(fresh) == 25 * 10**17
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=120) == 0  # a loaded machine can take its time
     with pytest.raises(ChainUnavailable):
