@@ -27,6 +27,7 @@ from aggregator.config import FederationConfig
 from aggregator.outputs import RunOutputs
 from aggregator.protocol.gate import STRUCTURAL_CHECKS, VERIFIED_CHECKS, Gate
 from aggregator.protocol.intake import ArrivalGrid, RunInterrupted
+from aggregator.protocol.notices import CLOSING_TIMEOUT, OutcomeNotices, round_rewards
 from aggregator.protocol.strategy import GatedMultiKrum
 from aggregator.protocol.validation import ValidationConfig, Validator
 from aggregator.run_folder import JOURNAL_FILE, claim_run_folder, stop_requested
@@ -40,6 +41,18 @@ from node.train import evaluate_loss
 from prover.hashing import params_hash
 
 log = logging.getLogger(__name__)
+
+# summary.json's names a reader may take for one another, explained in the file itself (its "legend"): the keys
+# stay as they are, for the tools that read them.
+SUMMARY_LEGEND = {
+    "run_id": "this run's name: its output folder's name (W&B and release names use it); not on chain",
+    "chain.run_id": "the run's bytes32 id on the registry: nodes sign it, the chain keys rounds and records by it",
+    "rounds[].nodes[].proof_bytes": "bytes of the proof artifact the node sent (JSON: the proof in hex, its public "
+                                    "values and hashes), about twice the raw EVM proof the registry's verifier "
+                                    "checks (its length: zk0agg register-circuit's 'EVM proofs of N bytes')",
+    "rounds[].nodes[].tx_hash": "the transaction that recorded the reply's outcome (sent once the round is "
+                                "committed: the live round table prints before it, a line after it names it)",
+}
 
 
 @dataclass
@@ -111,6 +124,7 @@ def _run_rounds(grid: Grid, cfg: FederationConfig, console=None) -> dict:
     heldout = load_dataset(cfg.heldout, delta_timestamps=resolve_delta_timestamps(bundle.config, meta))
     run_id = Path(cfg.out_dir).name or datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S")
     outputs = RunOutputs(Path(cfg.out_dir), run_id, cfg.to_dict(), console=console)
+    outputs.summary["legend"] = SUMMARY_LEGEND
     previous = previous_run(Path(cfg.out_dir), bundle.policy) if cfg.resume else None
     initial_arrays = get_trainable(bundle.policy)
     if previous is not None:
@@ -174,6 +188,8 @@ def _run_rounds(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         min_evaluate_nodes=max(1, round(cfg.min_nodes * cfg.fraction_evaluate)),
         spill_dir=str(Path(cfg.out_dir)),  # a large round's verified updates wait there for Krum
     )
+    notices = OutcomeNotices(chain=verification is not None)  # each node is told its outcomes (protocol.notices)
+    strategy.notices = notices
     dp = cfg.dp()  # client-side DP (node/dp.py): the nodes clip and noise, the round config tells them how
     if dp is not None:
         outputs.summary["dp"] = {"clip": dp.clip, "noise_multiplier": dp.noise_multiplier, "delta": dp.delta,
@@ -207,8 +223,13 @@ def _run_rounds(grid: Grid, cfg: FederationConfig, console=None) -> dict:
             outputs.add_round(strategy.rounds[server_round], loss, new_hash, seconds, **closed_loop, **privacy)
             if wb is not None:
                 wb.log_round(outputs.summary["rounds"][-1], seconds)
+            entry, rewards = outputs.summary["rounds"][-1], {}
             if verification is not None:  # the round is in summary.json: its outcomes may go to the chain
                 verification.commit(server_round, new_hash)
+                outputs.console.print(chain_line(entry), soft_wrap=True)
+                if entry.get("close_tx_hash"):  # closed on chain: its rewards are final (none asked for in an outage)
+                    rewards = round_rewards(verification.registry, verification.run_id, server_round, entry["nodes"])
+            notices.add_round(entry, rewards)
         clock["round_start"] = time.perf_counter()
         return MetricRecord({"server_eval_loss": loss})
 
@@ -230,6 +251,8 @@ def _run_rounds(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         log.warning("stopped by the operator after round %d of %d: --resume continues the run", last, cfg.rounds)
         outputs.summary["interrupted_after"] = last
         outputs.flush()
+    else:  # the last round's outcomes: one closing message to each node that took part
+        notices.send_closing(grid, min(cfg.timeout, CLOSING_TIMEOUT))
     if verification is not None:
         outputs.summary["chain"].update(verification.finish(cfg.chain_drain_timeout))
         outputs.flush()
@@ -238,6 +261,21 @@ def _run_rounds(grid: Grid, cfg: FederationConfig, console=None) -> dict:
             lambda tx: verification.registry.w3.eth.get_transaction_receipt(tx)["gasUsed"])
         wb.finish(outputs.summary, gas_of)
     return outputs.summary
+
+
+def chain_line(entry: dict) -> str:
+    """One line once a committed round's outcomes are sent: the transactions that hold them (the round table
+    printed before they were sent), or how many wait in the journal."""
+    nodes = entry["nodes"]
+    sent = [n["tx_hash"] for n in nodes if n.get("tx_hash")]
+    waiting = len(nodes) - len(sent)
+    txs = list(dict.fromkeys(sent))
+    records = (f"{len(sent)} record(s) in tx {txs[0]}" if len(txs) == 1 else
+               f"{len(sent)} records in {len(txs)} transactions (summary.json names each)" if txs else "")
+    closed = f"closed in tx {entry['close_tx_hash']}" if entry.get("close_tx_hash") else ""
+    pending = [f"{waiting} record(s)"] * bool(waiting) + ["closeRound"] * (not closed)
+    wait = f"{' and '.join(pending)} not sent yet: the journal sends them when the chain answers" if pending else ""
+    return f"round {entry['round']} on chain: " + "; ".join(p for p in (records, closed, wait) if p)
 
 
 def dp_round(dp, server_round: int) -> dict:

@@ -452,6 +452,8 @@ class Registry:
         except TimeExhausted:
             raise ChainUnavailable(f"{what}: no receipt within {self.timeout:.0f} s") from None
         except (Web3RPCError, Web3Exception) as err:
+            if _insufficient_funds(err):
+                raise ChainError(self._unfunded_text(what, address, value), "InsufficientFunds") from None
             raise ChainError(f"{what}: {err}") from None
         if receipt["status"] != 1:  # the state changed between estimate and mining: replay for the reason
             try:
@@ -461,6 +463,20 @@ class Registry:
             raise ChainError(f"{what} reverted in transaction 0x{bytes(tx_hash).hex()}")
         log.debug("%s: gas %d, tx 0x%s", what, receipt["gasUsed"], bytes(tx_hash).hex())
         return receipt
+
+    def _unfunded_text(self, what: str, address: str, value: int) -> str:
+        """One line for a sender whose ETH does not cover ``value`` and the gas: what it has, and how to fund it
+        on a dev chain (``zk0agg chain fund``: anvil's ``anvil_setBalance``; or Foundry's ``cast send`` from a funded
+        key)."""
+        try:
+            balance = f"{self.w3.eth.get_balance(address) / 10**18:g} ETH"
+        except Exception:  # noqa: BLE001 - the balance only decorates the message
+            balance = "too little ETH"
+        sends = f"the {value / 10**18:g} ETH it sends and " if value else ""
+        rpc = getattr(self.w3.provider, "endpoint_uri", None) or "RPC_URL"
+        return (f"{what}: wallet {address} has {balance}, not enough for {sends}the gas: send it ETH first (on a "
+                f"dev chain: zk0agg chain fund {address} --rpc {rpc}, anvil's anvil_setBalance; or from a funded "
+                f"key: cast send {address} --value 10ether --private-key KEY --rpc-url {rpc})")
 
     def _revert_error(self, what: str, err: ContractLogicError) -> ChainError:
         """The contract's custom error, decoded with its ABI and put in words."""
@@ -475,3 +491,11 @@ class Registry:
         )
         text = ERROR_TEXT.get(item["name"], item["name"]).format(*values)
         return ChainError(f"{what} reverted: {item['name']}: {text}", item["name"], values)
+
+
+def _insufficient_funds(err: Exception) -> bool:
+    """The node refused a transaction because the sender cannot pay its value and gas (anvil: -32003
+    "Insufficient funds for gas * price + value"; geth: -32000 "insufficient funds for gas * price + value")."""
+    data = err.args[0] if err.args else err
+    message = data.get("message", "") if isinstance(data, dict) else str(data)
+    return "insufficient funds" in str(message).lower()

@@ -25,7 +25,9 @@ from node.datasets import load_dataset, load_metadata
 from node.dp import DPConfig, check_budget, privatize
 from node.errors import UserError
 from node.frames import FrameCache, in_memory
+from node.logs import single_flower_output
 from node.model import make_smolvla
+from node.outcomes import decode_outcomes, outcome_line
 from node.params import arrays_to_numpy, numpy_to_arrays
 from node.train import TrainConfig, TrainResult, evaluate_loss, fedprox_train, snapshot
 
@@ -162,6 +164,17 @@ def node_wallet(node: LocalNode):
 TrainFn = Callable[[LocalNode, RecordDict, Context], RecordDict]
 
 
+def report_outcomes(content: RecordDict) -> int:
+    """Log one line per outcome of this node's earlier replies that the message carries (``node.outcomes``);
+    returns how many."""
+    outcomes = decode_outcomes(content["config"] if "config" in content else None)
+    for outcome in outcomes:
+        line = outcome_line(outcome)
+        timing_log.info("zk0 outcome, %s", line)  # the SuperNode's log: zk0node.log
+        log.info("outcome, %s", line)
+    return len(outcomes)
+
+
 @dataclass
 class MessageClock:
     """Where one message's time went in this process: ``start`` from the process's start (Python, imports, Flower
@@ -194,13 +207,17 @@ class MessageClock:
 def make_client_app(resolve: Callable[[Context], NodeSetup], train_fn: TrainFn | None = None) -> ClientApp:
     """A ClientApp whose node setup comes from ``resolve(context)``.
 
-    ``train_fn`` replaces the honest round (the test-only ``attacks`` package builds its nodes this way).
+    ``train_fn`` replaces the honest round (the test-only ``attacks`` package builds its nodes this way). A train
+    message and the run's closing ``query`` message may carry the outcomes of this node's earlier replies: each is
+    logged on one line (``report_outcomes``).
     """
     app = ClientApp()
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
         clock = MessageClock.start()
+        single_flower_output()
+        report_outcomes(msg.content)
         node = load_node(resolve(context))
         clock.lap("load")
         content = train_fn(node, msg.content, context) if train_fn else train_round(node, msg.content)
@@ -210,6 +227,7 @@ def make_client_app(resolve: Callable[[Context], NodeSetup], train_fn: TrainFn |
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
         clock = MessageClock.start()
+        single_flower_output()
         node = load_node(resolve(context))
         clock.lap("load")
         config = msg.content["config"]
@@ -218,6 +236,13 @@ def make_client_app(resolve: Callable[[Context], NodeSetup], train_fn: TrainFn |
         clock.lap("eval")
         clock.report("evaluate", msg)
         return Message(RecordDict({"metrics": MetricRecord({"eval_loss": loss, "num-examples": n})}), reply_to=msg)
+
+    @app.query()
+    def query(msg: Message, context: Context) -> Message:
+        """The run's closing message: the outcomes not told yet (the last round's). Nothing is loaded."""
+        single_flower_output()
+        return Message(RecordDict({"metrics": MetricRecord({"outcomes": report_outcomes(msg.content)})}),
+                       reply_to=msg)
 
     return app
 

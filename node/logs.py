@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,14 +29,46 @@ def setup_logging(verbose: bool = False) -> None:
         # Flower resets its logger's level when a run starts; a filter stays.
         logging.getLogger("flwr").addFilter(_warnings_only)
         logging.getLogger("flwr").propagate = False
-        try:  # FFmpeg's encoders (rollout videos) print statistics to stderr unless told not to
-            import av
-
-            av.logging.set_level(av.logging.ERROR)
-        except ImportError:
-            pass
+        quiet_ffmpeg()
     else:
         logging.getLogger("lerobot.utils.import_utils").setLevel(logging.ERROR)
+
+
+def quiet_ffmpeg() -> None:
+    """FFmpeg's errors only, for the whole process. PyAV's level filters what PyAV forwards to Python's logging;
+    FFmpeg's own level filters what FFmpeg prints itself once LeRobot has put FFmpeg's default callback back (its
+    video encoders do, after each video): set both, or every recorded video prints the mp4 muxer's "Starting second
+    pass: moving the moov atom to the beginning of the file" (30 lines on a demo's first run). Errors still show."""
+    try:
+        import av.logging
+    except ImportError:
+        return
+    av.logging.set_level(av.logging.ERROR)
+    av.logging.set_libav_level(av.logging.ERROR)
+
+
+def single_flower_output() -> None:
+    """In a ClientApp process: Flower's lines printed once. Flower's logger has a console handler of its own and
+    also propagates to the root logger, which a library gives a handler of its own (LeRobot's import-time
+    ``logging.debug`` calls ``basicConfig``): every Flower line then came twice into zk0node.log. Our lines go on
+    Flower's logger (``node.client_app.timing_log``), so they keep Flower's handler."""
+    flwr = logging.getLogger("flwr")
+    if flwr.handlers:
+        flwr.propagate = False
+
+
+# ANSI escape sequences (colours, cursor moves): Flower colours its level names whatever the output is.
+_ANSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]")
+_ANSI_TAIL = re.compile(rb"\x1b(\[[0-?]*[ -/]*)?\Z")  # a sequence cut by the end of a read: kept for the next
+
+
+def strip_ansi(data: bytes, carry: bytes = b"") -> tuple[bytes, bytes]:
+    """``carry + data`` without ANSI escape sequences, and the unfinished sequence at its end (to prepend to the
+    next chunk): a log file should read as text, the console keeps its colours."""
+    data = carry + data
+    tail = _ANSI_TAIL.search(data)
+    cut = tail.start() if tail else len(data)
+    return _ANSI.sub(b"", data[:cut]), data[cut:]
 
 
 def tee_output(path: str | Path) -> Path:
@@ -43,9 +76,10 @@ def tee_output(path: str | Path) -> Path:
     stderr also goes to ``path`` (appended), each line as it comes.
 
     A forked copier reads two pipes that replace fd 1 and 2, writes each to the original console stream and to the
-    file, and ends when every writer has closed them (the process and all its children). It ignores Ctrl-C so that
-    the last words of a stopping process are still logged. ``teed_output`` does the same for a block and ends the
-    copier when the block does.
+    file (without ANSI escape sequences: Flower colours its lines even where they go to a file), and ends when
+    every writer has closed them (the process and all its children). It ignores Ctrl-C so that the last words of a
+    stopping process are still logged. ``teed_output`` does the same for a block and ends the copier when the block
+    does.
     """
     return Tee(path).path
 
@@ -80,20 +114,24 @@ class Tee:
             try:
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 log_fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-                reads = {}
+                reads, carry = {}, {}
                 for console, (r, w) in pipes.items():
                     os.close(w)
-                    reads[r] = console
+                    reads[r], carry[r] = console, b""
                 while reads:
                     ready, _, _ = select.select(list(reads), [], [])
                     for r in ready:
                         data = os.read(r, 65536)
                         if not data:
                             del reads[r]
-                            continue
-                        for fd in (reads[r], log_fd):
+                            text = carry.pop(r)  # an escape sequence cut off by the end: written as it came
+                        else:
+                            text, carry[r] = strip_ansi(data, carry[r])
+                        for fd, chunk in ((reads.get(r), data), (log_fd, text)):  # the file without colours
+                            if fd is None or not chunk:
+                                continue
                             try:
-                                os.write(fd, data)
+                                os.write(fd, chunk)
                             except OSError:
                                 pass  # a closed console must not stop the file
             finally:

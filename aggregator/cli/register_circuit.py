@@ -20,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     register = add_command(sub, "register-circuit", _register_circuit, help=HELP, description=DESCRIPTION)
     register.add_argument("--dataset", required=True, metavar="URI",
                           help="a dataset with the federation's features, e.g. the held-out set (local:PATH)")
-    register.add_argument("--model", default="tiny", help="the run's model (default tiny)")
+    register.add_argument("--model", default="learn", help="the runs' SmolVLA spec, as zk0agg run --model gives it "
+                          "(default learn, the demo's; the circuit's shape comes from it)")
     register.add_argument("--slice-rows", type=int, default=16, help="the run's slice-rows (default 16)")
     register.add_argument("--srs", default="dev", metavar="FILE|dev", help="the federation's SRS (default dev)")
     register.add_argument("--cache-dir", default=".zk0/fixtures", help="model and circuit cache (default "
@@ -41,6 +42,8 @@ def _register_circuit(args: argparse.Namespace) -> int:
     circuit = federation_circuit(args.model, args.dataset, args.slice_rows, args.srs, args.cache_dir)
     info, new = ensure_circuit_registered(owner, circuit)
     print(f"circuit {circuit.circuit_id} {'registered' if new else 'was already registered'} in registry "
-          f"{owner.address}: verifier {info.verifier}, proofs of {info.proof_length} bytes, output scales "
+          f"{owner.address} for model {args.model}: verifier {info.verifier}, EVM proofs of {info.proof_length} "
+          "bytes (nodes send each hex-encoded in a JSON artifact with its public values, about twice that: "
+          f"summary.json's proof_bytes), output scales "
           f"{info.output_scales[0]}/{info.output_scales[1]}, VKA digest {info.vka_digest}")
     return 0

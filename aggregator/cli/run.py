@@ -19,7 +19,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       "flwr run does), stream the ServerApp's log until the run ends. Paths are on the "
                       "aggregator's machine.")
     run.add_argument("--rounds", type=at_least(1), default=3, help="federated rounds (default 3)")
-    run.add_argument("--heldout", required=True, metavar="URI", help="the server's held-out dataset (local:<path>)")
+    run.add_argument("--model", default="learn", help="SmolVLA spec the nodes train: learn (default, as the demo: "
+                     "trains its vision), tiny (fast, cannot see), local:<dir>, ...; the circuit registered with "
+                     "zk0agg register-circuit must be for the same model")
+    run.add_argument("--task", choices=["reach", "pick_place"], default="reach",
+                     help="simulated task of the closed-loop evaluation (-c sim-eval-episodes=N; default reach)")
+    run.add_argument("--heldout", required=True, metavar="URI", type=dataset_uri,
+                     help="the server's held-out dataset (local:<path>, relative to this folder, or hf:<repo>)")
     run.add_argument("--min-nodes", type=at_least(1), default=3, help="nodes a round waits for (default 3)")
     run.add_argument("--local-steps", type=at_least(1), default=20,
                      help="training steps per node per round (default 20)")
@@ -62,7 +68,8 @@ def _run(args: argparse.Namespace) -> int:
     if not args.no_verify and not state.get("chain_rpc"):
         raise UserError("the aggregator was started without a chain: zk0agg start --chain-rpc URL --registry "
                         "ADDRESS, or zk0agg run --no-verify")
-    fed = FederationConfig(rounds=args.rounds, local_steps=args.local_steps, min_nodes=args.min_nodes,
+    fed = FederationConfig(rounds=args.rounds, model=args.model, sim_task=args.task, local_steps=args.local_steps,
+                           min_nodes=args.min_nodes,
                            krum_f=args.krum_f, krum_m=args.krum_m, fraction_evaluate=args.fraction_evaluate,
                            heldout=args.heldout, timeout=args.timeout, wandb=wandb_wanted(args))
     # this run's operator settings: written on this machine for its ServerApp, never sent in the run config
@@ -74,6 +81,7 @@ def _run(args: argparse.Namespace) -> int:
     config = {**run_config(fed, fab), **extra}
     FederationConfig.from_run_config(config, environ={})  # every run value checked as the ServerApp will, first
     _check_endpoints(state, settings["verify"])
+    check_dataset(args.heldout, "--heldout")
     tee_output(Path(out_dir) / "zk0agg-run.log")
     pinned = state.get("app_hashes")
     if pinned and bundle_hash(fab) not in pinned:
@@ -114,6 +122,31 @@ def _follow(address: str, run_id: int, insecure: bool, ca: Path | None, out: Pat
     if stopped is not None:
         return 130
     return 0 if result.status == "completed" else 1
+
+
+def dataset_uri(text: str) -> str:
+    """An argparse ``type``: a dataset URI (``node.datasets``) whose ``local:`` path is made absolute against this
+    folder. The ServerApp that loads it runs in another folder (under the SuperLink's state dir), so a relative path
+    would be looked up there. ``hf:`` URIs are kept as they are."""
+    from node.datasets import DatasetURI
+
+    try:
+        parsed = DatasetURI.parse(text)
+    except UserError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return f"local:{parsed.root}" if parsed.scheme == "local" else text
+
+
+def check_dataset(uri: str, flag: str) -> None:
+    """A ``local:`` dataset is a LeRobot dataset on this machine, now: one line naming ``flag`` if not, instead of a
+    ServerApp traceback once the run has started. A Hub dataset is loaded by the ServerApp."""
+    from node.datasets import load_metadata
+
+    if uri.startswith("local:"):
+        try:
+            load_metadata(uri)
+        except UserError as err:
+            raise UserError(f"{flag}: {err}") from None
 
 
 def _check_endpoints(state: dict, verify: bool) -> None:

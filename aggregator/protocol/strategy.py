@@ -83,6 +83,7 @@ class GatedMultiKrum(MultiKrum):
         self._salt = os.urandom(32)  # sketch seeds: unknown to the nodes until each round's seed is published
         self._intakes: dict[int, RoundIntake] = {}
         self._open_round: int | None = None
+        self.notices = None  # aggregator.protocol.notices.OutcomeNotices: each node's earlier outcomes, told
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
@@ -103,6 +104,8 @@ class GatedMultiKrum(MultiKrum):
             self.rounds[server_round].validation_loss = ctx.validation.global_loss
         self._context[server_round] = ctx
         messages = list(super().configure_train(server_round, arrays, config, grid))
+        if self.notices is not None:  # each node's outcome of its last reply, in its own message
+            self.notices.attach(messages)
         self._sent[server_round] = messages  # Flower stamps their message ids when it pushes them
         self._open_round = server_round
         return messages

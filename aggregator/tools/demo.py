@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,7 +137,13 @@ def _register_circuit(demo: DemoConfig, fed: FederationConfig, demo_chain: DemoC
     owner = Registry.at(connect(demo_chain.chain.rpc_url), demo_chain.registry, demo_chain.owner_key)
     info, _ = ensure_circuit_registered(owner, circuit)
     console.print(f"circuit {circuit.circuit_id} registered on chain ({time.perf_counter() - t0:.0f}s): reusable "
-                  f"EVM verifier {info.verifier}, proofs of {info.proof_length} bytes")
+                  f"EVM verifier {info.verifier}, {proof_sizes(info.proof_length)}")
+
+
+def proof_sizes(proof_length: int) -> str:
+    """What the registration's proof length counts, and what summary.json's ``proof_bytes`` counts instead."""
+    return (f"EVM proofs of {proof_length} bytes (nodes send each as a JSON artifact, the proof in hex with its "
+            "public values: summary.json's proof_bytes, about twice that)")
 
 
 def _settle(out: Path, demo_chain: DemoChain, console: Console) -> dict:
@@ -241,20 +248,29 @@ def _run_simulation_engine(server_app, client_app, nodes: int) -> None:
                                                      "log_to_driver": logging.getLogger().level <= logging.INFO}})
 
 
+# Ray's notice, at its start, that a later Ray will stop hiding GPUs from actors asked for 0 GPUs: nothing a demo
+# user can act on (the demo's nodes train on the CPU, and Ray still hides the GPUs as it always did).
+RAY_GPU_NOTICE = r"Tip: In future versions of Ray, Ray will no longer override accelerator visible devices"
+
+
 @contextlib.contextmanager
 def run_simulation_kept():
-    """Within: Flower's logger drops its ``run_simulation`` deprecation notice (``_RunSimulationDeprecation``)."""
+    """Within: Flower's logger drops its ``run_simulation`` deprecation notice (``_RunSimulationDeprecation``), and
+    Python's warnings Ray's GPU notice (``RAY_GPU_NOTICE``); every other warning still shows."""
     flwr_logger, quiet = logging.getLogger("flwr"), _RunSimulationDeprecation()
     flwr_logger.addFilter(quiet)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=RAY_GPU_NOTICE, category=FutureWarning)
+            yield
     finally:
         flwr_logger.removeFilter(quiet)
 
 
 BENCHMARKS = {
     ("learn", "reach"): "centralized behaviour cloning reaches 39 % after 20,000 steps (100 held-out seeds), an "
-                        "untrained `learn` policy 22 %; the verified federation 10-25 % after 9,600",
+                        "untrained `learn` policy 22 %, and the verified federation 10-25 % after 9,600 steps "
+                        "(20 held-out seeds)",
 }
 """What the benchmark measured for a model and task (docs/fed-vs-central.md), for the demo's closing line."""
 
@@ -263,7 +279,7 @@ def success_note(fed: FederationConfig, success: float, steps: int) -> str:
     """The demo's closed-loop success next to the benchmark's: a demo trains for minutes, the benchmark for hours."""
     bench = BENCHMARKS.get((fed.model, fed.sim_task))
     where = f"the benchmark (docs/fed-vs-central.md): {bench}" if bench else "no benchmark for this model and task"
-    return f"closed-loop success {success:.0%} after {steps:,} optimizer steps; {where}"
+    return f"closed-loop success {success:.0%} after {steps:,} optimizer steps; {where}."
 
 
 def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Console | None = None,

@@ -138,9 +138,10 @@ def deployed(cache_dir, tmp_path_factory):
         t_up = time.monotonic()
         # min-nodes: the nodes left after the kill, or round 2 would wait for the dead one
         running = subprocess.Popen(python_module(
-            "aggregator.cli", "run", "--rounds", "2", "--min-nodes", str(KILLED), "--local-steps", "3",
-            "--fraction-evaluate", "0", "--heldout", fixtures.heldout, "--cache-dir", str(cache_dir),
-            "--out", str(work / "out"), "--fab", str(work / "app.fab"), "--state-dir", str(state_dir),
+            "aggregator.cli", "run", "--model", "tiny", "--rounds", "2", "--min-nodes", str(KILLED),
+            "--local-steps", "3", "--fraction-evaluate", "0", "--heldout", fixtures.heldout,
+            "--cache-dir", str(cache_dir), "--out", str(work / "out"), "--fab", str(work / "app.fab"),
+            "--state-dir", str(state_dir),
             "--timeout", str(ROUND_TIMEOUT), "-c", "eval-batches=2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, env=agg_env)
         status = {}
@@ -307,3 +308,25 @@ def test_status_views(deployed):
     assert killed.returncode == 1 and "NOT RUNNING" in killed.stdout and "nothing runs" in killed.stdout
     assert (deployed.work / "node0" / "zk0node.log").read_text().count("Start `flwr-clientapp` process") >= 2
     assert "round 2" in (deployed.work / "out" / "zk0agg-run.log").read_text()
+
+
+def test_each_node_learns_its_outcome_of_every_round(deployed):
+    """Issue 33: a node operator's zk0node.log had timings, never what became of a reply. Now one line per round
+    (round 1 told in round 2's train message, round 2 in the run's closing message), the same as summary.json and
+    the chain; and the log reads as text: Flower's lines once each (not twice), without ANSI colour codes."""
+    summary = json.loads((deployed.work / "out" / "summary.json").read_text())
+    run = summary["chain"]["run_id"]
+    node_log = (deployed.work / "node0" / "zk0node.log").read_text()
+    assert "\x1b[" not in node_log
+    assert node_log.count("zk0 train message, round 1:") == 1, node_log[-3000:]
+    address = addresses(deployed.wallets[:1])[0]
+    lines = re.findall(r"zk0 outcome, (round (\d+): .*)", node_log)
+    assert [int(r) for _, r in lines] == [1, 2], node_log[-3000:]
+    for (line, round_), entry in zip(lines, summary["rounds"], strict=True):
+        mine = next(n for n in entry["nodes"] if n["claimed_address"] == address)
+        assert line.startswith(f"round {round_}: {mine['status']}"), line
+        assert "not scored" in line if mine["score"] is None else f"score {mine['score']:+.4f}" in line, line
+        assert line.endswith(f"tx {mine['tx_hash']}"), line
+        record = deployed.registry.get_record(run, int(round_), address)
+        reward = deployed.registry.reward_of(record)  # nothing claimed yet: what the round paid this wallet
+        assert (f"reward {reward / 10**18:,.4f} ZK0" if reward else "no reward") in line, line

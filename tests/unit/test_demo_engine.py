@@ -30,3 +30,41 @@ def test_only_the_run_simulation_notice_is_dropped():
         flwr_logger.removeHandler(handler)
     assert len(seen) == 2
     assert "enable_tf_gpu_growth" in seen[0] and "outside the demo's call" in seen[1]
+
+
+def test_rays_gpu_notice_is_dropped_and_other_warnings_still_show():
+    """Issue 33: Ray's FutureWarning about accelerator env vars reached the demo's console; nothing a user can act
+    on (the demo's nodes ask Ray for no GPU and train on the CPU)."""
+    import warnings
+
+    from aggregator.tools.demo import RAY_GPU_NOTICE
+
+    ray_text = ("Tip: In future versions of Ray, Ray will no longer override accelerator visible devices env var if "
+                "num_gpus=0 or num_gpus=None (default). To enable this behavior and turn off this error message, set "
+                "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO=0")
+    import ray._private.worker
+
+    source = inspect.getsource(ray._private.worker)  # the text Ray warns with (its first line of source)
+    assert "Tip: In future versions of Ray, Ray will no longer override accelerator " in source
+    assert ray_text.startswith(RAY_GPU_NOTICE)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with run_simulation_kept():
+            warnings.warn(ray_text, FutureWarning, stacklevel=1)
+            warnings.warn("another future change", FutureWarning, stacklevel=1)
+        warnings.warn(ray_text, FutureWarning, stacklevel=1)  # outside the demo's call
+    assert [str(w.message)[:20] for w in seen] == ["another future chang", ray_text[:20]]
+
+
+def test_the_closing_line_is_a_whole_sentence_and_names_what_proof_sizes_count():
+    """Issue 33: the demo ended "…the verified federation 10-25 % after 9,600" (steps of what?), and printed "proofs
+    of 4320 bytes" at registration against summary.json's proof_bytes 9139 with no word on what each counts."""
+    from aggregator.config import FederationConfig
+    from aggregator.tools.demo import proof_sizes, success_note
+
+    note = success_note(FederationConfig(model="learn", sim_task="reach"), 0.5, 180)
+    assert note.endswith("the verified federation 10-25 % after 9,600 steps (20 held-out seeds).")
+    assert note.startswith("closed-loop success 50% after 180 optimizer steps; the benchmark")
+    assert success_note(FederationConfig(model="tiny", sim_task="reach"), 0.0, 9).endswith("model and task.")
+    sizes = proof_sizes(4320)
+    assert sizes.startswith("EVM proofs of 4320 bytes") and "summary.json's proof_bytes" in sizes
