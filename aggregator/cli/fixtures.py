@@ -24,7 +24,7 @@ def _fixtures(args: argparse.Namespace) -> int:
 
     if args.nodes < 1:
         raise UserError("--nodes must be at least 1")
-    out = Path(args.out)
+    out = Path(args.out).expanduser().resolve()  # absolute URIs: they are handed to commands run elsewhere
     fixtures = (synthetic_fixtures(out, args.nodes, args.episodes, args.frames) if args.data == "synthetic"
                 else sim_fixtures(out, args.nodes, args.episodes))
     for i, uri in enumerate(fixtures.nodes):

@@ -23,6 +23,7 @@ from aggregator.cli.common import (
     open_registry,
     read_key,
 )
+from aggregator.cli.run import dataset_uri
 from node.cliargs import add_command, port
 from node.errors import UserError
 from node.logs import tee_output
@@ -43,9 +44,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     start.add_argument("--ssl-keyfile", type=Path, metavar="KEY", help="its private key (PEM)")
     start.add_argument("--ssl-ca-certfile", type=Path, metavar="CA",
                        help="the CA certificate that signed it (nodes get this file as --root-certificates)")
-    start.add_argument("--validation", metavar="URI",
-                       help="the validation set every update is scored on (local:PATH or hf:REPO): data no node "
-                       "trains on, other than the held-out set; without it updates are not scored")
+    start.add_argument("--validation", metavar="URI", type=dataset_uri,
+                       help="the validation set every update is scored on (local:PATH, relative to this folder, or "
+                       "hf:REPO): data no node trains on, other than the held-out set; without it updates are not "
+                       "scored")
     start.add_argument("--enable-supernode-auth", action="store_true",
                        help="accept only SuperNodes whose public keys were registered (flwr supernode register)")
     add_chain_flags(start)
@@ -84,7 +86,10 @@ def _start(args: argparse.Namespace) -> int:
     if args.validation:
         from node.datasets import load_metadata
 
-        load_metadata(args.validation)  # a bad URI fails here, not in the first round
+        try:
+            load_metadata(args.validation)  # a bad URI fails here, not in the first round
+        except UserError as err:
+            raise UserError(f"--validation: {err}") from None
     hashes = [parse_app_hash(h) for h in args.app_hash] or [app_hash(SOURCE_ROOT)]
     options = SuperLinkOptions(state_dir, hashes, host=args.host or ("127.0.0.1" if args.insecure else "0.0.0.0"),
                                port=args.port, insecure=args.insecure, ssl_certfile=args.ssl_certfile,

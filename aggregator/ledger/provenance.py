@@ -20,6 +20,7 @@ from node.errors import UserError
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILES = ("config.json", "model.safetensors")
+VLM_FOLDER = "vlm"  # a release's own copy of a local VLM backbone (aggregator/tools/release.py)
 
 
 def checkpoint_dir(path: str | Path) -> Path:
@@ -42,6 +43,8 @@ def load_policy(path: str | Path):
     try:
         config = PreTrainedConfig.from_pretrained(path)
         config.device = "cpu"  # hashing needs no accelerator, and the bytes are the same
+        if (path / VLM_FOLDER / "config.json").is_file():  # a release's own backbone, wherever the folder now is
+            config.vlm_model_name = str(path.resolve() / VLM_FOLDER)
         with contextlib.redirect_stdout(io.StringIO()):  # LeRobot prints "Loading weights from local directory"
             return get_policy_class(config.type).from_pretrained(path, config=config)
     except Exception as err:  # LeRobot and the Hub client raise many types; the user needs the one line

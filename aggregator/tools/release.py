@@ -6,6 +6,14 @@ The folder is the round's LeRobot checkpoint (policy config and weights, pre- an
 where to check it: the chain, the registry, the round and the ``closeRound`` transaction that names this model's
 hash, and the wallets whose updates were averaged into it. ``zk0agg verify-model`` checks all of it on chain.
 
+The VLM backbone: a model built offline (``tiny``, ``learn``, ``full-random``: ``node/model.py``) names a local
+folder (config, image processor, tokenizer), often relative to the folder the run ran in. LeRobot reads that name
+(``vlm_model_name``; the preprocessor's ``tokenizer_name``) as a Hub repo id or a path against the *caller's* working
+folder, never against the checkpoint's own folder. So the release carries the backbone (kilobytes) in ``vlm/`` and
+names it by absolute path: it loads from any working folder. A copy moved elsewhere (another machine, a Hub
+download) points ``vlm_model_name`` at its own ``vlm/`` (the card shows how; ``verify-model`` does it itself). A
+backbone that is a Hub repo (``hf:`` specs) stays named as it is: it loads wherever the Hub does.
+
 Datasets: nodes' data is private, so the card names no contributor's dataset unless the aggregator operator
 passes it (``--dataset ORG/NAME``) for a contributor who agreed to be named. Nothing is inferred.
 """
@@ -14,16 +22,19 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aggregator.ledger.provenance import checkpoint_dir, model_hash
+from aggregator.ledger.provenance import VLM_FOLDER, checkpoint_dir, model_hash
 from node.errors import UserError
 
 log = logging.getLogger(__name__)
 
 PROVENANCE_FILE = "zk0-provenance.json"
+TOKENIZER_STEP = "tokenizer_processor"  # the preprocessor step that loads the VLM's tokenizer by name
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # a Hub model id: name or owner/name
 TAGS = ["lerobot", "robotics", "smolvla", "so100", "federated-learning", "zero-knowledge", "zk0"]
 
 
@@ -75,10 +86,11 @@ def provenance_of(summary: dict, entry: dict, digest: str) -> dict:
 def build_release(run_dir: str | Path, out: str | Path, round_: int | None = None,
                   datasets: list[str] | None = None, license_: str = "apache-2.0") -> Release:
     """Write the release folder of ``round_`` (default: the run's last round) of the run in ``run_dir``."""
-    run_dir, out = Path(run_dir).expanduser(), Path(out).expanduser()
+    run_dir, out = Path(run_dir).expanduser(), Path(out).expanduser().resolve()
     summary = _read_summary(run_dir)
     entry = _round_entry(summary, round_)
     ckpt = checkpoint_dir(run_dir / "checkpoints" / f"round_{entry['round']}")
+    vlm = local_vlm(ckpt)
     digest = model_hash(ckpt)
     if digest != entry["new_global_hash"]:
         raise UserError(f"{ckpt} hashes to {digest}, but round {entry['round']} ended with "
@@ -89,20 +101,62 @@ def build_release(run_dir: str | Path, out: str | Path, round_: int | None = Non
     for item in ckpt.iterdir():
         if item.is_file():
             shutil.copy2(item, out / item.name)
+    if vlm is not None:
+        _carry_vlm(vlm, out)
+        if model_hash(out) != digest:  # the release as a user loads it: the same model, from its own backbone
+            raise UserError(f"the release in {out} does not load as the round's model; it is left incomplete")
     provenance = provenance_of(summary, entry, digest)
     (out / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
-    card = model_card(summary, entry, provenance, list(datasets or []), license_)
+    hub_vlm = None if vlm is not None else json.loads((out / "config.json").read_text()).get("vlm_model_name")
+    card = model_card(summary, entry, provenance, list(datasets or []), license_, hub_vlm)
     card.save(out / "README.md")
     log.info("release of round %d written to %s", entry["round"], out)
     return Release(out, entry["round"], digest, provenance, list(datasets or []))
+
+
+def local_vlm(ckpt: Path) -> Path | None:
+    """The local VLM backbone folder the checkpoint's ``config.json`` names, resolved as LeRobot resolves it
+    (against this working folder); None for a Hub repo id, which loads wherever the Hub does."""
+    try:
+        name = json.loads((ckpt / "config.json").read_text()).get("vlm_model_name")
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"cannot read {ckpt / 'config.json'}: {err}") from None
+    if not name:
+        return None
+    path = Path(name).expanduser()
+    if (path / "config.json").is_file():
+        return path.resolve()
+    if path.is_absolute() or not _REPO_ID.match(name):
+        raise UserError(f"{ckpt / 'config.json'} names the VLM backbone folder {name}, which is not found from "
+                        f"{Path.cwd()}: run zk0agg release in the folder the run ran in")
+    return None
+
+
+def _carry_vlm(vlm: Path, out: Path) -> None:
+    """Copy the VLM backbone into ``out/vlm`` and name it there, by absolute path, in the policy's config and its
+    preprocessor's tokenizer step (LeRobot resolves neither against the checkpoint's folder)."""
+    shutil.copytree(vlm, out / VLM_FOLDER)
+    target = str(out / VLM_FOLDER)
+    config = json.loads((out / "config.json").read_text())
+    config["vlm_model_name"] = target
+    (out / "config.json").write_text(json.dumps(config, indent=4) + "\n")
+    pre = out / "policy_preprocessor.json"
+    if pre.is_file():
+        pipeline = json.loads(pre.read_text())
+        for step in pipeline.get("steps", []):
+            if step.get("registry_name") == TOKENIZER_STEP and "tokenizer_name" in step.get("config", {}):
+                step["config"]["tokenizer_name"] = target
+        pre.write_text(json.dumps(pipeline, indent=2) + "\n")
 
 
 def _fmt(value, spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def model_card(summary: dict, entry: dict, provenance: dict, datasets: list[str], license_: str):
-    """The Hub model card: YAML metadata, how it was trained, and its on-chain provenance."""
+def model_card(summary: dict, entry: dict, provenance: dict, datasets: list[str], license_: str,
+               hub_vlm: str | None = None):
+    """The Hub model card: YAML metadata, how it was trained, and its on-chain provenance. ``hub_vlm``: the Hub
+    model the policy's VLM backbone is (None: the release carries it in ``vlm/``)."""
     from huggingface_hub import ModelCard, ModelCardData
 
     data = ModelCardData(library_name="lerobot", license=license_, tags=TAGS, pipeline_tag="robotics",
@@ -125,6 +179,27 @@ def model_card(summary: dict, entry: dict, provenance: dict, datasets: list[str]
                "could forge: the records below say what the nodes claimed and the aggregator checked, not more. "
                "A production federation uses the public ceremony SRS.\n" if provenance.get("srs") == "dev" else "")
     verified = registry is not None
+    backbone = (f"""
+Its vision-language backbone (config, image processor, tokenizer) is in `{VLM_FOLDER}/`, and `config.json` names it
+(`vlm_model_name`, and the preprocessor's `tokenizer_name`) by the absolute path where this folder was written:
+LeRobot resolves that name as a Hub repo id or a path, never against the model's own folder. So it loads from any
+working folder on this machine; a copy elsewhere (another machine, a Hub download) names its own `{VLM_FOLDER}/`:
+
+```python
+from pathlib import Path
+
+from lerobot.configs.policies import PreTrainedConfig
+from lerobot.policies.factory import make_pre_post_processors
+
+folder = Path("<this folder>")  # from the Hub: Path(huggingface_hub.snapshot_download("<repo>"))
+config = PreTrainedConfig.from_pretrained(folder)
+config.vlm_model_name = str(folder.resolve() / "{VLM_FOLDER}")
+policy = SmolVLAPolicy.from_pretrained(folder, config=config)
+preprocessor, postprocessor = make_pre_post_processors(config, pretrained_path=str(folder),
+    preprocessor_overrides={{"{TOKENIZER_STEP}": {{"tokenizer_name": config.vlm_model_name}}}})
+```
+""" if hub_vlm is None else f"Its vision-language backbone is the Hub model `{hub_vlm}` (`vlm_model_name` in "
+                "`config.json`).\n")
     kept = (f"\n> Round {entry['round']} kept the global model it started from (too few verified replies for "
             "Krum): this model was produced by an earlier round, which `zk0agg verify-model` names.\n"
             if entry.get("kept_global") else "")
@@ -143,10 +218,8 @@ policy = SmolVLAPolicy.from_pretrained("<this folder or repo>")
 ```
 
 The policy's pre- and post-processors (`policy_preprocessor.json`, `policy_postprocessor.json`) are in this folder
-too (`lerobot.processor.PolicyProcessorPipeline.from_pretrained`). The model is `{config.get('model', '?')}`;
-its `config.json` names the vision-language backbone in `vlm_model_name` (for the offline `tiny` model, a local
-folder of the machine that trained it).
-
+too (`lerobot.processor.PolicyProcessorPipeline.from_pretrained`). The model is `{config.get('model', '?')}`.
+{backbone}
 ## Training
 
 {len(upto)} federated round(s), {config.get('local_steps', '?')} local steps per node per round (FedProx

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -173,3 +175,167 @@ def test_push_without_the_hub_is_a_clear_error(release, monkeypatch):
     folder, _ = release
     with pytest.raises(UserError, match="cannot push to the Hugging Face Hub"):
         push_release(folder, "zk0/test-model")
+
+
+# ------------------------------------------------------------------------------------------ issue 33: operators
+
+LOAD_AND_ACT = """
+import sys
+
+import torch
+from lerobot.policies.factory import make_pre_post_processors
+from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+
+folder = sys.argv[1]
+policy = SmolVLAPolicy.from_pretrained(folder)
+preprocessor, postprocessor = make_pre_post_processors(policy.config, pretrained_path=folder)
+observation = {key: torch.rand(*feature.shape) for key, feature in policy.config.input_features.items()}
+observation["task"] = "pick up the cube"
+with torch.inference_mode():
+    action = postprocessor(policy.select_action(preprocessor(observation)))
+print("action", tuple(action.shape))
+"""
+
+
+def _as_a_demo_in_the_checkout_wrote_it(demo, checkout: Path) -> Path:
+    """The session run's last checkpoint and summary under ``checkout/outputs/run``, naming its VLM backbone
+    relative to ``checkout`` (``.zk0/fixtures/<vlm>``), as ``zk0agg demo`` with its default cache writes them."""
+    out, _, _ = demo
+    run = checkout / "outputs" / "run"
+    ckpt = run / "checkpoints" / "round_2"
+    shutil.copytree(out / "checkpoints" / "round_2", ckpt)
+    shutil.copy(out / "summary.json", run / "summary.json")
+    config = json.loads((ckpt / "config.json").read_text())
+    vlm = Path(config["vlm_model_name"])
+    relative = f".zk0/fixtures/{vlm.name}"
+    shutil.copytree(vlm, checkout / relative)
+    config["vlm_model_name"] = relative
+    (ckpt / "config.json").write_text(json.dumps(config, indent=4))
+    pre = json.loads((ckpt / "policy_preprocessor.json").read_text())
+    for step in pre["steps"]:
+        if step["registry_name"] == "tokenizer_processor":
+            assert step["config"]["tokenizer_name"] == str(vlm)
+            step["config"]["tokenizer_name"] = relative
+    (ckpt / "policy_preprocessor.json").write_text(json.dumps(pre, indent=2))
+    return run
+
+
+def test_a_release_loads_from_any_folder_and_when_moved(demo, tmp_path, capsys, monkeypatch):
+    """Issue 33: a release named its VLM backbone as the run did, relative to the checkout
+    (``.zk0/fixtures/learn-smolvlm-64``), so ``from_pretrained`` failed in any other folder ("Repo id must be in the
+    form ..."). Now it carries the backbone and names it by absolute path: it loads and acts from an unrelated folder
+    in a fresh process; moved away from the checkout and the path it was written to, the card's recipe loads it and
+    ``verify-model`` still finds its round."""
+    from aggregator.cli import main
+
+    _, summary, chain = demo
+    checkout, elsewhere = tmp_path / "checkout", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run = _as_a_demo_in_the_checkout_wrote_it(demo, checkout)
+    monkeypatch.chdir(elsewhere)  # not where the run ran: its backbone is not found from here, said in one line
+    capsys.readouterr()
+    assert main(["release", "--run", str(run), "--out", str(tmp_path / "never")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "run zk0agg release in the folder the run ran in" in err, err
+    assert not (tmp_path / "never").exists()
+    monkeypatch.chdir(checkout)
+    assert main(["release", "--run", "outputs/run", "--out", "rel"]) == 0
+    release = checkout / "rel"
+    assert str(release) in capsys.readouterr().out
+    config = json.loads((release / "config.json").read_text())
+    assert Path(config["vlm_model_name"]) == release / "vlm" and (release / "vlm" / "tokenizer.json").is_file()
+
+    loaded = subprocess.run([sys.executable, "-c", LOAD_AND_ACT, str(release)], cwd=elsewhere, capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert loaded.returncode == 0 and "action (1, 6)" in loaded.stdout, loaded.stderr[-3000:]
+
+    moved = tmp_path / "moved"  # another machine, or a Hub download: neither the checkout nor the old path exist
+    release.rename(moved)
+    shutil.rmtree(checkout)
+    monkeypatch.chdir(elsewhere)
+    card = (moved / "README.md").read_text()
+    recipe = re.findall(r"```python\n(.*?)```", card, re.S)[-1]
+    assert "snapshot_download" in recipe
+    scope: dict = {}
+    exec("from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy\n"
+         + recipe.replace("<this folder>", str(moved)), scope)
+    import torch
+
+    policy = scope["policy"]
+    observation = {key: torch.rand(*f.shape) for key, f in policy.config.input_features.items()}
+    observation["task"] = "pick up the cube"
+    with torch.inference_mode():
+        action = scope["postprocessor"](policy.select_action(scope["preprocessor"](observation)))
+    assert tuple(action.shape) == (1, 6)
+    code, text, err = verify_model(capsys, monkeypatch, str(moved), "--chain-rpc", chain.rpc_url, "--registry",
+                                   summary["chain"]["registry"], "--state-dir", str(tmp_path / "no-state"))
+    assert code == 0 and "round 2 closed with" in text, err
+
+
+def test_verify_model_reads_in_80_columns_with_every_hash_whole(demo, release, tmp_path, capsys, monkeypatch):
+    """Issue 33: its table, eight columns of 42- and 66-character values, was unreadable at 80 columns (hashes cut
+    to "…"). Now key-value lines: none wider than 80 but the folder's, every address and hash whole."""
+    from aggregator.cli import main
+    from aggregator.cli.common import open_registry
+    from aggregator.ledger.provenance import find_provenance
+
+    _, summary, chain = demo
+    folder, _ = release
+    monkeypatch.setenv("COLUMNS", "80")
+    capsys.readouterr()
+    code = main(["verify-model", str(folder), "--chain-rpc", chain.rpc_url, "--registry", summary["chain"]["registry"],
+                 "--state-dir", str(tmp_path / "no-state")])
+    text, err = capsys.readouterr()
+    assert code == 0, err
+    lines = text.splitlines()
+    assert [line for line in lines if len(line) > 80 and str(folder) not in line] == [], text
+    words = {word for line in lines for word in line.split()}
+    last = summary["rounds"][-1]
+    assert {last["new_global_hash"], last["global_hash"], last["close_tx_hash"], last["open_tx_hash"]} <= words
+    found = find_provenance(open_registry(chain.rpc_url, summary["chain"]["registry"]), last["new_global_hash"])
+    assert len(found.records) == len(last["nodes"])
+    for record in found.records:  # every record of the round, each value whole
+        assert {record.node, record.status, record.update_hash, record.tx_hash} <= words, record
+        assert record.proof_hash in words or not record.signed, record
+
+
+def test_verify_model_says_which_registry_and_refuses_another_than_the_release_names(demo, release, tmp_path, capsys,
+                                                                                      monkeypatch):
+    """Issue 33: without --registry it read whatever federation.json the default state dir held (another run's, say)
+    and said nothing of it. Now it says which registry it checks and where that came from, and refuses in one line a
+    registry or chain other than the ones the release's own provenance names."""
+    _, summary, chain = demo
+    folder, _ = release
+    registry = summary["chain"]["registry"]
+    other = "0x" + "22" * 20
+
+    def state(name: str, **facts) -> str:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "federation.json").write_text(json.dumps({"chain_rpc": chain.rpc_url, **facts}))
+        return str(tmp_path / name)
+
+    another_run = state("another-run", registry=other)
+    code, text, err = verify_model(capsys, monkeypatch, str(folder), "--state-dir", another_run)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "error:" in err and registry in err and other in err and another_run in err, err
+    code, _, err = verify_model(capsys, monkeypatch, str(folder), "--chain-rpc", chain.rpc_url, "--registry", other,
+                                "--state-dir", another_run)
+    assert code == 2 and "--registry" in err and other in err, err
+
+    this_run = state("this-run", registry=registry)
+    code, text, err = verify_model(capsys, monkeypatch, str(folder), "--state-dir", this_run)
+    assert code == 0, err
+    assert f"checking against registry {registry}" in err and f"from zk0agg start's state {this_run}" in err, err
+    assert this_run in text and "round 2 closed with" in text
+
+    code, text, err = verify_model(capsys, monkeypatch, str(folder), "--chain-rpc", chain.rpc_url, "--state-dir",
+                                   str(tmp_path / "none"))
+    assert code == 0 and "the release's own zk0-provenance.json" in err and "published registry" in err, err
+
+    elsewhere = tmp_path / "from-another-chain"  # the same registry address on another chain is another registry
+    shutil.copytree(folder, elsewhere)
+    provenance = json.loads((elsewhere / "zk0-provenance.json").read_text())
+    (elsewhere / "zk0-provenance.json").write_text(json.dumps({**provenance, "chain_id": 1}))
+    code, _, err = verify_model(capsys, monkeypatch, str(elsewhere), "--state-dir", this_run)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "released from chain 1" in err and f"is chain {provenance['chain_id']}" in err, err

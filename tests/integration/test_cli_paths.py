@@ -1,0 +1,114 @@
+"""Dataset paths as an operator types them (issue 33): ``zk0agg fixtures`` prints absolute ``local:`` URIs, and
+``zk0agg run --heldout`` and ``zk0agg start --validation`` take a ``local:`` path relative to the folder they are run
+in. Their ServerApp runs in another folder (under the SuperLink's state dir): a relative path handed on as typed was
+looked up there, and found missing only two minutes into the run, in a ServerApp traceback. Now the path is made
+absolute when the command parses it and checked before anything is submitted or started (one line if missing);
+``hf:`` URIs are handed on as they are.
+
+Nothing is submitted and no SuperLink starts here: the step that would (``submit_operator_run``,
+``SuperLinkOptions.start``) is replaced by one that records what it was given.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from test_cli import GOOD_HASH, assert_user_error, cli, started_here
+
+from node.errors import UserError
+from node.trust import SOURCE_ROOT
+
+
+@pytest.fixture(scope="module")
+def fixtures(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """``zk0agg fixtures`` run as a user runs it, with a relative ``--out``: (its folder, {name: printed URI})."""
+    folder = tmp_path_factory.mktemp("fixtures-here")
+    result = cli(folder, "zk0agg", "fixtures", "--nodes", "1", "--out", "data", "--episodes", "1", "--frames", "8")
+    assert result.returncode == 0, result.stderr
+    uris = dict(re.findall(r"^([^:\n]+): (\S+)$", result.stdout, re.M))
+    assert set(uris) == {"node 0", "held-out", "validation"}, result.stdout
+    return folder, uris
+
+
+def test_fixtures_prints_absolute_local_paths(fixtures):
+    folder, uris = fixtures
+    for name, uri in uris.items():
+        scheme, _, path = uri.partition(":")
+        assert scheme == "local" and Path(path).is_absolute(), (name, uri)
+        assert Path(path).is_relative_to(folder / "data") and (Path(path) / "meta" / "info.json").is_file(), uri
+
+
+def _dataset_here(fixtures, tmp_path: Path) -> Path:
+    """The fixtures' held-out set, copied to ``tmp_path/data/heldout`` (a relative ``local:data/heldout`` there)."""
+    folder, uris = fixtures
+    target = tmp_path / "data" / "heldout"
+    shutil.copytree(folder / uris["held-out"].removeprefix("local:"), target)  # (absolute: folder is dropped)
+    return target
+
+
+@pytest.fixture
+def submitted(monkeypatch) -> list[dict]:
+    """What ``zk0agg run`` would submit: the run config and operator settings of each call, nothing sent."""
+    calls: list[dict] = []
+
+    def submit(address, fab, run_config, operator_file, settings, insecure, ca=None):
+        calls.append({"config": run_config, "settings": settings})
+        return 7
+
+    monkeypatch.setattr("aggregator.tools.deploy.submit_operator_run", submit)
+    monkeypatch.setattr("aggregator.cli.run.tee_output", lambda path: Path(path))  # no copier forked in pytest
+    return calls
+
+
+def _run(tmp_path: Path, heldout: str, name: str):
+    app = tmp_path / "app"  # a small app bundle that declares the zk0 run config (bundling the tree is slower)
+    if not app.exists():
+        (app / "pkg").mkdir(parents=True)
+        (app / "pyproject.toml").write_text((SOURCE_ROOT / "pyproject.toml").read_text())
+        (app / "pkg" / "__init__.py").write_text("")
+    return cli(tmp_path, "zk0agg", "run", "--heldout", heldout, "--no-verify", "--detach", "--app", str(app),
+               "--state-dir", str(started_here(tmp_path)), "--out", name)
+
+
+def test_run_hands_the_serverapp_an_absolute_heldout_path(fixtures, tmp_path, submitted):
+    heldout = _dataset_here(fixtures, tmp_path)
+    result = _run(tmp_path, "local:data/heldout", "run")
+    assert result.returncode == 0, result.stderr
+    assert [c["config"]["heldout"] for c in submitted] == [f"local:{heldout}"]
+    assert "run 7 submitted" in result.stdout
+
+    result = _run(tmp_path, "hf:lerobot/svla_so100_pickplace", "run-hub")  # a Hub dataset: as given, loaded there
+    assert result.returncode == 0, result.stderr
+    assert submitted[-1]["config"]["heldout"] == "hf:lerobot/svla_so100_pickplace"
+
+
+def test_run_refuses_a_missing_or_malformed_heldout_in_one_line(tmp_path, submitted):
+    assert_user_error(_run(tmp_path, "local:no/such/heldout", "run"), "--heldout", str(tmp_path / "no/such/heldout"),
+                      "does not exist")
+    assert_user_error(_run(tmp_path, "s3://bucket/heldout", "run"), "--heldout", "bad dataset URI")
+    assert submitted == []
+
+
+def test_start_gives_the_serverapp_an_absolute_validation_path(fixtures, tmp_path, monkeypatch):
+    from aggregator.tools.deploy import SuperLinkOptions, free_port
+
+    started: list[dict] = []
+
+    def start(self, secrets, *args, **kwargs):
+        started.append(dict(self.operator))
+        raise UserError("stopped by the test before the SuperLink starts")
+
+    monkeypatch.setattr(SuperLinkOptions, "start", start)
+    monkeypatch.setattr("aggregator.cli.start.tee_output", lambda path: Path(path))
+    validation = _dataset_here(fixtures, tmp_path)
+    start_args = ["start", "--insecure", "--port", str(free_port()), "--app-hash", GOOD_HASH, "--state-dir", "agg"]
+    assert_user_error(cli(tmp_path, "zk0agg", *start_args, "--validation", "local:data/heldout"),
+                      "stopped by the test")
+    assert [s["validation"] for s in started] == [f"local:{validation}"]
+
+    assert_user_error(cli(tmp_path, "zk0agg", *start_args, "--validation", "local:missing"), "--validation",
+                      str(tmp_path / "missing"), "does not exist")
+    assert len(started) == 1
