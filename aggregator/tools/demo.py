@@ -15,6 +15,8 @@ import contextlib
 import json
 import logging
 import os
+import shutil
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -212,6 +214,19 @@ def _run_deployment(demo: DemoConfig, fed: FederationConfig, setups: list[NodeSe
         federation.stop()
 
 
+def zk0agg_command() -> str:
+    """How to type ``zk0agg`` here: the name where it is on PATH, else its path in this environment (``make demo``
+    runs from the checkout without activating .venv), relative to this folder when under it."""
+    if shutil.which("zk0agg"):
+        return "zk0agg"
+    script = Path(sys.executable).parent / "zk0agg"
+    if not script.exists():
+        return f"{sys.executable} -m aggregator.cli"
+    with contextlib.suppress(ValueError):
+        return str(script.relative_to(Path.cwd()))
+    return str(script)
+
+
 def _announce_stop(out: Path, console: Console) -> None:
     """Ctrl-C: ask the run to stop (``aggregator.run_folder``), and say what happens next."""
     request_stop(out)
@@ -362,16 +377,17 @@ def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Con
     ended = f"stopped by Ctrl-C after round {summary['interrupted_after']}" if interrupted else "finished"
     console.print(f"demo {ended} in {time.perf_counter() - t0:.0f}s: eval loss {summary['initial_eval_loss']:.4f} "
                   f"→ {summary['final_eval_loss']:.4f}; {summary_path}")
+    zk0agg = zk0agg_command()
     pending = (summary.get("chain") or {}).get("pending_operations")
     if pending:
-        console.print(f"[red]{pending} chain operation(s) not sent[/]: bring the chain back (zk0agg chain up --state "
-                      f"{out / 'anvil-state.json'}), then zk0agg sync --out {out} --chain-rpc http://127.0.0.1:8545 "
+        console.print(f"[red]{pending} chain operation(s) not sent[/]: bring the chain back ({zk0agg} chain up --state "
+                      f"{out / 'anvil-state.json'}), then {zk0agg} sync --out {out} --chain-rpc http://127.0.0.1:8545 "
                       f"(the aggregator key: ZK0_AGGREGATOR_KEY, anvil's second dev key)", soft_wrap=True)
     if "success_rate" in summary["rounds"][-1]:
         steps = demo.nodes * demo.rounds * fed.local_steps
         console.print(success_note(fed, summary["rounds"][-1]["success_rate"], steps))
     if demo.verify:  # the demo's anvil stopped with it; its state file brings the same chain (and registry) back
-        console.print(f"explore it in a browser: [bold]zk0agg chain up --state {out / 'anvil-state.json'}[/] (keeps "
-                      f"the chain up), then [bold]zk0agg explorer --rpc http://127.0.0.1:8545 --registry "
+        console.print(f"explore it in a browser: [bold]{zk0agg} chain up --state {out / 'anvil-state.json'}[/] (keeps "
+                      f"the chain up), then [bold]{zk0agg} explorer --rpc http://127.0.0.1:8545 --registry "
                       f"{fed.registry} --outputs {out}[/] and open http://127.0.0.1:8480/", soft_wrap=True)
     return summary
