@@ -10,8 +10,10 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import threading
+from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
@@ -20,9 +22,11 @@ from rich.table import Table
 
 from aggregator.protocol.gate import Outcome
 from aggregator.protocol.strategy import RoundLog
+from aggregator.protocol.verification import UNSIGNED
 
 log = logging.getLogger(__name__)
 
+ACCEPTED = ("SELECTED", "NOT_SELECTED")  # verified replies; any other status is the gate's rejection
 CSV_FIELDS = ("round", "node_id", "address", "claimed_address", "status", "reason", "detail", "loss_before",
               "loss_after", "score", "train_loss", "update_hash", "proof_hash", "data_commitment", "tx_hash")
 
@@ -89,7 +93,11 @@ class RunOutputs:
         self.flush()
 
     def initial(self, server_eval_loss: float, **extra) -> None:
+        """Round 0: the initial global model's held-out loss (and, given ``success_rate``, its closed-loop success:
+        the untrained floor the success chart draws)."""
         self.summary["initial_eval_loss"] = server_eval_loss
+        if extra.get("success_rate") is not None:
+            self.summary["initial_success_rate"] = extra["success_rate"]
         self.metrics["initial"] = {"server_eval_loss": server_eval_loss, **extra}
         self.console.print(f"[bold]round 0[/] server eval loss {server_eval_loss:.4f} (initial global model)")
         self.flush()
@@ -180,34 +188,185 @@ class RunOutputs:
             self._plot()
 
     def _plot(self) -> None:
-        import matplotlib
+        for name, fig in (("losses.png", loss_figure(self.summary, self.metrics)),
+                          ("success.png", success_figure(self.summary, self.metrics))):
+            if fig is not None:  # written then renamed, like the files above: a reader never sees half a PNG
+                tmp = self.dir / f"{name}.tmp"
+                fig.savefig(tmp, dpi=100, format="png")
+                os.replace(tmp, self.dir / name)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
 
-        rounds = self.metrics["rounds"]
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        nodes = sorted({k for r in rounds for k in r["client_train_loss"]})
-        for node in nodes:
-            xs = [r["round"] for r in rounds if node in r["client_train_loss"]]
-            axes[0].plot(xs, [r["client_train_loss"][node] for r in rounds if node in r["client_train_loss"]],
-                         marker="o", label=f"node {node}")
-        axes[0].set(title="client train loss", xlabel="round", ylabel="loss")
-        if nodes:
-            axes[0].legend(fontsize=7)
-        xs = [0] + [r["round"] for r in rounds]
-        ys = [self.metrics["initial"].get("server_eval_loss")] + [r["server_eval_loss"] for r in rounds]
-        axes[1].plot(xs, ys, marker="o", color="black")
-        axes[1].set(title="server eval loss (held-out)", xlabel="round", ylabel="loss")
-        for ax in axes:
-            ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(self.dir / "losses.png", dpi=100)
-        plt.close(fig)
-        success = [r for r in rounds if "success_rate" in r]
-        if success:
-            fig, ax = plt.subplots(figsize=(5, 4))
-            ax.plot([r["round"] for r in success], [r["success_rate"] for r in success], marker="o")
-            ax.set(title="closed-loop success rate", xlabel="round", ylabel="success", ylim=(-0.05, 1.05))
-            fig.savefig(self.dir / "success.png", dpi=100)
-            plt.close(fig)
+# ----------------------------------------------------------------------------------------------- charts
+
+KEPT_TEXT = "global model kept (no reply averaged in)"
+REJECTED_COLOR = "#c62828"
+KEPT_COLOR = "#e3e3e3"
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a success rate (95 % for z = 1.96): unlike p ± z·√(p(1−p)/n) it stays inside
+    [0, 1] and does not shrink to nothing at 0 or n successes, which small closed-loop evaluations often give."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def node_labels(rounds: list[dict]) -> dict[str, str]:
+    """Each Flower node id of the run (as text) → the name a chart gives it: its wallet, short (0x1234…abcd).
+
+    A node whose signature never held for its wallet (an unattributable rejection) is named by the wallet it
+    claimed, marked "(claimed)", or without one by its reply's key on chain, "(reply key)"; two nodes that would
+    read the same get their node id's tail."""
+    wallets: dict[str, str] = {}
+    claimed: dict[str, str] = {}
+    keys: dict[str, str] = {}  # no wallet claimed at all (a malformed reply): the reply's own key on chain
+    for entry in rounds:
+        for n in entry.get("nodes", []):
+            node = str(n["node_id"])
+            if n["status"] not in UNSIGNED and n.get("address"):
+                wallets[node] = n["address"]
+            elif n.get("claimed_address"):
+                claimed[node] = n["claimed_address"]
+            elif n.get("address"):
+                keys[node] = n["address"]
+    labels = {node: f"{_short(address)} (reply key)" for node, address in keys.items()}
+    labels.update({node: f"{_short(address)} (claimed)" for node, address in claimed.items()})
+    labels.update({node: _short(address) for node, address in wallets.items()})
+    seen = Counter(labels.values())
+    return {node: f"{label} · node …{node[-4:]}" if seen[label] > 1 else label for node, label in labels.items()}
+
+
+def _rounds_axis(ax, first: int, last: int) -> None:
+    """Whole rounds only on the x axis (never 1.25), with half a round of room on each side."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlim(first - 0.5, last + 0.5)
+    ax.set_xlabel("round")
+    ax.grid(alpha=0.3)
+
+
+def _mark_kept(ax, rounds: list[dict], label: bool) -> None:
+    """A grey band over each round that kept the global model, "kept" written at its top."""
+    from matplotlib.transforms import blended_transform_factory
+
+    top = blended_transform_factory(ax.transData, ax.transAxes)
+    for i, r in enumerate(r for r in rounds if r.get("kept_global")):
+        ax.axvspan(r["round"] - 0.45, r["round"] + 0.45, color=KEPT_COLOR, zorder=0,
+                   label=KEPT_TEXT if label and i == 0 else None)
+        ax.text(r["round"], 0.985, "global kept", transform=top, ha="center", va="top", fontsize=7.5, color="0.4")
+
+
+def loss_figure(summary: dict, metrics: dict):
+    """losses.png: each node's train loss by round (named by wallet; the gate's rejections a red ✕, the replies
+    Krum left out hollow), and the held-out loss of the global model; rounds that kept the global model shaded."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.transforms import blended_transform_factory
+
+    rounds = summary.get("rounds") or []
+    if not rounds:
+        return None
+    labels = node_labels(rounds)
+    last = max(r["round"] for r in rounds)
+    fig = Figure(figsize=(12, 4.8), layout="constrained")
+    ax_nodes, ax_eval = fig.subplots(1, 2, width_ratios=(1.35, 1))
+    _mark_kept(ax_nodes, rounds, label=False)
+    colors = {node: f"C{i % 10}" for i, node in enumerate(sorted(labels, key=labels.get))}
+    bottom = blended_transform_factory(ax_nodes.transData, ax_nodes.transAxes)
+    unplotted = False
+    for node in sorted(labels, key=labels.get):
+        replies = [(r["round"], n) for r in rounds for n in r.get("nodes", []) if str(n["node_id"]) == node]
+        with_loss = [(rnd, n) for rnd, n in replies if isinstance(n.get("train_loss"), int | float)]
+        color = colors[node]
+        ax_nodes.plot([rnd for rnd, _ in with_loss], [n["train_loss"] for _, n in with_loss], color=color, lw=1.2,
+                      alpha=0.8, label=labels[node])
+        for rnd, n in replies:
+            status = n["status"]
+            if status in ACCEPTED and n.get("train_loss") is not None:
+                ax_nodes.plot(rnd, n["train_loss"], "o", ms=7, color=color,
+                              mfc=color if status == "SELECTED" else "white", mew=1.5, zorder=3)
+            elif status not in ACCEPTED:  # rejected: a red ✕ at its reported loss, or on the axis without one
+                y, where = (n["train_loss"], ax_nodes.transData) if n.get("train_loss") is not None else (0.0, bottom)
+                unplotted |= n.get("train_loss") is None
+                ax_nodes.plot(rnd, y, "X", ms=8, color=REJECTED_COLOR, mec="white", mew=0.8, zorder=4,
+                              transform=where, clip_on=False)
+    ax_nodes.set(title="client train loss, by wallet", ylabel="train loss (node-reported)")
+    _rounds_axis(ax_nodes, min(r["round"] for r in rounds), last)
+    handles, names = ax_nodes.get_legend_handles_labels()
+    marks = [Line2D([], [], marker="o", ls="", color="0.3", label="selected (averaged in)"),
+             Line2D([], [], marker="o", ls="", color="0.3", mfc="white", mew=1.5, label="verified, not selected"),
+             Line2D([], [], marker="X", ls="", color=REJECTED_COLOR, ms=9, mec="white",
+                    label="rejected by the gate" + (" (on the axis: no loss reported)" if unplotted else ""))]
+    if any(r.get("kept_global") for r in rounds):
+        from matplotlib.patches import Patch
+
+        marks.append(Patch(color=KEPT_COLOR, label=KEPT_TEXT))
+    fig.legend(handles + marks, names + [h.get_label() for h in marks], loc="outside lower center",
+               ncol=min(4, max(2, (len(handles) + len(marks) + 2) // 3)), fontsize=8, frameon=False)
+
+    _mark_kept(ax_eval, rounds, label=False)
+    initial = summary.get("initial_eval_loss", (metrics.get("initial") or {}).get("server_eval_loss"))
+    points = ([(0, initial)] if initial is not None else []) + [(r["round"], r["server_eval_loss"]) for r in rounds]
+    ax_eval.plot([x for x, _ in points], [y for _, y in points], color="black", lw=1.5, marker="o", ms=5)
+    for r in rounds:
+        if r.get("kept_global"):
+            ax_eval.plot(r["round"], r["server_eval_loss"], "o", ms=9, mfc="white", mec="black", mew=1.5, zorder=3)
+    ax_eval.set(title="server eval loss of the global model (held-out)", ylabel="loss")
+    _rounds_axis(ax_eval, 0 if initial is not None else min(r["round"] for r in rounds), last)
+    return fig
+
+
+def success_figure(summary: dict, metrics: dict):
+    """success.png: the closed-loop success rate in percent with each point's 95 % Wilson interval and episode
+    count, and the untrained model's rate as a reference line where the run recorded one; None without data."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import PercentFormatter
+
+    rounds = [r for r in summary.get("rounds") or [] if r.get("success_rate") is not None]
+    if not rounds:
+        return None
+    fig = Figure(figsize=(7, 4.6), layout="constrained")
+    ax = fig.subplots()
+    _mark_kept(ax, rounds, label=True)
+    xs, ys, lo, hi, counts = [], [], [], [], set()
+    for r in rounds:
+        rate, n = 100 * r["success_rate"], r.get("sim_eval_episodes")
+        xs.append(r["round"])
+        ys.append(rate)
+        if n:
+            counts.add(n)
+            low, high = wilson_interval(round(r["success_rate"] * n), n)
+            lo.append(rate - 100 * low)
+            hi.append(100 * high - rate)
+            text = f"{round(r['success_rate'] * n)}/{n}"
+        else:
+            lo.append(0.0)
+            hi.append(0.0)
+            text = f"{rate:.0f} %"
+        ax.annotate(text, (r["round"], rate), textcoords="offset points", xytext=(8, 0), va="center", fontsize=8,
+                    color="0.25", bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+                    zorder=5)
+    ax.errorbar(xs, ys, yerr=[lo, hi], color="#1f5fae", marker="o", ms=6, capsize=4, lw=1.5,
+                label="global model" + (" (95 % Wilson interval)" if counts else ""))
+    floor = success_floor(summary, metrics)
+    if floor is not None:
+        ax.axhline(100 * floor, color="0.4", ls="--", lw=1.2, label=f"untrained model: {100 * floor:.0f} %")
+    episodes = (f"{counts.pop()} episodes per round" if len(counts) == 1 else
+                "episodes per round vary" if counts else "episode count not recorded")
+    ax.set(title=f"closed-loop success in the simulator ({episodes})", ylabel="success", ylim=(-3, 103))
+    ax.yaxis.set_major_formatter(PercentFormatter(100, decimals=0))
+    _rounds_axis(ax, min(xs), max(xs))
+    ax.legend(fontsize=8, loc="upper left")
+    return fig
+
+
+def success_floor(summary: dict, metrics: dict) -> float | None:
+    """The untrained (initial) model's closed-loop success rate, where the run recorded one."""
+    for value in (summary.get("initial_success_rate"), (metrics.get("initial") or {}).get("success_rate")):
+        if isinstance(value, int | float):
+            return float(value)
+    return None

@@ -35,7 +35,9 @@ UNREACHABLE = (ChainUnavailable, RequestsConnectionError, RequestsTimeout)
 def templates() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
     env.filters.update(short=view.short, num=view.fmt_number, pct=view.fmt_percent, time=view.fmt_time,
-                       value=view.fmt_value, amount=view.fmt_amount, label=view.label, zero=view.is_zero_hash)
+                       value=view.fmt_value, amount=view.fmt_amount, tokens=view.fmt_tokens, args=view.event_args,
+                       label=view.label, zero=view.is_zero_hash)
+    env.globals.update(TOKEN=view.TOKEN)
     return env
 
 

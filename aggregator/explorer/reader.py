@@ -5,7 +5,9 @@ per round, the SRS digest, and the gate's words for a rejection. Values the regi
 record's ``score``, rewards, stakes, governance parameters) are found by feature detection: attributes of the
 client's ``Record``, and the contract's ABI (view functions of no argument, of a wallet, or of a round), so the
 page works with the registry of today and with a richer one. Where the client has them (``params``, ``stake_of``,
-``reward_of``, ``pending_rewards``, ``reward_balance``), their answers are shown as the chain gives them.
+``pending_rewards``, ``reward_balance``), their answers are shown as the chain gives them. A record's reward is
+what its round paid it (``Rewards``: the contract's own formula on the round's stored totals) and whether it was
+claimed, from the ``RewardClaimed`` and ``Slashed`` events: ``rewardOf`` says only what is still unpaid.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from web3 import Web3
 from web3.exceptions import Web3Exception
 
 from aggregator.explorer.config import ExplorerConfig
-from aggregator.explorer.view import line_chart_svg, reason_text
-from contracts import ChainError, ChainUnavailable, Record, Registry, RoundInfo, Status
+from aggregator.explorer.view import fmt_value, line_chart_svg, reason_text
+from contracts import LOSS_SCALE, ChainError, ChainUnavailable, Reason, Record, Registry, RoundInfo, Status
+from contracts.records import ROUND_STATES
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +140,55 @@ def load_summary(outputs: str) -> tuple[dict | None, str]:
 # ----------------------------------------------------------------------------------------------- page data
 
 
+@dataclass(frozen=True)
+class Reward:
+    """What one record earned, and what became of it."""
+
+    amount: int | None  # reward token units (None: its round is still open, the share is not known yet)
+    state: str  # "claimed", "unclaimed", "forfeited (slashed)" or "round open"
+
+
+class Rewards:
+    """Each record's reward as the contract computes it (``_earned``: emission × score / the round's score total,
+    for a SELECTED record with a positive score in a closed round) and whether it was claimed (``RewardClaimed``)
+    or forfeited (``Slashed``). Read from the events and one ``roundInfo`` per round, not from ``rewardOf`` (which is
+    0 once paid): a claimed round still shows what it paid."""
+
+    def __init__(self, registry: Registry, events: list[dict]) -> None:
+        self.registry = registry
+        self._rounds: dict[tuple[str, int], tuple] = {}
+        self.claimed: set[tuple[str, str, int]] = set()  # (node, run, round), lower case
+        self.slashed: set[tuple[str, str, int]] = set()
+        for e in events:
+            if e["event"] == "RewardClaimed":
+                node = e["args"]["node"].lower()
+                for run, rnd in zip(e["args"]["runIds"], e["args"]["rounds"], strict=True):
+                    self.claimed.add((node, fmt_value(run).lower(), rnd))
+            elif e["event"] == "Slashed":
+                self.slashed.add((e["args"]["node"].lower(), fmt_value(e["args"]["runId"]).lower(), e["args"]["round"]))
+
+    def round_totals(self, run_id: str, rnd: int) -> tuple[str, int, int]:
+        """(state, emission, score total at the contract's fixed point) of a round, exactly as stored."""
+        key = (run_id.lower(), rnd)
+        if key not in self._rounds:
+            raw = self.registry.contract.functions.roundInfo(Web3.to_bytes(hexstr=run_id), rnd).call()
+            self._rounds[key] = (ROUND_STATES.get(raw[0], "none"), int(raw[6]), int(raw[7]))
+        return self._rounds[key]
+
+    def of(self, record: Record) -> Reward | None:
+        """The record's reward; None where it earns nothing (not SELECTED, or a score that is not positive)."""
+        score = int(record.chain[12]) if record.chain else round(record.score * LOSS_SCALE)
+        if record.status != Status.SELECTED or score <= 0:
+            return None
+        state, emission, total = self.round_totals(record.run_id, record.round)
+        if state != "closed":
+            return Reward(None, "round open")
+        key = (record.node.lower(), record.run_id.lower(), record.round)
+        return Reward(emission * score // total if total > 0 else 0,
+                      "claimed" if key in self.claimed else "forfeited (slashed)" if key in self.slashed
+                      else "unclaimed")
+
+
 @dataclass
 class Reply:
     """One record of a round, as a row of the round page (and of a wallet's history)."""
@@ -145,7 +197,7 @@ class Reply:
     tx_hash: str | None
     block: int | None
     score: float | None
-    reward: Any
+    reward: Reward | None
     reason_text: str
     detail: str = ""  # the gate's words, from summary.json when given
     claimed: str | None = None  # the wallet an unattributable reply claimed (summary.json)
@@ -155,15 +207,63 @@ class Reply:
         return self.record.status.name
 
 
-def _reply(record: Record, txs: dict, metrics: RunMetrics, registry: Registry) -> Reply:
+def _reply(record: Record, txs: dict, metrics: RunMetrics, rewards: Rewards | None) -> Reply:
     tx = txs.get((record.run_id, record.round, record.node.lower()), {})
     entry = metrics.nodes(record.round).get(record.node.lower(), {}) if metrics.run_id in (None, record.run_id) else {}
     claimed = entry.get("claimed_address")
-    reward = (optional(registry, "reward_of", record)
-              if record.status == Status.SELECTED and hasattr(registry, "reward_of") else None)
-    return Reply(record, tx.get("tx_hash"), tx.get("block"), getattr(record, "score", None), reward,
+    reward = rewards.of(record) if rewards is not None else None
+    scored = record.status != Status.REJECTED or record.reason == Reason.HARMFUL  # the others never reached scoring
+    return Reply(record, tx.get("tx_hash"), tx.get("block"), getattr(record, "score", None) if scored else None, reward,
                  reason_text(record.reason), entry.get("detail") or "",
                  claimed if claimed and claimed.lower() != record.node.lower() else None)
+
+
+def wallet_rows(registry: Registry, events: list[dict], run_id: str | None, rewards: Rewards | None) -> list[dict]:
+    """The federation's wallets (approved, staked, or signing a record of the run shown), in the order the chain
+    first met them: approval and stake now; in the run shown, signed records by status, mean score (over the
+    records that were scored: a reply rejected before the validation set records 0), rewards (pending, claimed,
+    in rounds still open) and slashes. Replies recorded under their own key (unattributable rejections) are not
+    wallets: the round pages show them."""
+    rows: dict[str, dict] = {}
+
+    def row(address: str) -> dict:
+        return rows.setdefault(address.lower(), {
+            "address": Web3.to_checksum_address(address), "since_block": None, "last": None, "statuses": Counter(),
+            "scores": [], "pending": 0, "claimed": 0, "unsettled_rounds": 0, "slashes": 0, "slashed": 0})
+
+    for e in events:
+        name, args = e["event"], e["args"]
+        if name in ("NodeApproved", "NodeRevoked"):
+            w = row(args["node"])
+            w["since_block"] = w["since_block"] if w["since_block"] is not None else e["block"]
+            w["last"] = "approved" if name == "NodeApproved" else "revoked"
+            w["last_block"], w["last_tx"] = e["block"], e["tx_hash"]
+        elif name == "Staked":
+            row(args["node"])
+        elif name == "ContributionRecorded" and args["runId"] == run_id and args["signed"]:
+            record = registry.record_of_event(e)
+            w = row(record.node)
+            w["statuses"][record.status.name] += 1
+            if record.status != Status.REJECTED or record.reason == Reason.HARMFUL:  # the others were not scored
+                w["scores"].append(record.score)
+            reward = rewards.of(record) if rewards is not None else None
+            if reward is not None and reward.amount is None:
+                w["unsettled_rounds"] += 1
+            elif reward is not None and reward.state == "claimed":
+                w["claimed"] += reward.amount
+            elif reward is not None and reward.state == "unclaimed":
+                w["pending"] += reward.amount
+        elif name == "Slashed" and fmt_value(args["runId"]).lower() == (run_id or "").lower():
+            w = row(args["node"])
+            w["slashes"] += 1
+            w["slashed"] += args["amount"]
+    for w in rows.values():
+        w["approved"] = registry.is_approved(w["address"])
+        stake = optional(registry, "stake_of", w["address"])
+        w["stake"], w["exiting"] = (stake.amount, stake.exiting) if stake is not None else (None, False)
+        w["records"] = sum(w["statuses"].values())
+        w["mean_score"] = sum(w["scores"]) / len(w["scores"]) if w["scores"] else None
+    return list(rows.values())
 
 
 class ChainReader:
@@ -261,19 +361,17 @@ class ChainReader:
         return {"chain_id": registry.chain_id, "block": self.w3.eth.block_number, "registry": registry.address,
                 "rpc_url": self.config.rpc_url}
 
+    def rewards(self, registry: Registry, events: list[dict]) -> Rewards | None:
+        """Each record's reward, where the registry pays rewards (its ABI has ``rewardOf``)."""
+        return Rewards(registry, events) if any(i.get("name") == "rewardOf" for i in registry.contract.abi) else None
+
     def federation(self, run: str | None = None) -> dict:
         registry = self.registry()
         events = registry.events()
         run_id, runs = self.run(registry, run)
         metrics = self.metrics(registry, run_id)
-        wallets: dict[str, dict] = {}
-        for e in events:
-            if e["event"] in ("NodeApproved", "NodeRevoked"):
-                w = wallets.setdefault(e["args"]["node"], {"address": e["args"]["node"], "since_block": e["block"]})
-                w["last"] = "approved" if e["event"] == "NodeApproved" else "revoked"
-                w["last_block"], w["last_tx"] = e["block"], e["tx_hash"]
-        for w in wallets.values():
-            w["approved"] = registry.is_approved(w["address"])
+        rewards = self.rewards(registry, events)
+        wallets = wallet_rows(registry, events, run_id, rewards)
         circuits = list(dict.fromkeys(e["args"]["circuitId"] for e in events if e["event"] == "RoundOpened"))
         mine = [e for e in events if e["args"].get("runId") == run_id]
         rounds = sorted({e["args"]["round"] for e in mine if e["event"] == "RoundOpened"})
@@ -282,7 +380,8 @@ class ChainReader:
             r["rounds"] = sum(1 for e in events if e["event"] == "RoundOpened" and e["args"]["runId"] == r["run_id"])
         return {**self.header(registry), "title": "Federation", "metrics": metrics, "run": run_id, "runs": runs,
                 "parameters": self._views(registry, "") + facts(optional(registry, "params")),
-                "wallets": list(wallets.values()), "circuits": circuits,
+                "wallets": wallets, "has_reward": rewards is not None,
+                "has_stake": any(w["stake"] is not None for w in wallets), "circuits": circuits,
                 "srs_sha256": metrics.chain.get("srs_sha256"), "srs_kind": metrics.chain.get("srs"),
                 "outputs_circuit": metrics.chain.get("circuit_id"), "rounds": rounds,
                 "n_records": len(records), "statuses": Counter(Status(e["args"]["status"]).name for e in records),
@@ -326,7 +425,9 @@ class ChainReader:
             raise NotFound(f"round {rnd} of run {run_id} was never opened in registry {registry.address}")
         metrics = self.metrics(registry, run_id)
         txs = self._tx_index(events)
-        replies = [_reply(r, txs, metrics, registry) for r in records]
+        rewards = self.rewards(registry, events)
+        replies = [_reply(r, txs, metrics, rewards) for r in records]
+        paid = [r.reward for r in replies if r.reward is not None and r.reward.amount is not None]
         others = [e for e in events if e["event"] not in CORE_EVENTS and e["args"].get("round") == rnd
                   and e["args"].get("runId", run_id) == run_id]
         known = sorted({e["args"]["round"] for e in events
@@ -338,10 +439,14 @@ class ChainReader:
                 "note": m.get("note"), "opened_tx": txs.get((run_id, rnd, "RoundOpened"), {}).get("tx_hash"),
                 "closed_tx": txs.get((run_id, rnd, "RoundClosed"), {}).get("tx_hash"), "other_events": others,
                 "views": facts(info, frozenset(ROUND_FIELDS)),
+                "emission": getattr(info, "emission", None) if rewards is not None else None,
+                "paid": sum(r.amount for r in paid),
+                "claimed_total": sum(r.amount for r in paid if r.state == "claimed"),
+                "score_total": getattr(info, "score_total", None),
                 "prev": max((r for r in known if r < rnd), default=None),
                 "next": min((r for r in known if r > rnd), default=None),
                 "has_score": any(r.score is not None for r in replies),
-                "has_reward": hasattr(registry, "reward_of")}
+                "has_reward": rewards is not None}
 
     def wallet(self, address: str, run: str | None = None) -> dict:
         registry = self.registry()
@@ -350,7 +455,8 @@ class ChainReader:
         run_id, runs = self.run(registry, run)
         metrics = self.metrics(registry, run_id)
         txs = self._tx_index(events)
-        replies = [_reply(r, txs, metrics, registry) for r in history]
+        rewards = self.rewards(registry, events)
+        replies = [_reply(r, txs, metrics, rewards) for r in history]
         mentions = [e for e in events if e["event"] != "ContributionRecorded"
                     and any(isinstance(v, str) and v.lower() == address.lower() for v in e["args"].values())]
         statuses = Counter(r.status for r in replies)
@@ -363,7 +469,10 @@ class ChainReader:
         balance = optional(registry, "reward_balance", address)
         chain_facts += [("reward tokens held", balance)] if balance is not None else []
         drops = [r.record.loss_before - r.record.loss_after for r in replies if r.record.signed]
+        earned = [r.reward for r in replies if r.reward is not None and r.reward.amount is not None]
         totals = {"rounds": len({(r.record.run_id, r.record.round) for r in replies}), "selected": statuses["SELECTED"],
+                  "earned": sum(r.amount for r in earned) if rewards is not None else None,
+                  "claimed": sum(r.amount for r in earned if r.state == "claimed"),
                   "not_selected": statuses["NOT_SELECTED"], "rejected": statuses["REJECTED"],
                   "score": sum(scores) if scores else None,
                   "loss_drop": sum(drops) / len(drops) if drops else None}
@@ -376,4 +485,4 @@ class ChainReader:
                 "views": chain_facts + [(n, v) for n, v in self._views(registry, "address", address)
                                         if n != "isApproved"],
                 "events": mentions, "metrics": metrics,
-                "has_score": bool(scores), "has_reward": hasattr(registry, "reward_of")}
+                "has_score": bool(scores), "has_reward": rewards is not None}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime
+from decimal import Decimal
 from html import escape
 
 from contracts import Reason
@@ -26,6 +27,7 @@ REASON_TEXT = {
     Reason.BAD_PROOF: "the EZKL proof does not verify",
     Reason.UNBOUND: "the proof's commitments are not the global / received slice",
     Reason.NO_IMPROVEMENT: "the proven loss did not go down",
+    Reason.HARMFUL: "the update raises the loss on the aggregator's validation set (score below −τ)",
     Reason.NO_QUORUM: "too few verified replies for Krum: the round kept the global model",
 }
 
@@ -96,19 +98,87 @@ def fmt_time(timestamp: int | None) -> str:
 
 
 def fmt_value(value: object) -> str:
-    """A chain value of any ABI type as text: bytes as 0x hex, booleans as yes/no, the rest as is."""
+    """A chain value of any ABI type as text: bytes as 0x hex (in lists and tuples too: an event's ``bytes32[]``),
+    booleans as yes/no, the rest as is."""
     if isinstance(value, bytes | bytearray):
         return "0x" + bytes(value).hex()
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(fmt_value(v) for v in value) + "]"
     return str(value)
 
 
-def fmt_amount(value: object) -> str:
-    """Token and wei amounts (18 decimals) as ``1.5 ×10¹⁸``: exact digits stay in the page's title attribute."""
-    if isinstance(value, bool) or not isinstance(value, int) or abs(value) < 10**15:
-        return fmt_value(value)
-    return f"{value / 10**18:.6g} ×10¹⁸"
+WEI = 10**18  # ETH and the reward token (ZK0) both have 18 decimals
+TOKEN = "ZK0"  # the registry's reward token, as zk0node rewards names it
+
+# Event arguments that are amounts (everything else is a count, a round, an address or a hash).
+EVENT_UNITS = {("Staked", "amount"): "ETH", ("Staked", "total"): "ETH", ("UnstakeRequested", "amount"): "ETH",
+               ("StakeWithdrawn", "amount"): "ETH", ("Slashed", "amount"): "ETH", ("Slashed", "bounty"): "ETH",
+               ("RewardClaimed", "amount"): TOKEN}
+
+
+PARAMS = ("minStake", "emissionPerRound", "slashBps", "bountyBps", "unstakeDelay", "approvalRequired")
+
+
+def amount_unit(name: str, event: str = "") -> str | None:
+    """The unit of a named amount: ``ETH`` for stakes (and what slashing takes), ``ZK0`` for reward tokens, None for
+    a value that is no amount (a round, a count, basis points). ``event``: the value is that event's argument."""
+    if event:
+        return EVENT_UNITS.get((event, name))
+    key = re.sub(r"[^a-z]", "", name.lower())
+    if key.endswith(("unlockat", "delay", "bps", "token", "required")):
+        return None
+    if "stake" in key or "burned" in key or "slashedwei" in key or key.endswith("bounty"):
+        return "ETH"
+    if "reward" in key or "emission" in key:
+        return TOKEN
+    return None
+
+
+def fmt_tokens(units: object, unit: str) -> str:
+    """An 18-decimal amount for people, as the CLIs show it: ``46.4697 ZK0``, ``1 ETH``, ``1,250.5 ZK0`` (four
+    decimals at most, trailing zeros dropped; the exact units stay in the page's title attribute)."""
+    if units is None:
+        return "-"
+    if isinstance(units, bool) or not isinstance(units, int):
+        return fmt_value(units)
+    if units and abs(units) < WEI // 10**4:  # below the fourth decimal: say so rather than print 0
+        return f"{'-' if units < 0 else ''}<0.0001 {unit}"
+    text = f"{Decimal(units) / WEI:,.4f}".rstrip("0").rstrip(".")
+    return f"{text} {unit}"
+
+
+def fmt_amount(value: object, name: str = "", event: str = "") -> str:
+    """A value named ``name`` (a view, a client fact, an ``event``'s argument): in ETH or ZK0 when it is an amount,
+    as text otherwise (a large integer with thousands separators, never in exponent notation)."""
+    unit = amount_unit(name, event)
+    if unit and isinstance(value, int) and not isinstance(value, bool):
+        return fmt_tokens(value, unit)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**6:
+        return f"{value:,}"
+    return fmt_value(value)
+
+
+def event_args(event: dict) -> list[dict]:
+    """An event's arguments for the page: name, the text shown (amounts with their unit, hashes and addresses
+    short, lists element by element) and the exact value for the title attribute."""
+    out = []
+    for name, value in event["args"].items():
+        if event.get("event") == "ParamsChanged" and isinstance(value, list | tuple) and len(value) == len(PARAMS):
+            value = dict(zip(PARAMS, value, strict=True))  # the Params struct, field by field
+        exact = fmt_value(value)
+        if isinstance(value, list | tuple):
+            text = "[" + ", ".join(short(fmt_value(v)) if len(fmt_value(v)) > 20 else fmt_value(v) for v in value) + "]"
+        elif isinstance(value, dict):
+            text = ", ".join(f"{label(k)} {fmt_amount(v, k)}" for k, v in value.items())
+            exact = ", ".join(f"{k}={fmt_value(v)}" for k, v in value.items())
+        elif amount_unit(name, event.get("event", "")) and isinstance(value, int):
+            text, exact = fmt_amount(value, name, event.get("event", "")), f"{value} (18 decimals)"
+        else:
+            text = short(exact) if len(exact) > 20 else exact
+        out.append({"name": name, "text": text, "title": exact})
+    return out
 
 
 def reason_text(reason: Reason) -> str:

@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 
 from aggregator.explorer import ExplorerConfig, make_app
 from contracts import Registry, Status, connect, load_artifact, read_address
-from contracts.local_chain import free_port
+from contracts.local_chain import free_port, rpc_request
 
 # The session's verified run is set up by whichever test needing it runs first: ten nodes with real proofs take
 # 10-15 min on a loaded 2-core machine, beyond the suite's default per-test timeout.
@@ -70,7 +70,7 @@ def explorer(federation, tmp_path_factory):
 def browse(url: str, shots: Path | None, name: str = "", wait_ms: int = 0) -> str:
     """The page's DOM after Chromium ran its scripts (for ``wait_ms`` of virtual time: the page's polls run in it);
     a screenshot of it saved as ``shots/name.png``."""
-    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1400,1000"]
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,1000"]
     if shots is not None:
         shots.mkdir(exist_ok=True)
         subprocess.run([*flags, f"--screenshot={shots / f'{name}.png'}", url], capture_output=True, timeout=60)
@@ -130,6 +130,55 @@ def test_explorer_pages_show_what_the_registry_holds(federation, explorer, tmp_p
         assert f'href="/rounds/{rnd}?run={run}"' in page
     attacker = browse(f"{explorer}/wallets/{wallets[roles.index('bad-signature')]}", tmp_path, "wallet-claimed")
     assert "Rejected replies that claimed this wallet" in attacker and attacker.count("BAD_SIGNATURE") >= ROUNDS
+
+
+@needs_browser
+def test_explorer_shows_amounts_rewards_after_a_claim_and_each_wallets_stake(federation, explorer, tmp_path):
+    """Amounts in ZK0 and ETH (never ×10¹⁸), a round's rewards still shown after they were claimed, event arguments
+    in hex, and the federation's wallets with stake, records, scores, rewards and slashes. The claim is made in an
+    anvil snapshot, reverted at the end: the session's other tests see the chain as the run left it."""
+    out, summary, chain, registry, roles = federation
+    run = summary["chain"]["run_id"]
+    wallets = [read_address(out / "wallets" / f"node{i}.json") for i in range(len(roles))]
+    rewarded = next(w for w in wallets if registry.pending_rewards(w)[0] > 0)
+    forger = wallets[roles.index("forge-proof")]
+    earned = {}  # (round) → what the rewarded wallet's record earned, by the contract's formula
+    for record in registry.node_history(rewarded, run):
+        info = registry.contract.functions.roundInfo(bytes.fromhex(run[2:]), record.round).call()
+        if record.status == Status.SELECTED and record.chain[12] > 0:
+            earned[record.round] = info[6] * record.chain[12] // info[7]
+    assert earned
+    snapshot = rpc_request(chain.rpc_url, "evm_snapshot")
+    try:
+        anyone = Registry.at(registry.w3, registry.address, sender_key=chain.private_keys[0])
+        anyone.claim(rewarded)  # anyone may claim: the tokens go to the wallet
+        assert registry.pending_rewards(rewarded)[0] == 0
+
+        rnd = max(earned)
+        page = browse(f"{explorer}/rounds/{rnd}", tmp_path, "round-claimed")
+        row = next(r for r in rows(page, "reply") if f'href="/wallets/{rewarded}"' in r)
+        amount = f"{earned[rnd] / 10**18:,.4f}".rstrip("0").rstrip(".")
+        assert f"{amount} ZK0" in row and "claimed" in row, row  # what the round paid, not the 0 rewardOf gives now
+        assert "×10¹⁸" not in page and "ZK0 to share" in page
+
+        home = browse(f"{explorer}/", tmp_path, "federation-wallets")
+        table = {re.search(r'data-address="(0x\w+)"', r).group(1): r for r in rows(home, "wallet")}
+        assert set(wallets) <= set(table)
+        claimed = f"{sum(earned.values()) / 10**18:,.4f}".rstrip("0").rstrip(".")
+        assert f"{claimed} ZK0" in table[rewarded] and "1 ETH" in table[rewarded]  # the demo's stake
+        stake = registry.stake_of(forger).amount / 10**18
+        assert f"{stake:,.4f}".rstrip("0").rstrip(".") + " ETH" in table[forger] and "taken" in table[forger]
+        assert "×10¹⁸" not in home and " ETH" in home  # the min stake among the parameters
+
+        wallet = browse(f"{explorer}/wallets/{rewarded}", tmp_path, "wallet-rewards")
+        events = wallet[wallet.index("<h2>Events</h2>"):]
+        assert "RewardClaimed" in events and f"runIds=<code title=\"[{run}" in events
+        assert "b'" not in events and "b&#39;" not in events and "×10¹⁸" not in wallet
+        assert f"{claimed} ZK0" in events  # the claim's amount
+        assert all("claimed" in r for r in rows(wallet, "reply") if 'data-status="SELECTED"' in r)
+    finally:
+        assert rpc_request(chain.rpc_url, "evm_revert", [snapshot]) is True
+    assert registry.pending_rewards(rewarded)[0] > 0  # the chain as the run left it
 
 
 def test_explorer_bad_input_is_a_clear_4xx(federation, explorer):

@@ -136,7 +136,8 @@ def test_amounts_and_client_facts_read_plainly():
     from aggregator.explorer.reader import facts
     from aggregator.explorer.view import fmt_amount
 
-    assert fmt_amount(15 * 10**17) == "1.5 ×10¹⁸" and fmt_amount(42) == "42" and fmt_amount(True) == "yes"
+    assert fmt_amount(15 * 10**17, "minStake") == "1.5 ETH" and fmt_amount(42) == "42" and fmt_amount(True) == "yes"
+    assert fmt_amount(15 * 10**17) == "1,500,000,000,000,000,000"  # no unit known: the exact integer, never ×10¹⁸
 
     @dataclass
     class Stake:  # the shape of a richer client's answer (e.g. StakeInfo)
@@ -159,3 +160,177 @@ def test_summary_rounds_count_only_with_the_chains_models():
     assert not same_models({"global_hash": g, "new_global_hash": "0x" + "dd" * 32}, closed)  # another run's round
     assert not same_models({"global_hash": "0x" + "ee" * 32, "new_global_hash": n}, closed)
     assert same_models({"global_hash": g}, RoundInfo(state="open", global_hash=g, new_global_hash="0x" + "00" * 32))
+
+
+REWARD = 46_469_712_345_678_901_234  # 46.4697… reward tokens
+
+
+def test_amounts_read_in_zk0_and_eth_as_the_cli_shows_them():
+    from aggregator.explorer.view import amount_unit, fmt_amount, fmt_tokens
+
+    assert fmt_tokens(REWARD, "ZK0") == "46.4697 ZK0" and fmt_tokens(10**18, "ETH") == "1 ETH"
+    assert fmt_tokens(0, "ZK0") == "0 ZK0" and fmt_tokens(1, "ZK0") == "<0.0001 ZK0"  # a dust amount is not 0
+    assert fmt_tokens(1_250_500_000_000_000_000_000, "ZK0") == "1,250.5 ZK0" and fmt_tokens(None, "ETH") == "-"
+    for name in ("minStake", "min_stake", "stake amount", "totalBurned", "slashed_wei"):
+        assert amount_unit(name) == "ETH", name
+    for name in ("emissionPerRound", "emission_per_round", "unpaid rewards", "reward tokens held", "rewardOf"):
+        assert amount_unit(name) == "ZK0", name
+    for name in ("slash_bps", "bounty_bps", "unstake_delay", "stake unlock_at", "rewardToken", "roundsOpened",
+                 "approval_required"):
+        assert amount_unit(name) is None, name
+    assert fmt_amount(REWARD, "emission_per_round") == "46.4697 ZK0" and fmt_amount(3, "unstake_delay") == "3"
+    assert fmt_amount(REWARD, "amount", "RewardClaimed") == "46.4697 ZK0"
+    assert fmt_amount(10**17, "bounty", "Slashed") == "0.1 ETH" and fmt_amount(7, "round", "Slashed") == "7"
+
+
+def test_event_arguments_show_hex_never_a_bytes_repr():
+    from aggregator.explorer.view import event_args
+
+    run = bytes.fromhex("c0" * 31 + "2c")  # b'\xc0…,' : what web3 gives for a bytes32[] element
+    args = {a["name"]: a for a in event_args({"event": "RewardClaimed", "args": {
+        "node": WALLET, "runIds": [run, run], "rounds": [1, 2], "amount": REWARD}})}
+    assert args["runIds"]["text"] == "[0xc0c0…c02c, 0xc0c0…c02c]" and "b'" not in str(args)
+    assert args["runIds"]["title"] == f"[0x{run.hex()}, 0x{run.hex()}]"
+    assert args["rounds"]["text"] == "[1, 2]" and args["amount"]["text"] == "46.4697 ZK0"
+    assert args["node"]["text"] == short(WALLET) and args["node"]["title"] == WALLET
+    params = event_args({"event": "ParamsChanged", "args": {"params": (10**18, REWARD, 5000, 1000, 2, True)}})
+    assert params[0]["text"] == ("min stake 1 ETH, emission per round 46.4697 ZK0, slash bps 5000, bounty bps 1000, "
+                                 "unstake delay 2, approval required yes")
+
+
+class _RoundInfo:
+    """``registry.contract.functions.roundInfo(run, round).call()``: (state, …, emission, score total)."""
+
+    def __init__(self, rounds: dict):
+        self.rounds, self.calls = rounds, 0
+
+    def roundInfo(self, run: bytes, rnd: int):  # noqa: N802 - the contract's name
+        self.calls += 1
+        state, emission, total = self.rounds[rnd]
+        return type("Call", (), {"call": lambda _: (state, 0, 0, b"", b"", b"", emission, total)})()
+
+
+def _record(node: str, rnd: int, status, score: int, run: str = "0x" + "ab" * 32):
+    from contracts import Reason, Record
+
+    return Record(run, rnd, node, status, Reason.NONE, True, False, "0x", "0x", "0x", 1.0, 0.5, score / 1e9,
+                  chain=(bytes.fromhex(run[2:]), rnd, node, int(status), 0, True, False, b"", b"", b"", 0, 0, score))
+
+
+def test_a_claimed_round_still_shows_what_it_paid():
+    from types import SimpleNamespace
+
+    from aggregator.explorer.reader import Reward, Rewards
+    from contracts import Status
+
+    run, other = "0x" + "ab" * 32, "0x" + "cd" * 32
+    functions = _RoundInfo({1: (2, 100 * 10**18, 3 * 10**9), 2: (2, 100 * 10**18, 10**9), 3: (1, 100 * 10**18, 0)})
+    registry = SimpleNamespace(contract=SimpleNamespace(functions=functions))
+    events = [{"event": "RewardClaimed", "args": {"node": WALLET, "runIds": [bytes.fromhex(run[2:])], "rounds": [1],
+                                                  "amount": 1}},
+              {"event": "RewardClaimed", "args": {"node": WALLET, "runIds": [bytes.fromhex(other[2:])],
+                                                  "rounds": [2], "amount": 1}},  # another run's round 2
+              {"event": "Slashed", "args": {"node": WALLET.lower(), "runId": run, "round": 3, "amount": 1}}]
+    rewards = Rewards(registry, events)
+    assert rewards.of(_record(WALLET, 1, Status.SELECTED, 10**9)) == Reward(100 * 10**18 // 3, "claimed")
+    assert rewards.of(_record(WALLET, 2, Status.SELECTED, 10**9)) == Reward(100 * 10**18, "unclaimed")
+    assert rewards.of(_record(WALLET, 3, Status.SELECTED, 10**9)) == Reward(None, "round open")
+    assert rewards.of(_record(WALLET, 1, Status.NOT_SELECTED, 10**9)) is None
+    assert rewards.of(_record(WALLET, 1, Status.SELECTED, -5)) is None  # a score that is not positive earns nothing
+    assert functions.calls == 3  # one roundInfo per round, however many records
+    functions.rounds[2] = (2, 100 * 10**18, 10**9)
+    assert Rewards(registry, events[2:]).of(_record(WALLET, 2, Status.SELECTED, 10**9)).state == "unclaimed"
+    slashed = Rewards(registry, [{"event": "Slashed", "args": {"node": WALLET, "runId": run, "round": 2, "amount": 1}}])
+    assert slashed.of(_record(WALLET, 2, Status.SELECTED, 10**9)).state == "forfeited (slashed)"
+
+
+def test_pages_render_amounts_rewards_and_the_wallets_table():
+    from collections import Counter
+
+    from aggregator.explorer.app import templates
+    from aggregator.explorer.reader import Reply, Reward
+    from contracts import Status
+
+    env = templates()
+    wallets = [{"address": WALLET, "approved": True, "stake": 10**18, "exiting": False, "records": 2,
+                "statuses": Counter({"SELECTED": 1, "NOT_SELECTED": 1}), "mean_score": 0.0123, "pending": REWARD,
+                "claimed": 2 * 10**18, "unsettled_rounds": 0, "slashes": 1, "slashed": 10**17, "last": "approved",
+                "last_block": 3, "last_tx": "0x" + "11" * 32}]
+    html = env.get_template("federation.html").render(
+        wallets=wallets, has_stake=True, has_reward=True, run="0x" + "ab" * 32, runs=[], rounds=[1], circuits=[],
+        parameters=[("min_stake", 10**18), ("emission_per_round", REWARD), ("slash_bps", 5000)], statuses={},
+        event_counts={}, registry=WALLET, rpc_url="http://x", refresh=0, updated="now")
+    row = html[html.index('<tr class="wallet"'):]
+    row = row[:row.index("</tr>")]
+    for cell in ("1 ETH", "46.4697 ZK0", "2 ZK0", "1 selected · 1 not selected", "0.0123", "0.1 ETH taken"):
+        assert cell in row, cell
+    assert "×10¹⁸" not in html and "5000" in html
+    assert f'<code title="{REWARD}">46.4697 ZK0</code>' in html  # a parameter in ZK0, the exact units on hover
+
+    record = _record(WALLET, 1, Status.SELECTED, 10**9)
+    replies = [Reply(record, "0x" + "22" * 32, 9, 1.0, Reward(REWARD, "claimed"), "")]
+    html = env.get_template("round.html").render(
+        info=type("Info", (), {"round": 1, "state": "closed", "global_hash": "0x", "new_global_hash": "0x1",
+                               "circuit_id": "0x", "opened_at": 0, "closed_at": 0})(), replies=replies,
+        has_score=True, has_reward=True, emission=100 * 10**18, paid=REWARD, claimed_total=REWARD, score_total=1.0,
+        eval_loss=None, success_rate=None,
+        run="0x" + "ab" * 32, registry=WALLET, rpc_url="http://x", refresh=0, updated="now", views=[])
+    cell = html[html.index('<td class="num reward">'):]
+    assert "46.4697 ZK0" in cell[:300] and "claimed" in cell[:300]  # not 0 after the claim
+    assert "100 ZK0 to share · 46.4697 ZK0 earned by its selected wallets, 46.4697 ZK0 claimed" in html
+
+
+def test_wallets_table_counts_the_runs_records_scores_rewards_and_slashes():
+    from types import SimpleNamespace
+
+    from aggregator.explorer.reader import Rewards, wallet_rows
+    from contracts import Reason, Registry, StakeInfo, Status
+
+    run, other = "0x" + "ab" * 32, "0x" + "cd" * 32
+    honest, forger, key = WALLET, "0x" + "11" * 20, "0x" + "22" * 20
+
+    def recorded(node, rnd, status, reason, score, signed=True, run_id=run):
+        return {"event": "ContributionRecorded", "block": rnd, "tx_hash": "0x", "args": {
+            "runId": run_id, "round": rnd, "node": node, "status": int(status), "reason": int(reason),
+            "signed": signed, "proofVerified": False, "updateHash": b"\0" * 32, "proofHash": b"\0" * 32,
+            "dataCommitment": b"\0" * 32, "lossBefore": 10**9, "lossAfter": 5 * 10**8, "score": score}}
+
+    events = [{"event": "NodeApproved", "block": 3, "tx_hash": "0x03", "args": {"node": honest}},
+              {"event": "NodeApproved", "block": 4, "tx_hash": "0x04", "args": {"node": forger}},
+              {"event": "Staked", "block": 5, "tx_hash": "0x05", "args": {"node": honest, "amount": 1, "total": 1}},
+              recorded(honest, 1, Status.SELECTED, Reason.NONE, 10**9),
+              recorded(honest, 2, Status.SELECTED, Reason.NONE, 10**9),
+              recorded(honest, 1, Status.SELECTED, Reason.NONE, 10**9, run_id=other),  # another run: not counted
+              recorded(forger, 1, Status.REJECTED, Reason.BAD_PROOF, 0),  # rejected before scoring: no score
+              recorded(forger, 2, Status.REJECTED, Reason.HARMFUL, -5 * 10**8),
+              recorded(key, 2, Status.REJECTED, Reason.BAD_SIGNATURE, 0, signed=False),  # a reply key, no wallet
+              {"event": "RewardClaimed", "block": 9, "tx_hash": "0x09",
+               "args": {"node": honest, "runIds": [bytes.fromhex(run[2:])], "rounds": [1], "amount": 1}},
+              {"event": "Slashed", "block": 9, "tx_hash": "0x0a",
+               "args": {"node": forger, "runId": run, "round": 1, "amount": 5 * 10**17, "bounty": 1}}]
+    functions = _RoundInfo({1: (2, 100 * 10**18, 2 * 10**9), 2: (2, 100 * 10**18, 10**9)})
+    registry = SimpleNamespace(contract=SimpleNamespace(functions=functions), record_of_event=Registry.record_of_event,
+                               is_approved=lambda a: a.lower() == honest.lower(),
+                               stake_of=lambda a: StakeInfo(10**18 if a.lower() == honest.lower() else 0, 0, False))
+    rows = {w["address"].lower(): w for w in wallet_rows(registry, events, run, Rewards(registry, events))}
+    assert list(rows) == [honest.lower(), forger.lower()]  # in the order the chain met them; no reply key
+    w = rows[honest.lower()]
+    assert (w["approved"], w["stake"], w["records"], w["statuses"]["SELECTED"]) == (True, 10**18, 2, 2)
+    assert w["mean_score"] == 1.0 and w["claimed"] == 50 * 10**18 and w["pending"] == 100 * 10**18
+    assert (w["last"], w["last_block"]) == ("approved", 3)
+    f = rows[forger.lower()]
+    assert f["mean_score"] == -0.5  # the BAD_PROOF record's 0 is not a score
+    assert (f["slashes"], f["slashed"], f["pending"], f["claimed"]) == (1, 5 * 10**17, 0, 0)
+
+
+def test_a_reply_rejected_before_scoring_shows_no_score():
+    from aggregator.explorer.reader import RunMetrics, _reply
+    from contracts import Reason, Record, Status
+
+    def record(status, reason, score):
+        return Record("0x" + "ab" * 32, 1, WALLET, status, reason, True, False, "0x", "0x", "0x", 1.0, 0.5, score)
+
+    assert _reply(record(Status.REJECTED, Reason.BAD_PROOF, 0.0), {}, RunMetrics(), None).score is None
+    assert _reply(record(Status.REJECTED, Reason.BAD_SIGNATURE, 0.0), {}, RunMetrics(), None).score is None
+    assert _reply(record(Status.REJECTED, Reason.HARMFUL, -0.3), {}, RunMetrics(), None).score == -0.3
+    assert _reply(record(Status.NOT_SELECTED, Reason.NONE, 0.0), {}, RunMetrics(), None).score == 0.0
