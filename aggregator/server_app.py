@@ -207,8 +207,8 @@ def _run_rounds(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         t0 = time.perf_counter()
         global_arrays = arrays_to_numpy(arrays)
         loss, _ = evaluate_loss(bundle, heldout, global_arrays, max_batches=cfg.eval_batches, seed=cfg.seed)
-        if server_round == 0:
-            outputs.initial(loss)
+        if server_round == 0:  # the untrained policy's closed-loop success too: the floor the rounds are read against
+            outputs.initial(loss, **closed_loop_eval(bundle, cfg, Path(cfg.out_dir) / "evaluate" / "round_0"))
             if wb is not None:
                 wb.log_initial(loss)
         else:

@@ -290,11 +290,13 @@ BENCHMARKS = {
 """What the benchmark measured for a model and task (docs/fed-vs-central.md), for the demo's closing line."""
 
 
-def success_note(fed: FederationConfig, success: float, steps: int) -> str:
-    """The demo's closed-loop success next to the benchmark's: a demo trains for minutes, the benchmark for hours."""
+def success_note(fed: FederationConfig, success: float, steps: int, floor: float | None = None) -> str:
+    """The demo's closed-loop success next to its untrained floor (round 0, the same seeds) and the benchmark's: a
+    demo trains for minutes, the benchmark for hours."""
     bench = BENCHMARKS.get((fed.model, fed.sim_task))
     where = f"the benchmark (docs/fed-vs-central.md): {bench}" if bench else "no benchmark for this model and task"
-    return f"closed-loop success {success:.0%} after {steps:,} optimizer steps; {where}."
+    untrained = f" (untrained: {floor:.0%} on the same seeds)" if floor is not None else ""
+    return f"closed-loop success {success:.0%} after {steps:,} optimizer steps{untrained}; {where}."
 
 
 def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Console | None = None,
@@ -385,7 +387,8 @@ def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Con
                       f"(the aggregator key: ZK0_AGGREGATOR_KEY, anvil's second dev key)", soft_wrap=True)
     if "success_rate" in summary["rounds"][-1]:
         steps = demo.nodes * demo.rounds * fed.local_steps
-        console.print(success_note(fed, summary["rounds"][-1]["success_rate"], steps))
+        console.print(success_note(fed, summary["rounds"][-1]["success_rate"], steps,
+                                   summary.get("initial_success_rate")))
     if demo.verify:  # the demo's anvil stopped with it; its state file brings the same chain (and registry) back
         console.print(f"explore it in a browser: [bold]{zk0agg} chain up --state {out / 'anvil-state.json'}[/] (keeps "
                       f"the chain up), then [bold]{zk0agg} explorer --rpc http://127.0.0.1:8545 --registry "
