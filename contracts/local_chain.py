@@ -199,16 +199,31 @@ def write_key(path: Path, key: str) -> None:
     tmp.replace(path)
 
 
+def fund_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zk0agg chain fund", description=fund_main.__doc__.split("`: ")[1])
+    parser.add_argument("address", help="the wallet to fund (zk0node wallet show prints it)")
+    parser.add_argument("--eth", type=float, default=10.0, help="the balance it gets, in ETH (default 10)")
+    parser.add_argument("--rpc", default="http://127.0.0.1:8545", help="the chain (default http://127.0.0.1:8545)")
+    return parser
+
+
+def up_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zk0agg chain up", description="Run a local anvil chain.")
+    parser.add_argument("--port", type=int, default=8545, help="loopback port (default 8545; 0 = any free port)")
+    parser.add_argument("--state", type=Path, default=None, help="load the chain from FILE and save it back there")
+    parser.add_argument("--chain-id", type=int, default=31337)
+    parser.add_argument("--keys-dir", type=Path, metavar="DIR",
+                        help="also write the first two dev accounts' keys to DIR/owner.key and DIR/aggregator.key "
+                        "(mode 0600), for zk0agg deploy-registry and start on this chain")
+    return parser
+
+
 def fund_main(argv: list[str] | None = None) -> int:
     """`zk0agg chain fund ADDRESS`: give an address ETH on a development chain (anvil's `anvil_setBalance`), so a
     fresh node wallet can stake and pay gas; a real chain refuses it (fund the address with a transfer there)."""
     from eth_utils import is_address, to_checksum_address
 
-    parser = argparse.ArgumentParser(prog="zk0agg chain fund", description=fund_main.__doc__.split("`: ")[1])
-    parser.add_argument("address", help="the wallet to fund (zk0node wallet show prints it)")
-    parser.add_argument("--eth", type=float, default=10.0, help="the balance it gets, in ETH (default 10)")
-    parser.add_argument("--rpc", default="http://127.0.0.1:8545", help="the chain (default http://127.0.0.1:8545)")
-    args = parser.parse_args(argv)
+    args = fund_parser().parse_args(argv)
     if not is_address(args.address) or not 0 <= args.eth < 10**9:
         print(f"zk0agg chain fund: error: give a 0x address and --eth from 0 to 1e9 (got {args.address!r}, "
               f"{args.eth:g})", file=sys.stderr)
@@ -229,14 +244,7 @@ def fund_main(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """`zk0agg chain up [--port N] [--state FILE]`: run a local chain until Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="zk0agg chain up", description="Run a local anvil chain.")
-    parser.add_argument("--port", type=int, default=8545, help="loopback port (default 8545; 0 = any free port)")
-    parser.add_argument("--state", type=Path, default=None, help="load the chain from FILE and save it back there")
-    parser.add_argument("--chain-id", type=int, default=31337)
-    parser.add_argument("--keys-dir", type=Path, metavar="DIR",
-                        help="also write the first two dev accounts' keys to DIR/owner.key and DIR/aggregator.key "
-                        "(mode 0600), for zk0agg deploy-registry and start on this chain")
-    args = parser.parse_args(argv)
+    args = up_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     chain = LocalChain(port=args.port or None, state_path=args.state, chain_id=args.chain_id)
     try:
