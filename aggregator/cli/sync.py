@@ -9,13 +9,14 @@ from aggregator.cli.common import AGGREGATOR_KEY_ENV, add_state_flag, read_key, 
 from node.cliargs import add_command, at_least
 from node.errors import UserError
 
+HELP = "send what a stopped run's chain journal still holds (after Ctrl-C or a chain outage)"
+DESCRIPTION = ("A run journals every chain operation before it sends it; what a run stopped before sending waits in "
+               "<out>/chain-journal.sqlite. This sends it to the registry the run's summary names, exactly once, and "
+               "writes the transactions into its summary.json.")
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    sync = add_command(sub, "sync", _sync,
-                       help="send what a stopped run's chain journal still holds (after Ctrl-C or a chain outage)",
-                       description="A run journals every chain operation before it sends it; what a run stopped "
-                       "before sending waits in <out>/chain-journal.sqlite. This sends it to the registry the run's "
-                       "summary names, exactly once, and writes the transactions into its summary.json.")
+    sync = add_command(sub, "sync", _sync, help=HELP, description=DESCRIPTION)
     sync.add_argument("--out", required=True, metavar="DIR", help="the run's output folder")
     sync.add_argument("--chain-rpc", metavar="URL", help="Ethereum JSON-RPC endpoint (default: from zk0agg start)")
     sync.add_argument("--aggregator-key-file", metavar="FILE",

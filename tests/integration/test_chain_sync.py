@@ -225,19 +225,27 @@ def chain_equals_summary(registry: Registry, run: str, summary: dict) -> None:
     assert [e["args"]["round"] for e in registry.events("RoundOpened", runId=bytes.fromhex(run[2:]))] == [1, 2]
 
 
+def killed_in_round_2(chain, deployed, tmp_path, name: str, phase: str):
+    """A run (its own run id) that played round 1 and was killed in round 2 after ``phase``: the journal and
+    summary.json as such a kill leaves them. Returns (its output folder, its run id)."""
+    address, agg_key, keys = deployed
+    out = tmp_path / "run"
+    run = new_run_id(name, Account.from_key(agg_key).address)
+    outputs, verification = aggregator(chain, address, agg_key, out, run)
+    play_round(outputs, verification, 1, keys, "A")
+    play_round(outputs, verification, 2, keys, "A", stop_after=phase)
+    verification.sync.stop()  # the kill: no more sending, nothing flushed after this point
+    verification.sync.journal.close()
+    return out, run
+
+
 @pytest.mark.parametrize("phase", PHASES)
 def test_resume_after_a_kill_at_any_phase_agrees_with_the_summary(chain, deployed, tmp_path, phase):
     """Issue 19.2: the aggregator is SIGKILLed in round 2 (the journal and summary.json as such a kill leaves them),
     then resumed: the killed attempt's outcomes reach the chain only if the summary holds them; otherwise they are
     superseded and the re-run's go instead."""
     address, agg_key, keys = deployed
-    out = tmp_path / "run"
-    run = new_run_id(f"resume {phase}", Account.from_key(agg_key).address)
-    outputs, verification = aggregator(chain, address, agg_key, out, run)
-    play_round(outputs, verification, 1, keys, "A")
-    play_round(outputs, verification, 2, keys, "A", stop_after=phase)
-    verification.sync.stop()  # the kill: no more sending, nothing flushed after this point
-    verification.sync.journal.close()
+    out, run = killed_in_round_2(chain, deployed, tmp_path, f"resume {phase}", phase)
 
     previous = json.loads((out / "summary.json").read_text())
     assert previous["chain"]["run_id"] == run
@@ -265,13 +273,7 @@ def test_sync_sends_what_a_stopped_run_left_and_agrees_with_the_summary(chain, d
     from aggregator.tools.sync import sync_run
 
     address, agg_key, keys = deployed
-    out = tmp_path / "run"
-    run = new_run_id(f"sync {phase}", Account.from_key(agg_key).address)
-    outputs, verification = aggregator(chain, address, agg_key, out, run)
-    play_round(outputs, verification, 1, keys, "A")
-    play_round(outputs, verification, 2, keys, "A", stop_after=phase)
-    verification.sync.stop()
-    verification.sync.journal.close()
+    out, run = killed_in_round_2(chain, deployed, tmp_path, f"sync {phase}", phase)
 
     result = sync_run(out, chain.rpc_url, agg_key, timeout=30)
     in_summary = phase != PHASES[0]

@@ -1,9 +1,16 @@
-"""Dataset paths as an operator types them (issue 33): ``zk0agg fixtures`` prints absolute ``local:`` URIs, and
+"""``zk0agg run`` as an operator types it (issue 33): dataset paths, and the model it trains.
+
+Paths: ``zk0agg fixtures`` prints absolute ``local:`` URIs, and
 ``zk0agg run --heldout`` and ``zk0agg start --validation`` take a ``local:`` path relative to the folder they are run
 in. Their ServerApp runs in another folder (under the SuperLink's state dir): a relative path handed on as typed was
 looked up there, and found missing only two minutes into the run, in a ServerApp traceback. Now the path is made
 absolute when the command parses it and checked before anything is submitted or started (one line if missing);
 ``hf:`` URIs are handed on as they are.
+
+And what a run trains: ``zk0agg run`` trained ``tiny`` on ``pick_place`` (``tiny`` cannot see) while the demo trains
+``learn`` on ``reach``, and neither ``run`` nor ``register-circuit`` had a ``--model``. Both default to the demo's
+model now, and so do the app's run config defaults (pyproject's ``[tool.flwr.app.config]``, what a bare ``flwr run``
+uses).
 
 Nothing is submitted and no SuperLink starts here: the step that would (``submit_operator_run``,
 ``SuperLinkOptions.start``) is replaced by one that records what it was given.
@@ -63,14 +70,14 @@ def submitted(monkeypatch) -> list[dict]:
     return calls
 
 
-def _run(tmp_path: Path, heldout: str, name: str):
+def _run(tmp_path: Path, heldout: str, name: str, *flags: str):
     app = tmp_path / "app"  # a small app bundle that declares the zk0 run config (bundling the tree is slower)
     if not app.exists():
         (app / "pkg").mkdir(parents=True)
         (app / "pyproject.toml").write_text((SOURCE_ROOT / "pyproject.toml").read_text())
         (app / "pkg" / "__init__.py").write_text("")
     return cli(tmp_path, "zk0agg", "run", "--heldout", heldout, "--no-verify", "--detach", "--app", str(app),
-               "--state-dir", str(started_here(tmp_path)), "--out", name)
+               "--state-dir", str(started_here(tmp_path)), "--out", name, *flags)
 
 
 def test_run_hands_the_serverapp_an_absolute_heldout_path(fixtures, tmp_path, submitted):
@@ -112,3 +119,25 @@ def test_start_gives_the_serverapp_an_absolute_validation_path(fixtures, tmp_pat
     assert_user_error(cli(tmp_path, "zk0agg", *start_args, "--validation", "local:missing"), "--validation",
                       str(tmp_path / "missing"), "does not exist")
     assert len(started) == 1
+
+
+def test_run_trains_what_the_demo_trains_unless_told(synthetic, tmp_path, submitted):
+    result = _run(tmp_path, synthetic.heldout, "default")
+    assert result.returncode == 0, result.stderr
+    result = _run(tmp_path, synthetic.heldout, "tiny", "--model", "tiny", "--task", "pick_place")
+    assert result.returncode == 0, result.stderr
+    assert [(c["config"]["model"], c["config"]["sim-task"]) for c in submitted] == [("learn", "reach"),
+                                                                                    ("tiny", "pick_place")]
+
+
+def test_register_circuit_defaults_to_the_runs_model_and_the_app_config_to_the_demos():
+    import tomllib
+
+    from aggregator.cli.app import build_parser
+
+    args = build_parser().parse_args(["register-circuit", "--dataset", "local:/x"])
+    run = build_parser().parse_args(["run", "--heldout", "local:/x"])
+    demo = build_parser().parse_args(["demo"])
+    assert args.model == run.model == demo.model == "learn" and run.task == demo.task == "reach"
+    declared = tomllib.loads((SOURCE_ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+    assert (declared["model"], declared["sim-task"]) == ("learn", "reach")
