@@ -148,10 +148,11 @@ class RunOutputs:
         key = (op.round, op.payload["node_id"]) if op.kind in ("record", "reject") else (op.round, op.kind)
         with self._lock:
             self._pending_tx[key] = tx_hash
-            if op.payload.get("verdict") is not None:  # a held-out reply the chain has now judged
+            judged = op.payload.get("verdict") is not None  # a held-out reply the chain has now judged
+            if judged:
                 self._verdicts[key] = op.payload["verdict"]
             self._apply_tx()
-            self._write()
+            self._write(plots=judged)  # the charts show statuses, not transactions: redrawn only when one changed
 
     def _apply_tx(self) -> None:
         for entry in self.summary["rounds"]:
@@ -174,7 +175,7 @@ class RunOutputs:
         with self._lock:
             self._write()
 
-    def _write(self) -> None:
+    def _write(self, plots: bool = True) -> None:
         _write_atomic(self.dir / "summary.json", json.dumps(self.summary, indent=2, default=str))
         _write_atomic(self.dir / "metrics.json", json.dumps(self.metrics, indent=2, default=str))
         buf = io.StringIO()
@@ -184,7 +185,7 @@ class RunOutputs:
             for n in entry["nodes"]:
                 writer.writerow({"round": entry["round"], **n})
         _write_atomic(self.dir / "contributions.csv", buf.getvalue())
-        if self.metrics["rounds"]:
+        if plots and self.metrics["rounds"]:
             self._plot()
 
     def _plot(self) -> None:

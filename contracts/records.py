@@ -127,6 +127,13 @@ class Entry:
                 int(Reason(self.reason)), score_to_fixed(self.score))  # fmt: skip
 
 
+def earned(emission: int, score: int, score_total: int) -> int:
+    """Reward-token units a SELECTED record of a closed round earns, as the contract's ``_earned`` computes them:
+    the round's emission × the record's score ÷ the round's score total (scores at ``LOSS_SCALE`` fixed point);
+    0 for a score that is not positive. The one Python copy of the rule: every reader that shows a reward uses it."""
+    return emission * score // score_total if score > 0 and score_total > 0 else 0
+
+
 @dataclass(frozen=True)
 class RoundInfo:
     run_id: str

@@ -41,6 +41,35 @@ def owner_key(args: argparse.Namespace) -> str:
     return read_key(args.owner_key_file, OWNER_KEY_ENV, "owner")
 
 
+# ----------------------------------------------------------------------------------------------- datasets
+
+
+def dataset_uri(text: str) -> str:
+    """An argparse ``type``: a dataset URI (``node.datasets``) whose ``local:`` path is made absolute against this
+    folder. The ServerApp that loads it runs in another folder (under the SuperLink's state dir), so a relative path
+    would be looked up there. ``hf:`` URIs are kept as they are."""
+    from node.datasets import DatasetURI
+
+    try:
+        parsed = DatasetURI.parse(text)
+    except UserError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return f"local:{parsed.root}" if parsed.scheme == "local" else text
+
+
+def check_dataset(uri: str, flag: str, hub: bool = False) -> None:
+    """A ``local:`` dataset is a LeRobot dataset on this machine, now: one line naming ``flag`` if not, instead of a
+    ServerApp traceback once the run has started. A Hub dataset is checked only with ``hub`` (else the ServerApp
+    loads it)."""
+    from node.datasets import load_metadata
+
+    if hub or uri.startswith("local:"):
+        try:
+            load_metadata(uri)
+        except UserError as err:
+            raise UserError(f"{flag}: {err}") from None
+
+
 # ----------------------------------------------------------------------------------------------- lookups
 
 

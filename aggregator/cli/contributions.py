@@ -79,7 +79,8 @@ def _reward_cell(registry, record, rounds_info: dict) -> str:
     """What a record earns: emission × score / the round's score total for a SELECTED record with a positive score
     in a closed round; 'pending' until claimed ('paid' after, or forfeited by a slash)."""
     from aggregator.ledger.incentives import tokens
-    from contracts import Status
+    from contracts import Status, score_to_fixed
+    from contracts.records import earned
 
     if record.status != Status.SELECTED or record.score <= 0:
         return "-"
@@ -89,6 +90,6 @@ def _reward_cell(registry, record, rounds_info: dict) -> str:
     info = rounds_info[key]
     if info.state != "closed":
         return "round open"
-    earned = info.emission * record.score / info.score_total if info.score_total > 0 else 0
+    units = earned(info.emission, int(record.chain[12]), score_to_fixed(info.score_total))
     pending = registry.reward_of(record)
-    return f"{tokens(int(earned))} " + ("pending" if pending else "paid or slashed")
+    return f"{tokens(units)} " + ("pending" if pending else "paid or slashed")

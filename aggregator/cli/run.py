@@ -7,7 +7,15 @@ import sys
 import time
 from pathlib import Path
 
-from aggregator.cli.common import add_state_flag, add_wandb_flag, start_state, superlink_of, wandb_wanted
+from aggregator.cli.common import (
+    add_state_flag,
+    add_wandb_flag,
+    check_dataset,
+    dataset_uri,
+    start_state,
+    superlink_of,
+    wandb_wanted,
+)
 from node.cliargs import add_command, at_least, fraction
 from node.errors import UserError
 from node.logs import tee_output
@@ -122,31 +130,6 @@ def _follow(address: str, run_id: int, insecure: bool, ca: Path | None, out: Pat
     if stopped is not None:
         return 130
     return 0 if result.status == "completed" else 1
-
-
-def dataset_uri(text: str) -> str:
-    """An argparse ``type``: a dataset URI (``node.datasets``) whose ``local:`` path is made absolute against this
-    folder. The ServerApp that loads it runs in another folder (under the SuperLink's state dir), so a relative path
-    would be looked up there. ``hf:`` URIs are kept as they are."""
-    from node.datasets import DatasetURI
-
-    try:
-        parsed = DatasetURI.parse(text)
-    except UserError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-    return f"local:{parsed.root}" if parsed.scheme == "local" else text
-
-
-def check_dataset(uri: str, flag: str) -> None:
-    """A ``local:`` dataset is a LeRobot dataset on this machine, now: one line naming ``flag`` if not, instead of a
-    ServerApp traceback once the run has started. A Hub dataset is loaded by the ServerApp."""
-    from node.datasets import load_metadata
-
-    if uri.startswith("local:"):
-        try:
-            load_metadata(uri)
-        except UserError as err:
-            raise UserError(f"{flag}: {err}") from None
 
 
 def _check_endpoints(state: dict, verify: bool) -> None:

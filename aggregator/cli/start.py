@@ -20,10 +20,11 @@ from aggregator.cli.common import (
     add_chain_flags,
     add_state_flag,
     chain_of,
+    check_dataset,
+    dataset_uri,
     open_registry,
     read_key,
 )
-from aggregator.cli.run import dataset_uri
 from node.cliargs import add_command, port
 from node.errors import UserError
 from node.logs import tee_output
@@ -84,12 +85,7 @@ def _start(args: argparse.Namespace) -> int:
     tee_output(state_dir / "zk0agg-start.log")
     chain_rpc, registry, secrets_env = _chain_and_key(args)
     if args.validation:
-        from node.datasets import load_metadata
-
-        try:
-            load_metadata(args.validation)  # a bad URI fails here, not in the first round
-        except UserError as err:
-            raise UserError(f"--validation: {err}") from None
+        check_dataset(args.validation, "--validation", hub=True)  # a bad URI fails here, not in the first round
     hashes = [parse_app_hash(h) for h in args.app_hash] or [app_hash(SOURCE_ROOT)]
     options = SuperLinkOptions(state_dir, hashes, host=args.host or ("127.0.0.1" if args.insecure else "0.0.0.0"),
                                port=args.port, insecure=args.insecure, ssl_certfile=args.ssl_certfile,

@@ -27,7 +27,7 @@ from web3.exceptions import Web3Exception
 from aggregator.explorer.config import ExplorerConfig
 from aggregator.explorer.view import fmt_value, line_chart_svg, reason_text
 from contracts import LOSS_SCALE, ChainError, ChainUnavailable, Reason, Record, Registry, RoundInfo, Status
-from contracts.records import ROUND_STATES
+from contracts.records import ROUND_STATES, earned
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ class Rewards:
         if state != "closed":
             return Reward(None, "round open")
         key = (record.node.lower(), record.run_id.lower(), record.round)
-        return Reward(emission * score // total if total > 0 else 0,
+        return Reward(earned(emission, score, total),
                       "claimed" if key in self.claimed else "forfeited (slashed)" if key in self.slashed
                       else "unclaimed")
 

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 
 from contracts import ChainError
+from contracts.records import earned
 from contracts.typed_data import score_to_fixed
 from node.outcomes import OUTCOMES_KEY, encode_outcomes
 
@@ -49,7 +50,7 @@ def round_rewards(registry, run_id: str, round_: int, nodes: list[dict]) -> dict
     for n in nodes:
         score = n.get("score")
         fixed = score_to_fixed(score) if n["status"] == "SELECTED" and isinstance(score, int | float) else 0
-        rewards[n["node_id"]] = info.emission * fixed // total if fixed > 0 and total > 0 else 0
+        rewards[n["node_id"]] = earned(info.emission, fixed, total)
     return rewards
 
 

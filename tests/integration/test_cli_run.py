@@ -13,7 +13,9 @@ model now, and so do the app's run config defaults (pyproject's ``[tool.flwr.app
 uses).
 
 Nothing is submitted and no SuperLink starts here: the step that would (``submit_operator_run``,
-``SuperLinkOptions.start``) is replaced by one that records what it was given.
+``SuperLinkOptions.start``) is replaced by one that records what it was given. This is a stand-in on purpose, not
+for a fault: what these tests pin is what the command hands on (a real SuperLink only stores it, and a real run would
+take minutes per case); the real submission, SuperLink and ServerApp are tests/integration/test_deployment.py's.
 """
 
 from __future__ import annotations
