@@ -1,11 +1,14 @@
-"""Flower's deployment engine on loopback, driven by the operators' own commands.
+"""Flower's deployment engine on loopback, driven by the operators' own commands, as their guides print them.
 
-``zk0agg start`` (a real SuperLink, the chain connection, the aggregator key from a file), five ``zk0node start``
-SuperNodes (real processes, each with its own FLWR_HOME like separate machines): three pinned to this source tree's
-app bundle, one pinned to another bundle, and one that is killed (SIGKILL, with everything it started) as soon as
-its ClientApp starts in round 1. Real anvil (``contracts.LocalChain``), the dev SRS, synthetic fixtures,
-``zk0agg run`` for two rounds; then ``zk0agg contributions`` reads the records back. The SuperLink is also sent a
-bundle it has not pinned. Every process is stopped, with everything it started, in ``finally``.
+The set-up is the rehearsal of docs/operator-aggregator.md §1a and docs/operator-node.md §9, each block run in bash
+as written (only its port numbers changed to free ones): ``zk0agg chain up`` (anvil, the dev keys), deploy-registry,
+fixtures, ``zk0agg start``, each node's wallet, funds, stake and ``zk0node start``, the owner's approvals, ``zk0agg
+run`` for two rounds and ``zk0agg contributions``. Beside the guides' three nodes the test starts two of its own,
+from the same wallet set-up: one pinned to another app bundle, and one that is killed (SIGKILL, with everything it
+started) as soon as its ClientApp starts in round 1. Each process gets its own ``FLWR_HOME`` (like separate
+machines), and the folder's ``.zk0/fixtures`` is the session's model and circuit cache, so nothing is built twice.
+The SuperLink is also sent a bundle it has not pinned. Every process is stopped, with everything it started, in
+``finally``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -22,20 +26,62 @@ from types import SimpleNamespace
 
 import pytest
 
-from aggregator.tools.deploy import follow_run, free_port, read_state, start_process, submit_run, wait_nodes
-from aggregator.tools.fixtures import synthetic_fixtures
-from contracts import LocalChain, Registry, Status, connect, create_keystore
-from node.trust import build_app_bundle, bundle_hash
+from aggregator.tools.deploy import (
+    follow_run,
+    free_port,
+    read_state,
+    start_process,
+    submit_run,
+    wait_for_port,
+    wait_nodes,
+)
+from contracts import Registry, Status, connect
+from node.trust import bundle_hash
 
-PASSWORD = "deployment-test-password"
-HONEST = 3
+ROOT = Path(__file__).resolve().parents[2]
+GUIDES = [ROOT / "docs" / "operator-aggregator.md", ROOT / "docs" / "operator-node.md"]
+HONEST = 3  # the guides' nodes
 OTHER_APP = "cd" * 32  # what the fourth node pins: not the bundle the aggregator runs
 KILLED = HONEST + 1  # the fifth node dies mid-round
-ROUND_TIMEOUT = 300  # seconds a round waits for replies (zk0agg run --timeout)
+ROUND_TIMEOUT = 300  # seconds a round waits for replies (the guide's zk0agg run --timeout)
+OUT = "trial-run"  # the guide's zk0agg run --out
 
 
 def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
+
+
+def rehearsal_blocks(ports: dict[str, int]) -> dict[str, str]:
+    """The guides' rehearsal blocks by name (``<!-- rehearsal: NAME ... -->`` before a bash block), with the
+    documented ports (8545 chain, 9092 SuperLink, 9094 + N nodes' runtime) replaced by ``ports``."""
+    blocks = {}
+    for guide in GUIDES:
+        for name, block in re.findall(r"<!-- rehearsal: ([\w-]+)[^\n]*-->\n```bash\n(.*?)```", guide.read_text(), re.S):
+            for documented, port in ports.items():
+                block = re.sub(rf"\b{documented}\b", str(port), block)
+            blocks[name] = block
+    return blocks
+
+
+def run_block(name: str, script: str, cwd: Path, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    output = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, f"the guide's {name} block failed:\n{script}\n{output}"
+    return done
+
+
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free ports."""
+    while True:
+        base = free_port()
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
 
 
 def wait_for_file(path: Path, processes, timeout: float = 120.0) -> None:
@@ -91,62 +137,68 @@ def status_commands(state_dir: Path, node_dir: Path, env: dict) -> dict:
             "node": run("node.cli", "status", "--state-dir", str(node_dir))}
 
 
+def fixture_uri(work: Path, label: str) -> str:
+    """A URI ``zk0agg fixtures`` printed (the guide's fixtures.txt): ``label`` is ``node 0``, ``held-out``..."""
+    return re.search(rf"^{label}: (\S+)$", (work / "fixtures.txt").read_text(), re.M).group(1)
+
+
 @pytest.fixture(scope="module")
 def deployed(cache_dir, tmp_path_factory):
-    from eth_account import Account
-
     t0 = time.monotonic()
     work = tmp_path_factory.mktemp("deployment")
-    fixtures = synthetic_fixtures(cache_dir, HONEST, episodes=1, frames=24)
-    prebuild_circuit(fixtures.heldout, cache_dir)
-    fab = build_app_bundle()  # once: the tree may change while the test runs; this is the bundle everyone pins
-    digest = bundle_hash(fab)
-    (work / "app.fab").write_bytes(fab)
-    base_env = {**os.environ, "HF_HUB_OFFLINE": "1", "FLWR_TELEMETRY_ENABLED": "0"}
-    base_env.pop("ZK0_WALLET_PASSWORD", None)
+    (work / ".zk0").mkdir()
+    (work / ".zk0" / "fixtures").symlink_to(cache_dir)  # the session's model and circuit cache
+    chain_port, superlink_port, runtime_base = free_port(), free_port(), free_ports(KILLED + 1)
+    blocks = rehearsal_blocks({"8545": chain_port, "9092": superlink_port, "9094": runtime_base})
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "FLWR_TELEMETRY_ENABLED": "0",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # the guide's active venv
+    for secret in ("ZK0_WALLET_PASSWORD", "ZK0_OWNER_KEY", "ZK0_AGGREGATOR_KEY"):
+        env.pop(secret, None)
+    agg_env = {**env, "FLWR_HOME": str(work / "flwr-aggregator")}
     processes = []
-    chain = LocalChain(state_path=work / "anvil-state.json").start()
+
+    def foreground(name: str, log: str, script: str, process_env: dict):
+        processes.append(start_process(name, ["bash", "-c", script], work / log, env=process_env, cwd=work))
+        return processes[-1]
+
     try:
-        owner_key, aggregator_key = chain.private_keys[:2]
-        registry = Registry.deploy(connect(chain.rpc_url), owner_key, Account.from_key(aggregator_key).address)
-        wallets = []
-        for i in range(KILLED + 1):
-            path = work / f"wallet{i}.json"
-            registry.approve_node(create_keystore(path, PASSWORD))
-            wallets.append(path)
-        key_file = work / "aggregator.key"
-        key_file.write_text(aggregator_key + "\n")
-        key_file.chmod(0o600)
-        port, state_dir = free_port(), work / "aggregator"
-        agg_env = {**base_env, "FLWR_HOME": str(work / "flwr-aggregator")}
-        processes.append(start_process("zk0agg start", python_module(
-            "aggregator.cli", "start", "--insecure", "--port", str(port), "--chain-rpc", chain.rpc_url,
-            "--registry", registry.address, "--aggregator-key-file", str(key_file), "--app-hash", digest,
-            "--state-dir", str(state_dir)), work / "zk0agg-start.log", env=agg_env))
-        for i, wallet in enumerate(wallets):  # started at once: their start-up overlaps the SuperLink's
-            node_env = {**base_env, "FLWR_HOME": str(work / f"flwr-node{i}"), "ZK0_WALLET_PASSWORD": PASSWORD}
-            processes.append(start_process(f"zk0node start {i}", python_module(
-                "node.cli", "start", "--superlink", f"127.0.0.1:{port}", "--insecure",
-                "--dataset", fixtures.nodes[i % HONEST], "--wallet", str(wallet),
-                "--app-hash", digest if i < HONEST else OTHER_APP, "--cache-dir", str(cache_dir),
-                "--state-dir", str(work / f"node{i}"), "--runtime-port", str(free_port()),
-                "--max-wait-time", "180"), work / f"node{i}.log", env=node_env))
+        chain = foreground("zk0agg chain up", "chain.log", blocks["chain"], env)
+        wait_for_port("127.0.0.1", chain_port, chain)
+        wait_for_file(work / "aggregator.key", [chain])
+        run_block("aggregator-setup", blocks["aggregator-setup"], work, env)
+        prebuild_circuit(fixture_uri(work, "held-out"), cache_dir)
+        state_dir = work / ".zk0" / "aggregator"
+        foreground("zk0agg start", "zk0agg-start.log", blocks["aggregator"], agg_env)
+        setups = [subprocess.Popen(["bash", "-euo", "pipefail", "-c", blocks["node-setup"]], cwd=work,
+                                   env={**env, "N": str(i)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True) for i in range(KILLED + 1)]  # five operators at once
+        for i, setup in enumerate(setups):
+            output = setup.communicate(timeout=300)[0]
+            assert setup.returncode == 0, f"node {i}'s node-setup block failed:\n{output[-3000:]}"
+        run_block("approve", blocks["approve"], work, env)
         wait_for_file(state_dir / "federation.json", processes)
-        nodes = processes[1:]
-        wait_nodes(f"127.0.0.1:{port}", len(nodes), nodes)  # every node connected, so round 1 goes to all five
+        state = read_state(state_dir / "federation.json")
+        digest = state["app_hashes"][0]
+        for i in range(KILLED + 1):  # the guide's nodes, then the test's two
+            node_env = {**env, "N": str(i), "FLWR_HOME": str(work / f"flwr-node{i}")}
+            if i < HONEST:
+                foreground(f"zk0node start {i}", f"node{i}.log", blocks["node"], node_env)
+                continue
+            processes.append(start_process(f"zk0node start {i}", python_module(
+                "node.cli", "start", "--superlink", f"127.0.0.1:{superlink_port}", "--insecure", "--srs", "dev",
+                "--dataset", fixture_uri(work, f"node {i % HONEST}"), "--wallet", f"node{i}/wallet.json",
+                "--password-file", f"node{i}/pw", "--app-hash", digest if i > HONEST else OTHER_APP,
+                "--state-dir", f"node{i}", "--runtime-port", str(runtime_base + i), "--max-wait-time", "180"),
+                work / f"node{i}.log", env=node_env, cwd=work))
+        nodes = processes[2:]
+        wait_nodes(f"127.0.0.1:{superlink_port}", len(nodes), nodes)  # every node connected: round 1 goes to all
         killed = kill_when_training(nodes[KILLED])
         t_up = time.monotonic()
-        # min-nodes: the nodes left after the kill, or round 2 would wait for the dead one
-        running = subprocess.Popen(python_module(
-            "aggregator.cli", "run", "--model", "tiny", "--rounds", "2", "--min-nodes", str(KILLED),
-            "--local-steps", "3", "--fraction-evaluate", "0", "--heldout", fixtures.heldout,
-            "--cache-dir", str(cache_dir), "--out", str(work / "out"), "--fab", str(work / "app.fab"),
-            "--state-dir", str(state_dir),
-            "--timeout", str(ROUND_TIMEOUT), "-c", "eval-batches=2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env=agg_env)
+        running = subprocess.Popen(["bash", "-euo", "pipefail", "-c", blocks["run"]], cwd=work, env=agg_env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         status = {}
         try:  # the operators' status views while round 2 runs, then after the run
-            out_summary = work / "out" / "summary.json"
+            out_summary = work / OUT / "summary.json"
             while running.poll() is None and not (out_summary.exists() and
                                                    json.loads(out_summary.read_text())["rounds"]):
                 time.sleep(1.0)
@@ -158,18 +210,18 @@ def deployed(cache_dir, tmp_path_factory):
         run = subprocess.CompletedProcess(running.args, running.returncode, stdout, stderr)
         t_run = time.monotonic()
         status["after"] = status_commands(state_dir, work / f"node{KILLED}", agg_env)  # the node killed
-        contributions = subprocess.run(python_module("aggregator.cli", "contributions", "--state-dir",
-                                                     str(state_dir)),
+        contributions = subprocess.run(["bash", "-euo", "pipefail", "-c", blocks["records"]], cwd=work,
                                        capture_output=True, text=True, timeout=120, env={**agg_env, "COLUMNS": "250"})
+        registry = Registry.at(connect(f"http://127.0.0.1:{chain_port}"), state["registry"])
         print(f"timings: start-up {t_up - t0:.0f} s, zk0agg run {t_run - t_up:.0f} s")
-        yield SimpleNamespace(work=work, run=run, contributions=contributions, registry=registry, digest=digest,
-                              wallets=[str(w) for w in wallets], state=read_state(state_dir / "federation.json"),
-                              processes=processes, killed=killed, t_up=t_up, status=status,
+        wallets = [str(work / f"node{i}" / "wallet.json") for i in range(KILLED + 1)]
+        yield SimpleNamespace(work=work, out=work / OUT, run=run, contributions=contributions, registry=registry,
+                              digest=digest, wallets=wallets,
+                              state=state, processes=processes, killed=killed, t_up=t_up, status=status,
                               killed_id=supernode_id(nodes[KILLED].log_tail(100_000)))
     finally:
         for process in reversed(processes):
             process.stop()
-        chain.stop()
 
 
 def addresses(wallets: list[str]) -> list[str]:
@@ -181,7 +233,7 @@ def addresses(wallets: list[str]) -> list[str]:
 def test_verified_run(deployed):
     run = deployed.run
     assert run.returncode == 0, f"{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
-    summary = json.loads((deployed.work / "out" / "summary.json").read_text())
+    summary = json.loads((deployed.out / "summary.json").read_text())
     assert [r["round"] for r in summary["rounds"]] == [1, 2]
     assert summary["chain"]["pending_operations"] == 0
     honest = addresses(deployed.wallets[:HONEST])
@@ -218,7 +270,7 @@ def test_verified_run(deployed):
 def test_secret_stays_off_the_run_config(deployed):
     """The aggregator key reached the ServerApp (rounds were recorded) through its environment only."""
     key = (deployed.work / "aggregator.key").read_text().strip()
-    summary_text = (deployed.work / "out" / "summary.json").read_text()
+    summary_text = (deployed.out / "summary.json").read_text()
     assert key not in summary_text and key.removeprefix("0x") not in summary_text
     for i in range(KILLED + 1):
         assert key.removeprefix("0x") not in (deployed.work / f"node{i}.log").read_text()
@@ -230,7 +282,7 @@ def test_node_refuses_unpinned_app(deployed):
     assert f"refused app bundle sha256 {deployed.digest}" in log
     assert not list((deployed.work / f"flwr-node{HONEST}").glob("apps/*"))  # nothing of the bundle on disk
     assert list((deployed.work / "flwr-node0").glob(f"apps/*{deployed.digest[:8]}*"))  # an honest node ran it
-    summary = json.loads((deployed.work / "out" / "summary.json").read_text())
+    summary = json.loads((deployed.out / "summary.json").read_text())
     for entry in summary["rounds"]:
         refused = [n for n in entry["nodes"] if n["status"] == "MALFORMED" and "refused app bundle" in n["detail"]]
         assert len(refused) == 1, entry["nodes"]
@@ -242,8 +294,8 @@ def test_killed_node_does_not_stall_the_round(deployed):
     chain, and round 2 goes to the nodes still alive."""
     assert deployed.run.returncode == 0, deployed.run.stderr[-4000:]
     assert "at" in deployed.killed, "the fifth node never started work on round 1"
-    assert not deployed.processes[1 + KILLED].running()
-    summary = json.loads((deployed.work / "out" / "summary.json").read_text())
+    assert not deployed.processes[2 + KILLED].running()
+    summary = json.loads((deployed.out / "summary.json").read_text())
     first, second = summary["rounds"]
     dead = [n for n in first["nodes"] if n["node_id"] == deployed.killed_id]
     if dead:  # Flower's own "node unavailable" error reply, once two heartbeats are missed
@@ -254,7 +306,7 @@ def test_killed_node_does_not_stall_the_round(deployed):
         assert first["no_reply"] == [deployed.killed_id], first
     assert deployed.killed_id not in [n["node_id"] for n in second["nodes"]] + second["no_reply"]
     assert sum(n["status"] in ("SELECTED", "NOT_SELECTED") for n in first["nodes"]) == HONEST
-    rounds = json.loads((deployed.work / "out" / "metrics.json").read_text())["rounds"]
+    rounds = json.loads((deployed.out / "metrics.json").read_text())["rounds"]
     print("round seconds:", [round(r["seconds"]["round"]) for r in rounds])
     assert all(r["seconds"]["round"] < ROUND_TIMEOUT + 30 for r in rounds)  # no round stuck past its timeout
     assert summary["chain"]["pending_operations"] == 0
@@ -307,14 +359,14 @@ def test_status_views(deployed):
     killed = after["node"]
     assert killed.returncode == 1 and "NOT RUNNING" in killed.stdout and "nothing runs" in killed.stdout
     assert (deployed.work / "node0" / "zk0node.log").read_text().count("Start `flwr-clientapp` process") >= 2
-    assert "round 2" in (deployed.work / "out" / "zk0agg-run.log").read_text()
+    assert "round 2" in (deployed.out / "zk0agg-run.log").read_text()
 
 
 def test_each_node_learns_its_outcome_of_every_round(deployed):
     """Issue 33: a node operator's zk0node.log had timings, never what became of a reply. Now one line per round
     (round 1 told in round 2's train message, round 2 in the run's closing message), the same as summary.json and
     the chain; and the log reads as text: Flower's lines once each (not twice), without ANSI colour codes."""
-    summary = json.loads((deployed.work / "out" / "summary.json").read_text())
+    summary = json.loads((deployed.out / "summary.json").read_text())
     run = summary["chain"]["run_id"]
     node_log = (deployed.work / "node0" / "zk0node.log").read_text()
     assert "\x1b[" not in node_log

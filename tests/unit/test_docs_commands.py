@@ -21,10 +21,13 @@ COMMAND = re.compile(r"^(?:\.venv/bin/)?(zk0agg|zk0node)\s")
 def documented_commands() -> list[tuple[str, str, list[str]]]:
     """(where, program, argv) of each command line in the docs' bash blocks: continuation lines joined, comments
     and ``export`` lines dropped, shell variables of the same block (``CHAIN="..."``) expanded. Lines that are
-    templates for the reader (``...``, ``[--optional]``, ``<placeholder>``) are left out."""
+    templates for the reader (``...``, ``[--optional]``, ``<placeholder>``) are left out, and so are the rehearsal
+    blocks (``<!-- rehearsal: ... -->``), which the deployment test runs in bash as written."""
     found = []
     for doc in DOCS:
-        for block in re.findall(r"```bash\n(.*?)```", doc.read_text(), re.S):
+        for rehearsal, block in re.findall(r"(<!-- rehearsal: [^\n]*-->\n)?```bash\n(.*?)```", doc.read_text(), re.S):
+            if rehearsal:  # shell, not single commands: tests/integration/test_deployment.py runs these blocks
+                continue
             variables: dict[str, str] = {}
             for line in re.sub(r"\\\n\s*", " ", block).splitlines():
                 line = line.split("  #")[0].split(" # ")[0].strip()
