@@ -22,6 +22,7 @@ SECRET_ENV = {"aggregator_key": "ZK0_AGGREGATOR_KEY", "verifier_token": "ZK0_VER
 
 
 SIM_TASKS = ("reach", "pick_place")  # sim.TASKS' names (sim is not imported here: it loads MuJoCo)
+SELECTIONS = ("usefulness", "multikrum")  # aggregator.protocol.selection's rule, or Multi-Krum's
 # The smallest value each numeric run setting may take (the others are checked below: rates, fractions, DP).
 _AT_LEAST = {"local_steps": 1, "batch_size": 1, "proximal_mu": 0, "eval_batches": 1, "client_eval_batches": 1,
              "timeout": 1, "seed": 0, "slice_rows": 1, "chain_drain_timeout": 0, "sim_eval_episodes": 0,
@@ -51,6 +52,10 @@ class FederationConfig:
     harm_tolerance: float = 0.1  # τ: score s < −τ is HARMFUL (docs/benchmarks.md: the honest scores measured)
     rise_tolerance: float = 0.25  # ρ: a proven loss rising by more than this fraction is NO_IMPROVEMENT
     min_gain: float = 0.01  # a reply is averaged in only if its score is above min_gain × L_val(θ_g)
+    # Who is averaged and with what weight (aggregator/protocol/selection.py, docs/security.md "Selection"):
+    # "usefulness" weighs every useful verified reply by its score (needs a validation set); "multikrum" averages
+    # Krum's m best-ranked useful replies with equal weights (the rule before; always used without validation).
+    selection: str = "usefulness"
     out_dir: str = "outputs/run"
     cache_dir: str = ".zk0/fixtures"
     eval_batches: int = 4
@@ -107,6 +112,8 @@ class FederationConfig:
             raise UserError("slice_rows must be at least 1")
         if self.validation_batches < 1 or self.validation_batch_size < 1 or self.validation_threads < 1:
             raise UserError("validation_batches, validation_batch_size and validation_threads must be at least 1")
+        if self.selection not in SELECTIONS:
+            raise UserError(f"selection {self.selection!r} is not a selection rule: {' or '.join(SELECTIONS)}")
         if self.harm_tolerance < 0 or self.rise_tolerance < 0 or self.min_gain < 0:
             raise UserError("harm_tolerance, rise_tolerance and min_gain must be >= 0")
         if min(self.dp_epsilon, self.dp_noise_multiplier, self.dp_clip) < 0:

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 ACCEPTED = ("SELECTED", "NOT_SELECTED")  # verified replies; any other status is the gate's rejection
 CSV_FIELDS = ("round", "node_id", "address", "claimed_address", "status", "reason", "detail", "loss_before",
-              "loss_after", "score", "train_loss", "update_hash", "proof_hash", "data_commitment", "tx_hash")
+              "loss_after", "score", "weight", "train_loss", "update_hash", "proof_hash", "data_commitment",
+              "tx_hash")
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -54,8 +55,8 @@ def print_table(console: Console, table: Table) -> None:
 
 def _node_entry(o: Outcome) -> dict:
     fields = ("node_id", "address", "claimed_address", "status", "reason", "detail", "loss_before", "loss_after",
-              "score", "train_loss", "update_hash", "proof_hash", "data_commitment", "tx_hash", "prove_seconds",
-              "verify_seconds", "proof_bytes", "dp_epsilon")
+              "score", "weight", "train_loss", "update_hash", "proof_hash", "data_commitment", "tx_hash",
+              "prove_seconds", "verify_seconds", "proof_bytes", "dp_epsilon")
     return {name: getattr(o, name) for name in fields}
 
 
@@ -108,7 +109,7 @@ class RunOutputs:
         entry = {"round": rlog.round, "global_hash": rlog.global_hash, "new_global_hash": new_global_hash,
                  "server_eval_loss": server_eval_loss, "kept_global": rlog.kept_global, "note": rlog.note,
                  "no_reply": list(rlog.no_reply), "validation_loss": rlog.validation_loss, "krum": rlog.krum,
-                 **extra_metrics, "nodes": nodes}
+                 "selection": rlog.selection, "mean_score": rlog.mean_score, **extra_metrics, "nodes": nodes}
         if rlog.sketch_seed is not None:  # published once the round's replies are in: anyone can redo the sketches
             entry["sketch_seed"] = str(rlog.sketch_seed)
         with self._lock:
@@ -130,7 +131,7 @@ class RunOutputs:
             extra += f", DP ε = {eps} (δ = {entry['dp_delta']:g})"
         table = Table(title=f"round {entry['round']}: server eval loss {entry['server_eval_loss']:.4f}{extra}"
                       + (" (global model kept)" if entry["kept_global"] else ""), title_justify="left")
-        for col in ("node", "address", "status", "train", "proof loss", "score", "update", "tx"):
+        for col in ("node", "address", "status", "train", "proof loss", "score", "weight", "update", "tx"):
             table.add_column(col, no_wrap=True)
         for n in entry["nodes"]:
             losses = f"{n['loss_before']:.3f}→{n['loss_after']:.3f}" if n["loss_before"] is not None else "-"
@@ -138,6 +139,7 @@ class RunOutputs:
             table.add_row(_short(str(n["node_id"])), _short(n["address"]), status,
                           f"{n['train_loss']:.4f}" if n["train_loss"] is not None else "-", losses,
                           f"{n['score']:+.4f}" if n.get("score") is not None else "-",
+                          f"{n['weight']:.0%}" if n.get("weight") else "-",
                           _short(n["update_hash"]), _short(n["tx_hash"]))
         if entry.get("no_reply"):
             table.caption = "no reply within the round's timeout: " + ", ".join(map(str, entry["no_reply"]))

@@ -179,6 +179,7 @@ def _run_rounds(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         harm_tolerance=cfg.harm_tolerance,
         rise_tolerance=cfg.rise_tolerance,
         min_gain=cfg.min_gain,
+        selection=cfg.selection,
         hash_arrays=lambda arrays: params_hash(list(arrays.values())),
         num_malicious_nodes=cfg.krum_f,
         num_nodes_to_select=cfg.krum_m,

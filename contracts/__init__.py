@@ -24,6 +24,7 @@ from contracts.typed_data import (
     score_to_fixed,
     sign_contribution,
     to_fixed,
+    weight_to_fixed,
 )
 from contracts.wallet import (
     WalletError,
@@ -69,6 +70,7 @@ __all__ = [
     "recover_signer",
     "resolve_password",
     "score_to_fixed",
+    "weight_to_fixed",
     "sign_contribution",
     "to_fixed",
     "wallet_new",

@@ -26,6 +26,7 @@ class Reason(IntEnum):
     NO_IMPROVEMENT = 8  # loss_after >= loss_before
     NO_QUORUM = 9  # too few verified replies for Krum: the round kept the global model
     HARMFUL = 10  # the validation score is below -tau: the update hurts the aggregator's validation set
+    DUPLICATE = 11  # the same update or proof as another wallet's reply of the round: one piece of work, one record
 
 
 # Replies rejected before a valid signature for this round exists: recorded with recordRejection.
@@ -39,4 +40,4 @@ def is_valid_signed_outcome(status: Status, reason: Reason) -> bool:
     if status == Status.NOT_SELECTED:
         return reason in (Reason.NONE, Reason.NO_QUORUM)
     return reason in (Reason.MALFORMED, Reason.INTEGRITY, Reason.BAD_PROOF, Reason.UNBOUND, Reason.NO_IMPROVEMENT,
-                      Reason.HARMFUL)
+                      Reason.HARMFUL, Reason.DUPLICATE)

@@ -14,12 +14,12 @@ from web3 import Web3
 
 from contracts.evm_proof import EvmProof
 from contracts.outcomes import Reason, Status
-from contracts.typed_data import Contribution, from_fixed, score_to_fixed
+from contracts.typed_data import Contribution, from_fixed, score_to_fixed, weight_to_fixed
 
 BPS = 10_000
 ROUND_STATES = {0: "none", 1: "open", 2: "closed"}
 RECORD_TYPES = ("bytes32", "uint64", "address", "uint8", "uint8", "bool", "bool", "bytes32", "bytes32", "bytes32",
-                "uint256", "uint256", "int256")  # ContributionRegistry.Record, field by field
+                "uint256", "uint256", "int256", "uint256")  # ContributionRegistry.Record, field by field
 
 
 def hex32(value: bytes) -> str:
@@ -61,35 +61,36 @@ class Record:
     loss_before: float
     loss_after: float
     score: float  # the validation score the aggregator attested (0.0 for unsigned rejections)
+    weight: float  # its share of the round's new global model (0.0 unless SELECTED): what its reward follows
     chain: tuple = field(default=(), repr=False, compare=False)  # the exact on-chain tuple (fixed-point values)
 
     @classmethod
     def from_chain(cls, raw: tuple) -> Record:
         """From the contract's Record tuple (the fields of ContributionRecorded, in order)."""
-        run, rnd, node, status, reason, signed, proof_verified, update, proof, data, before, after, score = raw
+        run, rnd, node, status, reason, signed, proof_verified, update, proof, data, before, after, score, weight = raw
         return cls(
             run_id=hex32(bytes32(run)), round=rnd, node=Web3.to_checksum_address(node), status=Status(status),
             reason=Reason(reason), signed=signed, proof_verified=proof_verified, update_hash=hex32(bytes32(update)),
             proof_hash=hex32(bytes32(proof)), data_commitment=hex32(bytes32(data)), loss_before=from_fixed(before),
-            loss_after=from_fixed(after), score=from_fixed(score),
+            loss_after=from_fixed(after), score=from_fixed(score), weight=from_fixed(weight),
             chain=(bytes32(run), rnd, Web3.to_checksum_address(node), int(status), int(reason), bool(signed),
-                   bool(proof_verified), bytes32(update), bytes32(proof), bytes32(data), before, after, score),
+                   bool(proof_verified), bytes32(update), bytes32(proof), bytes32(data), before, after, score, weight),
         )  # fmt: skip
 
     @classmethod
     def signed_outcome(cls, c: Contribution, node: str, status: Status | int, reason: Reason | int, score: float,
-                       proof_verified: bool = False) -> Record:
+                       weight: float = 0.0, proof_verified: bool = False) -> Record:
         """The record the contract stores for a signed reply (what recordContributions builds from an entry)."""
         m = c.to_message()
         return cls.from_chain((m["runId"], c.round, node, int(status), int(reason), True, proof_verified,
                                m["updateHash"], m["proofHash"], m["dataCommitment"], m["lossBefore"], m["lossAfter"],
-                               score_to_fixed(score)))  # fmt: skip
+                               score_to_fixed(score), weight_to_fixed(weight)))  # fmt: skip
 
     @classmethod
     def rejection(cls, run_id: str, round: int, key: str, reason: Reason | int, evidence_hash: str) -> Record:
         """The record of an unsigned rejection under rejection key `key` (what recordRejection stores)."""
         return cls.from_chain((bytes32(run_id), round, key, int(Status.REJECTED), int(reason), False, False,
-                               b"\0" * 32, b"\0" * 32, bytes32(evidence_hash), 0, 0, 0))  # fmt: skip
+                               b"\0" * 32, b"\0" * 32, bytes32(evidence_hash), 0, 0, 0, 0))  # fmt: skip
 
     def hash(self) -> str:
         """keccak256(abi.encode(record)): what the registry stores for it (its recordHash)."""
@@ -121,17 +122,19 @@ class Entry:
     status: Status
     reason: Reason = Reason.NONE
     score: float = 0.0
+    weight: float = 0.0  # its share of the round's average (SELECTED only)
 
     def to_chain(self) -> tuple:
         return (self.contribution.to_message(), bytes(self.signature), int(Status(self.status)),
-                int(Reason(self.reason)), score_to_fixed(self.score))  # fmt: skip
+                int(Reason(self.reason)), score_to_fixed(self.score), weight_to_fixed(self.weight))  # fmt: skip
 
 
-def earned(emission: int, score: int, score_total: int) -> int:
+def earned(emission: int, weight: int, weight_total: int) -> int:
     """Reward-token units a SELECTED record of a closed round earns, as the contract's ``_earned`` computes them:
-    the round's emission × the record's score ÷ the round's score total (scores at ``LOSS_SCALE`` fixed point);
-    0 for a score that is not positive. The one Python copy of the rule: every reader that shows a reward uses it."""
-    return emission * score // score_total if score > 0 and score_total > 0 else 0
+    the round's emission × the record's weight in the round's average ÷ the round's weight total (weights at
+    ``WEIGHT_SCALE`` fixed point); 0 without weight. The one Python copy of the rule: every reader that shows a
+    reward uses it."""
+    return emission * weight // weight_total if weight > 0 and weight_total > 0 else 0
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ class RoundInfo:
     circuit_id: str
     new_global_hash: str
     emission: int  # reward token units the round shares among its SELECTED wallets
-    score_total: float  # sum of those wallets' positive scores
+    weight_total: float  # sum of those wallets' weights in the round's average (each earns its share of it)
 
 
 @dataclass(frozen=True)

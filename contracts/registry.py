@@ -66,6 +66,9 @@ ERROR_TEXT = {
     ),
     "AlreadyRecorded": "run {0} round {1} already has a record for node {2}",
     "InvalidOutcome": "status {0} with reason {1} is not a valid outcome",
+    "InvalidWeight": "status {0} with weight {1}: only a SELECTED record has a weight, at most WEIGHT_SCALE (1e9)",
+    "DuplicateWork": "run {0} round {1} already has a verified record with update or proof hash {2} (one piece of "
+                     "work is recorded once: record the copy REJECTED, DUPLICATE)",
     "InvalidCircuit": "a circuit needs a VKA, a proof length and output scales of at most 29 bits",
     "CircuitAlreadyRegistered": "circuit {0} is already registered (a circuit's verifying key never changes)",
     "CircuitNotRegistered": "circuit {0} is not registered (owner: registerCircuit), so its proofs cannot be judged",
@@ -78,7 +81,7 @@ ERROR_TEXT = {
     "NotExiting": "{0} has not asked to unstake (request_unstake first)",
     "UnstakeLocked": "the stake unlocks when {0} rounds have opened ({1} so far): it stays slashable until then",
     "RoundNotClosed": "round {1} of run {0} is not closed yet: its rewards are not final",
-    "NoReward": "round {0} has no reward for {1} (not SELECTED with a positive score, or slashed)",
+    "NoReward": "round {0} has no reward for {1} (not SELECTED with a weight, or slashed)",
     "AlreadyClaimed": "round {0}'s reward for {1} was already paid (or forfeited by a slash)",
     "ProofValid": "the proof verifies with the signed losses for the round's circuit: an honest proof is not slashable",
     "VerifierOutOfGas": "the verifier ran out of gas: send the transaction with more gas",
@@ -224,11 +227,12 @@ class Registry:
         reason: Reason | int = Reason.NONE,
         proof: EvmProof | bytes | None = None,
         score: float = 0.0,
+        weight: float = 0.0,
     ) -> TxReceipt:
         """Record one signed reply's outcome and the validation score the aggregator attests for it
         (L_val(global) - L_val(update), may be negative); with `proof`, the contract verifies the EZKL proof too,
         against the round's registered circuit, with the public instances that encode the signed losses."""
-        entry = Entry(contribution, bytes(signature), Status(status), Reason(reason), score)
+        entry = Entry(contribution, bytes(signature), Status(status), Reason(reason), score, weight)
         if proof is None:
             return self.record_contributions(contribution.run_id, contribution.round, [entry])
         return self._transact("recordContributionWithProof", *entry.to_chain(), proof_bytes(proof))
@@ -294,7 +298,7 @@ class Registry:
         a = event["args"]
         return Record.from_chain((a["runId"], a["round"], a["node"], a["status"], a["reason"], a["signed"],
                                   a["proofVerified"], a["updateHash"], a["proofHash"], a["dataCommitment"],
-                                  a["lossBefore"], a["lossAfter"], a["score"]))  # fmt: skip
+                                  a["lossBefore"], a["lossAfter"], a["score"], a["weight"]))  # fmt: skip
 
     def get_record(self, run_id: str | bytes, round: int, node: str) -> Record | None:
         """(run, round, node)'s record, read from its event and checked against the stored hash."""
@@ -363,7 +367,7 @@ class Registry:
     def pending_rewards(self, node: str) -> tuple[int, list[Record]]:
         """`node`'s unpaid rewards (token units) and the records they come from (read from its events)."""
         earning = [(r, self.reward_of(r)) for r in self.node_history(node)
-                   if r.status == Status.SELECTED and r.score > 0]
+                   if r.status == Status.SELECTED and r.weight > 0]
         paid = [(r, amount) for r, amount in earning if amount > 0]
         return sum(amount for _, amount in paid), [r for r, _ in paid]
 

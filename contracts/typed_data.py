@@ -48,6 +48,13 @@ def from_fixed(value: int) -> float:
     return value / LOSS_SCALE
 
 
+def weight_to_fixed(weight: float) -> int:
+    """A reply's weight in its round's average, 0 to 1, in the contract's fixed point (WEIGHT_SCALE = LOSS_SCALE)."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"a weight must be between 0 and 1, got {weight!r}")
+    return score_to_fixed(weight)
+
+
 def score_to_fixed(score: float) -> int:
     """A finite validation score (may be negative) in the contract's fixed point (LOSS_SCALE, half to even)."""
     if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):

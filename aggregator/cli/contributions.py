@@ -82,7 +82,7 @@ def _reward_cell(registry, record, rounds_info: dict) -> str:
     from contracts import Status, score_to_fixed
     from contracts.records import earned
 
-    if record.status != Status.SELECTED or record.score <= 0:
+    if record.status != Status.SELECTED or record.weight <= 0:
         return "-"
     key = (record.run_id, record.round)
     if key not in rounds_info:
@@ -90,6 +90,6 @@ def _reward_cell(registry, record, rounds_info: dict) -> str:
     info = rounds_info[key]
     if info.state != "closed":
         return "round open"
-    units = earned(info.emission, int(record.chain[12]), score_to_fixed(info.score_total))
+    units = earned(info.emission, int(record.chain[13]), score_to_fixed(info.weight_total))
     pending = registry.reward_of(record)
     return f"{tokens(units)} " + ("pending" if pending else "paid or slashed")

@@ -168,7 +168,7 @@ class Rewards:
                 self.slashed.add((e["args"]["node"].lower(), fmt_value(e["args"]["runId"]).lower(), e["args"]["round"]))
 
     def round_totals(self, run_id: str, rnd: int) -> tuple[str, int, int]:
-        """(state, emission, score total at the contract's fixed point) of a round, exactly as stored."""
+        """(state, emission, weight total at the contract's fixed point) of a round, exactly as stored."""
         key = (run_id.lower(), rnd)
         if key not in self._rounds:
             raw = self.registry.contract.functions.roundInfo(Web3.to_bytes(hexstr=run_id), rnd).call()
@@ -176,15 +176,15 @@ class Rewards:
         return self._rounds[key]
 
     def of(self, record: Record) -> Reward | None:
-        """The record's reward; None where it earns nothing (not SELECTED, or a score that is not positive)."""
-        score = int(record.chain[12]) if record.chain else round(record.score * LOSS_SCALE)
-        if record.status != Status.SELECTED or score <= 0:
+        """The record's reward; None where it earns nothing (not SELECTED, or no weight in the round's average)."""
+        weight = int(record.chain[13]) if record.chain else round(record.weight * LOSS_SCALE)
+        if record.status != Status.SELECTED or weight <= 0:
             return None
         state, emission, total = self.round_totals(record.run_id, record.round)
         if state != "closed":
             return Reward(None, "round open")
         key = (record.node.lower(), record.run_id.lower(), record.round)
-        return Reward(earned(emission, score, total),
+        return Reward(earned(emission, weight, total),
                       "claimed" if key in self.claimed else "forfeited (slashed)" if key in self.slashed
                       else "unclaimed")
 

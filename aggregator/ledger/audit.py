@@ -61,8 +61,10 @@ def audit_run(summary: dict, registry: Registry) -> Audit:
                 audit.wrong.append(f"round {r}: {key[:10]}… is {Status(rec.status).name}/{Reason(rec.reason).name} "
                                    f"on chain, {node['status']}/{node['reason']} in the summary")
             elif rec.signed and (rec.update_hash != node["update_hash"]
-                                 or abs(rec.score - (node.get("score") or 0.0)) > 1e-9):
-                audit.wrong.append(f"round {r}: {key[:10]}…'s update hash or score on chain is not the summary's")
+                                 or abs(rec.score - (node.get("score") or 0.0)) > 1e-9
+                                 or abs(rec.weight - (node.get("weight") or 0.0)) > 1e-9):
+                audit.wrong.append(f"round {r}: {key[:10]}…'s update hash, score or weight on chain is not the "
+                                   "summary's")
         audit.wrong += [f"round {r}: {k[:10]}… is on chain ({Status(rec.status).name}) but not in the summary"
                         for k, rec in records.items()]
     return audit

@@ -52,12 +52,13 @@ class ChainSync:
 
     def record(self, round_: int, node: str, contribution: Contribution, signature: bytes, status: Status,
                reason: Reason, node_id: int, proof: EvmProof | None = None, score: float = 0.0,
-               approval_unchecked: bool = False) -> None:
-        """A signed reply's outcome and its validation score (held until ``release``); ``node`` is the signer the
-        gate recovered. ``approval_unchecked``: the gate could not read the signer's approval (an outage): the
-        registry decides when the record is sent (see ``_send``)."""
+               weight: float = 0.0, approval_unchecked: bool = False) -> None:
+        """A signed reply's outcome, its validation score and weight (held until ``release``); ``node`` is the
+        signer the gate recovered. ``approval_unchecked``: the gate could not read the signer's approval (an
+        outage): the registry decides when the record is sent (see ``_send``)."""
         payload = {"contribution": contribution.to_dict(), "signature": "0x" + bytes(signature).hex(),
                    "status": int(status), "reason": int(reason), "node_id": node_id, "score": float(score),
+                   "weight": float(weight),
                    "approval_unchecked": approval_unchecked,
                    "proof": None if proof is None else {"proof": "0x" + proof.proof.hex(),
                                                         "instances": [str(i) for i in proof.instances]}}
@@ -211,7 +212,7 @@ class ChainSync:
         elif op.kind == "record":
             e = _entry(p)
             receipt = self.registry.record_contribution(e.contribution, e.signature, e.status, e.reason,
-                                                        proof=_proof(p), score=e.score)
+                                                        proof=_proof(p), score=e.score, weight=e.weight)
         elif op.kind == "reject":
             receipt = self.registry.record_rejection(op.run_id, op.round, p["node_id"], Reason(p["reason"]),
                                                      p["evidence_hash"])
@@ -265,7 +266,7 @@ def _batchable(op: Op) -> bool:
 
 def _entry(p: dict) -> Entry:
     return Entry(Contribution.from_dict(p["contribution"]), bytes.fromhex(p["signature"][2:]), Status(p["status"]),
-                 Reason(p["reason"]), p.get("score", 0.0))
+                 Reason(p["reason"]), p.get("score", 0.0), p.get("weight", 0.0))
 
 
 def _proof(p: dict) -> EvmProof | None:
@@ -281,5 +282,5 @@ def _expected_record(op: Op) -> Record:
     if op.kind == "reject":
         return Record.rejection(op.run_id, op.round, node, p["reason"], p["evidence_hash"])
     e = _entry(p)
-    return Record.signed_outcome(e.contribution, node, e.status, e.reason, e.score,
+    return Record.signed_outcome(e.contribution, node, e.status, e.reason, e.score, e.weight,
                                  proof_verified=_proof(p) is not None)

@@ -29,7 +29,7 @@ from prover.hashing import params_hash, sha256_hex
 log = logging.getLogger(__name__)
 
 REASONS = ("MALFORMED", "UNKNOWN_NODE", "BAD_SIGNATURE", "STALE", "INTEGRITY", "BAD_PROOF", "UNBOUND",
-           "NO_IMPROVEMENT", "HARMFUL")
+           "NO_IMPROVEMENT", "HARMFUL", "DUPLICATE")
 VERIFIED = "VERIFIED"
 
 
@@ -80,6 +80,7 @@ class Outcome:
     proof_hash: str | None = None
     data_commitment: str | None = None
     score: float | None = None
+    weight: float = 0.0  # its share of the round's new global model (SELECTED only): what its reward follows
     tx_hash: str | None = None
     prove_seconds: float | None = None  # as the node reports it
     verify_seconds: float | None = None

@@ -26,7 +26,7 @@ from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 
 from contracts import ChainError
 from contracts.records import earned
-from contracts.typed_data import score_to_fixed
+from contracts.typed_data import score_to_fixed, weight_to_fixed
 from node.outcomes import OUTCOMES_KEY, encode_outcomes
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,11 @@ def round_rewards(registry, run_id: str, round_: int, nodes: list[dict]) -> dict
         return {}
     if info.state != "closed":
         return {}
-    total = score_to_fixed(info.score_total)
+    total = score_to_fixed(info.weight_total)  # the chain's sum: the same fixed point as a weight
     rewards = {}
     for n in nodes:
-        score = n.get("score")
-        fixed = score_to_fixed(score) if n["status"] == "SELECTED" and isinstance(score, int | float) else 0
+        weight = n.get("weight") or 0.0
+        fixed = weight_to_fixed(weight) if n["status"] == "SELECTED" else 0
         rewards[n["node_id"]] = earned(info.emission, fixed, total)
     return rewards
 

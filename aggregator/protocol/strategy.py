@@ -1,8 +1,10 @@
-"""Krum over verified replies only: Flower's MultiKrum, with the gate in front of it.
+"""The round's aggregation over verified replies only: Flower's MultiKrum, with the gate in front of it.
 
 Flower's ``MultiKrum.aggregate_train`` raises for the whole round if one reply is malformed and does not say which
 replies it selected. This subclass gates every reply first (as it arrives, in parallel: ``aggregator.protocol.intake``),
-ranks the verified ones with Krum, averages the chosen ones, and keeps each reply's outcome for the round's records.
+refuses a second copy of one piece of work (DUPLICATE), then decides who is averaged and with what weight: by
+measured usefulness (``aggregator.protocol.selection``, the default with a validation set) or Krum's ranking (without
+one, or ``selection = "multikrum"``), and keeps each reply's outcome and weight for the round's records.
 
 Two ways to rank, one rule (Flower's ``select_multikrum``): while n·d is at most ``exact_max_values`` the replies
 stay in memory and Flower's own Multi-Krum ranks them on the full vectors; above it each verified update is
@@ -28,6 +30,7 @@ from flwr.serverapp.strategy.multikrum import select_multikrum
 from aggregator.protocol.arrays import record_views
 from aggregator.protocol.gate import VERIFIED, Gate, Outcome, RoundContext
 from aggregator.protocol.intake import Gated, RoundIntake
+from aggregator.protocol.selection import NEAR, NORM_BOUND, select
 from aggregator.protocol.sketch import EXACT_MAX_VALUES, SKETCH_DIM, CountSketch, krum_order, round_seed, use_sketch
 from aggregator.protocol.updates import UpdateStore
 
@@ -47,6 +50,8 @@ class RoundLog:
     krum: str = "exact"  # "exact" (full vectors) or "sketch-<dim>" (count sketches of the updates)
     sketch_seed: int | None = None  # the round's sketch seed, published once the replies are in
     timings: dict = field(default_factory=dict)  # seconds: gate (sum over replies), after-last-reply, selection, ...
+    selection: str = ""  # how the new model was made: "useful", "best", "together", "multikrum" ("" if kept)
+    mean_score: float | None = None  # the validation score of the averaged update, when it was scored
 
 
 def to_record(arrays: dict[str, np.ndarray]) -> ArrayRecord:
@@ -63,7 +68,8 @@ class GatedMultiKrum(MultiKrum):
 
     def __init__(self, gate: Gate, hash_arrays: Callable[[dict], str], verification=None, validator=None,
                  harm_tolerance: float = 0.0, rise_tolerance: float = 0.0, min_gain: float = 0.0,
-                 gate_workers: int = 2, sketch_dim: int = SKETCH_DIM, exact_max_values: int = EXACT_MAX_VALUES,
+                 selection: str = "usefulness", gate_workers: int = 2, sketch_dim: int = SKETCH_DIM,
+                 exact_max_values: int = EXACT_MAX_VALUES,
                  spill_dir: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.gate = gate
@@ -72,6 +78,7 @@ class GatedMultiKrum(MultiKrum):
         self.validator = validator  # aggregator.protocol.validation.Validator, or None: no validation score
         self.harm_tolerance, self.rise_tolerance = harm_tolerance, rise_tolerance
         self.min_gain = min_gain  # a reply is averaged in only if its score is above min_gain × L_val(θ_g)
+        self.selection = selection  # "usefulness" (with a validation set) or "multikrum"
         self.rounds: dict[int, RoundLog] = {}
         self._context: dict[int, RoundContext] = {}
         self._sent: dict[int, list[Message]] = {}
@@ -146,7 +153,9 @@ class GatedMultiKrum(MultiKrum):
         ctx, rlog = self._context.pop(server_round), self.rounds[server_round]
         try:
             gated = intake.collect(replies)
+            global_sketch = None
             if intake.sketch is not None:
+                global_sketch = intake.sketch(ctx.global_arrays.values())  # updates are sketch(θ_n) − this
                 intake.sketch.release()  # every update is sketched: the aggregation needs the memory more
             if intake.last_arrival is not None and gated:
                 rlog.timings["gate_after_last_reply"] = max(g.done_at for g in gated) - intake.last_arrival
@@ -158,7 +167,7 @@ class GatedMultiKrum(MultiKrum):
                 if g.outcome.status == VERIFIED and g.outcome.approval_unchecked:  # an outage: no verdict, not averaged
                     g.outcome.status = "NOT_SELECTED"
                     g.outcome.detail = "approval not checked (chain unavailable): held out; the registry judges it"
-            verified = [g for g in gated if g.outcome.status == VERIFIED]
+            verified = drop_duplicates([g for g in gated if g.outcome.status == VERIFIED])
             sent = {m.metadata.message_id: m.metadata.dst_node_id for m in self._sent.pop(server_round, [])}
             rlog.no_reply = sorted(set(sent.values()) - {g.outcome.node_id for g in gated})
             if rlog.no_reply:  # a node that hung: Flower waited for it until the round's timeout
@@ -166,7 +175,10 @@ class GatedMultiKrum(MultiKrum):
                             ", ".join(map(str, rlog.no_reply)))
             useful = None if ctx.validation is None else self.min_gain * ctx.validation.global_loss
             caught = sum(g.outcome.status not in (VERIFIED, "NOT_SELECTED") for g in gated)
-            arrays, metrics = self._krum(server_round, rlog, verified, intake, useful, ctx.validation, caught)
+            if ctx.validation is not None and self.selection == "usefulness":
+                arrays, metrics = self._by_usefulness(server_round, rlog, verified, intake, ctx, global_sketch)
+            else:
+                arrays, metrics = self._krum(server_round, rlog, verified, intake, useful, ctx.validation, caught)
         finally:
             intake.store.close()
             self._intakes.pop(server_round, None)
@@ -227,7 +239,8 @@ class GatedMultiKrum(MultiKrum):
         for g in verified:
             g.outcome.status = "NOT_SELECTED"
         for g in chosen:
-            g.outcome.status = "SELECTED"
+            g.outcome.status, g.outcome.weight = "SELECTED", 1.0 / len(chosen)
+        rlog.selection = "multikrum"
         if not chosen:
             rlog.kept_global, rlog.note = True, f"{why}: the global model is kept"
             log.warning("round %d: %s", server_round, rlog.note)
@@ -236,6 +249,73 @@ class GatedMultiKrum(MultiKrum):
         arrays = to_record(mean if mean is not None else intake.store.mean(g.key for g in chosen))
         rlog.timings["aggregation"] = time.perf_counter() - t0
         metrics = self.train_metrics_aggr_fn([g.message.content for g in chosen], self.weighted_by_key)
+        return arrays, metrics
+
+    def _by_usefulness(self, server_round: int, rlog: RoundLog, verified: list[Gated], intake: RoundIntake,
+                       ctx: RoundContext, global_sketch: np.ndarray | None) -> tuple[ArrayRecord | None,
+                                                                                    MetricRecord | None]:
+        """Every useful verified reply averaged in, weighted by its score above the minimum gain
+        (``aggregator.protocol.selection``); None keeps the global model. Distances come from the full updates
+        or, in a sketched round, from their sketches."""
+        validation = ctx.validation
+        floor = self.min_gain * validation.global_loss
+        for g in verified:
+            g.outcome.status, g.outcome.weight = "NOT_SELECTED", 0.0
+        if not verified:
+            rlog.kept_global, rlog.note = True, "no verified reply: the global model is kept"
+            return None, None
+        keys = [g.key for g in verified]
+        t0 = time.perf_counter()
+        if global_sketch is not None:
+            steps = np.stack([g.sketch for g in verified]) - global_sketch
+            gram = steps @ steps.T
+        else:
+            gram = intake.store.gram(keys, ctx.global_arrays)
+        scored: dict = {}
+
+        def score_mean(weights: np.ndarray) -> float:
+            t1 = time.perf_counter()
+            used = [i for i in range(len(keys)) if weights[i] > 0]
+            scored["weights"], scored["mean"] = weights, intake.store.mean([keys[i] for i in used], weights[used])
+            score = validation.score(scored["mean"])
+            rlog.timings["validation_of_mean"] = time.perf_counter() - t1
+            return score
+
+        sel = select([g.outcome.score for g in verified], gram, floor, score_mean)
+        rlog.timings["selection"] = time.perf_counter() - t0 - rlog.timings.get("validation_of_mean", 0.0)
+        rlog.selection, rlog.mean_score = sel.mode, sel.mean_score
+        for i in sel.far:
+            verified[i].outcome.detail = f"update norm above {NORM_BOUND:g}× the round's median: left out"
+        for group in sel.groups:
+            if len(group) > 1:
+                for i in group:
+                    verified[i].outcome.detail = (f"near-copies: {len(group)} replies within {NEAR:.0%} of each "
+                                                  "other count as one, their share split among them")
+        chosen = sel.chosen
+        for i in chosen:
+            verified[i].outcome.status, verified[i].outcome.weight = "SELECTED", float(sel.weights[i])
+        if not chosen:
+            rlog.kept_global = True
+            rlog.note = (f"no verified reply lowered the validation loss by min-gain ({floor:.4f})"
+                         + (f", nor did their mean ({sel.mean_score:+.4f})" if sel.mean_score is not None else "")
+                         + ": the global model is kept")
+            log.warning("round %d: %s", server_round, rlog.note)
+            return None, None
+        if sel.mode == "best":
+            rlog.note = (f"the weighted mean scored {sel.mean_score:+.4f}, not above min-gain ({floor:.4f}): the "
+                         "best reply alone is averaged in")
+        elif sel.mode == "together":
+            rlog.note = (f"no verified reply lowered the validation loss by min-gain ({floor:.4f}) alone; their "
+                         f"mean scored {sel.mean_score:+.4f}: averaged with equal weights")
+        if rlog.note:
+            log.info("round %d: %s", server_round, rlog.note)
+        t0 = time.perf_counter()
+        if "weights" in scored and np.array_equal(scored["weights"], sel.weights):
+            arrays = to_record(scored.pop("mean"))
+        else:
+            arrays = to_record(intake.store.mean([keys[i] for i in chosen], sel.weights[chosen]))
+        rlog.timings["aggregation"] = time.perf_counter() - t0
+        metrics = self.train_metrics_aggr_fn([verified[i].message.content for i in chosen], self.weighted_by_key)
         return arrays, metrics
 
     @staticmethod
@@ -263,3 +343,21 @@ class GatedMultiKrum(MultiKrum):
                                  num_nodes_to_select=len(verified))
         by_content = {id(g.message.content): g for g in verified}
         return [by_content[id(c)] for c in order]
+
+
+def drop_duplicates(verified: list[Gated]) -> list[Gated]:
+    """One piece of work, one record that can be paid: a verified reply with the update hash or proof hash of an
+    earlier reply of the round (another wallet re-sending it) is rejected DUPLICATE; the first to arrive keeps it
+    (the registry refuses a second such record too). Returns the rest, in arrival order."""
+    seen: dict[str, Gated] = {}
+    kept = []
+    for g in sorted(verified, key=lambda g: g.key):
+        hashes = {"update": g.reply.update_hash, "proof": g.reply.proof_hash}  # None: an unverified federation
+        first = next(((what, seen[h]) for what, h in hashes.items() if h in seen), None)
+        if first is not None:
+            g.outcome.status = g.outcome.reason = "DUPLICATE"
+            g.outcome.detail = f"the same {first[0]} as {first[1].outcome.address}'s reply, which arrived first"
+            continue
+        seen.update({h: g for h in hashes.values() if h is not None})
+        kept.append(g)
+    return kept

@@ -55,8 +55,9 @@ class UpdateStore:
         """The update kept under ``key`` (read from its file when spilled)."""
         return OrderedDict(self._arrays(key))
 
-    def mean(self, keys: Iterable[int]) -> OrderedDict[str, np.ndarray]:
-        """Equal-weight mean of the updates under ``keys``, summed in float64 a block of ``BLOCK`` values at a time.
+    def mean(self, keys: Iterable[int], weights: Iterable[float] | None = None) -> OrderedDict[str, np.ndarray]:
+        """Mean of the updates under ``keys`` (equal weights, or ``weights`` summing to 1), summed in float64 a block
+        of ``BLOCK`` values at a time.
 
         Block by block (each update's block read from its file), so the aggregator holds the float32 result, one
         float64 block and one update's block: not a float64 sum of the whole model (800 MB at real size) next to a
@@ -65,6 +66,7 @@ class UpdateStore:
         keys = list(keys)
         if not keys:
             raise ValueError("the mean of no updates")
+        weights = None if weights is None else [float(w) for w in weights]
         out = OrderedDict((name, np.empty(shape, np.float32)) for name, shape, _ in self.layout)
         acc = np.empty(min(BLOCK, max(1, self.size)))
         for index, (name, _, _) in enumerate(self.layout):
@@ -73,10 +75,29 @@ class UpdateStore:
                 stop = min(flat.size, start + BLOCK)
                 block = acc[:stop - start]
                 block.fill(0.0)
-                for key in keys:
-                    block += self._block(key, index, start, stop)
-                block /= len(keys)
+                for i, key in enumerate(keys):
+                    if weights is None:
+                        block += self._block(key, index, start, stop)
+                    else:
+                        block += weights[i] * self._block(key, index, start, stop)
+                if weights is None:
+                    block /= len(keys)
                 flat[start:stop] = block  # float64 → float32, as astype would
+        return out
+
+    def gram(self, keys: list[int], origin: dict[str, np.ndarray]) -> np.ndarray:
+        """Inner products ⟨Δi, Δj⟩ of the updates under ``keys`` as steps from ``origin`` (Δ = θ − θ_g), in float64,
+        a block at a time: what the selection needs to know of distances and norms (``protocol.selection``)."""
+        n = len(keys)
+        out = np.zeros((n, n))
+        step = max(1 << 16, BLOCK // max(1, n))
+        for index, (name, _, _) in enumerate(self.layout):
+            flat_origin = np.ravel(origin[name]).astype(np.float64)
+            for start in range(0, flat_origin.size, step):
+                stop = min(flat_origin.size, start + step)
+                rows = np.stack([self._block(key, index, start, stop) for key in keys]).astype(np.float64)
+                rows -= flat_origin[start:stop]
+                out += rows @ rows.T
         return out
 
     def _block(self, key: int, index: int, start: int, stop: int) -> np.ndarray:

@@ -181,7 +181,7 @@ class Verification:
             if self.onchain_verify:
                 proof = EvmProof.from_ezkl(ProofArtifact.from_bytes(reply.proof).ezkl_proof())
             self.sync.record(round_, reply.address, reply.contribution, reply.signature, status, Reason[reason],
-                             outcome.node_id, proof=proof, score=outcome.score or 0.0,
+                             outcome.node_id, proof=proof, score=outcome.score or 0.0, weight=outcome.weight,
                              approval_unchecked=reply.approval_unchecked)
 
     def keep_evidence(self, round_: int, reply: Reply) -> Path | None:

@@ -26,12 +26,16 @@ import {VkaStore} from "./VkaStore.sol";
 ///      Invariants: a wallet's (run, round, wallet) slot is filled only with that wallet's signature (unsigned
 ///      rejections live under addresses derived from a hash, see rejectionKey); a proof is accepted only with
 ///      the exact length of its circuit, and only for the instances that encode the signed losses.
+///      One piece of work is recorded once: within a round, no two SELECTED/NOT_SELECTED records share an update
+///      hash or a proof hash (a copy sent from another wallet is recorded REJECTED, DUPLICATE).
 ///      Incentives: wallets stake ETH to take part; a closed round's emission is shared among its SELECTED
-///      wallets in proportion to their positive scores (totals kept as records arrive, claimed per wallet: no
-///      loop over nodes); anyone may slash the stake of a wallet that signed a proof that does not verify.
+///      wallets in proportion to the weights they had in the round's average, as the aggregator attests them
+///      (totals kept as records arrive, claimed per wallet: no loop over nodes); anyone may slash the stake of a
+///      wallet that signed a proof that does not verify.
 contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     // ---------------------------------------------------------------- constants
     uint256 public constant LOSS_SCALE = 1e9; // losses and scores are fixed-point: value * LOSS_SCALE
+    uint256 public constant WEIGHT_SCALE = 1e9; // a record's weight: its share of the round's average * WEIGHT_SCALE
 
     uint8 public constant SELECTED = 1;
     uint8 public constant NOT_SELECTED = 2;
@@ -48,6 +52,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     uint8 public constant NO_IMPROVEMENT = 8;
     uint8 public constant NO_QUORUM = 9;
     uint8 public constant HARMFUL = 10;
+    uint8 public constant DUPLICATE = 11;
 
     uint8 public constant ROUND_NONE = 0;
     uint8 public constant ROUND_OPEN = 1;
@@ -90,6 +95,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         uint256 lossBefore;
         uint256 lossAfter;
         int256 score; // the aggregator's validation score L_val(global) - L_val(update), * LOSS_SCALE (0: unsigned)
+        uint256 weight; // its share of the round's new global model, * WEIGHT_SCALE (0 unless SELECTED)
     }
 
     /// @notice One signed reply's outcome, as recordContributions takes it.
@@ -99,6 +105,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         uint8 status;
         uint8 reason;
         int256 score;
+        uint256 weight;
     }
 
     struct Round {
@@ -109,7 +116,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         bytes32 circuitId;
         bytes32 newGlobalHash;
         uint256 emission; // reward tokens the round shares out (the emission per round when it opened)
-        uint256 scoreTotal; // sum of the positive scores of its SELECTED records: each earns emission * score / total
+        uint256 weightTotal; // sum of its SELECTED records' weights: each earns emission * weight / weightTotal
     }
 
     /// @notice Participation rules, set by the owner and readable by anyone.
@@ -153,6 +160,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     mapping(bytes32 => uint64) public runOpenedAt; // runId => block timestamp of its first openRound (0: unknown)
     mapping(bytes32 => mapping(uint64 => Round)) private _rounds;
     mapping(bytes32 => mapping(uint64 => mapping(address => bytes32))) private _recordHash;
+    mapping(bytes32 => mapping(uint64 => mapping(bytes32 => bool))) private _workRecorded; // update/proof hashes
 
     // ---------------------------------------------------------------- events
     event AggregatorChanged(address indexed previousAggregator, address indexed newAggregator);
@@ -192,7 +200,8 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         bytes32 dataCommitment,
         uint256 lossBefore,
         uint256 lossAfter,
-        int256 score
+        int256 score,
+        uint256 weight
     );
 
     // ---------------------------------------------------------------- errors
@@ -209,6 +218,8 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     error RecordMismatch(bytes32 runId, uint64 round, address node);
     error EmptyBatch();
     error InvalidOutcome(uint8 status, uint8 reason);
+    error InvalidWeight(uint8 status, uint256 weight);
+    error DuplicateWork(bytes32 runId, uint64 round, bytes32 hash);
     error InvalidCircuit();
     error CircuitAlreadyRegistered(bytes32 circuitId);
     error CircuitNotRegistered(bytes32 circuitId);
@@ -337,21 +348,21 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
 
     /// @notice Record the outcomes of replies signed by approved nodes for open round (`runId`, `round`), with
     ///         the validation score the aggregator attests for each (fixed point, LOSS_SCALE; negative: the update
-    ///         hurt). Each node's signature is checked here; each record is stored as one hash and emitted whole.
-    ///         All or nothing: one refused entry reverts the batch.
+    ///         hurt) and its weight in the round's average (WEIGHT_SCALE; SELECTED only). Each node's signature is
+    ///         checked here; each record is stored as one hash and emitted whole. All or nothing: one refused entry
+    ///         reverts the batch.
     function recordContributions(bytes32 runId, uint64 round, Entry[] calldata entries) external onlyAggregator {
         if (entries.length == 0) revert EmptyBatch();
         Round storage r = _requireOpen(runId, round);
         bytes32 globalHash = r.globalHash;
-        uint256 scoreTotal = r.scoreTotal;
+        uint256 weightTotal = r.weightTotal;
         for (uint256 i = 0; i < entries.length; i++) {
             Entry calldata e = entries[i];
             _checkRound(e.c, runId, round, globalHash);
-            int256 score = e.score;
-            if (e.status == SELECTED && score > 0) scoreTotal += uint256(score);
-            _store(_signedRecord(e.c, e.signature, e.status, e.reason, score, false));
+            weightTotal += e.weight;
+            _store(_signedRecord(e.c, e.signature, e.status, e.reason, e.score, e.weight, false));
         }
-        r.scoreTotal = scoreTotal;
+        r.weightTotal = weightTotal;
     }
 
     /// @notice As one entry of recordContributions, and verify the node's EZKL proof first: against the round's
@@ -364,6 +375,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         uint8 status,
         uint8 reason,
         int256 score,
+        uint256 weight,
         bytes calldata proof
     ) external onlyAggregator {
         Round storage r = _requireOpen(c.runId, c.round);
@@ -372,8 +384,8 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         _requireSignedProof(c, proof);
         if (proof.length != k.proofLength) revert NonCanonicalProof(k.proofLength, proof.length);
         if (!_proofHolds(k, c, proof)) revert ProofRejected();
-        if (status == SELECTED && score > 0) r.scoreTotal += uint256(score);
-        _store(_signedRecord(c, signature, status, reason, score, true));
+        r.weightTotal += weight;
+        _store(_signedRecord(c, signature, status, reason, score, weight, true));
     }
 
     /// @notice Record a reply that failed before a valid signature for this round existed (MALFORMED,
@@ -495,7 +507,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     }
 
     /// @notice What `rec` (one of the records emitted in ContributionRecorded) earns and has not been paid:
-    ///         emission * score / scoreTotal for a SELECTED record with a positive score in a closed round (0
+    ///         emission * weight / weightTotal for a SELECTED record in a closed round (0
     ///         otherwise, or once claimed or slashed). Reverts RecordMismatch for a record that is not the chain's.
     function rewardOf(Record calldata rec) external view returns (uint256) {
         _requireRecord(rec, rec.node);
@@ -585,9 +597,11 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         uint8 status,
         uint8 reason,
         int256 score,
+        uint256 weight,
         bool proofVerified
     ) private view returns (Record memory rec) {
         _checkOutcome(status, reason);
+        if (weight > WEIGHT_SCALE || (weight != 0 && status != SELECTED)) revert InvalidWeight(status, weight);
         address node = recoverSigner(c, signature);
         if (!isApproved(node)) revert SignerNotApproved(node);
         rec.runId = c.runId;
@@ -603,6 +617,18 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         rec.lossBefore = c.lossBefore;
         rec.lossAfter = c.lossAfter;
         rec.score = score;
+        rec.weight = weight;
+    }
+
+    /// @dev One piece of work, one record that can be paid: a second verified record of a round with the same
+    ///      update or proof hash (a copy sent from another wallet) is refused; the aggregator records it
+    ///      REJECTED, DUPLICATE instead.
+    function _claimWork(bytes32 runId, uint64 round, bytes32 updateHash, bytes32 proofHash) private {
+        mapping(bytes32 => bool) storage seen = _workRecorded[runId][round];
+        if (seen[updateHash]) revert DuplicateWork(runId, round, updateHash);
+        if (seen[proofHash]) revert DuplicateWork(runId, round, proofHash);
+        seen[updateHash] = true;
+        seen[proofHash] = true;
     }
 
     /// @dev `rec` is the chain's record of `node` (its hash is the stored one).
@@ -614,9 +640,9 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     }
 
     function _earned(Record calldata rec) private view returns (uint256) {
-        if (rec.status != SELECTED || rec.score <= 0) return 0;
+        if (rec.status != SELECTED || rec.weight == 0) return 0;
         Round storage r = _rounds[rec.runId][rec.round];
-        return r.emission * uint256(rec.score) / r.scoreTotal;
+        return r.emission * rec.weight / r.weightTotal;
     }
 
     /// @dev Signed replies end SELECTED, NOT_SELECTED (NONE, or NO_QUORUM when the round kept the global
@@ -625,7 +651,8 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         bool ok = (status == SELECTED && reason == NONE)
             || (status == NOT_SELECTED && (reason == NONE || reason == NO_QUORUM))
             || (status == REJECTED
-                && (reason == MALFORMED || (reason >= INTEGRITY && reason <= NO_IMPROVEMENT) || reason == HARMFUL));
+                && (reason == MALFORMED || (reason >= INTEGRITY && reason <= NO_IMPROVEMENT) || reason == HARMFUL
+                    || reason == DUPLICATE));
         if (!ok) revert InvalidOutcome(status, reason);
     }
 
@@ -695,6 +722,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     function _store(Record memory rec) private {
         mapping(address => bytes32) storage slots = _recordHash[rec.runId][rec.round];
         if (slots[rec.node] != bytes32(0)) revert AlreadyRecorded(rec.runId, rec.round, rec.node);
+        if (rec.signed && rec.status != REJECTED) _claimWork(rec.runId, rec.round, rec.updateHash, rec.proofHash);
         slots[rec.node] = keccak256(abi.encode(rec));
         emit ContributionRecorded(
             rec.runId,
@@ -709,7 +737,8 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
             rec.dataCommitment,
             rec.lossBefore,
             rec.lossAfter,
-            rec.score
+            rec.score,
+            rec.weight
         );
     }
 }

@@ -30,6 +30,7 @@ GLOBAL = "0x" + "11" * 32
 RUN = "0x" + "a1" * 32  # the run these tests record in
 CIRCUIT = "0x" + "cc" * 32
 _rounds = itertools.count(100)
+_work = itertools.count(1)
 
 
 # chain (one anvil), keys (owner, aggregator, three nodes, one stranger) and verifier (the tiny circuit's, deployed
@@ -55,8 +56,10 @@ def open_round(registry):
 
 
 def make_contribution(round_: int, **changes) -> Contribution:
+    """A contribution with an update and proof hash of its own (the registry records one piece of work once)."""
+    work = next(_work)
     fields = dict(
-        run_id=RUN, round=round_, global_hash=GLOBAL, update_hash="0x" + "22" * 32, proof_hash="0x" + "33" * 32,
+        run_id=RUN, round=round_, global_hash=GLOBAL, update_hash=f"0x{work:064x}", proof_hash=f"0x{work << 128:064x}",
         data_commitment="0x" + "44" * 32, loss_before=0.5, loss_after=0.25,
     )  # fmt: skip
     return Contribution(**{**fields, **changes})
@@ -97,7 +100,7 @@ def test_round_life_cycle_end_to_end(chain, keys):
     assert (record.status, record.reason, record.signed, record.proof_verified) == (
         Status.SELECTED, Reason.NONE, True, False
     )  # fmt: skip
-    assert (record.update_hash, record.loss_before, record.loss_after) == ("0x" + "22" * 32, 0.5, 0.125)
+    assert (record.update_hash, record.loss_before, record.loss_after) == (c0.update_hash, 0.5, 0.125)
     rejection = agg.get_record(RUN, 1, rejected)
     assert (rejection.status, rejection.reason, rejection.signed) == (Status.REJECTED, Reason.UNKNOWN_NODE, False)
     assert rejection.data_commitment == "0x" + "ee" * 32
@@ -242,6 +245,30 @@ def test_rounds_that_are_not_open_are_refused(registry, keys):
     err = expect_revert("RoundNotOpen", lambda: registry.record_contribution(c, signed(registry, key, c), 1))
     assert f"round {closed} of run {RUN} is not open" in str(err)
     expect_revert("RoundAlreadyOpened", lambda: registry.open_round(RUN, closed, GLOBAL, CIRCUIT))
+
+
+def test_one_piece_of_work_is_recorded_once_and_only_selected_records_weigh(registry, keys, open_round):
+    """A Sybil copy: the same update (or the same proof) signed by a second wallet was recorded VERIFIED twice and
+    paid twice (b87194b). Now a second verified record of a round with that update or proof hash is refused
+    (DuplicateWork) and the copy is recorded REJECTED, DUPLICATE, weightless; a weight on anything but a SELECTED
+    record, or above the whole round, is refused."""
+    first, copier, third = keys["nodes"]
+    c = make_contribution(open_round, update_hash="0x" + "a1" * 32, proof_hash="0x" + "b1" * 32)
+    registry.record_contribution(c, signed(registry, first, c), Status.SELECTED, score=0.3, weight=1.0)
+    same_proof = make_contribution(open_round, update_hash="0x" + "a2" * 32, proof_hash="0x" + "b1" * 32)
+    for copy in (c, same_proof):
+        expect_revert("DuplicateWork", lambda copy=copy: registry.record_contribution(
+            copy, signed(registry, copier, copy), Status.NOT_SELECTED))
+    registry.record_contribution(c, signed(registry, copier, c), Status.REJECTED, Reason.DUPLICATE, score=0.3)
+    assert registry.get_record(RUN, open_round, Account.from_key(copier).address).reason == Reason.DUPLICATE
+    own = make_contribution(open_round, update_hash="0x" + "a3" * 32, proof_hash="0x" + "b3" * 32)
+    sig = signed(registry, third, own)
+    expect_revert("InvalidWeight", lambda: registry.record_contribution(own, sig, Status.NOT_SELECTED, weight=0.5))
+    over = (own.to_message(), sig, int(Status.SELECTED), 0, 10**8, 15 * 10**8)  # weight 1.5 (Python refuses it)
+    expect_revert("InvalidWeight", lambda: registry._transact("recordContributions", bytes.fromhex(RUN[2:]),
+                                                              open_round, [over]))
+    registry.record_contribution(own, sig, Status.NOT_SELECTED)
+    assert registry.round_info(RUN, open_round).weight_total == pytest.approx(1.0)
 
 
 def test_stale_global_hash_and_invalid_outcomes_are_refused(registry, keys, open_round):
@@ -480,18 +507,19 @@ def test_records_are_batched_stored_as_hashes_and_checked_when_read(registry, ke
     entries = []
     for i, node in enumerate(nodes):
         c = make_contribution(open_round, update_hash="0x" + f"{i + 1:02x}" * 32)
-        entries.append(Entry(c, signed(registry, node.key, c), Status.SELECTED, score=0.1 * (i + 1)))
+        entries.append(Entry(c, signed(registry, node.key, c), Status.SELECTED, score=0.5, weight=0.1 * (i + 1)))
     twice = entries[0]  # the same node's reply twice in one batch
     expect_revert("AlreadyRecorded", lambda: registry.record_contributions(RUN, open_round, [*entries, twice]))
     assert not any(registry.has_record(RUN, open_round, n.address) for n in nodes)  # all or nothing
     receipt = registry.record_contributions(RUN, open_round, entries)
     assert len(registry.contract.events.ContributionRecorded().process_receipt(receipt)) == 3
     for entry, node in zip(entries, nodes, strict=True):
-        expected = Record.signed_outcome(entry.contribution, node.address, entry.status, entry.reason, entry.score)
+        expected = Record.signed_outcome(entry.contribution, node.address, entry.status, entry.reason, entry.score,
+                                         entry.weight)
         assert registry.record_hash(RUN, open_round, node.address) == expected.hash()
         assert registry.contract.functions.hashRecord(expected.chain).call() == bytes.fromhex(expected.hash()[2:])
-    assert registry.round_info(RUN, open_round).score_total == pytest.approx(0.6)
+    assert registry.round_info(RUN, open_round).weight_total == pytest.approx(0.6)
     record = registry.get_record(RUN, open_round, nodes[0].address)
-    forged = Record.from_chain((*record.chain[:12], record.chain[12] * 10))  # a higher score than the chain's
+    forged = Record.from_chain((*record.chain[:13], record.chain[13] * 10))  # a higher weight than the chain's
     expect_revert("RecordMismatch", lambda: registry.reward_of(forged))
     assert registry.reward_of(record) == 0  # the round is still open

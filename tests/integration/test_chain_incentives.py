@@ -136,31 +136,32 @@ def test_non_owner_stake_parameter_change_reverts(registry, keys):
 # ---------------------------------------------------------------------------------------------- rewards
 @pytest.fixture(scope="module")
 def rewarded_round(registry, keys, tiny):
-    """One closed round: three SELECTED with scores 0.3, 0.1, 0.2; a SELECTED free-rider with score 0; and a
-    NOT_SELECTED node with a positive score."""
+    """One round: three SELECTED with weights (their shares of the round's average) 0.3, 0.1, 0.2, and a SELECTED
+    free-rider with weight 0 (its score, 0.5, is what the aggregator measured: it is not what pays)."""
     round_ = open_round(registry)
     scores = [0.3, 0.1, 0.2, 0.0]
     for key, score in zip(keys["nodes"], scores, strict=True):
-        c = contribution(tiny, round_, update_hash="0x" + address(key)[2:].lower() + "00" * 12)
+        c = contribution(tiny, round_, update_hash="0x" + address(key)[2:].lower() + "00" * 12,
+                         proof_hash="0x" + address(key)[2:].lower() + "11" * 12)  # not proven here: its own hash
         registry.record_contribution(c, sign(key, c, registry.chain_id, registry.address), Status.SELECTED,
-                                     score=score)  # fmt: skip
+                                     score=0.5, weight=score)  # fmt: skip
     return round_, dict(zip(keys["nodes"], scores, strict=True))
 
 
-def test_rewards_sum_to_the_emission_by_positive_score(registry, rewarded_round):
+def test_rewards_sum_to_the_emission_by_weight(registry, rewarded_round):
     round_, scores = rewarded_round
     first = next(iter(scores))
     # totals are final only at close
     expect_revert("RoundNotClosed", lambda: registry.claim(address(first), [record(registry, round_, first)]))
     registry.close_round(RUN, round_, "0x" + "99" * 32)
     info = registry.round_info(RUN, round_)
-    assert info.emission == EMISSION and info.score_total == pytest.approx(0.6)
+    assert info.emission == EMISSION and info.weight_total == pytest.approx(0.6)
 
     earned = {key: registry.reward_of(record(registry, round_, key)) for key in scores}
     for key, score in scores.items():
         assert earned[key] == EMISSION * round(score * 1e9) // round(0.6 * 1e9)
     free_rider = next(k for k, s in scores.items() if s == 0)
-    assert earned[free_rider] == 0  # a score <= 0 earns nothing
+    assert earned[free_rider] == 0  # no weight in the average, nothing earned, whatever its score
     assert EMISSION - len(scores) < sum(earned.values()) <= EMISSION  # floor division leaves < 1 unit each
 
     for key in scores:

@@ -54,7 +54,8 @@ def test_outage_holds_unknown_wallets_out_and_the_chain_judges_them_when_back(ch
                      on_done=lambda op, tx: judged.__setitem__(op.payload.get("node_id"), op))
     sync.open_round(1, H, H)
     for node_id, (key, address) in enumerate([(b_key, b), (c_key, c)], start=2):
-        contribution = Contribution(run, 1, H, "0x" + "22" * 32, "0x" + "33" * 32, "0x" + "44" * 32, 0.5, 0.4)
+        contribution = Contribution(run, 1, H, "0x" + f"{node_id}" * 64, "0x" + f"{node_id + 4}" * 64, "0x" + "44" * 32,
+                                    0.5, 0.4)
         sync.record(1, address, contribution, sign_contribution(key, contribution, chain.chain_id, agg.address),
                     Status.NOT_SELECTED, Reason.NONE, node_id=node_id, approval_unchecked=True)
     sync.release(1)  # the round is committed in summary.json

@@ -145,8 +145,8 @@ def test_explorer_shows_amounts_rewards_after_a_claim_and_each_wallets_stake(fed
     earned = {}  # (round) → what the rewarded wallet's record earned, by the contract's formula
     for record in registry.node_history(rewarded, run):
         info = registry.contract.functions.roundInfo(bytes.fromhex(run[2:]), record.round).call()
-        if record.status == Status.SELECTED and record.chain[12] > 0:
-            earned[record.round] = info[6] * record.chain[12] // info[7]
+        if record.status == Status.SELECTED and record.chain[13] > 0:
+            earned[record.round] = info[6] * record.chain[13] // info[7]
     assert earned
     snapshot = rpc_request(chain.rpc_url, "evm_snapshot")
     try:

@@ -210,11 +210,12 @@ class _RoundInfo:
         return type("Call", (), {"call": lambda _: (state, 0, 0, b"", b"", b"", emission, total)})()
 
 
-def _record(node: str, rnd: int, status, score: int, run: str = "0x" + "ab" * 32):
+def _record(node: str, rnd: int, status, weight: int, run: str = "0x" + "ab" * 32):
     from contracts import Reason, Record
 
-    return Record(run, rnd, node, status, Reason.NONE, True, False, "0x", "0x", "0x", 1.0, 0.5, score / 1e9,
-                  chain=(bytes.fromhex(run[2:]), rnd, node, int(status), 0, True, False, b"", b"", b"", 0, 0, score))
+    return Record(run, rnd, node, status, Reason.NONE, True, False, "0x", "0x", "0x", 1.0, 0.5, 0.1, weight / 1e9,
+                  chain=(bytes.fromhex(run[2:]), rnd, node, int(status), 0, True, False, b"", b"", b"", 0, 0, 10**8,
+                         weight))
 
 
 def test_a_claimed_round_still_shows_what_it_paid():
@@ -236,7 +237,7 @@ def test_a_claimed_round_still_shows_what_it_paid():
     assert rewards.of(_record(WALLET, 2, Status.SELECTED, 10**9)) == Reward(100 * 10**18, "unclaimed")
     assert rewards.of(_record(WALLET, 3, Status.SELECTED, 10**9)) == Reward(None, "round open")
     assert rewards.of(_record(WALLET, 1, Status.NOT_SELECTED, 10**9)) is None
-    assert rewards.of(_record(WALLET, 1, Status.SELECTED, -5)) is None  # a score that is not positive earns nothing
+    assert rewards.of(_record(WALLET, 1, Status.SELECTED, 0)) is None  # no weight in the round's average: nothing
     assert functions.calls == 3  # one roundInfo per round, however many records
     functions.rounds[2] = (2, 100 * 10**18, 10**9)
     assert Rewards(registry, events[2:]).of(_record(WALLET, 2, Status.SELECTED, 10**9)).state == "unclaimed"
@@ -293,7 +294,8 @@ def test_wallets_table_counts_the_runs_records_scores_rewards_and_slashes():
         return {"event": "ContributionRecorded", "block": rnd, "tx_hash": "0x", "args": {
             "runId": run_id, "round": rnd, "node": node, "status": int(status), "reason": int(reason),
             "signed": signed, "proofVerified": False, "updateHash": b"\0" * 32, "proofHash": b"\0" * 32,
-            "dataCommitment": b"\0" * 32, "lossBefore": 10**9, "lossAfter": 5 * 10**8, "score": score}}
+            "dataCommitment": b"\0" * 32, "lossBefore": 10**9, "lossAfter": 5 * 10**8, "score": score,
+            "weight": score if status == Status.SELECTED else 0}}  # here a SELECTED record weighs its score
 
     events = [{"event": "NodeApproved", "block": 3, "tx_hash": "0x03", "args": {"node": honest}},
               {"event": "NodeApproved", "block": 4, "tx_hash": "0x04", "args": {"node": forger}},
@@ -328,7 +330,8 @@ def test_a_reply_rejected_before_scoring_shows_no_score():
     from contracts import Reason, Record, Status
 
     def record(status, reason, score):
-        return Record("0x" + "ab" * 32, 1, WALLET, status, reason, True, False, "0x", "0x", "0x", 1.0, 0.5, score)
+        return Record("0x" + "ab" * 32, 1, WALLET, status, reason, True, False, "0x", "0x", "0x", 1.0, 0.5, score,
+                      0.0)
 
     assert _reply(record(Status.REJECTED, Reason.BAD_PROOF, 0.0), {}, RunMetrics(), None).score is None
     assert _reply(record(Status.REJECTED, Reason.BAD_SIGNATURE, 0.0), {}, RunMetrics(), None).score is None

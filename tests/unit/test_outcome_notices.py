@@ -98,18 +98,19 @@ class FakeRegistry:
         return self.info
 
 
-def round_info(state: str, emission: int, score_total: float) -> RoundInfo:
-    return RoundInfo("0x" + "11" * 32, 1, state, 0, 0, "0x", "0x", "0x", emission, score_total)
+def round_info(state: str, emission: int, weight_total: float) -> RoundInfo:
+    return RoundInfo("0x" + "11" * 32, 1, state, 0, 0, "0x", "0x", "0x", emission, weight_total)
 
 
 def test_rewards_are_the_contracts_share_of_a_closed_round():
-    """ContributionRegistry._earned: emission × score ÷ the round's total of SELECTED positive scores (fixed point),
-    nothing for a reply not SELECTED or not scored above 0; unknown (not told) before the round closes."""
-    nodes = entry(1)["nodes"] + [{"node_id": 44, "status": "SELECTED", "score": 0.03, "tx_hash": TX}]
+    """ContributionRegistry._earned: emission × weight ÷ the round's total of SELECTED weights (fixed point),
+    nothing for a reply not SELECTED; unknown (not told) before the round closes."""
+    nodes = entry(1)["nodes"] + [{"node_id": 44, "status": "SELECTED", "score": 0.03, "tx_hash": TX, "weight": 0.3}]
+    nodes[0]["weight"] = 0.7
     emission = 100 * 10**18
-    rewards = round_rewards(FakeRegistry(round_info("closed", emission, 0.10)), "0x", 1, nodes)
-    assert rewards == {11: emission * 70_000_000 // 100_000_000, 22: 0, 33: 0, 44: emission * 30_000_000 // 100_000_000}
-    assert round_rewards(FakeRegistry(round_info("open", emission, 0.10)), "0x", 1, nodes) == {}
+    rewards = round_rewards(FakeRegistry(round_info("closed", emission, 1.0)), "0x", 1, nodes)
+    assert rewards == {11: emission * 7 // 10, 22: 0, 33: 0, 44: emission * 3 // 10}
+    assert round_rewards(FakeRegistry(round_info("open", emission, 1.0)), "0x", 1, nodes) == {}
     assert round_rewards(FakeRegistry(None), "0x", 1, nodes) == {}  # chain away: told without a reward
 
 

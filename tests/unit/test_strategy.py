@@ -207,7 +207,8 @@ def test_harmful_update_is_rejected_with_its_score():
 
 def test_a_reply_that_does_not_help_is_never_averaged_in_even_when_krum_ranks_it_first():
     """The free-rider / IPM weakness of Krum: non-IID honest updates spread more than they move, so θ_g sent back
-    sits at the centre of the honest cluster and has the best Krum score; with scores it is never selected."""
+    sits at the centre of the honest cluster and has the best Krum score; with scores it is never selected, and
+    every honest reply, each useful, is."""
     honest_updates = [toward(i, noise=0.03) for i in range(1, 5)]
 
     def replies():
@@ -216,34 +217,41 @@ def test_a_reply_that_does_not_help_is_never_averaged_in_even_when_krum_ranks_it
     _, unscored = scored_round(make_strategy(f=1, m=2), replies(), scored=False)
     _, outcomes = scored_round(make_strategy(f=1, m=2), replies())
     assert unscored[99].status == "SELECTED"  # without a validation set, Krum picks it
-    assert outcomes[99].status == "NOT_SELECTED" and outcomes[99].score == 0.0
-    assert sum(o.status == "SELECTED" for o in outcomes.values()) == 2
+    assert outcomes[99].status == "NOT_SELECTED" and outcomes[99].score == 0.0 and outcomes[99].weight == 0.0
+    assert all(outcomes[i].status == "SELECTED" for i in range(1, 5))
+    assert sum(o.weight for o in outcomes.values()) == pytest.approx(1.0)
 
 
 def test_non_iid_replies_useless_alone_are_averaged_when_their_mean_is_useful():
     """Each honest node moves toward the target but carries noise of its own data: alone each raises the
     validation loss a little (not HARMFUL under τ), together their noise averages out. The round must learn from
     them (measured on sim data: three honest replies all below min gain kept the global model) rather than waste
-    them; their mean is scored once and averaged in because it is useful itself."""
+    them; their mean is scored once and averaged in, equal weights, because it is useful itself."""
     updates = {i: toward(i, noise=0.05) for i in range(1, 7)}
     strategy = make_strategy(f=1, m=4)
     arrays, outcomes = scored_round(strategy, [reply(i, u) for i, u in updates.items()], tolerance=10.0)
     assert all(o.score < 0 for o in outcomes.values())  # not one is useful alone
-    selected = [i for i, o in outcomes.items() if o.status == "SELECTED"]
-    assert len(selected) == 4 and strategy.rounds[1].kept_global is False
-    mean = {k: np.mean([updates[i][k] for i in selected], axis=0) for k in WIDE}
+    assert all(o.status == "SELECTED" and o.weight == pytest.approx(1 / 6) for o in outcomes.values())
+    assert strategy.rounds[1].kept_global is False and strategy.rounds[1].selection == "together"
+    mean = {k: np.mean([updates[i][k] for i in updates], axis=0) for k in WIDE}
     np.testing.assert_allclose(arrays["w"].numpy(), mean["w"], atol=1e-6)
     validation = DistanceValidation(TARGET, WIDE)
-    assert validation.score(mean) > 0 and "mean of Krum's 4 best-ranked scored +" in strategy.rounds[1].note
+    assert validation.score(mean) > 0 and "their mean scored +" in strategy.rounds[1].note
 
 
 def test_replies_useless_alone_and_together_keep_the_global_model():
-    """θ_g sent back (free-riders) scores 0 alone and 0 averaged: nothing to learn, the global model is kept."""
+    """θ_g plus noise of its own (free-riders): each scores below 0 alone and their mean too: nothing to learn,
+    the global model is kept and nobody is paid."""
+    rng = np.random.default_rng(0)
+    riders = [OrderedDict((k, (v + rng.normal(0, 1e-3, v.shape)).astype(np.float32)) for k, v in WIDE.items())
+              for _ in range(6)]
     strategy = make_strategy(f=1, m=4)
-    arrays, outcomes = scored_round(strategy, [reply(i, OrderedDict(WIDE)) for i in range(1, 7)])
+    strategy.min_gain = 0.01  # the federation's default: a mean must lower the loss by 1 % to be averaged in
+    arrays, outcomes = scored_round(strategy, [reply(i, u) for i, u in enumerate(riders, start=1)], tolerance=1.0)
     assert arrays is None and strategy.rounds[1].kept_global
-    assert all(o.status == "NOT_SELECTED" and o.score == 0.0 for o in outcomes.values())
-    assert strategy.rounds[1].note.endswith("the mean of Krum's 4 best-ranked scored +0.0000: the global model is kept")
+    assert all(o.status == "NOT_SELECTED" and abs(o.score) < 0.01 and o.weight == 0 for o in outcomes.values())
+    assert strategy.rounds[1].note.endswith(": the global model is kept") and "nor did their mean" in \
+        strategy.rounds[1].note
 
 
 def test_selected_replies_are_averaged_with_equal_weights_whatever_they_claim():

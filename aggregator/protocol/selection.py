@@ -1,0 +1,141 @@
+"""Who is averaged, with what weight: measured usefulness, not closeness.
+
+Krum ranks replies by how close they sit to each other, and when that ranking alone decided who was averaged and
+paid, colluders who agreed won and honest nodes with unusual data lost (docs/security.md, "Selection"). Here every
+verified reply that is useful on the aggregator's validation set counts, weighed by how useful it is, and agreeing
+with other replies earns nothing:
+
+1. **Bound**: an update more than ``norm_bound`` × the median update norm of the round is left out (``FAR``): no
+   single reply may dominate the average, however well it scores (the bound of norm-clipping defences; a minority
+   cannot move the median).
+2. **One piece of work, one share**: updates within ``near`` (relative distance) of each other are one group; a
+   group counts once, its weight split among its members, so k wallets sending near-copies of one update earn
+   together what one would (bit-identical copies are refused before this, as DUPLICATE).
+3. **Weights follow usefulness**: a group's weight is its score above the round's minimum gain, (s − g)⁺, over the
+   sum of those of every useful group; a reply that is not useful alone weighs nothing.
+4. **The mean is checked**: the weighted mean is scored once on the validation set (the round's one extra pass)
+   and must be useful itself; if not, the best group alone is. When no reply is useful alone, the equal-weight
+   mean of every verified reply within the bound is scored instead (non-IID honest nodes: what is particular to
+   each averages out) and taken if it is useful.
+
+Pure functions of the round's numbers: the strategy (``aggregator.protocol.strategy``) feeds them distances from
+the full updates or from their sketches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+NEAR = 0.05  # relative distance under which two updates are one piece of work (docs/security.md: honest pairs ≥ …)
+NORM_BOUND = 4.0  # an update longer than this × the round's median update norm is left out
+
+
+@dataclass
+class Selection:
+    """The verdict on a round's verified replies (indices into the round's list)."""
+
+    weights: np.ndarray  # each reply's weight in the new global model (sum 1), 0 when not averaged in
+    far: list[int] = field(default_factory=list)  # left out by the norm bound
+    groups: list[list[int]] = field(default_factory=list)  # near-copies, each a list of indices (first: earliest)
+    mode: str = ""  # "useful" (weighted), "best" (the best group alone), "together" (equal weights), "none"
+    mean_score: float | None = None  # the validation score of the weighted mean, when it was scored
+
+    @property
+    def chosen(self) -> list[int]:
+        return [int(i) for i in np.flatnonzero(self.weights > 0)]
+
+
+def gram(points: np.ndarray) -> np.ndarray:
+    """The Gram matrix (inner products) of the rows of ``points``: all ``select`` needs of the updates."""
+    points = np.asarray(points, np.float64)
+    return points @ points.T
+
+
+def relative_distances(gram: np.ndarray) -> np.ndarray:
+    """‖Δi − Δj‖ / max(‖Δi‖, ‖Δj‖) from the Gram matrix of the updates Δ = θ_n − θ_g (or of their sketches)."""
+    sq = np.diag(gram)
+    dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * gram, 0.0))
+    norms = np.sqrt(np.maximum(sq, 0.0))
+    scale = np.maximum(norms[:, None], norms[None, :])
+    rel = np.divide(dist, scale, out=np.zeros_like(dist), where=scale > 0)
+    np.fill_diagonal(rel, 0.0)
+    return rel
+
+
+def copy_groups(rel: np.ndarray, near: float = NEAR) -> list[list[int]]:
+    """Replies whose updates are within ``near`` of each other, closed transitively (a chain of near-copies is
+    one group); groups and members in the replies' order."""
+    n = len(rel)
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(n):
+        for j in range(i + 1, n):
+            if rel[i, j] < near:
+                parent[root(j)] = root(i)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
+
+
+def beyond_bound(norms: np.ndarray, bound: float = NORM_BOUND) -> list[int]:
+    """Replies whose update norm is above ``bound`` × the median norm (none with fewer than 3 replies: no
+    median a minority cannot move)."""
+    norms = np.asarray(norms, np.float64)
+    if len(norms) < 3:
+        return []
+    return [int(i) for i in np.flatnonzero(norms > bound * np.median(norms))]
+
+
+def group_weights(groups: list[list[int]], values: np.ndarray, n: int) -> np.ndarray:
+    """Each group's share of ``values`` (one value per group, ≥ 0), split equally among its members."""
+    weights = np.zeros(n)
+    total = float(np.sum(values))
+    if total <= 0:
+        return weights
+    for group, value in zip(groups, values, strict=True):
+        weights[group] = value / total / len(group)
+    return weights
+
+
+def select(scores: list[float], gram: np.ndarray, min_gain: float, score_mean: Callable[[np.ndarray], float],
+           near: float = NEAR, bound: float = NORM_BOUND) -> Selection:
+    """The round's weights over its verified replies (in arrival order).
+
+    ``scores``: each reply's validation score s; ``gram``: the Gram matrix of their updates Δ (or of sketches of
+    them); ``min_gain``: g, the score a reply must beat to be useful; ``score_mean(weights)``: the validation score
+    of the weighted mean of the updates (called at most once)."""
+    n = len(scores)
+    s = np.asarray(scores, np.float64)
+    gram = np.asarray(gram, np.float64)
+    far = beyond_bound(np.sqrt(np.maximum(np.diag(gram), 0.0)), bound)
+    inside = [i for i in range(n) if i not in far]
+    rel = relative_distances(gram[np.ix_(inside, inside)])
+    groups = [[inside[j] for j in group] for group in copy_groups(rel, near)]
+    gains = np.array([max(float(np.mean(s[g])) - min_gain, 0.0) for g in groups])
+    if np.any(gains > 0):
+        useful = [g for g, gain in zip(groups, gains, strict=True) if gain > 0]
+        weights = group_weights(useful, gains[gains > 0], n)
+        if len(useful) == 1:  # one piece of work: its score is the mean's
+            return Selection(weights, far, groups, "useful")
+        mean_score = score_mean(weights)
+        if mean_score > min_gain:
+            return Selection(weights, far, groups, "useful", mean_score)
+        best = groups[int(np.argmax(gains))]
+        return Selection(group_weights([best], np.ones(1), n), far, groups, "best", mean_score)
+    if len(groups) > 1:  # none useful alone: together, with equal weights per piece of work
+        weights = group_weights(groups, np.ones(len(groups)), n)
+        mean_score = score_mean(weights)
+        if mean_score > min_gain:
+            return Selection(weights, far, groups, "together", mean_score)
+        return Selection(np.zeros(n), far, groups, "none", mean_score)
+    return Selection(np.zeros(n), far, groups, "none")
