@@ -8,6 +8,7 @@ from attacks.library import (
     ALIE_Z,
     ATTACKS,
     COLLUDE_SIGMA,
+    COPIERS,
     CRASH_ROUND,
     FABRICATE,
     FREE_RIDER_SIGMA,
@@ -21,6 +22,6 @@ from attacks.library import (
 from attacks.round import attack_round, attack_train_fn
 
 __all__ = [
-    "ALIE_Z", "ATTACKS", "COLLUDE_SIGMA", "CRASH_ROUND", "FABRICATE", "FREE_RIDER_SIGMA", "FREE_RIDERS", "IPM_EPSILON",
-    "POISON", "Attack", "NodeCrashed", "PoisonedDataset", "attack_round", "attack_train_fn",
+    "ALIE_Z", "ATTACKS", "COLLUDE_SIGMA", "COPIERS", "CRASH_ROUND", "FABRICATE", "FREE_RIDER_SIGMA", "FREE_RIDERS",
+    "IPM_EPSILON", "POISON", "Attack", "NodeCrashed", "PoisonedDataset", "attack_round", "attack_train_fn",
 ]

@@ -29,6 +29,7 @@ ALIE_Z = 1.0  # "a little is enough": how many (estimated) standard deviations t
 IPM_EPSILON = 0.1  # inner-product manipulation: small ε is the setting that defeats Krum in Xie et al. (2019)
 COLLUDE_SIGMA = 2e-3  # colluders' shared perturbation: about the size of an honest 5-step update per coordinate
 FREE_RIDER_SIGMA = 1e-3  # a free-rider's "tiny noise": a few fixed-point steps (1.2e-4) of the circuit
+SYBIL_SIGMA = 1e-5  # a near-copy's noise: a few ‰ of an honest update, so it still scores as the original does
 CRASH_ROUND = 2  # the crashing node trains in round 1 and dies after training from this round on
 _COLLUDE_TAG = 0x2C011DE  # mixed into the shared seed so colluders' draws differ from the noise attack's
 
@@ -56,10 +57,15 @@ ATTACKS: dict[str, str] = {
                          "(Y := X_n·W_nᵀ + b_n, X_g := X_n + 1): proven loss_after 0, loss_before large",
     "fabricate-free-rider": f"sends the global model plus tiny noise (σ = {FREE_RIDER_SIGMA}) everywhere and proves a "
                             "fabricated improvement (the same fabricated witnesses)",
+    "sybil-copy": "a second wallet of node 0's owner: trains on node 0's data with the round's seed and sends the "
+                  "same update (its own proof of it)",
+    "sybil-near-copy": f"as sybil-copy, plus noise of its own (σ = {SYBIL_SIGMA}) outside the proven slice: a "
+                       "near-copy no hash catches",
 }
 POISON = ("poison-negate", "poison-shuffle")
 FREE_RIDERS = ("free-rider", "free-rider-noise")
 FABRICATE = ("fabricate-witness", "fabricate-free-rider")
+COPIERS = ("sybil-copy", "sybil-near-copy")  # they run on node 0's dataset (the demo gives it to them)
 
 
 class NodeCrashed(RuntimeError):
@@ -181,6 +187,9 @@ class Attack:
         if self.kind in ("free-rider-noise", "fabricate-free-rider"):
             return {k: (g + rng.normal(0, FREE_RIDER_SIGMA, g.shape)).astype(np.float32)
                     for k, g in global_arrays.items()}
+        if self.kind == "sybil-near-copy":  # fresh draws: each copier its own noise, nobody's seed
+            fresh = np.random.default_rng()
+            return _outside_slice(global_arrays, node_arrays, lambda g, n: n + fresh.normal(0, SYBIL_SIGMA, n.shape))
         if self.kind == "fabricate-witness":
             return {k: (g - (node_arrays[k] - g)).astype(np.float32) for k, g in global_arrays.items()}
         if self.kind == "proof-swap":

@@ -25,7 +25,7 @@ import sys
 import time
 import traceback
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -40,6 +40,7 @@ log = logging.getLogger("eval_attacks")
 START, END = "<!-- attack-table:start -->", "<!-- attack-table:end -->"
 # The runs with the validation gate (--plan validation) have a table of their own.
 VAL_START, VAL_END = "<!-- attack-table-validation:start -->", "<!-- attack-table-validation:end -->"
+SEL_START, SEL_END = "<!-- attack-table-selection:start -->", "<!-- attack-table-selection:end -->"
 # Attacks the gate must stop: run together in one federation (a rejected reply never reaches Krum, so they do not
 # interact), next to as many honest nodes as the honest-only reference.
 GATE_ATTACKS = ("forge-proof", "proof-swap", "replay", "bad-signature", "malformed", "unapproved", "free-rider",
@@ -66,6 +67,7 @@ class Run:
     krum_f: int
     ref_nodes: int
     validation: bool = True  # the aggregator scores updates on its validation set (False: the gate before it)
+    selection: str = "usefulness"  # FederationConfig.selection: by usefulness, or Multi-Krum's (the rule before)
 
     @property
     def nodes(self) -> int:
@@ -73,7 +75,8 @@ class Run:
 
     @property
     def key(self) -> str:
-        return f"{self.name}-{len(self.attacks)}of{self.nodes}-f{self.krum_f}" + ("" if self.validation else "-noval")
+        return (f"{self.name}-{len(self.attacks)}of{self.nodes}-f{self.krum_f}" + ("" if self.validation else "-noval")
+                + ("" if self.selection == "usefulness" else f"-{self.selection}"))
 
     @property
     def krum_facing(self) -> int:
@@ -86,17 +89,17 @@ class Run:
         return self.krum_facing <= self.krum_f and self.honest + self.krum_facing > 2 * self.krum_f + 2
 
     @staticmethod
-    def honest_only(nodes: int, krum_f: int, validation: bool = True) -> Run:
-        return Run("honest", nodes, (), krum_f, nodes, validation)
+    def honest_only(nodes: int, krum_f: int, validation: bool = True, selection: str = "usefulness") -> Run:
+        return Run("honest", nodes, (), krum_f, nodes, validation, selection)
 
     def reference(self) -> Run:
-        return Run.honest_only(self.ref_nodes, self.krum_f, self.validation)
+        return Run.honest_only(self.ref_nodes, self.krum_f, self.validation, self.selection)
 
     def alone(self) -> Run:
         """This run's honest nodes on their own: separates the attack's effect from having fewer honest nodes.
         Too few of them for Krum's f (n > 2f + 2 fails): Krum with f = 0, nothing to be robust against."""
         f = self.krum_f if self.honest > 2 * self.krum_f + 2 else 0
-        return Run.honest_only(self.honest, f, self.validation)
+        return Run.honest_only(self.honest, f, self.validation, self.selection)
 
 
 def default_runs(nodes: int, krum_f: int) -> list[Run]:
@@ -131,6 +134,18 @@ def validation_runs(nodes: int, krum_f: int) -> list[Run]:
     return [*runs, Run.honest_only(nodes, krum_f, validation=False), *dict.fromkeys(r.alone() for r in runs[1:])]
 
 
+def selection_runs(nodes: int, krum_f: int) -> list[Run]:
+    """Who is averaged and paid (docs/security.md, "Selection"): colluders (f + 2 of ``nodes``, beyond Krum's
+    bound), two copies of node 0's reply from other wallets, three near-copies; by usefulness, and the colluders by
+    Multi-Krum too (the rule before); then the honest nodes of each on their own."""
+    colluders = krum_f + 2
+    runs = [Run.honest_only(nodes, krum_f), Run("collude", nodes - colluders, ("collude",) * colluders, krum_f, nodes),
+            Run("sybil-copy", nodes - 2, ("sybil-copy",) * 2, krum_f, nodes),
+            Run("sybil-near-copy", nodes - 3, ("sybil-near-copy",) * 3, krum_f, nodes)]
+    runs.append(replace(runs[1], selection="multikrum"))
+    return [*runs, *dict.fromkeys(r.alone() for r in runs[1:])]
+
+
 def run_one(run: Run, args) -> dict:
     """One verified federation run; returns what the table needs, per reply: round, attack, status, detail."""
     from aggregator.config import FederationConfig
@@ -146,7 +161,7 @@ def run_one(run: Run, args) -> dict:
                       validation=run.validation)
     fed = FederationConfig(local_steps=args.local_steps, batch_size=args.batch_size, learning_rate=args.lr,
                            eval_batches=args.eval_batches, fraction_evaluate=0.0, slice_rows=args.slice_rows,
-                           krum_f=run.krum_f, krum_m=args.krum_m, min_gain=args.min_gain)
+                           krum_f=run.krum_f, krum_m=args.krum_m, min_gain=args.min_gain, selection=run.selection)
     t0 = time.perf_counter()
     summary = run_demo(demo, fed)
     return collect(run, out, summary, time.perf_counter() - t0, args)
@@ -167,11 +182,15 @@ def collect(run: Run, out: Path, summary: dict, seconds: float, args) -> dict:
                 node["score"] > args.min_gain * entry["validation_loss"])
             replies.append({"round": entry["round"], "role": role_of(node, wallets, run), "status": status,
                             "detail": node["detail"], "on_chain": bool(node.get("tx_hash")),
-                            "score": node.get("score"), "useful": useful})
+                            "score": node.get("score"), "useful": useful, "weight": node.get("weight", 0.0),
+                            "wallet": node["claimed_address"]})
+    rewards = {w: summary.get("incentives", {}).get(w, {}).get("rewards_pending", 0) for w in wallets}
     return {"run": asdict(run), "seconds": round(seconds, 1), "initial_eval_loss": summary["initial_eval_loss"],
             "final_eval_loss": summary["final_eval_loss"],
             "eval_loss": [r["server_eval_loss"] for r in summary["rounds"]], "replies": replies,
             "kept_global_rounds": kept, "pending": summary["chain"].get("pending_operations"),
+            "rewards": [{"wallet": w, "role": role, "node": i, "tokens": rewards[w] / 10**18}
+                        for i, (w, role) in enumerate(wallets.items())],
             "settings": settings(args)}
 
 
@@ -243,6 +262,8 @@ def table(results: dict, plan: str = "default") -> str:
     """The markdown table: one line per attack of every stored run, references first."""
     if plan == "validation":
         return validation_table(results)
+    if plan == "selection":
+        return selection_table(results)
     lines = ["| attack | attackers / nodes | Krum f | Krum bound | gate (reason × replies) | selected by Krum | "
              "final eval loss | vs honest-only | vs its honest nodes alone | records on chain | verdict | run s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -304,6 +325,47 @@ def validation_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def earnings(res: dict, run: Run) -> str:
+    """Who was paid (reward tokens pending on chain at the end): the attackers against the honest nodes; for
+    copiers, their wallets together against the copied node 0's."""
+    paid = res.get("rewards", [])
+    attackers = [r["tokens"] for r in paid if r["role"] != "honest"]
+    honest = [r["tokens"] for r in paid if r["role"] == "honest"]
+    if not paid or not attackers:
+        return "-"
+    if run.attacks[0].startswith("sybil"):
+        copied = next(r["tokens"] for r in paid if r["node"] == 0)
+        span = f"honest {min(honest):.1f}-{max(honest):.1f}"
+        return f"copiers {sum(attackers):.1f} together, copied node {copied:.1f} ({span})"
+    return f"each ≤ {max(attackers):.1f} (honest {min(honest):.1f}-{max(honest):.1f})"
+
+
+def selection_table(results: dict) -> str:
+    """The runs of ``--plan selection``: who was averaged, with what weight, who was paid, and the final loss
+    against the run's honest nodes alone."""
+    lines = ["| attack | attackers / nodes | rule | attackers selected | attackers' weight a round | rewards (ZK0) | "
+             "final eval loss | vs its honest nodes alone | verdict | run s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    order = {key: i for i, key in enumerate(r.key for r in selection_runs(7, 1))}
+    for res in sorted(results.values(), key=lambda r: order.get(Run(**_run_args(r)).key, 99)):
+        run = Run(**_run_args(res))
+        if run.key not in order:
+            continue
+        alone_delta = loss_delta(res, results.get(run.alone().key))
+        honest = run.name == "honest"
+        bad = [r for r in res["replies"] if r["role"] != "honest"]
+        selected = sum(r["status"] == "SELECTED" for r in bad)
+        rounds = max(1, len({r["round"] for r in res["replies"]}))
+        weight = sum(r.get("weight") or 0.0 for r in bad) / rounds
+        statuses = ", ".join(f"{s} ×{c}" for s, c in sorted(Counter(r["status"] for r in bad).items()))
+        lines.append(md_row(
+            "none (honest-only)" if honest else run.name, f"{len(run.attacks)} / {run.nodes}", run.selection,
+            "-" if honest else f"{selected}/{len(bad)} ({statuses})", "-" if honest else f"{weight:.1%}",
+            "-" if honest else earnings(res, run), f"{res['final_eval_loss']:.4f}",
+            "-" if honest else percent(alone_delta), verdict(run, selected, alone_delta, res), f"{res['seconds']:.0f}"))
+    return "\n".join(lines)
+
+
 def _run_args(res: dict) -> dict:
     return {**res["run"], "attacks": tuple(res["run"]["attacks"])}
 
@@ -321,8 +383,8 @@ def verdict(run: Run, selected: int, delta: float | None, res: dict) -> str:
 
 
 def render(results: dict, machine: str, date: str, plan: str = "default") -> str:
-    if plan == "validation":
-        keys = {r.key for r in validation_runs(7, 1)}
+    if plan in ("validation", "selection"):
+        keys = {r.key for r in (validation_runs(7, 1) if plan == "validation" else selection_runs(7, 1))}
         results = {k: v for k, v in results.items() if k in keys} or results
     s = next(iter(results.values()))["settings"]
     refs = sorted((r for r in results.values() if r["run"]["name"] == "honest"), key=lambda r: r["run"]["honest"])
@@ -347,7 +409,7 @@ def render(results: dict, machine: str, date: str, plan: str = "default") -> str
 
 def write_table(path: Path, text: str, plan: str = "default") -> None:
     """The table between the doc's markers, keeping the prose around it (or a new file)."""
-    start, end = (VAL_START, VAL_END) if plan == "validation" else (START, END)
+    start, end = {"validation": (VAL_START, VAL_END), "selection": (SEL_START, SEL_END)}.get(plan, (START, END))
     write_section(path, start, end, text)
 
 
@@ -362,9 +424,10 @@ def main() -> None:
                 table_only=(False, "rebuild the table from results.json, run nothing"),
                 nodes=(7, "nodes of every federation (gate suite: honest nodes)"), krum_f=1, krum_m=3, rounds=3,
                 local_steps=10, batch_size=8, lr=1e-3, episodes=1, frames=24, slice_rows=16, eval_batches=3)
-    p.add_argument("--plan", choices=["default", "validation"], default="default",
+    p.add_argument("--plan", choices=["default", "validation", "selection"], default="default",
                    help="default: every attack (the first table); validation: the fabricated-witness attacks before "
-                   "and after the validation gate, and the attacks that beat Krum beyond its bound")
+                   "and after the validation gate, and the attacks that beat Krum beyond its bound; selection: "
+                   "colluders and Sybil copies against selection by usefulness (and Multi-Krum)")
     add_options(p, min_gain=(0.01, "the federation's min_gain (to tell why a reply was not selected)"),
                 machine="2 cores, 24 GiB, no GPU", date=time.strftime("%Y-%m-%d"))
     args = p.parse_args()
@@ -375,8 +438,8 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     store = workdir / "results.json"
     results = json.loads(store.read_text()) if store.exists() else {}
-    runs = validation_runs(args.nodes, args.krum_f) if args.plan == "validation" else default_runs(args.nodes,
-                                                                                                      args.krum_f)
+    plans = {"validation": validation_runs, "selection": selection_runs, "default": default_runs}
+    runs = plans[args.plan](args.nodes, args.krum_f)
     if args.attacks:
         wanted = set(args.attacks.split(","))
         runs = [r for r in runs if r.name in wanted or wanted & set(r.attacks)]

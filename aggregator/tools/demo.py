@@ -350,8 +350,13 @@ def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Con
             if attack:
                 console.print(f"node {i} is adversarial: {attack} ({ATTACKS.get(attack, 'not an approved wallet')})")
         train_fn = attack_train_fn(kinds)
+    uris = list(fixtures.nodes)
+    if any(kinds):
+        from attacks import COPIERS
+
+        uris = [fixtures.nodes[0] if kind in COPIERS else uri for kind, uri in zip(kinds, uris, strict=True)]
     setups = [NodeSetup(dataset=uri, model=fed.model, cache_dir=demo.cache_dir, wallet=w)
-              for uri, w in zip(fixtures.nodes, wallets, strict=True)]
+              for uri, w in zip(uris, wallets, strict=True)]
     client_app = make_client_app(lambda ctx: setups[int(ctx.node_config["partition-id"])], train_fn)
     try:
         if demo.engine == "deployment":

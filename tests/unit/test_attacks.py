@@ -46,12 +46,19 @@ def assert_slice_honest(sent: dict) -> None:
         np.testing.assert_array_equal(sent[name][:ACTION_DIM], N[name][:ACTION_DIM])
 
 
-@pytest.mark.parametrize("kind", ["sign-flip", "scale", "noise", "alie", "ipm", "collude"])
+@pytest.mark.parametrize("kind", ["sign-flip", "scale", "noise", "alie", "ipm", "collude", "sybil-near-copy"])
 def test_model_poisoning_keeps_proven_rows_and_dtype(kind):
     sent = Attack(kind).sent(G, N, seed=3)
     assert_slice_honest(sent)
     assert all(a.dtype == np.float32 and a.shape == G[k].shape for k, a in sent.items())
     assert not np.allclose(delta(sent), delta(N))
+
+
+def test_sybil_copies_send_the_update_and_near_copies_a_little_noise_of_their_own():
+    assert Attack("sybil-copy").sent(G, N, 3) is N  # the copied node's own update, as it trained it
+    a, b = (delta(Attack("sybil-near-copy").sent(G, N, 3)) for _ in range(2))
+    assert not np.array_equal(a, b)  # each copier draws its own noise: no hash matches
+    assert np.linalg.norm(a - delta(N)) < 0.01 * np.linalg.norm(delta(N)) + 1e-3
 
 
 def test_sign_flip_and_scale_as_before():
