@@ -109,7 +109,8 @@ class RunOutputs:
         entry = {"round": rlog.round, "global_hash": rlog.global_hash, "new_global_hash": new_global_hash,
                  "server_eval_loss": server_eval_loss, "kept_global": rlog.kept_global, "note": rlog.note,
                  "no_reply": list(rlog.no_reply), "validation_loss": rlog.validation_loss, "krum": rlog.krum,
-                 "selection": rlog.selection, "mean_score": rlog.mean_score, **extra_metrics, "nodes": nodes}
+                 "selection": rlog.selection, "mean_score": rlog.mean_score, "closest_pair": rlog.closest_pair,
+                 **extra_metrics, "nodes": nodes}
         if rlog.sketch_seed is not None:  # published once the round's replies are in: anyone can redo the sketches
             entry["sketch_seed"] = str(rlog.sketch_seed)
         with self._lock:

@@ -189,6 +189,7 @@ def collect(run: Run, out: Path, summary: dict, seconds: float, args) -> dict:
             "final_eval_loss": summary["final_eval_loss"],
             "eval_loss": [r["server_eval_loss"] for r in summary["rounds"]], "replies": replies,
             "kept_global_rounds": kept, "pending": summary["chain"].get("pending_operations"),
+            "closest_pair": [entry.get("closest_pair") for entry in summary["rounds"]],
             "rewards": [{"wallet": w, "role": role, "node": i, "tokens": rewards[w] / 10**18}
                         for i, (w, role) in enumerate(wallets.items())],
             "settings": settings(args)}

@@ -42,6 +42,7 @@ class Selection:
     groups: list[list[int]] = field(default_factory=list)  # near-copies, each a list of indices (first: earliest)
     mode: str = ""  # "useful" (weighted), "best" (the best group alone), "together" (equal weights), "none"
     mean_score: float | None = None  # the validation score of the weighted mean, when it was scored
+    closest: float | None = None  # the smallest relative distance between two groups (how near honest work comes)
 
     @property
     def chosen(self) -> list[int]:
@@ -121,21 +122,24 @@ def select(scores: list[float], gram: np.ndarray, min_gain: float, score_mean: C
     inside = [i for i in range(n) if i not in far]
     rel = relative_distances(gram[np.ix_(inside, inside)])
     groups = [[inside[j] for j in group] for group in copy_groups(rel, near)]
+    leaders = [inside.index(g[0]) for g in groups]
+    apart = np.where(np.eye(len(leaders), dtype=bool), np.inf, rel[np.ix_(leaders, leaders)])
+    closest = float(apart.min()) if len(leaders) > 1 else None
     gains = np.array([max(float(np.mean(s[g])) - min_gain, 0.0) for g in groups])
     if np.any(gains > 0):
         useful = [g for g, gain in zip(groups, gains, strict=True) if gain > 0]
         weights = group_weights(useful, gains[gains > 0], n)
         if len(useful) == 1:  # one piece of work: its score is the mean's
-            return Selection(weights, far, groups, "useful")
+            return Selection(weights, far, groups, "useful", None, closest)
         mean_score = score_mean(weights)
         if mean_score > min_gain:
-            return Selection(weights, far, groups, "useful", mean_score)
+            return Selection(weights, far, groups, "useful", mean_score, closest)
         best = groups[int(np.argmax(gains))]
-        return Selection(group_weights([best], np.ones(1), n), far, groups, "best", mean_score)
+        return Selection(group_weights([best], np.ones(1), n), far, groups, "best", mean_score, closest)
     if len(groups) > 1:  # none useful alone: together, with equal weights per piece of work
         weights = group_weights(groups, np.ones(len(groups)), n)
         mean_score = score_mean(weights)
         if mean_score > min_gain:
-            return Selection(weights, far, groups, "together", mean_score)
-        return Selection(np.zeros(n), far, groups, "none", mean_score)
-    return Selection(np.zeros(n), far, groups, "none")
+            return Selection(weights, far, groups, "together", mean_score, closest)
+        return Selection(np.zeros(n), far, groups, "none", mean_score, closest)
+    return Selection(np.zeros(n), far, groups, "none", None, closest)

@@ -52,6 +52,7 @@ class RoundLog:
     timings: dict = field(default_factory=dict)  # seconds: gate (sum over replies), after-last-reply, selection, ...
     selection: str = ""  # how the new model was made: "useful", "best", "together", "multikrum" ("" if kept)
     mean_score: float | None = None  # the validation score of the averaged update, when it was scored
+    closest_pair: float | None = None  # the smallest relative distance between two verified updates not grouped
 
 
 def to_record(arrays: dict[str, np.ndarray]) -> ArrayRecord:
@@ -283,7 +284,7 @@ class GatedMultiKrum(MultiKrum):
 
         sel = select([g.outcome.score for g in verified], gram, floor, score_mean)
         rlog.timings["selection"] = time.perf_counter() - t0 - rlog.timings.get("validation_of_mean", 0.0)
-        rlog.selection, rlog.mean_score = sel.mode, sel.mean_score
+        rlog.selection, rlog.mean_score, rlog.closest_pair = sel.mode, sel.mean_score, sel.closest
         for i in sel.far:
             verified[i].outcome.detail = f"update norm above {NORM_BOUND:g}× the round's median: left out"
         for group in sel.groups:
