@@ -442,7 +442,7 @@ class ChainReader:
                 "emission": getattr(info, "emission", None) if rewards is not None else None,
                 "paid": sum(r.amount for r in paid),
                 "claimed_total": sum(r.amount for r in paid if r.state == "claimed"),
-                "score_total": getattr(info, "score_total", None),
+                "weight_total": getattr(info, "weight_total", None),
                 "prev": max((r for r in known if r < rnd), default=None),
                 "next": min((r for r in known if r > rnd), default=None),
                 "has_score": any(r.score is not None for r in replies),

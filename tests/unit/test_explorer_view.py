@@ -273,12 +273,15 @@ def test_pages_render_amounts_rewards_and_the_wallets_table():
     html = env.get_template("round.html").render(
         info=type("Info", (), {"round": 1, "state": "closed", "global_hash": "0x", "new_global_hash": "0x1",
                                "circuit_id": "0x", "opened_at": 0, "closed_at": 0})(), replies=replies,
-        has_score=True, has_reward=True, emission=100 * 10**18, paid=REWARD, claimed_total=REWARD, score_total=1.0,
+        has_score=True, has_reward=True, emission=100 * 10**18, paid=REWARD, claimed_total=REWARD, weight_total=1.0,
         eval_loss=None, success_rate=None,
         run="0x" + "ab" * 32, registry=WALLET, rpc_url="http://x", refresh=0, updated="now", views=[])
     cell = html[html.index('<td class="num reward">'):]
     assert "46.4697 ZK0" in cell[:300] and "claimed" in cell[:300]  # not 0 after the claim
     assert "100 ZK0 to share · 46.4697 ZK0 earned by its selected wallets, 46.4697 ZK0 claimed" in html
+    weight = html[html.index('<td class="num weight">'):]
+    assert weight.startswith('<td class="num weight">100.0 %</td>')  # issue 29: each reply's weight is shown
+    assert "its weight in the round's average" in html
 
 
 def test_wallets_table_counts_the_runs_records_scores_rewards_and_slashes():
