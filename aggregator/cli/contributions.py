@@ -9,7 +9,7 @@ from node.cliargs import add_command, at_least
 from node.errors import UserError
 
 _COLUMNS = ("run", "round", "node", "status", "reason", "signed", "proof on chain", "loss before → after", "score",
-            "reward (ZK0)", "update hash", "tx")
+            "weight", "reward (ZK0)", "update hash", "tx")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -70,14 +70,15 @@ def _table(registry, events: list, runs: list[str]):
         losses = f"{r.loss_before:.4f} → {r.loss_after:.4f}" if r.signed else "-"
         table.add_row(r.run_id[:10] + "…", str(r.round), r.node, r.status.name, r.reason.name if r.reason.value else "",
                       "yes" if r.signed else "no", "yes" if r.proof_verified else "no", losses,
-                      f"{r.score:+.4f}" if r.signed else "-", _reward_cell(registry, r, rounds_info),
+                      f"{r.score:+.4f}" if r.signed else "-", f"{r.weight:.1%}" if r.weight else "-",
+                      _reward_cell(registry, r, rounds_info),
                       r.update_hash[:10] + "…", event["tx_hash"][:10] + "…")
     return table
 
 
 def _reward_cell(registry, record, rounds_info: dict) -> str:
-    """What a record earns: emission × score / the round's score total for a SELECTED record with a positive score
-    in a closed round; 'pending' until claimed ('paid' after, or forfeited by a slash)."""
+    """What a record earns: emission × weight / the round's weight total for a SELECTED record in a closed round;
+    'pending' until claimed ('paid' after, or forfeited by a slash)."""
     from aggregator.ledger.incentives import tokens
     from contracts import Status, score_to_fixed
     from contracts.records import earned
