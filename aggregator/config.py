@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, fields
 from aggregator.operator import OPERATOR_KEYS
 from node.dp import DEFAULT_CLIP, DEFAULT_DELTA, DPConfig
 from node.errors import UserError
+from node.thresholds import gate_thresholds
 
 
 def _flag(name: str) -> str:
@@ -49,9 +50,10 @@ class FederationConfig:
     validation_batches: int = 4  # k batches per round, drawn from the round's seed
     validation_batch_size: int = 8
     validation_threads: int = 1  # torch threads while scoring (1 suits the tiny model; more for full size)
-    harm_tolerance: float = 0.1  # τ: score s < −τ is HARMFUL (docs/benchmarks.md: the honest scores measured)
-    rise_tolerance: float = 0.25  # ρ: a proven loss rising by more than this fraction is NO_IMPROVEMENT
-    min_gain: float = 0.01  # a reply is averaged in only if its score is above min_gain × L_val(θ_g)
+    # The gate's thresholds; None: the ones measured for the model spec (node/thresholds.py, docs/benchmarks.md).
+    harm_tolerance: float | None = None  # τ: score s < −τ is HARMFUL
+    rise_tolerance: float | None = None  # ρ: a proven loss rising by more than this fraction is NO_IMPROVEMENT
+    min_gain: float | None = None  # a reply is averaged in only if its score is above min_gain × L_val(θ_g)
     # Who is averaged and with what weight (aggregator/protocol/selection.py, docs/security.md "Selection"):
     # "usefulness" weighs every useful verified reply by its score (needs a validation set); "multikrum" averages
     # Krum's m best-ranked useful replies with equal weights (the rule before; always used without validation).
@@ -90,6 +92,10 @@ class FederationConfig:
 
     def __post_init__(self) -> None:
         self._check_types()
+        measured = gate_thresholds(self.model)
+        for name in ("harm_tolerance", "rise_tolerance", "min_gain"):
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(measured, name))
         for name, minimum in _AT_LEAST.items():
             if getattr(self, name) < minimum:
                 raise UserError(f"{_flag(name)} must be at least {minimum:g}, not {getattr(self, name)!r}")
@@ -132,9 +138,10 @@ class FederationConfig:
                 ok = isinstance(value, bool)
             elif kind == "int":
                 ok = isinstance(value, int) and not isinstance(value, bool)
-            elif kind == "float":
+            elif kind in ("float", "float | None"):
                 ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-                if ok:
+                ok = ok or (value is None and kind == "float | None")
+                if ok and value is not None:
                     setattr(self, f.name, float(value))
             else:
                 ok = isinstance(value, str)

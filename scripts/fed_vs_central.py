@@ -74,6 +74,8 @@ def main() -> None:
                 eval_max_steps=300, out="outputs/fed-vs-central", cache_dir=".zk0/fixtures",
                 doc="docs/fed-vs-central.md")
     parser.add_argument("--skip", nargs="*", default=[], choices=["federated", "adversary", "centralized"])
+    parser.add_argument("--selection", choices=["usefulness", "multikrum"], default="usefulness",
+                        help="who the honest federation averages (FederationConfig.selection)")
     args = parser.parse_args()
 
     from aggregator.config import FederationConfig
@@ -110,8 +112,8 @@ def main() -> None:
         t0 = time.perf_counter()
         s = run_demo(DemoConfig(nodes=args.nodes, rounds=args.rounds, out=str(out / "federated"),
                                 cache_dir=args.cache_dir, episodes=args.episodes, eval_episodes=args.eval_episodes),
-                     fed_config(krum_f=0, krum_m=max(1, args.nodes - 1)))
-        save("federated (honest)", federated_row(s, time.perf_counter() - t0))
+                     fed_config(krum_f=0, krum_m=max(1, args.nodes - 1), selection=args.selection))
+        save(f"federated (honest, selection {args.selection})", federated_row(s, time.perf_counter() - t0))
     if "adversary" not in args.skip:
         # One more node, sign-flipping: Krum with f=1 needs n > 4 verified replies.
         t0 = time.perf_counter()
@@ -128,12 +130,15 @@ def main() -> None:
         res = centralized(fixtures, fed, steps, out / "centralized")
         save(f"centralized (union, {steps} steps)", {**res, "seconds": time.perf_counter() - t0})
 
-    lines = ["| run | server eval loss | loss per round | adversary selected by Krum | closed-loop success | "
-             "success per round | mean episode length | wall s |", "|---|---:|---|---:|---:|---|---:|---:|"]
+    lines = ["| run | server eval loss | loss per round | honest replies averaged in | reward shares by node | "
+             "adversary selected | closed-loop success | success per round | mean episode length | wall s |",
+             "|---|---:|---|---|---|---:|---:|---|---:|---:|"]
     for name, r in rows.items():
         per_round = " → ".join(f"{x:.3f}" for x in r.get("per_round", [])) or "-"
         success = " → ".join(f"{x:.0%}" for x in r.get("success_per_round", []) if x is not None) or "-"
-        lines.append(f"| {name} | {r['server_eval_loss']:.4f} | {per_round} | {r.get('adversary_selected', '-')} | "
+        shares = " · ".join(f"{x:.0%}" for x in r.get("reward_shares", [])) or "-"
+        lines.append(f"| {name} | {r['server_eval_loss']:.4f} | {per_round} | {r.get('honest_selected', '-')} | "
+                     f"{shares} | {r.get('adversary_selected', '-')} | "
                      f"{r.get('success_rate', float('nan')):.0%} | {success} | "
                      f"{r.get('mean_episode_length', float('nan')):.0f} | {r['seconds']:.0f} |")
     plot_success(rows, args.rounds, out / "success.png")
@@ -150,6 +155,15 @@ def federated_row(summary: dict, seconds: float, adversary: Path | None = None) 
     row = {**summary["rounds"][-1], "seconds": seconds,
            "per_round": [summary["initial_eval_loss"], *(r["server_eval_loss"] for r in summary["rounds"])],
            "success_per_round": [r.get("success_rate") for r in summary["rounds"]]}
+    honest = [n for r in summary["rounds"] for n in r["nodes"] if adversary is None or n["claimed_address"] != _address(
+        adversary)]
+    useful = [n for n in honest if n["status"] in ("SELECTED", "NOT_SELECTED")]
+    row["honest_selected"] = (f"{sum(n['status'] == 'SELECTED' for n in honest)}/{len(honest)} "
+                              f"({len(useful)} verified)")
+    paid = summary.get("incentives", {})  # wallet → pending rewards, in node order (the demo's wallets)
+    total = sum(w.get("rewards_pending", 0) for w in paid.values())
+    if total:
+        row["reward_shares"] = [w.get("rewards_pending", 0) / total for w in paid.values()]
     if adversary is not None:
         from contracts import read_address
 
@@ -157,6 +171,12 @@ def federated_row(summary: dict, seconds: float, adversary: Path | None = None) 
         statuses = [n["status"] for r in summary["rounds"] for n in r["nodes"] if n["claimed_address"] == address]
         row["adversary_selected"] = f"{statuses.count('SELECTED')}/{len(statuses)} rounds"
     return row
+
+
+def _address(wallet: Path) -> str:
+    from contracts import read_address
+
+    return read_address(wallet)
 
 
 def plot_success(rows: dict[str, dict], rounds: int, path: Path) -> None:

@@ -121,6 +121,20 @@ def test_config_from_flower_run_config():
     assert (cfg.rounds, cfg.krum_f, cfg.local_steps) == (4, 1, 5)
 
 
+def test_gate_thresholds_are_the_model_specs_unless_given():
+    """τ, ρ and min-gain were measured for ``tiny`` only; ``learn`` (the demo's) scores on another scale and an
+    honest demo reply scored −0.193, HARMFUL under τ = 0.1. Each spec now carries what its honest runs support
+    (node/thresholds.py), and a value given for the run still wins."""
+    from aggregator.config import FederationConfig
+    from node.thresholds import SPEC_THRESHOLDS
+
+    learn, tiny = FederationConfig(model="learn"), FederationConfig(model="tiny")
+    assert learn.harm_tolerance == SPEC_THRESHOLDS["learn"].harm_tolerance > 0.193
+    assert (tiny.harm_tolerance, tiny.rise_tolerance, tiny.min_gain) == (0.1, 0.25, 0.01)
+    assert FederationConfig.from_run_config({"model": "learn", "harm-tolerance": 0.2}).harm_tolerance == 0.2
+    assert FederationConfig(model="hf:lerobot/smolvla_base").harm_tolerance == 0.1  # not measured: the defaults
+
+
 class NodesOnline:
     """The one thing ``configure_train`` asks of Flower's Grid: which nodes are connected."""
 
