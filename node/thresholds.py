@@ -24,9 +24,10 @@ class GateThresholds:
 
 
 SPEC_THRESHOLDS: dict[str, GateThresholds] = {
-    # 233 honest replies (eval_validation and the attack runs, synthetic and sim): scores ≥ −0.0725, proven loss
-    # rises ≤ +3.5 % (docs/benchmarks.md, "Validation")
-    "tiny": GateThresholds(harm_tolerance=0.1, rise_tolerance=0.25, min_gain=0.01),
+    # 233 honest replies (eval_validation and the attack runs, synthetic and sim, Multi-Krum): scores ≥ −0.0725,
+    # proven loss rises ≤ +3.5 % (docs/benchmarks.md, "Validation"); under selection by usefulness the global model
+    # moves further each round and an honest reply scored −0.127 (eval_attacks --plan selection, 7 nodes, round 3)
+    "tiny": GateThresholds(harm_tolerance=0.2, rise_tolerance=0.25, min_gain=0.01),
     # the demo's learn/reach runs: an honest reply scored −0.193 in round 3 (τ = 0.1 rejected it HARMFUL); the honest
     # federations of docs/fed-vs-central.md (docs/benchmarks.md, "Validation of learn")
     "learn": GateThresholds(harm_tolerance=0.4, rise_tolerance=0.25, min_gain=0.01),

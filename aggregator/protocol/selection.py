@@ -9,8 +9,9 @@ with other replies earns nothing:
    single reply may dominate the average, however well it scores (the bound of norm-clipping defences; a minority
    cannot move the median).
 2. **One piece of work, one share**: updates within ``near`` (relative distance) of each other are one group; a
-   group counts once, its weight split among its members, so k wallets sending near-copies of one update earn
-   together what one would (bit-identical copies are refused before this, as DUPLICATE).
+   group counts once, and its weight goes to its first reply to arrive (copying takes time: the copy comes after
+   the work); the later ones are copies (``DUPLICATE``, as bit-identical copies already are), so k wallets sending
+   near-copies of one update earn together no more than the one piece of work would.
 3. **Weights follow usefulness**: a group's weight is its score above the round's minimum gain, (s − g)⁺, over the
    sum of those of every useful group; a reply that is not useful alone weighs nothing.
 4. **The mean is checked**: the weighted mean is scored once on the validation set (the round's one extra pass)
@@ -40,6 +41,11 @@ class Selection:
     weights: np.ndarray  # each reply's weight in the new global model (sum 1), 0 when not averaged in
     far: list[int] = field(default_factory=list)  # left out by the norm bound
     groups: list[list[int]] = field(default_factory=list)  # near-copies, each a list of indices (first: earliest)
+
+    @property
+    def copies(self) -> list[int]:
+        """Replies that are near-copies of an earlier one: not averaged in, not paid."""
+        return sorted(i for group in self.groups for i in group[1:])
     mode: str = ""  # "useful" (weighted), "best" (the best group alone), "together" (equal weights), "none"
     mean_score: float | None = None  # the validation score of the weighted mean, when it was scored
     closest: float | None = None  # the smallest relative distance between two groups (how near honest work comes)
@@ -98,13 +104,13 @@ def beyond_bound(norms: np.ndarray, bound: float = NORM_BOUND) -> list[int]:
 
 
 def group_weights(groups: list[list[int]], values: np.ndarray, n: int) -> np.ndarray:
-    """Each group's share of ``values`` (one value per group, ≥ 0), split equally among its members."""
+    """Each group's share of ``values`` (one value per group, ≥ 0), all of it to the group's first reply."""
     weights = np.zeros(n)
     total = float(np.sum(values))
     if total <= 0:
         return weights
     for group, value in zip(groups, values, strict=True):
-        weights[group] = value / total / len(group)
+        weights[group[0]] = value / total
     return weights
 
 
@@ -125,7 +131,7 @@ def select(scores: list[float], gram: np.ndarray, min_gain: float, score_mean: C
     leaders = [inside.index(g[0]) for g in groups]
     apart = np.where(np.eye(len(leaders), dtype=bool), np.inf, rel[np.ix_(leaders, leaders)])
     closest = float(apart.min()) if len(leaders) > 1 else None
-    gains = np.array([max(float(np.mean(s[g])) - min_gain, 0.0) for g in groups])
+    gains = np.array([max(float(s[g[0]]) - min_gain, 0.0) for g in groups])  # the work of its first reply
     if np.any(gains > 0):
         useful = [g for g, gain in zip(groups, gains, strict=True) if gain > 0]
         weights = group_weights(useful, gains[gains > 0], n)

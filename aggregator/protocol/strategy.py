@@ -288,10 +288,11 @@ class GatedMultiKrum(MultiKrum):
         for i in sel.far:
             verified[i].outcome.detail = f"update norm above {NORM_BOUND:g}× the round's median: left out"
         for group in sel.groups:
-            if len(group) > 1:
-                for i in group:
-                    verified[i].outcome.detail = (f"near-copies: {len(group)} replies within {NEAR:.0%} of each "
-                                                  "other count as one, their share split among them")
+            for i in group[1:]:  # the first reply of a group of near-copies carries its weight; the rest are copies
+                first = verified[group[0]].outcome
+                verified[i].outcome.status = verified[i].outcome.reason = "DUPLICATE"
+                verified[i].outcome.detail = (f"a near-copy (within {NEAR:.0%}) of {first.address}'s update, "
+                                              "which arrived first")
         chosen = sel.chosen
         for i in chosen:
             verified[i].outcome.status, verified[i].outcome.weight = "SELECTED", float(sel.weights[i])

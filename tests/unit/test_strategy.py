@@ -130,7 +130,7 @@ def test_gate_thresholds_are_the_model_specs_unless_given():
 
     learn, tiny = FederationConfig(model="learn"), FederationConfig(model="tiny")
     assert learn.harm_tolerance == SPEC_THRESHOLDS["learn"].harm_tolerance > 0.193
-    assert (tiny.harm_tolerance, tiny.rise_tolerance, tiny.min_gain) == (0.1, 0.25, 0.01)
+    assert (tiny.harm_tolerance, tiny.rise_tolerance, tiny.min_gain) == (0.2, 0.25, 0.01)
     assert FederationConfig.from_run_config({"model": "learn", "harm-tolerance": 0.2}).harm_tolerance == 0.2
     assert FederationConfig(model="hf:lerobot/smolvla_base").harm_tolerance == 0.1  # not measured: the defaults
 
