@@ -302,11 +302,7 @@ def validation_table(results: dict) -> str:
     lines = ["| attack | attackers / nodes | Krum f | Krum bound | validation set | caught by | selected | "
              "final eval loss | vs its honest nodes alone | vs honest-only | records on chain | verdict | run s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    order = {key: i for i, key in enumerate(r.key for r in validation_runs(7, 1))}
-    for res in sorted(results.values(), key=lambda r: order.get(Run(**_run_args(r)).key, 99)):
-        run = Run(**_run_args(res))
-        if run.key not in order:
-            continue
+    for res, run in in_plan_order(results, validation_runs(7, 1)):
         ref, alone = results.get(run.reference().key), results.get(run.alone().key)
         delta, alone_delta = loss_delta(res, ref), loss_delta(res, alone)
         chain = f"{sum(r['on_chain'] for r in res['replies'])}/{len(res['replies'])}"
@@ -347,11 +343,7 @@ def selection_table(results: dict) -> str:
     lines = ["| attack | attackers / nodes | rule | attackers selected | attackers' weight a round | rewards (ZK0) | "
              "final eval loss | vs its honest nodes alone | verdict | run s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    order = {key: i for i, key in enumerate(r.key for r in selection_runs(7, 1))}
-    for res in sorted(results.values(), key=lambda r: order.get(Run(**_run_args(r)).key, 99)):
-        run = Run(**_run_args(res))
-        if run.key not in order:
-            continue
+    for res, run in in_plan_order(results, selection_runs(7, 1)):
         alone_delta = loss_delta(res, results.get(run.alone().key))
         honest = run.name == "honest"
         bad = [r for r in res["replies"] if r["role"] != "honest"]
@@ -365,6 +357,13 @@ def selection_table(results: dict) -> str:
             "-" if honest else earnings(res, run), f"{res['final_eval_loss']:.4f}",
             "-" if honest else percent(alone_delta), verdict(run, selected, alone_delta, res), f"{res['seconds']:.0f}"))
     return "\n".join(lines)
+
+
+def in_plan_order(results: dict, plan: list[Run]) -> list[tuple[dict, Run]]:
+    """The stored results of ``plan``'s runs, with their runs, in the plan's order."""
+    order = {run.key: i for i, run in enumerate(plan)}
+    stored = [(res, Run(**_run_args(res))) for res in results.values()]
+    return sorted(((res, run) for res, run in stored if run.key in order), key=lambda pair: order[pair[1].key])
 
 
 def _run_args(res: dict) -> dict:
