@@ -126,3 +126,23 @@ def test_selection_rules_pure():
     sel = select([0.5, 0.5, 0.2, 0.2, 3.0], gram(points), 0.1, lambda w: 0.4)
     assert sel.mode == "useful" and sel.weights.sum() == pytest.approx(1.0) and sel.chosen == [0, 2]
     assert sel.weights[0] == pytest.approx(0.4 / 0.5)  # (0.5 − 0.1) : (0.2 − 0.1), a group's to its first reply
+
+
+def test_a_sketched_round_selects_by_usefulness_as_the_exact_one(tmp_path):
+    """Above the exact bound the updates are spilled and their distances come from the count sketches: the same
+    groups (the near-copies found), the same weights and the same weighted mean as the exact round's."""
+    honest = {i: toward(i, noise=0.005) for i in range(1, 5)}
+    updates = {**honest, **{90 + j: shifted(honest[2], 1e-5, j) for j in range(2)}}
+
+    def replies():
+        return [reply(i, u) for i, u in updates.items()]
+
+    exact_arrays, exact = scored_round(strategy(), replies())
+    sketched = strategy()
+    sketched.exact_max_values, sketched.spill_dir = 0, str(tmp_path)
+    arrays, out = scored_round(sketched, replies())
+    assert sketched.rounds[1].krum.startswith("sketch-")
+    assert {i: o.status for i, o in out.items()} == {i: o.status for i, o in exact.items()}
+    assert [o.weight for o in out.values()] == pytest.approx([o.weight for o in exact.values()])
+    np.testing.assert_allclose(arrays["w"].numpy(), exact_arrays["w"].numpy(), atol=1e-6)
+    assert not list(tmp_path.iterdir())  # the spilled updates are gone after the round
