@@ -212,7 +212,7 @@ def _reply(record: Record, txs: dict, metrics: RunMetrics, rewards: Rewards | No
     entry = metrics.nodes(record.round).get(record.node.lower(), {}) if metrics.run_id in (None, record.run_id) else {}
     claimed = entry.get("claimed_address")
     reward = rewards.of(record) if rewards is not None else None
-    scored = record.status != Status.REJECTED or record.reason == Reason.HARMFUL  # the others never reached scoring
+    scored = record.status != Status.REJECTED or record.reason in (Reason.HARMFUL, Reason.DUPLICATE)  # others: unscored
     return Reply(record, tx.get("tx_hash"), tx.get("block"), getattr(record, "score", None) if scored else None, reward,
                  reason_text(record.reason), entry.get("detail") or "",
                  claimed if claimed and claimed.lower() != record.node.lower() else None)
@@ -244,7 +244,7 @@ def wallet_rows(registry: Registry, events: list[dict], run_id: str | None, rewa
             record = registry.record_of_event(e)
             w = row(record.node)
             w["statuses"][record.status.name] += 1
-            if record.status != Status.REJECTED or record.reason == Reason.HARMFUL:  # the others were not scored
+            if record.status != Status.REJECTED or record.reason in (Reason.HARMFUL, Reason.DUPLICATE):  # scored
                 w["scores"].append(record.score)
             reward = rewards.of(record) if rewards is not None else None
             if reward is not None and reward.amount is None:

@@ -29,6 +29,8 @@ REASON_TEXT = {
     Reason.NO_IMPROVEMENT: "the proven loss did not go down",
     Reason.HARMFUL: "the update raises the loss on the aggregator's validation set (score below −τ)",
     Reason.NO_QUORUM: "too few verified replies for Krum: the round kept the global model",
+    Reason.DUPLICATE: "the same (or within 5 % the same) update as another wallet's reply that arrived first: one "
+                      "piece of work is paid once",
 }
 
 

@@ -340,3 +340,12 @@ def test_a_reply_rejected_before_scoring_shows_no_score():
     assert _reply(record(Status.REJECTED, Reason.BAD_SIGNATURE, 0.0), {}, RunMetrics(), None).score is None
     assert _reply(record(Status.REJECTED, Reason.HARMFUL, -0.3), {}, RunMetrics(), None).score == -0.3
     assert _reply(record(Status.NOT_SELECTED, Reason.NONE, 0.0), {}, RunMetrics(), None).score == 0.0
+
+
+def test_every_reason_the_registry_records_has_words():
+    """A reason added to the registry (DUPLICATE, issue 29) is explained on the round pages, not shown bare."""
+    from aggregator.explorer.view import REASON_TEXT
+    from contracts import Reason
+
+    assert set(REASON_TEXT) == set(Reason)
+    assert all(REASON_TEXT[r] for r in Reason if r != Reason.NONE)
