@@ -35,7 +35,6 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -52,7 +51,7 @@ import numpy as np  # noqa: E402
 
 from aggregator.protocol.updates import UpdateStore  # noqa: E402
 from scripts.bench_scale_doc import scale_section  # noqa: E402
-from scripts.evalkit import cpu_seconds, publish  # noqa: E402
+from scripts.evalkit import cpu_seconds, peak_rss_mb, publish  # noqa: E402
 
 START, END = "<!-- scale:start -->", "<!-- scale:end -->"
 CACHE = ROOT / ".zk0" / "scale"
@@ -60,10 +59,6 @@ TINY_D, REAL_D = 194_976, 99_880_992  # trainable parameters: tiny SmolVLA, full
 SHAPE = (6, 48, 16)  # the tiny statement: A, H, m
 DISTINCT_PROOFS = 100  # proofs made for the benchmark (fewer cached: replies reuse those there are)
 RUN = "0x" + "5c" * 32  # the benchmark's run on the registry (nodes sign it)
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class RssSampler:
@@ -311,7 +306,7 @@ def bench_round(n: int, workers: int, spread: bool, chain: bool, results: Path) 
     store.close()
     if registry is not None:
         out["chain"] = _chain_records(registry, global_hash, circuit.circuit_id, gated, set(order), local)
-    out["peak_rss_mb"] = _peak_rss_mb()
+    out["peak_rss_mb"] = peak_rss_mb()
     _save(results, f"round-{n}", out)
 
 
@@ -500,7 +495,7 @@ def bench_real(n: int, store_kind: str, workers: int, results: Path) -> None:
            "store_mean": float(np.mean([g.store_seconds for g in gated])),
            "statuses": sorted({g.outcome.status for g in gated}),
            "selection_s": selection_s, "aggregation_s": aggregation_s - regen_s, "regen_s": regen_s,
-           "attacker_selected": (n - 1) in order, "peak_rss_mb": _peak_rss_mb(), "rss_by_phase_mb": rss.stop()}
+           "attacker_selected": (n - 1) in order, "peak_rss_mb": peak_rss_mb(), "rss_by_phase_mb": rss.stop()}
     _save(results, f"real-{n}-{store_kind}", out)
 
 

@@ -17,7 +17,6 @@ import argparse
 import json
 import logging
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -28,10 +27,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-
-def cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+from scripts.evalkit import cpu_seconds  # noqa: E402
 
 
 def register_variant(spec: str, overrides: list[str]) -> str:
