@@ -180,10 +180,13 @@ class FederationConfig:
         return cls(**values)
 
     def to_dict(self) -> dict:
-        """The config as recorded in summary.json (secrets left out)."""
+        """The config as recorded in summary.json and W&B (secrets left out, credentials cut from the URLs)."""
+        from contracts.endpoints import redact_url
+
         out = asdict(self)
         out["aggregator_key"] = "***" if self.aggregator_key else ""
         out["verifier_token"] = "***" if self.verifier_token else ""
+        out["chain_rpc"], out["verifier_url"] = redact_url(self.chain_rpc), redact_url(self.verifier_url)
         return out
 
     @property

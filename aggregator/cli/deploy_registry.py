@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from aggregator.cli.common import AGGREGATOR_KEY_ENV, OWNER_KEY_ENV, owner_key, read_key
+from contracts.endpoints import redact_url
 from node.cliargs import add_command
 from node.errors import UserError
 
@@ -37,6 +38,6 @@ def _deploy_registry(args: argparse.Namespace) -> int:
         aggregator = Account.from_key(read_key(args.aggregator_key_file, AGGREGATOR_KEY_ENV, "aggregator")).address
     registry = Registry.deploy(connect(args.chain_rpc), key, aggregator)
     print(registry.address)
-    print(f"registry deployed on chain {registry.chain_id} at {args.chain_rpc}: owner "
+    print(f"registry deployed on chain {registry.chain_id} at {redact_url(args.chain_rpc)}: owner "
           f"{Account.from_key(key).address}, aggregator {aggregator}", file=sys.stderr)
     return 0

@@ -25,6 +25,7 @@ from aggregator.cli.common import (
     open_registry,
     read_key,
 )
+from contracts.endpoints import redact_url
 from node.cliargs import add_command, port
 from node.errors import UserError
 from node.logs import tee_output
@@ -181,10 +182,11 @@ def _start_state(args: argparse.Namespace, options, chain_rpc: str | None, regis
 
 def _print_started(args: argparse.Namespace, state_dir: Path, options, superlink, state: dict) -> None:
     chain_rpc, registry, verifier_url = state["chain_rpc"], state["registry"], state["verifier_url"]
+    shown_rpc = redact_url(chain_rpc)  # a hosted endpoint's key stays off the console and the log
     print(f"zk0 aggregator: SuperLink on {options.address} ({'INSECURE plain text' if args.insecure else 'TLS'}"
           f"{', SuperNode authentication' if args.enable_supernode_auth else ''}), pid {superlink.pid}\n"
           f"  runs only app bundle(s) {', '.join(state['app_hashes'])}\n"
-          f"  chain    {f'{chain_rpc}, registry {registry}' if chain_rpc else 'none (unverified runs only)'}\n"
+          f"  chain    {f'{shown_rpc}, registry {registry}' if chain_rpc else 'none (unverified runs only)'}\n"
           f"  verifier {verifier_url or 'in the ServerApp process'}\n"
           f"  validation {args.validation or 'none: updates are not scored (--validation URI)'}\n"
           f"  logs     {superlink.log_path}, {state_dir / 'zk0agg-start.log'}\n"

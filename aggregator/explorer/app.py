@@ -25,6 +25,7 @@ from aggregator.explorer import view
 from aggregator.explorer.config import ExplorerConfig
 from aggregator.explorer.reader import ChainReader, NotARegistry, NotFound
 from contracts import ChainUnavailable
+from contracts.endpoints import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def make_app(config: ExplorerConfig) -> FastAPI:
 
     def render(name: str, status_code: int = 200, **context) -> HTMLResponse:
         context.setdefault("registry", config.registry)
-        context.setdefault("rpc_url", config.rpc_url)
+        context.setdefault("rpc_url", redact_url(config.rpc_url))  # a hosted endpoint's key stays off the page
         html = env.get_template(name).render(refresh=config.refresh, updated=time.strftime("%H:%M:%S"), **context)
         return HTMLResponse(html, status_code=status_code)
 

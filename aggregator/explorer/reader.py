@@ -27,6 +27,7 @@ from web3.exceptions import Web3Exception
 from aggregator.explorer.config import ExplorerConfig
 from aggregator.explorer.view import fmt_value, line_chart_svg, reason_text
 from contracts import LOSS_SCALE, ChainError, ChainUnavailable, Reason, Record, Registry, RoundInfo, Status
+from contracts.endpoints import redact_url
 from contracts.records import ROUND_STATES, earned
 
 log = logging.getLogger(__name__)
@@ -279,7 +280,7 @@ class ChainReader:
         empty or holds another contract."""
         address = self.config.registry
         if not self.w3.is_connected():
-            raise ChainUnavailable(f"no Ethereum node answers at {self.config.rpc_url}")
+            raise ChainUnavailable(f"no Ethereum node answers at {redact_url(self.config.rpc_url)}")
         try:
             registry = Registry.at(self.w3, address)
         except ChainUnavailable:
@@ -359,7 +360,7 @@ class ChainReader:
     # ------------------------------------------------------------------ pages
     def header(self, registry: Registry) -> dict:
         return {"chain_id": registry.chain_id, "block": self.w3.eth.block_number, "registry": registry.address,
-                "rpc_url": self.config.rpc_url}
+                "rpc_url": redact_url(self.config.rpc_url)}
 
     def rewards(self, registry: Registry, events: list[dict]) -> Rewards | None:
         """Each record's reward, where the registry pays rewards (its ABI has ``rewardOf``)."""

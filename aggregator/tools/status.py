@@ -104,12 +104,13 @@ def run_progress(out_dir: str) -> tuple[int | None, int | None, int | None]:
 def chain_health(rpc: str | None) -> str:
     if not rpc:
         return "none configured (unverified runs only)"
+    from contracts.endpoints import redact_url
     from contracts.local_chain import rpc_request
 
     try:
-        return f"up at {rpc}, block {int(rpc_request(rpc, 'eth_blockNumber', timeout=3.0), 16)}"
+        return f"up at {redact_url(rpc)}, block {int(rpc_request(rpc, 'eth_blockNumber', timeout=3.0), 16)}"
     except (OSError, ValueError, KeyError, urllib.error.URLError) as err:
-        return f"DOWN at {rpc}: {err}"
+        return f"DOWN at {redact_url(rpc)}: {err}"
 
 
 def verifier_health(url: str | None) -> str:

@@ -17,6 +17,7 @@ from aggregator.ledger.journal import Journal
 from aggregator.outputs import RunOutputs
 from aggregator.run_folder import JOURNAL_FILE, claim_run_folder
 from contracts import Registry, connect
+from contracts.endpoints import redact_url
 from node.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,8 @@ def sync_run(out_dir: str | Path, rpc_url: str, aggregator_key: str, timeout: fl
             raise UserError(f"{out} holds no verified run (no chain run id or no {JOURNAL_FILE}): nothing to send")
         registry = Registry.at(connect(rpc_url), chain["registry"], aggregator_key)
         if registry.chain_id != chain["chain_id"]:
-            raise UserError(f"{rpc_url} is chain {registry.chain_id}, the run recorded on chain {chain['chain_id']}")
+            raise UserError(f"{redact_url(rpc_url)} is chain {registry.chain_id}, the run recorded on chain "
+                            f"{chain['chain_id']}")
         sync = ChainSync(registry, Journal(out / JOURNAL_FILE), chain["run_id"], on_done=outputs.on_chain)
         before = sync.journal.counts(chain["run_id"])
         sync.settle({r["round"]: r["new_global_hash"] for r in outputs.summary["rounds"]})

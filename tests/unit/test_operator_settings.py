@@ -154,3 +154,24 @@ def test_a_run_clears_an_earlier_stop_request(tmp_path):
     assert stop_requested(tmp_path)
     with claim_run_folder(tmp_path, resume=True):
         assert not stop_requested(tmp_path)
+
+
+def test_rpc_credentials_are_never_shown_or_written():
+    """N11 (issue 30): a hosted RPC endpoint's key in its URL (user:key@, ?apikey=) was on every explorer page, the
+    503 banner, summary.json and the W&B config. Every place that shows or writes a URL now shows it redacted; the
+    explorer's header and banner are checked on a page rendered for such a URL."""
+    from fastapi.testclient import TestClient
+
+    from aggregator.explorer.app import make_app
+    from aggregator.explorer.config import ExplorerConfig
+    from contracts.endpoints import redact_url
+
+    url = "https://user:s3cr3t@rpc.example.org:8545/v2/path?apikey=s3cr3t"
+    assert redact_url(url) == "https://***@rpc.example.org:8545/v2/path?***"
+    assert redact_url("http://127.0.0.1:8545") == "http://127.0.0.1:8545"
+    assert redact_url("http://[::1]:8545/") == "http://[::1]:8545/" and redact_url("") == ""
+    cfg = FederationConfig(chain_rpc=url, verifier_url="https://u:p@verify.example.org/?token=s3cr3t")
+    assert "s3cr3t" not in json.dumps(cfg.to_dict()) and cfg.chain_rpc == url  # used as given, written redacted
+    page = TestClient(make_app(ExplorerConfig(rpc_url="http://user:s3cr3t@127.0.0.1:9/", registry="0x" + "11" * 20,
+                                                timeout=0.5))).get("/")
+    assert page.status_code == 503 and "s3cr3t" not in page.text and "127.0.0.1:9" in page.text
