@@ -77,12 +77,25 @@ def _add_verifier_flags(start: argparse.ArgumentParser) -> None:
     start.add_argument("--verifier-port", type=port, default=8470, help="port of the started verifier (default 8470)")
 
 
+def private_state(state_dir: Path) -> None:
+    """The state folder and everything in it the operator's alone (N12, issue 30): it holds the SuperLink's
+    database and logs (runs, nodes, their public keys), the operator settings and federation.json. Folder 0700,
+    files 0600, and a umask of 077 for this process and all it starts (the SuperLink, the ServerApps)."""
+    os.umask(0o077)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    state_dir.chmod(0o700)
+    for path in state_dir.iterdir():
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o600)
+
+
 def _start(args: argparse.Namespace) -> int:
     """SuperLink (+ verifier service) in the foreground until Ctrl-C or SIGTERM."""
     from aggregator.tools.deploy import ManagedProcess, SuperLinkOptions, write_state
     from node.trust import SOURCE_ROOT, app_hash, parse_app_hash
 
     state_dir = Path(args.state_dir).expanduser().resolve()
+    private_state(state_dir)
     tee_output(state_dir / "zk0agg-start.log")
     chain_rpc, registry, secrets_env = _chain_and_key(args)
     if args.validation:

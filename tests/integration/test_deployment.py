@@ -267,6 +267,18 @@ def test_verified_run(deployed):
         assert table.stdout.count(address) == 2, table.stdout  # one row per round
 
 
+def test_the_aggregators_state_is_its_own(deployed):
+    """N12 (issue 30): ``zk0agg start`` left its state folder 0755 and the SuperLink's database and log 0644. The
+    folder is 0700 and every file in it 0600, the SuperLink's included."""
+    import stat
+
+    state_dir = deployed.work / ".zk0" / "aggregator"
+    assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+    files = [f for f in state_dir.iterdir() if f.is_file()]
+    assert any(f.name.startswith("superlink.db") for f in files) and (state_dir / "federation.json") in files
+    assert {f.name: oct(stat.S_IMODE(f.stat().st_mode)) for f in files} == {f.name: "0o600" for f in files}
+
+
 def test_secret_stays_off_the_run_config(deployed):
     """The aggregator key reached the ServerApp (rounds were recorded) through its environment only."""
     key = (deployed.work / "aggregator.key").read_text().strip()
