@@ -11,8 +11,9 @@ an error naming the hash) and the operator's log says why.
 
 Flower then loads the app not from those bytes but from the folder named by the fab id, version and hash the
 SuperLink *reports* (``get_project_dir``): a report naming an older bundle already installed under the node's Flower
-home would run that one. So the guard also refuses a task whose reported hash is not the sha256 of the bundle it
-carries (``check_reported_hash``): what is checked is what is loaded.
+home would run that one, and a version such as ``../../x`` a folder outside it. So the guard also refuses a task
+whose reported hash is not the sha256 of the bundle it carries (``check_reported_hash``) or whose run reports
+another app id or version than the bundle's own (``check_reported_run``): what is checked is what is loaded.
 
 Why a node needs it: a node keeps its data private, so it must not run code it has not reviewed. Why the
 aggregator needs it: in flwr 1.41 the SuperLink's one port also serves the Control API, which accepts runs from
@@ -89,6 +90,35 @@ def check_reported_hash(fab):
     return fab
 
 
+def check_reported_run(run, fab) -> None:
+    """The fab id and version the SuperLink reports for a task's run must be the bundle's own (N10, issue 30):
+    Flower builds the folder it loads the ClientApp from out of them, so a version such as ``../../x`` would load
+    code from outside the Flower home. The bundle is checked against the pins first, so nothing unpinned is read."""
+    from flwr.cli.config_utils import get_fab_metadata
+
+    check_bundle(fab.content, pinned_hashes())
+    own = get_fab_metadata(fab.content)
+    if (run.fab_id, run.fab_version) != own:
+        raise UntrustedApp(f"refused app bundle: the task's run reports app {str(run.fab_id)[:80]!r} version "
+                           f"{str(run.fab_version)[:80]!r}, the bundle is {own[0]!r} version {own[1]!r} (Flower "
+                           "would load the app from the folder they name)")
+
+
+def guard_reported_run(pull_task_input):
+    """Wrap Flower's ``pull_task_input`` (how a ClientApp runtime gets its task) with ``check_reported_run``."""
+
+    def pull_checked(*args, **kwargs):
+        message, context, run, fab = pull_task_input(*args, **kwargs)
+        try:
+            check_reported_run(run, fab)
+        except UntrustedApp as err:
+            print(f"zk0 app guard: {err}", file=sys.stderr, flush=True)
+            raise
+        return message, context, run, fab
+
+    return pull_checked
+
+
 def guard_reported_hash(fab_from_proto):
     """Wrap Flower's ``fab_from_proto`` (how a runtime receives a task's bundle) with ``check_reported_hash``."""
 
@@ -131,6 +161,8 @@ def protect(role: str):
     runtime = importlib.import_module(ROLES[role][0])  # the module: its package re-exports a function of that name
     runtime.install_from_fab = guard(runtime.install_from_fab)
     runtime.fab_from_proto = guard_reported_hash(runtime.fab_from_proto)
+    if role == "clientapp":  # the ServerApp's runtime reads id and version from the bundle itself
+        runtime.pull_task_input = guard_reported_run(runtime.pull_task_input)
     return runtime
 
 

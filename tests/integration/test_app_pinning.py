@@ -13,7 +13,7 @@ from flwr.clientapp.utils import get_load_client_app_fn
 from flwr.common.serde import fab_from_proto, fab_to_proto
 from flwr.supercore.fab import Fab
 
-from node.app_guard import HASHES_ENV, UntrustedApp, guard, guard_reported_hash
+from node.app_guard import HASHES_ENV, UntrustedApp, check_reported_run, guard, guard_reported_hash
 from node.trust import bundle_hash
 
 FAB_ID, VERSION = "zk0/zk0", "0.1.0"  # both bundles: the same app, two releases
@@ -77,11 +77,26 @@ def test_the_guard_script_protects_both_runtimes(node_home, monkeypatch, role):
 
     old, new = node_home
     runtime = importlib.import_module(ROLES[role][0])
-    for name in ("install_from_fab", "fab_from_proto"):  # put back after the test
-        monkeypatch.setattr(runtime, name, getattr(runtime, name))
+    for name in ("install_from_fab", "fab_from_proto", "pull_task_input"):  # put back after the test
+        if hasattr(runtime, name):
+            monkeypatch.setattr(runtime, name, getattr(runtime, name))
     assert protect(role) is runtime
     with pytest.raises(UntrustedApp, match="reports hash"):
         runtime.fab_from_proto(task_fab(bundle_hash(old), new))
     with pytest.raises(UntrustedApp, match="refused app bundle sha256"):
         runtime.install_from_fab(old, skip_prompt=True)
     assert runtime.fab_from_proto(task_fab(bundle_hash(new), new)).content == new
+
+
+def test_a_task_whose_run_names_another_app_folder_is_refused(node_home):
+    """N10 (issue 30): the fab version the SuperLink reports is a path component of the folder Flower loads the
+    ClientApp from; with the pinned bundle, a run reporting version "../../planted" loaded code planted outside
+    the Flower home. The reported id and version must be the bundle's own."""
+    from types import SimpleNamespace
+
+    _, new = node_home
+    fab = Fab(bundle_hash(new), new, {})
+    check_reported_run(SimpleNamespace(fab_id=FAB_ID, fab_version=VERSION), fab)  # the honest task
+    for fab_id, version in ((FAB_ID, "../../planted"), ("zk0/other", VERSION)):
+        with pytest.raises(UntrustedApp, match="the task's run reports app"):
+            check_reported_run(SimpleNamespace(fab_id=fab_id, fab_version=version), fab)
