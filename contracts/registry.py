@@ -393,8 +393,10 @@ class Registry:
         comes back to the sender. Reverts ProofValid for an honest proof, AlreadySlashed the second time."""
         return self._transact("slashBadProof", contribution.to_message(), bytes(signature), proof_bytes(proof))
 
-    def is_slashed(self, contribution: Contribution) -> bool:
-        return self._call("slashed", self._call("contributionDigest", contribution.to_message()))
+    def is_slashed(self, contribution: Contribution, node: str) -> bool:
+        """Whether ``node``'s signature of ``contribution`` was slashed (once per signer)."""
+        digest = self._call("contributionDigest", contribution.to_message())
+        return self._call("slashed", self._call("slashKey", digest, Web3.to_checksum_address(node)))
 
     def total_burned(self) -> int:
         return self._call("totalBurned")

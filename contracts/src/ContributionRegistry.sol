@@ -155,7 +155,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     mapping(address => bool) private _approved;
     mapping(address => Stake) private _stakes;
     mapping(bytes32 => mapping(uint64 => mapping(address => bool))) private _rewardSettled; // claimed or slashed
-    mapping(bytes32 => bool) public slashed; // contribution digest => already slashed
+    mapping(bytes32 => bool) public slashed; // slashKey(contribution digest, signer) => already slashed
     mapping(bytes32 => Circuit) private _circuits;
     mapping(bytes32 => uint64) public runOpenedAt; // runId => block timestamp of its first openRound (0: unknown)
     mapping(bytes32 => mapping(uint64 => Round)) private _rounds;
@@ -473,12 +473,13 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         bytes32 digest = contributionDigest(c);
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
         if (err != ECDSA.RecoverError.NoError) revert MalformedSignature();
-        if (slashed[digest]) revert AlreadySlashed(digest);
+        bytes32 key = slashKey(digest, signer);
+        if (slashed[key]) revert AlreadySlashed(digest);
         Stake storage st = _stakes[signer];
         if (st.amount == 0 && !_approved[signer]) revert NotAParticipant(signer);
         _requireSignedProof(c, proof);
         if (_proofHolds(_roundCircuit(c.runId, c.round), c, proof)) revert ProofValid();
-        slashed[digest] = true;
+        slashed[key] = true;
         _rewardSettled[c.runId][c.round][signer] = true;
         amount = st.amount * _params.slashBps / BPS;
         st.amount -= amount;
@@ -577,6 +578,12 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     }
 
     /// @notice The address that signed `c`, or a MalformedSignature revert (wrong length, bad v, high s).
+    /// @notice The key of `slashed`: a bad contribution is slashed once per signer, so Sybil wallets signing the same
+    ///         bad contribution are each slashed (keyed by the digest alone, the second went free: N9).
+    function slashKey(bytes32 digest, address signer) public pure returns (bytes32) {
+        return keccak256(abi.encode(digest, signer));
+    }
+
     function recoverSigner(Contribution calldata c, bytes calldata signature) public view returns (address) {
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(contributionDigest(c), signature);
         if (err != ECDSA.RecoverError.NoError) revert MalformedSignature();

@@ -219,7 +219,7 @@ def test_honest_proof_is_not_slashable(registry, keys, tiny):
     for gas in (700_000, 1_000_000):  # out of gas in the registry itself, or enough to show the proof holds
         with pytest.raises((ContractCustomError, ContractLogicError, Web3RPCError)):
             call.call({"from": slasher.sender.address, "gas": gas})
-    assert registry.stake_of(address(key)).amount == stake and not registry.is_slashed(c)
+    assert registry.stake_of(address(key)).amount == stake and not registry.is_slashed(c, address(key))
 
 
 def test_forged_proof_is_slashed_once(registry, keys, tiny):
@@ -235,7 +235,7 @@ def test_forged_proof_is_slashed_once(registry, keys, tiny):
 
     receipt = slasher.slash_bad_proof(c, signature, bad)
     amount = stake // 2
-    assert registry.stake_of(node).amount == stake - amount and registry.is_slashed(c)
+    assert registry.stake_of(node).amount == stake - amount and registry.is_slashed(c, node)
     assert registry.w3.eth.get_balance(slasher.sender.address) == balance + amount // 2 - paid_wei(receipt)
     assert registry.total_burned() == burned + amount - amount // 2
     event = registry.events("Slashed")[-1]["args"]
@@ -278,3 +278,18 @@ def test_slash_replay_across_registries_fails(chain, registry, keys, tiny, verif
     expect_revert("NotAParticipant", lambda: registry.with_sender(keys["stranger"]).slash_bad_proof(
         c, on_another_chain, bad))  # fmt: skip
     assert Web3.to_checksum_address(registry.address) != other.address
+
+
+def test_sybil_forgers_signing_one_bad_contribution_are_each_slashed(registry, keys, tiny):
+    """N9 (issue 30): ``slashed`` was keyed by the contribution's digest alone, so a second wallet signing the same
+    bad contribution could not be slashed (AlreadySlashed, stake untouched). It is keyed per signer now."""
+    round_ = open_round(registry)
+    bad = forged(tiny)
+    c = contribution(tiny, round_, proof=bad, update_hash="0x" + "5b" * 32)
+    slasher = registry.with_sender(keys["stranger"])
+    for key in (keys["nodes"][0], keys["nodes"][2]):
+        stake = registry.stake_of(address(key)).amount
+        slasher.slash_bad_proof(c, sign(key, c, registry.chain_id, registry.address), bad)
+        assert registry.stake_of(address(key)).amount == stake - stake // 2 and registry.is_slashed(c, address(key))
+    expect_revert("AlreadySlashed", lambda: slasher.slash_bad_proof(
+        c, sign(keys["nodes"][0], c, registry.chain_id, registry.address), bad))
