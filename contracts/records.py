@@ -149,6 +149,7 @@ class RoundInfo:
     new_global_hash: str
     emission: int  # reward token units the round shares among its SELECTED wallets
     weight_total: float  # sum of those wallets' weights in the round's average (each earns its share of it)
+    min_stake: int = 0  # wei a signer needs in this round: the registry's minStake when the round opened
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         bytes32 newGlobalHash;
         uint256 emission; // reward tokens the round shares out (the emission per round when it opened)
         uint256 weightTotal; // sum of its SELECTED records' weights: each earns emission * weight / weightTotal
+        uint256 minStake; // the stake a signer needs in this round (minStake when it opened: fixed for the round)
     }
 
     /// @notice Participation rules, set by the owner and readable by anyone.
@@ -333,6 +334,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         r.globalHash = globalHash;
         r.circuitId = circuitId;
         r.emission = _params.emissionPerRound;
+        r.minStake = _params.minStake;
         roundsOpened += 1;
         emit RoundOpened(runId, round, globalHash, circuitId);
     }
@@ -501,10 +503,16 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     /// @notice Whether `node` may contribute now: minStake staked and not exiting, and the owner's approval
     ///         where the federation requires it.
     function isApproved(address node) public view returns (bool) {
-        Params storage p = _params;
-        if (p.approvalRequired && !_approved[node]) return false;
+        return _takesPart(node, _params.minStake);
+    }
+
+    /// @dev Approved where approval is required, not exiting, and `minStake` staked. A round judges its records
+    ///      by the minStake it opened with: the owner raising it mid-round cannot make an honest reply of that
+    ///      round unrecordable (N13); it applies from the next round opened.
+    function _takesPart(address node, uint256 minStake) private view returns (bool) {
+        if (_params.approvalRequired && !_approved[node]) return false;
         Stake storage st = _stakes[node];
-        return !st.exiting && (p.minStake == 0 || st.amount >= p.minStake);
+        return !st.exiting && (minStake == 0 || st.amount >= minStake);
     }
 
     /// @notice What `rec` (one of the records emitted in ContributionRecorded) earns and has not been paid:
@@ -610,7 +618,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         _checkOutcome(status, reason);
         if (weight > WEIGHT_SCALE || (weight != 0 && status != SELECTED)) revert InvalidWeight(status, weight);
         address node = recoverSigner(c, signature);
-        if (!isApproved(node)) revert SignerNotApproved(node);
+        if (!_takesPart(node, _rounds[c.runId][c.round].minStake)) revert SignerNotApproved(node);
         rec.runId = c.runId;
         rec.round = c.round;
         rec.node = node;

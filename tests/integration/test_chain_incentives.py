@@ -293,3 +293,22 @@ def test_sybil_forgers_signing_one_bad_contribution_are_each_slashed(registry, k
         assert registry.stake_of(address(key)).amount == stake - stake // 2 and registry.is_slashed(c, address(key))
     expect_revert("AlreadySlashed", lambda: slasher.slash_bad_proof(
         c, sign(keys["nodes"][0], c, registry.chain_id, registry.address), bad))
+
+
+def test_a_round_judges_by_the_min_stake_it_opened_with(chain, keys, tiny, verifier):
+    """N13 (issue 30): the owner raising minStake mid-round made an honest SELECTED reply of that round
+    unrecordable (SignerNotApproved). A round keeps the minStake it opened with; the new one applies from the next
+    round opened."""
+    registry = deploy(chain, keys, tiny, verifier)
+    key = keys["spare"][0]
+    registry.with_sender(key).stake(ETH)
+    first = open_round(registry)
+    registry.with_sender(keys["owner"]).set_params(min_stake=2 * ETH)
+    assert registry.round_info(RUN, first).min_stake == ETH and not registry.is_approved(address(key))
+    c = contribution(tiny, first, update_hash="0x" + "6d" * 32)
+    registry.record_contribution(c, sign(key, c, registry.chain_id, registry.address), Status.SELECTED,
+                                 score=0.2, weight=1.0)
+    second = open_round(registry)
+    later = contribution(tiny, second, update_hash="0x" + "6e" * 32)
+    expect_revert("SignerNotApproved", lambda: registry.record_contribution(
+        later, sign(key, later, registry.chain_id, registry.address), Status.SELECTED, score=0.2, weight=1.0))
