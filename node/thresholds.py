@@ -29,8 +29,9 @@ SPEC_THRESHOLDS: dict[str, GateThresholds] = {
     # moves further each round and an honest reply scored −0.127 (eval_attacks --plan selection, 7 nodes, round 3)
     "tiny": GateThresholds(harm_tolerance=0.2, rise_tolerance=0.25, min_gain=0.01),
     # the demo's learn/reach runs: an honest reply scored −0.193 in round 3 (τ = 0.1 rejected it HARMFUL); the honest
-    # federations of docs/fed-vs-central.md (docs/benchmarks.md, "Validation of learn")
-    "learn": GateThresholds(harm_tolerance=0.4, rise_tolerance=0.25, min_gain=0.01),
+    # federation of docs/fed-vs-central.md (300 local steps a round, the vision encoder training too): an honest
+    # reply scored −0.558 and proven losses rose by +41 % and +44 % (round 3), so τ and ρ are about twice those
+    "learn": GateThresholds(harm_tolerance=1.0, rise_tolerance=1.0, min_gain=0.01),
 }
 """Specs not listed (``full-random``, ``hf:``/``local:`` checkpoints) take the defaults until measured."""
 

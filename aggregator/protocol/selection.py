@@ -15,9 +15,9 @@ with other replies earns nothing:
 3. **Weights follow usefulness**: a group's weight is its score above the round's minimum gain, (s − g)⁺, over the
    sum of those of every useful group; a reply that is not useful alone weighs nothing.
 4. **The mean is checked**: the weighted mean is scored once on the validation set (the round's one extra pass)
-   and must be useful itself; if not, the best group alone is. When no reply is useful alone, the equal-weight
-   mean of every verified reply within the bound is scored instead (non-IID honest nodes: what is particular to
-   each averages out) and taken if it is useful.
+   and must be useful itself; if not, the best group alone is. When at most one reply is useful alone, the
+   equal-weight mean of every verified reply within the bound is scored instead (non-IID honest nodes: what is
+   particular to each averages out) and taken if it beats the minimum gain and that one reply.
 
 Pure functions of the round's numbers: the strategy (``aggregator.protocol.strategy``) feeds them distances from
 the full updates or from their sketches.
@@ -132,20 +132,22 @@ def select(scores: list[float], gram: np.ndarray, min_gain: float, score_mean: C
     apart = np.where(np.eye(len(leaders), dtype=bool), np.inf, rel[np.ix_(leaders, leaders)])
     closest = float(apart.min()) if len(leaders) > 1 else None
     gains = np.array([max(float(s[g[0]]) - min_gain, 0.0) for g in groups])  # the work of its first reply
-    if np.any(gains > 0):
-        useful = [g for g, gain in zip(groups, gains, strict=True) if gain > 0]
+    useful = [g for g, gain in zip(groups, gains, strict=True) if gain > 0]
+    best = groups[int(np.argmax(gains))] if useful else None
+    if len(useful) >= 2:
         weights = group_weights(useful, gains[gains > 0], n)
-        if len(useful) == 1:  # one piece of work: its score is the mean's
-            return Selection(weights, far, groups, "useful", None, closest)
         mean_score = score_mean(weights)
         if mean_score > min_gain:
             return Selection(weights, far, groups, "useful", mean_score, closest)
-        best = groups[int(np.argmax(gains))]
         return Selection(group_weights([best], np.ones(1), n), far, groups, "best", mean_score, closest)
-    if len(groups) > 1:  # none useful alone: together, with equal weights per piece of work
-        weights = group_weights(groups, np.ones(len(groups)), n)
-        mean_score = score_mean(weights)
-        if mean_score > min_gain:
-            return Selection(weights, far, groups, "together", mean_score, closest)
+    if len(groups) > 1:  # at most one useful alone: the equal-weight mean of all may beat it (non-IID nodes)
+        together = group_weights(groups, np.ones(len(groups)), n)
+        mean_score = score_mean(together)
+        if mean_score > max(min_gain, float(s[best[0]]) if best else min_gain):
+            return Selection(together, far, groups, "together", mean_score, closest)
+        if best:
+            return Selection(group_weights([best], np.ones(1), n), far, groups, "useful", mean_score, closest)
         return Selection(np.zeros(n), far, groups, "none", mean_score, closest)
+    if best:  # one piece of work: its score is the mean's
+        return Selection(group_weights([best], np.ones(1), n), far, groups, "useful", None, closest)
     return Selection(np.zeros(n), far, groups, "none", None, closest)

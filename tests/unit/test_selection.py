@@ -126,6 +126,14 @@ def test_selection_rules_pure():
     sel = select([0.5, 0.5, 0.2, 0.2, 3.0], gram(points), 0.1, lambda w: 0.4)
     assert sel.mode == "useful" and sel.weights.sum() == pytest.approx(1.0) and sel.chosen == [0, 2]
     assert sel.weights[0] == pytest.approx(0.4 / 0.5)  # (0.5 − 0.1) : (0.2 − 0.1), a group's to its first reply
+    # One reply barely useful alone, three that are not: one node's overfit update taken alone made the learn
+    # federation of docs/fed-vs-central.md worse (round 4: eval loss 0.438 → 0.504); the equal mean of all is
+    # scored instead and taken when it beats both the minimum gain and that reply.
+    spread = np.eye(4)
+    sel = select([0.05, -0.01, -0.1, -0.2], gram(spread), 0.04, lambda w: 0.3)
+    assert sel.mode == "together" and sel.weights.tolist() == [0.25] * 4
+    sel = select([0.05, -0.01, -0.1, -0.2], gram(spread), 0.04, lambda w: 0.045)  # worse than the one: it alone
+    assert sel.mode == "useful" and sel.chosen == [0] and sel.mean_score == 0.045
 
 
 def test_a_sketched_round_selects_by_usefulness_as_the_exact_one(tmp_path):
