@@ -23,6 +23,7 @@ SECRET_ENV = {"aggregator_key": "ZK0_AGGREGATOR_KEY", "verifier_token": "ZK0_VER
 
 
 SIM_TASKS = ("reach", "pick_place")  # sim.TASKS' names (sim is not imported here: it loads MuJoCo)
+MEASURED = -1.0  # a gate threshold left to the model spec's measured value
 SELECTIONS = ("usefulness", "multikrum")  # aggregator.protocol.selection's rule, or Multi-Krum's
 # The smallest value each numeric run setting may take (the others are checked below: rates, fractions, DP).
 _AT_LEAST = {"local_steps": 1, "batch_size": 1, "proximal_mu": 0, "eval_batches": 1, "client_eval_batches": 1,
@@ -50,10 +51,11 @@ class FederationConfig:
     validation_batches: int = 4  # k batches per round, drawn from the round's seed
     validation_batch_size: int = 8
     validation_threads: int = 1  # torch threads while scoring (1 suits the tiny model; more for full size)
-    # The gate's thresholds; None: the ones measured for the model spec (node/thresholds.py, docs/benchmarks.md).
-    harm_tolerance: float | None = None  # τ: score s < −τ is HARMFUL
-    rise_tolerance: float | None = None  # ρ: a proven loss rising by more than this fraction is NO_IMPROVEMENT
-    min_gain: float | None = None  # a reply is averaged in only if its score is above min_gain × L_val(θ_g)
+    # The gate's thresholds; MEASURED (-1): the ones measured for the model spec (node/thresholds.py,
+    # docs/benchmarks.md). A Flower run config has no "unset", so the app declares them as -1.
+    harm_tolerance: float = MEASURED  # τ: score s < −τ is HARMFUL
+    rise_tolerance: float = MEASURED  # ρ: a proven loss rising by more than this fraction is NO_IMPROVEMENT
+    min_gain: float = MEASURED  # a reply is averaged in only if its score is above min_gain × L_val(θ_g)
     # Who is averaged and with what weight (aggregator/protocol/selection.py, docs/security.md "Selection"):
     # "usefulness" weighs every useful verified reply by its score (needs a validation set); "multikrum" averages
     # Krum's m best-ranked useful replies with equal weights (the rule before; always used without validation).
@@ -94,7 +96,7 @@ class FederationConfig:
         self._check_types()
         measured = gate_thresholds(self.model)
         for name in ("harm_tolerance", "rise_tolerance", "min_gain"):
-            if getattr(self, name) is None:
+            if getattr(self, name) == MEASURED:
                 setattr(self, name, getattr(measured, name))
         for name, minimum in _AT_LEAST.items():
             if getattr(self, name) < minimum:
@@ -138,10 +140,9 @@ class FederationConfig:
                 ok = isinstance(value, bool)
             elif kind == "int":
                 ok = isinstance(value, int) and not isinstance(value, bool)
-            elif kind in ("float", "float | None"):
+            elif kind == "float":
                 ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-                ok = ok or (value is None and kind == "float | None")
-                if ok and value is not None:
+                if ok:
                     setattr(self, f.name, float(value))
             else:
                 ok = isinstance(value, str)
