@@ -93,10 +93,11 @@ def check_reported_hash(fab):
 def check_reported_run(run, fab) -> None:
     """The fab id and version the SuperLink reports for a task's run must be the bundle's own (N10, issue 30):
     Flower builds the folder it loads the ClientApp from out of them, so a version such as ``../../x`` would load
-    code from outside the Flower home. The bundle is checked against the pins first, so nothing unpinned is read."""
+    code from outside the Flower home. An unpinned bundle is not read here: the install guard refuses it."""
     from flwr.cli.config_utils import get_fab_metadata
 
-    check_bundle(fab.content, pinned_hashes())
+    if hashlib.sha256(fab.content).hexdigest() not in pinned_hashes():
+        return
     own = get_fab_metadata(fab.content)
     if (run.fab_id, run.fab_version) != own:
         raise UntrustedApp(f"refused app bundle: the task's run reports app {str(run.fab_id)[:80]!r} version "
@@ -104,16 +105,20 @@ def check_reported_run(run, fab) -> None:
                            "would load the app from the folder they name)")
 
 
+_REFUSED: list[UntrustedApp] = []  # a task's refusal found while pulling it, raised by the install guard
+
+
 def guard_reported_run(pull_task_input):
-    """Wrap Flower's ``pull_task_input`` (how a ClientApp runtime gets its task) with ``check_reported_run``."""
+    """Wrap Flower's ``pull_task_input`` (how a ClientApp runtime gets its task) with ``check_reported_run``. A
+    refusal is raised by the install guard, right after: by then Flower knows the task's message, so the node
+    replies with the error (raised here, the task would end without a reply and the round wait for it)."""
 
     def pull_checked(*args, **kwargs):
         message, context, run, fab = pull_task_input(*args, **kwargs)
         try:
             check_reported_run(run, fab)
         except UntrustedApp as err:
-            print(f"zk0 app guard: {err}", file=sys.stderr, flush=True)
-            raise
+            _REFUSED.append(err)
         return message, context, run, fab
 
     return pull_checked
@@ -139,6 +144,8 @@ def guard(install):
         if not isinstance(fab_file, bytes):
             raise UntrustedApp("refused an app bundle given as a path: the guard checks bundle bytes only")
         try:
+            if _REFUSED:
+                raise _REFUSED.pop()
             digest = check_bundle(fab_file, pinned_hashes())
         except UntrustedApp as err:
             print(f"zk0 app guard: {err}", file=sys.stderr, flush=True)

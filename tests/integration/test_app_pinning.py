@@ -13,7 +13,14 @@ from flwr.clientapp.utils import get_load_client_app_fn
 from flwr.common.serde import fab_from_proto, fab_to_proto
 from flwr.supercore.fab import Fab
 
-from node.app_guard import HASHES_ENV, UntrustedApp, check_reported_run, guard, guard_reported_hash
+from node.app_guard import (
+    HASHES_ENV,
+    UntrustedApp,
+    check_reported_run,
+    guard,
+    guard_reported_hash,
+    guard_reported_run,
+)
 from node.trust import bundle_hash
 
 FAB_ID, VERSION = "zk0/zk0", "0.1.0"  # both bundles: the same app, two releases
@@ -100,3 +107,10 @@ def test_a_task_whose_run_names_another_app_folder_is_refused(node_home):
     for fab_id, version in ((FAB_ID, "../../planted"), ("zk0/other", VERSION)):
         with pytest.raises(UntrustedApp, match="the task's run reports app"):
             check_reported_run(SimpleNamespace(fab_id=fab_id, fab_version=version), fab)
+    # as the runtime meets it: pulling the task notes the refusal, installing its bundle raises it (so Flower,
+    # which knows the task's message by then, replies with the error)
+    pulled = guard_reported_run(lambda: ("message", "context", SimpleNamespace(fab_id=FAB_ID,
+                                                                               fab_version="../../x"), fab))()
+    assert pulled[0] == "message"
+    with pytest.raises(UntrustedApp, match="the task's run reports app"):
+        guard(install_from_fab)(new, skip_prompt=True)

@@ -31,7 +31,8 @@ def test_two_rounds_three_nodes(run):
         assert np.isfinite(r["server_eval_loss"])
         statuses = [n["status"] for n in r["nodes"]]
         assert len(statuses) == 3 and set(statuses) <= {"SELECTED", "NOT_SELECTED"}
-        assert statuses.count("SELECTED") == 2  # MultiKrum m=2
+        # the demo scores on a validation set: every useful reply averaged in, weighted by usefulness
+        assert statuses.count("SELECTED") >= 1 and sum(n["weight"] for n in r["nodes"]) == pytest.approx(1.0)
         assert all(n["update_hash"].startswith("0x") for n in r["nodes"])
     assert summary["final_eval_loss"] < summary["initial_eval_loss"]
     metrics = json.loads((out / "metrics.json").read_text())
