@@ -155,8 +155,10 @@ def federated_row(summary: dict, seconds: float, adversary: Path | None = None) 
     row = {**summary["rounds"][-1], "seconds": seconds,
            "per_round": [summary["initial_eval_loss"], *(r["server_eval_loss"] for r in summary["rounds"])],
            "success_per_round": [r.get("success_rate") for r in summary["rounds"]]}
-    honest = [n for r in summary["rounds"] for n in r["nodes"] if adversary is None or n["claimed_address"] != _address(
-        adversary)]
+    from contracts import read_address
+
+    address = read_address(adversary) if adversary is not None else None  # the keystore read once, not per reply
+    honest = [n for r in summary["rounds"] for n in r["nodes"] if address is None or n["claimed_address"] != address]
     useful = [n for n in honest if n["status"] in ("SELECTED", "NOT_SELECTED")]
     row["honest_selected"] = (f"{sum(n['status'] == 'SELECTED' for n in honest)}/{len(honest)} "
                               f"({len(useful)} verified)")
@@ -164,19 +166,10 @@ def federated_row(summary: dict, seconds: float, adversary: Path | None = None) 
     total = sum(w.get("rewards_pending", 0) for w in paid.values())
     if total:
         row["reward_shares"] = [w.get("rewards_pending", 0) / total for w in paid.values()]
-    if adversary is not None:
-        from contracts import read_address
-
-        address = read_address(adversary)
+    if address is not None:
         statuses = [n["status"] for r in summary["rounds"] for n in r["nodes"] if n["claimed_address"] == address]
         row["adversary_selected"] = f"{statuses.count('SELECTED')}/{len(statuses)} rounds"
     return row
-
-
-def _address(wallet: Path) -> str:
-    from contracts import read_address
-
-    return read_address(wallet)
 
 
 def plot_success(rows: dict[str, dict], rounds: int, path: Path) -> None:

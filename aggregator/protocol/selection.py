@@ -84,10 +84,8 @@ def copy_groups(rel: np.ndarray, near: float = NEAR) -> list[list[int]]:
             i = parent[i]
         return i
 
-    for i in range(n):
-        for j in range(i + 1, n):
-            if rel[i, j] < near:
-                parent[root(j)] = root(i)
+    for i, j in np.argwhere(np.triu(rel < near, 1)):  # only the near pairs: no Python loop over all n² of them
+        parent[root(int(j))] = root(int(i))
     groups: dict[int, list[int]] = {}
     for i in range(n):
         groups.setdefault(root(i), []).append(i)
@@ -127,8 +125,9 @@ def select(scores: list[float], gram: np.ndarray, min_gain: float, score_mean: C
     far = beyond_bound(np.sqrt(np.maximum(np.diag(gram), 0.0)), bound)
     inside = [i for i in range(n) if i not in far]
     rel = relative_distances(gram[np.ix_(inside, inside)])
-    groups = [[inside[j] for j in group] for group in copy_groups(rel, near)]
-    leaders = [inside.index(g[0]) for g in groups]
+    local = copy_groups(rel, near)  # positions among ``inside``
+    groups = [[inside[j] for j in group] for group in local]
+    leaders = [group[0] for group in local]
     apart = np.where(np.eye(len(leaders), dtype=bool), np.inf, rel[np.ix_(leaders, leaders)])
     closest = float(apart.min()) if len(leaders) > 1 else None
     gains = np.array([max(float(s[g[0]]) - min_gain, 0.0) for g in groups])  # the work of its first reply
