@@ -14,7 +14,17 @@ from contracts.evm_proof import EvmProof, read_vka
 from contracts.local_chain import ChainStartError, LocalChain
 from contracts.npm import ToolNotFound
 from contracts.outcomes import UNSIGNED_REASONS, Reason, Status, is_valid_signed_outcome
-from contracts.records import CircuitInfo, Entry, Params, Record, RoundInfo, StakeInfo, new_run_id, parse_amount
+from contracts.records import (
+    CircuitInfo,
+    Entry,
+    Params,
+    Record,
+    RoundInfo,
+    StakeInfo,
+    circuit_id_of,
+    new_run_id,
+    parse_amount,
+)
 from contracts.registry import ChainError, ChainUnavailable, Registry, connect
 from contracts.typed_data import (
     LOSS_SCALE,
@@ -64,6 +74,7 @@ __all__ = [
     "load_account",
     "load_artifact",
     "new_run_id",
+    "circuit_id_of",
     "parse_amount",
     "read_address",
     "read_vka",

@@ -17,6 +17,9 @@ from contracts.outcomes import Reason, Status
 from contracts.typed_data import Contribution, from_fixed, score_to_fixed, weight_to_fixed
 
 BPS = 10_000
+MAX_SLASH_BPS = 5_000  # ContributionRegistry's caps on the owner's parameters
+MAX_BOUNTY_BPS = 5_000
+MAX_UNSTAKE_DELAY = 30 * 86_400  # seconds
 ROUND_STATES = {0: "none", 1: "open", 2: "closed"}
 RECORD_TYPES = ("bytes32", "uint64", "address", "uint8", "uint8", "bool", "bool", "bytes32", "bytes32", "bytes32",
                 "uint256", "uint256", "int256", "uint256")  # ContributionRegistry.Record, field by field
@@ -97,6 +100,18 @@ class Record:
         return hex32(Web3.keccak(abi_encode(list(RECORD_TYPES), list(self.chain))))
 
 
+def circuit_id_of(verifier_codehash: str | bytes, vka: list[bytes] | tuple[bytes, ...], proof_length: int,
+                  output_scales: tuple[int, int]) -> str:
+    """The registry's id of a circuit (``circuitIdOf``): derived from all that judges its proofs, the verifier's
+    code hash, the VKA's digest, the exact proof length and the two output scales. A node signs it, so its proof
+    is judged by this key and no other, and nobody can register another key under it."""
+    digest = Web3.keccak(b"".join(bytes32(w) for w in vka))
+    before, after = output_scales
+    return hex32(Web3.keccak(abi_encode(["string", "bytes32", "bytes32", "uint32", "uint8", "uint8"],
+                                        ["zk0:circuit", bytes32(verifier_codehash), digest, int(proof_length),
+                                         int(before), int(after)])))  # fmt: skip
+
+
 @dataclass(frozen=True)
 class CircuitInfo:
     """A circuit registered on chain: the verifier, VKA digest and proof format its rounds' proofs must have."""
@@ -154,13 +169,14 @@ class RoundInfo:
 
 @dataclass(frozen=True)
 class Params:
-    """The federation's participation rules (ContributionRegistry.Params), set by the owner."""
+    """The federation's participation rules (ContributionRegistry.Params), set by the owner within the caps; a
+    change applies the registry's paramsDelay seconds after it is made."""
 
     min_stake: int  # wei a wallet must stake to take part
     emission_per_round: int  # reward token units (18 decimals) each round opened from now on shares out
     slash_bps: int  # fraction of the stake slashed for a signed bad proof, in basis points
     bounty_bps: int  # fraction of the slashed amount paid to the slasher (the rest is burned)
-    unstake_delay: int  # rounds that must open between an unstake request and the withdrawal
+    unstake_delay: int  # seconds after the exit request and the last record before a stake can be withdrawn
     approval_required: bool  # permissioned: the owner approves each wallet too
 
     def __post_init__(self) -> None:
@@ -168,11 +184,13 @@ class Params:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        for name in ("slash_bps", "bounty_bps"):
-            if getattr(self, name) > BPS:
-                raise ValueError(f"{name} is in basis points: at most {BPS}, got {getattr(self, name)}")
-        if self.unstake_delay >= 2**64:
-            raise ValueError(f"unstake_delay must fit in 64 bits, got {self.unstake_delay}")
+        for name, cap in (("slash_bps", MAX_SLASH_BPS), ("bounty_bps", MAX_BOUNTY_BPS)):
+            if getattr(self, name) > cap:
+                raise ValueError(f"{name} is in basis points, capped by the registry at {cap}: got "
+                                 f"{getattr(self, name)}")
+        if self.unstake_delay > MAX_UNSTAKE_DELAY:
+            raise ValueError(f"unstake_delay is capped by the registry at {MAX_UNSTAKE_DELAY} s (30 days), got "
+                             f"{self.unstake_delay}")
 
     def to_chain(self) -> tuple:
         return (self.min_stake, self.emission_per_round, self.slash_bps, self.bounty_bps, self.unstake_delay,
@@ -182,8 +200,10 @@ class Params:
 @dataclass(frozen=True)
 class StakeInfo:
     amount: int  # wei
-    unlock_at: int  # rounds opened from which an exiting stake can be withdrawn
-    exiting: bool  # unstake requested: no longer takes part, still slashable
+    exit_at: int  # block timestamp of the unstake request (0: not exiting)
+    last_record_at: int  # block timestamp of its last signed record
+    exiting: bool  # unstake requested: takes no part in rounds opened later, still slashable
+    unlock_at: int = 0  # block timestamp from which an exiting stake can be withdrawn (registry.unlockTime)
 
 
 def parse_amount(text: str) -> int:

@@ -7,6 +7,7 @@ ChainError whose message is the contract's decoded custom error in words. Reads 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import replace
 from typing import Any
 
@@ -18,6 +19,7 @@ from requests.exceptions import Timeout as RequestsTimeout
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception, Web3RPCError
+from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from contracts.artifacts import load_artifact
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 
 ARTIFACT_NAME = "ContributionRegistry"
 TOKEN_ARTIFACT = "RewardToken"
+DEFAULT_PARAMS_DELAY = 86_400  # seconds: a day's notice of a rule change before it binds anyone
+GAS_MARGIN = 1.2  # over eth_estimateGas
 BATCH_SIZE = 200  # records per recordContributions transaction (~50 k gas each: far below a block's limit)
 
 # The contract's custom errors in words; {0}, {1}, ... are the error's arguments.
@@ -54,6 +58,9 @@ ERROR_TEXT = {
     "RoundAlreadyOpened": "round {1} of run {0} was already opened",
     "RoundNotOpen": "round {1} of run {0} is not open",
     "GlobalHashMismatch": "round {0}: the signed global hash {2} is not the round's {1} (stale reply)",
+    "CircuitMismatch": "the reply is proved for circuit {1}, the round's circuit is {0}",
+    "NoSlashCommitment": "no commitment {0} from an earlier block by this sender: commitSlash first, then slash in "
+                         "a later block",
     "RunMismatch": "the reply is signed for run {1} round {3}, not run {0} round {2} (a reply from another run or "
                    "round)",
     "RecordMismatch": "that is not the chain's record of {2} in run {0} round {1} (its fields do not hash to the "
@@ -69,21 +76,24 @@ ERROR_TEXT = {
     "InvalidWeight": "status {0} with weight {1}: only a SELECTED record has a weight, at most WEIGHT_SCALE (1e9)",
     "DuplicateWork": "run {0} round {1} already has a verified record with update or proof hash {2} (one piece of "
                      "work is recorded once: record the copy REJECTED, DUPLICATE)",
-    "InvalidCircuit": "a circuit needs a VKA, a proof length and output scales of at most 29 bits",
+    "InvalidCircuit": "a circuit needs a deployed verifier, a VKA, a proof length and output scales of at most 29 "
+                      "bits",
     "CircuitAlreadyRegistered": "circuit {0} is already registered (a circuit's verifying key never changes)",
-    "CircuitNotRegistered": "circuit {0} is not registered (owner: registerCircuit), so its proofs cannot be judged",
+    "CircuitNotRegistered": "circuit {0} is not registered (zk0agg register-circuit), so its proofs cannot be judged",
     "NonCanonicalProof": "the circuit's proofs are exactly {0} bytes, this one is {1}",
     "ProofRejected": "the proof does not verify for the round's circuit and the signed losses",
     "ProofHashMismatch": "the proof is not the one the node signed (signed proof hash {0}, sha256 of this proof {1})",
-    "InvalidParams": "slash and bounty fractions are basis points: at most 10000",
+    "InvalidParams": "over the registry's caps: slash and bounty at most 5000 basis points each, unstake delay at "
+                     "most 30 days",
     "NothingStaked": "{0} has nothing staked (or sent no value)",
     "AlreadyExiting": "{0} already asked to unstake",
     "NotExiting": "{0} has not asked to unstake (request_unstake first)",
-    "UnstakeLocked": "the stake unlocks when {0} rounds have opened ({1} so far): it stays slashable until then",
+    "UnstakeLocked": "the stake unlocks at block time {0} (now {1}): it stays slashable until then",
     "RoundNotClosed": "round {1} of run {0} is not closed yet: its rewards are not final",
     "NoReward": "round {0} has no reward for {1} (not SELECTED with a weight, or slashed)",
     "AlreadyClaimed": "round {0}'s reward for {1} was already paid (or forfeited by a slash)",
-    "ProofValid": "the proof verifies with the signed losses for the round's circuit: an honest proof is not slashable",
+    "ProofValid": "the proof verifies with the signed losses for the circuit the node signed: an honest proof is not "
+                  "slashable",
     "VerifierOutOfGas": "the verifier ran out of gas: send the transaction with more gas",
     "AlreadySlashed": "contribution {0} was already slashed",
     "NotAParticipant": (
@@ -134,12 +144,15 @@ class Registry:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def deploy(cls, w3: Web3, owner_key: str | bytes, aggregator_address: str, timeout: float = 120.0) -> Registry:
-        """Deploy a new registry owned by `owner_key`'s account; returns it with the owner as sender."""
+    def deploy(cls, w3: Web3, owner_key: str | bytes, aggregator_address: str, timeout: float = 120.0,
+               params_delay: int = DEFAULT_PARAMS_DELAY) -> Registry:
+        """Deploy a new registry owned by `owner_key`'s account; returns it with the owner as sender. The owner's
+        parameter changes apply `params_delay` seconds after they are made (at once before any stake or round)."""
         artifact = load_artifact(ARTIFACT_NAME)
         factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
         deployer = cls(w3, factory, Account.from_key(owner_key), timeout)
-        receipt = deployer._send(factory.constructor(Web3.to_checksum_address(aggregator_address)), "deploy")
+        receipt = deployer._send(factory.constructor(Web3.to_checksum_address(aggregator_address), int(params_delay)),
+                                 "deploy")
         log.info("deployed ContributionRegistry at %s (gas %d)", receipt["contractAddress"], receipt["gasUsed"])
         return cls.at(w3, receipt["contractAddress"], owner_key, timeout)
 
@@ -185,18 +198,28 @@ class Registry:
 
     def register_circuit(
         self,
-        circuit_id: str | bytes,
         verifier_address: str,
         vka: list[bytes],
         proof_length: int,
         output_scales: tuple[int, int],
-    ) -> TxReceipt:
-        """Bind `circuit_id` once and for all to its verifying key: proofs of its rounds are checked by the EZKL
-        reusable verifier at `verifier_address` with these VKA words, must be `proof_length` bytes, and their
-        two public outputs are the losses at `output_scales` (the settings' model_output_scales)."""
+    ) -> tuple[str, TxReceipt]:
+        """Register a verifying key once and for all; returns its id (``circuitIdOf``, what nodes sign and rounds
+        name) and the receipt. Proofs of the circuit are checked by the EZKL reusable verifier at
+        `verifier_address` with these VKA words, must be `proof_length` bytes, and their two public outputs are the
+        losses at `output_scales` (the settings' model_output_scales). Anyone may register: the id is derived from
+        the key."""
         before, after = output_scales
-        return self._transact("registerCircuit", bytes32(circuit_id), Web3.to_checksum_address(verifier_address),
-                              [bytes32(w) for w in vka], int(proof_length), int(before), int(after))  # fmt: skip
+        receipt = self._transact("registerCircuit", Web3.to_checksum_address(verifier_address),
+                                 [bytes32(w) for w in vka], int(proof_length), int(before), int(after))  # fmt: skip
+        (event,) = self.contract.events.CircuitRegistered().process_receipt(receipt, errors=DISCARD)
+        return hex32(event["args"]["circuitId"]), receipt
+
+    def circuit_id_of(self, verifier_codehash: str | bytes, vka: list[bytes], proof_length: int,
+                      output_scales: tuple[int, int]) -> str:
+        """The contract's own ``circuitIdOf`` (``contracts.circuit_id_of`` computes the same off chain)."""
+        digest = Web3.keccak(b"".join(bytes32(w) for w in vka))
+        return hex32(self._call("circuitIdOf", bytes32(verifier_codehash), digest, int(proof_length),
+                                *map(int, output_scales)))  # fmt: skip
 
     def transfer_ownership(self, new_owner: str) -> TxReceipt:
         """Step 1 of 2: `new_owner` becomes the owner when it calls accept_ownership (Ownable2Step)."""
@@ -340,8 +363,22 @@ class Registry:
         return Params(*self._call("params"))
 
     def set_params(self, **changes: Any) -> TxReceipt:
-        """Owner: change some participation rules (Params field names), keeping the others."""
-        return self._transact("setParams", replace(self.params(), **changes).to_chain())
+        """Owner: change some participation rules (Params field names), keeping the others (a change still
+        pending included). They apply after the registry's paramsDelay (at once before any stake or round)."""
+        pending, _ = self.pending_params()
+        return self._transact("setParams", replace(pending or self.params(), **changes).to_chain())
+
+    def pending_params(self) -> tuple[Params | None, int]:
+        """The owner's scheduled change and the block timestamp it applies from; (None, 0) when none is pending."""
+        raw, effective_at = self._call("pendingParams")
+        return (Params(*raw), effective_at) if effective_at else (None, 0)
+
+    def params_delay(self) -> int:
+        """Seconds between a parameter change and its effect (fixed at deployment)."""
+        return self._call("paramsDelay")
+
+    def total_staked(self) -> int:
+        return self._call("totalStaked")
 
     def stake(self, amount_wei: int) -> TxReceipt:
         """Add `amount_wei` to the sender's stake."""
@@ -354,7 +391,8 @@ class Registry:
         return self._transact("withdrawStake")
 
     def stake_of(self, node: str) -> StakeInfo:
-        return StakeInfo(*self._call("stakeOf", Web3.to_checksum_address(node)))
+        node = Web3.to_checksum_address(node)
+        return StakeInfo(*self._call("stakeOf", node), unlock_at=self._call("unlockTime", node))
 
     def rounds_opened(self) -> int:
         return self._call("roundsOpened")
@@ -390,8 +428,19 @@ class Registry:
 
     def slash_bad_proof(self, contribution: Contribution, signature: bytes, proof: EvmProof | bytes) -> TxReceipt:
         """Submit a signed contribution whose proof does not verify: the signer's stake is slashed, a bounty
-        comes back to the sender. Reverts ProofValid for an honest proof, AlreadySlashed the second time."""
-        return self._transact("slashBadProof", contribution.to_message(), bytes(signature), proof_bytes(proof))
+        comes back to the sender. Two transactions: a commitment to the evidence (commitSlash), then, once it is
+        mined, the evidence itself, so a copier of the second one gets nothing. Reverts ProofValid for an honest
+        proof, AlreadySlashed the second time."""
+        salt = self.commit_slash(contribution)
+        return self._transact("slashBadProof", contribution.to_message(), bytes(signature), proof_bytes(proof), salt)
+
+    def commit_slash(self, contribution: Contribution) -> bytes:
+        """Step 1 of a slash: commit (in a mined transaction) to slashing `contribution` as the sender, with a fresh
+        salt, returned for step 2 (slashBadProof, in a later block)."""
+        salt = os.urandom(32)
+        digest = self._call("contributionDigest", contribution.to_message())
+        self._transact("commitSlash", self._call("slashCommitment", self._sender_address("slash"), digest, salt))
+        return salt
 
     def is_slashed(self, contribution: Contribution, node: str) -> bool:
         """Whether ``node``'s signature of ``contribution`` was slashed (once per signer)."""
@@ -448,7 +497,11 @@ class Registry:
         address = self._sender_address(what)
         try:
             nonce = self.w3.eth.get_transaction_count(address, "pending")
-            tx = call.build_transaction({"from": address, "nonce": nonce, "value": value})
+            # estimated in the block it will be mined in (a slash checks its commitment is from an earlier one),
+            # with a margin: that block's timestamp can make a record's storage write dearer than estimated
+            gas = call.estimate_gas({"from": address, "value": value}, block_identifier="pending")
+            tx = call.build_transaction({"from": address, "nonce": nonce, "value": value,
+                                         "gas": int(gas * GAS_MARGIN)})
             tx_hash = self.w3.eth.send_raw_transaction(self.sender.sign_transaction(tx).raw_transaction)
             receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.timeout)
         except ContractLogicError as err:

@@ -128,3 +128,9 @@ def deploy_contract(w3: Web3, key: str, abi: list[dict], bytecode: str, *args: o
     if receipt["status"] != 1:
         raise RuntimeError("contract deployment reverted")
     return receipt["contractAddress"], receipt["gasUsed"]
+
+
+def advance_time(w3: Web3, seconds: int) -> None:
+    """Move a local anvil chain's clock forward (and mine a block at the new time): delays elapse in tests."""
+    w3.provider.make_request("evm_increaseTime", [int(seconds)])
+    w3.provider.make_request("evm_mine", [])

@@ -25,6 +25,7 @@ CONTRIBUTION_TYPES: dict[str, list[dict[str, str]]] = {
         {"name": "runId", "type": "bytes32"},
         {"name": "round", "type": "uint64"},
         {"name": "globalHash", "type": "bytes32"},
+        {"name": "circuitId", "type": "bytes32"},
         {"name": "updateHash", "type": "bytes32"},
         {"name": "proofHash", "type": "bytes32"},
         {"name": "dataCommitment", "type": "bytes32"},
@@ -82,11 +83,12 @@ class Contribution:
     data_commitment: str
     loss_before: float
     loss_after: float
+    circuit_key: str  # the registry's id of the circuit proved for (circuitIdOf its key): judged by it alone
 
     def __post_init__(self) -> None:
         if isinstance(self.round, bool) or not isinstance(self.round, int) or not 0 <= self.round < 2**64:
             raise ValueError(f"round must be an integer in [0, 2**64), got {self.round!r}")
-        for name in ("run_id", "global_hash", "update_hash", "proof_hash", "data_commitment"):
+        for name in ("run_id", "global_hash", "circuit_key", "update_hash", "proof_hash", "data_commitment"):
             object.__setattr__(self, name, _hash32(name, getattr(self, name)))
         for name in ("loss_before", "loss_after"):
             to_fixed(getattr(self, name))  # validates
@@ -98,6 +100,7 @@ class Contribution:
             "runId": bytes.fromhex(self.run_id[2:]),
             "round": self.round,
             "globalHash": bytes.fromhex(self.global_hash[2:]),
+            "circuitId": bytes.fromhex(self.circuit_key[2:]),
             "updateHash": bytes.fromhex(self.update_hash[2:]),
             "proofHash": bytes.fromhex(self.proof_hash[2:]),
             "dataCommitment": bytes.fromhex(self.data_commitment[2:]),

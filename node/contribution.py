@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from contracts import Contribution, sign_contribution
+from contracts import Contribution, circuit_id_of, sign_contribution
 from node.errors import UserError
 from node.so100 import ACTION_DIM
 from prover import ProofArtifact, Slice, SliceShape, build_circuit, capture_slice, load_srs, params_hash, prove
@@ -34,7 +34,8 @@ class RoundTerms:
     run_id: str  # the run on the registry: a signature for one run is refused in any other
     round: int
     global_hash: str
-    circuit_id: str
+    circuit_id: str  # the statement + SRS (prover's id): the node builds it and compares
+    circuit_key: str  # the registry's id of its verifying key (circuitIdOf): what the node signs
     chain_id: int
     registry: str
     slice_rows: int
@@ -47,8 +48,10 @@ class RoundTerms:
             return None
         if "run-id" not in config:
             raise UserError("the round config names a circuit but no run id: the aggregator runs another zk0 version")
+        if "circuit-key" not in config:
+            raise UserError("the round config names no circuit key: the aggregator runs another zk0 version")
         return cls(str(config["run-id"]), int(config["server-round"]), str(config["global-hash"]),
-                   str(config["circuit-id"]),
+                   str(config["circuit-id"]), str(config["circuit-key"]).lower(),
                    int(config["chain-id"]), str(config["registry"]), int(config["slice-rows"]),
                    int(config["srs-logrows"]))
 
@@ -85,6 +88,26 @@ def round_circuit(bundle, terms: RoundTerms, srs: str, cache_dir: str):
     return circuit
 
 
+def circuit_key(circuit, proof_length: int) -> str:
+    """``circuit``'s id on the registry, derived by the node itself from its own verifying key (the VKA), the
+    pinned verifier code and its proofs' length: the id it signs, so its proof is judged by this key alone."""
+    from prover.evm import REUSABLE_VERIFIER_CODEHASH, circuit_vka
+
+    scales = tuple(int(s) for s in circuit.output_scales[:2])
+    return circuit_id_of(REUSABLE_VERIFIER_CODEHASH, circuit_vka(circuit), proof_length, scales)
+
+
+def check_circuit_key(circuit, terms: RoundTerms, proof_length: int) -> str:
+    """The key this node's proof is judged by; refuses a round that names another (a key the node did not
+    derive could be one its honest proof fails)."""
+    key = circuit_key(circuit, proof_length)
+    if key != terms.circuit_key:
+        raise UserError(f"this round names circuit key {terms.circuit_key}, but this node's circuit "
+                        f"{circuit.circuit_id} has key {key} (its verifying key, proof length and the pinned "
+                        "verifier code): refusing to sign a proof for a key it did not derive")
+    return key
+
+
 def capture_update(bundle, dataset, global_arrays: dict, node_arrays: dict, rows: int, seed: int) -> Slice:
     """The statement's inputs: ``rows`` positions of a seeded batch of the node's data, seen by both models."""
     chunk = bundle.policy.config.chunk_size
@@ -101,7 +124,9 @@ def prove_update(bundle, dataset, global_arrays: dict, node_arrays: dict, terms:
                  cache_dir: str, seed: int) -> ProofArtifact:
     """Capture the slice with the global model on a batch of the node's data and prove the statement."""
     circuit = round_circuit(bundle, terms, srs, cache_dir)
-    return prove(circuit, capture_update(bundle, dataset, global_arrays, node_arrays, terms.slice_rows, seed))
+    artifact = prove(circuit, capture_update(bundle, dataset, global_arrays, node_arrays, terms.slice_rows, seed))
+    check_circuit_key(circuit, terms, len(artifact.proof))
+    return artifact
 
 
 def contribution_record(terms: RoundTerms, sent_arrays: dict, artifact: ProofArtifact, signer,
@@ -111,12 +136,13 @@ def contribution_record(terms: RoundTerms, sent_arrays: dict, artifact: ProofArt
     ``address`` is the identity the node claims (its wallet's address, which is ``signer``'s when honest).
     """
     c = Contribution(terms.run_id, terms.round, terms.global_hash, params_hash(list(sent_arrays.values())),
-                     artifact.proof_hash, artifact.data_commitment, artifact.loss_before, artifact.loss_after)
+                     artifact.proof_hash, artifact.data_commitment, artifact.loss_before, artifact.loss_after,
+                     terms.circuit_key)
     signature = sign_contribution(signer, c, terms.chain_id, terms.registry)
     return {"address": address or signer.address, "signature": bytes(signature), "proof": artifact.to_bytes(),
             "run-id": c.run_id, "round": c.round, "global-hash": c.global_hash, "update-hash": c.update_hash,
             "proof-hash": c.proof_hash, "data-commitment": c.data_commitment, "loss-before": c.loss_before,
-            "loss-after": c.loss_after}
+            "loss-after": c.loss_after, "circuit-key": c.circuit_key}
 
 
 def parse_record(record: dict) -> tuple[Contribution, str, bytes, bytes]:
@@ -127,7 +153,7 @@ def parse_record(record: dict) -> tuple[Contribution, str, bytes, bytes]:
     try:
         c = Contribution(str(record["run-id"]), int(record["round"]), str(record["global-hash"]),
                          str(record["update-hash"]), str(record["proof-hash"]), str(record["data-commitment"]),
-                         float(record["loss-before"]), float(record["loss-after"]))
+                         float(record["loss-before"]), float(record["loss-after"]), str(record["circuit-key"]))
         address, signature, proof = str(record["address"]), record["signature"], record["proof"]
     except KeyError as err:
         raise ValueError(f"contribution record lacks {err}") from None

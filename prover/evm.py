@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ezkl
+from eth_utils import keccak
 
 from prover.circuit import Circuit
 from prover.errors import ProverError
@@ -43,6 +44,11 @@ log = logging.getLogger(__name__)
 VERIFIER_CONTRACT = "Halo2VerifierReusable"
 SOLC_VERSION = "0.8.28"
 EIP170_LIMIT = 24_576  # bytes of runtime code a contract may have on Ethereum mainnet
+# keccak256 of the reusable verifier's runtime code, as this EZKL and SOLC_VERSION make it: one contract for every
+# circuit, so a node derives the registry's circuit id (contracts.circuit_id_of) without compiling it. A test
+# rebuilds the verifier and compares; an EZKL or solc upgrade changes it (and with it every circuit id).
+REUSABLE_VERIFIER_CODEHASH = "0x0afe31c0a4361ecba79fa793d679e7f0d8dbb8ba8335818b62c7f367d11efd24"
+VKA_FILE = "vka.bytes"
 SOLC_SETTINGS = {
     "optimizer": {"enabled": True, "runs": 200},
     "evmVersion": "cancun",
@@ -62,6 +68,7 @@ class EvmVerifier:
     abi: list[dict]
     bytecode: str  # "0x…" creation code, for deployment
     runtime_size: int  # bytes of deployed code (EIP-170: at most 24,576)
+    codehash: str  # keccak256 of the deployed code (REUSABLE_VERIFIER_CODEHASH for this EZKL and solc)
     vka: tuple[bytes, ...]  # 32-byte words, for registerVka and every verifyProof
     circuit_id: str
     solc_version: str
@@ -69,7 +76,7 @@ class EvmVerifier:
     def to_dict(self) -> dict:
         """JSON-ready artifact (hex strings) for the contracts engineer's deploy scripts."""
         return {"contract": VERIFIER_CONTRACT, "abi": self.abi, "bytecode": self.bytecode,
-                "runtime_size": self.runtime_size, "vka": ["0x" + w.hex() for w in self.vka],
+                "runtime_size": self.runtime_size, "codehash": self.codehash, "vka": ["0x" + w.hex() for w in self.vka],
                 "circuit_id": self.circuit_id, "solc_version": self.solc_version}  # fmt: skip
 
 
@@ -141,7 +148,7 @@ def build_evm_verifier(circuit: Circuit, out_dir: str | Path) -> EvmVerifier:
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sol, abi_path, vka_path = out / "Verifier.sol", out / "verifier_abi.json", out / "vka.bytes"
+    sol, abi_path = out / "Verifier.sol", out / "verifier_abi.json"
     srs, vk, settings = str(circuit.srs.path), str(circuit.vk), str(circuit.settings)
     # create_evm_verifier writes the .sol, then tries to download solc into $HOME/.svm and fails (no network):
     # point HOME at a scratch folder meanwhile; we compile with the pinned npm solc ourselves.
@@ -161,13 +168,14 @@ def build_evm_verifier(circuit: Circuit, out_dir: str | Path) -> EvmVerifier:
             else:
                 os.environ["HOME"] = home
             shutil.rmtree(out / ".home", ignore_errors=True)
-    _run_async(ezkl.create_evm_vka, vk, settings, str(vka_path), srs)
     compiled = compile_solidity(sol.read_text(), "Verifier.sol")[VERIFIER_CONTRACT]
+    runtime = bytes.fromhex(compiled["evm"]["deployedBytecode"]["object"])
     artifact = EvmVerifier(
         abi=compiled["abi"],
         bytecode="0x" + compiled["evm"]["bytecode"]["object"],
-        runtime_size=len(compiled["evm"]["deployedBytecode"]["object"]) // 2,
-        vka=read_vka(vka_path),
+        runtime_size=len(runtime),
+        codehash="0x" + keccak(runtime).hex(),
+        vka=circuit_vka(circuit),
         circuit_id=circuit.circuit_id,
         solc_version=SOLC_VERSION,
     )
@@ -178,6 +186,32 @@ def build_evm_verifier(circuit: Circuit, out_dir: str | Path) -> EvmVerifier:
     log.info("EVM verifier for %s: runtime %d bytes, VKA %d words", circuit.circuit_id, artifact.runtime_size,
              len(artifact.vka))  # fmt: skip
     return artifact
+
+
+def circuit_vka(circuit: Circuit) -> tuple[bytes, ...]:
+    """The circuit's VKA words (``ezkl.create_evm_vka``: milliseconds, deterministic), cached beside the circuit."""
+    path = Path(circuit.dir) / VKA_FILE
+    if not path.is_file():
+        tmp = path.with_name(f"{VKA_FILE}.{os.getpid()}.tmp")
+        _run_async(ezkl.create_evm_vka, str(circuit.vk), str(circuit.settings), str(tmp), str(circuit.srs.path))
+        tmp.replace(path)
+    return read_vka(path)
+
+
+def sample_proof_length(circuit: Circuit) -> int:
+    """The exact length of every proof of ``circuit``: that of its calibration slice's proof (proved once, kept in
+    ``<circuit dir>/evm/sample_proof.json``, with which registration checks the deployed verifier)."""
+    from prover.prove import prove
+    from prover.synthetic import synthetic_slice
+
+    path = Path(circuit.dir) / "evm" / "sample_proof.json"
+    if not path.is_file():
+        sample = prove(circuit, synthetic_slice(circuit.shape, 0))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"sample_proof.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(sample.ezkl_proof()))
+        tmp.replace(path)
+    return len(json.loads(path.read_text())["proof"])  # EZKL's proof JSON: the proof as a list of bytes
 
 
 def evm_calldata(artifact: ProofArtifact, vka: tuple[bytes, ...] | list[bytes]) -> VerifyProofArgs:

@@ -33,8 +33,8 @@ from contracts import (  # noqa: E402
     load_artifact,
     sign_contribution,
 )
-from contracts.registry import BATCH_SIZE  # noqa: E402
-from contracts.testing import deploy_contract, make_tiny_circuit  # noqa: E402
+from contracts.registry import BATCH_SIZE, DEFAULT_PARAMS_DELAY  # noqa: E402
+from contracts.testing import advance_time, deploy_contract, make_tiny_circuit  # noqa: E402
 
 EIP170_LIMIT = 24_576
 
@@ -54,7 +54,8 @@ def run_bench(scale: tuple[int, ...] = SCALE) -> tuple[list[tuple[str, int]], li
 
         artifact = load_artifact("ContributionRegistry")
         aggregator = Account.from_key(aggregator_key).address
-        address, deploy_gas = deploy_contract(w3, owner_key, artifact.abi, artifact.bytecode, aggregator)
+        address, deploy_gas = deploy_contract(w3, owner_key, artifact.abi, artifact.bytecode, aggregator,
+                                             DEFAULT_PARAMS_DELAY)
         gas.append(("deploy ContributionRegistry (and its RewardToken)", deploy_gas))
         owner = Registry.at(w3, address, owner_key)
         gas.append(("approveNode", owner.approve_node(nodes[0].address)["gasUsed"]))
@@ -62,8 +63,7 @@ def run_bench(scale: tuple[int, ...] = SCALE) -> tuple[list[tuple[str, int]], li
             owner.approve_node(node.address)
         verifier, verifier_gas = deploy_contract(w3, owner_key, tiny.verifier_abi, tiny.verifier_bytecode)
         gas.append(("deploy EZKL reusable verifier (tiny circuit)", verifier_gas))
-        circuit_id = "0x" + "cc" * 32
-        registered = owner.register_circuit(circuit_id, verifier, tiny.vka, len(tiny.proof.proof), tiny.output_scales)
+        circuit_id, registered = owner.register_circuit(verifier, tiny.vka, len(tiny.proof.proof), tiny.output_scales)
         gas.append((f"registerCircuit (VKA of {len(tiny.vka)} words)", registered["gasUsed"]))
 
         agg = owner.with_sender(aggregator_key)
@@ -75,7 +75,7 @@ def run_bench(scale: tuple[int, ...] = SCALE) -> tuple[list[tuple[str, int]], li
         def contribution(round_: int, i: int, proof_hash: str = tiny.proof.proof_hash, run: str = RUN) -> Contribution:
             """The proof's own losses: recordContributionWithProof and slashBadProof check them."""
             return Contribution(run, round_, global_hash, "0x" + f"{i % 256:02x}" * 32, proof_hash, "0x" + "44" * 32,
-                                before, after)  # fmt: skip
+                                before, after, circuit_id)  # fmt: skip
 
         def record(i: int, score: float = 0.0, **kwargs: object) -> int:
             c = contribution(1, i)
@@ -114,7 +114,8 @@ def scale_round(owner: Registry, agg: Registry, n: int, round_: int, global_hash
     opened = agg.open_round(RUN, round_, global_hash, circuit_id)["gasUsed"]
     entries = []
     for i, wallet in enumerate(wallets):
-        c = Contribution(RUN, round_, global_hash, "0x" + f"{i:064x}", "0x" + "33" * 32, "0x" + "44" * 32, 0.5, 0.4)
+        c = Contribution(RUN, round_, global_hash, "0x" + f"{i:064x}", "0x" + "33" * 32, "0x" + "44" * 32, 0.5, 0.4,
+                         circuit_id)
         entries.append(Entry(c, sign_contribution(wallet.key, c, chain_id, agg.address), Status.SELECTED,
                              score=0.001 * (i + 1)))
     recorded = [agg.record_contributions(RUN, round_, entries[i:i + BATCH_SIZE])["gasUsed"]
@@ -129,7 +130,9 @@ def incentives(owner: Registry, agg: Registry, nodes: list, contribution, proof:
                chain_id: int) -> list[tuple[str, int]]:
     """Stake, claim, unstake, slash."""
     gas: list[tuple[str, int]] = []
-    gas.append(("setParams", owner.set_params(approval_required=False)["gasUsed"]))  # open: any wallet takes part
+    scheduled = owner.set_params(approval_required=False)["gasUsed"]
+    gas.append(("setParams (scheduled: applies paramsDelay later)", scheduled))
+    advance_time(owner.w3, owner.params_delay())  # open: any wallet takes part
     staker = agg.with_sender(nodes[0].key)
     gas.append(("stake (first)", staker.stake(10**18)["gasUsed"]))
     gas.append(("stake (top-up)", staker.stake(10**18)["gasUsed"]))
@@ -148,7 +151,7 @@ def incentives(owner: Registry, agg: Registry, nodes: list, contribution, proof:
     agg.open_round(RUN, 13, contribution(13, 0).global_hash, circuit_id)
     c = contribution(13, 0, proof_hash=forged.proof_hash)
     signature = sign_contribution(nodes[0].key, c, chain_id, agg.address)
-    gas.append(("slashBadProof (tampered proof: the verifier fails early; stake slashed, bounty paid)",
+    gas.append(("slashBadProof after commitSlash (tampered proof: the verifier fails early; stake slashed, bounty)",
                 agg.with_sender(nodes[1].key).slash_bad_proof(c, signature, forged)["gasUsed"]))  # fmt: skip
     liar = agg.with_sender(nodes[2].key)
     liar.stake(10**18)
@@ -157,10 +160,10 @@ def incentives(owner: Registry, agg: Registry, nodes: list, contribution, proof:
     gas.append(("slashBadProof (valid proof, other losses: a full verification fails)",
                 agg.with_sender(nodes[1].key).slash_bad_proof(c, signature, proof)["gasUsed"]))  # fmt: skip
     gas.append(("requestUnstake", staker.request_unstake()["gasUsed"]))
-    for round_ in range(14, 14 + owner.params().unstake_delay):
-        agg.open_round(RUN, round_, contribution(round_, 0).global_hash, circuit_id)
+    advance_time(owner.w3, owner.params().unstake_delay)
     gas.append(("withdrawStake", staker.withdraw_stake()["gasUsed"]))
     owner.set_params(approval_required=True)
+    advance_time(owner.w3, owner.params_delay())
     return gas
 
 

@@ -16,15 +16,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     params_sub = params.add_subparsers(dest="params_command", required=True)
     show = add_command(params_sub, "show", _params, help="print the rules as the registry has them")
     add_registry_flags(show)
-    pset = add_command(params_sub, "set", _params, help="change some rules (owner only); the others stay")
+    pset = add_command(params_sub, "set", _params, help="change some rules (owner only, within the registry's caps); "
+                       "the others stay; they apply after the registry's delay (at once before any stake or round)")
     pset.add_argument("--min-stake", metavar="ETH", help="stake a wallet needs to take part (e.g. 1.5, or 10wei)")
     pset.add_argument("--emission", metavar="ZK0", help="reward tokens each round opened from now on shares out")
     pset.add_argument("--slash-bps", type=int, metavar="BPS", help="share of the stake a bad proof loses (basis "
                       "points: 5000 = 50 %%)")
     pset.add_argument("--bounty-bps", type=int, metavar="BPS", help="share of the slashed amount paid to the "
                       "slasher (basis points; the rest is burned)")
-    pset.add_argument("--unstake-delay", type=int, metavar="ROUNDS",
-                      help="rounds that must open between an unstake request and the withdrawal")
+    pset.add_argument("--unstake-delay", type=int, metavar="SECONDS",
+                      help="seconds after its exit request and its last record before a stake can leave (86400 = a "
+                      "day; at most 30 days)")
     pset.add_argument("--approval", action=argparse.BooleanOptionalAction, default=None,
                       help="permissioned: the owner approves each wallet too (--no-approval: stake alone admits)")
     add_owner_key_flag(pset)
@@ -41,7 +43,9 @@ def _params(args: argparse.Namespace) -> int:
             receipt = registry.set_params(**changes)
         except ValueError as err:
             raise UserError(str(err)) from None
-        print(f"parameters changed (tx 0x{bytes(receipt['transactionHash']).hex()})")
+        _, effective_at = registry.pending_params()
+        when = f"they apply from {_time(effective_at)}" if effective_at else "in force now (nothing staked, no round)"
+        print(f"parameters changed (tx 0x{bytes(receipt['transactionHash']).hex()}): {when}")
     else:
         registry = open_registry(rpc, registry_address)
     _print_params(registry)
@@ -72,16 +76,33 @@ def _amount(text: str, flag: str) -> int:
         raise UserError(f"bad {flag}: {err}") from None
 
 
-def _print_params(registry) -> None:
+def _time(timestamp: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _rules(params) -> str:
     from dataclasses import asdict
 
     from aggregator.ledger.incentives import WEI
 
-    p = asdict(registry.params())
-    print(f"participation rules of registry {registry.address} (chain {registry.chain_id}):\n"
-          f"  min stake          {p['min_stake'] / WEI:g} ETH ({p['min_stake']} wei)\n"
-          f"  emission per round {p['emission_per_round'] / WEI:g} ZK0\n"
-          f"  slash              {p['slash_bps'] / 100:g} % of the stake per bad proof, "
-          f"{p['bounty_bps'] / 100:g} % of it to the slasher\n"
-          f"  unstake delay      {p['unstake_delay']} round(s)\n"
-          f"  approval required  {'yes (permissioned)' if p['approval_required'] else 'no (stake alone admits)'}")
+    p = asdict(params)
+    return (f"  min stake          {p['min_stake'] / WEI:g} ETH ({p['min_stake']} wei)\n"
+            f"  emission per round {p['emission_per_round'] / WEI:g} ZK0\n"
+            f"  slash              {p['slash_bps'] / 100:g} % of the stake per bad proof, "
+            f"{p['bounty_bps'] / 100:g} % of it to the slasher\n"
+            f"  unstake delay      {p['unstake_delay']} s ({p['unstake_delay'] / 3600:g} h) after the exit request "
+            "and the last record\n"
+            f"  approval required  {'yes (permissioned)' if p['approval_required'] else 'no (stake alone admits)'}")
+
+
+def _print_params(registry) -> None:
+    print(f"participation rules of registry {registry.address} (chain {registry.chain_id}), in force now:\n"
+          f"{_rules(registry.params())}")
+    pending, effective_at = registry.pending_params()
+    if pending is not None:
+        print(f"scheduled by the owner, in force from {_time(effective_at)} (rounds opened from then on):\n"
+              f"{_rules(pending)}")
+    print(f"  (a change waits {registry.params_delay()} s before it applies; caps: slash 50 %, bounty 50 %, unstake "
+          "delay 30 days)")

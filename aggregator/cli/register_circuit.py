@@ -31,7 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_circuit(args: argparse.Namespace) -> int:
-    """Owner: deploy the EZKL verifier and register the federation's circuit (once; a second time reuses it)."""
+    """Deploy the EZKL verifier and register the federation's circuit (once; a second time reuses it). Anyone
+    may: the registry derives the circuit's id from its verifying key."""
     from aggregator.tools.circuit_registration import ensure_circuit_registered, federation_circuit
 
     owner = owner_registry(args)
@@ -42,7 +43,8 @@ def _register_circuit(args: argparse.Namespace) -> int:
     circuit = federation_circuit(args.model, args.dataset, args.slice_rows, args.srs, args.cache_dir)
     info, new = ensure_circuit_registered(owner, circuit)
     print(f"circuit {circuit.circuit_id} {'registered' if new else 'was already registered'} in registry "
-          f"{owner.address} for model {args.model}: verifier {info.verifier}, EVM proofs of {info.proof_length} "
+          f"{owner.address} as {info.circuit_id} (its id there, derived from its verifying key: what nodes sign) "
+          f"for model {args.model}: verifier {info.verifier}, EVM proofs of {info.proof_length} "
           "bytes (nodes send each hex-encoded in a JSON artifact with its public values, about twice that: "
           f"summary.json's proof_bytes), output scales "
           f"{info.output_scales[0]}/{info.output_scales[1]}, VKA digest {info.vka_digest}")

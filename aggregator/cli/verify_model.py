@@ -1,4 +1,8 @@
-"""``zk0agg verify-model``: which round produced a model (a release folder or a checkpoint), checked on chain."""
+"""``zk0agg verify-model``: which round produced a released model, checked on chain, every byte of it.
+
+The chain records the trainable arrays' hash only; the rest of the model (frozen vision encoder, processors and
+their statistics, config.json, card) is held to the manifest the aggregator that opened the run signed at release
+(``aggregator.ledger.provenance``, N7 of issue 30)."""
 
 from __future__ import annotations
 
@@ -15,44 +19,102 @@ _LABEL = 10  # key-value lines: 2 + 10 + 1 + a 66-character hash = 79 columns, r
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     verify_model = add_command(sub, "verify-model", _verify_model,
-                               help="check on chain which round produced a model (a release "
-                               "folder or a checkpoint); refuses a model no round produced")
-    verify_model.add_argument("path", help="a release folder or checkpoint (config.json + model.safetensors)")
+                               help="check on chain which round produced a released model, and every byte of the "
+                               "release against its signed manifest; refuses a model no round produced")
+    verify_model.add_argument("path", help="a release folder (zk0agg release: checkpoint, card, signed manifest)")
     add_registry_flags(verify_model)
 
 
 def _verify_model(args: argparse.Namespace) -> int:
-    """Recompute the model's hash, find the round that closed with it on chain; exit 1 if none did."""
-    import json
-
-    from aggregator.ledger.provenance import checkpoint_dir, find_provenance, initial_model_round, model_hash
-    from aggregator.tools.release import PROVENANCE_FILE
+    """Check every file against the signed manifest, the signer and the claims against the chain, and find the round
+    that closed with the model; exit 1 (one line: what differs) if any of it fails."""
+    from aggregator.ledger.provenance import Refused, checkpoint_dir
 
     folder = checkpoint_dir(args.path)
     try:
-        claimed = json.loads((folder / PROVENANCE_FILE).read_text()) if (folder / PROVENANCE_FILE).is_file() else {}
-    except (OSError, json.JSONDecodeError) as err:
-        raise UserError(f"cannot read {folder / PROVENANCE_FILE}: {err}") from None
+        found, signer, files, source = _check_release(args, folder)
+    except Refused as err:
+        print(f"zk0agg: refused: {err}", file=sys.stderr)
+        return 1
+    _print_provenance(folder, found.model_hash, found, source, signer, files)
+    return 0
+
+
+def _check_release(args: argparse.Namespace, folder: Path) -> tuple:
+    """(the round that produced the model, the manifest's signer, how many files, where the registry came from);
+    raises Refused."""
+    from aggregator.ledger.provenance import (
+        MANIFEST_FILE,
+        Refused,
+        find_provenance,
+        initial_model_round,
+        model_hash,
+        run_aggregator,
+    )
+
+    manifest, claimed, signer = _signed_release(folder)
     rpc, registry_address, source = _chain(args, claimed, folder)
     registry = open_registry(rpc, registry_address)
     _check_claimed_chain(claimed, registry, rpc, source, folder)
     print(f"checking against registry {registry.address} on chain {registry.chain_id} ({rpc}), from {source}",
           file=sys.stderr)
+    where = f"(registry {registry.address} from {source}, chain {registry.chain_id})"
+    run_id = str(claimed.get("chain_run_id"))
+    opener = run_aggregator(registry, run_id)
+    if opener is None:
+        raise Refused(f"{folder} names run {run_id}, which this registry never opened {where}")
+    if opener.lower() != signer.lower():
+        raise Refused(f"{folder / MANIFEST_FILE} is signed by {signer}, not by {opener}, the aggregator that opened "
+                      f"run {run_id} {where}")
     digest = model_hash(folder)
+    if digest != manifest.get("model_hash"):
+        raise Refused(f"{folder} hashes to {digest}, not to the model hash {manifest.get('model_hash')} its "
+                      f"{MANIFEST_FILE} was signed with")
     found = find_provenance(registry, digest)
     if found is None:
         started = initial_model_round(registry, digest)
         why = (f"it is the model round {started} started from, not one a round produced" if started else
                "no round of this registry closed with this model: it was changed, or it comes from elsewhere")
-        print(f"zk0agg: refused: {folder} hashes to {digest}; {why} (registry {registry.address} from {source}, "
-              f"chain {registry.chain_id})", file=sys.stderr)
-        return 1
-    _print_provenance(folder, digest, found, source)
-    if claimed and (claimed.get("round"), claimed.get("close_round_tx")) != (found.round, found.close_tx):
-        print(f"zk0agg: warning: {PROVENANCE_FILE} claims round {claimed.get('round')} / transaction "
-              f"{claimed.get('close_round_tx')}; the chain says round {found.round} / {found.close_tx}",
-              file=sys.stderr)
-    return 0
+        raise Refused(f"{folder} hashes to {digest}; {why} {where}")
+    _check_claims(folder, claimed, digest, registry, run_id)
+    return found, signer, len(manifest["files"]), source
+
+
+def _signed_release(folder: Path) -> tuple[dict, dict, str]:
+    """(manifest, the release's provenance, the manifest's signer), offline: every file as the manifest lists it,
+    and the manifest as its signer signed it."""
+    import json
+
+    from aggregator.ledger.provenance import Refused, check_files, manifest_signer, read_manifest
+    from aggregator.tools.release import PROVENANCE_FILE
+
+    manifest = read_manifest(folder)
+    check_files(folder, manifest)
+    try:
+        claimed = json.loads((folder / PROVENANCE_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise Refused(f"cannot read {folder / PROVENANCE_FILE}: {err}") from None
+    if not isinstance(claimed, dict):
+        raise Refused(f"{folder / PROVENANCE_FILE} is not a release's provenance")
+    return manifest, claimed, manifest_signer(manifest)
+
+
+def _check_claims(folder: Path, claimed: dict, digest: str, registry, run_id: str) -> None:
+    """The release's provenance as the chain records its round, and the card stating it."""
+    from aggregator.ledger.provenance import Refused, card_omission, claim_mismatch, round_facts
+    from aggregator.tools.release import PROVENANCE_FILE
+
+    round_ = claimed.get("round")
+    if not isinstance(round_, int) or isinstance(round_, bool) or round_ < 0:
+        raise Refused(f"{folder / PROVENANCE_FILE} names no round ({round_!r})")
+    mismatch = claim_mismatch(claimed, digest, round_facts(registry, run_id, round_))
+    if mismatch:
+        raise Refused(f"{folder / PROVENANCE_FILE}: {mismatch}")
+    card = folder / "README.md"
+    missing = card_omission(card.read_text() if card.is_file() else "", claimed)
+    if missing:
+        raise Refused(f"{card} does not state {missing}, which {PROVENANCE_FILE} claims: it is not this release's "
+                      "card")
 
 
 def _chain(args: argparse.Namespace, claimed: dict, folder: Path) -> tuple[str, str, str]:
@@ -98,12 +160,14 @@ def _line(label: str, value) -> str:
     return f"  {label:<{_LABEL}} {value}"
 
 
-def _print_provenance(folder: Path, digest: str, found, source: str) -> None:
+def _print_provenance(folder: Path, digest: str, found, source: str, signer: str, files: int) -> None:
     """The round that closed with the model, and each record of the round, as key-value lines: every hash and
     address whole (they are what a reader compares), and no line wider than 80 columns but the folder's."""
     lines = [f"verified: the model round {found.round} closed with",
              _line("model", folder),
              _line("model hash", digest),
+             _line("files", f"{files}, every byte as the run's aggregator signed them"),
+             _line("signed by", signer),
              _line("chain", found.chain_id),
              _line("registry", found.registry),
              _line("", f"(from {source})"),

@@ -114,6 +114,7 @@ class RoundContext:
     chain_id: int | None = None
     registry: str | None = None
     run_id: str | None = None  # the run on the registry (nodes sign it)
+    circuit_key: str | None = None  # the round's circuit on the registry (nodes sign it: their proof's judge)
     is_approved: Callable[[str], bool | None] | None = None  # None: cannot tell now (chain unavailable)
     verifier: ProofChecker | None = None
     signers: set[str] = field(default_factory=set)  # wallets that already passed the gate this round
@@ -200,11 +201,14 @@ def check_signature(reply: Reply, ctx: RoundContext) -> None:
 
 
 def check_fresh(reply: Reply, ctx: RoundContext) -> None:
-    """STALE: signed for another run, round or global model (a replay), or a second reply from the same wallet."""
+    """STALE: signed for another run, round, global model or circuit (a replay), or a second reply from the same
+    wallet."""
     c = reply.contribution
     if ctx.run_id is not None and c.run_id != ctx.run_id:
         raise Rejected("STALE", f"signed for run {c.run_id[:10]}…, this is run {ctx.run_id[:10]}… (a reply from "
                                 "another run)")
+    if ctx.circuit_key is not None and c.circuit_key != ctx.circuit_key:
+        raise Rejected("STALE", f"proved for circuit {c.circuit_key[:10]}…, this round's is {ctx.circuit_key[:10]}…")
     if c.round != ctx.round or c.global_hash != ctx.global_hash:
         raise Rejected("STALE", f"signed for round {c.round} / global {c.global_hash[:10]}…, this is round "
                                 f"{ctx.round} / {ctx.global_hash[:10]}…")

@@ -24,7 +24,7 @@ from aggregator.ledger.chain_sync import ChainSync
 from aggregator.ledger.journal import Journal
 from aggregator.protocol.gate import Reply, RoundContext
 from contracts import ChainError, ChainUnavailable, EvmProof, Reason, Registry, Status, connect
-from node.contribution import slice_shape
+from node.contribution import circuit_key, slice_shape
 from prover import ProofArtifact, Verdict, build_circuit, load_verifier, verify
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,14 @@ class ChainConfig:
     onchain_verify: bool = False  # also verify each signed reply's proof in the contract
 
 
+def registry_circuit_id(circuit) -> str:
+    """``circuit``'s id on the registry (``circuitIdOf`` its verifying key, the pinned verifier code and its proofs'
+    length): what the run's rounds name and its nodes, deriving it themselves, sign."""
+    from prover.evm import sample_proof_length
+
+    return circuit_key(circuit, sample_proof_length(circuit))
+
+
 @dataclass
 class Verification:
     """Circuit + chain for a verified run (built once at start)."""
@@ -82,6 +90,7 @@ class Verification:
     onchain_verify: bool = False
     chain_id: int = 0  # read once at start: the round config must not need the chain to be up
     circuit_registered: bool = False  # the registry can judge this circuit's proofs (on-chain verify, slashing)
+    circuit_key: str = ""  # the circuit's id on the registry (circuitIdOf its verifying key): rounds name it
     evidence_dir: Path | None = None  # where BAD_PROOF replies are kept, for zk0agg slash
     _approved: dict[str, bool] = field(default_factory=dict)
     _fresh: set[str] = field(default_factory=set)
@@ -96,16 +105,17 @@ class Verification:
         else:
             log.info("SRS %s (sha256 %s): nodes must use the same file", circuit.srs.path, circuit.srs.sha256)
         registry = Registry.at(connect(chain.rpc_url), chain.registry, chain.aggregator_key)
-        registered = registry.circuit(circuit.circuit_id).registered
+        key = registry_circuit_id(circuit)
+        registered = registry.circuit(key).registered
         if chain.onchain_verify and not registered:
             raise ChainError(f"on-chain verification needs circuit {circuit.circuit_id} registered in registry "
-                             f"{registry.address}: the owner runs zk0agg register-circuit first")
+                             f"{registry.address} (as {key}): run zk0agg register-circuit first")
         if not registered:
-            log.warning("circuit %s is not registered in registry %s: its bad proofs cannot be slashed (the owner "
-                        "runs zk0agg register-circuit)", circuit.circuit_id, registry.address)
+            log.warning("circuit %s is not registered in registry %s: its bad proofs cannot be slashed (run zk0agg "
+                        "register-circuit)", circuit.circuit_id, registry.address)
         sync = ChainSync(registry, Journal(journal_path), run_id, on_done=on_done)
         run = cls(circuit, checker or LocalProofChecker(circuit), registry, sync, run_id, chain.onchain_verify,
-                  registry.chain_id, registered, evidence_dir)
+                  registry.chain_id, registered, key, evidence_dir)
         run.load_approvals()
         return run
 
@@ -130,16 +140,17 @@ class Verification:
         """Round terms into the config every node receives; ``openRound`` into the journal."""
         config["run-id"] = self.run_id
         config["circuit-id"] = self.circuit.circuit_id
+        config["circuit-key"] = self.circuit_key
         config["chain-id"] = self.chain_id
         config["registry"] = self.registry.address
         config["slice-rows"] = self.circuit.shape.rows
         config["srs-logrows"] = self.circuit.srs.logrows
         self._fresh.clear()  # re-ask the chain this round (a revocation takes effect at the next round)
-        self.sync.open_round(round_, global_hash, self.circuit.circuit_id)
+        self.sync.open_round(round_, global_hash, self.circuit_key)
         self.sync.flush()
         return RoundContext(round_, global_arrays, global_hash, chain_id=self.chain_id,
-                            registry=self.registry.address, run_id=self.run_id, is_approved=self.is_approved,
-                            verifier=self.checker)
+                            registry=self.registry.address, run_id=self.run_id, circuit_key=self.circuit_key,
+                            is_approved=self.is_approved, verifier=self.checker)
 
     def is_approved(self, address: str) -> bool | None:
         """Approval as the registry says, asked once a round; while the chain is away, the last known answer, and

@@ -6,7 +6,9 @@ the round's circuit through EZKL's reusable Solidity verifier. The owner does it
 1. build the verifier and the circuit's VKA (``prover.evm.build_evm_verifier``);
 2. prove the circuit's calibration slice once: its length is the exact length of every proof of the circuit
    (the contract refuses others), and it checks the verifier accepts an honest proof before anything is paid;
-3. deploy the verifier and ``registerCircuit(circuit_id, verifier, vka, proof_length, output_scales)``.
+3. deploy the verifier and ``registerCircuit(verifier, vka, proof_length, output_scales)``, which returns the
+   circuit's id on the registry (``circuitIdOf`` the verifier's code hash, the VKA, the proof length and the scales:
+   ``registry_circuit_id``), what rounds name and nodes sign.
 
 Steps 1-2 are cached beside the circuit (``<circuit dir>/evm``); step 3 happens once per registry: a circuit
 already registered there is reused as it is (its verifying key never changes).
@@ -51,9 +53,7 @@ class EvmRegistration:
 
 def evm_registration(circuit) -> EvmRegistration:
     """The verifier, VKA, proof length and output scales of ``circuit`` (built once, then read from its folder)."""
-    from prover import prove
-    from prover.evm import build_evm_verifier
-    from prover.synthetic import synthetic_slice
+    from prover.evm import build_evm_verifier, sample_proof_length
 
     path = Path(circuit.dir) / EVM_DIR / REGISTRATION_FILE
     if path.is_file():
@@ -61,11 +61,9 @@ def evm_registration(circuit) -> EvmRegistration:
         if cached.circuit_id == circuit.circuit_id:
             return cached
     verifier = build_evm_verifier(circuit, path.parent)
-    sample = prove(circuit, synthetic_slice(circuit.shape, 0))  # every proof of the circuit has this length
     before, after = circuit.output_scales[:2]
     registration = EvmRegistration(circuit.circuit_id, verifier.abi, verifier.bytecode, verifier.vka,
-                                   len(sample.proof), (int(before), int(after)))
-    (path.parent / "sample_proof.json").write_text(json.dumps(sample.ezkl_proof()))
+                                   sample_proof_length(circuit), (int(before), int(after)))
     path.write_text(json.dumps(registration.to_dict(), indent=1))
     return registration
 
@@ -73,18 +71,23 @@ def evm_registration(circuit) -> EvmRegistration:
 def ensure_circuit_registered(owner: Registry, circuit) -> tuple[CircuitInfo, bool]:
     """Register ``circuit`` in ``owner``'s registry unless it is there already; returns (its record, whether this
     call registered it). ``owner`` must send as the registry's owner."""
-    info = owner.circuit(circuit.circuit_id)
+    from aggregator.protocol.verification import registry_circuit_id
+
+    key = registry_circuit_id(circuit)
+    info = owner.circuit(key)
     if info.registered:
-        log.info("circuit %s is already registered (verifier %s)", circuit.circuit_id, info.verifier)
+        log.info("circuit %s is already registered as %s (verifier %s)", circuit.circuit_id, key, info.verifier)
         return info, False
     reg = evm_registration(circuit)
     deployed = owner._send(owner.w3.eth.contract(abi=reg.abi, bytecode=reg.bytecode).constructor(), "deploy verifier")
     address, gas = deployed["contractAddress"], deployed["gasUsed"]
-    receipt = owner.register_circuit(reg.circuit_id, address, list(reg.vka), reg.proof_length, reg.output_scales)
-    log.info("registered circuit %s: verifier %s (deploy gas %d), registerCircuit gas %d", reg.circuit_id, address,
-             gas, receipt["gasUsed"])
     _check_sample(owner, circuit, reg, address)
-    return owner.circuit(circuit.circuit_id), True
+    registered, _ = owner.register_circuit(address, list(reg.vka), reg.proof_length, reg.output_scales)
+    if registered != key:
+        raise ChainError(f"the registry registered circuit {circuit.circuit_id} as {registered}, but nodes derive "
+                         f"{key}: the deployed verifier's code is not prover.evm.REUSABLE_VERIFIER_CODEHASH's")
+    log.info("registered circuit %s as %s: verifier %s (deploy gas %d)", circuit.circuit_id, key, address, gas)
+    return owner.circuit(key), True
 
 
 def _check_sample(owner: Registry, circuit, reg: EvmRegistration, verifier: str) -> None:

@@ -6,6 +6,10 @@ The folder is the round's LeRobot checkpoint (policy config and weights, pre- an
 where to check it: the chain, the registry, the round and the ``closeRound`` transaction that names this model's
 hash, and the wallets whose updates were averaged into it. ``zk0agg verify-model`` checks all of it on chain.
 
+The chain records only the trainable arrays' hash, so the release also carries ``zk0-manifest.json``: every file's
+sha256 (weights, processors and their statistics, config, card, backbone) and that hash, signed by the aggregator
+key that opened the run (``aggregator.ledger.provenance``). One changed byte anywhere and ``verify-model`` refuses it.
+
 The VLM backbone: a model built offline (``tiny``, ``learn``, ``full-random``: ``node/model.py``) names a local
 folder (config, image processor, tokenizer), often relative to the folder the run ran in. LeRobot reads that name
 (``vlm_model_name``; the preprocessor's ``tokenizer_name``) as a Hub repo id or a path against the *caller's* working
@@ -27,7 +31,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aggregator.ledger.provenance import VLM_FOLDER, checkpoint_dir, model_hash
+from aggregator.ledger.provenance import MANIFEST_FILE, VLM_FOLDER, checkpoint_dir, make_manifest, model_hash
 from node.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -45,6 +49,7 @@ class Release:
     model_hash: str
     provenance: dict
     datasets: list[str] = field(default_factory=list)
+    signer: str | None = None  # the aggregator address that signed the manifest (None: a run with no chain)
 
 
 def _read_summary(run_dir: Path) -> dict:
@@ -84,11 +89,16 @@ def provenance_of(summary: dict, entry: dict, digest: str) -> dict:
 
 
 def build_release(run_dir: str | Path, out: str | Path, round_: int | None = None,
-                  datasets: list[str] | None = None, license_: str = "apache-2.0") -> Release:
-    """Write the release folder of ``round_`` (default: the run's last round) of the run in ``run_dir``."""
+                  datasets: list[str] | None = None, license_: str = "apache-2.0",
+                  aggregator_key: str | None = None) -> Release:
+    """Write the release folder of ``round_`` (default: the run's last round) of the run in ``run_dir``, its manifest
+    signed with ``aggregator_key`` (needed for a run recorded on chain: the key that opened it)."""
     run_dir, out = Path(run_dir).expanduser(), Path(out).expanduser().resolve()
     summary = _read_summary(run_dir)
     entry = _round_entry(summary, round_)
+    if summary.get("chain") and not aggregator_key:
+        raise UserError("no aggregator key: a release of a run recorded on chain is signed by the aggregator key that "
+                        "opened it; give --aggregator-key-file FILE or set ZK0_AGGREGATOR_KEY")
     ckpt = checkpoint_dir(run_dir / "checkpoints" / f"round_{entry['round']}")
     vlm = local_vlm(ckpt)
     digest = model_hash(ckpt)
@@ -110,8 +120,11 @@ def build_release(run_dir: str | Path, out: str | Path, round_: int | None = Non
     hub_vlm = None if vlm is not None else json.loads((out / "config.json").read_text()).get("vlm_model_name")
     card = model_card(summary, entry, provenance, list(datasets or []), license_, hub_vlm)
     card.save(out / "README.md")
-    log.info("release of round %d written to %s", entry["round"], out)
-    return Release(out, entry["round"], digest, provenance, list(datasets or []))
+    key = aggregator_key if summary.get("chain") else None
+    manifest = make_manifest(out, digest, str(out / VLM_FOLDER) if vlm is not None else None, key)
+    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    log.info("release of round %d written to %s, signed by %s", entry["round"], out, manifest["signer"])
+    return Release(out, entry["round"], digest, provenance, list(datasets or []), manifest["signer"])
 
 
 def local_vlm(ckpt: Path) -> Path | None:
@@ -251,8 +264,10 @@ Contributing wallets (verified replies; SELECTED ones were averaged into this mo
 {contributors}
 
 Check it yourself: `zk0agg verify-model <this folder> --chain-rpc <RPC of chain {chain_id}> --registry {registry}`
-recomputes the hash from the weights and finds the round that closed with it on chain; it refuses a model that no
-round produced. Machine-readable: `{PROVENANCE_FILE}`.
+checks every file of this folder against `{MANIFEST_FILE}` (each file's sha256, signed by the aggregator that opened
+the run on chain), recomputes the hash from the weights, finds the round that closed with it on chain and checks
+this card's claims against that round's records; it refuses a model that no round produced, or one changed byte.
+Machine-readable: `{PROVENANCE_FILE}`.
 """
     return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
 
@@ -262,8 +277,8 @@ def push_release(folder: str | Path, repo_id: str, private: bool = False) -> str
     from huggingface_hub import HfApi
 
     folder = checkpoint_dir(folder)
-    if not (folder / "README.md").is_file():
-        raise UserError(f"{folder} has no model card: make it with zk0agg release first")
+    if not (folder / "README.md").is_file() or not (folder / MANIFEST_FILE).is_file():
+        raise UserError(f"{folder} has no model card or no {MANIFEST_FILE}: make it with zk0agg release first")
     api = HfApi()
     try:
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)

@@ -32,6 +32,13 @@ import {VkaStore} from "./VkaStore.sol";
 ///      wallets in proportion to the weights they had in the round's average, as the aggregator attests them
 ///      (totals kept as records arrive, claimed per wallet: no loop over nodes); anyone may slash the stake of a
 ///      wallet that signed a proof that does not verify.
+///      Bounded powers: a circuit's id is derived from its verifying key (circuitIdOf), and a node signs the id
+///      of the circuit it proved for, so its proof is judged by that key and no other; registering a circuit
+///      is open to anyone (an id cannot name someone else's key). The owner's parameter changes are capped
+///      (MAX_SLASH_BPS, MAX_BOUNTY_BPS, MAX_UNSTAKE_DELAY) and take effect paramsDelay seconds after they are
+///      set (at once only before any round or stake exists); a round keeps the minStake, circuit and emission
+///      it opened with. A stake leaves unstakeDelay seconds after both its exit request and its last record,
+///      and a slash pays its bounty only to who committed to the evidence a block before (commitSlash).
 contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     // ---------------------------------------------------------------- constants
     uint256 public constant LOSS_SCALE = 1e9; // losses and scores are fixed-point: value * LOSS_SCALE
@@ -59,13 +66,19 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     uint8 public constant ROUND_CLOSED = 2;
 
     bytes32 public constant CONTRIBUTION_TYPEHASH = keccak256(
-        "Contribution(bytes32 runId,uint64 round,bytes32 globalHash,bytes32 updateHash,bytes32 proofHash,"
-        "bytes32 dataCommitment,uint256 lossBefore,uint256 lossAfter)"
+        "Contribution(bytes32 runId,uint64 round,bytes32 globalHash,bytes32 circuitId,bytes32 updateHash,"
+        "bytes32 proofHash,bytes32 dataCommitment,uint256 lossBefore,uint256 lossAfter)"
     );
     /// @notice Largest fixed-point scale of a circuit's outputs: up to 2^29 < LOSS_SCALE, a signed loss
     ///         (1e-9 steps) determines its field element uniquely, so nobody can pick other instances for it.
     uint8 public constant MAX_OUTPUT_SCALE = 29;
     uint16 public constant BPS = 10_000; // fractions are in basis points
+    /// @notice The owner's bounds: at most half a wallet's stake per bad proof, at most half of that as bounty
+    ///         (so a slasher never gains more than a quarter of a stake: no profit in baiting), and a stake is
+    ///         never locked for more than 30 days after its exit request and last record.
+    uint16 public constant MAX_SLASH_BPS = 5_000;
+    uint16 public constant MAX_BOUNTY_BPS = 5_000;
+    uint64 public constant MAX_UNSTAKE_DELAY = 30 days;
 
     // ---------------------------------------------------------------- types
     /// @notice What a node signs (EIP-712 primary type).
@@ -73,6 +86,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         bytes32 runId;
         uint64 round;
         bytes32 globalHash;
+        bytes32 circuitId; // the circuit the node proved for (circuitIdOf its verifying key): judged by it alone
         bytes32 updateHash;
         bytes32 proofHash;
         bytes32 dataCommitment;
@@ -124,19 +138,21 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     struct Params {
         uint256 minStake; // wei a wallet must have staked to take part
         uint256 emissionPerRound; // reward token units (18 decimals) shared by each round opened from now on
-        uint16 slashBps; // fraction of a wallet's stake slashed for a signed bad proof
+        uint16 slashBps; // fraction of a wallet's stake slashed for a signed bad proof (<= MAX_SLASH_BPS)
         uint16 bountyBps; // fraction of the slashed amount paid to whoever submitted the evidence (rest: burned)
-        uint64 unstakeDelay; // rounds that must open between an unstake request and the withdrawal
+        uint64 unstakeDelay; // seconds after its exit request and its last record before a stake can leave
         bool approvalRequired; // permissioned federation: the owner also approves each wallet
     }
 
     struct Stake {
         uint256 amount; // wei
-        uint64 unlockAt; // roundsOpened from which an exiting stake can be withdrawn
-        bool exiting; // unstake requested: the wallet no longer takes part, and can still be slashed
+        uint64 exitAt; // when the unstake was requested (block timestamp; 0: not exiting)
+        uint64 lastRecordAt; // when the wallet's last signed record was written (block timestamp)
+        bool exiting; // unstake requested: the wallet takes no part in rounds opened later, and can still be slashed
     }
 
-    /// @notice A circuit proofs can be verified against: registered once by the owner, never changed.
+    /// @notice A circuit proofs can be verified against: registered once under circuitIdOf(its fields), never
+    ///         changed.
     struct Circuit {
         address verifier; // an EZKL reusable verifier
         uint32 proofLength; // the only accepted proof length (a proof hash then identifies one proof)
@@ -148,15 +164,20 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
 
     // ---------------------------------------------------------------- storage
     RewardToken public immutable rewardToken;
+    uint64 public immutable paramsDelay; // seconds between setParams and the new parameters taking effect
     address public aggregator;
     Params private _params;
-    uint64 public roundsOpened; // the clock of unstake delays (rounds opened in all runs)
+    Params private _pendingParams; // setParams' latest change, in force from pendingParamsAt
+    uint64 public pendingParamsAt; // 0: no change pending
+    uint64 public roundsOpened; // rounds opened in all runs
+    uint256 public totalStaked; // wei held as stakes (the contract's balance is totalStaked + totalBurned)
     uint256 public totalBurned; // slashed wei not paid as bounties: locked here for good
 
     mapping(address => bool) private _approved;
     mapping(address => Stake) private _stakes;
     mapping(bytes32 => mapping(uint64 => mapping(address => bool))) private _rewardSettled; // claimed or slashed
     mapping(bytes32 => bool) public slashed; // slashKey(contribution digest, signer) => already slashed
+    mapping(bytes32 => uint256) public slashCommitments; // commitSlash's commitment => block number it was made in
     mapping(bytes32 => Circuit) private _circuits;
     mapping(bytes32 => uint64) public runOpenedAt; // runId => block timestamp of its first openRound (0: unknown)
     mapping(bytes32 => mapping(uint64 => Round)) private _rounds;
@@ -169,7 +190,8 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         bytes32 indexed circuitId, address verifier, bytes32 vkaDigest, uint32 proofLength, uint8 scaleBefore,
         uint8 scaleAfter
     );
-    event ParamsChanged(Params params);
+    event ParamsChanged(Params params, uint64 effectiveAt);
+    event SlashCommitted(bytes32 indexed commitment, address indexed by);
     event Staked(address indexed node, uint256 amount, uint256 total);
     event UnstakeRequested(address indexed node, uint256 amount, uint64 unlockAt);
     event StakeWithdrawn(address indexed node, uint256 amount);
@@ -213,6 +235,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     error RoundNotOpen(bytes32 runId, uint64 round);
     error GlobalHashMismatch(uint64 round, bytes32 expected, bytes32 signed);
     error RunMismatch(bytes32 expected, bytes32 signed, uint64 expectedRound, uint64 signedRound);
+    error CircuitMismatch(bytes32 expected, bytes32 signed);
     error MalformedSignature();
     error SignerNotApproved(address signer);
     error AlreadyRecorded(bytes32 runId, uint64 round, address node);
@@ -231,13 +254,14 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     error NothingStaked(address node);
     error AlreadyExiting(address node);
     error NotExiting(address node);
-    error UnstakeLocked(uint64 unlockAt, uint64 roundsOpened);
+    error UnstakeLocked(uint64 unlockAt, uint64 now);
     error RoundNotClosed(bytes32 runId, uint64 round);
     error NoReward(uint64 round, address node);
     error AlreadyClaimed(uint64 round, address node);
     error ProofValid();
     error VerifierOutOfGas();
     error AlreadySlashed(bytes32 digest);
+    error NoSlashCommitment(bytes32 commitment);
     error NotAParticipant(address signer);
     error TransferFailed(address to, uint256 amount);
 
@@ -246,9 +270,11 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         _;
     }
 
-    constructor(address aggregator_) Ownable(msg.sender) EIP712("zk0 ContributionRegistry", "1") {
+    /// @param paramsDelay_ seconds a parameter change waits before it applies (nodes read it before staking)
+    constructor(address aggregator_, uint64 paramsDelay_) Ownable(msg.sender) EIP712("zk0 ContributionRegistry", "1") {
         if (aggregator_ == address(0)) revert ZeroAddress();
         aggregator = aggregator_;
+        paramsDelay = paramsDelay_;
         rewardToken = new RewardToken("zk0 Reward", "ZK0");
         emit AggregatorChanged(address(0), aggregator_);
         _setParams(
@@ -257,9 +283,10 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
                 emissionPerRound: 100 ether,
                 slashBps: 5_000,
                 bountyBps: 5_000,
-                unstakeDelay: 2,
+                unstakeDelay: 1 days,
                 approvalRequired: true
-            })
+            }),
+            0
         );
     }
 
@@ -270,8 +297,20 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         aggregator = newAggregator;
     }
 
+    /// @notice Change the participation rules, within the caps. They apply paramsDelay seconds from now (at
+    ///         once while no round was ever opened and nothing is staked: nobody is bound by the old ones yet),
+    ///         to rounds opened from then on; a later call replaces a change still pending.
     function setParams(Params calldata p) external onlyOwner {
-        _setParams(p);
+        if (pendingParamsAt != 0 && block.timestamp >= pendingParamsAt) _params = _pendingParams;
+        if (roundsOpened == 0 && totalStaked == 0) {
+            pendingParamsAt = 0;
+            _setParams(p, uint64(block.timestamp));
+        } else {
+            _checkParams(p);
+            _pendingParams = p;
+            pendingParamsAt = uint64(block.timestamp) + paramsDelay;
+            emit ParamsChanged(p, pendingParamsAt);
+        }
     }
 
     /// @notice In a permissioned federation (approvalRequired), the owner's approval; a wallet also needs
@@ -287,34 +326,42 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         emit NodeRevoked(node);
     }
 
-    /// @notice Bind `circuitId` (what openRound names) to its verifying key once and for all: proofs of rounds
-    ///         of this circuit are verified by `verifier_` (an EZKL reusable verifier) with `vka_`
-    ///         (`create_evm_vka`), are exactly `proofLength` bytes, and their two public outputs are the losses
-    ///         at fixed-point scales `scaleBefore` and `scaleAfter` (the circuit settings' model_output_scales).
+    /// @notice Register a circuit's verifying key under its id, circuitIdOf(the verifier's code hash, the VKA's
+    ///         digest, proofLength, the scales), and return the id: proofs of the circuit are verified by
+    ///         `verifier_` (an EZKL reusable verifier) with `vka_` (`create_evm_vka`), are exactly `proofLength`
+    ///         bytes, and their two public outputs are the losses at fixed-point scales `scaleBefore` and
+    ///         `scaleAfter`. Anyone may register: the id names these fields and nothing else, so nobody (the owner
+    ///         included) can put another key behind an id a node signed.
     function registerCircuit(
-        bytes32 circuitId,
         address verifier_,
         bytes32[] calldata vka_,
         uint32 proofLength,
         uint8 scaleBefore,
         uint8 scaleAfter
-    ) external onlyOwner {
-        if (circuitId == bytes32(0)) revert ZeroHash();
-        if (verifier_ == address(0)) revert ZeroAddress();
-        if (vka_.length == 0 || proofLength == 0 || scaleBefore > MAX_OUTPUT_SCALE || scaleAfter > MAX_OUTPUT_SCALE) {
+    ) external returns (bytes32 circuitId) {
+        if (verifier_.code.length == 0 || vka_.length == 0 || proofLength == 0 || scaleBefore > MAX_OUTPUT_SCALE || scaleAfter > MAX_OUTPUT_SCALE) {
             revert InvalidCircuit();
         }
+        bytes32 digest = keccak256(abi.encodePacked(vka_));
+        circuitId = circuitIdOf(verifier_.codehash, digest, proofLength, scaleBefore, scaleAfter);
         Circuit storage k = _circuits[circuitId];
         if (k.verifier != address(0)) revert CircuitAlreadyRegistered(circuitId);
-        bytes32 digest = keccak256(abi.encodePacked(vka_));
         k.verifier = verifier_;
         k.proofLength = proofLength;
         k.scaleBefore = scaleBefore;
         k.scaleAfter = scaleAfter;
         k.vkaStore = address(new VkaStore(vka_));
         k.vkaDigest = digest;
-        IHalo2VerifierReusable(verifier_).registerVka(vka_);
+        // the verifier must compute the digest the registry does: another kind or version of verifier is refused
+        if (IHalo2VerifierReusable(verifier_).registerVka(vka_) != digest) revert InvalidCircuit();
         emit CircuitRegistered(circuitId, verifier_, digest, proofLength, scaleBefore, scaleAfter);
+    }
+
+    /// @notice A circuit's id: what a node signs and a round names. Derived from everything that judges a proof
+    ///         (the verifier's code, not its address: one id on every chain).
+    function circuitIdOf(bytes32 verifierCodehash, bytes32 vkaDigest, uint32 proofLength, uint8 scaleBefore,
+        uint8 scaleAfter) public pure returns (bytes32) {
+        return keccak256(abi.encode("zk0:circuit", verifierCodehash, vkaDigest, proofLength, scaleBefore, scaleAfter));
     }
 
     // ---------------------------------------------------------------- aggregator
@@ -333,8 +380,9 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         r.openedAt = uint64(block.timestamp);
         r.globalHash = globalHash;
         r.circuitId = circuitId;
-        r.emission = _params.emissionPerRound;
-        r.minStake = _params.minStake;
+        Params memory p = _current();
+        r.emission = p.emissionPerRound;
+        r.minStake = p.minStake;
         roundsOpened += 1;
         emit RoundOpened(runId, round, globalHash, circuitId);
     }
@@ -356,11 +404,10 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     function recordContributions(bytes32 runId, uint64 round, Entry[] calldata entries) external onlyAggregator {
         if (entries.length == 0) revert EmptyBatch();
         Round storage r = _requireOpen(runId, round);
-        bytes32 globalHash = r.globalHash;
         uint256 weightTotal = r.weightTotal;
         for (uint256 i = 0; i < entries.length; i++) {
             Entry calldata e = entries[i];
-            _checkRound(e.c, runId, round, globalHash);
+            _checkRound(e.c, runId, round, r);
             weightTotal += e.weight;
             _store(_signedRecord(e.c, e.signature, e.status, e.reason, e.score, e.weight, false));
         }
@@ -381,8 +428,8 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         bytes calldata proof
     ) external onlyAggregator {
         Round storage r = _requireOpen(c.runId, c.round);
-        _checkRound(c, c.runId, c.round, r.globalHash);
-        Circuit storage k = _roundCircuit(c.runId, c.round);
+        _checkRound(c, c.runId, c.round, r);
+        Circuit storage k = _registeredCircuit(c.circuitId);
         _requireSignedProof(c, proof);
         if (proof.length != k.proofLength) revert NonCanonicalProof(k.proofLength, proof.length);
         if (!_proofHolds(k, c, proof)) revert ProofRejected();
@@ -417,25 +464,29 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         if (msg.value == 0) revert NothingStaked(msg.sender);
         if (st.exiting) revert AlreadyExiting(msg.sender);
         st.amount += msg.value;
+        totalStaked += msg.value;
         emit Staked(msg.sender, msg.value, st.amount);
     }
 
-    /// @notice Stop taking part now; the stake can be withdrawn once unstakeDelay more rounds have opened, so a
-    ///         wallet cannot flee the slash of a bad proof it just signed.
+    /// @notice Take no part in rounds opened from now on (the rounds already open may still record this wallet's
+    ///         replies); the stake can be withdrawn unstakeDelay seconds after both this request and the wallet's
+    ///         last record (unlockTime), so a wallet cannot flee the slash of a bad proof it signed.
     function requestUnstake() external {
         Stake storage st = _stakes[msg.sender];
         if (st.amount == 0) revert NothingStaked(msg.sender);
         if (st.exiting) revert AlreadyExiting(msg.sender);
         st.exiting = true;
-        st.unlockAt = roundsOpened + _params.unstakeDelay;
-        emit UnstakeRequested(msg.sender, st.amount, st.unlockAt);
+        st.exitAt = uint64(block.timestamp);
+        emit UnstakeRequested(msg.sender, st.amount, unlockTime(msg.sender));
     }
 
     function withdrawStake() external nonReentrant {
         Stake storage st = _stakes[msg.sender];
         if (!st.exiting) revert NotExiting(msg.sender);
-        if (roundsOpened < st.unlockAt) revert UnstakeLocked(st.unlockAt, roundsOpened);
+        uint64 unlockAt = unlockTime(msg.sender);
+        if (block.timestamp < unlockAt) revert UnstakeLocked(unlockAt, uint64(block.timestamp));
         uint256 amount = st.amount;
+        totalStaked -= amount;
         delete _stakes[msg.sender];
         emit StakeWithdrawn(msg.sender, amount);
         _pay(msg.sender, amount);
@@ -463,37 +514,65 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         rewardToken.mint(node, amount);
     }
 
-    /// @notice Anyone may submit a signed contribution whose proof does not verify (against the round's
-    ///         circuit, with the signed losses, at the circuit's exact length): the signer loses slashBps of its
-    ///         stake, bountyBps of that goes to the caller, and its reward for the round is forfeited. Once per
-    ///         contribution; a proof that verifies is never slashable (ProofValid).
-    function slashBadProof(Contribution calldata c, bytes calldata signature, bytes calldata proof)
+    /// @notice Step 1 of a slash: commit to the evidence, keccak256(abi.encode(slasher, contribution digest,
+    ///         salt)) (slashCommitment). Seeing the evidence in slashBadProof's transaction is then of no use to
+    ///         a copier: the bounty goes to whoever committed to it in an earlier block.
+    function commitSlash(bytes32 commitment) external {
+        if (slashCommitments[commitment] == 0) slashCommitments[commitment] = block.number;
+        emit SlashCommitted(commitment, msg.sender);
+    }
+
+    /// @notice Step 2: anyone who committed (commitSlash, an earlier block) may submit a signed contribution
+    ///         whose proof does not verify against the circuit the node signed (with the signed losses, at the
+    ///         circuit's exact length): the signer loses slashBps of its stake, bountyBps of that goes to the
+    ///         caller, and its reward for the round is forfeited. Once per contribution and signer; a proof that
+    ///         verifies is never slashable (ProofValid), nor one of a circuit nobody registered.
+    function slashBadProof(Contribution calldata c, bytes calldata signature, bytes calldata proof, bytes32 salt)
         external
         nonReentrant
         returns (uint256 amount)
     {
         bytes32 digest = contributionDigest(c);
+        _consumeCommitment(slashCommitment(msg.sender, digest, salt));
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
         if (err != ECDSA.RecoverError.NoError) revert MalformedSignature();
         bytes32 key = slashKey(digest, signer);
         if (slashed[key]) revert AlreadySlashed(digest);
-        Stake storage st = _stakes[signer];
-        if (st.amount == 0 && !_approved[signer]) revert NotAParticipant(signer);
+        if (_stakes[signer].amount == 0 && !_approved[signer]) revert NotAParticipant(signer);
         _requireSignedProof(c, proof);
-        if (_proofHolds(_roundCircuit(c.runId, c.round), c, proof)) revert ProofValid();
+        if (_proofHolds(_registeredCircuit(c.circuitId), c, proof)) revert ProofValid();
         slashed[key] = true;
         _rewardSettled[c.runId][c.round][signer] = true;
-        amount = st.amount * _params.slashBps / BPS;
-        st.amount -= amount;
-        uint256 bounty = amount * _params.bountyBps / BPS;
-        totalBurned += amount - bounty;
+        uint256 bounty;
+        (amount, bounty) = _takeSlash(signer);
         emit Slashed(signer, msg.sender, c.runId, c.round, digest, amount, bounty);
         _pay(msg.sender, bounty);
     }
 
     // ---------------------------------------------------------------- views
+    /// @notice The participation rules in force now (a pending change once its time has come).
     function params() external view returns (Params memory) {
-        return _params;
+        return _current();
+    }
+
+    /// @notice The last change setParams scheduled and when it applies (effectiveAt 0: none pending).
+    function pendingParams() external view returns (Params memory p, uint64 effectiveAt) {
+        if (pendingParamsAt == 0 || block.timestamp >= pendingParamsAt) return (p, 0);
+        return (_pendingParams, pendingParamsAt);
+    }
+
+    /// @notice When `node`'s exiting stake can be withdrawn: unstakeDelay seconds after the later of its exit
+    ///         request and its last record (0 if it is not exiting).
+    function unlockTime(address node) public view returns (uint64) {
+        Stake storage st = _stakes[node];
+        if (!st.exiting) return 0;
+        uint64 from = st.exitAt > st.lastRecordAt ? st.exitAt : st.lastRecordAt;
+        return from + _current().unstakeDelay;
+    }
+
+    /// @notice What commitSlash takes: keccak256(abi.encode(slasher, digest, salt)).
+    function slashCommitment(address slasher, bytes32 digest, bytes32 salt) public pure returns (bytes32) {
+        return keccak256(abi.encode(slasher, digest, salt));
     }
 
     function stakeOf(address node) external view returns (Stake memory) {
@@ -503,16 +582,19 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     /// @notice Whether `node` may contribute now: minStake staked and not exiting, and the owner's approval
     ///         where the federation requires it.
     function isApproved(address node) public view returns (bool) {
-        return _takesPart(node, _params.minStake);
+        Params memory p = _current();
+        Stake storage st = _stakes[node];
+        return (!p.approvalRequired || _approved[node]) && !st.exiting && (p.minStake == 0 || st.amount >= p.minStake);
     }
 
-    /// @dev Approved where approval is required, not exiting, and `minStake` staked. A round judges its records
-    ///      by the minStake it opened with: the owner raising it mid-round cannot make an honest reply of that
-    ///      round unrecordable (N13); it applies from the next round opened.
-    function _takesPart(address node, uint256 minStake) private view returns (bool) {
-        if (_params.approvalRequired && !_approved[node]) return false;
+    /// @dev Whether `node` may be recorded in round `r`: approved where approval is required, and, judged by what
+    ///      the round opened with, `r.minStake` staked (the owner raising it mid-round cannot make an honest reply
+    ///      unrecordable: N13) and no exit requested before the round opened.
+    function _takesPart(address node, Round storage r) private view returns (bool) {
+        if (_current().approvalRequired && !_approved[node]) return false;
         Stake storage st = _stakes[node];
-        return !st.exiting && (minStake == 0 || st.amount >= minStake);
+        if (st.exiting && st.exitAt < r.openedAt) return false; // (the same second counts as after the opening)
+        return r.minStake == 0 || st.amount >= r.minStake;
     }
 
     /// @notice What `rec` (one of the records emitted in ContributionRecorded) earns and has not been paid:
@@ -575,6 +657,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
                     c.runId,
                     c.round,
                     c.globalHash,
+                    c.circuitId,
                     c.updateHash,
                     c.proofHash,
                     c.dataCommitment,
@@ -585,13 +668,13 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         );
     }
 
-    /// @notice The address that signed `c`, or a MalformedSignature revert (wrong length, bad v, high s).
     /// @notice The key of `slashed`: a bad contribution is slashed once per signer, so Sybil wallets signing the same
     ///         bad contribution are each slashed (keyed by the digest alone, the second went free: N9).
     function slashKey(bytes32 digest, address signer) public pure returns (bytes32) {
         return keccak256(abi.encode(digest, signer));
     }
 
+    /// @notice The address that signed `c`, or a MalformedSignature revert (wrong length, bad v, high s).
     function recoverSigner(Contribution calldata c, bytes calldata signature) public view returns (address) {
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(contributionDigest(c), signature);
         if (err != ECDSA.RecoverError.NoError) revert MalformedSignature();
@@ -599,11 +682,12 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     }
 
     // ---------------------------------------------------------------- internals
-    /// @dev The signed reply must be for this run, round and global model (a reply signed in another run, or
-    ///      replayed from another round, is refused).
-    function _checkRound(Contribution calldata c, bytes32 runId, uint64 round, bytes32 globalHash) private pure {
+    /// @dev The signed reply must be for this run, round, global model and circuit (a reply signed in another
+    ///      run, replayed from another round, or proved for another circuit, is refused).
+    function _checkRound(Contribution calldata c, bytes32 runId, uint64 round, Round storage r) private view {
         if (c.runId != runId || c.round != round) revert RunMismatch(runId, c.runId, round, c.round);
-        if (c.globalHash != globalHash) revert GlobalHashMismatch(round, globalHash, c.globalHash);
+        if (c.globalHash != r.globalHash) revert GlobalHashMismatch(round, r.globalHash, c.globalHash);
+        if (c.circuitId != r.circuitId) revert CircuitMismatch(r.circuitId, c.circuitId);
     }
 
     function _signedRecord(
@@ -618,7 +702,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         _checkOutcome(status, reason);
         if (weight > WEIGHT_SCALE || (weight != 0 && status != SELECTED)) revert InvalidWeight(status, weight);
         address node = recoverSigner(c, signature);
-        if (!_takesPart(node, _rounds[c.runId][c.round].minStake)) revert SignerNotApproved(node);
+        if (!_takesPart(node, _rounds[c.runId][c.round])) revert SignerNotApproved(node);
         rec.runId = c.runId;
         rec.round = c.round;
         rec.node = node;
@@ -671,10 +755,38 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         if (!ok) revert InvalidOutcome(status, reason);
     }
 
-    function _setParams(Params memory p) private {
-        if (p.slashBps > BPS || p.bountyBps > BPS) revert InvalidParams();
+    function _checkParams(Params memory p) private pure {
+        if (p.slashBps > MAX_SLASH_BPS || p.bountyBps > MAX_BOUNTY_BPS || p.unstakeDelay > MAX_UNSTAKE_DELAY) {
+            revert InvalidParams();
+        }
+    }
+
+    function _setParams(Params memory p, uint64 effectiveAt) private {
+        _checkParams(p);
         _params = p;
-        emit ParamsChanged(p);
+        emit ParamsChanged(p, effectiveAt);
+    }
+
+    function _current() private view returns (Params memory) {
+        return pendingParamsAt != 0 && block.timestamp >= pendingParamsAt ? _pendingParams : _params;
+    }
+
+    /// @dev A commitment made in an earlier block, used once.
+    function _consumeCommitment(bytes32 commitment) private {
+        uint256 committedAt = slashCommitments[commitment];
+        if (committedAt == 0 || committedAt >= block.number) revert NoSlashCommitment(commitment);
+        delete slashCommitments[commitment];
+    }
+
+    /// @dev Take slashBps of `node`'s stake: bountyBps of it is the bounty, the rest is burned (kept here).
+    function _takeSlash(address node) private returns (uint256 amount, uint256 bounty) {
+        Params memory p = _current();
+        Stake storage st = _stakes[node];
+        amount = st.amount * p.slashBps / BPS;
+        st.amount -= amount;
+        totalStaked -= amount;
+        bounty = amount * p.bountyBps / BPS;
+        totalBurned += amount - bounty;
     }
 
     function _pay(address to, uint256 amount) private {
@@ -688,9 +800,8 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         if (r.state != ROUND_OPEN) revert RoundNotOpen(runId, round);
     }
 
-    /// @dev The circuit the round was opened with; it must be registered for a proof to be judged.
-    function _roundCircuit(bytes32 runId, uint64 round) private view returns (Circuit storage k) {
-        bytes32 circuitId = _rounds[runId][round].circuitId;
+    /// @dev The circuit a node signed; it must be registered for a proof to be judged.
+    function _registeredCircuit(bytes32 circuitId) private view returns (Circuit storage k) {
         k = _circuits[circuitId];
         if (k.verifier == address(0)) revert CircuitNotRegistered(circuitId);
     }
@@ -703,7 +814,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     /// @dev Whether `proof` verifies with circuit `k` for the instances that encode c's signed losses. A
     ///      verifier that runs out of gas is not a failed proof (a caller could starve it to slash an honest
     ///      node): then this reverts instead of answering false.
-    function _proofHolds(Circuit storage k, Contribution calldata c, bytes calldata proof) private returns (bool) {
+    function _proofHolds(Circuit storage k, Contribution calldata c, bytes calldata proof) private view returns (bool) {
         if (proof.length != k.proofLength) return false;
         uint256[] memory instances = new uint256[](2);
         bool encodable;
@@ -738,6 +849,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         mapping(address => bytes32) storage slots = _recordHash[rec.runId][rec.round];
         if (slots[rec.node] != bytes32(0)) revert AlreadyRecorded(rec.runId, rec.round, rec.node);
         if (rec.signed && rec.status != REJECTED) _claimWork(rec.runId, rec.round, rec.updateHash, rec.proofHash);
+        if (rec.signed) _stakes[rec.node].lastRecordAt = uint64(block.timestamp); // its stake waits for slashers
         slots[rec.node] = keccak256(abi.encode(rec));
         emit ContributionRecorded(
             rec.runId,

@@ -57,11 +57,18 @@ def wallet_address(args: argparse.Namespace) -> str:
 def stake_line(registry, address: str) -> str:
     """One line: the wallet's stake and whether the registry lets it take part."""
     info, params = registry.stake_of(address), registry.params()
-    state = f"exiting, withdrawable once {info.unlock_at} rounds have opened" if info.exiting else (
+    state = f"exiting, withdrawable from {unlock_text(info.unlock_at)}" if info.exiting else (
         "approved: takes part" if registry.is_approved(address) else
         f"not admitted yet (min stake {params.min_stake / WEI:g} ETH"
         f"{', and the owner approves each wallet' if params.approval_required else ''})")
     return f"{address} stakes {info.amount / WEI:g} ETH in registry {registry.address}: {state}"
+
+
+def unlock_text(timestamp: int) -> str:
+    """A stake's unlock time (a block timestamp) in UTC, for people."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def tx_text(receipt) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from node.cli.common import WEI, chain_flags, open_registry, stake_line, tx_text
+from node.cli.common import WEI, chain_flags, open_registry, stake_line, tx_text, unlock_text
 from node.cliargs import add_command
 from node.errors import UserError
 
@@ -33,9 +33,9 @@ def _unstake(args: argparse.Namespace) -> int:
         return 0
     receipt = registry.request_unstake()
     info = registry.stake_of(registry.sender.address)
-    print(f"unstake requested ({tx_text(receipt)}): the wallet no longer takes part; its {info.amount / WEI:g} ETH "
-          f"stay slashable until {info.unlock_at} rounds have opened ({registry.rounds_opened()} so far), then run "
-          "zk0node unstake --withdraw")
+    print(f"unstake requested ({tx_text(receipt)}): the wallet takes no part in rounds opened from now on; its "
+          f"{info.amount / WEI:g} ETH stay slashable until {unlock_text(info.unlock_at)} (the unstake delay after "
+          "its last record), then run zk0node unstake --withdraw")
     return 0
 
 

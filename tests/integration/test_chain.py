@@ -60,7 +60,7 @@ def make_contribution(round_: int, **changes) -> Contribution:
     work = next(_work)
     fields = dict(
         run_id=RUN, round=round_, global_hash=GLOBAL, update_hash=f"0x{work:064x}", proof_hash=f"0x{work << 128:064x}",
-        data_commitment="0x" + "44" * 32, loss_before=0.5, loss_after=0.25,
+        data_commitment="0x" + "44" * 32, loss_before=0.5, loss_after=0.25, circuit_key=CIRCUIT,
     )  # fmt: skip
     return Contribution(**{**fields, **changes})
 
@@ -302,8 +302,8 @@ def test_an_unsigned_rejection_never_takes_a_wallets_slot(registry, keys, open_r
     assert registry.get_record(RUN, open_round, reply_address(7)).reason == Reason.BAD_SIGNATURE
 
 
-TINY = "0x" + "7c" * 32  # the tiny circuit's id in these tests
-OTHER = "0x" + "0c" * 32  # a circuit with another verifying key
+TINY = ""  # the tiny circuit's id on the registry (derived from its key): set by the circuits fixture
+OTHER = ""  # a circuit with another verifying key
 
 
 @pytest.fixture(scope="module")
@@ -314,10 +314,10 @@ def other_circuit(tmp_path_factory):
 @pytest.fixture(scope="module")
 def circuits(registry, keys, tiny_circuit, other_circuit, verifier):
     """TINY registered with the tiny circuit's key, OTHER with another circuit's (same verifier contract)."""
+    global TINY, OTHER
     owner = registry.with_sender(keys["owner"])
-    for circuit_id, circuit in ((TINY, tiny_circuit), (OTHER, other_circuit)):
-        owner.register_circuit(circuit_id, verifier.address, circuit.vka, len(circuit.proof.proof),
-                               circuit.output_scales)  # fmt: skip
+    TINY, OTHER = (owner.register_circuit(verifier.address, circuit.vka, len(circuit.proof.proof),
+                                          circuit.output_scales)[0] for circuit in (tiny_circuit, other_circuit))
     return registry
 
 
@@ -331,21 +331,26 @@ def proven(circuit, round_: int, proof=None, **changes) -> Contribution:
     """A contribution for the circuit's proof: its signed losses are the proof's outputs unless changed."""
     proof = proof or circuit.proof
     (before, after), (s_before, s_after) = proof.instances, circuit.output_scales
-    fields = dict(proof_hash=proof.proof_hash, loss_before=before / 2**s_before, loss_after=after / 2**s_after)
+    fields = dict(proof_hash=proof.proof_hash, loss_before=before / 2**s_before, loss_after=after / 2**s_after,
+                  circuit_key=TINY)  # the tiny circuit's key unless changed
     return make_contribution(round_, **{**fields, **changes})
 
 
-def test_circuits_are_registered_once_by_the_owner(circuits, keys, tiny_circuit, verifier):
+def test_circuits_are_registered_once_under_the_id_of_their_key(circuits, keys, tiny_circuit, verifier):
     info = circuits.circuit(TINY)
     assert info.registered and info.verifier == verifier.address
     assert (info.proof_length, info.output_scales) == (len(tiny_circuit.proof.proof), tiny_circuit.output_scales)
     assert info.vka_digest == "0x" + Web3.keccak(b"".join(tiny_circuit.vka)).hex()
     assert circuits.vka(TINY) == tiny_circuit.vka and not circuits.circuit("0x" + "01" * 32).registered
     owner = circuits.with_sender(keys["owner"])
-    args = (verifier.address, tiny_circuit.vka, 100, (8, 8))
-    expect_revert("CircuitAlreadyRegistered", lambda: owner.register_circuit(TINY, *args))  # no key swap later
-    expect_revert("OwnableUnauthorizedAccount", lambda: circuits.register_circuit("0x" + "02" * 32, *args))
-    expect_revert("InvalidCircuit", lambda: owner.register_circuit("0x" + "03" * 32, *args[:3], (8, 30)))
+    args = (verifier.address, tiny_circuit.vka, len(tiny_circuit.proof.proof), tiny_circuit.output_scales)
+    expect_revert("CircuitAlreadyRegistered", lambda: owner.register_circuit(*args))  # no key swap later
+    # anyone may register, but only under the id its fields give: another proof length is another circuit
+    longer, _ = circuits.register_circuit(*args[:2], args[2] + 32, args[3])
+    assert longer not in (TINY, OTHER) and circuits.circuit(TINY).proof_length == len(tiny_circuit.proof.proof)
+    expect_revert("InvalidCircuit", lambda: owner.register_circuit(*args[:3], (8, 30)))
+    expect_revert("InvalidCircuit", lambda: owner.register_circuit(Account.from_key(keys["owner"]).address,
+                                                                  *args[1:]))  # no verifier code there
 
 
 def test_on_chain_proof_verification(circuits, keys, tiny_circuit):
@@ -394,15 +399,18 @@ def test_a_proof_is_verified_against_the_rounds_circuit(circuits, keys, tiny_cir
     """Finding 18.4: the old contract verified any proof with the one VKA it held, whatever the round's circuit."""
     key = keys["nodes"][1]
     unregistered = proof_round(circuits, "0x" + "ab" * 32)
-    c = proven(tiny_circuit, unregistered)
+    c = proven(tiny_circuit, unregistered, circuit_key="0x" + "ab" * 32)
     sig = signed(circuits, key, c)
     expect_revert("CircuitNotRegistered", lambda: circuits.record_contribution(c, sig, 1, proof=tiny_circuit.proof))
     circuits.record_contribution(c, sig, Status.SELECTED)  # without a proof it is recorded as before
     other = proof_round(circuits, OTHER)
-    c = proven(tiny_circuit, other)  # a valid proof of the tiny circuit, in a round of the other one
+    c = proven(tiny_circuit, other)  # signed for the tiny circuit, in a round of the other one
+    sig = signed(circuits, key, c)
+    expect_revert("CircuitMismatch", lambda: circuits.record_contribution(c, sig, 1, proof=tiny_circuit.proof))
+    c = proven(tiny_circuit, other, circuit_key=OTHER)  # a tiny proof claimed as the other circuit's
     sig = signed(circuits, key, c)
     expect_revert("ProofRejected", lambda: circuits.record_contribution(c, sig, 1, proof=tiny_circuit.proof))
-    c = proven(other_circuit, other)
+    c = proven(other_circuit, other, circuit_key=OTHER)
     circuits.record_contribution(c, signed(circuits, key, c), Status.SELECTED, proof=other_circuit.proof)
 
 

@@ -55,7 +55,7 @@ def test_outage_holds_unknown_wallets_out_and_the_chain_judges_them_when_back(ch
     sync.open_round(1, H, H)
     for node_id, (key, address) in enumerate([(b_key, b), (c_key, c)], start=2):
         contribution = Contribution(run, 1, H, "0x" + f"{node_id}" * 64, "0x" + f"{node_id + 4}" * 64, "0x" + "44" * 32,
-                                    0.5, 0.4)
+                                    0.5, 0.4, H)
         sync.record(1, address, contribution, sign_contribution(key, contribution, chain.chain_id, agg.address),
                     Status.NOT_SELECTED, Reason.NONE, node_id=node_id, approval_unchecked=True)
     sync.release(1)  # the round is committed in summary.json

@@ -33,7 +33,7 @@ RUN = "0x" + "a1" * 32
 
 def contribution(round_: int, run_id: str = RUN, global_hash: str = H, update: str = "22") -> Contribution:
     return Contribution(run_id, round_, global_hash, "0x" + update * 32, "0x" + update * 31 + "33", "0x" + "44" * 32,
-                        0.5, 0.4)  # one piece of work per update: its own proof hash
+                        0.5, 0.4, H)  # one piece of work per update: its own proof hash
 
 
 @pytest.fixture(scope="module")

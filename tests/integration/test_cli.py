@@ -375,7 +375,7 @@ def test_agg_params_and_slash_commands(tmp_path, incentives_chain, tiny_circuit)
     is not for the losses it signed: slashed once, then AlreadySlashed."""
     from aggregator.protocol.verification import evidence_record
     from contracts import Contribution, sign_contribution
-    from contracts.testing import deploy_contract
+    from contracts.testing import advance_time, deploy_contract
 
     chain, registry, owner_key, aggregator_key = incentives_chain
     args = chain_args(incentives_chain)
@@ -389,12 +389,12 @@ def test_agg_params_and_slash_commands(tmp_path, incentives_chain, tiny_circuit)
     assert changed.returncode == 0 and "min stake          2 ETH" in changed.stdout, changed.stderr
     shown = cli(tmp_path, "zk0agg", "params", "show", *args)
     assert "40 % of the stake" in shown.stdout and "stake alone admits" in shown.stdout
+    advance_time(registry.w3, registry.params_delay())  # a scheduled change (wallets have staked) waits a day
 
     owner_registry = registry.with_sender(owner_key)
     verifier, _ = deploy_contract(registry.w3, owner_key, tiny_circuit.verifier_abi, tiny_circuit.verifier_bytecode)
-    circuit_id = "0x" + "c1" * 32
-    owner_registry.register_circuit(circuit_id, verifier, tiny_circuit.vka, len(tiny_circuit.proof.proof),
-                                    tiny_circuit.output_scales)  # fmt: skip
+    circuit_id, _ = owner_registry.register_circuit(verifier, tiny_circuit.vka, len(tiny_circuit.proof.proof),
+                                                    tiny_circuit.output_scales)  # fmt: skip
     aggregator = registry.with_sender(aggregator_key)
     run = "0x" + "a1" * 32
     aggregator.open_round(run, 7, "0x" + "11" * 32, circuit_id)
@@ -402,7 +402,7 @@ def test_agg_params_and_slash_commands(tmp_path, incentives_chain, tiny_circuit)
     node = registry.with_sender(node_key)
     node.stake(2 * 10**18)
     c = Contribution(run, 7, "0x" + "11" * 32, "0x" + "22" * 32, tiny_circuit.proof.proof_hash, "0x" + "44" * 32,
-                     999.0, 0.0)  # fmt: skip
+                     999.0, 0.0, circuit_id)  # fmt: skip
     signature = sign_contribution(node_key, c, registry.chain_id, registry.address)
     path = tmp_path / "evidence" / "round_7" / f"{node.sender.address}.json"
     path.parent.mkdir(parents=True)

@@ -39,7 +39,7 @@ from prover import (
     prove,
     verify,
 )
-from prover.evm import EIP170_LIMIT, build_evm_verifier, evm_calldata
+from prover.evm import EIP170_LIMIT, REUSABLE_VERIFIER_CODEHASH, build_evm_verifier, evm_calldata
 from prover.ezkl_process import call as ezkl_call
 from prover.fixed_point import dequantize, felt_to_int, felts_from_ints
 from prover.hashing import sha256_hex
@@ -315,6 +315,9 @@ def test_anvil_accepts_the_honest_proof_and_rejects_a_tampered_one(honest, evm):
         w3 = Web3(Web3.HTTPProvider(chain.rpc_url))
         key = chain.private_keys[0]
         address = send(w3, key, {"data": evm.bytecode})["contractAddress"]
+        # nodes derive the registry's circuit id with the pinned code hash, without compiling the verifier
+        assert "0x" + Web3.keccak(w3.eth.get_code(address)).hex().removeprefix("0x") == evm.codehash
+        assert evm.codehash == REUSABLE_VERIFIER_CODEHASH, "EZKL or solc changed the verifier: update the constant"
         contract = w3.eth.contract(address=address, abi=evm.abi)
         send(w3, key, {"to": address, "data": contract.encode_abi("registerVka", [list(evm.vka)])})
         args = evm_calldata(artifact, evm.vka)

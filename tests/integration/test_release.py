@@ -1,7 +1,8 @@
 """The session's verified run (tests/integration/conftest.py: real anvil, EZKL, Flower, tiny SmolVLA; synthetic
 data, ten nodes of which six attack, two rounds, W&B offline) and what operators do with it afterwards: read its
-offline W&B run, release a round's model as a Hub-ready folder, and check a model's provenance on chain
-(``zk0agg verify-model``), including a model with one weight changed.
+offline W&B run, release a round's model as a Hub-ready folder signed by the run's aggregator, and check a model's
+provenance on chain (``zk0agg verify-model``), including a model with one weight changed, and (N7 of issue 30) a
+release with one byte changed anywhere else: the frozen vision encoder, a normaliser statistic, config.json, the card.
 
 The demo stops its anvil at the end and saves its state; the fixture started it again from that state.
 """
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from eth_account import Account
 
 from node.errors import UserError
 
@@ -32,8 +34,8 @@ def demo(verified_run):
     return out, summary, chain
 
 
-def zk0agg(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "250"}
+def zk0agg(*args: str, timeout: float = 300, **env_vars: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "250", **env_vars}
     return subprocess.run([sys.executable, "-m", "aggregator.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
 
@@ -83,11 +85,17 @@ def test_wandb_offline_run_holds_every_round(demo):
         pytest.approx(summary["initial_eval_loss"])]
 
 
+def aggregator_key(chain) -> str:
+    """The key that opened the demo's run on chain: anvil's second dev key (aggregator/tools/demo.py)."""
+    return chain.private_keys[1]
+
+
 @pytest.fixture(scope="module")
 def release(demo, tmp_path_factory):
-    out, _, _ = demo
+    out, _, chain = demo
     folder = tmp_path_factory.mktemp("hub") / "zk0-smolvla"
-    result = zk0agg("release", "--run", str(out), "--out", str(folder), "--dataset", "lerobot/svla_so100_pickplace")
+    result = zk0agg("release", "--run", str(out), "--out", str(folder), "--dataset", "lerobot/svla_so100_pickplace",
+                    ZK0_AGGREGATOR_KEY=aggregator_key(chain))
     assert result.returncode == 0, result.stderr[-3000:]
     return folder, result
 
@@ -127,17 +135,24 @@ def test_verify_model_names_the_round_and_its_transactions(demo, release, capsys
     out, summary, chain = demo
     folder, _ = release
     registry = summary["chain"]["registry"]
-    for path, entry in ((folder, summary["rounds"][1]), (out / "checkpoints" / "round_1", summary["rounds"][0])):
-        # a round without a Krum quorum keeps the global model: the round that first closed with it produced it
-        producer = next(r for r in summary["rounds"] if r["new_global_hash"] == entry["new_global_hash"])
-        code, text, err = verify_model(capsys, monkeypatch, str(path), "--chain-rpc", chain.rpc_url,
-                                       "--registry", registry)
-        assert code == 0, err
-        assert f"round {producer['round']} closed with" in text
-        assert producer["close_tx_hash"] in text and producer["open_tx_hash"] in text
-        assert entry["new_global_hash"] in text
-        for node in producer["nodes"]:
-            assert node["address"] in text and node["tx_hash"] in text and node["status"] in text
+    entry = summary["rounds"][1]
+    # a round without a Krum quorum keeps the global model: the round that first closed with it produced it
+    producer = next(r for r in summary["rounds"] if r["new_global_hash"] == entry["new_global_hash"])
+    code, text, err = verify_model(capsys, monkeypatch, str(folder), "--chain-rpc", chain.rpc_url,
+                                   "--registry", registry)
+    assert code == 0, err
+    assert f"round {producer['round']} closed with" in text
+    assert producer["close_tx_hash"] in text and producer["open_tx_hash"] in text
+    assert entry["new_global_hash"] in text
+    assert f"signed by  {Account.from_key(aggregator_key(chain)).address}" in text
+    for node in producer["nodes"]:
+        assert node["address"] in text and node["tx_hash"] in text and node["status"] in text
+
+    # a bare checkpoint carries no signed manifest: only its trainable weights could be checked (N7)
+    code, text, err = verify_model(capsys, monkeypatch, str(out / "checkpoints" / "round_1"), "--chain-rpc",
+                                   chain.rpc_url, "--registry", registry)
+    assert code == 1 and text == "" and len(err.strip().splitlines()) == 1, err
+    assert "is a checkpoint, not a release" in err and "zk0agg release" in err, err
 
 
 def test_verify_model_refuses_a_changed_weight(demo, release, tmp_path, capsys, monkeypatch):
@@ -154,7 +169,7 @@ def test_verify_model_refuses_a_changed_weight(demo, release, tmp_path, capsys, 
     code, text, err = verify_model(capsys, monkeypatch, str(tampered), "--chain-rpc", chain.rpc_url, "--registry",
                                    summary["chain"]["registry"])
     assert code == 1, text
-    assert "refused" in err and "no round of this registry closed with this model" in err
+    assert "refused" in err and "model.safetensors differs from the release the aggregator signed" in err, err
 
     # nor does zk0agg release publish a checkpoint that is not the round's model
     run_copy = tmp_path / "run"
@@ -164,7 +179,7 @@ def test_verify_model_refuses_a_changed_weight(demo, release, tmp_path, capsys, 
     from aggregator.tools.release import build_release
 
     with pytest.raises(UserError, match="the checkpoint was changed"):
-        build_release(run_copy, tmp_path / "never")
+        build_release(run_copy, tmp_path / "never", aggregator_key=aggregator_key(chain))
     assert not (tmp_path / "never").exists()
 
 
@@ -234,6 +249,11 @@ def test_a_release_loads_from_any_folder_and_when_moved(demo, tmp_path, capsys, 
     run = _as_a_demo_in_the_checkout_wrote_it(demo, checkout)
     monkeypatch.chdir(elsewhere)  # not where the run ran: its backbone is not found from here, said in one line
     capsys.readouterr()
+    monkeypatch.delenv("ZK0_AGGREGATOR_KEY", raising=False)  # a run recorded on chain is released signed (N7)
+    assert main(["release", "--run", str(run), "--out", str(tmp_path / "never")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "no aggregator key" in err and "ZK0_AGGREGATOR_KEY" in err, err
+    monkeypatch.setenv("ZK0_AGGREGATOR_KEY", aggregator_key(chain))
     assert main(["release", "--run", str(run), "--out", str(tmp_path / "never")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "run zk0agg release in the folder the run ran in" in err, err
@@ -267,6 +287,13 @@ def test_a_release_loads_from_any_folder_and_when_moved(demo, tmp_path, capsys, 
     with torch.inference_mode():
         action = scope["postprocessor"](policy.select_action(scope["preprocessor"](observation)))
     assert tuple(action.shape) == (1, 6)
+    code, text, err = verify_model(capsys, monkeypatch, str(moved), "--chain-rpc", chain.rpc_url, "--registry",
+                                   summary["chain"]["registry"], "--state-dir", str(tmp_path / "no-state"))
+    assert code == 0 and "round 2 closed with" in text, err
+    # pointed at its own backbone where it now is (no recipe needed), it is still the release the aggregator signed
+    config = json.loads((moved / "config.json").read_text())
+    config["vlm_model_name"] = str(moved.resolve() / "vlm")
+    (moved / "config.json").write_text(json.dumps(config, indent=4) + "\n")
     code, text, err = verify_model(capsys, monkeypatch, str(moved), "--chain-rpc", chain.rpc_url, "--registry",
                                    summary["chain"]["registry"], "--state-dir", str(tmp_path / "no-state"))
     assert code == 0 and "round 2 closed with" in text, err
@@ -336,6 +363,111 @@ def test_verify_model_says_which_registry_and_refuses_another_than_the_release_n
     shutil.copytree(folder, elsewhere)
     provenance = json.loads((elsewhere / "zk0-provenance.json").read_text())
     (elsewhere / "zk0-provenance.json").write_text(json.dumps({**provenance, "chain_id": 1}))
+    resign(elsewhere, aggregator_key(chain))
     code, _, err = verify_model(capsys, monkeypatch, str(elsewhere), "--state-dir", this_run)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "released from chain 1" in err and f"is chain {provenance['chain_id']}" in err, err
+
+
+# ------------------------------------------------------------------------------------------ N7 of issue 30
+
+
+def resign(folder: Path, key: str) -> None:
+    """Sign ``folder``'s files anew with ``key``, as its manifest's signer would."""
+    from aggregator.ledger.provenance import MANIFEST_FILE, make_manifest
+
+    old = json.loads((folder / MANIFEST_FILE).read_text())
+    (folder / MANIFEST_FILE).write_text(json.dumps(make_manifest(folder, old["model_hash"], old["vlm_path"], key)))
+
+
+def _zero_a_vision_encoder_tensor(folder: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(folder / "model.safetensors")
+    name = next(k for k in weights if "vision_model.encoder" in k and k.endswith(".weight"))
+    weights[name].zero_()
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+def _change_the_action_unnormaliser(folder: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "policy_postprocessor_step_0_unnormalizer_processor.safetensors"
+    stats = load_file(path)
+    stats["action.std"][5] *= 3  # the gripper's actions come out three times as wide
+    save_file(stats, path)
+
+
+def _change_the_config(folder: Path) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config["n_action_steps"] = config["n_action_steps"] + 1
+    (folder / "config.json").write_text(json.dumps(config, indent=4) + "\n")
+
+
+def _edit_the_card(folder: Path) -> None:
+    card = (folder / "README.md").read_text()
+    (folder / "README.md").write_text(card.replace("Held-out loss before training", "Held-out loss (halved) before "
+                                                                                    "training"))
+
+
+@pytest.mark.parametrize("tamper, name", [
+    (_zero_a_vision_encoder_tensor, "model.safetensors"),
+    (_change_the_action_unnormaliser, "policy_postprocessor_step_0_unnormalizer_processor.safetensors"),
+    (_change_the_config, "config.json"),
+    (_edit_the_card, "README.md"),
+])
+def test_verify_model_refuses_a_release_changed_beyond_its_trainable_weights(demo, release, tmp_path, capsys,
+                                                                            monkeypatch, tamper, name):
+    """N7: the chain records only the trainable weights' hash (47 of 124 tensors), so a zeroed vision encoder, a
+    changed action un-normaliser, config or card all passed as verified. Now the release's manifest, signed by the
+    run's aggregator, holds every byte: each is refused in one line naming the file."""
+    _, summary, chain = demo
+    folder, _ = release
+    tampered = tmp_path / "tampered"
+    shutil.copytree(folder, tampered)
+    tamper(tampered)
+    if name == "model.safetensors":  # what made it pass before: the hash the chain records is unchanged
+        from aggregator.ledger.provenance import model_hash
+
+        assert model_hash(tampered) == summary["rounds"][-1]["new_global_hash"]
+    code, text, err = verify_model(capsys, monkeypatch, str(tampered), "--chain-rpc", chain.rpc_url, "--registry",
+                                   summary["chain"]["registry"], "--state-dir", str(tmp_path / "no-state"))
+    assert code == 1 and text == "" and len(err.strip().splitlines()) == 1, err
+    assert f"refused: {tampered / name} differs from the release the aggregator signed" in err, err
+
+
+def test_verify_model_refuses_a_release_not_signed_by_the_runs_aggregator_or_claiming_what_the_chain_denies(
+        demo, release, tmp_path, capsys, monkeypatch):
+    """Re-signed by another key (anyone can sign), a release is refused: only the key that opened the run on chain
+    (RunOpened) vouches for it. Signed by the aggregator but claiming a loss the chain does not record, it is refused
+    too: the card's claims are checked against the round's records. A release of the old format is refused, saying
+    to re-release it."""
+    from aggregator.ledger.provenance import MANIFEST_FILE
+
+    _, summary, chain = demo
+    folder, _ = release
+    flags = ("--chain-rpc", chain.rpc_url, "--registry", summary["chain"]["registry"], "--state-dir",
+             str(tmp_path / "no-state"))
+    other = tmp_path / "other-signer"
+    shutil.copytree(folder, other)
+    resign(other, chain.private_keys[0])  # the registry's owner, not the run's aggregator
+    code, _, err = verify_model(capsys, monkeypatch, str(other), *flags)
+    assert code == 1 and len(err.strip().splitlines()) == 2, err  # "checking against registry ...", then refused
+    assert (f"signed by {Account.from_key(chain.private_keys[0]).address}, not by "
+            f"{Account.from_key(aggregator_key(chain)).address}, the aggregator that opened run") in err, err
+
+    claims = tmp_path / "claims"
+    shutil.copytree(folder, claims)
+    provenance = json.loads((claims / "zk0-provenance.json").read_text())
+    provenance["contributors"][0]["loss_after"] = provenance["contributors"][0]["loss_after"] / 2
+    (claims / "zk0-provenance.json").write_text(json.dumps(provenance, indent=2))
+    resign(claims, aggregator_key(chain))
+    code, _, err = verify_model(capsys, monkeypatch, str(claims), *flags)
+    assert code == 1 and "refused" in err and "claims loss_after" in err and "the chain says" in err, err
+
+    old = tmp_path / "old-format"
+    shutil.copytree(folder, old)
+    (old / MANIFEST_FILE).unlink()
+    code, text, err = verify_model(capsys, monkeypatch, str(old), *flags)
+    assert code == 1 and text == "" and len(err.strip().splitlines()) == 1, err
+    assert "released before releases were signed" in err and "re-release it with zk0agg release" in err, err

@@ -26,6 +26,7 @@ def contribution(**changes) -> Contribution:
     fields = dict(
         run_id="0x" + "aa" * 32, round=3, global_hash="0x" + "11" * 32, update_hash="0x" + "22" * 32,
         proof_hash="0x" + "33" * 32, data_commitment="0x" + "44" * 32, loss_before=0.5, loss_after=0.25,
+        circuit_key="0x" + "cc" * 32,
     )  # fmt: skip
     return Contribution(**{**fields, **changes})
 

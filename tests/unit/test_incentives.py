@@ -12,7 +12,7 @@ from contracts import Contribution, parse_amount
 from node.errors import UserError
 
 CONTRIBUTION = Contribution("0x" + "aa" * 32, 3, "0x" + "11" * 32, "0x" + "22" * 32, "0x" + "33" * 32,
-                            "0x" + "44" * 32, 0.125, 0.0625)  # fmt: skip
+                            "0x" + "44" * 32, 0.125, 0.0625, "0x" + "cc" * 32)  # fmt: skip
 
 
 def test_slash_evidence_round_trip(tmp_path):
