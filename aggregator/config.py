@@ -6,7 +6,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, fields
 
-from aggregator.operator import OPERATOR_KEYS
+from aggregator.operator import OPERATOR_KEYS, VERDICT_KEYS
 from node.dp import DEFAULT_CLIP, DEFAULT_DELTA, DPConfig
 from node.errors import UserError
 from node.thresholds import gate_thresholds
@@ -20,6 +20,10 @@ def _flag(name: str) -> str:
 # Secrets of a deployed run come from the ServerApp process's environment (zk0agg start sets them on the SuperLink,
 # whose ServerApp processes inherit them), never from the run config: Flower sends the run config to every node.
 SECRET_ENV = {"aggregator_key": "ZK0_AGGREGATOR_KEY", "verifier_token": "ZK0_VERIFIER_TOKEN"}
+
+
+# Where an operator sets each verdict setting (aggregator.operator.VERDICT_KEYS): zk0agg run's flags
+VERDICT_FLAGS = {name: "--" + name.replace("_", "-") for name in VERDICT_KEYS}
 
 
 SIM_TASKS = ("reach", "pick_place")  # sim.TASKS' names (sim is not imported here: it loads MuJoCo)
@@ -156,7 +160,7 @@ class FederationConfig:
         """Flower run config (``[tool.flwr.app.config]``, kebab-case keys) → config; unknown keys are ignored.
 
         A run chooses the learning only. The secrets (``SECRET_ENV``) come from ``environ`` (default: this process's
-        environment), the endpoints and trust settings (``OPERATOR_KEYS``) from ``operator``
+        environment), the endpoints, trust settings and verdict rules (``OPERATOR_KEYS``) from ``operator``
         (``aggregator.operator.operator_settings``): a run config naming any of them is refused.
         """
         environ = os.environ if environ is None else environ
@@ -167,6 +171,10 @@ class FederationConfig:
             if name in SECRET_ENV:
                 raise UserError(f"{key} must not be in the run config (Flower sends it to every node): set "
                                 f"{SECRET_ENV[name]} in the SuperLink's environment instead")
+            if name in VERDICT_KEYS:
+                raise UserError(f"{key} must not be in the run config: it decides verdicts or rewards, so it is the "
+                                f"aggregator operator's (zk0agg run {VERDICT_FLAGS[name]} on the aggregator's "
+                                "machine), never a run's")
             if name in OPERATOR_KEYS:
                 raise UserError(f"{key} must not be in the run config: it is the aggregator operator's setting "
                                 "(zk0agg start, or zk0agg run on the aggregator's machine), never a run's")

@@ -1,19 +1,29 @@
-"""Operator-only settings: endpoints and trust decisions that come from the aggregator's operator, never from a run.
+"""Operator-only settings: endpoints, trust decisions and verdict rules that come from the aggregator's operator, never
+from a run's submitter.
 
-Whoever reaches the SuperLink's Control API chooses a run's config (``[tool.flwr.app.config]``), and Flower sends
-that config to every node. So a run chooses only the learning (model, rounds, local steps, rates, Krum...); where
-the ServerApp sends the verifier token, which chain it signs for, whether it verifies, which SRS it trusts and
-where it writes on this machine are the operator's (``OPERATOR_KEYS``). They reach the ServerApp in two files on
-the aggregator's machine, never over the network:
+Flower 1.41's Control API has no login: whoever reaches it can submit a run and choose its run config
+(``[tool.flwr.app.config]``), which Flower also sends to every node. So a run config chooses only the learning
+(model, local steps, rates, evaluation...). The operator decides, in files on the aggregator's machine that never
+travel over the network (``OPERATOR_KEYS``):
+
+- where the ServerApp sends the verifier token, which chain it signs for, whether it verifies, which SRS it trusts,
+  the validation set and where it writes on this machine (``ENDPOINT_KEYS``);
+- every setting that decides verdicts or rewards (``VERDICT_KEYS``): the gate's tolerances, min-gain, the selection
+  rule, Krum's f and m, min-nodes and the number of rounds (each round the registry opens pays the round's
+  emission and advances every unstake clock; the emission itself is a registry parameter, ``zk0agg params``).
+
+They reach the ServerApp in two files (0600, in the 0700 state folder of ``zk0agg start``):
 
 - ``operator.json``, written by ``zk0agg start`` (``LoopbackFederation`` on loopback), whose path is in the
-  SuperLink's environment (``ZK0_OPERATOR_FILE``), inherited by every ServerApp process: the chain, registry,
-  verifier, SRS, cache and the folder where runs write (``outputs``);
+  SuperLink's environment (``ZK0_OPERATOR_FILE``), inherited by every ServerApp process: chain, registry, verifier,
+  validation set;
 - ``runs/<flower run id>.json`` beside it, written by ``zk0agg run`` right after it submitted the run: that run's
-  output folder, ``--resume``, ``--no-verify``, ``--srs``, ``--cache-dir``. A run submitted by anyone else gets no
-  such file: it writes to ``<outputs>/flwr-run-<id>`` with the operator's defaults.
+  output folder, ``--resume``, ``--no-verify``, ``--srs``, ``--cache-dir`` and its verdict settings.
 
-``FederationConfig.from_run_config`` refuses a run config that names any of these keys.
+The run file is also the operator's signature on the run: a ServerApp under ``zk0agg start`` whose run has none
+(submitted with ``flwr run`` or the Control API by anyone, N1 of issue 30) refuses the run before it reads the
+aggregator key, the chain, the validation set or the nodes (``RunNotSubmitted``). ``FederationConfig.from_run_config``
+refuses a run config that names any operator key.
 """
 
 from __future__ import annotations
@@ -29,10 +39,19 @@ from node.errors import UserError
 log = logging.getLogger(__name__)
 
 OPERATOR_FILE_ENV = "ZK0_OPERATOR_FILE"
+SUPERLINK_LOG_ENV = "ZK0_SUPERLINK_LOG"  # the SuperLink's log file, where a ServerApp also writes why it refused
 # FederationConfig fields a run may not choose: endpoints, trust decisions, paths on the aggregator's machine
-OPERATOR_KEYS = ("chain_rpc", "registry", "verifier_url", "verify", "onchain_verify", "srs", "out_dir", "resume",
+ENDPOINT_KEYS = ("chain_rpc", "registry", "verifier_url", "verify", "onchain_verify", "srs", "out_dir", "resume",
                  "cache_dir", "validation")  # validation: the data that judges the nodes (protocol/validation.py)
+# ... and the settings that decide verdicts or rewards (zk0agg run's flags and -c, never the run config)
+VERDICT_KEYS = ("harm_tolerance", "rise_tolerance", "min_gain", "selection", "krum_f", "krum_m", "min_nodes",
+                "rounds")
+OPERATOR_KEYS = (*ENDPOINT_KEYS, *VERDICT_KEYS)
 RUN_FILE_WAIT = 30.0  # seconds a ServerApp waits for zk0agg run's file of its run (written just after submission)
+
+
+class RunNotSubmitted(UserError):
+    """A run under ``zk0agg start`` that ``zk0agg run`` did not submit (no run file): refused, nothing touched."""
 
 
 def write_json_private(path: Path, data: dict) -> None:
@@ -45,16 +64,16 @@ def write_json_private(path: Path, data: dict) -> None:
 
 
 def check_settings(settings: dict, source: str) -> dict:
-    """Only ``OPERATOR_KEYS`` (and ``outputs``), snake_case: a typo in an operator file is an error, not a default."""
-    unknown = sorted(set(settings) - {*OPERATOR_KEYS, "outputs"})
+    """Only ``OPERATOR_KEYS``, snake_case: a typo in an operator file is an error, not a default."""
+    unknown = sorted(set(settings) - set(OPERATOR_KEYS))
     if unknown:
         raise UserError(f"{source}: unknown operator setting(s) {', '.join(unknown)}; known: "
-                        f"{', '.join([*OPERATOR_KEYS, 'outputs'])}")
+                        f"{', '.join(OPERATOR_KEYS)}")
     return settings
 
 
 def write_operator_file(path: Path, settings: dict) -> Path:
-    """``zk0agg start``'s settings for every run of its SuperLink (``outputs``: the folder runs write under)."""
+    """``zk0agg start``'s settings for every run of its SuperLink."""
     write_json_private(path, check_settings(dict(settings), str(path)))
     return path
 
@@ -64,7 +83,8 @@ def run_file(operator_file: Path, run_id: int) -> Path:
 
 
 def write_run_settings(operator_file: Path, run_id: int, settings: dict) -> Path:
-    """``zk0agg run``'s settings for its own run ``run_id`` (out_dir, resume, verify, srs, cache_dir)."""
+    """``zk0agg run``'s settings for its own run ``run_id`` (out_dir, resume, verify, srs, cache_dir, verdicts):
+    written only on the aggregator's machine, it is what makes ``run_id`` a run of the operator's."""
     path = run_file(operator_file, run_id)
     write_json_private(path, check_settings(dict(settings), str(path)))
     return path
@@ -83,23 +103,34 @@ def _read(path: Path) -> dict:
 def operator_settings(run_id: int, environ: dict | None = None, wait: float = RUN_FILE_WAIT) -> dict:
     """The operator's settings for Flower run ``run_id``, as ``FederationConfig`` fields.
 
-    Without ``ZK0_OPERATOR_FILE`` in the environment there are none (the dataclass defaults: an unverified run in
-    ``outputs/run``). ``runs/<run_id>.json`` is waited for up to ``wait`` seconds, since ``zk0agg run`` writes it
-    only once the SuperLink has given the run its id.
+    Without ``ZK0_OPERATOR_FILE`` in the environment (a SuperLink that ``zk0agg start`` did not start) there is no
+    operator: the dataclass defaults (an unverified run in ``outputs/run``: no key, no chain, no validation set).
+    Under ``zk0agg start``, ``runs/<run_id>.json`` is waited for up to ``wait`` seconds (``zk0agg run`` writes it
+    once the SuperLink has given the run its id); a run without one is refused (``RunNotSubmitted``).
     """
     environ = os.environ if environ is None else environ
     if not environ.get(OPERATOR_FILE_ENV):
         return {}
     path = Path(environ[OPERATOR_FILE_ENV])
-    settings = _read(path)
     per_run, deadline = run_file(path, run_id), time.monotonic() + wait
     while not per_run.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
-    outputs = settings.pop("outputs", "") or "outputs"
-    if per_run.exists():
-        settings.update({k: v for k, v in _read(per_run).items() if k != "outputs"})
-    else:
-        log.warning("run %d: no settings of zk0agg run (%s); the operator's defaults, outputs in %s", run_id,
-                    per_run, outputs)
-    settings.setdefault("out_dir", str(Path(outputs) / f"flwr-run-{int(run_id)}"))
-    return settings
+    if not per_run.exists():
+        raise RunNotSubmitted(f"run {int(run_id)} refused: the aggregator's operator did not submit it (no {per_run}; "
+                              "zk0agg run on the aggregator's machine writes it); nothing was signed or recorded")
+    return {**_read(path), **_read(per_run)}
+
+
+def tell_superlink_log(line: str, environ: dict | None = None) -> None:
+    """Append ``line`` to the SuperLink's log (``ZK0_SUPERLINK_LOG``): Flower keeps a ServerApp's output for the
+    run's own log only, and the operator reads the SuperLink's to learn what was refused there."""
+    from datetime import UTC, datetime
+
+    path = (os.environ if environ is None else environ).get(SUPERLINK_LOG_ENV)
+    if not path:
+        return
+    try:
+        with open(path, "a") as out:  # the SuperLink appends too: one short write is one line
+            out.write(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} zk0 ServerApp: {line}\n")
+    except OSError as err:
+        log.warning("cannot write to the SuperLink's log %s: %s", path, err)

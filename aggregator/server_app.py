@@ -154,7 +154,7 @@ def _run_rounds(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         committed = {r["round"]: r["new_global_hash"] for r in (previous.summary["rounds"] if previous else [])}
         verification.resume(committed)
         outputs.set_chain(verification.chain_id, verification.registry.address, run_id=chain_run,
-                          circuit_id=verification.circuit.circuit_id,
+                          circuit_id=verification.circuit_key, prover_circuit_id=verification.circuit.circuit_id,
                           circuit_registered=verification.circuit_registered, srs=verification.circuit.srs.kind,
                           srs_sha256=verification.circuit.srs.sha256)
 
@@ -319,22 +319,26 @@ class _OneLineRefusal(logging.Filter):
 
 def make_server_app(cfg: FederationConfig | None = None, console=None) -> ServerApp:
     """A ServerApp for ``cfg``; without one (deployment), the learning comes from Flower's run config and the
-    endpoints, trust settings and paths from the operator's files (``aggregator.operator``)."""
+    endpoints, trust settings, paths and verdict rules from the operator's files (``aggregator.operator``). Under
+    ``zk0agg start``, a run the operator did not submit is refused there, first: before the aggregator key, the
+    chain, the validation set or the nodes are touched (N1, issue 30)."""
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         run_cfg = cfg
         if run_cfg is None:  # deployment (a ServerApp process of its own): the same quiet log as the CLIs
-            from aggregator.operator import operator_settings
+            from aggregator.operator import RunNotSubmitted, operator_settings, tell_superlink_log
 
             setup_logging()
             logging.getLogger("flwr").addFilter(_OneLineRefusal())
             try:
-                run_cfg = FederationConfig.from_run_config(dict(context.run_config),
-                                                           operator=operator_settings(context.run_id))
+                operator = operator_settings(context.run_id)  # first: RunNotSubmitted unless the operator's run
+                run_cfg = FederationConfig.from_run_config(dict(context.run_config), operator=operator)
                 return run_federation(grid, run_cfg, console=console)
             except (UserError, ChainUnavailable) as err:  # a setting or an endpoint, not a bug: one line
+                if isinstance(err, RunNotSubmitted):  # the operator learns of it in the SuperLink's log too
+                    tell_superlink_log(str(err))
                 raise RunRefused(str(err)) from None
         run_federation(grid, run_cfg, console=console)
 

@@ -16,6 +16,8 @@ from aggregator.cli.common import (
     superlink_of,
     wandb_wanted,
 )
+from aggregator.config import SELECTIONS
+from aggregator.operator import ENDPOINT_KEYS, VERDICT_KEYS
 from node.cliargs import add_command, at_least, fraction
 from node.errors import UserError
 from node.logs import tee_output
@@ -39,6 +41,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="training steps per node per round (default 20)")
     run.add_argument("--krum-f", type=at_least(0), default=0, help="Byzantine nodes Krum tolerates (default 0)")
     run.add_argument("--krum-m", type=at_least(1), default=2, help="updates MultiKrum averages (default 2)")
+    run.add_argument("--harm-tolerance", type=at_least(0, float), metavar="TAU",
+                     help="a score below -TAU is HARMFUL (default: measured for --model, node/thresholds.py)")
+    run.add_argument("--rise-tolerance", type=at_least(0, float), metavar="RHO",
+                     help="a proven loss rising by more than RHO (a fraction) is NO_IMPROVEMENT (default: measured)")
+    run.add_argument("--min-gain", type=at_least(0, float), metavar="G",
+                     help="a reply is averaged in only above G x the validation loss (default: measured)")
+    run.add_argument("--selection", choices=SELECTIONS, default="usefulness",
+                     help="weigh useful replies by score (usefulness, default) or Multi-Krum's m best (multikrum)")
     run.add_argument("--fraction-evaluate", type=fraction, default=1.0,
                      help="share of nodes that also evaluate each round (default 1.0)")
     run.add_argument("--srs", default="dev", metavar="FILE|dev", help="the federation's SRS (default dev)")
@@ -48,7 +58,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--timeout", type=at_least(1, float), default=600.0,
                      help="seconds a round waits for replies (default 600)")
     run.add_argument("-c", "--run-config", action="append", metavar="KEY=VALUE",
-                     help="any other run-config key of the app (repeatable), e.g. -c slice-rows=16")
+                     help="any other run-config key of the app (repeatable), e.g. -c slice-rows=16; a verdict "
+                     "setting given so (-c min-gain=0.02) goes to the run's operator file like its flag")
     run.add_argument("--app", metavar="DIR", help="zk0 source tree to bundle (default: this one)")
     run.add_argument("--fab", metavar="FILE", help="submit this app bundle (flwr build output) instead of bundling")
     run.add_argument("--resume", action="store_true", help="continue the run in --out (summary, checkpoint, journal)")
@@ -76,18 +87,24 @@ def _run(args: argparse.Namespace) -> int:
     if not args.no_verify and not state.get("chain_rpc"):
         raise UserError("the aggregator was started without a chain: zk0agg start --chain-rpc URL --registry "
                         "ADDRESS, or zk0agg run --no-verify")
-    fed = FederationConfig(rounds=args.rounds, model=args.model, sim_task=args.task, local_steps=args.local_steps,
-                           min_nodes=args.min_nodes,
-                           krum_f=args.krum_f, krum_m=args.krum_m, fraction_evaluate=args.fraction_evaluate,
-                           heldout=args.heldout, timeout=args.timeout, wandb=wandb_wanted(args))
-    # this run's operator settings: written on this machine for its ServerApp, never sent in the run config
+    extra, verdicts = _run_settings(args.run_config)
+    gate = {name: value for name in ("harm_tolerance", "rise_tolerance", "min_gain")
+            if (value := getattr(args, name)) is not None}  # unset: the model's measured thresholds
+    fed = FederationConfig(**{"rounds": args.rounds, "min_nodes": args.min_nodes, "krum_f": args.krum_f,
+                              "krum_m": args.krum_m, "selection": args.selection, **gate, **verdicts},
+                           model=extra.get("model", args.model), sim_task=args.task, local_steps=args.local_steps,
+                           fraction_evaluate=args.fraction_evaluate, heldout=args.heldout, timeout=args.timeout,
+                           wandb=wandb_wanted(args))
+    # this run's operator settings: written on this machine for its ServerApp, never sent in the run config; the
+    # file is also what makes the run the operator's (a run without one is refused: aggregator.operator)
     settings = {"out_dir": out_dir, "resume": args.resume, "verify": not args.no_verify,
                 "cache_dir": str(Path(args.cache_dir).resolve()),
-                "srs": args.srs if args.srs == "dev" else str(Path(args.srs).resolve())}
-    extra = _run_settings(args.run_config)
+                "srs": args.srs if args.srs == "dev" else str(Path(args.srs).resolve()),
+                **{name: getattr(fed, name) for name in VERDICT_KEYS}}
     fab = _app_bundle(args)
     config = {**run_config(fed, fab), **extra}
-    FederationConfig.from_run_config(config, environ={})  # every run value checked as the ServerApp will, first
+    verdict = {name: settings[name] for name in VERDICT_KEYS}  # every run value checked as the ServerApp will, first
+    FederationConfig.from_run_config(config, environ={}, operator=verdict)
     _check_endpoints(state, settings["verify"])
     check_dataset(args.heldout, "--heldout")
     tee_output(Path(out_dir) / "zk0agg-run.log")
@@ -100,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
           f"{'verified' if settings['verify'] else 'unverified'}; outputs in {settings['out_dir']}", flush=True)
     if args.detach:
         return 0
-    return _follow(address, run_id, insecure, ca, Path(out_dir), args.timeout * (args.rounds + 1) + 600)
+    return _follow(address, run_id, insecure, ca, Path(out_dir), args.timeout * (fed.rounds + 1) + 600)
 
 
 def _follow(address: str, run_id: int, insecure: bool, ca: Path | None, out: Path, timeout: float) -> int:
@@ -148,17 +165,19 @@ def _check_endpoints(state: dict, verify: bool) -> None:
         check_services(state["verifier_url"])
 
 
-def _run_settings(items: list[str] | None) -> dict:
-    """The ``-c KEY=VALUE`` run-config keys; the operator's keys (endpoints, trust, paths, secrets) are refused."""
+def _run_settings(items: list[str] | None) -> tuple[dict, dict]:
+    """The ``-c KEY=VALUE`` keys: (run config, verdict settings). A verdict setting (``VERDICT_KEYS``) goes to the
+    run's operator file, never the run config; the other operator keys (endpoints, trust, paths, secrets) are
+    refused: they have flags of their own."""
     from aggregator.config import SECRET_ENV
-    from aggregator.operator import OPERATOR_KEYS
 
     extra = _parse_run_config(items)
-    refused = sorted(k for k in extra if k.replace("-", "_") in (*OPERATOR_KEYS, *SECRET_ENV))
+    refused = sorted(k for k in extra if k.replace("-", "_") in (*ENDPOINT_KEYS, *SECRET_ENV))
     if refused:
         raise UserError(f"-c {refused[0]}: not a run setting; endpoints, trust settings and paths are the operator's "
                         "(zk0agg start's flags, or this command's --out/--resume/--srs/--cache-dir/--no-verify)")
-    return extra
+    verdicts = {k.replace("-", "_"): extra.pop(k) for k in list(extra) if k.replace("-", "_") in VERDICT_KEYS}
+    return extra, verdicts
 
 
 def _parse_run_config(items: list[str] | None) -> dict:

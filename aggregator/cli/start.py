@@ -36,8 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         sub, "start", _start,
         help="run the federation's SuperLink (and optionally the verifier service) until stopped",
         description="Run Flower's SuperLink for this federation until Ctrl-C: nodes connect to it, zk0agg run submits "
-        "runs to it. Its ServerApp processes run only the pinned app bundle and get the aggregator key through "
-        f"their environment ({AGGREGATOR_KEY_ENV}), never through the run config that every node receives.")
+        "runs to it. Its ServerApp processes run only the pinned app bundle, only for runs zk0agg run submitted on "
+        f"this machine, and get the aggregator key through their environment ({AGGREGATOR_KEY_ENV}), never through "
+        "the run config that every node receives. Flower's Control API answers this machine only.")
     start.add_argument("--host", help="address to listen on (default 0.0.0.0; 127.0.0.1 with --insecure)")
     start.add_argument("--port", type=port, default=9092,
                        help="the one port of the Fleet (nodes), Control (runs) and Runtime APIs (default 9092)")
@@ -60,8 +61,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _add_verifier_flags(start)
     start.add_argument("--onchain-verify", action="store_true",
                        help="the registry also verifies each signed reply's proof (EZKL's verifier contract)")
-    start.add_argument("--outputs", default="outputs", metavar="DIR",
-                       help="runs not submitted by zk0agg run write under DIR/flwr-run-<id> (default outputs)")
+    start.add_argument("--control-api-public", action="store_true",
+                       help="answer Flower's Control API (submit, stop, list runs, read logs, register SuperNodes) "
+                       "from any address, not this machine's only: put Flower's account authentication in front of "
+                       "it first (it has no login otherwise); runs zk0agg run did not submit are refused either way")
     add_state_flag(start)
 
 
@@ -104,10 +107,8 @@ def _start(args: argparse.Namespace) -> int:
     options = SuperLinkOptions(state_dir, hashes, host=args.host or ("127.0.0.1" if args.insecure else "0.0.0.0"),
                                port=args.port, insecure=args.insecure, ssl_certfile=args.ssl_certfile,
                                ssl_keyfile=args.ssl_keyfile, ssl_ca_certfile=args.ssl_ca_certfile,
-                               supernode_auth=args.enable_supernode_auth)
-    outputs = Path(args.outputs).expanduser().resolve()
-    if outputs.exists() and not outputs.is_dir():
-        raise UserError(f"--outputs {outputs} is not a folder")
+                               supernode_auth=args.enable_supernode_auth,
+                               control_api_public=args.control_api_public)
     processes: list[ManagedProcess] = []
     verifier_url = args.verifier_url
     if verifier_url:
@@ -121,7 +122,7 @@ def _start(args: argparse.Namespace) -> int:
         # what every run's ServerApp trusts and where it writes: the operator's, never a run's (aggregator.operator)
         options.operator = {"chain_rpc": chain_rpc or "", "registry": registry or "", "verify": bool(chain_rpc),
                             "verifier_url": verifier_url or "", "onchain_verify": args.onchain_verify,
-                            "validation": args.validation or "", "outputs": str(outputs)}
+                            "validation": args.validation or ""}
         superlink = options.start(secrets_env)
         processes.append(superlink)
         state = _start_state(args, options, chain_rpc, registry, verifier_url)
@@ -202,9 +203,19 @@ def _print_started(args: argparse.Namespace, state_dir: Path, options, superlink
           f"  chain    {f'{shown_rpc}, registry {registry}' if chain_rpc else 'none (unverified runs only)'}\n"
           f"  verifier {verifier_url or 'in the ServerApp process'}\n"
           f"  validation {args.validation or 'none: updates are not scored (--validation URI)'}\n"
+          f"  control  {_control_line(options)}\n"
           f"  logs     {superlink.log_path}, {state_dir / 'zk0agg-start.log'}\n"
           f"  status   zk0agg status --state-dir {state_dir}\n"
           f"next: zk0agg run --rounds N --heldout URI   (Ctrl-C stops the aggregator)", flush=True)
+
+
+def _control_line(options) -> str:
+    """Who may use Flower's Control API (one port with the nodes' Fleet API in flwr 1.41), and which runs run."""
+    runs = "runs zk0agg run did not submit are refused"
+    if options.control_api_public:
+        return (f"Flower's Control API open to any address on port {options.port} (--control-api-public): it has no "
+                f"login without Flower's account authentication; {runs}")
+    return f"Flower's Control API for this machine only (zk0agg run here); {runs}"
 
 
 def _wait_for_exit(processes: list) -> int:

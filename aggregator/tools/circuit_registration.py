@@ -81,8 +81,8 @@ def ensure_circuit_registered(owner: Registry, circuit) -> tuple[CircuitInfo, bo
     reg = evm_registration(circuit)
     deployed = owner._send(owner.w3.eth.contract(abi=reg.abi, bytecode=reg.bytecode).constructor(), "deploy verifier")
     address, gas = deployed["contractAddress"], deployed["gasUsed"]
-    _check_sample(owner, circuit, reg, address)
     registered, _ = owner.register_circuit(address, list(reg.vka), reg.proof_length, reg.output_scales)
+    _check_sample(owner, circuit, reg, address)  # the verifier knows the VKA once registered
     if registered != key:
         raise ChainError(f"the registry registered circuit {circuit.circuit_id} as {registered}, but nodes derive "
                          f"{key}: the deployed verifier's code is not prover.evm.REUSABLE_VERIFIER_CODEHASH's")

@@ -138,7 +138,8 @@ def _register_circuit(demo: DemoConfig, fed: FederationConfig, demo_chain: DemoC
     circuit = federation_circuit(fed.model, heldout, fed.slice_rows, fed.srs, demo.cache_dir, fed.seed)
     owner = Registry.at(connect(demo_chain.chain.rpc_url), demo_chain.registry, demo_chain.owner_key)
     info, _ = ensure_circuit_registered(owner, circuit)
-    console.print(f"circuit {circuit.circuit_id} registered on chain ({time.perf_counter() - t0:.0f}s): reusable "
+    console.print(f"circuit {circuit.circuit_id} registered on chain as {info.circuit_id[:18]}… "
+                  f"({time.perf_counter() - t0:.0f}s): reusable "
                   f"EVM verifier {info.verifier}, {proof_sizes(info.proof_length)}")
 
 
@@ -188,8 +189,10 @@ def _run_deployment(demo: DemoConfig, fed: FederationConfig, setups: list[NodeSe
     work = out / "deployment"
     env = {**os.environ, "FLWR_HOME": str(work / "flwr-home")}  # installed app bundles stay in the demo's folder
     secrets = {"ZK0_AGGREGATOR_KEY": fed.aggregator_key} if fed.verify else {}
-    operator = operator_part(fed)  # the operator's side, by file: never in the run config (aggregator.operator)
-    federation = LoopbackFederation(work, [digest], secrets, operator={**operator, "outputs": str(out)}, env=env)
+    # the operator's side (endpoints, paths, verdict rules), by file: never in the run config (aggregator.operator);
+    # the run file submit_operator_run writes is also what makes the run the operator's
+    operator = operator_part(fed)
+    federation = LoopbackFederation(work, [digest], secrets, operator=operator, env=env)
     console.print(f"deployment engine on loopback: app bundle {digest} (every process runs only this one); "
                   f"logs in {work}")
     try:

@@ -8,8 +8,14 @@ run config through Flower's Control API (``submit_run``) and follows the run's l
 Secrets never travel in the run config: Flower sends the run config to every node. The ServerApp reads the
 aggregator's chain key and the verifier token from its own environment, which ``flower-superlink`` passes on to
 each ServerApp process it starts (``ZK0_AGGREGATOR_KEY``, ``ZK0_VERIFIER_TOKEN``; see ``aggregator.config``).
-Endpoints, trust settings and paths are the operator's too (``aggregator.operator``): the SuperLink's
-``operator.json`` and, per run, the file ``zk0agg run`` writes after submitting; a run config naming one is refused.
+Endpoints, trust settings, paths and the settings that decide verdicts or rewards are the operator's too
+(``aggregator.operator``): the SuperLink's ``operator.json`` and, per run, the file ``zk0agg run`` writes after
+submitting (``submit_operator_run``), without which the ServerApp refuses the run; a run config naming one is refused.
+
+flwr 1.41 serves the Fleet, Control and Runtime APIs on one port, and its Control API has no login without Flower's
+enterprise authentication. ``SuperLinkOptions`` therefore runs ``flower-superlink`` through
+``aggregator.tools.control_guard``, which answers Control API requests from loopback peers only (unless
+``control_api_public``).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aggregator.operator import OPERATOR_FILE_ENV, OPERATOR_KEYS, write_operator_file
+from aggregator.operator import OPERATOR_FILE_ENV, OPERATOR_KEYS, SUPERLINK_LOG_ENV, write_operator_file
 from node.app_guard import HASHES_ENV
 from node.errors import UserError
 from node.supernode import flower_script, install_guard, scripts_dir
@@ -153,6 +159,7 @@ class SuperLinkOptions:
     ssl_keyfile: Path | None = None
     ssl_ca_certfile: Path | None = None
     supernode_auth: bool = False
+    control_api_public: bool = False  # False: the Control API answers loopback peers only (tools/control_guard.py)
     database: str | None = None  # None: state_dir/superlink.db (runs and registered node keys survive restarts)
     operator: dict = field(default_factory=dict)  # the operator's settings of every run (aggregator.operator)
 
@@ -180,7 +187,9 @@ class SuperLinkOptions:
         return self.state_dir / "operator.json"
 
     def command(self) -> list[str]:
-        cmd = [flower_script("flower-superlink"), "--host", self.host, "--port", str(self.port),
+        superlink = ([flower_script("flower-superlink")] if self.control_api_public else
+                     [sys.executable, "-m", "aggregator.tools.control_guard"])
+        cmd = [*superlink, "--host", self.host, "--port", str(self.port),
                "--disable-runtime-dependency-installation", "--isolation", "subprocess",
                "--database", self.database or str(self.state_dir / "superlink.db")]
         if self.insecure:
@@ -208,8 +217,9 @@ class SuperLinkOptions:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         install_guard(self.state_dir / "bin", "serverapp")
         write_operator_file(self.operator_file, self.operator)
-        process = start_process("superlink", self.command(), log_path or self.state_dir / "superlink.log",
-                                env=self.environment(secrets, env), cwd=self.state_dir)
+        log_path = Path(log_path or self.state_dir / "superlink.log").resolve()
+        environment = {**self.environment(secrets, env), SUPERLINK_LOG_ENV: str(log_path)}
+        process = start_process("superlink", self.command(), log_path, env=environment, cwd=self.state_dir)
         try:
             wait_for_port("127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host, self.port, process, wait)
         except BaseException:
@@ -243,7 +253,7 @@ def app_run_config_keys(fab: bytes) -> set[str]:
 def run_config(fed, fab: bytes) -> dict:
     """``fed``'s learning settings as Flower run config (kebab-case): every field the app declares, and any other
     field that differs from its default (``submit_run`` then says the app lacks it). Secrets (by env) and the
-    operator's settings (``operator_part``, by file) are left out."""
+    operator's settings (``operator_part``, by file: endpoints, paths, verdict rules) are left out."""
     from dataclasses import fields
 
     from aggregator.config import SECRET_ENV
@@ -258,7 +268,8 @@ def run_config(fed, fab: bytes) -> dict:
 
 
 def operator_part(fed) -> dict:
-    """``fed``'s operator-only settings (``aggregator.operator.OPERATOR_KEYS``), for the operator's files."""
+    """``fed``'s operator-only settings (``aggregator.operator.OPERATOR_KEYS``), for the operator's files: what the
+    deployment demo and the tests hand ``submit_operator_run`` (``zk0agg run`` builds the same from its flags)."""
     return {name: getattr(fed, name) for name in OPERATOR_KEYS}
 
 

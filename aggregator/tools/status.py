@@ -151,17 +151,17 @@ def aggregator_status(state_dir: str | Path) -> AggregatorStatus:
     return status
 
 
-def _run_out_dir(run_id: int, state: dict, config: dict) -> str:
-    """Where a run writes: the operator's files say (aggregator.operator), never the run config."""
+def _operator_run(run_id: int, state: dict) -> dict:
+    """Where a run writes and its rounds: the operator's files say (aggregator.operator), never the run config; {}
+    for a run the operator did not submit (its ServerApp refuses it) or an unreadable operator file."""
     from aggregator.operator import OPERATOR_FILE_ENV, operator_settings
 
-    if state.get("operator_file"):
-        try:
-            settings = operator_settings(run_id, {OPERATOR_FILE_ENV: state["operator_file"]}, wait=0)
-            return str(settings.get("out_dir", ""))
-        except Exception:  # an unreadable operator file: status still answers, without the run's progress
-            return ""
-    return str(config.get("out-dir", ""))
+    if not state.get("operator_file"):
+        return {}
+    try:
+        return operator_settings(run_id, {OPERATOR_FILE_ENV: state["operator_file"]}, wait=0)
+    except Exception:  # status still answers, without the run's progress
+        return {}
 
 
 def _ask_superlink(status: AggregatorStatus, state: dict) -> None:
@@ -182,9 +182,9 @@ def _ask_superlink(status: AggregatorStatus, state: dict) -> None:
     status.nodes_online = sorted(n.node_id for n in nodes if n.status == "online")
     for run in sorted(runs, key=lambda r: r.run_id):
         text = run.status.status + (f":{run.status.sub_status}" if run.status.sub_status else "")
-        config = dict(run.override_config)
-        rounds = config.get("rounds")
-        state_ = RunState(run.run_id, text, run.fab_hash, _run_out_dir(run.run_id, state, config),
+        settings = _operator_run(run.run_id, state)
+        rounds = settings.get("rounds")
+        state_ = RunState(run.run_id, text, run.fab_hash, str(settings.get("out_dir", "")),
                           int(rounds) if rounds is not None else None)
         if state_.out_dir:
             state_.rounds_done, state_.pending_chain_ops, state_.failed_chain_ops = run_progress(state_.out_dir)

@@ -143,3 +143,36 @@ def test_register_circuit_defaults_to_the_runs_model_and_the_app_config_to_the_d
     assert args.model == run.model == demo.model == "learn" and run.task == demo.task == "reach"
     declared = tomllib.loads((SOURCE_ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
     assert (declared["model"], declared["sim-task"]) == ("learn", "reach")
+
+
+def test_run_writes_what_decides_verdicts_to_its_run_file_never_the_run_config(fixtures, tmp_path, monkeypatch):
+    """N1 (issue 30): the gate's tolerances, min-gain, the selection rule, Krum's f and m, min-nodes and rounds are
+    the operator's. ``zk0agg run`` (flags, or ``-c`` on this machine) writes them to ``runs/<id>.json`` beside the
+    SuperLink's operator.json, 0600, and submits a run config without them; the ServerApp's config, built from that
+    file as the ServerApp builds it, has them. Only the network call is left out (``submit_run``); the run file is
+    written by the real ``submit_operator_run``."""
+    from aggregator.config import FederationConfig
+    from aggregator.operator import OPERATOR_FILE_ENV, VERDICT_KEYS, operator_settings, write_operator_file
+
+    sent: list[dict] = []
+    monkeypatch.setattr("aggregator.tools.deploy.submit_run",
+                        lambda address, fab, config, insecure, ca=None: sent.append(config) or 7)
+    monkeypatch.setattr("aggregator.cli.run.tee_output", lambda path: Path(path))
+    _dataset_here(fixtures, tmp_path)
+    result = _run(tmp_path, "local:data/heldout", "run", "--model", "tiny", "--rounds", "4", "--min-nodes", "5",
+                  "--krum-f", "1", "--krum-m", "3", "--harm-tolerance", "0.3", "--selection", "multikrum",
+                  "-c", "min-gain=0.05", "-c", "rise-tolerance=0.4", "-c", "eval-batches=2")
+    assert result.returncode == 0, result.stderr
+    assert "4 round(s)" in result.stdout
+    (config,) = sent
+    assert config["eval-batches"] == 2 and not {k.replace("-", "_") for k in config} & set(VERDICT_KEYS)
+    state = tmp_path / "state"
+    run_file = state / "runs" / "7.json"
+    assert oct(run_file.stat().st_mode & 0o777) == "0o600"
+    write_operator_file(state / "operator.json", {})  # what zk0agg start writes (no chain here)
+    settings = operator_settings(7, {OPERATOR_FILE_ENV: str(state / "operator.json")}, wait=0)
+    cfg = FederationConfig.from_run_config(config, environ={}, operator=settings)
+    assert {name: getattr(cfg, name) for name in VERDICT_KEYS} == {
+        "rounds": 4, "min_nodes": 5, "krum_f": 1, "krum_m": 3, "harm_tolerance": 0.3, "rise_tolerance": 0.4,
+        "min_gain": 0.05, "selection": "multikrum"}
+    assert (cfg.out_dir, cfg.verify, cfg.eval_batches) == (str(tmp_path / "run"), False, 2)

@@ -230,6 +230,56 @@ def addresses(wallets: list[str]) -> list[str]:
     return [read_address(w) for w in wallets]
 
 
+def flwr_run(tmp_path: Path, address: str, *args: str) -> subprocess.CompletedProcess:
+    """``flwr run`` of this source tree, as anyone who reaches the SuperLink could type it (its own FLWR_HOME)."""
+    home = tmp_path / "flwr-stranger"
+    home.mkdir(exist_ok=True)
+    (home / "config.toml").write_text(f'[superlink]\ndefault = "link"\n\n[superlink.link]\naddress = "{address}"\n'
+                                      'insecure = true\n')
+    return subprocess.run([str(Path(sys.executable).parent / "flwr"), "run", str(ROOT), "link", "--format", "json",
+                           *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "FLWR_HOME": str(home), "FLWR_TELEMETRY_ENABLED": "0"})
+
+
+def test_a_run_the_operator_did_not_submit_is_refused(deployed, tmp_path):
+    """N1 (issue 30): the Control API has no login, and a run submitted with plain ``flwr run`` (no ``zk0agg run``,
+    so no ``runs/<id>.json`` on the aggregator's machine) used the operator's key and validation set with the
+    submitter's tolerances, Krum and rounds. Now the verdict settings are not in the app's run config (the SuperLink
+    refuses them), and a run of the pinned bundle without its run file is refused by the ServerApp before it touches
+    the key, the chain or the nodes: the run fails with one line that says why; nothing signed, nothing written."""
+    from flwr.proto.control_pb2 import ListRunsRequest
+
+    from aggregator.tools.deploy import control_client
+
+    address, registry = deployed.state["superlink"], deployed.registry
+    aggregator = registry.aggregator()
+    nonce, rounds = registry.w3.eth.get_transaction_count(aggregator), len(registry.rounds())
+    client = control_client(address, insecure=True)
+    try:
+        runs_before = set(client.ListRuns(ListRunsRequest()).run_dict)
+        generous = flwr_run(tmp_path, address, "--run-config", "rounds=1000 krum-m=50 min-nodes=1 min-gain=0.0")
+        answer = json.loads(generous.stdout)  # flwr run --format json exits 0 and says it in the JSON
+        assert not answer["success"] and "Invalid run configuration" in answer["error-message"], answer
+        assert set(client.ListRuns(ListRunsRequest()).run_dict) == runs_before  # refused by the SuperLink
+    finally:
+        client.close()
+    plain = flwr_run(tmp_path, address)
+    answer = json.loads(plain.stdout)
+    assert plain.returncode == 0 and answer["success"], f"{plain.stdout}\n{plain.stderr}"
+    run_id = int(answer["run-id"])
+    result = follow_run(address, run_id, insecure=True, timeout=300)
+    log = "".join(result.log_lines)
+    assert result.status == "failed", (result, log[-3000:])
+    assert "refused app bundle" not in log, "the source tree changed while the deployment ran (others' edits?)"
+    why = f"run {run_id} refused: the aggregator's operator did not submit it"
+    assert why in log and "Traceback" not in log, log[-3000:]
+    assert why in (deployed.work / ".zk0" / "aggregator" / "superlink.log").read_text()  # the operator's log too
+    assert registry.w3.eth.get_transaction_count(aggregator) == nonce and len(registry.rounds()) == rounds
+    state_dir = deployed.work / ".zk0" / "aggregator"
+    assert not (state_dir / "runs" / f"{run_id}.json").exists() and not (state_dir / "outputs").exists()
+    assert [p.parent for p in deployed.work.glob("*/summary.json")] == [deployed.out]  # the guide's run's only
+
+
 def test_verified_run(deployed):
     run = deployed.run
     assert run.returncode == 0, f"{run.stdout[-4000:]}\n{run.stderr[-4000:]}"

@@ -1,5 +1,6 @@
-"""Endpoints, trust settings and paths are the aggregator operator's: a run config naming one is refused, and the
-ServerApp takes them from the operator's files (aggregator.operator)."""
+"""Endpoints, trust settings, paths and the settings that decide verdicts or rewards are the aggregator operator's: a
+run config naming one is refused, the ServerApp takes them from the operator's files (aggregator.operator), and a
+run without its operator file is refused (N1, issue 30)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from aggregator.config import FederationConfig
 from aggregator.operator import (
     OPERATOR_FILE_ENV,
     OPERATOR_KEYS,
+    VERDICT_KEYS,
+    RunNotSubmitted,
     operator_settings,
     write_operator_file,
     write_run_settings,
@@ -21,50 +24,115 @@ from node.errors import UserError
 ATTACKER = {"chain-rpc": "http://attacker.example:8545", "registry": "0x" + "11" * 20,
             "verifier-url": "http://attacker.example/verify", "verify": False, "onchain-verify": False,
             "srs": "/tmp/attacker.srs", "out-dir": "/etc/zk0", "resume": True, "cache-dir": "/tmp/attacker"}
+# N1's run config: every reply averaged in and paid, a thousand rounds that each mint and advance unstake clocks
+GENEROUS = {"harm-tolerance": 1e9, "rise-tolerance": 1e9, "min-gain": 0.0, "selection": "multikrum", "krum-f": 0,
+            "krum-m": 50, "min-nodes": 1, "rounds": 1000}
 
 
 @pytest.mark.parametrize("key", sorted(ATTACKER))
 def test_run_config_cannot_set_operator_settings(key):
     assert key.replace("-", "_") in OPERATOR_KEYS
     with pytest.raises(UserError, match=f"^{key} must not be in the run config"):
-        FederationConfig.from_run_config({"rounds": 2, key: ATTACKER[key]}, environ={})
+        FederationConfig.from_run_config({"seed": 2, key: ATTACKER[key]}, environ={})
+
+
+@pytest.mark.parametrize("key", sorted(GENEROUS))
+def test_run_config_cannot_set_what_decides_verdicts_or_rewards(key):
+    """N1 (issue 30): a run's submitter chose the gate's tolerances, min-gain, Krum's f and m, min-nodes and rounds.
+    Each is refused in a run config, in one line that says where the operator sets it."""
+    assert {k.replace("-", "_") for k in GENEROUS} == set(VERDICT_KEYS)
+    with pytest.raises(UserError, match=f"^{key} must not be in the run config: it decides verdicts or rewards.*"
+                                        f"zk0agg run --{key} on the aggregator's machine"):
+        FederationConfig.from_run_config({"seed": 2, key: GENEROUS[key]}, environ={},
+                                         operator={"chain_rpc": "http://127.0.0.1:8545", "verify": False})
+
+
+def test_the_app_declares_no_operator_key():
+    """Flower refuses an override of a key the app does not declare (StartRun), so a plain ``flwr run --run-config
+    rounds=1000`` of the pinned bundle fails at the SuperLink already; from_run_config is the second wall."""
+    import tomllib
+
+    from node.trust import SOURCE_ROOT
+
+    declared = tomllib.loads((SOURCE_ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+    assert not {k.replace("-", "_") for k in declared} & set(OPERATOR_KEYS)
 
 
 def test_run_config_chooses_the_learning_only():
-    cfg = FederationConfig.from_run_config({"rounds": 4, "krum-f": 1, "local-steps": 5, "model": "tiny"},
+    cfg = FederationConfig.from_run_config({"local-steps": 5, "model": "tiny"},
                                            environ={"ZK0_AGGREGATOR_KEY": "0x" + "22" * 32},
                                            operator={"chain_rpc": "http://127.0.0.1:8545", "registry": "0x" + "33" * 20,
-                                                     "verify": True, "out_dir": "/srv/run"})
+                                                     "verify": True, "out_dir": "/srv/run", "rounds": 4, "krum_f": 1})
     assert (cfg.rounds, cfg.krum_f, cfg.local_steps, cfg.verify, cfg.out_dir) == (4, 1, 5, True, "/srv/run")
-    with pytest.raises(UserError, match="rounds is not an operator setting"):
-        FederationConfig.from_run_config({}, environ={}, operator={"rounds": 1})
+    with pytest.raises(UserError, match="local_steps is not an operator setting"):
+        FederationConfig.from_run_config({}, environ={}, operator={"local_steps": 1})
 
 
 def test_operator_files(tmp_path):
-    """operator.json for every run; runs/<id>.json (zk0agg run's) for its own run; nothing else is read."""
+    """operator.json for every run; runs/<id>.json (zk0agg run's) for its own run; a run without one is refused."""
     path = write_operator_file(tmp_path / "agg" / "operator.json", {
         "chain_rpc": "http://127.0.0.1:8545", "registry": "0x" + "33" * 20, "verify": True,
-        "verifier_url": "http://127.0.0.1:8470", "outputs": str(tmp_path / "outputs")})
+        "verifier_url": "http://127.0.0.1:8470", "validation": "local:/srv/val"})
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     environ = {OPERATOR_FILE_ENV: str(path)}
-    # a run submitted by someone else: the operator's endpoints, its own folder under the operator's outputs
-    other = operator_settings(7, environ, wait=0)
-    assert other["chain_rpc"] == "http://127.0.0.1:8545" and other["verify"] is True
-    assert other["out_dir"] == str(tmp_path / "outputs" / "flwr-run-7") and "resume" not in other
-    # zk0agg run's own run: its folder, resume, SRS
-    write_run_settings(path, 8, {"out_dir": str(tmp_path / "mine"), "resume": True, "srs": "dev", "verify": True})
+    # a run submitted by someone else (flwr run, the Control API): refused, whatever it was going to do
+    with pytest.raises(RunNotSubmitted, match=r"^run 7 refused: the aggregator's operator did not submit it "
+                                              r"\(no .*runs/7.json; zk0agg run .*\); nothing was signed or recorded"):
+        operator_settings(7, environ, wait=0.3)
+    # zk0agg run's own run: its folder, resume, SRS and verdict rules, over the operator's endpoints
+    verdicts = {"rounds": 4, "min_nodes": 5, "krum_f": 1, "krum_m": 3, "harm_tolerance": 0.3,
+                "rise_tolerance": 0.4, "min_gain": 0.05, "selection": "multikrum"}
+    run = write_run_settings(path, 8, {"out_dir": str(tmp_path / "mine"), "resume": True, "srs": "dev",
+                                       "verify": True, **verdicts})
+    assert oct(run.stat().st_mode & 0o777) == "0o600" and oct(run.parent.stat().st_mode & 0o777) == "0o700"
     mine = operator_settings(8, environ, wait=0)
     assert (mine["out_dir"], mine["resume"], mine["chain_rpc"]) == (str(tmp_path / "mine"), True,
                                                                    "http://127.0.0.1:8545")
-    assert operator_settings(9, {}, wait=0) == {}  # no operator file: the dataclass defaults (unverified)
+    cfg = FederationConfig.from_run_config({"local-steps": 5}, environ={"ZK0_AGGREGATOR_KEY": "0x" + "22" * 32},
+                                           operator=mine)
+    assert {name: getattr(cfg, name) for name in verdicts} == verdicts and cfg.validation == "local:/srv/val"
+    assert operator_settings(9, {}, wait=0) == {}  # no zk0agg start: the dataclass defaults (unverified, no key)
     path.write_text(json.dumps({"chain-rpc": "x"}))  # a typo is an error, not a silent default
     with pytest.raises(UserError, match="unknown operator setting"):
-        operator_settings(7, environ, wait=0)
+        operator_settings(8, environ, wait=0)
+
+
+def test_control_api_answers_loopback_peers_only():
+    """flwr 1.41 serves the Control API on the nodes' port with no login: zk0agg start's SuperLink (Flower's own app,
+    built here as flower-superlink builds it) answers a Control request from another address with 403 before Flower
+    reads it, and the Fleet API stays open to the nodes."""
+    import flwr.superlink.main as superlink
+    from fastapi.testclient import TestClient
+    from flwr.proto.control_pb2 import ListRunsRequest
+
+    from aggregator.tools.control_guard import guarded, is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("::ffff:127.0.0.2")
+    assert not any(is_loopback(h) for h in ("192.0.2.7", "::ffff:10.0.0.1", "", None, "testclient"))
+    flowers = superlink._get_middleware
+    try:
+        superlink._get_middleware = guarded(flowers)
+        app = superlink.create_app()
+    finally:
+        superlink._get_middleware = flowers
+    body, protobuf = ListRunsRequest().SerializeToString(), {"content-type": "application/protobuf"}
+
+    def post(host: str, path: str):
+        return TestClient(app, client=(host, 50000)).post(path, content=body, headers=protobuf)
+
+    for host in ("127.0.0.1", "::1"):
+        assert post(host, "/v1/control/list-runs").status_code == 200
+    for host in ("192.0.2.7", "::ffff:10.0.0.1"):
+        for path in ("/v1/control/list-runs", "/v1/control/start-run", "/v1/control/register-node",
+                     "/v1/control/stop-run/"):
+            refused = post(host, path)
+            assert refused.status_code == 403 and "answers its own machine only" in refused.text, (host, path)
+    assert "answers its own machine only" not in post("192.0.2.7", "/v1/fleet/send-node-heartbeat").text
 
 
 def test_deployment_run_config_leaves_the_operator_out():
-    """What zk0agg run and the deployment demo submit carries no operator setting, even for an app that declares
-    them (an older pyproject.toml)."""
+    """What zk0agg run and the deployment demo submit carries no operator setting (the verdict rules included), even
+    for an app that declares them (an older pyproject.toml): they go to the operator's files (operator_part)."""
     from flwr.cli.build import build_fab_from_files
 
     declared = "\n".join(f"{k} = {json.dumps(v)}" for k, v in ATTACKER.items())
@@ -72,14 +140,16 @@ def test_deployment_run_config_leaves_the_operator_out():
                  '[project]\nname = "zk0"\nversion = "0.1.0"\ndependencies = []\n\n'
                  '[tool.flwr.app]\npublisher = "zk0"\n\n'
                  '[tool.flwr.app.components]\nserverapp = "a:app"\nclientapp = "a:app"\n\n'
-                 f'[tool.flwr.app.config]\nrounds = 3\n{declared}\n')
+                 f'[tool.flwr.app.config]\nrounds = 3\nlocal-steps = 20\nmin-gain = -1.0\n{declared}\n')
     fab, _ = build_fab_from_files({"pyproject.toml": pyproject.encode(), "a.py": b""})
-    fed = FederationConfig(rounds=2, verify=True, chain_rpc="http://127.0.0.1:8545", registry="0x" + "33" * 20,
-                           aggregator_key="0x" + "22" * 32, out_dir="/srv/run", resume=True)
+    fed = FederationConfig(rounds=2, local_steps=5, min_gain=0.05, verify=True, chain_rpc="http://127.0.0.1:8545",
+                           registry="0x" + "33" * 20, aggregator_key="0x" + "22" * 32, out_dir="/srv/run", resume=True)
     config = run_config(fed, fab)
-    assert config["rounds"] == 2
+    assert config["local-steps"] == 5
     assert not {k.replace("-", "_") for k in config} & set(OPERATOR_KEYS)
-    assert operator_part(fed)["chain_rpc"] == "http://127.0.0.1:8545" and operator_part(fed)["resume"] is True
+    operator = operator_part(fed)
+    assert operator["chain_rpc"] == "http://127.0.0.1:8545" and operator["resume"] is True
+    assert (operator["rounds"], operator["min_gain"]) == (2, 0.05)
 
 
 def test_output_folder_and_journal_are_checked_before_a_run(tmp_path):

@@ -117,8 +117,8 @@ def test_config_rejects_bad_values(field, value):
 def test_config_from_flower_run_config():
     from aggregator.config import FederationConfig
 
-    cfg = FederationConfig.from_run_config({"rounds": 4, "krum-f": 1, "local-steps": 5, "unknown-key": 1})
-    assert (cfg.rounds, cfg.krum_f, cfg.local_steps) == (4, 1, 5)
+    cfg = FederationConfig.from_run_config({"local-steps": 5, "unknown-key": 1}, operator={"rounds": 4, "krum_f": 1})
+    assert (cfg.rounds, cfg.krum_f, cfg.local_steps) == (4, 1, 5)  # rounds and Krum: the operator's (N1, issue 30)
 
 
 def test_gate_thresholds_are_the_model_specs_unless_given():
@@ -131,7 +131,7 @@ def test_gate_thresholds_are_the_model_specs_unless_given():
     learn, tiny = FederationConfig(model="learn"), FederationConfig(model="tiny")
     assert learn.harm_tolerance == SPEC_THRESHOLDS["learn"].harm_tolerance > 0.193
     assert (tiny.harm_tolerance, tiny.rise_tolerance, tiny.min_gain) == (0.2, 0.25, 0.01)
-    assert FederationConfig.from_run_config({"model": "learn", "harm-tolerance": 0.2}).harm_tolerance == 0.2
+    assert FederationConfig.from_run_config({"model": "learn"}, operator={"harm_tolerance": 0.2}).harm_tolerance == 0.2
     assert FederationConfig(model="hf:lerobot/smolvla_base").harm_tolerance == 0.1  # not measured: the defaults
 
 
@@ -295,7 +295,7 @@ def test_the_validation_set_is_the_operators_not_the_runs():
 
     with pytest.raises(UserError, match="validation"):
         FederationConfig.from_run_config({"validation": "local:/tmp/mine"}, environ={})
-    cfg = FederationConfig.from_run_config({"rounds": 2}, environ={}, operator={"validation": "local:/srv/val"})
+    cfg = FederationConfig.from_run_config({"seed": 2}, environ={}, operator={"validation": "local:/srv/val"})
     assert cfg.validation == "local:/srv/val"
 
 
@@ -361,7 +361,7 @@ def test_two_replies_of_one_wallet_gated_at_once_one_is_stale():
 
     ctx = RoundContext(1, dict(GLOBAL), "0x" + "11" * 32)
     c = Contribution("0x" + "99" * 32, 1, ctx.global_hash, "0x" + "22" * 32, "0x" + "33" * 32, "0x" + "44" * 32, 1.0,
-                     0.5)
+                     0.5, "0x" + "cc" * 32)
 
     def gate_one(i):
         r = Reply(node_id=i, message=None, contribution=c, claimed_address="0x" + "ab" * 20)
