@@ -20,7 +20,14 @@ import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from node.contribution import RoundTerms, check_global, contribution_record, prove_update, wallet_account
+from node.contribution import (
+    RoundTerms,
+    check_global,
+    check_pinned,
+    contribution_record,
+    prove_update,
+    wallet_account,
+)
 from node.datasets import load_dataset, load_metadata
 from node.dp import DPConfig, check_budget, privatize
 from node.errors import UserError
@@ -47,6 +54,8 @@ class NodeSetup:
     wallet: str | None = None  # keystore file; its password comes from ZK0_WALLET_PASSWORD, never the config
     srs: str = "dev"  # "dev" (development SRS in cache_dir) or the federation's SRS file
     dp_max_epsilon: float | None = None  # refuse rounds that would spend more privacy than this (node/dp.py)
+    registry: str | None = None  # the registry this node signs for (None: the round's)
+    chain_id: int | None = None  # the chain of that registry (None: the round's)
 
     @classmethod
     def from_node_config(cls, node_config: dict, run_config: dict) -> NodeSetup:
@@ -61,6 +70,8 @@ class NodeSetup:
             wallet=node_config.get("wallet") or None,
             srs=str(node_config.get("srs", "dev")),
             dp_max_epsilon=float(node_config["dp-max-epsilon"]) if "dp-max-epsilon" in node_config else None,
+            registry=str(node_config["registry"]) if "registry" in node_config else None,
+            chain_id=int(node_config["chain-id"]) if "chain-id" in node_config else None,
         )
 
 
@@ -110,6 +121,7 @@ def train_round(node: LocalNode, content: RecordDict, dp_rng: np.random.Generato
     terms = RoundTerms.from_config(config)
     global_arrays = arrays_to_numpy(content["arrays"])
     if terms is not None:
+        check_pinned(terms, node.setup.registry, node.setup.chain_id)
         check_global(global_arrays, terms.global_hash)
     dp = DPConfig.from_round_config(config)
     check_budget(dp, int(config["server-round"]), node.setup.dp_max_epsilon)

@@ -71,6 +71,17 @@ def node_circuit(shape: SliceShape, srs: str, cache_dir: str, logrows: int):
     return build_circuit(shape, srs if srs == "dev" else load_srs(srs, logrows), cache_dir)
 
 
+def check_pinned(terms: RoundTerms, registry: str | None, chain_id: int | None) -> None:
+    """Refuse a round whose registry or chain is not the one this node pinned (``zk0node start --registry
+    --chain-id``): its signature counts only where it staked."""
+    if registry is not None and terms.registry.lower() != registry.lower():
+        raise UserError(f"this round names registry {terms.registry}, but this node signs for {registry} only "
+                        "(zk0node start --registry): refusing to sign")
+    if chain_id is not None and terms.chain_id != chain_id:
+        raise UserError(f"this round names chain {terms.chain_id}, but this node signs for chain {chain_id} only "
+                        "(zk0node start --chain-id): refusing to sign")
+
+
 def check_global(global_arrays: dict[str, np.ndarray], terms_hash: str) -> None:
     """Refuse to train on parameters that are not the ones the round announced."""
     got = params_hash(list(global_arrays.values()))

@@ -27,7 +27,7 @@ def _start(args: argparse.Namespace) -> int:
         srs=args.srs, cache_dir=Path(args.cache_dir), insecure=args.insecure,
         root_certificates=args.root_certificates, auth_key=args.auth_key, runtime_port=args.runtime_port,
         max_wait_time=args.max_wait_time, warm_clientapp=not args.cold_clientapp,
-        extra_node_config={} if args.dp_max_epsilon is None else {"dp-max-epsilon": args.dp_max_epsilon})
+        extra_node_config=_pins(args))
     with teed_output(options.state_dir / "zk0node.log") as tee:  # the SuperNode's output too: it inherits both
         password = resolve_password(args.password_file)
         account = load_account(options.wallet, password)
@@ -53,6 +53,23 @@ def _start(args: argparse.Namespace) -> int:
         # owns the SuperNode and the warm host, passes Ctrl-C and `kill PID` on, and leaves no process behind.
         options.supervise(options.environment(password), tee.path, tee.path.stat().st_size, tee.hand_over())
     return 0  # not reached
+
+
+def _pins(args: argparse.Namespace) -> dict:
+    """The node's own limits, passed to its ClientApp as node-config: privacy budget, and the registry and chain it
+    signs for (a round naming others is refused: the aggregator does not choose where a node's word counts)."""
+    from node.errors import UserError
+
+    pins: dict = {} if args.dp_max_epsilon is None else {"dp-max-epsilon": args.dp_max_epsilon}
+    if args.registry is not None:
+        from eth_utils import is_address, to_checksum_address
+
+        if not is_address(args.registry):
+            raise UserError(f"--registry {args.registry!r} is not an address (0x and 40 hex digits)")
+        pins["registry"] = to_checksum_address(args.registry)
+    if args.chain_id is not None:
+        pins["chain-id"] = args.chain_id
+    return pins
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -100,6 +117,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="your privacy limit: refuse any round that would bring the differential-privacy loss of "
                        "your updates above ε = EPS at the federation's δ, and any federation without DP "
                        "(docs/privacy.md)")
+    start.add_argument("--registry", metavar="0x…", help="the registry you staked on: sign for no other (a round "
+                       "naming another is refused; recommended)")
+    start.add_argument("--chain-id", type=at_least(1), metavar="N", help="the chain of that registry: sign for no "
+                       "other")
     start.add_argument("--cold-clientapp", action="store_true",
                        help="no warm ClientApp host: every message starts a fresh Python and imports torch, LeRobot "
                        "and EZKL again (Flower's own way; ~15 s slower per message)")
