@@ -202,8 +202,12 @@ class StakeInfo:
     amount: int  # wei
     exit_at: int  # block timestamp of the unstake request (0: not exiting)
     last_record_at: int  # block timestamp of its last signed record
-    exiting: bool  # unstake requested: takes no part in rounds opened later, still slashable
     unlock_at: int = 0  # block timestamp from which an exiting stake can be withdrawn (registry.unlockTime)
+
+    @property
+    def exiting(self) -> bool:
+        """Unstake requested: takes no part in rounds opened later, still slashable until ``unlock_at``."""
+        return self.exit_at != 0
 
 
 def parse_amount(text: str) -> int:

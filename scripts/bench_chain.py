@@ -72,13 +72,16 @@ def run_bench(scale: tuple[int, ...] = SCALE) -> tuple[list[tuple[str, int]], li
                                                                                        circuit_id)["gasUsed"]))
         before, after = (v / 2**s for v, s in zip(tiny.proof.instances, tiny.output_scales, strict=True))
 
-        def contribution(round_: int, i: int, proof_hash: str = tiny.proof.proof_hash, run: str = RUN) -> Contribution:
-            """The proof's own losses: recordContributionWithProof and slashBadProof check them."""
+        def contribution(round_: int, i: int, proof_hash: str | None = None, run: str = RUN) -> Contribution:
+            """The proof's own losses: recordContributionWithProof and slashBadProof check them. Each piece of work
+            its own proof hash unless given (the registry records one piece of work once a round)."""
+            proof_hash = proof_hash or f"0x{(round_ << 32) + i + 1:064x}"
             return Contribution(run, round_, global_hash, "0x" + f"{i % 256:02x}" * 32, proof_hash, "0x" + "44" * 32,
                                 before, after, circuit_id)  # fmt: skip
 
         def record(i: int, score: float = 0.0, **kwargs: object) -> int:
-            c = contribution(1, i)
+            proof = kwargs.get("proof")
+            c = contribution(1, i, proof_hash=proof.proof_hash if proof is not None else None)
             signature = sign_contribution(nodes[i].key, c, chain.chain_id, agg.address)
             return agg.record_contribution(c, signature, Status.SELECTED, score=score, **kwargs)["gasUsed"]
 
@@ -106,18 +109,18 @@ def run_bench(scale: tuple[int, ...] = SCALE) -> tuple[list[tuple[str, int]], li
 
 def scale_round(owner: Registry, agg: Registry, n: int, round_: int, global_hash: str, circuit_id: str,
                 chain_id: int) -> dict:
-    """One round of `n` approved wallets, all SELECTED with a positive score (the dearest outcome: it adds to the
-    round's reward total), recorded as ChainSync sends them: recordContributions in batches of BATCH_SIZE."""
+    """One round of `n` approved wallets, all SELECTED with a weight (the dearest outcome: it adds to the round's
+    weight total), recorded as ChainSync sends them: recordContributions in batches of BATCH_SIZE."""
     wallets = [Account.create() for _ in range(n)]
     for wallet in wallets:  # a permissioned federation: the owner approved each wallet (one more cold slot read)
         owner.approve_node(wallet.address)
     opened = agg.open_round(RUN, round_, global_hash, circuit_id)["gasUsed"]
     entries = []
     for i, wallet in enumerate(wallets):
-        c = Contribution(RUN, round_, global_hash, "0x" + f"{i:064x}", "0x" + "33" * 32, "0x" + "44" * 32, 0.5, 0.4,
-                         circuit_id)
+        c = Contribution(RUN, round_, global_hash, "0x" + f"{i:064x}", f"0x{(round_ << 32) + i + 1:064x}",
+                         "0x" + "44" * 32, 0.5, 0.4, circuit_id)
         entries.append(Entry(c, sign_contribution(wallet.key, c, chain_id, agg.address), Status.SELECTED,
-                             score=0.001 * (i + 1)))
+                             score=0.001 * (i + 1), weight=1 / n))
     recorded = [agg.record_contributions(RUN, round_, entries[i:i + BATCH_SIZE])["gasUsed"]
                 for i in range(0, n, BATCH_SIZE)]
     closed = agg.close_round(RUN, round_, "0x" + "99" * 32)["gasUsed"]
@@ -140,7 +143,8 @@ def incentives(owner: Registry, agg: Registry, nodes: list, contribution, proof:
     agg.open_round(RUN, 10, contribution(10, 0).global_hash, circuit_id)
     wallets = [Account.create() for _ in range(3)]
     agg.record_contributions(RUN, 10, [
-        Entry(c, sign_contribution(w.key, c, chain_id, agg.address), Status.SELECTED, score=0.01 * (i + 1))
+        Entry(c, sign_contribution(w.key, c, chain_id, agg.address), Status.SELECTED, score=0.01 * (i + 1),
+              weight=(i + 1) / 6)
         for i, w in enumerate(wallets) for c in [contribution(10, i)]])
     agg.close_round(RUN, 10, "0x" + "99" * 32)
     last = wallets[-1].address
@@ -155,7 +159,7 @@ def incentives(owner: Registry, agg: Registry, nodes: list, contribution, proof:
                 agg.with_sender(nodes[1].key).slash_bad_proof(c, signature, forged)["gasUsed"]))  # fmt: skip
     liar = agg.with_sender(nodes[2].key)
     liar.stake(10**18)
-    c = replace(contribution(13, 2), loss_before=999.0, loss_after=0.0)  # a valid proof of other losses
+    c = replace(contribution(13, 2, proof_hash=proof.proof_hash), loss_before=999.0, loss_after=0.0)  # other losses
     signature = sign_contribution(nodes[2].key, c, chain_id, agg.address)
     gas.append(("slashBadProof (valid proof, other losses: a full verification fails)",
                 agg.with_sender(nodes[1].key).slash_bad_proof(c, signature, proof)["gasUsed"]))  # fmt: skip

@@ -5,6 +5,7 @@ import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {Strings} from "@openzeppelin/contracts/utils/Strings.sol";
 
 import {IHalo2VerifierReusable} from "./IHalo2VerifierReusable.sol";
@@ -144,11 +145,12 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         bool approvalRequired; // permissioned federation: the owner also approves each wallet
     }
 
+    /// @dev One storage slot: a record reads it (the stake) and writes lastRecordAt in it, ~3 k gas, not a fresh slot.
     struct Stake {
-        uint256 amount; // wei
-        uint64 exitAt; // when the unstake was requested (block timestamp; 0: not exiting)
+        uint128 amount; // wei
+        uint64 exitAt; // when the unstake was requested (block timestamp; 0: not exiting): the wallet takes no part
+        //                in rounds opened later, and can still be slashed
         uint64 lastRecordAt; // when the wallet's last signed record was written (block timestamp)
-        bool exiting; // unstake requested: the wallet takes no part in rounds opened later, and can still be slashed
     }
 
     /// @notice A circuit proofs can be verified against: registered once under circuitIdOf(its fields), never
@@ -462,8 +464,8 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     function stake() external payable {
         Stake storage st = _stakes[msg.sender];
         if (msg.value == 0) revert NothingStaked(msg.sender);
-        if (st.exiting) revert AlreadyExiting(msg.sender);
-        st.amount += msg.value;
+        if (st.exitAt != 0) revert AlreadyExiting(msg.sender);
+        st.amount = SafeCast.toUint128(st.amount + msg.value);
         totalStaked += msg.value;
         emit Staked(msg.sender, msg.value, st.amount);
     }
@@ -474,15 +476,14 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     function requestUnstake() external {
         Stake storage st = _stakes[msg.sender];
         if (st.amount == 0) revert NothingStaked(msg.sender);
-        if (st.exiting) revert AlreadyExiting(msg.sender);
-        st.exiting = true;
+        if (st.exitAt != 0) revert AlreadyExiting(msg.sender);
         st.exitAt = uint64(block.timestamp);
         emit UnstakeRequested(msg.sender, st.amount, unlockTime(msg.sender));
     }
 
     function withdrawStake() external nonReentrant {
         Stake storage st = _stakes[msg.sender];
-        if (!st.exiting) revert NotExiting(msg.sender);
+        if (st.exitAt == 0) revert NotExiting(msg.sender);
         uint64 unlockAt = unlockTime(msg.sender);
         if (block.timestamp < unlockAt) revert UnstakeLocked(unlockAt, uint64(block.timestamp));
         uint256 amount = st.amount;
@@ -565,7 +566,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     ///         request and its last record (0 if it is not exiting).
     function unlockTime(address node) public view returns (uint64) {
         Stake storage st = _stakes[node];
-        if (!st.exiting) return 0;
+        if (st.exitAt == 0) return 0;
         uint64 from = st.exitAt > st.lastRecordAt ? st.exitAt : st.lastRecordAt;
         return from + _current().unstakeDelay;
     }
@@ -584,7 +585,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     function isApproved(address node) public view returns (bool) {
         Params memory p = _current();
         Stake storage st = _stakes[node];
-        return (!p.approvalRequired || _approved[node]) && !st.exiting && (p.minStake == 0 || st.amount >= p.minStake);
+        return (!p.approvalRequired || _approved[node]) && st.exitAt == 0 && (p.minStake == 0 || st.amount >= p.minStake);
     }
 
     /// @dev Whether `node` may be recorded in round `r`: approved where approval is required, and, judged by what
@@ -593,7 +594,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
     function _takesPart(address node, Round storage r) private view returns (bool) {
         if (_current().approvalRequired && !_approved[node]) return false;
         Stake storage st = _stakes[node];
-        if (st.exiting && st.exitAt < r.openedAt) return false; // (the same second counts as after the opening)
+        if (st.exitAt != 0 && st.exitAt < r.openedAt) return false; // (the same second counts as after the opening)
         return r.minStake == 0 || st.amount >= r.minStake;
     }
 
@@ -783,7 +784,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         Params memory p = _current();
         Stake storage st = _stakes[node];
         amount = st.amount * p.slashBps / BPS;
-        st.amount -= amount;
+        st.amount -= uint128(amount); // at most the stake
         totalStaked -= amount;
         bounty = amount * p.bountyBps / BPS;
         totalBurned += amount - bounty;

@@ -316,7 +316,7 @@ def test_wallets_table_counts_the_runs_records_scores_rewards_and_slashes():
     functions = _RoundInfo({1: (2, 100 * 10**18, 2 * 10**9), 2: (2, 100 * 10**18, 10**9)})
     registry = SimpleNamespace(contract=SimpleNamespace(functions=functions), record_of_event=Registry.record_of_event,
                                is_approved=lambda a: a.lower() == honest.lower(),
-                               stake_of=lambda a: StakeInfo(10**18 if a.lower() == honest.lower() else 0, 0, 0, False))
+                               stake_of=lambda a: StakeInfo(10**18 if a.lower() == honest.lower() else 0, 0, 0))
     rows = {w["address"].lower(): w for w in wallet_rows(registry, events, run, Rewards(registry, events))}
     assert list(rows) == [honest.lower(), forger.lower()]  # in the order the chain met them; no reply key
     w = rows[honest.lower()]
