@@ -850,7 +850,10 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         mapping(address => bytes32) storage slots = _recordHash[rec.runId][rec.round];
         if (slots[rec.node] != bytes32(0)) revert AlreadyRecorded(rec.runId, rec.round, rec.node);
         if (rec.signed && rec.status != REJECTED) _claimWork(rec.runId, rec.round, rec.updateHash, rec.proofHash);
-        if (rec.signed) _stakes[rec.node].lastRecordAt = uint64(block.timestamp); // its stake waits for slashers
+        if (rec.signed) {
+            Stake storage st = _stakes[rec.node];
+            if (st.amount != 0) st.lastRecordAt = uint64(block.timestamp); // its stake waits for slashers
+        }
         slots[rec.node] = keccak256(abi.encode(rec));
         emit ContributionRecorded(
             rec.runId,
