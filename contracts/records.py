@@ -165,6 +165,7 @@ class RoundInfo:
     emission: int  # reward token units the round shares among its SELECTED wallets
     weight_total: float  # sum of those wallets' weights in the round's average (each earns its share of it)
     min_stake: int = 0  # wei a signer needs in this round: the registry's minStake when the round opened
+    approval_required: bool = False  # its signers need the owner's approval (the registry's rule when it opened)
 
 
 @dataclass(frozen=True)

@@ -343,9 +343,10 @@ class Registry:
 
     def round_info(self, run_id: str | bytes, round: int) -> RoundInfo:
         raw = self._call("roundInfo", bytes32(run_id), round)
-        state, opened, closed, global_hash, circuit_id, new_hash, emission, total, min_stake = raw
+        state, opened, closed, approval, global_hash, circuit_id, new_hash, emission, total, min_stake = raw
         return RoundInfo(hex32(bytes32(run_id)), round, ROUND_STATES[state], opened, closed, hex32(global_hash),
-                         hex32(circuit_id), hex32(new_hash), emission, from_fixed(total), min_stake)  # fmt: skip
+                         hex32(circuit_id), hex32(new_hash), emission, from_fixed(total), min_stake,
+                         approval)  # fmt: skip
 
     def runs(self) -> list[dict]:
         """Every run the registry knows: its id, aggregator, first round and the block it started in."""

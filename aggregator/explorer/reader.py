@@ -173,7 +173,7 @@ class Rewards:
         key = (run_id.lower(), rnd)
         if key not in self._rounds:
             raw = self.registry.contract.functions.roundInfo(Web3.to_bytes(hexstr=run_id), rnd).call()
-            self._rounds[key] = (ROUND_STATES.get(raw[0], "none"), int(raw[6]), int(raw[7]))
+            self._rounds[key] = (ROUND_STATES.get(raw[0], "none"), int(raw[7]), int(raw[8]))  # Round: emission, total
         return self._rounds[key]
 
     def of(self, record: Record) -> Reward | None:

@@ -127,6 +127,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         uint8 state; // ROUND_NONE, ROUND_OPEN, ROUND_CLOSED
         uint64 openedAt; // block timestamps
         uint64 closedAt;
+        bool approvalRequired; // whether its signers need the owner's approval (as when it opened: fixed for the round)
         bytes32 globalHash;
         bytes32 circuitId;
         bytes32 newGlobalHash;
@@ -385,6 +386,7 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         Params memory p = _current();
         r.emission = p.emissionPerRound;
         r.minStake = p.minStake;
+        r.approvalRequired = p.approvalRequired;
         roundsOpened += 1;
         emit RoundOpened(runId, round, globalHash, circuitId);
     }
@@ -588,11 +590,11 @@ contract ContributionRegistry is Ownable2Step, EIP712, ReentrancyGuard {
         return (!p.approvalRequired || _approved[node]) && st.exitAt == 0 && (p.minStake == 0 || st.amount >= p.minStake);
     }
 
-    /// @dev Whether `node` may be recorded in round `r`: approved where approval is required, and, judged by what
-    ///      the round opened with, `r.minStake` staked (the owner raising it mid-round cannot make an honest reply
-    ///      unrecordable: N13) and no exit requested before the round opened.
+    /// @dev Whether `node` may be recorded in round `r`, judged by the rules the round opened with (the owner
+    ///      changing them mid-round cannot make an honest reply of it unrecordable: N13): approved if the round
+    ///      requires it, `r.minStake` staked, and no exit requested before it opened. (A revocation applies at once.)
     function _takesPart(address node, Round storage r) private view returns (bool) {
-        if (_current().approvalRequired && !_approved[node]) return false;
+        if (r.approvalRequired && !_approved[node]) return false;
         Stake storage st = _stakes[node];
         if (st.exitAt != 0 && st.exitAt < r.openedAt) return false; // (the same second counts as after the opening)
         return r.minStake == 0 || st.amount >= r.minStake;

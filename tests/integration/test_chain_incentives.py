@@ -431,3 +431,23 @@ def test_a_copier_of_the_slash_evidence_gets_no_bounty(registry, keys, tiny):
     assert registry.events("Slashed")[-1]["args"]["by"] == slasher.sender.address and receipt["status"] == 1
     expect_revert("AlreadySlashed", lambda: copier._transact("slashBadProof", c.to_message(), signature, bad.proof,
                                                              copier_salt))
+
+
+def test_a_round_keeps_whether_it_required_approval(chain, keys, tiny, verifier):
+    """N13's rule for the approval rule itself: a federation turning permissioned while a round is open does not
+    make that round's honest replies of staked, unapproved wallets unrecordable; it applies from the next round."""
+    registry = deploy(chain, keys, tiny, verifier)  # permissionless: stake alone admits
+    key = keys["spare"][1]
+    registry.with_sender(key).stake(ETH)
+    first = open_round(registry)
+    registry.with_sender(keys["owner"]).set_params(approval_required=True)
+    advance_time(registry.w3, registry.params_delay())
+    assert not registry.round_info(RUN, first).approval_required and not registry.is_approved(address(key))
+    c = contribution(tiny, first, update_hash="0x" + "9a" * 32)
+    registry.record_contribution(c, sign(key, c, registry.chain_id, registry.address), Status.SELECTED,
+                                 score=0.2, weight=1.0)
+    second = open_round(registry)
+    assert registry.round_info(RUN, second).approval_required
+    later = contribution(tiny, second, update_hash="0x" + "9b" * 32)
+    expect_revert("SignerNotApproved", lambda: registry.record_contribution(
+        later, sign(key, later, registry.chain_id, registry.address), Status.SELECTED, score=0.2, weight=1.0))

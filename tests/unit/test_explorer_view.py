@@ -207,7 +207,7 @@ class _RoundInfo:
     def roundInfo(self, run: bytes, rnd: int):  # noqa: N802 - the contract's name
         self.calls += 1
         state, emission, total = self.rounds[rnd]
-        return type("Call", (), {"call": lambda _: (state, 0, 0, b"", b"", b"", emission, total)})()
+        return type("Call", (), {"call": lambda _: (state, 0, 0, True, b"", b"", b"", emission, total)})()
 
 
 def _record(node: str, rnd: int, status, weight: int, run: str = "0x" + "ab" * 32):
