@@ -206,11 +206,13 @@ def cached_proofs() -> int:
 
 def tiny_replies(n: int, global_arrays: OrderedDict, global_hash: str, circuit, chain_id: int, registry: str):
     """n signed, proven replies: node i proves with proof i mod 100 (its slice), and differs outside the slice."""
+    from aggregator.protocol.verification import registry_circuit_id
     from node.contribution import SLICE_BIAS, SLICE_WEIGHT, RoundTerms, contribution_record
     from prover import ProofArtifact
 
     a = SHAPE[0]
-    terms = RoundTerms(RUN, 1, global_hash, circuit.circuit_id, chain_id, registry, SHAPE[2], circuit.srs.logrows)
+    terms = RoundTerms(RUN, 1, global_hash, circuit.circuit_id, registry_circuit_id(circuit), chain_id, registry,
+                       SHAPE[2], circuit.srs.logrows)
     cached = cached_proofs()
     if not cached:
         raise SystemExit("no proofs cached: run `bench_scale.py proofs --count N` first")
@@ -305,7 +307,9 @@ def bench_round(n: int, workers: int, spread: bool, chain: bool, results: Path) 
     out["aggregation_s"] = time.perf_counter() - t0
     store.close()
     if registry is not None:
-        out["chain"] = _chain_records(registry, global_hash, circuit.circuit_id, gated, set(order), local)
+        from aggregator.protocol.verification import registry_circuit_id
+
+        out["chain"] = _chain_records(registry, global_hash, registry_circuit_id(circuit), gated, set(order), local)
     out["peak_rss_mb"] = peak_rss_mb()
     _save(results, f"round-{n}", out)
 

@@ -33,6 +33,7 @@ def noised_round(synthetic, cache_dir, tmp_path_factory):
     """Node 0's round 1 with DP: the round config, its reply, the global and the clean trained model, and what the
     gate needs (circuit, wallet, the validation set)."""
     from aggregator.protocol.validation import ValidationConfig, Validator
+    from aggregator.protocol.verification import registry_circuit_id
     from node.client_app import NodeSetup, load_node, train_round
     from node.datasets import load_dataset
 
@@ -43,13 +44,14 @@ def noised_round(synthetic, cache_dir, tmp_path_factory):
     circuit = node_circuit(slice_shape(node.bundle.policy, ROWS), "dev", str(cache_dir), 15)
     glob = snapshot(node.bundle.policy)
     config = ConfigRecord({"server-round": 1, "global-hash": params_hash(list(glob.values())),
-                           "circuit-id": circuit.circuit_id, "chain-id": CHAIN_ID, "registry": REGISTRY,
+                           "circuit-id": circuit.circuit_id, "circuit-key": registry_circuit_id(circuit),
+                           "chain-id": CHAIN_ID, "registry": REGISTRY,
                            "run-id": RUN, "slice-rows": ROWS, "srs-logrows": circuit.srs.logrows, "local-steps": 5,
                            "batch-size": 8, "learning-rate": 1e-3, "proximal-mu": 0.01, "seed": 0, **DP.round_config()})
     content = train_round(node, RecordDict({"arrays": numpy_to_arrays(glob), "config": config}),
                           dp_rng=np.random.default_rng(11))
     validation = load_dataset(synthetic.validation, delta_timestamps=node.dataset.delta_timestamps)
-    return {"config": config, "content": content, "global": glob,
+    return {"config": config, "content": content, "global": glob, "circuit_key": config["circuit-key"],
             "clean": snapshot(node.bundle.policy),  # the policy still holds the trained, un-noised parameters
             "checker": LocalProofChecker(circuit), "account": wallet_account(wallet),
             "validator": Validator(node.bundle, validation, ValidationConfig(2, 8, 1), seed=0)}
@@ -59,7 +61,8 @@ def gate(setup: dict, content: RecordDict):
     """The aggregator's gate for round 1, with the federation's default ρ and τ."""
     glob = setup["global"]
     ctx = RoundContext(1, glob, params_hash(list(glob.values())), chain_id=CHAIN_ID, registry=REGISTRY, run_id=RUN,
-                       is_approved=lambda a: a == setup["account"].address, verifier=setup["checker"],
+                       circuit_key=setup["circuit_key"], is_approved=lambda a: a == setup["account"].address,
+                       verifier=setup["checker"],
                        rise_tolerance=0.25, harm_tolerance=0.1)
     ctx.validation = setup["validator"].open(1, glob)
     TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 1, 0, 7

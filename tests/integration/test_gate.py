@@ -27,6 +27,7 @@ SMALL = CircuitConfig(input_scale=8, decomp_base=256, decomp_legs=6)  # losses u
 REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 CHAIN_ID = 31337
 RUN, OTHER_RUN = "0x" + "a1" * 32, "0x" + "b2" * 32
+KEY = "0x" + "c3" * 32  # the round's circuit on the registry (what nodes sign)
 TaskIdentity.run_id, TaskIdentity.task_id = 1, 0
 
 
@@ -60,14 +61,15 @@ def context(setup, round_: int = 2, approved: tuple[str, ...] | None = None) -> 
     allowed = set(approved if approved is not None else [setup["wallet"].address])
     g = setup["global"]
     return RoundContext(round_, g, params_hash(list(g.values())), chain_id=CHAIN_ID, registry=REGISTRY, run_id=RUN,
-                        is_approved=lambda a: a in allowed, verifier=setup["checker"])
+                        circuit_key=KEY, is_approved=lambda a: a in allowed, verifier=setup["checker"])
 
 
 def reply(setup, ctx: RoundContext, arrays=None, artifact=None, signer=None, address=None, round_=None,
-          global_hash=None, contribution=True, node_id=11, run_id=None) -> Message:
+          global_hash=None, contribution=True, node_id=11, run_id=None, circuit_key=KEY) -> Message:
     arrays = setup["node"] if arrays is None else arrays
     terms = RoundTerms(run_id or ctx.run_id, round_ or ctx.round, global_hash or ctx.global_hash,
-                       setup["circuit"].circuit_id, CHAIN_ID, REGISTRY, SHAPE.rows, setup["circuit"].srs.logrows)
+                       setup["circuit"].circuit_id, circuit_key, CHAIN_ID, REGISTRY, SHAPE.rows,
+                       setup["circuit"].srs.logrows)
     wallet = setup["wallet"]
     content = RecordDict({"arrays": numpy_to_arrays(arrays), "metrics": MetricRecord({"num-examples": 8})})
     if contribution:
@@ -113,6 +115,8 @@ def test_stale_round_global_hash_and_second_reply(setup):
     assert outcome(setup, reply(setup, ctx, global_hash="0x" + "ab" * 32), ctx).status == "STALE"
     other_run = outcome(setup, reply(setup, ctx, run_id=OTHER_RUN), ctx)  # same round and global, another run
     assert other_run.status == "STALE" and "another run" in other_run.detail
+    other_circuit = outcome(setup, reply(setup, ctx, circuit_key="0x" + "c4" * 32), ctx)  # proved for another key
+    assert other_circuit.status == "STALE" and "circuit" in other_circuit.detail
     assert outcome(setup, reply(setup, ctx), ctx).status == VERIFIED
     assert outcome(setup, reply(setup, ctx, node_id=12), ctx).status == "STALE"  # same wallet again
 
@@ -144,8 +148,8 @@ def test_bad_proof_signed_fields_not_the_proofs(setup):
     msg = reply(setup, ctx)
     record = dict(msg.content["contribution"])
     record["loss-after"] = record["loss-after"] / 2  # claims more than it proved, re-signed honestly
-    c_terms = RoundTerms(ctx.run_id, ctx.round, ctx.global_hash, setup["circuit"].circuit_id, CHAIN_ID, REGISTRY,
-                         SHAPE.rows, setup["circuit"].srs.logrows)
+    c_terms = RoundTerms(ctx.run_id, ctx.round, ctx.global_hash, setup["circuit"].circuit_id, KEY, CHAIN_ID,
+                         REGISTRY, SHAPE.rows, setup["circuit"].srs.logrows)
     art = replace(ProofArtifact.from_bytes(record["proof"]), loss_after=record["loss-after"])
     msg.content["contribution"] = ConfigRecord(contribution_record(c_terms, setup["node"], art, setup["wallet"]))
     assert outcome(setup, msg, ctx).status == "BAD_PROOF"
