@@ -101,6 +101,7 @@ ERROR_TEXT = {
         "another registry or chain, or by a stranger"
     ),
     "TransferFailed": "sending {1} wei to {0} failed",
+    "SafeCastOverflowedUintDowncast": "a stake above 2^128 wei is refused",
     "ReentrancyGuardReentrantCall": "reentrant call refused",
     "InvalidShortString": "invalid EIP-712 domain string",
     "StringTooLong": "EIP-712 domain string too long: {0}",

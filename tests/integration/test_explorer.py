@@ -146,7 +146,7 @@ def test_explorer_shows_amounts_rewards_after_a_claim_and_each_wallets_stake(fed
     for record in registry.node_history(rewarded, run):
         info = registry.contract.functions.roundInfo(bytes.fromhex(run[2:]), record.round).call()
         if record.status == Status.SELECTED and record.chain[13] > 0:
-            earned[record.round] = info[6] * record.chain[13] // info[7]
+            earned[record.round] = info[7] * record.chain[13] // info[8]  # emission × weight / weight total
     assert earned
     snapshot = rpc_request(chain.rpc_url, "evm_snapshot")
     try:
