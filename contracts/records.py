@@ -100,12 +100,17 @@ class Record:
         return hex32(Web3.keccak(abi_encode(list(RECORD_TYPES), list(self.chain))))
 
 
+def vka_digest(vka: list[bytes] | tuple[bytes, ...]) -> bytes:
+    """keccak256 of the VKA words packed: the registry's (and the reusable verifier's) digest of a verifying key."""
+    return Web3.keccak(b"".join(bytes32(w) for w in vka))
+
+
 def circuit_id_of(verifier_codehash: str | bytes, vka: list[bytes] | tuple[bytes, ...], proof_length: int,
                   output_scales: tuple[int, int]) -> str:
     """The registry's id of a circuit (``circuitIdOf``): derived from all that judges its proofs, the verifier's
     code hash, the VKA's digest, the exact proof length and the two output scales. A node signs it, so its proof
     is judged by this key and no other, and nobody can register another key under it."""
-    digest = Web3.keccak(b"".join(bytes32(w) for w in vka))
+    digest = vka_digest(vka)
     before, after = output_scales
     return hex32(Web3.keccak(abi_encode(["string", "bytes32", "bytes32", "uint32", "uint8", "uint8"],
                                         ["zk0:circuit", bytes32(verifier_codehash), digest, int(proof_length),

@@ -37,6 +37,7 @@ from contracts.records import (
     bytes32,
     hex32,
     proof_bytes,
+    vka_digest,
 )
 from contracts.typed_data import Contribution, from_fixed
 
@@ -218,8 +219,7 @@ class Registry:
     def circuit_id_of(self, verifier_codehash: str | bytes, vka: list[bytes], proof_length: int,
                       output_scales: tuple[int, int]) -> str:
         """The contract's own ``circuitIdOf`` (``contracts.circuit_id_of`` computes the same off chain)."""
-        digest = Web3.keccak(b"".join(bytes32(w) for w in vka))
-        return hex32(self._call("circuitIdOf", bytes32(verifier_codehash), digest, int(proof_length),
+        return hex32(self._call("circuitIdOf", bytes32(verifier_codehash), vka_digest(vka), int(proof_length),
                                 *map(int, output_scales)))  # fmt: skip
 
     def transfer_ownership(self, new_owner: str) -> TxReceipt:

@@ -49,6 +49,7 @@ EIP170_LIMIT = 24_576  # bytes of runtime code a contract may have on Ethereum m
 # rebuilds the verifier and compares; an EZKL or solc upgrade changes it (and with it every circuit id).
 REUSABLE_VERIFIER_CODEHASH = "0x0afe31c0a4361ecba79fa793d679e7f0d8dbb8ba8335818b62c7f367d11efd24"
 VKA_FILE = "vka.bytes"
+SAMPLE_PROOF = Path("evm") / "sample_proof.json"  # beside a circuit: its calibration slice's proof
 SOLC_SETTINGS = {
     "optimizer": {"enabled": True, "runs": 200},
     "evmVersion": "cancun",
@@ -204,7 +205,7 @@ def sample_proof_length(circuit: Circuit) -> int:
     from prover.prove import prove
     from prover.synthetic import synthetic_slice
 
-    path = Path(circuit.dir) / "evm" / "sample_proof.json"
+    path = Path(circuit.dir) / SAMPLE_PROOF
     if not path.is_file():
         sample = prove(circuit, synthetic_slice(circuit.shape, 0))
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -86,6 +86,13 @@ class Contributor:
     tx_hash: str | None
     score: float | None = None  # the validation score the aggregator attested
 
+    @classmethod
+    def of_event(cls, registry, event: dict) -> Contributor:
+        """A ``ContributionRecorded`` event (``registry.events``) as the reply it records."""
+        r = registry.record_of_event(event)
+        return cls(r.node, r.status.name, r.reason.name, r.signed, r.proof_verified, r.update_hash, r.proof_hash,
+                   r.data_commitment, r.loss_before, r.loss_after, event["tx_hash"], r.score)
+
 
 @dataclass
 class Provenance:
@@ -125,9 +132,7 @@ def find_provenance(registry, digest: str) -> Provenance | None:
     info = registry.round_info(run_id, round_)
     opens = registry.events("RoundOpened", runId=bytes.fromhex(run_id[2:]), round=round_)
     events = registry.events("ContributionRecorded", runId=bytes.fromhex(run_id[2:]), round=round_)
-    records = [Contributor(r.node, r.status.name, r.reason.name, r.signed, r.proof_verified, r.update_hash,
-                           r.proof_hash, r.data_commitment, r.loss_before, r.loss_after, e["tx_hash"])
-               for e in events for r in [registry.record_of_event(e)]]
+    records = [Contributor.of_event(registry, e) for e in events]
     return Provenance(model_hash=digest, chain_id=registry.chain_id, registry=registry.address, run_id=run_id,
                       round=round_,
                       global_hash=info.global_hash, circuit_id=info.circuit_id,
@@ -284,13 +289,9 @@ def round_facts(registry, run_id: str, round_: int) -> RoundFacts:
     rid = bytes.fromhex(run_id.removeprefix("0x"))
     opens = registry.events("RoundOpened", runId=rid, round=round_)
     closes = registry.events("RoundClosed", runId=rid, round=round_)
-    records = {}
-    for e in registry.events("ContributionRecorded", runId=rid, round=round_):
-        r = registry.record_of_event(e)
-        if r.status.name in ("SELECTED", "NOT_SELECTED"):
-            records[r.node] = Contributor(r.node, r.status.name, r.reason.name, r.signed, r.proof_verified,
-                                          r.update_hash, r.proof_hash, r.data_commitment, r.loss_before,
-                                          r.loss_after, e["tx_hash"], r.score)
+    replies = [Contributor.of_event(registry, e) for e in registry.events("ContributionRecorded", runId=rid,
+                                                                          round=round_)]
+    records = {c.node: c for c in replies if c.status in ("SELECTED", "NOT_SELECTED")}
     return RoundFacts(started_from=opens[0]["args"]["globalHash"] if opens else None,
                       circuit_id=opens[0]["args"]["circuitId"] if opens else None,
                       open_tx=opens[0]["tx_hash"] if opens else None,

@@ -93,8 +93,9 @@ def ensure_circuit_registered(owner: Registry, circuit) -> tuple[CircuitInfo, bo
 def _check_sample(owner: Registry, circuit, reg: EvmRegistration, verifier: str) -> None:
     """The deployed verifier must accept the circuit's own honest sample proof (else no proof of it ever holds)."""
     from contracts import EvmProof
+    from prover.evm import SAMPLE_PROOF
 
-    sample = Path(circuit.dir) / EVM_DIR / "sample_proof.json"
+    sample = Path(circuit.dir) / SAMPLE_PROOF
     if not sample.is_file():
         return
     proof = EvmProof.from_ezkl(sample)
