@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 # table; a saved policy carries the one it was trained with (its processors).
 SO100_MEAN = [0.0, 0.0, 0.0, 0.0, 0.0, 50.0]
 SO100_STD = [60.0, 60.0, 60.0, 60.0, 60.0, 30.0]
-SO100_SIM_MEAN = [3.0, -9.0, 6.0, 91.0, -1.0, 25.0]
-SO100_SIM_STD = [22.0, 20.0, 30.0, 13.0, 20.0, 15.0]
+SO100_SIM_MEAN = [4.0, -8.0, 5.0, 92.0, 1.0, 27.0]
+SO100_SIM_STD = [26.0, 25.0, 33.0, 13.0, 23.0, 14.0]
 """The simulated SO-100's workspace: the scripted expert's joint mean and spread over both tasks (default
 variation, ``sim.expert_joint_stats``; a public property of the task, no node's data). The generic table's
 60-degree spread is 2-5x wider than the arm's motion in this workspace: a 2-degree error, ~1 cm at the gripper,

@@ -16,7 +16,7 @@ import numpy as np
 
 from node.so100 import CAMERAS, FPS, IMAGE_SHAPE, JOINTS
 from sim.scene import CUBE_HALF, PHYSICS_SUBSTEPS, load_model
-from sim.tasks import REACH_HEIGHT, get_task, pick_place_success, reach_success
+from sim.tasks import REACH_HEIGHT, get_task, hold_count, pick_place_success, reach_success
 from sim.units import JOINT_HIGH, JOINT_LOW, SO100_HIGH, SO100_LOW, from_so100, to_so100
 from sim.variation import Variation
 
@@ -77,6 +77,8 @@ class SO100Env(gym.Env):
             spaces[f"observation.images.{cam}"] = gym.spaces.Box(0, 255, (h, w, c), dtype=np.uint8)
         self.observation_space = gym.spaces.Dict(spaces)
         self.steps = 0
+        self.held = 0
+        """Consecutive steps the goal test has held (sim.tasks.hold_count); success at ``task.hold_steps``."""
         self._seed = seed
 
     # --- Gymnasium API -------------------------------------------------------------------------------
@@ -113,7 +115,7 @@ class SO100Env(gym.Env):
         m.mat_rgba[self._table_mat, :3] = v.table_rgb
 
         mujoco.mj_forward(m, d)
-        self.steps = 0
+        self.steps = self.held = 0
         return self._observation(), self._info()
 
     def step(self, action: np.ndarray, *, render: bool = True) -> tuple[dict, float, bool, bool, dict]:
@@ -125,6 +127,7 @@ class SO100Env(gym.Env):
         self.data.ctrl[:] = np.clip(from_so100(action), JOINT_LOW, JOINT_HIGH)
         mujoco.mj_step(self.model, self.data, nstep=PHYSICS_SUBSTEPS)
         self.steps += 1
+        self.held = hold_count(self.held, self.at_goal())
         info = self._info()
         success = info["is_success"]
         return self._observation(render), float(success), success, self.steps >= self.max_steps, info
@@ -175,6 +178,11 @@ class SO100Env(gym.Env):
         return bool(np.isin(other[other >= 0], self._arm_geom_ids).any())
 
     def is_success(self) -> bool:
+        """The goal test has held for the task's ``hold_steps`` consecutive steps (counted by ``step``)."""
+        return self.held >= self.task.hold_steps
+
+    def at_goal(self) -> bool:
+        """The task's goal test on the current state alone (sim.tasks)."""
         if self.task.name == "reach":
             return reach_success(self.grasp_pos, self.target_pos)
         return pick_place_success(self.cube_pose[0], self.target_pos, self.cube_touches_arm())
@@ -188,7 +196,7 @@ class SO100Env(gym.Env):
         return obs
 
     def _info(self) -> dict[str, Any]:
-        return {"is_success": self.is_success(), "seed": getattr(self, "episode_seed", None),
+        return {"is_success": self.is_success(), "held": self.held, "seed": getattr(self, "episode_seed", None),
                 "steps": self.steps}
 
     def _render(self, camera: str) -> np.ndarray:

@@ -35,6 +35,9 @@ class EpisodeResult:
     length: int
     """Steps until success, or the episode limit on failure."""
     video: str | None = None
+    longest_hold: int = 0
+    """The longest run of consecutive steps at the goal: the task's ``hold_steps`` on success, and on failure how
+    close the policy came to holding (what a shorter hold would have scored)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,21 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def interval(self, z: float = 1.96) -> tuple[float, float]:
+        """The success rate's Wilson score interval (95 % by default) over the episodes run."""
+        return wilson_interval(sum(r.success for r in self.per_seed), len(self.per_seed), z)
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a success rate: unlike the normal approximation it stays inside [0, 1] and is not
+    empty at 0 or n successes, where a benchmark's floor and ceiling lie (0/100 gives 0-3.7 %)."""
+    if n <= 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n and n > 0, got {successes}/{n}")
+    p, z2 = successes / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
 
 
 # --- policy adapters -----------------------------------------------------------------------------------
@@ -152,10 +170,10 @@ def rollout(policy, preprocessor: Callable | None = None, postprocessor: Callabl
             progress: bool = False, workers: int = 1) -> EvalResult:
     """Run ``policy`` once from each seed (default: the first 10 evaluation seeds) and measure success.
 
-    An episode ends at the first success or after ``max_steps`` (default: the task's limit). With
-    ``video_dir``, the first ``max_videos`` episodes are written there as ``seed_<seed>.mp4`` (front and wrist
-    cameras side by side), e.g. ``outputs/<run>/evaluate/round_<r>/``. ``workers`` > 1 runs the episodes in that
-    many forked processes (one torch and one rendering thread each), with the same results as in one.
+    An episode ends at success (the goal held for the task's ``hold_steps``) or after ``max_steps`` (default: the
+    task's limit). With ``video_dir``, the first ``max_videos`` episodes are written there as ``seed_<seed>.mp4``
+    (front and wrist cameras side by side), e.g. ``outputs/<run>/evaluate/round_<r>/``. ``workers`` > 1 runs the
+    episodes in that many forked processes (one torch and one rendering thread each), with the same results as in one.
     """
     seeds = list(eval_seeds(10) if seeds is None else seeds)
     if not seeds:
@@ -212,13 +230,14 @@ def _episodes(job: _Job, seeds: Sequence[int], progress: bool = False) -> list[E
                 controller.reset(env)
             record = seed in job.video_seeds
             frames = [_video_frame(env, obs)] if record else []
-            success, steps = False, 0
+            success, steps, longest = False, 0, 0
             while not success and steps < env.max_steps:
                 action = controller(obs)
                 # Render only what is looked at: the policy's next observation, or a video frame.
                 needs = getattr(controller, "needs_observation", lambda: True)()
                 obs, _, success, _, info = env.step(action, render=needs or record)
                 steps += 1
+                longest = max(longest, info["held"])
                 if record:
                     frames.append(_video_frame(env, obs))
             video = None
@@ -226,7 +245,7 @@ def _episodes(job: _Job, seeds: Sequence[int], progress: bool = False) -> list[E
                 video = str(job.video_dir / f"seed_{seed}.mp4")
                 quiet_ffmpeg()
                 write_video(video, frames, fps=FPS)
-            results.append(EpisodeResult(seed, bool(success), steps, video))
+            results.append(EpisodeResult(seed, bool(success), steps, video, longest))
     finally:
         env.close()
         torch.random.set_rng_state(rng_state)

@@ -29,8 +29,6 @@ from sim.variation import NODE_SEEDS, Variation, seed_split
 log = logging.getLogger(__name__)
 
 SIM_META = "meta/zk0_sim.json"
-HOLD_STEPS = 5
-"""Frames recorded after the expert's plan ends (the arm at rest), so episodes end in a settled state."""
 
 
 def record_dataset(root: Path, repo_id: str, task: str = "pick_place", episodes: int = 10, seed: int = 0,
@@ -140,7 +138,7 @@ def _record_seeds(root: Path, repo_id: str, task: str, seeds: Sequence[int], var
     # files first. The queue holds a whole episode, so the encoder never drops a frame.
     dataset = LeRobotDataset.create(repo_id, fps=FPS, features=so100_features(use_videos=use_videos), root=root,
                                     robot_type=ROBOT_TYPE, use_videos=use_videos, streaming_encoding=use_videos,
-                                    encoder_queue_maxsize=env.max_steps + HOLD_STEPS + 1)
+                                    encoder_queue_maxsize=env.max_steps + 1)
     try:
         for s in tqdm(seeds, desc=f"record {repo_id}", unit="ep", disable=not progress):
             frames = _expert_episode(env, policy, s)
@@ -185,15 +183,17 @@ def _record_parallel(root: Path, repo_id: str, task: str, seeds: list[int], vari
 
 
 def _expert_episode(env: SO100Env, policy: ScriptedExpert, seed: int) -> list[dict]:
-    """Run the expert from ``reset(seed)`` until its plan ends (plus HOLD_STEPS) or ``env.max_steps``."""
+    """Run the expert from ``reset(seed)`` until it has stayed at its plan's end for the task's ``hold_steps`` and
+    succeeded (held the goal that long), or ``env.max_steps``: a demonstration shows the holding that success asks
+    of a policy, the arm still at the goal, not only its arrival."""
     obs, _ = env.reset(seed=seed)
     policy.reset(env)
-    frames, hold = [], 0
-    while len(frames) < env.max_steps and hold < HOLD_STEPS:
+    frames, after = [], 0
+    while len(frames) < env.max_steps and not (after >= env.task.hold_steps and env.is_success()):
         action = policy(obs)
         frames.append({**obs, "action": action})
         obs, *_ = env.step(action)
-        hold += policy.done
+        after += policy.done
     return frames
 
 

@@ -1,4 +1,8 @@
-"""The tasks: their instruction strings, episode lengths and success tests (pure functions of the state)."""
+"""The tasks: their instruction strings, episode lengths and success tests (pure functions of the state).
+
+An episode succeeds when its goal test has held for ``Task.hold_steps`` consecutive control steps, not when it is
+first true: a policy that passes through the goal, or wanders near it as an untrained one does, must not score.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,9 @@ class Task:
     max_steps: int
     """Episode limit at 30 Hz; the scripted expert needs about half of it."""
     has_cube: bool
+    hold_steps: int = 15
+    """Consecutive steps the goal test must hold for success: 0.5 s at 30 Hz, three of the ``learn`` policy's
+    5-action chunks (docs/fed-vs-central.md, "The benchmark")."""
 
 
 TASKS: dict[str, Task] = {
@@ -48,3 +55,8 @@ def pick_place_success(cube_pos: np.ndarray, target_pos: np.ndarray, cube_touche
     on_target = np.linalg.norm(cube_pos[:2] - target_pos[:2]) < tol
     resting = cube_pos[2] < CUBE_HALF + 0.005
     return bool(on_target and resting and not cube_touches_arm)
+
+
+def hold_count(held: int, at_goal: bool) -> int:
+    """Consecutive steps at the goal after this one: one more while the goal test holds, none once it fails."""
+    return held + 1 if at_goal else 0

@@ -29,11 +29,13 @@ def _check_range(name: str, r: Range, bounds: Range | None = None) -> None:
 class Variation:
     """What differs between instances of the world (one per node, one for evaluation)."""
 
-    cube_x: Range = (0.14, 0.26)
-    cube_y: Range = (-0.12, 0.12)
+    cube_x: Range = WORKSPACE_X
+    cube_y: Range = WORKSPACE_Y
     cube_yaw: Range = (-math.pi / 4, math.pi / 4)
-    target_x: Range = (0.14, 0.26)
-    target_y: Range = (-0.12, 0.12)
+    target_x: Range = WORKSPACE_X
+    target_y: Range = WORKSPACE_Y
+    """By default cubes and targets (the goals) come from the whole workspace: the evaluation's goals are all of it,
+    so a policy that stays near the middle scores little (docs/fed-vs-central.md, "The benchmark")."""
     min_separation: float = 0.08
     """Least distance between cube and target centres (m), so that the cube never starts on the target."""
     camera_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -118,7 +120,7 @@ def node_variations(n_nodes: int, tasks: tuple[str, ...] = ("pick_place",)) -> l
     """
     if not 1 <= n_nodes <= len(NODE_SEEDS) // NODE_SEED_STRIDE:
         raise ValueError("n_nodes must be at least 1 and leave each node a seed block")
-    y0, y1 = -0.12, 0.12
+    y0, y1 = WORKSPACE_Y
     width = (y1 - y0) / n_nodes
     specs = []
     for k in range(n_nodes):

@@ -286,20 +286,25 @@ def run_simulation_kept():
 
 
 BENCHMARKS = {
-    ("learn", "reach"): "centralized behaviour cloning reaches 39 % after 20,000 steps (100 held-out seeds), an "
-                        "untrained `learn` policy 22 %, and the verified federation 10-25 % after 9,600 steps "
-                        "(20 held-out seeds)",
+    ("learn", "reach"): "an untrained `learn` policy 0 % (95 % interval 0-4 %) and the scripted expert 100 % on 100 "
+                        "held-out seeds (the goal held 15 steps, anywhere in the workspace); trained centralized and "
+                        "federated policies are not measured on it yet",
 }
-"""What the benchmark measured for a model and task (docs/fed-vs-central.md), for the demo's closing line."""
+"""What the benchmark measured for a model and task (docs/fed-vs-central.md, "The benchmark"), for the demo's closing
+line."""
 
 
-def success_note(fed: FederationConfig, success: float, steps: int, floor: float | None = None) -> str:
-    """The demo's closed-loop success next to its untrained floor (round 0, the same seeds) and the benchmark's: a
-    demo trains for minutes, the benchmark for hours."""
+def success_note(fed: FederationConfig, success: float, episodes: int, steps: int, floor: float | None = None) -> str:
+    """The demo's closed-loop success with its 95 % interval, next to its untrained floor (round 0, the same seeds) and
+    the benchmark's: a demo trains for minutes on a few episodes, the benchmark for hours on 100."""
+    from sim.evaluate import wilson_interval
+
+    low, high = wilson_interval(round(success * episodes), episodes)
     bench = BENCHMARKS.get((fed.model, fed.sim_task))
     where = f"the benchmark (docs/fed-vs-central.md): {bench}" if bench else "no benchmark for this model and task"
-    untrained = f" (untrained: {floor:.0%} on the same seeds)" if floor is not None else ""
-    return f"closed-loop success {success:.0%} after {steps:,} optimizer steps{untrained}; {where}."
+    untrained = f", untrained {floor:.0%} on the same seeds" if floor is not None else ""
+    return (f"closed-loop success {success:.0%} (95 % interval {low:.0%}-{high:.0%} over {episodes} held-out "
+            f"episode{'s' if episodes != 1 else ''}{untrained}) after {steps:,} optimizer steps; {where}.")
 
 
 def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Console | None = None,
@@ -395,7 +400,8 @@ def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Con
                       f"(the aggregator key: ZK0_AGGREGATOR_KEY, anvil's second dev key)", soft_wrap=True)
     if "success_rate" in summary["rounds"][-1]:
         steps = demo.nodes * demo.rounds * fed.local_steps
-        console.print(success_note(fed, summary["rounds"][-1]["success_rate"], steps,
+        last = summary["rounds"][-1]
+        console.print(success_note(fed, last["success_rate"], last["sim_eval_episodes"], steps,
                                    summary.get("initial_success_rate")))
     if demo.verify:  # the demo's anvil stopped with it; its state file brings the same chain (and registry) back
         console.print(f"explore it in a browser: [bold]{zk0agg} chain up --state {out / 'anvil-state.json'}[/] (keeps "

@@ -46,7 +46,7 @@ def sim_fixtures(cache_dir: Path, n_nodes: int, episodes: int = 4, tasks: tuple[
     from sim import heldout_spec, node_variations, record_dataset
     from sim.variation import validation_spec
 
-    root = Path(cache_dir) / "datasets" / "sim-r2"  # r2: simplified camera meshes; older caches are recorded again
+    root = Path(cache_dir) / "datasets" / "sim-r3"  # r3: goals held 15 steps, over the whole workspace
     uris = []
     for spec in node_variations(n_nodes, tasks):
         path = root / f"{spec.name}of{n_nodes}-{spec.task}-e{episodes}"

@@ -62,9 +62,10 @@ def test_the_closing_line_is_a_whole_sentence_and_names_what_proof_sizes_count()
     from aggregator.config import FederationConfig
     from aggregator.tools.demo import proof_sizes, success_note
 
-    note = success_note(FederationConfig(model="learn", sim_task="reach"), 0.5, 180)
-    assert note.endswith("the verified federation 10-25 % after 9,600 steps (20 held-out seeds).")
-    assert note.startswith("closed-loop success 50% after 180 optimizer steps; the benchmark")
-    assert success_note(FederationConfig(model="tiny", sim_task="reach"), 0.0, 9).endswith("model and task.")
+    note = success_note(FederationConfig(model="learn", sim_task="reach"), 0.5, 4, 180, floor=0.25)
+    assert note.startswith("closed-loop success 50% (95 % interval 15%-85% over 4 held-out episodes, untrained 25% on "
+                           "the same seeds) after 180 optimizer steps; the benchmark"), note
+    assert note.endswith("not measured on it yet.") and "scripted expert 100 %" in note
+    assert success_note(FederationConfig(model="tiny", sim_task="reach"), 0.0, 1, 9).endswith("model and task.")
     sizes = proof_sizes(4320)
     assert sizes.startswith("EVM proofs of 4320 bytes") and "summary.json's proof_bytes" in sizes
