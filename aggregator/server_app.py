@@ -36,7 +36,7 @@ from node.datasets import load_dataset, load_metadata
 from node.errors import UserError
 from node.logs import setup_logging
 from node.model import make_smolvla
-from node.params import arrays_to_numpy, get_trainable, numpy_to_arrays, trainable_names
+from node.params import get_trainable, pack, trainable_names, unpack
 from node.train import evaluate_loss
 from prover.hashing import params_hash
 
@@ -172,7 +172,9 @@ def _run_rounds(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         wb = WandbRun.start(Path(cfg.out_dir), run_id, {**cfg.to_dict(), "chain": outputs.summary["chain"]},
                             resume=cfg.resume)
 
+    initial = pack(initial_arrays, release=True)  # the wire's records: one vector, its layout beside it
     strategy = GatedMultiKrum(
+        layout=initial["layout"],
         gate=Gate(list(VERIFIED_CHECKS if cfg.verify else STRUCTURAL_CHECKS)),
         verification=verification,
         validator=validator,
@@ -206,7 +208,7 @@ def _run_rounds(grid: Grid, cfg: FederationConfig, console=None) -> dict:
             return None  # the initial evaluation is in the summary already
         server_round += done
         t0 = time.perf_counter()
-        global_arrays = arrays_to_numpy(arrays)
+        global_arrays = unpack(arrays, strategy.layout)
         loss, _ = evaluate_loss(bundle, heldout, global_arrays, max_batches=cfg.eval_batches, seed=cfg.seed)
         if server_round == 0:  # the untrained policy's closed-loop success too: the floor the rounds are read against
             outputs.initial(loss, **closed_loop_eval(bundle, cfg, Path(cfg.out_dir) / "evaluate" / "round_0"))
@@ -243,7 +245,7 @@ def _run_rounds(grid: Grid, cfg: FederationConfig, console=None) -> dict:
     try:
         strategy.start(grid=ArrivalGrid(grid, strategy.admit, strategy.pull_batch, pull_interval=0.25,
                                         should_stop=lambda: stop_requested(cfg.out_dir)),
-                       initial_arrays=numpy_to_arrays(initial_arrays), num_rounds=max(0, cfg.rounds - done),
+                       initial_arrays=initial.pop("arrays"), num_rounds=max(0, cfg.rounds - done),
                        timeout=cfg.timeout, train_config=train_config,
                        evaluate_config=ConfigRecord({"eval-batches": cfg.client_eval_batches}),
                        evaluate_fn=evaluate_round)

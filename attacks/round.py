@@ -11,11 +11,11 @@ from flwr.app import ConfigRecord, Context, RecordDict
 from attacks.library import Attack
 from node.client_app import LocalNode, node_wallet, reply_content, train_config
 from node.contribution import RoundTerms, capture_update, check_global, contribution_record, round_circuit
-from node.params import arrays_to_numpy
+from node.params import unpack
 from node.train import fedprox_train, snapshot
 from prover import prove
 
-REPLAY_KEYS = ("replay.arrays", "replay.metrics", "replay.contribution")
+REPLAYED = ("arrays", "layout", "metrics", "contribution")  # the reply's records, kept as "replay.<name>"
 
 
 def attack_round(attack: Attack, node: LocalNode, content: RecordDict, state: RecordDict) -> RecordDict:
@@ -23,12 +23,11 @@ def attack_round(attack: Attack, node: LocalNode, content: RecordDict, state: Re
     a replaying node keeps its first reply there (one process may serve several simulated nodes)."""
     config = content["config"]
     terms = RoundTerms.from_config(config)
-    global_arrays = arrays_to_numpy(content["arrays"])
+    global_arrays = unpack(content["arrays"], content["layout"])
     if terms is not None:
         check_global(global_arrays, terms.global_hash)
-    if attack.replays and REPLAY_KEYS[0] in state:
-        arrays, metrics, contribution = (state[k] for k in REPLAY_KEYS)
-        return RecordDict({"arrays": arrays, "metrics": metrics, "contribution": contribution})
+    if attack.replays and f"replay.{REPLAYED[0]}" in state:
+        return RecordDict({name: state[f"replay.{name}"] for name in REPLAYED})
     node = replace(node, dataset=attack.dataset(node.dataset))
     cfg = train_config(config)
     result = fedprox_train(node.bundle, node.dataset, global_arrays, cfg)
@@ -47,8 +46,8 @@ def attack_round(attack: Attack, node: LocalNode, content: RecordDict, state: Re
         reply["contribution"] = ConfigRecord(contribution_record(terms, sent, artifact, attack.signer(account),
                                                                  account.address))
         if attack.replays:
-            for key, name in zip(REPLAY_KEYS, ("arrays", "metrics", "contribution"), strict=True):
-                state[key] = reply[name]
+            for name in REPLAYED:
+                state[f"replay.{name}"] = reply[name]
     return reply
 
 

@@ -35,7 +35,7 @@ from node.frames import FrameCache, in_memory
 from node.logs import single_flower_output
 from node.model import make_smolvla
 from node.outcomes import decode_outcomes, outcome_line
-from node.params import arrays_to_numpy, numpy_to_arrays
+from node.params import pack, unpack
 from node.train import TrainConfig, TrainResult, evaluate_loss, fedprox_train, snapshot
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def train_round(node: LocalNode, content: RecordDict, dp_rng: np.random.Generato
     """
     config = content["config"]
     terms = RoundTerms.from_config(config)
-    global_arrays = arrays_to_numpy(content["arrays"])
+    global_arrays = unpack(content["arrays"], content["layout"])
     if terms is not None:
         check_pinned(terms, node.setup.registry, node.setup.chain_id)
         check_global(global_arrays, terms.global_hash)
@@ -154,7 +154,7 @@ def reply_content(sent: dict, result: TrainResult) -> RecordDict:
         "train_loss_last": result.loss_last,
         "train_seconds": result.seconds,
     })
-    return RecordDict({"arrays": numpy_to_arrays(sent), "metrics": metrics})
+    return RecordDict({**pack(sent), "metrics": metrics})
 
 
 def dp_metrics(dp: DPConfig, server_round: int) -> dict[str, float]:
@@ -243,7 +243,7 @@ def make_client_app(resolve: Callable[[Context], NodeSetup], train_fn: TrainFn |
         node = load_node(resolve(context))
         clock.lap("load")
         config = msg.content["config"]
-        loss, n = evaluate_loss(node.bundle, node.dataset, arrays_to_numpy(msg.content["arrays"]),
+        loss, n = evaluate_loss(node.bundle, node.dataset, unpack(msg.content["arrays"], msg.content["layout"]),
                                 max_batches=int(config.get("eval-batches", 2)))
         clock.lap("eval")
         clock.report("evaluate", msg)

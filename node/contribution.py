@@ -18,6 +18,7 @@ import torch
 
 from contracts import Contribution, circuit_id_of, sign_contribution
 from node.errors import UserError
+from node.params import as_tensors
 from node.so100 import ACTION_DIM
 from prover import ProofArtifact, Slice, SliceShape, build_circuit, capture_slice, load_srs, params_hash, prove
 
@@ -125,10 +126,8 @@ def capture_update(bundle, dataset, global_arrays: dict, node_arrays: dict, rows
     batch_size = 3 * max(1, -(-rows // chunk))  # room for padded steps at episode ends
     gen = torch.Generator().manual_seed(seed)
     batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=gen)))
-    state = {k: torch.from_numpy(v) for k, v in global_arrays.items()}
-    node_state = {k: torch.from_numpy(v) for k, v in node_arrays.items()}
-    return capture_slice(bundle.policy, state, node_state, bundle.preprocessor(batch), rows=rows,
-                         action_dim=ACTION_DIM, seed=seed)
+    return capture_slice(bundle.policy, as_tensors(global_arrays), as_tensors(node_arrays),
+                         bundle.preprocessor(batch), rows=rows, action_dim=ACTION_DIM, seed=seed)
 
 
 def prove_update(bundle, dataset, global_arrays: dict, node_arrays: dict, terms: RoundTerms, srs: str,

@@ -186,10 +186,10 @@ def _message(node_id: int, arrays: dict, contribution: dict | None = None):
     from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
     from flwr.supercore.task_identity import TaskIdentity
 
-    from node.params import numpy_to_arrays
+    from node.params import pack
 
     TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 1, 0, node_id  # outside a Flower runtime
-    content = RecordDict({"arrays": numpy_to_arrays(arrays),
+    content = RecordDict({**pack(arrays),
                           "metrics": MetricRecord({"num-examples": 10, "train_loss": 1.0})})
     if contribution is not None:
         content["contribution"] = ConfigRecord(contribution)
@@ -382,7 +382,7 @@ class RegenStore(UpdateStore):
     def put(self, key: int, arrays) -> None:
         pass
 
-    def _block(self, key: int, index: int, start: int, stop: int) -> np.ndarray:
+    def _raw(self, key: int, index: int, start: int, stop: int) -> np.ndarray:
         t0 = time.perf_counter()
         block = self.make_block(key, index, start, stop)
         self.regen_seconds += time.perf_counter() - t0
@@ -503,6 +503,106 @@ def bench_real(n: int, store_kind: str, workers: int, results: Path) -> None:
     _save(results, f"real-{n}-{store_kind}", out)
 
 
+def _read_bytes() -> int:
+    """Bytes this process has had read from storage (not from the page cache), all its threads."""
+    with open("/proc/self/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("read_bytes:"))
+
+
+def _cached_gb() -> float:
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Cached:")) / 2**20
+
+
+def _drop_from_cache(folder: Path) -> None:
+    """Every file in ``folder`` written to disk and dropped from the page cache (its own pages only: no root)."""
+    for path in folder.iterdir():
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def mean_error(mean: OrderedDict, global_arrays: OrderedDict, chosen: list[int], n: int) -> dict:
+    """How far ``mean`` is from the mean of the chosen updates summed exactly (float64, regenerated block by block
+    from their seeds), as a share of ``half_error_bound`` (≤ 1: within it) and in absolute terms, beside the float32
+    rounding the exact mean itself gets (what today's float32 spill gives)."""
+    from aggregator.protocol.updates import BLOCK, half_error_bound
+
+    worst, largest, rounding = 0.0, 0.0, 0.0
+    weights = [1 / len(chosen)] * len(chosen)
+    for index, (name, g) in enumerate(global_arrays.items()):
+        flat, base = np.ravel(mean[name]), np.ravel(g).astype(np.float64)
+        for start in range(0, g.size, BLOCK):
+            stop = min(g.size, start + BLOCK)
+            total, bound = np.zeros(stop - start), np.zeros(stop - start)
+            for i, w in zip(chosen, weights, strict=True):  # one step at a time: the check's memory stays small
+                step = real_block(global_arrays, i, n, index, start, stop) - base[start:stop]
+                total += step
+                bound += half_error_bound([step], [w])  # the floor from the block's largest step: stricter
+            exact = base[start:stop] + total / len(chosen)
+            error = np.abs(flat[start:stop] - exact)
+            bound += np.spacing(np.abs(exact).astype(np.float32))
+            worst = max(worst, float(np.max(error / bound)))
+            largest = max(largest, float(error.max()))
+            rounding = max(rounding, float(np.abs(exact.astype(np.float32) - exact).max()))
+    return {"error_over_bound": worst, "max_abs_error": largest, "float32_rounding": rounding}
+
+
+def bench_aggregate(n: int, precision: str, results: Path) -> None:
+    """The part of a round's work after the last reply that grows with m: the m = n/2 chosen real-size updates read
+    back from their spill files and averaged, and the new global model serialized for Flower (the last reply's
+    gate, Krum and the chain are measured by ``real`` and ``round``). The n updates are spilled first, in arrival
+    order, as the intake keeps them, so the page cache holds what it holds after such a round; the mean is then
+    timed as the kernel left the cache, and again with the files dropped from it (every byte from the disk).
+    The chosen: m of the n − 1 honest ones, drawn with a fixed seed (Krum keeps the sign-flipper out)."""
+    from aggregator.protocol.strategy import to_record
+
+    rss = RssSampler()
+    global_arrays = real_global()
+    (CACHE / "spill").mkdir(parents=True, exist_ok=True)
+    store = UpdateStore(global_arrays, CACHE / "spill", precision)
+    rss.phase = "updates kept"
+    make_s = put_s = put_cpu = 0.0
+    for i in range(n):
+        t0 = time.perf_counter()
+        update = real_update(global_arrays, i, n)
+        t1, c1 = time.perf_counter(), cpu_seconds()
+        store.put(i, update)
+        make_s, put_s, put_cpu = make_s + t1 - t0, put_s + time.perf_counter() - t1, put_cpu + cpu_seconds() - c1
+        del update
+    m = n // 2
+    chosen = sorted(int(i) for i in np.random.default_rng(0).choice(n - 1, m, replace=False))
+    out = {"n": n, "m": m, "d": REAL_D, "precision": precision, "keep_per_reply_s": put_s / n,
+           "keep_per_reply_cpu": put_cpu / n, "make_replies_s": make_s,
+           "spilled_gb": sum(p.stat().st_size for p in store.dir.iterdir()) / 1e9, "runs": {}}
+    for cache in ("as left", "cold"):
+        if cache == "cold":
+            _drop_from_cache(store.dir)
+        rss.phase = f"aggregation ({cache})"
+        cached, load, io0 = _cached_gb(), _load(), _read_bytes()
+        t0, c0 = time.perf_counter(), cpu_seconds()
+        mean = store.mean(chosen)
+        t1, c1, io1 = time.perf_counter(), cpu_seconds(), _read_bytes()
+        rss.phase = "error check (not timed)"
+        check = mean_error(mean, global_arrays, chosen, n) if cache == "cold" else {}
+        rss.phase = f"aggregation ({cache})"
+        t2, c2 = time.perf_counter(), cpu_seconds()
+        record = to_record(mean)
+        run = {"mean_s": t1 - t0, "serialize_s": time.perf_counter() - t2, "cpu": c1 - c0 + cpu_seconds() - c2,
+               "read_from_disk_gb": (io1 - io0) / 1e9, "cached_gb_before": cached, "load_before": round(load, 1),
+               "load_after": round(_load(), 1), **check}
+        run["wall"] = run["mean_s"] + run["serialize_s"]
+        out["runs"][cache] = run
+        del mean, record
+        print(cache, json.dumps(run), flush=True)
+    store.close()
+    out["peak_rss_mb"], out["rss_by_phase_mb"] = peak_rss_mb(), rss.stop()
+    _save(results, f"aggregate-{n}-{precision}", out)
+
+
 # ---------------------------------------------------------------------------------------- selection agreement
 
 KINDS = ["sign-flip", "collude", "ipm", "free-rider-noise", "poison-shuffle"]
@@ -557,7 +657,7 @@ def write_doc(results: Path, doc: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["proofs", "round", "real", "agreement", "doc"])
+    parser.add_argument("part", choices=["proofs", "round", "real", "aggregate", "agreement", "doc"])
     parser.add_argument("--count", type=int, default=DISTINCT_PROOFS)
     parser.add_argument("--results", type=Path, default=CACHE / "results.json")
     parser.add_argument("--n", type=int, default=10)
@@ -565,6 +665,8 @@ def main() -> None:
     parser.add_argument("--no-spread", action="store_true", help="round: only the burst (all replies at once)")
     parser.add_argument("--no-chain", action="store_true", help="round: skip the chain's records")
     parser.add_argument("--store", choices=["disk", "regen"], default="disk")
+    parser.add_argument("--precision", choices=["float16", "float32"], default="float16",
+                        help="aggregate: how the spilled updates are kept (float32: as before issue 35)")
     parser.add_argument("--dims", type=int, nargs="+", default=[256, 1024, 4096, 16384])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--d", type=int, default=500_000, help="agreement: update dimension")
@@ -578,6 +680,9 @@ def main() -> None:
     elif args.part == "real":
         globals()["REAL_D"] = args.real_d
         bench_real(args.n, args.store, args.workers, args.results)
+    elif args.part == "aggregate":
+        globals()["REAL_D"] = args.real_d
+        bench_aggregate(args.n, args.precision, args.results)
     elif args.part == "agreement":
         bench_agreement(args.dims, args.trials, args.d, args.results)
     else:

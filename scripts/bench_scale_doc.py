@@ -67,6 +67,7 @@ def scale_section(r: dict, tiny_d: int) -> str:
                          f"({_f(x['aggregation_s'] / x['m'])}) | {'yes' if x['attacker_selected'] else 'no'} | "
                          f"{rss} | {x['load']} | {x.get('commit', 'before 07cc6f2')} |")
         lines.append("")
+    lines += aggregate_table(r)
     if "agreement" in r:
         a = r["agreement"]
         lines += [f"Selection agreement: Multi-Krum (n = {a['n']}, f = {a['f']}, m = {a['m']}) on sketches vs on "
@@ -88,17 +89,55 @@ def scale_section(r: dict, tiny_d: int) -> str:
     return "\n".join(lines).rstrip()
 
 
+def aggregate_table(r: dict) -> list[str]:
+    """The m = n/2 mean of real-size spilled updates (``bench_scale.py aggregate``), float32 and float16 spills."""
+    keys = [k for k in r if k.startswith("aggregate-")]  # aggregate-<n>-<precision>: float32 (as before) first
+    runs = [r[k] for k in sorted(keys, key=lambda k: (int(k.split("-")[1]), not k.endswith("float32")))]
+    if not runs:
+        return []
+    lines = [f"The aggregation after the last reply at real size (`bench_scale.py aggregate`, d = {runs[0]['d']:,}): "
+             "the n updates spilled in arrival order as the intake keeps them, then the mean of m = n/2 of them (drawn "
+             "with a fixed seed among the honest ones) read back a block at a time and the result serialized for "
+             "Flower; timed as the page cache was left, and again with the files dropped from it (`cold`: every byte "
+             "from the disk). The error is the mean's largest distance from the exact (float64) mean of the chosen "
+             "updates, as a share of its stated bound (`aggregator.protocol.updates.half_error_bound`), and in "
+             "absolute terms beside the float32 rounding of the exact mean (which the float32 mean has). Peak RSS: the "
+             "whole process while it aggregates (its global model, the mean and its serialized copy in it):", "",
+             "| n | m | spill | spilled GB | keep per reply s (cpu s) | page cache | read from disk GB | mean s | "
+             "serialize s | **aggregation s** (cpu s) | per chosen update s | largest error / bound | "
+             "largest error (float32 rounding) | peak RSS MB aggregating | load before → after | date, commit |",
+             "|" + "---|" * 16]
+    for x in runs:
+        phases = x.get("rss_by_phase_mb", {})
+        rss = max((v for k, v in phases.items() if k.startswith("aggregation")), default=x["peak_rss_mb"])
+        for cache, run in x["runs"].items():
+            error = "-" if "error_over_bound" not in run else f"{run['error_over_bound']:.2f}"
+            absolute = ("-" if "max_abs_error" not in run
+                        else f"{run['max_abs_error']:.1e} ({run['float32_rounding']:.1e})")
+            lines.append(f"| {x['n']} | {x['m']} | {x['precision']} | {_f(x['spilled_gb'], 1)} | "
+                         f"{_f(x['keep_per_reply_s'])} ({_f(x['keep_per_reply_cpu'])}) | {cache} | "
+                         f"{_f(run['read_from_disk_gb'], 1)} | {_f(run['mean_s'], 1)} | {_f(run['serialize_s'], 1)} | "
+                         f"**{_f(run['wall'], 1)}** ({_f(run['cpu'], 1)}) | {_f(run['mean_s'] / x['m'])} | {error} | "
+                         f"{absolute} | {_f(rss, 0)} | {run['load_before']} → {run['load_after']} | "
+                         f"{x['date']}, {x['commit']} |")
+    return lines + [""]
+
+
 def projection(r: dict, nodes: int = 10_000, cores: int = 16) -> list[str]:
     """10,000 nodes, by arithmetic on the measured per-unit costs (not a measurement)."""
     big = r.get("round-1000") or r.get("round-100")
     real = r.get("real-100-regen") or r.get("real-10-disk")
     disk = r.get("real-10-disk")
+    spilled = r.get("aggregate-100-float16")
+    cold = spilled and spilled["runs"].get("cold")
     if not big or not real:
         return []
     proof_cpu = big["burst"]["cpu"] / big["n"]
     per_reply_real = real["round_cpu"] / real["n"]  # cpu: the wall per reply depends on the machine's load
     sel = real["selection_s"] * (nodes / real["n"]) ** 2
-    read_add = (disk["aggregation_s"] / disk["m"]) if disk else None
+    read_add, where = ((disk["aggregation_s"] / disk["m"]), "n = 10, float32 spill") if disk else (None, "")
+    if cold:  # the m = n/2 mean of float16 steps, every byte from the disk
+        read_add, where = cold["wall"] / spilled["m"], f"n = 100, m = {spilled['m']}, float16 steps, cold cache"
     chain = big.get("chain")
     out = [f"Projection to {nodes:,} nodes (arithmetic on the figures above, not measured):", ""]
     out.append(f"- **Gate**: {proof_cpu:.3f} cpu s per proven reply (tiny statement, measured at n = {big['n']:,}; "
@@ -117,8 +156,8 @@ def projection(r: dict, nodes: int = 10_000, cores: int = 16) -> list[str]:
                f"matrix (the sketches: {nodes * real['sketch_dim'] * 8 / 1e9:.1f} GB).")
     if read_add:
         half = nodes / 2 * read_add / 60
-        out.append(f"- **Aggregation**: {read_add:.2f} s per chosen real-size update read back and added (n = 10, "
-                   f"disk) → m = 100: {100 * read_add:,.0f} s; m = n/2 = {nodes // 2:,}: {half:,.0f} min (then the "
+        out.append(f"- **Aggregation**: {read_add:.2f} s per chosen real-size update read back and added ({where}) "
+                   f"→ m = 100: {100 * read_add:,.0f} s; m = n/2 = {nodes // 2:,}: {half:,.0f} min (then the "
                    "sum must be split over cores, or m kept small: the federation's default is 2).")
     if chain and chain.get("records"):
         per = chain["wall"] / chain["records"]

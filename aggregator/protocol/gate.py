@@ -18,11 +18,10 @@ import numpy as np
 from eth_utils import to_checksum_address
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 
-from aggregator.protocol.arrays import record_views
 from aggregator.protocol.validation import RoundValidation
 from contracts import Contribution, recover_signer
 from node.contribution import parse_record, slice_of
-from node.params import check_arrays
+from node.params import check_arrays, unpack
 from prover import Verdict
 from prover.hashing import params_hash, sha256_hex
 
@@ -139,7 +138,8 @@ Check = Callable[[Reply, RoundContext], None]
 
 
 def check_well_formed(reply: Reply, ctx: RoundContext) -> None:
-    """MALFORMED: one ArrayRecord with exactly the global model's names, shapes, float32 and finite values."""
+    """MALFORMED: the model as ``node.params.pack`` sends it (one ArrayRecord 'arrays' of one float32 vector, its
+    'layout' beside it) with exactly the global model's names, shapes and finite values."""
     msg = reply.message
     if msg.has_error():
         raise Rejected("MALFORMED", f"node replied with an error: {msg.error.reason}")
@@ -149,10 +149,12 @@ def check_well_formed(reply: Reply, ctx: RoundContext) -> None:
     # reply would outlive its gating by an unknown time.
     if [k for k, v in content.items() if isinstance(v, ArrayRecord)] != ["arrays"]:
         raise Rejected("MALFORMED", "reply must hold exactly one ArrayRecord named 'arrays'")
+    if not isinstance(content.get("layout"), ConfigRecord):
+        raise Rejected("MALFORMED", "reply has no 'layout' ConfigRecord (the names and shapes of its arrays)")
     if not isinstance(content.get("metrics"), MetricRecord):
         raise Rejected("MALFORMED", "reply has no 'metrics' MetricRecord")
     try:
-        arrays = record_views(content["arrays"])  # views on the bytes: no copy
+        arrays = unpack(content["arrays"], content["layout"])  # views on the bytes: no copy
         check_arrays(ctx.global_arrays, arrays)
     except Exception as err:  # any decoding failure of untrusted bytes is the node's fault, not ours
         raise Rejected("MALFORMED", f"bad arrays: {err}") from None

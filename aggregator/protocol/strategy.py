@@ -22,17 +22,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import MultiKrum
 from flwr.serverapp.strategy.multikrum import select_multikrum
 
-from aggregator.protocol.arrays import record_views
 from aggregator.protocol.gate import VERIFIED, Gate, Outcome, RoundContext
 from aggregator.protocol.intake import Gated, RoundIntake
 from aggregator.protocol.selection import NEAR, NORM_BOUND, select
 from aggregator.protocol.sketch import EXACT_MAX_VALUES, SKETCH_DIM, CountSketch, krum_order, round_seed, use_sketch
 from aggregator.protocol.updates import UpdateStore
+from node.params import pack, unpack
 
 log = logging.getLogger(__name__)
 
@@ -56,24 +56,25 @@ class RoundLog:
 
 
 def to_record(arrays: dict[str, np.ndarray]) -> ArrayRecord:
-    """``arrays`` serialized for Flower, each let go as soon as it is: the new global model is held once at a time
-    (numpy + Flower's bytes of one array), not twice over."""
-    record = ArrayRecord()
-    for name in list(arrays):
-        record[name] = Array(np.ascontiguousarray(arrays.pop(name)))
-    return record
+    """The new global model as Flower's loop carries it (``node.params.pack``'s one vector; its layout is the
+    strategy's, unchanged), each array let go as soon as it is written: held once, not twice over."""
+    return pack(arrays, release=True)["arrays"]
 
 
 class GatedMultiKrum(MultiKrum):
-    """MultiKrum (Krum when ``num_nodes_to_select == 1``) over the replies that pass ``gate``."""
+    """MultiKrum (Krum when ``num_nodes_to_select == 1``) over the replies that pass ``gate``.
+
+    ``layout``: the model's ``"layout"`` record (``node.params.pack``). Flower's loop hands the strategy the model's
+    ArrayRecord alone; the strategy reads it with this layout and sends the layout beside it in every message."""
 
     def __init__(self, gate: Gate, hash_arrays: Callable[[dict], str], verification=None, validator=None,
                  harm_tolerance: float = 0.0, rise_tolerance: float = 0.0, min_gain: float = 0.0,
                  selection: str = "usefulness", gate_workers: int = 2, sketch_dim: int = SKETCH_DIM,
                  exact_max_values: int = EXACT_MAX_VALUES,
-                 spill_dir: str | None = None, **kwargs) -> None:
+                 spill_dir: str | None = None, layout: ConfigRecord | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.gate = gate
+        self.layout = layout
         self.hash_arrays = hash_arrays
         self.verification = verification  # aggregator.protocol.verification.Verification, or None: no proofs, no chain
         self.validator = validator  # aggregator.protocol.validation.Validator, or None: no validation score
@@ -97,7 +98,7 @@ class GatedMultiKrum(MultiKrum):
                         grid: Grid) -> Iterable[Message]:
         """Open the round: hash the global model, put the hash in the config every node receives."""
         server_round += self.round_offset
-        global_arrays = record_views(arrays)  # views on Flower's record: no copy
+        global_arrays = unpack(arrays, self.layout)  # views on Flower's record: no copy
         global_hash = self.hash_arrays(global_arrays)
         config = ConfigRecord(dict(config))
         config["global-hash"] = global_hash
@@ -111,7 +112,7 @@ class GatedMultiKrum(MultiKrum):
             ctx.validation = self.validator.open(server_round, global_arrays)
             self.rounds[server_round].validation_loss = ctx.validation.global_loss
         self._context[server_round] = ctx
-        messages = list(super().configure_train(server_round, arrays, config, grid))
+        messages = self._with_layout(super().configure_train(server_round, arrays, config, grid))
         if self.notices is not None:  # each node's outcome of its last reply, in its own message
             self.notices.attach(messages)
         self._sent[server_round] = messages  # Flower stamps their message ids when it pushes them
@@ -191,7 +192,14 @@ class GatedMultiKrum(MultiKrum):
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
-        return super().configure_evaluate(server_round + self.round_offset, arrays, config, grid)
+        return self._with_layout(super().configure_evaluate(server_round + self.round_offset, arrays, config, grid))
+
+    def _with_layout(self, messages: Iterable[Message]) -> list[Message]:
+        """The model's layout beside its arrays in each message (Flower gives a round's messages one content)."""
+        messages = list(messages)
+        for message in messages:
+            message.content["layout"] = self.layout
+        return messages
 
     def _krum(self, server_round: int, rlog: RoundLog, verified: list[Gated], intake: RoundIntake,
               useful: float | None = None, validation=None,

@@ -18,7 +18,7 @@ from aggregator.protocol.verification import LocalProofChecker
 from contracts import create_keystore
 from node.contribution import RoundTerms, contribution_record, node_circuit, slice_shape, wallet_account
 from node.dp import DPConfig, clip_update
-from node.params import arrays_to_numpy, numpy_to_arrays
+from node.params import pack, unpack
 from node.train import snapshot
 from prover import ProofArtifact, params_hash
 
@@ -48,7 +48,7 @@ def noised_round(synthetic, cache_dir, tmp_path_factory):
                            "chain-id": CHAIN_ID, "registry": REGISTRY,
                            "run-id": RUN, "slice-rows": ROWS, "srs-logrows": circuit.srs.logrows, "local-steps": 5,
                            "batch-size": 8, "learning-rate": 1e-3, "proximal-mu": 0.01, "seed": 0, **DP.round_config()})
-    content = train_round(node, RecordDict({"arrays": numpy_to_arrays(glob), "config": config}),
+    content = train_round(node, RecordDict({**pack(glob), "config": config}),
                           dp_rng=np.random.default_rng(11))
     validation = load_dataset(synthetic.validation, delta_timestamps=node.dataset.delta_timestamps)
     return {"config": config, "content": content, "global": glob, "circuit_key": config["circuit-key"],
@@ -71,7 +71,7 @@ def gate(setup: dict, content: RecordDict):
 
 def test_noised_honest_reply_passes_the_gate_and_the_proof_binds_the_noised_update(noised_round):
     glob, clean, content = noised_round["global"], noised_round["clean"], noised_round["content"]
-    sent = arrays_to_numpy(content["arrays"])
+    sent = unpack(content["arrays"], content["layout"])
     # What is sent is θ_g + clip(Δ, C) + noise of std σ·C on every coordinate, not the trained model.
     clipped = clip_update(glob, clean, DP.clip)
     noise = np.concatenate([(sent[k].astype(np.float64) - glob[k] - clipped[k]).ravel() for k in glob])
@@ -87,6 +87,6 @@ def test_noised_honest_reply_passes_the_gate_and_the_proof_binds_the_noised_upda
     artifact = ProofArtifact.from_bytes(content["contribution"]["proof"])
     resigned = contribution_record(RoundTerms.from_config(noised_round["config"]), clean, artifact,
                                    noised_round["account"])
-    swapped = RecordDict({"arrays": numpy_to_arrays(clean), "metrics": content["metrics"],
+    swapped = RecordDict({**pack(clean), "metrics": content["metrics"],
                           "contribution": ConfigRecord(resigned)})
     assert gate(noised_round, swapped).status == "UNBOUND"

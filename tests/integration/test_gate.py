@@ -18,7 +18,7 @@ from flwr.supercore.task_identity import TaskIdentity
 from aggregator.protocol.gate import VERIFIED, VERIFIED_CHECKS, Gate, RoundContext
 from aggregator.protocol.verification import LocalProofChecker
 from node.contribution import SLICE_BIAS, SLICE_WEIGHT, RoundTerms, contribution_record
-from node.params import numpy_to_arrays
+from node.params import pack
 from prover import CircuitConfig, ProofArtifact, SliceShape, build_circuit, params_hash, prove
 from prover.synthetic import synthetic_slice
 
@@ -71,7 +71,7 @@ def reply(setup, ctx: RoundContext, arrays=None, artifact=None, signer=None, add
                        setup["circuit"].circuit_id, circuit_key, CHAIN_ID, REGISTRY, SHAPE.rows,
                        setup["circuit"].srs.logrows)
     wallet = setup["wallet"]
-    content = RecordDict({"arrays": numpy_to_arrays(arrays), "metrics": MetricRecord({"num-examples": 8})})
+    content = RecordDict({**pack(arrays), "metrics": MetricRecord({"num-examples": 8})})
     if contribution:
         record = contribution_record(terms, arrays, artifact or setup["artifact"], signer or wallet,
                                      address or wallet.address)
@@ -126,7 +126,7 @@ def test_integrity_arrays_changed_after_signing(setup):
     msg = reply(setup, ctx)
     tampered = dict(setup["node"])
     tampered["other"] = tampered["other"] + 1.0
-    msg.content["arrays"] = numpy_to_arrays(tampered)  # what arrives is not what was signed
+    msg.content["arrays"] = pack(tampered)["arrays"]  # what arrives is not what was signed
     assert outcome(setup, msg, ctx).status == "INTEGRITY"
 
 

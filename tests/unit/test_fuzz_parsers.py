@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from aggregator.protocol.gate import Rejected, RoundContext, check_well_formed
 from node.contribution import parse_record
-from node.params import numpy_to_arrays
+from node.params import pack
 from prover import ProofArtifact
 from prover.hashing import params_hash, sha256_hex
 
@@ -155,7 +155,7 @@ class NoProofs:
 def test_gate_rejects_any_record_cleanly(changes, drop):
     """A reply with a fuzzed contribution record is accepted by the first check or rejected as MALFORMED."""
     record = {k: v for k, v in {**valid_record(), **changes}.items() if k not in drop}
-    content = RecordDict({"arrays": numpy_to_arrays(GLOBAL), "metrics": MetricRecord({"num-examples": 8}),
+    content = RecordDict({**pack(GLOBAL), "metrics": MetricRecord({"num-examples": 8}),
                           "contribution": ConfigRecord(record)})
     ctx = RoundContext(1, dict(GLOBAL), params_hash(list(GLOBAL.values())), verifier=NoProofs())
     from aggregator.protocol.gate import Reply
@@ -167,3 +167,27 @@ def test_gate_rejects_any_record_cleanly(changes, drop):
         assert rej.reason == "MALFORMED"
         return
     assert reply.contribution is not None and reply.claimed_address.startswith("0x")
+
+
+@FUZZ
+@given(changes=st.dictionaries(st.sampled_from(("names", "ndims", "dims")) | st.text(max_size=8), CONFIG_VALUE,
+                               max_size=3),
+       drop=st.sets(st.sampled_from(("names", "ndims", "dims")), max_size=1))
+@example(changes={"ndims": [0]}, drop=set())  # a scalar of one value where the vector holds six
+@example(changes={"ndims": [2], "dims": [0, 2**63 - 1]}, drop=set())
+def test_gate_rejects_any_layout_cleanly(changes, drop):
+    """A reply with a fuzzed layout (the names and shapes of its vector) passes as the global model's or is
+    MALFORMED."""
+    records = pack(GLOBAL)
+    layout = {k: v for k, v in {**dict(records["layout"]), **changes}.items() if k not in drop}
+    content = RecordDict({"arrays": records["arrays"], "layout": ConfigRecord(layout),
+                          "metrics": MetricRecord({"num-examples": 8})})
+    from aggregator.protocol.gate import Reply
+
+    reply = Reply(node_id=7, message=Message(content, dst_node_id=0, message_type="train"))
+    try:
+        check_well_formed(reply, RoundContext(1, dict(GLOBAL), params_hash(list(GLOBAL.values()))))
+    except Rejected as rej:
+        assert rej.reason == "MALFORMED"
+        return
+    assert list(reply.arrays) == ["w"] and reply.arrays["w"].shape == (2, 3)

@@ -16,13 +16,12 @@ from flwr.app import Array, Message, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
 import aggregator.protocol.updates
-from aggregator.protocol.arrays import array_view
 from aggregator.protocol.gate import STRUCTURAL_CHECKS, VERIFIED, Gate, Reply, RoundContext, check_well_formed
 from aggregator.protocol.intake import RoundIntake
 from aggregator.protocol.sketch import CountSketch
 from aggregator.protocol.strategy import to_record
-from aggregator.protocol.updates import UpdateStore
-from node.params import numpy_to_arrays
+from aggregator.protocol.updates import UpdateStore, half_error_bound
+from node.params import FLAT, array_view, pack, unpack
 from prover.hashing import params_hash
 
 TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 0  # outside a Flower runtime
@@ -31,7 +30,7 @@ D = 10_000_000
 
 def message(arrays: dict, node_id: int = 1) -> Message:
     TaskIdentity.node_id = node_id
-    return Message(RecordDict({"arrays": numpy_to_arrays(arrays), "metrics": MetricRecord({"num-examples": 1})}),
+    return Message(RecordDict({**pack(arrays), "metrics": MetricRecord({"num-examples": 1})}),
                    dst_node_id=0, message_type="train")
 
 
@@ -81,7 +80,7 @@ def test_array_view_refuses_what_does_not_parse_as_the_header_says(change):
 def test_the_gate_rejects_a_truncated_array_as_malformed():
     glob = OrderedDict(w=np.zeros(8, np.float32))
     msg = message(glob)
-    msg.content["arrays"]["w"].data = msg.content["arrays"]["w"].data[:-4]
+    msg.content["arrays"][FLAT].data = msg.content["arrays"][FLAT].data[:-4]
     _, outcome = Gate(list(STRUCTURAL_CHECKS))(msg, RoundContext(1, glob, params_hash(list(glob.values()))))
     assert outcome.status == "MALFORMED" and "bytes of data" in outcome.detail
 
@@ -99,7 +98,7 @@ def test_a_gate_worker_decodes_and_checks_a_reply_without_copying_it():
     _, peak = traced_peak(lambda: check_well_formed(reply, ctx))
     assert peak < 0.15 * 4 * D, peak
     assert reply.update_hash == params_hash([np.full((100, 30), 0.5, np.float32), np.full(D, 0.5, np.float32)])
-    assert np.shares_memory(reply.arrays["body"], np.frombuffer(msg.content["arrays"]["body"].data, np.uint8))
+    assert np.shares_memory(reply.arrays["body"], np.frombuffer(msg.content["arrays"][FLAT].data, np.uint8))
 
 
 def test_the_arrival_loop_pulls_a_large_reply_only_when_the_gate_has_room(tmp_path):
@@ -135,33 +134,41 @@ def test_the_arrival_loop_pulls_a_large_reply_only_when_the_gate_has_room(tmp_pa
     assert RoundIntake(Gate(), RoundContext(1, glob, ""), [], UpdateStore(glob)).wait_for_room() is None  # unbound
 
 
-@pytest.mark.parametrize("spill", [False, True])
-def test_the_mean_is_summed_a_block_at_a_time_to_the_same_bits(tmp_path, monkeypatch, spill):
-    """With blocks of 2^18 values (the body cut mid-block), the mean has the bits of the whole-array float64 mean,
-    and allocates the float32 result and about a block: not an update-sized float64 sum and an update read back."""
+@pytest.mark.parametrize("spill,precision", [(False, "float32"), (True, "float32"), (True, "float16")])
+def test_the_mean_is_summed_a_block_at_a_time_to_the_same_bits(tmp_path, monkeypatch, spill, precision):
+    """With blocks of 2^18 values (the body cut mid-block), the mean has the bits of the whole-array float64 mean
+    (float16 steps: within their bound), and allocates the float32 result and about a block: not an update-sized
+    float64 sum and an update read back (nor, for float16 steps, an update-sized step when they are written)."""
     monkeypatch.setattr(aggregator.protocol.updates, "BLOCK", 1 << 18)
     rng = np.random.default_rng(5)
     template = OrderedDict(a=np.zeros((3, 1001), np.float32), body=np.zeros(D, np.float32))
-    store = UpdateStore(template, tmp_path if spill else None)
+    store = UpdateStore(template, tmp_path if spill else None, precision)
     updates = {k: OrderedDict((n, rng.standard_normal(t.shape, dtype=np.float32)) for n, t in template.items())
                for k in range(4)}
-    for k, u in updates.items():
-        store.put(k, u)
+    _, put_peak = traced_peak(lambda: [store.put(k, u) for k, u in updates.items()])
     mean, peak = traced_peak(lambda: store.mean([0, 2, 3]))
     for n in template:
-        expected = np.mean([updates[k][n] for k in (0, 2, 3)], axis=0, dtype=np.float64).astype(np.float32)
-        assert np.array_equal(mean[n], expected)
+        expected = np.mean([updates[k][n] for k in (0, 2, 3)], axis=0, dtype=np.float64)
+        if precision == "float32":
+            assert np.array_equal(mean[n], expected.astype(np.float32))
+        else:
+            bound = half_error_bound([updates[k][n] for k in (0, 2, 3)], [1 / 3] * 3)
+            assert np.all(np.abs(mean[n] - expected) <= bound + np.spacing(np.abs(expected).astype(np.float32)))
     assert peak < 1.2 * 4 * (D + 3 * 1001), peak  # the result (40 MB) and a few blocks of 1-2 MB
+    assert put_peak < 0.1 * 4 * D, put_peak  # a few blocks
     store.close()
 
 
 def test_the_new_global_model_is_serialized_array_by_array():
-    arrays = OrderedDict(a=np.arange(6, dtype=np.float32).reshape(2, 3), b=np.ones(4, np.float32))
-    expected = numpy_to_arrays(arrays)
-    record = to_record(arrays)
-    assert list(record) == ["a", "b"] and not arrays  # each let go once serialized
-    for name in record:
-        assert record[name].data == expected[name].data
+    """The new global model (10 arrays, 40 MB) written into the one vector's bytes array by array, each let go once
+    written: the model is held about once while it is serialized, not twice (a whole flat copy, then its bytes)."""
+    arrays = OrderedDict((f"p{i}", np.full(D // 10, i, np.float32)) for i in range(10))
+    expected = pack(arrays)
+    record, peak = traced_peak(lambda: to_record(arrays))
+    assert not arrays  # each let go once written
+    assert list(record) == [FLAT] and record[FLAT].data == expected["arrays"][FLAT].data
+    assert peak < 1.3 * 4 * D, peak  # the vector's bytes (40 MB, the buffer's growth room) and one array
+    assert np.array_equal(unpack(record, expected["layout"])["p7"], np.full(D // 10, 7, np.float32))
 
 
 def test_a_released_sketch_hashes_the_same_codes_again():

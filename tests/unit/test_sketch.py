@@ -22,7 +22,7 @@ from aggregator.protocol.sketch import (
 )
 from aggregator.protocol.updates import UpdateStore
 from attacks.library import synthetic_updates
-from node.params import numpy_to_arrays
+from node.params import pack
 
 DIM = 4096
 
@@ -75,7 +75,7 @@ def test_krum_order_is_flowers_rule():
     """On the full vectors, krum_order ranks exactly as Flower's select_multikrum."""
     rng = np.random.default_rng(2)
     points = [rng.normal(0, 1, 50) + (5 if i in (3, 7) else 0) for i in range(10)]
-    contents = [RecordDict({"arrays": numpy_to_arrays({"w": p.astype(np.float32)})}) for p in points]
+    contents = [RecordDict(pack({"w": p.astype(np.float32)})) for p in points]
     for f in (0, 1, 2):
         flower = select_multikrum(contents, num_malicious_nodes=f, num_nodes_to_select=10)
         ours = krum_order(np.stack([p.astype(np.float32) for p in points]), f)
@@ -110,11 +110,12 @@ def test_exact_below_the_bound_sketch_above():
 
 @pytest.mark.parametrize("spill", [False, True])
 def test_streamed_mean_is_the_in_memory_mean(tmp_path, spill):
+    """In memory, or spilled in float32, the same bits (float16 steps: ``tests/unit/test_updates.py``)."""
     rng = np.random.default_rng(3)
     template = OrderedDict(w=np.zeros((40, 30), np.float32), b=np.zeros(30, np.float32))
     updates = {k: OrderedDict((n, rng.normal(0, 1, a.shape).astype(np.float32)) for n, a in template.items())
                for k in range(6)}
-    store = UpdateStore(template, tmp_path if spill else None)
+    store = UpdateStore(template, tmp_path if spill else None, precision="float32")
     for k, u in updates.items():
         store.put(k, u)
     assert store.spills == spill
