@@ -2,7 +2,7 @@
 
 Refresh it after changing a dependency in pyproject.toml (``[project] dependencies`` or the ``test`` extra)::
 
-    .venv/bin/python scripts/lock.py            # re-resolve everything to today's releases
+    .venv/bin/python scripts/lock.py            # resolve again, keeping today's pins where they still fit
     .venv/bin/python scripts/lock.py --check    # does the lock still match pyproject.toml? (setup.sh, the tests)
 
 The lock pins every package, with its sha256 hashes, for Python 3.12 on every platform (uv's universal
@@ -100,6 +100,8 @@ def compile_lock() -> str:
     extras = [arg for extra in EXTRAS for arg in ("--extra", extra)]
     with tempfile.TemporaryDirectory() as tmp:
         main_out, no_deps_in, no_deps_out = (Path(tmp) / n for n in ("main.txt", "no-deps.in", "no-deps.txt"))
+        if LOCK.is_file():  # uv keeps the pins of the output file it is given where they still fit
+            main_out.write_text(LOCK.read_text())
         uv("pip", "compile", "pyproject.toml", *extras, *common, "--no-header", "-o", str(main_out))
         no_deps_in.write_text("\n".join(NO_DEPS) + "\n")
         uv("pip", "compile", str(no_deps_in), "--no-deps", "--no-annotate", *common, "--no-header",

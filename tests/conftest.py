@@ -17,11 +17,46 @@ import pytest  # noqa: E402
 logging.getLogger("lerobot.utils.import_utils").setLevel(logging.ERROR)
 
 
+# ``make test`` runs the suite on two workers (pytest-xdist, ``--dist loadfile``): each test module runs whole on
+# one worker, so its module fixtures are built once; these modules share a session fixture and run on one worker
+# together, so it is built once too (a verified federation costs minutes).
+SHARED_FIXTURES = {
+    "verified-run": ("tests/integration/test_explorer.py", "tests/integration/test_release.py",
+                     "tests/integration/test_verified_federation.py"),
+    "service-circuit": ("tests/integration/test_verifier_service.py", "tests/integration/test_verifier_api_fuzz.py"),
+}
+LONGEST_FIRST = ("tests/integration/test_deployment.py", "verified-run", "tests/integration/test_faults.py")
+
+
+def work_unit(nodeid: str) -> str:
+    """What one worker runs whole: the test's module, or the name of the module group it shares a fixture with."""
+    module = nodeid.split("::", 1)[0]
+    return next((name for name, modules in SHARED_FIXTURES.items() if module in modules), module)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Everything under tests/integration is marked ``integration`` (so ``-m 'not integration'`` is fast)."""
+    """Everything under tests/integration is marked ``integration`` (so ``-m 'not integration'`` is fast); the
+    longest work units go first, so that the workers finish together."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+    items.sort(key=lambda item: rank.get(work_unit(item.nodeid), len(rank)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` with ``SHARED_FIXTURES``' modules together, in the collection's order."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False  # keep LONGEST_FIRST's order (xdist would sort by number of tests)
+    return ByWorkUnit(config, log)
 
 
 @pytest.fixture(scope="session")

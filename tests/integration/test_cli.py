@@ -201,6 +201,7 @@ def test_dataset_check_reads_a_frame(tmp_path, synthetic):
 def test_cli_survives_a_closed_pipe(tmp_path, wallet):
     """``zk0node wallet show W | head -1``: the reader is gone before the output is written."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("ZK0_WALLET_PASSWORD", None)  # an in-process demo of another test may have set it
     proc = subprocess.Popen([sys.executable, "-m", "node.cli", "wallet", "show", wallet], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env, cwd=tmp_path)
     proc.stdout.close()
@@ -490,12 +491,11 @@ def test_start_that_cannot_connect_exits_with_one_line_and_leaves_no_process(tmp
         deadline = time.monotonic() + 600  # imports of torch & co. on busy cores; the wait itself is 5 s
         while proc.poll() is None:
             assert time.monotonic() < deadline, "zk0node start did not end"
-            try:
+            with contextlib.suppress(psutil.Error):  # it ended meanwhile
                 for child in psutil.Process(proc.pid).children(recursive=True):
                     if child.pid not in seen:
-                        seen[child.pid] = (child, " ".join(child.cmdline()))
-            except psutil.Error:
-                pass  # it or a child ended meanwhile
+                        with contextlib.suppress(psutil.Error):  # this one ended (or is a zombie): the others count
+                            seen[child.pid] = (child, " ".join(child.cmdline()))
             time.sleep(0.1)
         stderr_text = err.read_text(errors="replace")
         errors = [line for line in stderr_text.splitlines() if "error:" in line and line.startswith("zk0node")]
