@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 import traceback
@@ -476,7 +477,10 @@ def test_start_that_cannot_connect_exits_with_one_line_and_leaves_no_process(tmp
     import psutil
 
     port = _unused_port()
-    state = tmp_path / "node-state"  # tmp_path is unique: every process of this run names it or descends from it
+    # unique: every process of this run names it or tmp_path, or descends from one that does; short, because the
+    # warm host's Unix socket lives in it and is off for paths of 100 characters or more (pytest-xdist's tmp_path
+    # is longer than that)
+    state = Path(tempfile.mkdtemp(prefix="zk0-node-", dir="/tmp"))
     env = {**os.environ, "ZK0_WALLET_PASSWORD": PASSWORD, "HF_HUB_OFFLINE": "1", "FLWR_TELEMETRY_ENABLED": "0",
            "FLWR_HOME": str(tmp_path / "flwr-home")}
     out, err = tmp_path / "stdout", tmp_path / "stderr"
@@ -507,7 +511,7 @@ def test_start_that_cannot_connect_exits_with_one_line_and_leaves_no_process(tmp
         left = [f"{p.pid} {cmdline[:120]}" for p, cmdline in seen.values() if p.is_running()]
         for other in psutil.process_iter(["cmdline"]):
             with contextlib.suppress(psutil.Error):
-                if str(tmp_path) in " ".join(other.info["cmdline"] or []):
+                if any(str(where) in " ".join(other.info["cmdline"] or []) for where in (tmp_path, state)):
                     left.append(f"{other.pid} {' '.join(other.info['cmdline'])[:120]}")
         assert left == [], left  # ended and reaped (not even a zombie) before the command returned
         size = err.stat().st_size
@@ -518,6 +522,7 @@ def test_start_that_cannot_connect_exits_with_one_line_and_leaves_no_process(tmp
             if p is not None:
                 with contextlib.suppress(psutil.Error):
                     p.kill()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------- a run's edges
