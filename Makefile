@@ -17,13 +17,13 @@ demo: setup
 	$(PY) -m aggregator.cli demo
 
 test: setup
-	$(PY) -m pytest -q -n 3 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit
 
 test-integration: setup
-	$(PY) -m pytest -q -n 3 --dist loadfile -m integration tests/integration
+	$(PY) -m pytest -q -n 2 --dist loadfile -m integration tests/integration
 
 lint: setup
 	$(PY) -m ruff check .

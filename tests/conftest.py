@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 logging.getLogger("lerobot.utils.import_utils").setLevel(logging.ERROR)
 
 
-# ``make test`` runs the suite on three workers (pytest-xdist, ``--dist loadfile``): each test module runs whole on
+# ``make test`` runs the suite on two workers (pytest-xdist, ``--dist loadfile``): each test module runs whole on
 # one worker, so its module fixtures are built once; these modules share a session fixture and run on one worker
 # together, so it is built once too (a verified federation costs minutes).
 SHARED_FIXTURES = {
