@@ -49,6 +49,10 @@ def _start(args: argparse.Namespace) -> int:
             "app_hashes": options.app_hashes, "wallet": str(options.wallet.resolve()), "address": account.address,
             "dataset": args.dataset, "srs": args.srs, "runtime_port": args.runtime_port, "log": str(tee.path)})
         print(f"  log       {tee.path}   (zk0node status --state-dir {options.state_dir})", flush=True)
+        if options.warm_clientapp and options.host_socket is None:
+            print(f"  note      no warm ClientApp host: its socket path under {options.state_dir.resolve()} would be "
+                  "100 characters or more (a Unix socket's limit); each message starts a fresh Python (seconds "
+                  "slower). A shorter --state-dir keeps it.", flush=True)
         # Not this Python (its checks imported ~1 GB of torch and LeRobot): a small supervisor, same pid, that
         # owns the SuperNode and the warm host, passes Ctrl-C and `kill PID` on, and leaves no process behind.
         options.supervise(options.environment(password), tee.path, tee.path.stat().st_size, tee.hand_over())

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +127,19 @@ def test_node_processes_children_die_with_a_killed_owner(tmp_path):
         if child is not None:
             with contextlib.suppress(psutil.Error):
                 child.kill()
+
+
+def test_the_warm_host_is_off_where_its_socket_path_would_be_too_long(tmp_path):
+    """A Unix socket's path has a limit (108 bytes on Linux): under a deep --state-dir the node runs without the
+    warm host (``zk0node start`` says so in its banner) instead of failing to bind."""
+    from node.supernode import SuperNodeOptions
+
+    def options(state_dir: Path) -> SuperNodeOptions:
+        return SuperNodeOptions(superlink="127.0.0.1:9092", dataset="local:x", wallet=tmp_path / "w.json",
+                                app_hashes=["ab" * 32], state_dir=state_dir, insecure=True)
+
+    short, deep = Path("/tmp/zk0-n"), tmp_path / ("d" * 100)
+    assert options(short).host_socket == short / "clientapp-host.sock"
+    assert options(short).host_command()[-1] == str(short / "clientapp-host.sock")
+    assert options(deep).host_socket is None and options(deep).host_command() is None
+    assert HOST_ENV not in options(deep).environment("pw", base={})
