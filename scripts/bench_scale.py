@@ -33,13 +33,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import sys
 import tempfile
 import time
 from collections import OrderedDict
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,57 +48,15 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 import numpy as np  # noqa: E402
 
 from aggregator.protocol.updates import UpdateStore  # noqa: E402
+from scripts import bench_scale_real  # noqa: E402
 from scripts.bench_scale_doc import scale_section  # noqa: E402
 from scripts.evalkit import cpu_seconds, peak_rss_mb, publish  # noqa: E402
+from scripts.scale_kit import CACHE, REAL_D, TINY_D, read_results, reply_message, save_result  # noqa: E402
 
 START, END = "<!-- scale:start -->", "<!-- scale:end -->"
-CACHE = ROOT / ".zk0" / "scale"
-TINY_D, REAL_D = 194_976, 99_880_992  # trainable parameters: tiny SmolVLA, full-size SmolVLA (docs/benchmarks.md)
 SHAPE = (6, 48, 16)  # the tiny statement: A, H, m
 DISTINCT_PROOFS = 100  # proofs made for the benchmark (fewer cached: replies reuse those there are)
 RUN = "0x" + "5c" * 32  # the benchmark's run on the registry (nodes sign it)
-
-
-class RssSampler:
-    """Peak resident memory per phase of a run, sampled every 20 ms from /proc (ru_maxrss has only the overall peak)."""
-
-    def __init__(self) -> None:
-        import threading
-
-        self.phase, self.peaks, self._stop = "start", {}, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            with open("/proc/self/statm") as f:
-                rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-            self.peaks[self.phase] = max(self.peaks.get(self.phase, 0.0), rss)
-
-    def stop(self) -> dict:
-        self._stop.set()
-        self._thread.join()
-        return {k: round(v) for k, v in self.peaks.items()}
-
-
-def _load() -> float:
-    return os.getloadavg()[0]
-
-
-def _results(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def _save(path: Path, key: str, value: dict) -> None:
-    data = _results(path)
-    import subprocess
-
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-    data[key] = {**value, "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"), "load": round(_load(), 1),
-                 "commit": commit.strip()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1))
-    print(json.dumps({key: data[key]}, indent=1))
 
 
 # ------------------------------------------------------------------------------------------ the proven replies
@@ -155,9 +111,9 @@ def build_proofs(count: int, results: Path) -> None:
         print(f"proof {i}: {time.perf_counter() - t0:.1f} s", flush=True)
     have = len(list(out.glob("*.bin")))
     if made:
-        prev = _results(results).get("proofs", {})
+        prev = read_results(results).get("proofs", {})
         n, w, c = prev.get("made", 0) + made, prev.get("wall", 0) + wall, prev.get("cpu", 0) + cpu
-        _save(results, "proofs", {"made": n, "wall": w, "cpu": c, "cached": have, "circuit": circuit.circuit_id})
+        save_result(results, "proofs", {"made": n, "wall": w, "cpu": c, "cached": have, "circuit": circuit.circuit_id})
     print(f"{have} proofs cached in {out}")
 
 
@@ -180,20 +136,6 @@ def tiny_global() -> OrderedDict:
     w[:a], b[:a] = global_slice()
     body = (0.02 * rng.standard_normal(TINY_D - w.size - b.size)).astype(np.float32)
     return OrderedDict([(SLICE_WEIGHT, w), (SLICE_BIAS, b), ("body", body)])
-
-
-def _message(node_id: int, arrays: dict, contribution: dict | None = None):
-    from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
-    from flwr.supercore.task_identity import TaskIdentity
-
-    from node.params import pack
-
-    TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 1, 0, node_id  # outside a Flower runtime
-    content = RecordDict({**pack(arrays),
-                          "metrics": MetricRecord({"num-examples": 10, "train_loss": 1.0})})
-    if contribution is not None:
-        content["contribution"] = ConfigRecord(contribution)
-    return Message(content, dst_node_id=0, message_type="train")
 
 
 def cached_proofs() -> int:
@@ -225,7 +167,7 @@ def tiny_replies(n: int, global_arrays: OrderedDict, global_hash: str, circuit, 
         arrays = OrderedDict((k, v.copy()) for k, v in global_arrays.items())
         arrays[SLICE_WEIGHT][:a], arrays[SLICE_BIAS][:a] = s.W_n, s.b_n
         arrays["body"] += np.random.default_rng([9, i]).normal(0, 1e-3, arrays["body"].shape).astype(np.float32)
-        replies.append(_message(i + 1, arrays, contribution_record(terms, arrays, artifact, _account(i))))
+        replies.append(reply_message(i + 1, arrays, contribution_record(terms, arrays, artifact, _account(i))))
     return replies
 
 
@@ -311,7 +253,7 @@ def bench_round(n: int, workers: int, spread: bool, chain: bool, results: Path) 
 
         out["chain"] = _chain_records(registry, global_hash, registry_circuit_id(circuit), gated, set(order), local)
     out["peak_rss_mb"] = peak_rss_mb()
-    _save(results, f"round-{n}", out)
+    save_result(results, f"round-{n}", out)
 
 
 def _chain():
@@ -363,246 +305,6 @@ def _chain_records(registry, global_hash: str, circuit_id: str, gated, selected:
             "gas_total": record_gas or None, "close_gas": close_gas}
 
 
-# ------------------------------------------------------------------------------------ one round, real dimension
-
-class RegenStore(UpdateStore):
-    """An ``UpdateStore`` that keeps nothing: an update's block is regenerated from its seed when it is read back.
-    For n = 100 real-size updates, whose files would take 40 GB of a shared disk; memory behaves as with files (one
-    block of one update read back at a time), the time of reading a file is measured with ``--store disk`` at n = 10.
-    """
-
-    def __init__(self, template, make_block) -> None:
-        super().__init__(template)
-        self.make_block, self.regen_seconds = make_block, 0.0
-
-    @property
-    def spills(self) -> bool:
-        return True  # as a spilled round: the messages let their arrays go once kept
-
-    def put(self, key: int, arrays) -> None:
-        pass
-
-    def _raw(self, key: int, index: int, start: int, stop: int) -> np.ndarray:
-        t0 = time.perf_counter()
-        block = self.make_block(key, index, start, stop)
-        self.regen_seconds += time.perf_counter() - t0
-        return block
-
-
-def real_global() -> OrderedDict:
-    from node.contribution import SLICE_BIAS, SLICE_WEIGHT
-
-    rng = np.random.default_rng(2)
-    w = (rng.standard_normal((32, 720), dtype=np.float32) / np.sqrt(720)).astype(np.float32)
-    b = (0.1 * rng.standard_normal(32)).astype(np.float32)
-    body = rng.standard_normal(REAL_D - w.size - b.size, dtype=np.float32)
-    body *= 0.02
-    return OrderedDict([(SLICE_WEIGHT, w), (SLICE_BIAS, b), ("body", body)])
-
-
-def real_block(global_arrays: OrderedDict, i: int, n: int, index: int, start: int, stop: int) -> np.ndarray:
-    """Values ``start..stop`` (a block of ``aggregator.protocol.updates.BLOCK``) of array ``index`` of node i's
-    update: honest node i sends θ_g + 1e-3·(1 + z_i) (a shared direction plus its own noise); the last of n nodes
-    sends the sign-flip of node 0's update, θ_g − Δ_0. Seeded per block, so a block is made again without the rest."""
-    from aggregator.protocol.updates import BLOCK
-
-    attacker = i == n - 1
-    rng = np.random.default_rng([11, 0 if attacker else i, index, start // BLOCK])
-    z = rng.random(stop - start, dtype=np.float32)  # uniform noise of unit variance: 3× cheaper than normal draws
-    z -= 0.5
-    z *= np.float32(np.sqrt(12.0))
-    z += 1.0
-    z *= -1e-3 if attacker else 1e-3
-    z += np.ravel(list(global_arrays.values())[index])[start:stop]
-    return z
-
-
-def real_update(global_arrays: OrderedDict, i: int, n: int) -> OrderedDict:
-    """Node i's whole update (``real_block`` block by block)."""
-    from aggregator.protocol.updates import BLOCK
-
-    out = OrderedDict()
-    for index, (name, g) in enumerate(global_arrays.items()):
-        flat = np.empty(g.size, np.float32)
-        for start in range(0, g.size, BLOCK):
-            flat[start:start + BLOCK] = real_block(global_arrays, i, n, index, start, min(g.size, start + BLOCK))
-        out[name] = flat.reshape(g.shape)
-    return out
-
-
-def as_pulled(message):
-    """``message`` as the ServerApp gets it from the SuperLink: each array cut into Flower's chunks and inflated
-    again (Flower's ``Array.inflate``: the chunks joined into a bytearray, then copied into bytes), the original let
-    go. So the bench's replies cost what a pulled reply costs, not what making one costs."""
-    from flwr.app import Array
-
-    record = message.content["arrays"]
-    for name in list(record):
-        original = record[name]
-        record[name] = Array.inflate(original.deflate(), dict(original.slice_array()))
-        del original
-    return message
-
-
-def bench_real(n: int, store_kind: str, workers: int, results: Path) -> None:
-    from aggregator.protocol.gate import STRUCTURAL_CHECKS, Gate, RoundContext
-    from aggregator.protocol.intake import RoundIntake
-    from aggregator.protocol.sketch import SKETCH_DIM, CountSketch, krum_order
-    from aggregator.protocol.strategy import to_record
-    from prover.hashing import params_hash
-
-    rss = RssSampler()
-    global_arrays = real_global()
-    global_hash = params_hash(list(global_arrays.values()))
-    ctx = RoundContext(1, global_arrays, global_hash)
-    rss.phase = "sketch buckets"
-    t0 = time.perf_counter()
-    sketch = CountSketch(SKETCH_DIM, 12345, REAL_D)
-    _ = sketch.codes
-    codes_s = time.perf_counter() - t0
-    if store_kind == "disk":
-        (CACHE / "spill").mkdir(parents=True, exist_ok=True)
-        store = UpdateStore(global_arrays, CACHE / "spill")
-    else:
-        store = RegenStore(global_arrays, lambda key, index, a, b: real_block(global_arrays, key, n, index, a, b))
-    intake = RoundIntake(Gate(list(STRUCTURAL_CHECKS)), ctx, [], store, sketch, workers)
-    messages, make_s = [], 0.0
-    rss.phase = "replies arriving, gated"
-    t0, c0 = time.perf_counter(), cpu_seconds()
-    for i in range(n):  # as the ServerApp's arrival loop: a reply is pulled once the gate has room for it
-        intake.wait_for_room()
-        t1 = time.perf_counter()
-        msg = as_pulled(_message(i + 1, real_update(global_arrays, i, n)))
-        make_s += time.perf_counter() - t1
-        messages.append(msg)  # what Flower's loop keeps too (the replies it returns); the gate drops their arrays
-        intake.submit(msg)
-        del msg
-    gated = intake.collect(messages)
-    end = max(g.done_at for g in gated)
-    sketch.release()  # as the strategy does once every update is sketched
-    f, m = max(1, n // 10), max(1, n // 2)
-    t1 = time.perf_counter()
-    order = krum_order(np.stack([g.sketch for g in gated]), f)[:m]
-    selection_s = time.perf_counter() - t1
-    rss.phase = "aggregation"
-    t1 = time.perf_counter()
-    record = to_record(store.mean(gated[i].key for i in order))  # the new global model, as the strategy returns it
-    aggregation_s = time.perf_counter() - t1
-    del record
-    regen_s = getattr(store, "regen_seconds", 0.0)
-    store.close()
-    out = {"n": n, "d": REAL_D, "store": store_kind, "workers": workers, "f": f, "m": m, "sketch_dim": SKETCH_DIM,
-           "codes_s": codes_s, "round_wall": end - t0, "round_cpu": cpu_seconds() - c0, "make_replies_s": make_s,
-           "after_last_reply": end - intake.last_arrival,
-           "gate_mean": float(np.mean([g.gate_seconds for g in gated])),
-           "sketch_mean": float(np.mean([g.sketch_seconds for g in gated])),
-           "store_mean": float(np.mean([g.store_seconds for g in gated])),
-           "statuses": sorted({g.outcome.status for g in gated}),
-           "selection_s": selection_s, "aggregation_s": aggregation_s - regen_s, "regen_s": regen_s,
-           "attacker_selected": (n - 1) in order, "peak_rss_mb": peak_rss_mb(), "rss_by_phase_mb": rss.stop()}
-    _save(results, f"real-{n}-{store_kind}", out)
-
-
-def _read_bytes() -> int:
-    """Bytes this process has had read from storage (not from the page cache), all its threads."""
-    with open("/proc/self/io") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("read_bytes:"))
-
-
-def _cached_gb() -> float:
-    with open("/proc/meminfo") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("Cached:")) / 2**20
-
-
-def _drop_from_cache(folder: Path) -> None:
-    """Every file in ``folder`` written to disk and dropped from the page cache (its own pages only: no root)."""
-    for path in folder.iterdir():
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
-def mean_error(mean: OrderedDict, global_arrays: OrderedDict, chosen: list[int], n: int) -> dict:
-    """How far ``mean`` is from the mean of the chosen updates summed exactly (float64, regenerated block by block
-    from their seeds), as a share of ``half_error_bound`` (≤ 1: within it) and in absolute terms, beside the float32
-    rounding the exact mean itself gets (what today's float32 spill gives)."""
-    from aggregator.protocol.updates import BLOCK, half_error_bound
-
-    worst, largest, rounding = 0.0, 0.0, 0.0
-    weights = [1 / len(chosen)] * len(chosen)
-    for index, (name, g) in enumerate(global_arrays.items()):
-        flat, base = np.ravel(mean[name]), np.ravel(g).astype(np.float64)
-        for start in range(0, g.size, BLOCK):
-            stop = min(g.size, start + BLOCK)
-            total, bound = np.zeros(stop - start), np.zeros(stop - start)
-            for i, w in zip(chosen, weights, strict=True):  # one step at a time: the check's memory stays small
-                step = real_block(global_arrays, i, n, index, start, stop) - base[start:stop]
-                total += step
-                bound += half_error_bound([step], [w])  # the floor from the block's largest step: stricter
-            exact = base[start:stop] + total / len(chosen)
-            error = np.abs(flat[start:stop] - exact)
-            bound += np.spacing(np.abs(exact).astype(np.float32))
-            worst = max(worst, float(np.max(error / bound)))
-            largest = max(largest, float(error.max()))
-            rounding = max(rounding, float(np.abs(exact.astype(np.float32) - exact).max()))
-    return {"error_over_bound": worst, "max_abs_error": largest, "float32_rounding": rounding}
-
-
-def bench_aggregate(n: int, precision: str, results: Path) -> None:
-    """The part of a round's work after the last reply that grows with m: the m = n/2 chosen real-size updates read
-    back from their spill files and averaged, and the new global model serialized for Flower (the last reply's
-    gate, Krum and the chain are measured by ``real`` and ``round``). The n updates are spilled first, in arrival
-    order, as the intake keeps them, so the page cache holds what it holds after such a round; the mean is then
-    timed as the kernel left the cache, and again with the files dropped from it (every byte from the disk).
-    The chosen: m of the n − 1 honest ones, drawn with a fixed seed (Krum keeps the sign-flipper out)."""
-    from aggregator.protocol.strategy import to_record
-
-    rss = RssSampler()
-    global_arrays = real_global()
-    (CACHE / "spill").mkdir(parents=True, exist_ok=True)
-    store = UpdateStore(global_arrays, CACHE / "spill", precision)
-    rss.phase = "updates kept"
-    make_s = put_s = put_cpu = 0.0
-    for i in range(n):
-        t0 = time.perf_counter()
-        update = real_update(global_arrays, i, n)
-        t1, c1 = time.perf_counter(), cpu_seconds()
-        store.put(i, update)
-        make_s, put_s, put_cpu = make_s + t1 - t0, put_s + time.perf_counter() - t1, put_cpu + cpu_seconds() - c1
-        del update
-    m = n // 2
-    chosen = sorted(int(i) for i in np.random.default_rng(0).choice(n - 1, m, replace=False))
-    out = {"n": n, "m": m, "d": REAL_D, "precision": precision, "keep_per_reply_s": put_s / n,
-           "keep_per_reply_cpu": put_cpu / n, "make_replies_s": make_s,
-           "spilled_gb": sum(p.stat().st_size for p in store.dir.iterdir()) / 1e9, "runs": {}}
-    for cache in ("as left", "cold"):
-        if cache == "cold":
-            _drop_from_cache(store.dir)
-        rss.phase = f"aggregation ({cache})"
-        cached, load, io0 = _cached_gb(), _load(), _read_bytes()
-        t0, c0 = time.perf_counter(), cpu_seconds()
-        mean = store.mean(chosen)
-        t1, c1, io1 = time.perf_counter(), cpu_seconds(), _read_bytes()
-        rss.phase = "error check (not timed)"
-        check = mean_error(mean, global_arrays, chosen, n) if cache == "cold" else {}
-        rss.phase = f"aggregation ({cache})"
-        t2, c2 = time.perf_counter(), cpu_seconds()
-        record = to_record(mean)
-        run = {"mean_s": t1 - t0, "serialize_s": time.perf_counter() - t2, "cpu": c1 - c0 + cpu_seconds() - c2,
-               "read_from_disk_gb": (io1 - io0) / 1e9, "cached_gb_before": cached, "load_before": round(load, 1),
-               "load_after": round(_load(), 1), **check}
-        run["wall"] = run["mean_s"] + run["serialize_s"]
-        out["runs"][cache] = run
-        del mean, record
-        print(cache, json.dumps(run), flush=True)
-    store.close()
-    out["peak_rss_mb"], out["rss_by_phase_mb"] = peak_rss_mb(), rss.stop()
-    _save(results, f"aggregate-{n}-{precision}", out)
-
-
 # ---------------------------------------------------------------------------------------- selection agreement
 
 KINDS = ["sign-flip", "collude", "ipm", "free-rider-noise", "poison-shuffle"]
@@ -644,15 +346,16 @@ def bench_agreement(dims: list[int], trials: int, d: int, results: Path) -> None
                     apart = exact_d[iu] > 1e-9 * exact_d[iu].max()  # identical replies (colluders) are 0 in both
                     err = np.abs(squared_distances(sketched)[iu][apart] / exact_d[iu][apart] - 1).max()
                     st["score_err_max"] = max(st["score_err_max"], float(err))
-    _save(results, "agreement", {"d": d, "trials": trials, "n": 7, "f": 1, "m": 3, "seconds": time.perf_counter() - t0,
-                                 "dims": {str(k): v for k, v in stats.items()}})
+    save_result(results, "agreement", {"d": d, "trials": trials, "n": 7, "f": 1, "m": 3,
+                                       "seconds": time.perf_counter() - t0,
+                                       "dims": {str(k): v for k, v in stats.items()}})
 
 
 
 # --------------------------------------------------------------------------------------------------- the doc
 
 def write_doc(results: Path, doc: Path) -> None:
-    publish(scale_section(_results(results), TINY_D), doc, START, END)
+    publish(scale_section(read_results(results), TINY_D), doc, START, END)
 
 
 def main() -> None:
@@ -678,11 +381,9 @@ def main() -> None:
     elif args.part == "round":
         bench_round(args.n, args.workers, not args.no_spread, not args.no_chain, args.results)
     elif args.part == "real":
-        globals()["REAL_D"] = args.real_d
-        bench_real(args.n, args.store, args.workers, args.results)
+        bench_scale_real.bench_real(args.n, args.store, args.workers, args.results, args.real_d)
     elif args.part == "aggregate":
-        globals()["REAL_D"] = args.real_d
-        bench_aggregate(args.n, args.precision, args.results)
+        bench_scale_real.bench_aggregate(args.n, args.precision, args.results, args.real_d)
     elif args.part == "agreement":
         bench_agreement(args.dims, args.trials, args.d, args.results)
     else:
