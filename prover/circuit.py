@@ -28,6 +28,7 @@ from typing import Literal
 import ezkl
 import numpy as np
 
+from prover.build_lock import building
 from prover.errors import CircuitFilesError, CircuitMismatchError, SRSError
 from prover.ezkl_process import call as ezkl_call
 from prover.hashing import file_sha256
@@ -265,10 +266,11 @@ def build_circuit(
         raise ValueError(f"the calibration slice is {calibration.shape}, the circuit is for {shape}")
     arrays = list(calibration.inputs())
     spec_dir = cache_dir / "specs" / f"{shape.label()}-{spec_key(shape, config, arrays)[:16]}"
-    if not (spec_dir / SETTINGS_FILE).is_file():
-        with _staging(cache_dir) as work:
-            _make_settings(shape, config, arrays, work)
-            _publish(work, spec_dir)
+    with building(spec_dir / SETTINGS_FILE, spec_dir.parent) as missing:
+        if missing:
+            with _staging(cache_dir) as work:
+                _make_settings(shape, config, arrays, work)
+                _publish(work, spec_dir)
     settings = json.loads((spec_dir / SETTINGS_FILE).read_text())
     logrows = settings["run_args"]["logrows"]
     if srs_or_policy == "dev":
@@ -308,15 +310,16 @@ def circuit_from_files(onnx_path: str | Path, settings_path: str | Path, srs: SR
         )
     circuit_id = compute_circuit_id(onnx_bytes, settings_bytes, srs.sha256)
     out = Path(cache_dir) / "circuits" / circuit_id[2:18]
-    if not (out / META_FILE).is_file():
-        with _staging(Path(cache_dir)) as work:
-            (work / ONNX_FILE).write_bytes(onnx_bytes)
-            (work / SETTINGS_FILE).write_bytes(settings_bytes)
-            _compile_and_setup(work, srs)
-            meta = {"circuit_id": circuit_id, "srs_sha256": srs.sha256, "srs_kind": srs.kind,
-                    "vk_sha256": file_sha256(work / VK_FILE), "logrows": logrows}  # fmt: skip
-            (work / META_FILE).write_text(json.dumps(meta, indent=1))
-            _publish(work, out)
+    with building(out / META_FILE, out.parent) as missing:
+        if missing:
+            with _staging(Path(cache_dir)) as work:
+                (work / ONNX_FILE).write_bytes(onnx_bytes)
+                (work / SETTINGS_FILE).write_bytes(settings_bytes)
+                _compile_and_setup(work, srs)
+                meta = {"circuit_id": circuit_id, "srs_sha256": srs.sha256, "srs_kind": srs.kind,
+                        "vk_sha256": file_sha256(work / VK_FILE), "logrows": logrows}  # fmt: skip
+                (work / META_FILE).write_text(json.dumps(meta, indent=1))
+                _publish(work, out)
     return _open(out, srs, expect_id=circuit_id)
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from prover.build_lock import building
 from prover.errors import SRSError
 from prover.ezkl_process import call as ezkl_call
 from prover.hashing import file_sha256
@@ -91,19 +92,19 @@ def dev_srs(logrows: int, cache_dir: str | Path) -> SRS:
     Its maker knows the trapdoor and can forge proofs: never use it where proofs must mean anything.
     """
     path = Path(cache_dir) / "srs" / f"dev-k{logrows}.srs"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        ezkl_call("gen_srs", str(partial), logrows)
-        try:
-            # Publish only if nobody did meanwhile: a second random SRS under the same name would silently
-            # change every circuit id built on the first.
-            os.link(partial, path)
-            log.info("generated a dev SRS for logrows=%d at %s", logrows, path)
-        except FileExistsError:
-            pass
-        finally:
-            partial.unlink()
+    with building(path, path.parent) as missing:
+        if missing:
+            partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+            ezkl_call("gen_srs", str(partial), logrows)
+            try:
+                # Publish only if nobody did meanwhile: a second random SRS under the same name would silently
+                # change every circuit id built on the first.
+                os.link(partial, path)
+                log.info("generated a dev SRS for logrows=%d at %s", logrows, path)
+            except FileExistsError:
+                pass
+            finally:
+                partial.unlink()
     log.warning(
         "USING A DEV SRS (%s): whoever generated it knows its trapdoor and can forge proofs of anything. "
         "Tests and local demos only; NEVER use it in production (load the public ceremony SRS with load_srs).",

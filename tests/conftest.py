@@ -61,8 +61,16 @@ def pytest_xdist_make_scheduler(config, log):
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
-    """One fixtures folder per test session: tiny SmolVLM tokenizer/config and datasets are built once."""
-    return tmp_path_factory.mktemp("zk0-cache")
+    """One fixtures folder per test session: tiny SmolVLM tokenizer/config and datasets are built once. Under
+    pytest-xdist the circuits and dev SRSs are shared by the workers too (a circuit costs tens of cpu seconds;
+    ``prover.build_lock`` makes a worker wait for the other's build instead of repeating it)."""
+    cache = tmp_path_factory.mktemp("zk0-cache")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = tmp_path_factory.getbasetemp().parent / "zk0-circuits"  # the run's folder, above each worker's
+        for sub in ("srs", "specs", "circuits"):
+            (shared / sub).mkdir(parents=True, exist_ok=True)
+            (cache / sub).symlink_to(shared / sub, target_is_directory=True)
+    return cache
 
 
 @pytest.fixture(scope="session")

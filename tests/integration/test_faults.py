@@ -1,6 +1,6 @@
 """Faults in a verified run: a node dies mid-round, and the aggregator is killed mid-run and restarted.
 
-One run of four nodes on real anvil, EZKL and Flower's simulation engine: three honest nodes and one that dies after
+One run of three nodes on real anvil, EZKL and Flower's simulation engine: two honest nodes and one that dies after
 training from round 2 on (the "crash" attack: its ClientApp raises, so Flower hands the aggregator an error reply).
 The aggregator is killed in round 2, just after it opened the round on chain, and started again with
 ``FederationConfig.resume``: it must continue from summary.json, the round-1 checkpoint and the chain journal.
@@ -33,7 +33,7 @@ from attacks import attack_train_fn
 from contracts import Registry, connect, read_address
 from node.client_app import NodeSetup, make_client_app
 
-NODES, CRASHER = 4, 3  # the last node crashes from round 2 on
+NODES, CRASHER = 3, 2  # the last node crashes from round 2 on
 
 
 class AggregatorKilled(RuntimeError):
@@ -103,7 +103,7 @@ def test_crashed_node_is_rejected_and_the_round_goes_on(restarted):
     assert r2[CRASHER]["status"] == "MALFORMED" and "node died mid-round 2" in r2[CRASHER]["detail"]
     assert r2[CRASHER]["tx_hash"]  # the rejection is on chain too
     honest = [r2[i]["status"] for i in range(NODES) if i != CRASHER]
-    assert sorted(honest) == ["NOT_SELECTED", "SELECTED", "SELECTED"]
+    assert set(honest) <= {"SELECTED", "NOT_SELECTED"} and "SELECTED" in honest, honest
     assert not summary["rounds"][1]["kept_global"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["rounds"][1]["seconds"]["round"] < fed().timeout / 2  # no waiting for the dead node

@@ -1,61 +1,34 @@
-"""A real federation: Flower's simulation engine, LeRobot datasets, tiny SmolVLA, Krum on the server."""
+"""A real federation without verification: Flower's simulation engine, LeRobot datasets, tiny SmolVLA."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from aggregator.config import FederationConfig
 from aggregator.tools.demo import DemoConfig, run_demo
-from node.datasets import load_dataset, load_metadata
+from node.datasets import load_metadata
 from node.errors import UserError
 from node.so100 import so100_features
 
 
-@pytest.fixture(scope="module")
-def run(cache_dir, synthetic, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "demo"
-    fed = FederationConfig(local_steps=8, batch_size=8, eval_batches=3, krum_f=0, krum_m=2)
-    summary = run_demo(DemoConfig(nodes=3, rounds=2, out=str(out), cache_dir=str(cache_dir), episodes=2,
-                                  frames=24, data="synthetic", verify=False), fed)
-    return out, summary
-
-
-def test_two_rounds_three_nodes(run):
-    out, summary = run
-    assert [r["round"] for r in summary["rounds"]] == [1, 2]
-    for r in summary["rounds"]:
-        assert np.isfinite(r["server_eval_loss"])
-        statuses = [n["status"] for n in r["nodes"]]
-        assert len(statuses) == 3 and set(statuses) <= {"SELECTED", "NOT_SELECTED"}
-        # the demo scores on a validation set: every useful reply averaged in, weighted by usefulness
-        assert statuses.count("SELECTED") >= 1 and sum(n["weight"] for n in r["nodes"]) == pytest.approx(1.0)
-        assert all(n["update_hash"].startswith("0x") for n in r["nodes"])
-    assert summary["final_eval_loss"] < summary["initial_eval_loss"]
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert len(metrics["rounds"]) == 2 and all(len(r["client_train_loss"]) == 3 for r in metrics["rounds"])
-    assert (out / "losses.png").stat().st_size > 1000
-    assert len((out / "contributions.csv").read_text().strip().splitlines()) == 1 + 6
-
-
-def test_checkpoint_reloads_with_same_eval_loss(run, synthetic, cache_dir):
-    from lerobot.datasets.factory import resolve_delta_timestamps
-    from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
-
-    from node.model import make_smolvla
-    from node.train import evaluate_loss
-
-    out, summary = run
-    ckpt = out / "checkpoints" / "round_2"
-    assert isinstance(SmolVLAPolicy.from_pretrained(ckpt), SmolVLAPolicy)
-    meta = load_metadata(synthetic.heldout)
-    bundle = make_smolvla(f"local:{ckpt}", meta, Path(cache_dir))
-    heldout = load_dataset(synthetic.heldout, delta_timestamps=resolve_delta_timestamps(bundle.config, meta))
-    loss, _ = evaluate_loss(bundle, heldout, max_batches=3)
-    assert loss == pytest.approx(summary["rounds"][-1]["server_eval_loss"], rel=1e-5)
+def test_an_unverified_run_averages_useful_replies_and_writes_its_summary(cache_dir, tmp_path):
+    """``zk0agg demo --no-verify``: the plain federation (no proofs, signatures or chain) still scores each reply
+    on the validation set and averages the useful ones. The verified run's outputs (metrics, plot, checkpoints)
+    are pinned by test_verified_federation.py."""
+    fed = FederationConfig(local_steps=4, batch_size=8, eval_batches=2, krum_f=0, krum_m=2)
+    summary = run_demo(DemoConfig(nodes=3, rounds=1, out=str(tmp_path / "demo"), cache_dir=str(cache_dir),
+                                  episodes=2, frames=24, data="synthetic", verify=False), fed)
+    assert summary["chain"] is None and [r["round"] for r in summary["rounds"]] == [1]
+    (entry,) = summary["rounds"]
+    statuses = [n["status"] for n in entry["nodes"]]
+    assert len(statuses) == 3 and set(statuses) <= {"SELECTED", "NOT_SELECTED"} and "SELECTED" in statuses
+    assert sum(n["weight"] for n in entry["nodes"]) == pytest.approx(1.0)
+    assert all(n["update_hash"].startswith("0x") for n in entry["nodes"])
+    assert np.isfinite(entry["server_eval_loss"])
+    assert json.loads((tmp_path / "demo" / "summary.json").read_text())["rounds"] == summary["rounds"]
 
 
 def test_dataset_with_wrong_features_is_refused(tmp_path):

@@ -56,7 +56,8 @@ def make_slice(seed: int, improve: bool = True) -> Slice:
 
 @pytest.fixture(scope="module")
 def prover_cache(cache_dir):
-    return cache_dir / "prover"
+    """The session's cache: the federation tests' circuit is this one (same statement, shape and dev SRS)."""
+    return cache_dir
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ round 1 and started again while round 2 runs: every record must still reach it e
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -143,3 +144,34 @@ def test_forger_slashed_and_selected_wallets_rewarded(ten):
     assert emitted - 2 * NODES < sum(w["rewards_pending"] for w in incentives.values()) <= emitted
     saved = json.loads((out / "summary.json").read_text())
     assert saved["incentives"] == incentives
+
+
+def test_the_run_learns_and_writes_its_metrics_plot_contributions_and_checkpoints(ten, cache_dir):
+    """What the operator reads after a run: the held-out loss fell, metrics.json has each round's node losses,
+    losses.png is drawn, contributions.csv has a row per reply, and each round's checkpoint reloads with LeRobot to
+    the held-out loss the round reported."""
+    from lerobot.datasets.factory import resolve_delta_timestamps
+    from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+
+    from aggregator.tools.fixtures import synthetic_fixtures
+    from node.datasets import load_dataset, load_metadata
+    from node.model import make_smolvla
+    from node.train import evaluate_loss
+
+    out, summary, _ = ten
+    assert [r["round"] for r in summary["rounds"]] == [1, 2]
+    assert all(math.isfinite(r["server_eval_loss"]) for r in summary["rounds"])
+    assert summary["final_eval_loss"] < summary["initial_eval_loss"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["rounds"]) == 2 and all(r["client_train_loss"] for r in metrics["rounds"])
+    assert (out / "losses.png").stat().st_size > 1000
+    assert len((out / "contributions.csv").read_text().strip().splitlines()) == 1 + 2 * NODES
+    heldout = synthetic_fixtures(cache_dir, NODES, 1, 24).heldout  # the run's own fixtures (built, so only read)
+    meta = load_metadata(heldout)
+    for entry in summary["rounds"]:
+        ckpt = out / "checkpoints" / f"round_{entry['round']}"
+        assert isinstance(SmolVLAPolicy.from_pretrained(ckpt), SmolVLAPolicy)
+        bundle = make_smolvla(f"local:{ckpt}", meta, cache_dir)
+        data = load_dataset(heldout, delta_timestamps=resolve_delta_timestamps(bundle.config, meta))
+        loss, _ = evaluate_loss(bundle, data, max_batches=summary["config"]["eval_batches"])
+        assert loss == pytest.approx(entry["server_eval_loss"], rel=1e-5)

@@ -49,3 +49,31 @@ def test_circuit_config_validation():
     # m·A·loss at 4·scale must stay below 4096^5 = 2^60: at real size (m = 32) losses up to 2^12 / 192.
     assert CircuitConfig().loss_bound(SliceShape(6, 720, 32)) == 4096 / 192
     assert CircuitConfig(decomp_legs=8).loss_bound(SliceShape(6, 720, 32)) == 4096 / 192  # EZKL's 64-bit limit
+
+
+def test_a_second_builder_waits_for_the_first_and_builds_nothing(tmp_path):
+    """Two processes sharing a cache (the suite's workers, two nodes on a machine): the second asks while the first
+    builds, waits for it, and finds the product built (``prover.build_lock``)."""
+    import threading
+
+    from prover.build_lock import building
+
+    product, events = tmp_path / "specs" / "x" / "settings.json", []
+    inside = threading.Event()
+
+    def first():
+        with building(product, tmp_path / "specs") as missing:
+            inside.set()
+            events.append(("first", missing))
+            product.parent.mkdir(parents=True)
+            product.write_text("built")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    inside.wait(10)
+    with building(product, tmp_path / "specs") as missing:
+        events.append(("second", missing))
+    thread.join()
+    assert events == [("first", True), ("second", False)]
+    with building(product, tmp_path / "specs") as missing:  # built: no lock taken, nothing to do
+        assert not missing
