@@ -2,12 +2,12 @@
 
 One verified federation for the tests that read a finished run: the gate and Krum outcomes, the chain's records,
 incentives, the explorer, W&B logging and the release. A verified run is the suite's costliest fixture (real EZKL
-proofs for every reply), so it is run once per session, not once per test module. Ten nodes, two rounds: four honest
+proofs for every reply), so it is run once per session, not once per test module. Nine nodes, two rounds: four honest
 nodes with different data, then one attacker each (forging its proof, replaying in round 2 its reply of round 1,
-sign-flipping the unproven part of its update with a valid proof, proving fabricated witnesses for a poisoned update
-and for the global model plus noise, and signing with a key that is not its approved wallet). The chain (anvil) is
-stopped after round 1 and started again, with the same state, while round 2 runs: every record must still reach it
-exactly once. W&B logs offline.
+sign-flipping the unproven part of its update with a valid proof, proving a fabricated witness for a poisoned
+update, and signing with a key that is not its approved wallet; the fabricated free rider is test_gate.py's). The
+chain (anvil) is stopped after round 1 and started again, with the same state, while round 2 runs: every record must
+still reach it exactly once. W&B logs offline.
 
 The chain tests' anvil, wallets by role and deployed tiny-circuit verifier; the verifier service tests' tiny circuit
 and a way to serve it.
@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import pytest
 
-ATTACKERS = ("forge-proof", "replay", "sign-flip", "fabricate-witness", "fabricate-free-rider", "bad-signature")
+ATTACKERS = ("forge-proof", "replay", "sign-flip", "fabricate-witness", "bad-signature")
 
 
 class VerifiedRun(NamedTuple):

@@ -1,7 +1,7 @@
 """The contribution explorer in a real browser, after a real verified federation on anvil.
 
-The session's verified run (tests/integration/conftest.py: ten nodes × two rounds, real EZKL proofs and
-signatures, six attackers, so every round has rejections; one node signs with a key that is not its wallet,
+The session's verified run (tests/integration/conftest.py: nine nodes × two rounds, real EZKL proofs and
+signatures, five attackers, so every round has rejections; one node signs with a key that is not its wallet,
 ``bad-signature``). ``zk0agg explorer`` then serves the
 registry on a loopback port and headless Chromium loads its pages: what it shows must be what the registry holds.
 Screenshots of every page are saved under the test's temporary directory.
@@ -24,7 +24,7 @@ from aggregator.explorer import ExplorerConfig, make_app
 from contracts import Registry, Status, connect, load_artifact, read_address
 from contracts.local_chain import free_port, rpc_request
 
-# The session's verified run is set up by whichever test needing it runs first: ten nodes with real proofs take
+# The session's verified run is set up by whichever test needing it runs first: nine nodes with real proofs take
 # 10-15 min on a loaded 2-core machine, beyond the suite's default per-test timeout.
 pytestmark = pytest.mark.timeout(2400)
 

@@ -1,5 +1,5 @@
 """The session's verified run (tests/integration/conftest.py: real anvil, EZKL, Flower, tiny SmolVLA; synthetic
-data, ten nodes of which six attack, two rounds, W&B offline) and what operators do with it afterwards: read its
+data, nine nodes of which five attack, two rounds, W&B offline) and what operators do with it afterwards: read its
 offline W&B run, release a round's model as a Hub-ready folder signed by the run's aggregator, and check a model's
 provenance on chain (``zk0agg verify-model``), including a model with one weight changed, and (N7 of issue 30) a
 release with one byte changed anywhere else: the frozen vision encoder, a normaliser statistic, config.json, the card.
@@ -22,7 +22,7 @@ from eth_account import Account
 
 from node.errors import UserError
 
-# The session's verified run is set up by whichever test needing it runs first: ten nodes with real proofs take
+# The session's verified run is set up by whichever test needing it runs first: nine nodes with real proofs take
 # 10-15 min on a loaded 2-core machine, beyond the suite's default per-test timeout.
 pytestmark = pytest.mark.timeout(2400)
 

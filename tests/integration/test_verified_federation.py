@@ -1,7 +1,7 @@
 """The verified round protocol end to end: real anvil, real EZKL proofs, real Flower simulation, tiny SmolVLA.
 
-The run is the session's ``verified_run`` (tests/integration/conftest.py): ten nodes, two rounds, four honest nodes
-with different data and six attackers (a forger, a replayer, a sign-flipper with a valid proof, two fabricators of
+The run is the session's ``verified_run`` (tests/integration/conftest.py): nine nodes, two rounds, four honest nodes
+with different data and five attackers (a forger, a replayer, a sign-flipper with a valid proof, a fabricator of
 witnesses, and a node signing with a key that is not its wallet). Every update that passes the proof checks is
 scored on the aggregator's validation set; the scores travel to the chain record. The chain is stopped after
 round 1 and started again while round 2 runs: every record must still reach it exactly once.
@@ -16,11 +16,11 @@ import pytest
 
 from contracts import Reason, Registry, Status, connect
 
-# The session's verified run is set up by whichever test needing it runs first: ten nodes with real proofs take
+# The session's verified run is set up by whichever test needing it runs first: nine nodes with real proofs take
 # 10-15 min on a loaded 2-core machine, beyond the suite's default per-test timeout.
 pytestmark = pytest.mark.timeout(2400)
 
-HONEST, NODES = 4, 10  # verified_run's nodes: the honest first, then one of each attack
+HONEST, NODES = 4, 9  # verified_run's nodes: the honest first, then one of each attack
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def wallet_addresses(out) -> list[str]:
 def test_gate_and_krum_outcomes(ten):
     out, summary, _ = ten
     wallets = wallet_addresses(out)
-    forger, replayer, flipper, fabricator, rider, impostor = wallets[HONEST:]
+    forger, replayer, flipper, fabricator, impostor = wallets[HONEST:]
     r1, r2 = (by_claimed(r) for r in summary["rounds"])
     for r in (r1, r2):
         assert r[forger]["status"] in ("BAD_PROOF", "UNBOUND"), r[forger]
@@ -52,7 +52,6 @@ def test_gate_and_krum_outcomes(ten):
         assert r[fabricator]["loss_after"] < 0.01 * r[fabricator]["loss_before"]
         assert r[fabricator]["status"] == "HARMFUL" or (r[fabricator]["status"] == "NOT_SELECTED"
                                                          and r[fabricator]["score"] <= 0), r[fabricator]
-        assert r[rider]["status"] != "SELECTED", r[rider]
         assert r[impostor]["status"] == "BAD_SIGNATURE", r[impostor]
         for honest in wallets[:HONEST]:
             assert r[honest]["status"] in ("SELECTED", "NOT_SELECTED"), r[honest]
