@@ -29,6 +29,7 @@ VERDICT_FLAGS = {name: "--" + name.replace("_", "-") for name in VERDICT_KEYS}
 SIM_TASKS = ("reach", "pick_place")  # sim.TASKS' names (sim is not imported here: it loads MuJoCo)
 MEASURED = -1.0  # a gate threshold left to the model spec's measured value
 SELECTIONS = ("usefulness", "multikrum")  # aggregator.protocol.selection's rule, or Multi-Krum's
+SERVER_OPTIMIZERS = ("none", "avgm", "adam")  # aggregator.protocol.server_optimizer.KINDS (not imported: flwr)
 # The smallest value each numeric run setting may take (the others are checked below: rates, fractions, DP).
 _AT_LEAST = {"local_steps": 1, "batch_size": 1, "proximal_mu": 0, "eval_batches": 1, "client_eval_batches": 1,
              "timeout": 1, "seed": 0, "slice_rows": 1, "chain_drain_timeout": 0, "sim_eval_episodes": 0,
@@ -64,6 +65,15 @@ class FederationConfig:
     # "usefulness" weighs every useful verified reply by its score (needs a validation set); "multikrum" averages
     # Krum's m best-ranked useful replies with equal weights (the rule before; always used without validation).
     selection: str = "usefulness"
+    # The server's step along the verified mean (aggregator/protocol/server_optimizer.py): "none" (the mean is the
+    # new global model), "avgm" (FedAvgM: momentum) or "adam" (FedAdam). Operator settings: they shape the aggregate.
+    server_optimizer: str = "none"
+    server_lr: float = 1.0  # η
+    server_momentum: float = 0.9  # FedAvgM's β, FedAdam's β1
+    # Each node keeps its optimizer's state (AdamW's moments) from round to round, on the node only
+    # (node/client_app.py), so a round does not start with a fresh Adam's large first steps (measured: no effect
+    # in 8 rounds, docs/fed-vs-central.md "Levers").
+    keep_optimizer: bool = False
     out_dir: str = "outputs/run"
     cache_dir: str = ".zk0/fixtures"
     eval_batches: int = 4
@@ -126,6 +136,10 @@ class FederationConfig:
             raise UserError("validation_batches, validation_batch_size and validation_threads must be at least 1")
         if self.selection not in SELECTIONS:
             raise UserError(f"selection {self.selection!r} is not a selection rule: {' or '.join(SELECTIONS)}")
+        try:
+            self.server_step_settings()
+        except ValueError as err:
+            raise UserError(str(err)) from None
         if self.harm_tolerance < 0 or self.rise_tolerance < 0 or self.min_gain < 0:
             raise UserError("harm_tolerance, rise_tolerance and min_gain must be >= 0")
         if min(self.dp_epsilon, self.dp_noise_multiplier, self.dp_clip) < 0:
@@ -210,6 +224,12 @@ class FederationConfig:
         if self.dp_epsilon > 0:
             return DPConfig.for_epsilon(self.dp_epsilon, self.rounds, clip, self.dp_delta)
         return DPConfig(clip, self.dp_noise_multiplier, self.dp_delta)
+
+    def server_step_settings(self):
+        """The server optimizer's public settings (``aggregator.protocol.server_optimizer.ServerOptimizer``)."""
+        from aggregator.protocol.server_optimizer import ServerOptimizer
+
+        return ServerOptimizer(self.server_optimizer, self.server_lr, self.server_momentum)
 
     def krum_quorum(self) -> int:
         """The fewest verified replies Krum can work with: n > 2f + 2."""

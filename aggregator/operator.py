@@ -10,7 +10,9 @@ travel over the network (``OPERATOR_KEYS``):
   the validation set and where it writes on this machine (``ENDPOINT_KEYS``);
 - every setting that decides verdicts or rewards (``VERDICT_KEYS``): the gate's tolerances, min-gain, the selection
   rule, Krum's f and m, min-nodes and the number of rounds (each round the registry opens pays the round's
-  emission and advances every unstake clock; the emission itself is a registry parameter, ``zk0agg params``).
+  emission and advances every unstake clock; the emission itself is a registry parameter, ``zk0agg params``), and
+  the server optimizer's step along the verified mean (``server_*``: it decides how far what is averaged moves the
+  global model).
 
 They reach the ServerApp in two files (0600, in the 0700 state folder of ``zk0agg start``):
 
@@ -45,7 +47,7 @@ ENDPOINT_KEYS = ("chain_rpc", "registry", "verifier_url", "verify", "onchain_ver
                  "cache_dir", "validation")  # validation: the data that judges the nodes (protocol/validation.py)
 # ... and the settings that decide verdicts or rewards (zk0agg run's flags and -c, never the run config)
 VERDICT_KEYS = ("harm_tolerance", "rise_tolerance", "min_gain", "selection", "krum_f", "krum_m", "min_nodes",
-                "rounds")
+                "rounds", "server_optimizer", "server_lr", "server_momentum")
 OPERATOR_KEYS = (*ENDPOINT_KEYS, *VERDICT_KEYS)
 RUN_FILE_WAIT = 30.0  # seconds a ServerApp waits for zk0agg run's file of its run (written just after submission)
 

@@ -28,6 +28,7 @@ from aggregator.outputs import RunOutputs
 from aggregator.protocol.gate import STRUCTURAL_CHECKS, VERIFIED_CHECKS, Gate
 from aggregator.protocol.intake import ArrivalGrid, RunInterrupted
 from aggregator.protocol.notices import CLOSING_TIMEOUT, OutcomeNotices, round_rewards
+from aggregator.protocol.server_optimizer import ServerState
 from aggregator.protocol.strategy import GatedMultiKrum
 from aggregator.protocol.validation import ValidationConfig, Validator
 from aggregator.run_folder import JOURNAL_FILE, claim_run_folder, stop_requested
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 # summary.json's names a reader may take for one another, explained in the file itself (its "legend"): the keys
 # stay as they are, for the tools that read them.
+SERVER_STATE_FILE = "server-optimizer.npz"  # the server optimizer's state after a round, beside its checkpoint
 SUMMARY_LEGEND = {
     "run_id": "this run's name: its output folder's name (W&B and release names use it); not on chain",
     "chain.run_id": "the run's bytes32 id on the registry: nodes sign it, the chain keys rounds and records by it",
@@ -89,6 +91,15 @@ def previous_run(out_dir: Path, policy) -> PreviousRun | None:
     metrics_path = out_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {"initial": {}, "rounds": []}
     return PreviousRun(last["round"], arrays, summary, metrics)
+
+
+def load_server_state(out_dir: Path, last_round: int) -> ServerState:
+    """The server optimizer's state after ``last_round``, saved beside that round's checkpoint."""
+    path = out_dir / "checkpoints" / f"round_{last_round}" / SERVER_STATE_FILE
+    if not path.exists():
+        raise UserError(f"cannot resume with a server optimizer: {path} is missing")
+    with np.load(path) as data:
+        return ServerState.from_arrays(dict(data))
 
 
 def chain_run_id(out_dir: Path, resume: bool, name: str, aggregator_key: str) -> str:
@@ -190,7 +201,10 @@ def _run_rounds(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         min_available_nodes=cfg.min_nodes,
         min_evaluate_nodes=max(1, round(cfg.min_nodes * cfg.fraction_evaluate)),
         spill_dir=str(Path(cfg.out_dir)),  # a large round's verified updates wait there for Krum
+        server_optimizer=cfg.server_step_settings(),
     )
+    if previous is not None and strategy.server_optimizer.kind != "none":
+        strategy.server_state = load_server_state(Path(cfg.out_dir), previous.last_round)
     notices = OutcomeNotices(chain=verification is not None)  # each node is told its outcomes (protocol.notices)
     strategy.notices = notices
     dp = cfg.dp()  # client-side DP (node/dp.py): the nodes clip and noise, the round config tells them how
@@ -215,7 +229,9 @@ def _run_rounds(grid: Grid, cfg: FederationConfig, console=None) -> dict:
             if wb is not None:
                 wb.log_initial(loss)
         else:
-            outputs.save_checkpoint(server_round, bundle)
+            ckpt = outputs.save_checkpoint(server_round, bundle)
+            if strategy.server_optimizer.kind != "none":  # a resumed run goes on with the same momentum
+                np.savez(ckpt / SERVER_STATE_FILE, **strategy.server_state.to_arrays())
             seconds = {"round": t0 - clock["round_start"], "server_eval": time.perf_counter() - t0}
             new_hash = params_hash(list(global_arrays.values()))
             closed_loop = closed_loop_eval(bundle, cfg, Path(cfg.out_dir) / "evaluate" / f"round_{server_round}")
@@ -238,7 +254,8 @@ def _run_rounds(grid: Grid, cfg: FederationConfig, console=None) -> dict:
 
     train_config = ConfigRecord({
         "local-steps": cfg.local_steps, "batch-size": cfg.batch_size, "learning-rate": cfg.learning_rate,
-        "proximal-mu": cfg.proximal_mu, "seed": cfg.seed, **(dp.round_config() if dp is not None else {}),
+        "proximal-mu": cfg.proximal_mu, "seed": cfg.seed, "keep-optimizer": cfg.keep_optimizer,
+        **(dp.round_config() if dp is not None else {}),
     })
     # Replies gated as they arrive, pulled every 0.25 s (Flower's own loop asks every 3 s: a round would wait up to
     # 3 s after its last reply, twice: train and evaluate).

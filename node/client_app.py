@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from node.contribution import (
@@ -108,14 +108,21 @@ def train_config(config: ConfigRecord) -> TrainConfig:
         proximal_mu=float(config["proximal-mu"]),
         seed=int(config.get("seed", 0)) + int(config["server-round"]),
         progress=False,
+        keep_optimizer=bool(config.get("keep-optimizer", False)),
     )
 
 
-def train_round(node: LocalNode, content: RecordDict, dp_rng: np.random.Generator | None = None) -> RecordDict:
+OPTIMIZER_STATE = "optimizer-state"  # the node's key in its Flower context.state for its optimizer's moments
+
+
+def train_round(node: LocalNode, content: RecordDict, dp_rng: np.random.Generator | None = None,
+                state: RecordDict | None = None) -> RecordDict:
     """One round on the node, top to bottom: check the terms, train (FedProx), clip and noise the update when the
     federation runs with DP, prove, sign; the reply's content. The proof and the signature are over what is sent.
 
     ``dp_rng``: tests only (the DP noise comes from fresh OS entropy otherwise, never from the public seed).
+    ``state``: the node's own Flower ``context.state``, kept by its SuperNode across rounds. With the round's
+    ``keep-optimizer``, the optimizer's moments of the last round live there, never in the reply.
     """
     config = content["config"]
     terms = RoundTerms.from_config(config)
@@ -126,7 +133,11 @@ def train_round(node: LocalNode, content: RecordDict, dp_rng: np.random.Generato
     dp = DPConfig.from_round_config(config)
     check_budget(dp, int(config["server-round"]), node.setup.dp_max_epsilon)
     cfg = train_config(config)
-    result = fedprox_train(node.bundle, node.dataset, global_arrays, cfg)
+    cfg.keep_optimizer = cfg.keep_optimizer and state is not None
+    kept = state[OPTIMIZER_STATE].to_torch_state_dict() if cfg.keep_optimizer and OPTIMIZER_STATE in state else None
+    result = fedprox_train(node.bundle, node.dataset, global_arrays, cfg, optimizer_state=kept)
+    if cfg.keep_optimizer:
+        state[OPTIMIZER_STATE] = ArrayRecord(result.optimizer_state)
     sent = snapshot(node.bundle.policy)
     if dp is not None:
         sent = privatize(global_arrays, sent, dp, dp_rng)
@@ -232,7 +243,8 @@ def make_client_app(resolve: Callable[[Context], NodeSetup], train_fn: TrainFn |
         report_outcomes(msg.content)
         node = load_node(resolve(context))
         clock.lap("load")
-        content = train_fn(node, msg.content, context) if train_fn else train_round(node, msg.content)
+        content = (train_fn(node, msg.content, context) if train_fn
+                   else train_round(node, msg.content, state=context.state))
         clock.report("train", msg, content["metrics"])
         return Message(content, reply_to=msg)
 

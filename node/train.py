@@ -1,7 +1,9 @@
 """Local training (FedProx) and loss evaluation of a SmolVLA policy with LeRobot's own pieces.
 
 FedProx adds μ/2·‖θ − θ_g‖² over the trainable parameters to SmolVLA's flow-matching loss, so a node's update
-stays near the global model on non-IID data. The optimizer is the policy's own preset (AdamW for SmolVLA).
+stays near the global model on non-IID data. The optimizer is the policy's own preset (AdamW for SmolVLA), built
+fresh each round or, given the state a node kept from its last round (``optimizer_state``), carrying on with its
+moments: a fresh Adam's first steps are its largest (docs/fed-vs-central.md, "Levers").
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class TrainConfig:
     proximal_mu: float = 0.01
     seed: int = 0
     progress: bool = True
+    keep_optimizer: bool = False  # return the optimizer's state (TrainResult.optimizer_state) for the next round
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
@@ -61,6 +64,7 @@ class TrainResult:
     steps: int
     seconds: float
     num_examples: int
+    optimizer_state: dict[str, torch.Tensor] | None = None  # with keep_optimizer: its per-parameter state after
 
 
 def _batches(dataset, batch_size: int, seed: int, shuffle: bool):
@@ -71,8 +75,12 @@ def _batches(dataset, batch_size: int, seed: int, shuffle: bool):
                               num_workers=0)
 
 
-def fedprox_train(bundle, dataset, global_arrays: dict[str, np.ndarray], cfg: TrainConfig) -> TrainResult:
-    """Train from ``global_arrays`` for ``cfg.steps`` steps; the policy ends holding the node's parameters."""
+def fedprox_train(bundle, dataset, global_arrays: dict[str, np.ndarray], cfg: TrainConfig,
+                  optimizer_state: dict[str, torch.Tensor] | None = None) -> TrainResult:
+    """Train from ``global_arrays`` for ``cfg.steps`` steps; the policy ends holding the node's parameters.
+
+    ``optimizer_state``: the state an earlier round returned (``TrainResult.optimizer_state``): the moments go on,
+    the parameters start from the global model and the learning rate is this round's."""
     policy, pre = bundle.policy, bundle.preprocessor
     set_trainable(policy, global_arrays)
     params = [p for p in policy.parameters() if p.requires_grad]
@@ -80,6 +88,8 @@ def fedprox_train(bundle, dataset, global_arrays: dict[str, np.ndarray], cfg: Tr
     preset = policy.config.get_optimizer_preset()
     preset.lr = cfg.learning_rate
     optimizer = preset.build(params)
+    if optimizer_state:
+        load_optimizer_state(optimizer, optimizer_state)
     torch.manual_seed(cfg.seed)
     policy.train()
     losses: list[float] = []
@@ -98,7 +108,24 @@ def fedprox_train(bundle, dataset, global_arrays: dict[str, np.ndarray], cfg: Tr
         losses.append(float(loss.detach()))
     policy.eval()
     return TrainResult(losses[0], losses[-1], float(np.mean(losses)), cfg.steps, time.perf_counter() - t0,
-                       cfg.steps * cfg.batch_size)
+                       cfg.steps * cfg.batch_size, optimizer_state_of(optimizer) if cfg.keep_optimizer else None)
+
+
+def optimizer_state_of(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """The optimizer's per-parameter state, flat (``<parameter index>.<name>``: AdamW's step, exp_avg,
+    exp_avg_sq), copied: what a node keeps between rounds. The hyper-parameters are left out: each round sets its
+    own."""
+    return {f"{i}.{name}": torch.as_tensor(value).detach().clone()
+            for i, state in optimizer.state_dict()["state"].items() for name, value in state.items()}
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, flat: dict[str, torch.Tensor]) -> None:
+    """Put ``optimizer_state_of``'s flat state back into a fresh ``optimizer`` of the same parameters."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in flat.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value.clone()
+    optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
 
 
 @torch.no_grad()

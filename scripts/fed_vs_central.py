@@ -11,6 +11,11 @@ row can be re-run alone (``--skip federated centralized``) as long as the budget
     .venv/bin/python scripts/fed_vs_central.py [--model learn] [--task reach] [--nodes 4] [--rounds 3]
         [--local-steps 20] [--episodes 4]
 
+The levers of issue 31 item 3 change the honest federation only (docs/fed-vs-central.md, "Levers"):
+``--server-optimizer avgm|adam --server-lr --server-momentum`` (the server's step along the verified mean),
+``--keep-optimizer`` (each node keeps its AdamW moments), ``--local-lr``, ``--validation-batches``;
+``--final-eval-episodes N`` evaluates only the last model in closed loop (with ``--eval-episodes 0``).
+
 ``--model`` is a named SmolVLA spec (node/model.py: ``learn`` trains its vision encoder and is the one that can
 learn the task here; ``tiny`` is the tests' model), ``--task`` the simulated task the nodes record and the server
 evaluates in closed loop.
@@ -76,6 +81,20 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=["federated", "adversary", "centralized"])
     parser.add_argument("--selection", choices=["usefulness", "multikrum"], default="usefulness",
                         help="who the honest federation averages (FederationConfig.selection)")
+    # The levers of issue 31 item 3 (docs/fed-vs-central.md, "Levers"): the honest federation only.
+    parser.add_argument("--server-optimizer", choices=["none", "avgm", "adam"], default="none",
+                        help="the server's step along the verified mean (FederationConfig.server_optimizer)")
+    parser.add_argument("--server-lr", type=float, default=1.0, help="the server step's lr η")
+    parser.add_argument("--server-momentum", type=float, default=0.9, help="FedAvgM's β, FedAdam's β1")
+    parser.add_argument("--keep-optimizer", action="store_true", help="each node keeps its AdamW moments")
+    parser.add_argument("--local-lr", type=float, default=1e-3,
+                        help="the nodes' learning rate (centralized keeps 1e-3; with a server lr above 1, two-sided "
+                        "learning rates)")
+    parser.add_argument("--validation-batches", type=int, default=4,
+                        help="validation batches a reply is scored on (FederationConfig.validation_batches)")
+    parser.add_argument("--final-eval-episodes", type=int, default=0,
+                        help="closed-loop episodes for the honest federation's last model only (with "
+                        "--eval-episodes 0: the rounds are not evaluated in closed loop, which costs minutes each)")
     args = parser.parse_args()
 
     from aggregator.config import FederationConfig
@@ -110,10 +129,17 @@ def main() -> None:
 
     if "federated" not in args.skip:
         t0 = time.perf_counter()
+        levers = dict(server_optimizer=args.server_optimizer, server_lr=args.server_lr,
+                      server_momentum=args.server_momentum, keep_optimizer=args.keep_optimizer,
+                      validation_batches=args.validation_batches, learning_rate=args.local_lr)
+        fed = fed_config(krum_f=0, krum_m=max(1, args.nodes - 1), selection=args.selection, **levers)
         s = run_demo(DemoConfig(nodes=args.nodes, rounds=args.rounds, out=str(out / "federated"),
                                 cache_dir=args.cache_dir, episodes=args.episodes, eval_episodes=args.eval_episodes),
-                     fed_config(krum_f=0, krum_m=max(1, args.nodes - 1), selection=args.selection))
-        save(f"federated (honest, selection {args.selection})", federated_row(s, time.perf_counter() - t0))
+                     fed)
+        row = federated_row(s, time.perf_counter() - t0)
+        if args.final_eval_episodes:
+            row.update(final_closed_loop(fed, out / "federated", s["rounds"][-1]["round"], args.final_eval_episodes))
+        save(f"federated (honest, selection {args.selection}{lever_label(levers)})", row)
     if "adversary" not in args.skip:
         # One more node, sign-flipping: Krum with f=1 needs n > 4 verified replies.
         t0 = time.perf_counter()
@@ -147,6 +173,40 @@ def main() -> None:
     print(table)
     write_doc(Path(args.doc), f"Measured {time.strftime('%Y-%m-%d')} on this machine (CPU). "
                               f"Budget: {budget}.\n\n{table}")
+
+
+def lever_label(levers: dict) -> str:
+    """The row's levers, when any is not the default."""
+    parts = []
+    if levers["server_optimizer"] != "none":
+        parts.append(f"server {levers['server_optimizer']} η {levers['server_lr']:g} β {levers['server_momentum']:g}")
+    if levers["keep_optimizer"]:
+        parts.append("node Adam kept")
+    if levers["learning_rate"] != 1e-3:
+        parts.append(f"local lr {levers['learning_rate']:g}")
+    if levers["validation_batches"] != 4:
+        parts.append(f"{levers['validation_batches']} validation batches")
+    return "".join(f", {p}" for p in parts)
+
+
+def final_closed_loop(fed, run_dir: Path, last_round: int, episodes: int) -> dict:
+    """The closed-loop success of the run's last model on ``episodes`` evaluation seeds (the server's evaluation,
+    once, instead of after every round)."""
+    from dataclasses import replace
+
+    from safetensors.numpy import load_file
+
+    from aggregator.server_app import closed_loop_eval
+    from node.datasets import load_metadata
+    from node.model import make_smolvla
+    from node.params import set_trainable, trainable_names
+
+    bundle = make_smolvla(fed.model, load_metadata(fed.heldout), Path(fed.cache_dir), seed=fed.seed)
+    state = load_file(str(run_dir / "checkpoints" / f"round_{last_round}" / "model.safetensors"))
+    set_trainable(bundle.policy, {name: state[name] for name in trainable_names(bundle.policy)})
+    t0 = time.perf_counter()
+    res = closed_loop_eval(bundle, replace(fed, sim_eval_episodes=episodes), run_dir / "evaluate" / "final")
+    return {**res, "final_eval_seconds": time.perf_counter() - t0}
 
 
 def federated_row(summary: dict, seconds: float, adversary: Path | None = None) -> dict:

@@ -16,7 +16,7 @@ from aggregator.cli.common import (
     superlink_of,
     wandb_wanted,
 )
-from aggregator.config import SELECTIONS
+from aggregator.config import SELECTIONS, SERVER_OPTIMIZERS
 from aggregator.operator import ENDPOINT_KEYS, VERDICT_KEYS
 from node.cliargs import add_command, at_least, fraction
 from node.errors import UserError
@@ -49,6 +49,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="a reply is averaged in only above G x the validation loss (default: measured)")
     run.add_argument("--selection", choices=SELECTIONS, default="usefulness",
                      help="weigh useful replies by score (usefulness, default) or Multi-Krum's m best (multikrum)")
+    run.add_argument("--server-optimizer", choices=SERVER_OPTIMIZERS, default="none",
+                     help="the server's step along the verified mean: none (the mean, default), avgm (FedAvgM), "
+                     "adam (FedAdam)")
+    run.add_argument("--server-lr", type=at_least(0, float), default=1.0, help="the server step's lr η (default 1)")
+    run.add_argument("--server-momentum", type=fraction, default=0.9,
+                     help="FedAvgM's momentum β, FedAdam's β1 (default 0.9)")
     run.add_argument("--fraction-evaluate", type=fraction, default=1.0,
                      help="share of nodes that also evaluate each round (default 1.0)")
     run.add_argument("--srs", default="dev", metavar="FILE|dev", help="the federation's SRS (default dev)")
@@ -91,7 +97,9 @@ def _run(args: argparse.Namespace) -> int:
     gate = {name: value for name in ("harm_tolerance", "rise_tolerance", "min_gain")
             if (value := getattr(args, name)) is not None}  # unset: the model's measured thresholds
     fed = FederationConfig(**{"rounds": args.rounds, "min_nodes": args.min_nodes, "krum_f": args.krum_f,
-                              "krum_m": args.krum_m, "selection": args.selection, **gate, **verdicts},
+                              "krum_m": args.krum_m, "selection": args.selection,
+                              "server_optimizer": args.server_optimizer, "server_lr": args.server_lr,
+                              "server_momentum": args.server_momentum, **gate, **verdicts},
                            model=extra.get("model", args.model), sim_task=args.task, local_steps=args.local_steps,
                            fraction_evaluate=args.fraction_evaluate, heldout=args.heldout, timeout=args.timeout,
                            wandb=wandb_wanted(args))

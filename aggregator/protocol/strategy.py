@@ -30,6 +30,7 @@ from flwr.serverapp.strategy.multikrum import select_multikrum
 from aggregator.protocol.gate import VERIFIED, Gate, Outcome, RoundContext
 from aggregator.protocol.intake import Gated, RoundIntake
 from aggregator.protocol.selection import NEAR, NORM_BOUND, select
+from aggregator.protocol.server_optimizer import ServerOptimizer, ServerState, server_step
 from aggregator.protocol.sketch import EXACT_MAX_VALUES, SKETCH_DIM, CountSketch, krum_order, round_seed, use_sketch
 from aggregator.protocol.updates import UpdateStore
 from node.params import pack, unpack
@@ -71,8 +72,12 @@ class GatedMultiKrum(MultiKrum):
                  harm_tolerance: float = 0.0, rise_tolerance: float = 0.0, min_gain: float = 0.0,
                  selection: str = "usefulness", gate_workers: int = 2, sketch_dim: int = SKETCH_DIM,
                  exact_max_values: int = EXACT_MAX_VALUES,
-                 spill_dir: str | None = None, layout: ConfigRecord | None = None, **kwargs) -> None:
+                 spill_dir: str | None = None, layout: ConfigRecord | None = None,
+                 server_optimizer: ServerOptimizer | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
+        # The server's step along the round's mean (aggregator.protocol.server_optimizer), its state across rounds
+        self.server_optimizer = server_optimizer or ServerOptimizer()
+        self.server_state = ServerState()
         self.gate = gate
         self.layout = layout
         self.hash_arrays = hash_arrays
@@ -186,9 +191,20 @@ class GatedMultiKrum(MultiKrum):
             self._intakes.pop(server_round, None)
             if self._open_round == server_round:
                 self._open_round = None
+        if arrays is not None and self.server_optimizer.kind != "none":
+            arrays = self._server_step(ctx, arrays, rlog)
         if self.verification is not None:
             self.verification.record(server_round, rlog.outcomes, {g.outcome.node_id: g.reply for g in gated})
         return arrays, metrics
+
+    def _server_step(self, ctx: RoundContext, mean: ArrayRecord, rlog: RoundLog) -> ArrayRecord:
+        """The new global model: the server optimizer's step from θ_g along the selected mean (a round that kept
+        θ_g takes none)."""
+        new, self.server_state = server_step(ctx.global_arrays, unpack(mean, self.layout), self.server_state,
+                                             self.server_optimizer)
+        rlog.note = (rlog.note + "; " if rlog.note else "") + (
+            f"server step {self.server_state.steps} ({self.server_optimizer.kind}, lr {self.server_optimizer.lr:g})")
+        return to_record(new)
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:

@@ -24,9 +24,11 @@ from node.errors import UserError
 ATTACKER = {"chain-rpc": "http://attacker.example:8545", "registry": "0x" + "11" * 20,
             "verifier-url": "http://attacker.example/verify", "verify": False, "onchain-verify": False,
             "srs": "/tmp/attacker.srs", "out-dir": "/etc/zk0", "resume": True, "cache-dir": "/tmp/attacker"}
-# N1's run config: every reply averaged in and paid, a thousand rounds that each mint and advance unstake clocks
+# N1's run config: every reply averaged in and paid, a thousand rounds that each mint and advance unstake clocks,
+# and a server step that multiplies whatever is averaged in a hundredfold
 GENEROUS = {"harm-tolerance": 1e9, "rise-tolerance": 1e9, "min-gain": 0.0, "selection": "multikrum", "krum-f": 0,
-            "krum-m": 50, "min-nodes": 1, "rounds": 1000}
+            "krum-m": 50, "min-nodes": 1, "rounds": 1000, "server-optimizer": "avgm", "server-lr": 100.0,
+            "server-momentum": 0.99}
 
 
 @pytest.mark.parametrize("key", sorted(ATTACKER))

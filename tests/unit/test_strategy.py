@@ -501,3 +501,23 @@ def test_config_knows_the_simulators_tasks():
     from aggregator.config import SIM_TASKS
 
     assert set(SIM_TASKS) == set(sim.TASKS)
+
+
+def test_the_server_optimizer_steps_along_the_selected_mean_and_not_when_the_global_is_kept():
+    """FedAvgM over the verified mean: θ_g + η·v with v = Δ at its first step; a round that keeps θ_g (no verified
+    reply) takes no step and leaves the momentum as it was."""
+    from aggregator.protocol.server_optimizer import ServerOptimizer
+
+    strategy = GatedMultiKrum(gate=Gate(list(STRUCTURAL_CHECKS)), hash_arrays=lambda a: params_hash(list(a.values())),
+                              num_malicious_nodes=0, num_nodes_to_select=2, layout=LAYOUT,
+                              server_optimizer=ServerOptimizer("avgm", lr=2.0, beta1=0.5))
+    a = OrderedDict((k, v + 0.1) for k, v in GLOBAL.items())
+    b = OrderedDict((k, v + 0.3) for k, v in GLOBAL.items())
+    new, outcomes = run_round(strategy, [reply(1, a), reply(2, b)])
+    assert [o.status for o in outcomes.values()] == ["SELECTED", "SELECTED"]
+    np.testing.assert_allclose(new["w"], GLOBAL["w"] + 2.0 * 0.2, rtol=1e-6)  # θ_g + η·(mean − θ_g)
+    assert strategy.server_state.steps == 1 and "server step 1 (avgm, lr 2)" in strategy.rounds[1].note
+    momentum = strategy.server_state.m["w"].copy()
+    kept, _ = run_round(strategy, [reply(3, None)])  # MALFORMED: nothing verified, θ_g kept
+    assert kept is None and strategy.server_state.steps == 1
+    np.testing.assert_array_equal(strategy.server_state.m["w"], momentum)
