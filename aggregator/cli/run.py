@@ -47,6 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="a proven loss rising by more than RHO (a fraction) is NO_IMPROVEMENT (default: measured)")
     run.add_argument("--min-gain", type=at_least(0, float), metavar="G",
                      help="a reply is averaged in only above G x the validation loss (default: measured)")
+    run.add_argument("--lora-rank", type=at_least(0), default=0, metavar="R",
+                     help="LoRA mode: nodes train and send rank-R adapters, the base stays fixed (default 0: off)")
     run.add_argument("--selection", choices=SELECTIONS, default="usefulness",
                      help="weigh useful replies by score (usefulness, default) or Multi-Krum's m best (multikrum)")
     run.add_argument("--fraction-evaluate", type=fraction, default=1.0,
@@ -91,7 +93,8 @@ def _run(args: argparse.Namespace) -> int:
     gate = {name: value for name in ("harm_tolerance", "rise_tolerance", "min_gain")
             if (value := getattr(args, name)) is not None}  # unset: the model's measured thresholds
     fed = FederationConfig(**{"rounds": args.rounds, "min_nodes": args.min_nodes, "krum_f": args.krum_f,
-                              "krum_m": args.krum_m, "selection": args.selection, **gate, **verdicts},
+                              "krum_m": args.krum_m, "selection": args.selection, "lora_rank": args.lora_rank,
+                              **gate, **verdicts},
                            model=extra.get("model", args.model), sim_task=args.task, local_steps=args.local_steps,
                            fraction_evaluate=args.fraction_evaluate, heldout=args.heldout, timeout=args.timeout,
                            wandb=wandb_wanted(args))

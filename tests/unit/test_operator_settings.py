@@ -26,7 +26,7 @@ ATTACKER = {"chain-rpc": "http://attacker.example:8545", "registry": "0x" + "11"
             "srs": "/tmp/attacker.srs", "out-dir": "/etc/zk0", "resume": True, "cache-dir": "/tmp/attacker"}
 # N1's run config: every reply averaged in and paid, a thousand rounds that each mint and advance unstake clocks
 GENEROUS = {"harm-tolerance": 1e9, "rise-tolerance": 1e9, "min-gain": 0.0, "selection": "multikrum", "krum-f": 0,
-            "krum-m": 50, "min-nodes": 1, "rounds": 1000}
+            "krum-m": 50, "min-nodes": 1, "rounds": 1000, "lora-rank": 64}
 
 
 @pytest.mark.parametrize("key", sorted(ATTACKER))
