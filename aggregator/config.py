@@ -32,7 +32,7 @@ SELECTIONS = ("usefulness", "multikrum")  # aggregator.protocol.selection's rule
 SERVER_OPTIMIZERS = ("none", "avgm", "adam")  # aggregator.protocol.server_optimizer.KINDS (not imported: flwr)
 # The smallest value each numeric run setting may take (the others are checked below: rates, fractions, DP).
 _AT_LEAST = {"local_steps": 1, "batch_size": 1, "proximal_mu": 0, "eval_batches": 1, "client_eval_batches": 1,
-             "timeout": 1, "seed": 0, "slice_rows": 1, "chain_drain_timeout": 0, "sim_eval_episodes": 0,
+             "timeout": 1, "seed": 0, "slice_rows": 1, "lora_rank": 0, "chain_drain_timeout": 0, "sim_eval_episodes": 0,
              "sim_max_steps": 0}
 
 
@@ -49,6 +49,9 @@ class FederationConfig:
     krum_m: int = 2  # replies MultiKrum averages (1 = classic Krum)
     min_nodes: int = 3
     model: str = "tiny"
+    # LoRA mode (node/lora.py): nodes train and send rank-r adapters of the model, whose base stays fixed for the
+    # run; 0: the whole trainable set travels. The operator's (a verdict setting): every node must train the same.
+    lora_rank: int = 0
     heldout: str = ""  # dataset URI of the server's held-out evaluation set
     # The validation gate (aggregator/protocol/validation.py): a dataset no node trains on, distinct from the
     # held-out set.

@@ -47,7 +47,8 @@ ENDPOINT_KEYS = ("chain_rpc", "registry", "verifier_url", "verify", "onchain_ver
                  "cache_dir", "validation")  # validation: the data that judges the nodes (protocol/validation.py)
 # ... and the settings that decide verdicts or rewards (zk0agg run's flags and -c, never the run config)
 VERDICT_KEYS = ("harm_tolerance", "rise_tolerance", "min_gain", "selection", "krum_f", "krum_m", "min_nodes",
-                "rounds", "server_optimizer", "server_lr", "server_momentum")
+                "rounds", "server_optimizer", "server_lr", "server_momentum",
+                "lora_rank")  # lora_rank: the model every node trains and is judged on (node/lora.py)
 OPERATOR_KEYS = (*ENDPOINT_KEYS, *VERDICT_KEYS)
 RUN_FILE_WAIT = 30.0  # seconds a ServerApp waits for zk0agg run's file of its run (written just after submission)
 

@@ -36,6 +36,8 @@ from contracts import ChainUnavailable
 from node.datasets import load_dataset, load_metadata
 from node.errors import UserError
 from node.logs import setup_logging
+from node.lora import adapter_key, is_lora
+from node.lora import round_config as lora_round_config
 from node.model import make_smolvla
 from node.params import get_trainable, pack, trainable_names, unpack
 from node.train import evaluate_loss
@@ -81,11 +83,14 @@ def previous_run(out_dir: Path, policy) -> PreviousRun | None:
     if not summary.get("rounds"):
         return None
     last = summary["rounds"][-1]
-    ckpt = out_dir / "checkpoints" / f"round_{last['round']}" / "model.safetensors"
+    lora = is_lora(policy)  # LoRA mode: the checkpoint is PEFT's adapter file (node/lora.py)
+    ckpt = out_dir / "checkpoints" / f"round_{last['round']}" / ("adapter_model.safetensors" if lora else
+                                                                 "model.safetensors")
+    key = adapter_key if lora else str
     if not ckpt.exists():
         raise UserError(f"cannot resume: {ckpt} is missing (summary.json records round {last['round']})")
     state = load_file(str(ckpt))
-    arrays = OrderedDict((name, state[name].astype(np.float32)) for name in trainable_names(policy))
+    arrays = OrderedDict((name, state[key(name)].astype(np.float32)) for name in trainable_names(policy))
     if params_hash(list(arrays.values())) != last["new_global_hash"]:
         raise UserError(f"cannot resume: {ckpt} is not the model round {last['round']} ended with")
     metrics_path = out_dir / "metrics.json"
@@ -131,7 +136,7 @@ def _run_rounds(grid: Grid, cfg: FederationConfig, console=None) -> dict:
     from lerobot.datasets.factory import resolve_delta_timestamps
 
     meta = load_metadata(cfg.heldout)
-    bundle = make_smolvla(cfg.model, meta, Path(cfg.cache_dir), seed=cfg.seed)
+    bundle = make_smolvla(cfg.model, meta, Path(cfg.cache_dir), seed=cfg.seed, lora_rank=cfg.lora_rank)
     heldout = load_dataset(cfg.heldout, delta_timestamps=resolve_delta_timestamps(bundle.config, meta))
     run_id = Path(cfg.out_dir).name or datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S")
     outputs = RunOutputs(Path(cfg.out_dir), run_id, cfg.to_dict(), console=console)
@@ -255,7 +260,7 @@ def _run_rounds(grid: Grid, cfg: FederationConfig, console=None) -> dict:
     train_config = ConfigRecord({
         "local-steps": cfg.local_steps, "batch-size": cfg.batch_size, "learning-rate": cfg.learning_rate,
         "proximal-mu": cfg.proximal_mu, "seed": cfg.seed, "keep-optimizer": cfg.keep_optimizer,
-        **(dp.round_config() if dp is not None else {}),
+        **(dp.round_config() if dp is not None else {}), **lora_round_config(bundle.policy, cfg.lora_rank),
     })
     # Replies gated as they arrive, pulled every 0.25 s (Flower's own loop asks every 3 s: a round would wait up to
     # 3 s after its last reply, twice: train and evaluate).
@@ -264,7 +269,8 @@ def _run_rounds(grid: Grid, cfg: FederationConfig, console=None) -> dict:
                                         should_stop=lambda: stop_requested(cfg.out_dir)),
                        initial_arrays=initial.pop("arrays"), num_rounds=max(0, cfg.rounds - done),
                        timeout=cfg.timeout, train_config=train_config,
-                       evaluate_config=ConfigRecord({"eval-batches": cfg.client_eval_batches}),
+                       evaluate_config=ConfigRecord({"eval-batches": cfg.client_eval_batches,
+                                                     "lora-rank": cfg.lora_rank}),
                        evaluate_fn=evaluate_round)
     except RunInterrupted:
         last = outputs.summary["rounds"][-1]["round"] if outputs.summary["rounds"] else 0

@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from node.dp import DPConfig, check_budget, privatize
 from node.errors import UserError
 from node.frames import FrameCache, in_memory
 from node.logs import single_flower_output
+from node.lora import check_frozen, config_rank
 from node.model import make_smolvla
 from node.outcomes import decode_outcomes, outcome_line
 from node.params import pack, unpack
@@ -56,6 +57,7 @@ class NodeSetup:
     dp_max_epsilon: float | None = None  # refuse rounds that would spend more privacy than this (node/dp.py)
     registry: str | None = None  # the registry this node signs for (None: the round's)
     chain_id: int | None = None  # the chain of that registry (None: the round's)
+    lora_rank: int | None = None  # LoRA mode's rank this node trains at (None: the federation's, ``for_round``)
 
     @classmethod
     def from_node_config(cls, node_config: dict, run_config: dict) -> NodeSetup:
@@ -72,7 +74,17 @@ class NodeSetup:
             dp_max_epsilon=float(node_config["dp-max-epsilon"]) if "dp-max-epsilon" in node_config else None,
             registry=str(node_config["registry"]) if "registry" in node_config else None,
             chain_id=int(node_config["chain-id"]) if "chain-id" in node_config else None,
+            lora_rank=int(node_config["lora-rank"]) if "lora-rank" in node_config else None,
         )
+
+    def for_round(self, config) -> NodeSetup:
+        """This setup for a round of the federation (its config): the model at the round's LoRA rank. A node set
+        for another rank (node-config ``lora-rank``) refuses: it would train, prove and sign another model."""
+        rank = config_rank(config)
+        if self.lora_rank is not None and self.lora_rank != rank:
+            raise UserError(f"this federation trains LoRA rank {rank} (0: full updates), this node is set for rank "
+                            f"{self.lora_rank} (its node-config lora-rank): refusing the round")
+        return replace(self, lora_rank=rank)
 
 
 @dataclass
@@ -91,7 +103,8 @@ def load_node(setup: NodeSetup) -> LocalNode:
 
     torch.set_num_threads(max(1, int(os.environ.get("ZK0_TORCH_THREADS", "1"))))
     meta = load_metadata(setup.dataset)
-    bundle = make_smolvla(setup.model, meta, Path(setup.cache_dir), device=setup.device)
+    bundle = make_smolvla(setup.model, meta, Path(setup.cache_dir), device=setup.device,
+                          lora_rank=setup.lora_rank or 0)
     dataset = load_dataset(setup.dataset, delta_timestamps=resolve_delta_timestamps(bundle.config, meta))
     dataset = in_memory(dataset, bundle.config.chunk_size)
     log.info("node ready: %s, %d frames%s", setup.dataset, len(dataset),
@@ -127,6 +140,7 @@ def train_round(node: LocalNode, content: RecordDict, dp_rng: np.random.Generato
     config = content["config"]
     terms = RoundTerms.from_config(config)
     global_arrays = unpack(content["arrays"], content["layout"])
+    check_frozen(node.bundle.policy, config)
     if terms is not None:
         check_pinned(terms, node.setup.registry, node.setup.chain_id)
         check_global(global_arrays, terms.global_hash)
@@ -241,7 +255,7 @@ def make_client_app(resolve: Callable[[Context], NodeSetup], train_fn: TrainFn |
         clock = MessageClock.start()
         single_flower_output()
         report_outcomes(msg.content)
-        node = load_node(resolve(context))
+        node = load_node(resolve(context).for_round(msg.content["config"]))
         clock.lap("load")
         content = (train_fn(node, msg.content, context) if train_fn
                    else train_round(node, msg.content, state=context.state))
@@ -252,9 +266,9 @@ def make_client_app(resolve: Callable[[Context], NodeSetup], train_fn: TrainFn |
     def evaluate(msg: Message, context: Context) -> Message:
         clock = MessageClock.start()
         single_flower_output()
-        node = load_node(resolve(context))
-        clock.lap("load")
         config = msg.content["config"]
+        node = load_node(resolve(context).for_round(config))
+        clock.lap("load")
         loss, n = evaluate_loss(node.bundle, node.dataset, unpack(msg.content["arrays"], msg.content["layout"]),
                                 max_batches=int(config.get("eval-batches", 2)))
         clock.lap("eval")

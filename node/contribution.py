@@ -9,6 +9,7 @@ aggregator's reading of that record (one definition of the wire format).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -121,13 +122,16 @@ def check_circuit_key(circuit, terms: RoundTerms, proof_length: int) -> str:
 
 
 def capture_update(bundle, dataset, global_arrays: dict, node_arrays: dict, rows: int, seed: int) -> Slice:
-    """The statement's inputs: ``rows`` positions of a seeded batch of the node's data, seen by both models."""
+    """The statement's inputs: ``rows`` positions of a seeded batch of the node's data, seen by both models, and
+    the two models' slices as the aggregator reads them (``slice_reader``)."""
     chunk = bundle.policy.config.chunk_size
     batch_size = 3 * max(1, -(-rows // chunk))  # room for padded steps at episode ends
     gen = torch.Generator().manual_seed(seed)
     batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=gen)))
+    read = slice_reader(bundle.policy)
     return capture_slice(bundle.policy, as_tensors(global_arrays), as_tensors(node_arrays),
-                         bundle.preprocessor(batch), rows=rows, action_dim=ACTION_DIM, seed=seed)
+                         bundle.preprocessor(batch), rows=rows, action_dim=ACTION_DIM, seed=seed,
+                         slices=(read(global_arrays), read(node_arrays)))
 
 
 def prove_update(bundle, dataset, global_arrays: dict, node_arrays: dict, terms: RoundTerms, srs: str,
@@ -177,6 +181,15 @@ def parse_record(record: dict) -> tuple[Contribution, str, bytes, bytes]:
 def slice_of(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """(W, b): the rows of ``action_out_proj`` the statement covers, from a parameter set."""
     return arrays[SLICE_WEIGHT][:ACTION_DIM], arrays[SLICE_BIAS][:ACTION_DIM]
+
+
+def slice_reader(policy) -> Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]:
+    """How a parameter set of ``policy``'s federation gives the statement's (W, b): ``slice_of``, or in LoRA mode
+    the effective weights from the fixed base and A and the set's B (``node.lora.LoraSlice``). The node proves and
+    the aggregator binds with the same reader."""
+    from node.lora import is_lora, lora_slice
+
+    return lora_slice(policy) if is_lora(policy) else slice_of
 
 
 def wallet_account(path: str | Path):

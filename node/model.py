@@ -207,14 +207,17 @@ class PolicyBundle:
     policy: torch.nn.Module
     preprocessor: object
     postprocessor: object
+    peft: object | None = None  # LoRA mode: the PeftModel around ``policy`` (node/lora.py); it saves the adapter
 
     @property
     def config(self):
         return self.policy.config
 
 
-def make_smolvla(spec: str, ds_meta, cache_dir: Path, device: str = "cpu", seed: int = 0) -> PolicyBundle:
-    """Build a SmolVLA policy from a model spec (``tiny``, ``hf:<repo>``, ``local:<dir>``) for a dataset."""
+def make_smolvla(spec: str, ds_meta, cache_dir: Path, device: str = "cpu", seed: int = 0,
+                 lora_rank: int = 0) -> PolicyBundle:
+    """Build a SmolVLA policy from a model spec (``tiny``, ``hf:<repo>``, ``local:<dir>``) for a dataset; with
+    ``lora_rank``, wrapped for LoRA mode (``node.lora``: only the adapters' B matrices train)."""
     from lerobot.policies.factory import make_policy, make_pre_post_processors
 
     torch.manual_seed(seed)
@@ -233,12 +236,17 @@ def make_smolvla(spec: str, ds_meta, cache_dir: Path, device: str = "cpu", seed:
     _check_action_features(ds_meta)
     policy = make_policy(cfg, ds_meta=ds_meta)
     policy.to(device)
+    peft = None
+    if lora_rank:
+        from node.lora import wrap_lora
+
+        peft = wrap_lora(policy, lora_rank, base_ref=f"zk0:{spec}@seed{seed}")
     if saved:
         pre, post = make_pre_post_processors(policy.config, pretrained_path=saved, preprocessor_overrides={
             "device_processor": {"device": device}}, postprocessor_overrides={"device_processor": {"device": "cpu"}})
     else:
         pre, post = make_pre_post_processors(policy.config, dataset_stats=so100_stats(table))
-    return PolicyBundle(policy, pre, post)
+    return PolicyBundle(policy, pre, post, peft)
 
 
 PREPROCESSOR_NAME = "policy_preprocessor"
@@ -246,7 +254,12 @@ PREPROCESSOR_NAME = "policy_preprocessor"
 
 def save_policy(bundle: PolicyBundle, path: Path) -> Path:
     """LeRobot's ``save_pretrained`` folder, processors included: ``local:<path>`` rebuilds the same policy with
-    the normalisation it was trained with, and ``SmolVLAPolicy.from_pretrained(path)`` loads it."""
+    the normalisation it was trained with, and ``SmolVLAPolicy.from_pretrained(path)`` loads it. In LoRA mode,
+    LeRobot's PEFT folder: the adapter and its base's reference (``node.lora.save_adapter``)."""
+    if bundle.peft is not None:
+        from node.lora import base_reference, save_adapter
+
+        return save_adapter(bundle, path, base_reference(bundle, Path(path).parent))
     bundle.policy.save_pretrained(path)
     bundle.preprocessor.save_pretrained(path)
     bundle.postprocessor.save_pretrained(path)

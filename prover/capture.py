@@ -73,18 +73,20 @@ class Slice:
 
 
 def capture_slice(policy, global_state: dict, node_state: dict, batch: dict, rows: int, action_dim: int,
-                  seed: int) -> Slice:  # fmt: skip
+                  seed: int, slices: tuple[tuple, tuple] | None = None) -> Slice:  # fmt: skip
     """Capture the node's slice on ``batch`` (already preprocessed: LeRobot's preprocessor applied).
 
     ``policy`` is a LeRobot ``SmolVLAPolicy``; ``global_state``/``node_state`` are state dicts (keys as in
     ``policy.state_dict()``, e.g. only the trainable subset). The policy's parameters and train/eval mode are
     restored afterwards. Deterministic for a given seed. ``batch`` needs at least ``rows`` unpadded
     (sample, chunk step) positions: with short episodes, use a few times ``rows / chunk_size`` samples.
+    ``slices``: ((W_g, b_g), (W_n, b_n)) where the layer's weights are not entries of the states (a LoRA layer's
+    are its base plus the adapter's product); by default the first ``action_dim`` rows of the states' own.
     """
     import torch
 
     for name, state in (("global_state", global_state), ("node_state", node_state)):
-        missing = [k for k in (WEIGHT_KEY, BIAS_KEY) if k not in state]
+        missing = [k for k in (WEIGHT_KEY, BIAS_KEY) if k not in state] if slices is None else []
         if missing:
             raise KeyError(f"{name} lacks {missing}: pass the policy's state dict (keys as in policy.state_dict())")
         unknown = sorted(set(state) - set(policy.state_dict()))
@@ -108,14 +110,16 @@ def capture_slice(policy, global_state: dict, node_state: dict, batch: dict, row
     targets = noise - policy.prepare_action(batch)  # u_t, (B, chunk, max_action_dim)
     b_idx, t_idx = torch.as_tensor(pick[:, 0]), torch.as_tensor(pick[:, 1])
 
-    def rows_of(state: dict, key: str) -> np.ndarray:
-        return torch.as_tensor(state[key]).detach().cpu().to(torch.float32)[:action_dim].numpy()
+    def rows_of(state: dict) -> tuple[np.ndarray, np.ndarray]:
+        return tuple(torch.as_tensor(state[k]).detach().cpu().to(torch.float32)[:action_dim].numpy()
+                     for k in (WEIGHT_KEY, BIAS_KEY))
 
+    (W_g, b_g), (W_n, b_n) = slices or (rows_of(global_state), rows_of(node_state))  # noqa: N806
     return Slice(
-        W_g=rows_of(global_state, WEIGHT_KEY),
-        b_g=rows_of(global_state, BIAS_KEY),
-        W_n=rows_of(node_state, WEIGHT_KEY),
-        b_n=rows_of(node_state, BIAS_KEY),
+        W_g=W_g,
+        b_g=b_g,
+        W_n=W_n,
+        b_n=b_n,
         X_g=features_g[b_idx, t_idx].cpu().numpy(),
         X_n=features_n[b_idx, t_idx].cpu().numpy(),
         Y=targets[b_idx, t_idx, :action_dim].cpu().numpy(),

@@ -35,6 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="closed-loop held-out episodes in the simulator after each round (default 2; 0 = off)")
     demo.add_argument("--eval-max-steps", type=at_least(1), default=150,
                       help="step limit of a closed-loop episode (default 150, 5 s at 30 Hz)")
+    demo.add_argument("--lora-rank", type=at_least(0), default=0, metavar="R",
+                      help="LoRA mode: nodes train and send rank-R adapters of the model (default 0: off)")
     demo.add_argument("--no-verify", action="store_true", help="plain Krum federation: no proofs, signatures, chain")
     demo.add_argument("--stake", type=float, default=1.0, metavar="ETH",
                       help="ETH each node wallet stakes, the registry's min stake (default 1; 0: approval alone)")
@@ -59,7 +61,7 @@ def _demo(args: argparse.Namespace) -> int:
     from aggregator.tools.demo import DemoConfig, run_demo
 
     fed = FederationConfig(local_steps=args.local_steps, krum_f=args.krum_f, krum_m=args.krum_m, model=args.model,
-                           sim_task=args.task,
+                           sim_task=args.task, lora_rank=args.lora_rank,
                            wandb=wandb_wanted(args), dp_epsilon=args.dp_epsilon or 0.0,
                            dp_noise_multiplier=args.dp_noise_multiplier or 0.0, dp_clip=args.dp_clip or 0.0)
     demo = DemoConfig(nodes=args.nodes, rounds=args.rounds, out=args.out or "", verify=not args.no_verify,

@@ -26,6 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     release.add_argument("--aggregator-key-file", metavar="FILE",
                          help="the key that opened the run on chain, which signs the release's manifest of every file "
                          f"(default: env {AGGREGATOR_KEY_ENV}; a run with no chain needs none)")
+    release.add_argument("--merged", action="store_true", help="LoRA runs: also write merged/, the adapter merged "
+                         "into its base (a plain SmolVLA folder that loads without PEFT)")
     release.add_argument("--repo-id", metavar="ORG/NAME", help="the Hub model repo for --push")
     release.add_argument("--push", action="store_true", help="upload the folder to the Hub (token: HF_TOKEN or "
                          "huggingface-cli login)")
@@ -39,7 +41,7 @@ def _release(args: argparse.Namespace) -> int:
     key = (read_key(args.aggregator_key_file, AGGREGATOR_KEY_ENV, "aggregator")
            if args.aggregator_key_file or os.environ.get(AGGREGATOR_KEY_ENV) else None)
     release = build_release(args.run, args.out, args.round, datasets=args.dataset, license_=args.license,
-                            aggregator_key=key)
+                            aggregator_key=key, merged=args.merged)
     p = release.provenance
     print(f"release of round {release.round} of {p['run_id']} in {release.out}\n"
           f"  model hash   {release.model_hash}\n"

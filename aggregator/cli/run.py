@@ -47,6 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="a proven loss rising by more than RHO (a fraction) is NO_IMPROVEMENT (default: measured)")
     run.add_argument("--min-gain", type=at_least(0, float), metavar="G",
                      help="a reply is averaged in only above G x the validation loss (default: measured)")
+    run.add_argument("--lora-rank", type=at_least(0), default=0, metavar="R",
+                     help="LoRA mode: nodes train and send rank-R adapters, the base stays fixed (default 0: off)")
     run.add_argument("--selection", choices=SELECTIONS, default="usefulness",
                      help="weigh useful replies by score (usefulness, default) or Multi-Krum's m best (multikrum)")
     run.add_argument("--server-optimizer", choices=SERVER_OPTIMIZERS, default="none",
@@ -99,7 +101,8 @@ def _run(args: argparse.Namespace) -> int:
     fed = FederationConfig(**{"rounds": args.rounds, "min_nodes": args.min_nodes, "krum_f": args.krum_f,
                               "krum_m": args.krum_m, "selection": args.selection,
                               "server_optimizer": args.server_optimizer, "server_lr": args.server_lr,
-                              "server_momentum": args.server_momentum, **gate, **verdicts},
+                              "server_momentum": args.server_momentum, "lora_rank": args.lora_rank,
+                              **gate, **verdicts},
                            model=extra.get("model", args.model), sim_task=args.task, local_steps=args.local_steps,
                            fraction_evaluate=args.fraction_evaluate, heldout=args.heldout, timeout=args.timeout,
                            wandb=wandb_wanted(args))

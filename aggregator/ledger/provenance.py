@@ -30,6 +30,7 @@ from node.errors import UserError
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILES = ("config.json", "model.safetensors")
+ADAPTER_FILES = ("config.json", "adapter_config.json", "adapter_model.safetensors")  # LoRA mode's (node/lora.py)
 VLM_FOLDER = "vlm"  # a release's own copy of a local VLM backbone (aggregator/tools/release.py)
 
 
@@ -38,7 +39,8 @@ def checkpoint_dir(path: str | Path) -> Path:
     path = Path(path).expanduser()
     if not path.is_dir():
         raise UserError(f"no folder at {path}: give a release folder or a checkpoint (checkpoints/round_<r>)")
-    missing = [name for name in CHECKPOINT_FILES if not (path / name).is_file()]
+    files = ADAPTER_FILES if (path / "adapter_config.json").is_file() else CHECKPOINT_FILES
+    missing = [name for name in files if not (path / name).is_file()]
     if missing:
         raise UserError(f"{path} is not a LeRobot checkpoint: {', '.join(missing)} missing")
     return path
@@ -56,17 +58,25 @@ def load_policy(path: str | Path):
         if (path / VLM_FOLDER / "config.json").is_file():  # a release's own backbone, wherever the folder now is
             config.vlm_model_name = str(path.resolve() / VLM_FOLDER)
         with contextlib.redirect_stdout(io.StringIO()):  # LeRobot prints "Loading weights from local directory"
+            if (path / "adapter_config.json").is_file():  # LoRA mode: the base, then the adapter (PEFT's format)
+                from node.lora import load_adapter
+
+                return load_adapter(path, config)
             return get_policy_class(config.type).from_pretrained(path, config=config)
     except Exception as err:  # LeRobot and the Hub client raise many types; the user needs the one line
         raise UserError(f"LeRobot cannot load the policy in {path}: {type(err).__name__}: {err}") from None
 
 
 def model_hash(path: str | Path) -> str:
-    """``params_hash`` of the policy's trainable arrays in exchange order: the hash ``closeRound`` records."""
+    """``params_hash`` of the policy's trainable arrays in exchange order (in LoRA mode its adapters' B's): the hash
+    ``closeRound`` records."""
+    from node.lora import adapter_arrays
     from node.params import get_trainable
     from prover.hashing import params_hash
 
-    return params_hash(list(get_trainable(load_policy(path)).values()))
+    policy = load_policy(path)
+    arrays = adapter_arrays(policy) if (Path(path) / "adapter_config.json").is_file() else get_trainable(policy)
+    return params_hash(list(arrays.values()))
 
 
 @dataclass

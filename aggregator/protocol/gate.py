@@ -116,6 +116,7 @@ class RoundContext:
     circuit_key: str | None = None  # the round's circuit on the registry (nodes sign it: their proof's judge)
     is_approved: Callable[[str], bool | None] | None = None  # None: cannot tell now (chain unavailable)
     verifier: ProofChecker | None = None
+    read_slice: Callable[[dict], tuple[np.ndarray, np.ndarray]] = slice_of  # the statement's (W, b) of a model
     signers: set[str] = field(default_factory=set)  # wallets that already passed the gate this round
     validation: RoundValidation | None = None  # the round's validation batches (None: no validation set)
     harm_tolerance: float = 0.0  # τ: a score below −τ is HARMFUL
@@ -230,8 +231,8 @@ def check_integrity(reply: Reply, ctx: RoundContext) -> None:
 
 def check_proof(reply: Reply, ctx: RoundContext) -> None:
     """BAD_PROOF, UNBOUND, NO_IMPROVEMENT: the proof, bound to the global and the received slice."""
-    W_g, b_g = slice_of(ctx.global_arrays)  # noqa: N806 (the statement's names)
-    W_n, b_n = slice_of(reply.arrays)  # noqa: N806
+    W_g, b_g = ctx.read_slice(ctx.global_arrays)  # noqa: N806 (the statement's names)
+    W_n, b_n = ctx.read_slice(reply.arrays)  # noqa: N806
     t0 = time.perf_counter()
     verdict = ctx.verifier.verify(reply.proof, W_g, b_g, W_n, b_n)
     reply.verify_seconds = time.perf_counter() - t0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from aggregator.ledger.chain_sync import ChainSync
 from aggregator.ledger.journal import Journal
 from aggregator.protocol.gate import Reply, RoundContext
 from contracts import ChainError, ChainUnavailable, EvmProof, Reason, Registry, Status, connect
-from node.contribution import circuit_key, slice_shape
+from node.contribution import circuit_key, slice_of, slice_reader, slice_shape
 from prover import ProofArtifact, Verdict, build_circuit, load_verifier, verify
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class Verification:
     circuit_registered: bool = False  # the registry can judge this circuit's proofs (on-chain verify, slashing)
     circuit_key: str = ""  # the circuit's id on the registry (circuitIdOf its verifying key): rounds name it
     evidence_dir: Path | None = None  # where BAD_PROOF replies are kept, for zk0agg slash
+    read_slice: Callable[[dict], tuple] = slice_of  # a model → the statement's (W, b): contribution.slice_reader
     _approved: dict[str, bool] = field(default_factory=dict)
     _fresh: set[str] = field(default_factory=set)
 
@@ -115,7 +117,7 @@ class Verification:
                         "register-circuit)", circuit.circuit_id, registry.address)
         sync = ChainSync(registry, Journal(journal_path), run_id, on_done=on_done)
         run = cls(circuit, checker or LocalProofChecker(circuit), registry, sync, run_id, chain.onchain_verify,
-                  registry.chain_id, registered, key, evidence_dir)
+                  registry.chain_id, registered, key, evidence_dir, slice_reader(policy))
         run.load_approvals()
         return run
 
@@ -150,7 +152,7 @@ class Verification:
         self.sync.flush()
         return RoundContext(round_, global_arrays, global_hash, chain_id=self.chain_id,
                             registry=self.registry.address, run_id=self.run_id, circuit_key=self.circuit_key,
-                            is_approved=self.is_approved, verifier=self.checker)
+                            is_approved=self.is_approved, verifier=self.checker, read_slice=self.read_slice)
 
     def is_approved(self, address: str) -> bool | None:
         """Approval as the registry says, asked once a round; while the chain is away, the last known answer, and

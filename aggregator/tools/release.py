@@ -90,7 +90,7 @@ def provenance_of(summary: dict, entry: dict, digest: str) -> dict:
 
 def build_release(run_dir: str | Path, out: str | Path, round_: int | None = None,
                   datasets: list[str] | None = None, license_: str = "apache-2.0",
-                  aggregator_key: str | None = None) -> Release:
+                  aggregator_key: str | None = None, merged: bool = False) -> Release:
     """Write the release folder of ``round_`` (default: the run's last round) of the run in ``run_dir``, its manifest
     signed with ``aggregator_key`` (needed for a run recorded on chain: the key that opened it)."""
     run_dir, out = Path(run_dir).expanduser(), Path(out).expanduser().resolve()
@@ -111,10 +111,16 @@ def build_release(run_dir: str | Path, out: str | Path, round_: int | None = Non
     for item in ckpt.iterdir():
         if item.is_file():
             shutil.copy2(item, out / item.name)
+    if (out / "adapter_config.json").is_file():  # LoRA mode: the adapter, and its base when that is a local folder
+        from node.lora import carry_base
+
+        carry_base(out)
     if vlm is not None:
         _carry_vlm(vlm, out)
         if model_hash(out) != digest:  # the release as a user loads it: the same model, from its own backbone
             raise UserError(f"the release in {out} does not load as the round's model; it is left incomplete")
+    if merged and (out / "adapter_config.json").is_file():
+        _merged(out)
     provenance = provenance_of(summary, entry, digest)
     (out / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
     hub_vlm = None if vlm is not None else json.loads((out / "config.json").read_text()).get("vlm_model_name")
@@ -125,6 +131,17 @@ def build_release(run_dir: str | Path, out: str | Path, round_: int | None = Non
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     log.info("release of round %d written to %s, signed by %s", entry["round"], out, manifest["signer"])
     return Release(out, entry["round"], digest, provenance, list(datasets or []), manifest["signer"])
+
+
+def _merged(out: Path) -> None:
+    """``out/merged``: the adapter merged into its base, a plain SmolVLA folder with the release's processors
+    (LoRA mode, on request: ``SmolVLAPolicy.from_pretrained(out / "merged")`` loads it without PEFT)."""
+    from aggregator.ledger.provenance import load_policy
+    from node.lora import save_plain
+
+    save_plain(load_policy(out).get_base_model(), out / "merged", merged=True)
+    for item in out.glob("policy_*processor*"):
+        shutil.copy2(item, out / "merged" / item.name)
 
 
 def local_vlm(ckpt: Path) -> Path | None:

@@ -73,6 +73,8 @@ def _pins(args: argparse.Namespace) -> dict:
         pins["registry"] = to_checksum_address(args.registry)
     if args.chain_id is not None:
         pins["chain-id"] = args.chain_id
+    if args.lora_rank is not None:
+        pins["lora-rank"] = args.lora_rank
     return pins
 
 
@@ -121,6 +123,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="your privacy limit: refuse any round that would bring the differential-privacy loss of "
                        "your updates above ε = EPS at the federation's δ, and any federation without DP "
                        "(docs/privacy.md)")
+    start.add_argument("--lora-rank", type=at_least(0), metavar="R",
+                       help="train only at this LoRA rank (0: full updates): a round of another rank is refused "
+                       "(default: the federation's)")
     start.add_argument("--registry", metavar="0x…", help="the registry you staked on: sign for no other (a round "
                        "naming another is refused; recommended)")
     start.add_argument("--chain-id", type=at_least(1), metavar="N", help="the chain of that registry: sign for no "

@@ -28,7 +28,7 @@ ATTACKER = {"chain-rpc": "http://attacker.example:8545", "registry": "0x" + "11"
 # and a server step that multiplies whatever is averaged in a hundredfold
 GENEROUS = {"harm-tolerance": 1e9, "rise-tolerance": 1e9, "min-gain": 0.0, "selection": "multikrum", "krum-f": 0,
             "krum-m": 50, "min-nodes": 1, "rounds": 1000, "server-optimizer": "avgm", "server-lr": 100.0,
-            "server-momentum": 0.99}
+            "server-momentum": 0.99, "lora-rank": 64}
 
 
 @pytest.mark.parametrize("key", sorted(ATTACKER))
