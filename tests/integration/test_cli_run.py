@@ -161,6 +161,7 @@ def test_run_writes_what_decides_verdicts_to_its_run_file_never_the_run_config(f
     _dataset_here(fixtures, tmp_path)
     result = _run(tmp_path, "local:data/heldout", "run", "--model", "tiny", "--rounds", "4", "--min-nodes", "5",
                   "--krum-f", "1", "--krum-m", "3", "--harm-tolerance", "0.3", "--selection", "multikrum",
+                  "--server-optimizer", "avgm", "--server-momentum", "0.7", "--lora-rank", "4",
                   "-c", "min-gain=0.05", "-c", "rise-tolerance=0.4", "-c", "eval-batches=2")
     assert result.returncode == 0, result.stderr
     assert "4 round(s)" in result.stdout
@@ -174,5 +175,6 @@ def test_run_writes_what_decides_verdicts_to_its_run_file_never_the_run_config(f
     cfg = FederationConfig.from_run_config(config, environ={}, operator=settings)
     assert {name: getattr(cfg, name) for name in VERDICT_KEYS} == {
         "rounds": 4, "min_nodes": 5, "krum_f": 1, "krum_m": 3, "harm_tolerance": 0.3, "rise_tolerance": 0.4,
-        "min_gain": 0.05, "selection": "multikrum"}
+        "min_gain": 0.05, "selection": "multikrum", "server_optimizer": "avgm", "server_lr": 1.0,
+        "server_momentum": 0.7, "lora_rank": 4}
     assert (cfg.out_dir, cfg.verify, cfg.eval_batches) == (str(tmp_path / "run"), False, 2)
