@@ -25,7 +25,8 @@ SHARED_FIXTURES = {
                      "tests/integration/test_verified_federation.py"),
     "service-circuit": ("tests/integration/test_verifier_service.py", "tests/integration/test_verifier_api_fuzz.py"),
 }
-LONGEST_FIRST = ("tests/integration/test_deployment.py", "verified-run", "tests/integration/test_faults.py")
+LONGEST_FIRST = ("tests/integration/test_deployment.py", "verified-run", "tests/integration/test_faults.py",
+                 "tests/integration/test_lora.py")
 
 
 def work_unit(nodeid: str) -> str:

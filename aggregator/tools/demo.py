@@ -321,9 +321,10 @@ def run_demo(demo: DemoConfig, fed: FederationConfig | None = None, console: Con
     check_run_paths(out, resume=False)
     out.mkdir(parents=True, exist_ok=True)
     attacks = demo.attacks()
-    console.print(f"[bold]zk0 demo[/]: {demo.nodes} nodes, {demo.rounds} rounds, "
-                  f"{'verified (proofs, signatures, chain)' if demo.verify else 'unverified'}, outputs in {out}")
     fed = fed or FederationConfig()
+    mode = f"LoRA rank {fed.lora_rank} (adapters only)" if fed.lora_rank else "full updates"
+    console.print(f"[bold]zk0 demo[/]: {demo.nodes} nodes, {demo.rounds} rounds, {mode}, "
+                  f"{'verified (proofs, signatures, chain)' if demo.verify else 'unverified'}, outputs in {out}")
     if demo.data == "sim":  # the task the nodes record is the one the server evaluates in closed loop
         console.print(f"datasets: scripted-expert demonstrations of {fed.sim_task} in the MuJoCo SO-100 world "
                       f"({demo.episodes} episodes per node; recorded once, then cached)")
