@@ -39,5 +39,6 @@ def params_hash(arrays: Sequence[np.ndarray]) -> str:
         h.update(struct.pack("<Q", len(dtype)) + dtype)
         h.update(struct.pack("<Q", a.ndim) + struct.pack(f"<{a.ndim}Q", *a.shape))
         h.update(struct.pack("<Q", a.nbytes))
-        h.update(memoryview(a).cast("B"))  # the array's bytes as they are: no copy of a 400 MB update
+        h.update(a.reshape(-1).view(np.uint8))  # the array's bytes as they are (a view: no copy of a 400 MB update;
+        # also for an empty array, which memoryview cannot cast)
     return "0x" + h.hexdigest()

@@ -40,3 +40,15 @@ def test_params_hash_is_byte_order_and_layout_independent():
     a = np.arange(12, dtype=np.float32).reshape(3, 4)
     assert params_hash([a.astype(">f4")]) == params_hash([a])
     assert params_hash([np.asfortranarray(a)]) == params_hash([a])
+
+
+def test_params_hash_takes_empty_and_zero_dimensional_arrays():
+    """An array with a zero in its shape (a layer with no rows) hashes like any other, by its shape; a 0-d array too.
+    The serialization of non-empty arrays is pinned: the hash of a known list is what nodes and chain already hold."""
+    assert params_hash([np.zeros((0, 3), np.float32)]) != params_hash([np.zeros((3, 0), np.float32)])
+    assert params_hash([np.float32(1.0)]) == params_hash([np.ones((), np.float32)])
+    known = params_hash([np.arange(6, dtype=np.float32).reshape(2, 3)])
+    assert known == "0x" + hashlib.sha256(
+        b"".join([(1).to_bytes(8, "little"), (3).to_bytes(8, "little"), b"<f4", (2).to_bytes(8, "little"),
+                  (2).to_bytes(8, "little"), (3).to_bytes(8, "little"), (24).to_bytes(8, "little"),
+                  np.arange(6, dtype="<f4").tobytes()])).hexdigest()
