@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from node.model import save_processors
 from node.so100 import ACTION_DIM
 from prover.hashing import params_hash
 
@@ -124,7 +125,7 @@ def save_adapter(bundle, path: Path, base_ref: str) -> Path:
     bundle.peft.peft_config[ADAPTER].base_model_name_or_path = base_ref
     bundle.peft.save_pretrained(str(path))
     bundle.policy.config.save_pretrained(path)
-    _save_processors(bundle, path)
+    save_processors(bundle, path)
     return Path(path)
 
 
@@ -154,13 +155,8 @@ def base_reference(bundle, checkpoints: Path) -> str:
     base = Path(checkpoints) / "base"
     if not (base / "model.safetensors").exists():
         save_plain(bundle.policy, base, merged=False)
-        _save_processors(bundle, base)
+        save_processors(bundle, base)
     return str(base.resolve())
-
-
-def _save_processors(bundle, path: Path) -> None:
-    bundle.preprocessor.save_pretrained(path)
-    bundle.postprocessor.save_pretrained(path)
 
 
 def round_config(policy, rank: int) -> dict:

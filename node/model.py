@@ -261,9 +261,14 @@ def save_policy(bundle: PolicyBundle, path: Path) -> Path:
 
         return save_adapter(bundle, path, base_reference(bundle, Path(path).parent))
     bundle.policy.save_pretrained(path)
+    save_processors(bundle, path)
+    return Path(path)
+
+
+def save_processors(bundle: PolicyBundle, path: Path) -> None:
+    """The pre- and postprocessor (the normalisation the policy was trained with) beside a saved policy."""
     bundle.preprocessor.save_pretrained(path)
     bundle.postprocessor.save_pretrained(path)
-    return Path(path)
 
 
 def _pretrained_config(kind: str, path: str, device: str):
