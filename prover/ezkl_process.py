@@ -33,7 +33,10 @@ def call(name: str, *args):
     (paths as strings). An EZKL error in the child is raised here as RuntimeError with the child's message."""
     if name not in LONG_CALLS:
         raise ValueError(f"ezkl.{name} is not one of the calls run in a child process: {sorted(LONG_CALLS)}")
-    done = subprocess.run([sys.executable, "-m", __name__, name, str(os.getpid())], input=json.dumps(list(args)),
+    # This file run as a script (``-P``: its folder not on sys.path), not ``-m prover.ezkl_process``: ``-m`` imports
+    # the ``prover`` package first (torch, onnx: 2.8 cpu s of a child's 2.8 s, twice a proof); the child needs only
+    # the standard library and ezkl.
+    done = subprocess.run([sys.executable, "-P", __file__, name, str(os.getpid())], input=json.dumps(list(args)),
                           capture_output=True, text=True, check=False)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
