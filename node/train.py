@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
@@ -76,11 +76,13 @@ def _batches(dataset, batch_size: int, seed: int, shuffle: bool):
 
 
 def fedprox_train(bundle, dataset, global_arrays: dict[str, np.ndarray], cfg: TrainConfig,
-                  optimizer_state: dict[str, torch.Tensor] | None = None) -> TrainResult:
+                  optimizer_state: dict[str, torch.Tensor] | None = None,
+                  after_step: Callable[[int], None] | None = None) -> TrainResult:
     """Train from ``global_arrays`` for ``cfg.steps`` steps; the policy ends holding the node's parameters.
 
     ``optimizer_state``: the state an earlier round returned (``TrainResult.optimizer_state``): the moments go on,
-    the parameters start from the global model and the learning rate is this round's."""
+    the parameters start from the global model and the learning rate is this round's. ``after_step(n)`` is called
+    after the n-th optimizer step (the benchmarks' snapshots of a centralized run)."""
     policy, pre = bundle.policy, bundle.preprocessor
     set_trainable(policy, global_arrays)
     params = [p for p in policy.parameters() if p.requires_grad]
@@ -95,7 +97,7 @@ def fedprox_train(bundle, dataset, global_arrays: dict[str, np.ndarray], cfg: Tr
     losses: list[float] = []
     t0 = time.perf_counter()
     batches = _batches(dataset, cfg.batch_size, cfg.seed, shuffle=True)
-    for _ in tqdm(range(cfg.steps), desc="train", disable=not cfg.progress, leave=False):
+    for step in tqdm(range(cfg.steps), desc="train", disable=not cfg.progress, leave=False):
         loss, _ = policy.forward(pre(next(batches)))
         if cfg.proximal_mu > 0:
             prox = sum(((p - a) ** 2).sum() for p, a in zip(params, anchors, strict=True))
@@ -106,6 +108,8 @@ def fedprox_train(bundle, dataset, global_arrays: dict[str, np.ndarray], cfg: Tr
             torch.nn.utils.clip_grad_norm_(params, preset.grad_clip_norm)
         optimizer.step()
         losses.append(float(loss.detach()))
+        if after_step is not None:
+            after_step(step + 1)
     policy.eval()
     return TrainResult(losses[0], losses[-1], float(np.mean(losses)), cfg.steps, time.perf_counter() - t0,
                        cfg.steps * cfg.batch_size, optimizer_state_of(optimizer) if cfg.keep_optimizer else None)

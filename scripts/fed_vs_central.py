@@ -14,7 +14,9 @@ row can be re-run alone (``--skip federated centralized``) as long as the budget
 The levers of issue 31 item 3 change the honest federation only (docs/fed-vs-central.md, "Levers"):
 ``--server-optimizer avgm|adam --server-lr --server-momentum`` (the server's step along the verified mean),
 ``--keep-optimizer`` (each node keeps its AdamW moments), ``--local-lr``, ``--validation-batches``;
-``--final-eval-episodes N`` evaluates only the last model in closed loop (with ``--eval-episodes 0``).
+``--final-eval-episodes N`` evaluates only the last model in closed loop (with ``--eval-episodes 0``);
+``--tail-average K`` also evaluates the mean of the last K rounds' global models, and of the centralized run's
+parameters at the same step counts (one centralized "round" = nodes × local steps).
 
 ``--model`` is a named SmolVLA spec (node/model.py: ``learn`` trains its vision encoder and is the one that can
 learn the task here; ``tiny`` is the tests' model), ``--task`` the simulated task the nodes record and the server
@@ -36,8 +38,10 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 from scripts.evalkit import add_options, script_parser  # noqa: E402
 
 
-def centralized(fixtures, fed, steps: int, out: Path) -> dict:
-    """Train one policy on the union of the node datasets for ``steps`` steps; evaluate as the server does."""
+def centralized(fixtures, fed, steps: int, out: Path, round_steps: int = 0, tail: int = 0) -> dict:
+    """Train one policy on the union of the node datasets for ``steps`` steps; evaluate as the server does. With
+    ``tail`` K: also the held-out loss of the mean of its parameters at the last K multiples of ``round_steps``
+    (the steps a federated round takes, all nodes together), as ``tail_average`` takes the federation's."""
     import torch
     from lerobot.datasets.factory import resolve_delta_timestamps
 
@@ -59,15 +63,59 @@ def centralized(fixtures, fed, steps: int, out: Path) -> dict:
                                             for uri in fixtures.nodes])
     heldout = load_dataset(fixtures.heldout, delta_timestamps=dt)
     initial = get_trainable(bundle.policy)
+    snapshots: list[dict] = []
+
+    def snapshot(step: int) -> None:
+        if tail and step % round_steps == 0 and step > steps - tail * round_steps:
+            snapshots.append(get_trainable(bundle.policy))
+
     t0 = time.perf_counter()
     fedprox_train(bundle, union, initial, TrainConfig(steps=steps, batch_size=fed.batch_size,
                                                       learning_rate=fed.learning_rate, proximal_mu=0.0,
-                                                      seed=fed.seed, progress=True))
+                                                      seed=fed.seed, progress=True), after_step=snapshot)
     seconds = time.perf_counter() - t0
-    loss, _ = evaluate_loss(bundle, heldout, max_batches=fed.eval_batches, seed=fed.seed)
+    last = get_trainable(bundle.policy)
+    tail_loss = {}
+    if snapshots:
+        tail_loss["tail_average_loss"], _ = evaluate_loss(bundle, heldout, mean_of(snapshots),
+                                                          max_batches=fed.eval_batches, seed=fed.seed)
+        tail_loss["tail_average_of"] = len(snapshots)
+    loss, _ = evaluate_loss(bundle, heldout, last, max_batches=fed.eval_batches, seed=fed.seed)
     closed = closed_loop_eval(bundle, fed, out / "evaluate")
     save_policy(bundle, out / "checkpoint")
-    return {"server_eval_loss": loss, **closed, "train_seconds": seconds}
+    return {"server_eval_loss": loss, **closed, "train_seconds": seconds, **tail_loss}
+
+
+def mean_of(models: list[dict]) -> dict:
+    """The parameter-wise mean of models (float64 sum, then the models' dtype)."""
+    import numpy as np
+
+    return {k: np.mean([m[k].astype(np.float64) for m in models], axis=0).astype(models[0][k].dtype)
+            for k in models[0]}
+
+
+def tail_average(fed, run_dir: Path, rounds: list[int]) -> dict:
+    """The held-out loss of the mean of the global models of ``rounds`` (Polyak-Ruppert averaging of the last
+    rounds: the server's momentum step makes the last model swing round to round, docs/fed-vs-central.md)."""
+    from safetensors.numpy import load_file
+
+    from node.datasets import load_dataset, load_metadata
+    from node.model import make_smolvla
+    from node.params import trainable_names
+    from node.train import evaluate_loss
+
+    bundle = make_smolvla(fed.model, load_metadata(fed.heldout), Path(fed.cache_dir), seed=fed.seed)
+    names = trainable_names(bundle.policy)
+    models = []
+    for r in rounds:
+        state = load_file(str(run_dir / "checkpoints" / f"round_{r}" / "model.safetensors"))
+        models.append({name: state[name] for name in names})
+    from lerobot.datasets.factory import resolve_delta_timestamps
+
+    heldout = load_dataset(fed.heldout, delta_timestamps=resolve_delta_timestamps(bundle.config,
+                                                                                  load_metadata(fed.heldout)))
+    loss, _ = evaluate_loss(bundle, heldout, mean_of(models), max_batches=fed.eval_batches, seed=fed.seed)
+    return {"tail_average_loss": loss, "tail_average_of": len(models)}
 
 
 def main() -> None:
@@ -90,6 +138,9 @@ def main() -> None:
     parser.add_argument("--local-lr", type=float, default=1e-3,
                         help="the nodes' learning rate (centralized keeps 1e-3; with a server lr above 1, two-sided "
                         "learning rates)")
+    parser.add_argument("--tail-average", type=int, default=0, metavar="K",
+                        help="also the held-out loss of the mean of the last K rounds' global models, and of the "
+                        "centralized run's parameters at the same step counts (Polyak-Ruppert averaging)")
     parser.add_argument("--validation-batches", type=int, default=4,
                         help="validation batches a reply is scored on (FederationConfig.validation_batches)")
     parser.add_argument("--final-eval-episodes", type=int, default=0,
@@ -139,6 +190,10 @@ def main() -> None:
         row = federated_row(s, time.perf_counter() - t0)
         if args.final_eval_episodes:
             row.update(final_closed_loop(fed, out / "federated", s["rounds"][-1]["round"], args.final_eval_episodes))
+        if args.tail_average:
+            last = s["rounds"][-1]["round"]
+            row.update(tail_average(fed, out / "federated", list(range(max(1, last - args.tail_average + 1),
+                                                                       last + 1))))
         save(f"federated (honest, selection {args.selection}{lever_label(levers)})", row)
     if "adversary" not in args.skip:
         # One more node, sign-flipping: Krum with f=1 needs n > 4 verified replies.
@@ -153,17 +208,21 @@ def main() -> None:
         t0 = time.perf_counter()
         steps = args.rounds * args.local_steps * args.nodes
         fed = fed_config(krum_f=0)
-        res = centralized(fixtures, fed, steps, out / "centralized")
+        res = centralized(fixtures, fed, steps, out / "centralized", round_steps=args.local_steps * args.nodes,
+                          tail=args.tail_average)
         save(f"centralized (union, {steps} steps)", {**res, "seconds": time.perf_counter() - t0})
 
-    lines = ["| run | server eval loss | loss per round | honest replies averaged in | reward shares by node | "
-             "adversary selected | closed-loop success | success per round | mean episode length | wall s |",
-             "|---|---:|---|---|---|---:|---:|---|---:|---:|"]
+    lines = ["| run | server eval loss | mean of the last models | loss per round | honest replies averaged in | "
+             "reward shares by node | adversary selected | closed-loop success | success per round | "
+             "mean episode length | wall s |",
+             "|---|---:|---:|---|---|---|---:|---:|---|---:|---:|"]
     for name, r in rows.items():
         per_round = " → ".join(f"{x:.3f}" for x in r.get("per_round", [])) or "-"
         success = " → ".join(f"{x:.0%}" for x in r.get("success_per_round", []) if x is not None) or "-"
         shares = " · ".join(f"{x:.0%}" for x in r.get("reward_shares", [])) or "-"
-        lines.append(f"| {name} | {r['server_eval_loss']:.4f} | {per_round} | {r.get('honest_selected', '-')} | "
+        tail = (f"{r['tail_average_loss']:.4f} ({r['tail_average_of']})" if "tail_average_loss" in r else "-")
+        lines.append(f"| {name} | {r['server_eval_loss']:.4f} | {tail} | {per_round} | "
+                     f"{r.get('honest_selected', '-')} | "
                      f"{shares} | {r.get('adversary_selected', '-')} | "
                      f"{r.get('success_rate', float('nan')):.0%} | {success} | "
                      f"{r.get('mean_episode_length', float('nan')):.0f} | {r['seconds']:.0f} |")
