@@ -13,7 +13,7 @@ row can be re-run alone (``--skip federated centralized``) as long as the budget
 
 The levers of issue 31 item 3 change the honest federation only (docs/fed-vs-central.md, "Levers"):
 ``--server-optimizer avgm|adam --server-lr --server-momentum`` (the server's step along the verified mean),
-``--keep-optimizer`` (each node keeps its AdamW moments), ``--local-lr``, ``--validation-batches``;
+``--keep-optimizer`` (each node keeps its AdamW moments), ``--local-lr``, ``--proximal-mu``, ``--validation-batches``;
 ``--final-eval-episodes N`` evaluates only the last model in closed loop (with ``--eval-episodes 0``);
 ``--tail-average K`` also evaluates the mean of the last K rounds' global models, and of the centralized run's
 parameters at the same step counts (one centralized "round" = nodes × local steps).
@@ -138,6 +138,9 @@ def main() -> None:
     parser.add_argument("--local-lr", type=float, default=1e-3,
                         help="the nodes' learning rate (centralized keeps 1e-3; with a server lr above 1, two-sided "
                         "learning rates)")
+    parser.add_argument("--proximal-mu", type=float, default=0.01,
+                        help="FedProx's μ: how strongly each node's steps are pulled back to the global model "
+                        "(FederationConfig.proximal_mu; centralized trains without it)")
     parser.add_argument("--tail-average", type=int, default=0, metavar="K",
                         help="also the held-out loss of the mean of the last K rounds' global models, and of the "
                         "centralized run's parameters at the same step counts (Polyak-Ruppert averaging)")
@@ -182,7 +185,8 @@ def main() -> None:
         t0 = time.perf_counter()
         levers = dict(server_optimizer=args.server_optimizer, server_lr=args.server_lr,
                       server_momentum=args.server_momentum, keep_optimizer=args.keep_optimizer,
-                      validation_batches=args.validation_batches, learning_rate=args.local_lr)
+                      validation_batches=args.validation_batches, learning_rate=args.local_lr,
+                      proximal_mu=args.proximal_mu)
         fed = fed_config(krum_f=0, krum_m=max(1, args.nodes - 1), selection=args.selection, **levers)
         s = run_demo(DemoConfig(nodes=args.nodes, rounds=args.rounds, out=str(out / "federated"),
                                 cache_dir=args.cache_dir, episodes=args.episodes, eval_episodes=args.eval_episodes),
@@ -243,6 +247,8 @@ def lever_label(levers: dict) -> str:
         parts.append("node Adam kept")
     if levers["learning_rate"] != 1e-3:
         parts.append(f"local lr {levers['learning_rate']:g}")
+    if levers["proximal_mu"] != 0.01:
+        parts.append(f"FedProx μ {levers['proximal_mu']:g}")
     if levers["validation_batches"] != 4:
         parts.append(f"{levers['validation_batches']} validation batches")
     return "".join(f", {p}" for p in parts)
