@@ -106,9 +106,10 @@ def test_learn_spec_trains_its_vision_and_runs_closed_loop(sim_dataset, cache_di
     assert in_memory(lerobot_data, cfg.chunk_size, limit_mb=0) is lerobot_data
     data = in_memory(lerobot_data, cfg.chunk_size)  # checked against LeRobot's items inside
     assert isinstance(data, FrameCache) and len(data) == len(lerobot_data)
+    steps_seen = []  # after_step: the benchmarks' snapshots of a centralized run (scripts/fed_vs_central.py)
     result = fedprox_train(bundle, data, start, TrainConfig(steps=3, batch_size=4, proximal_mu=0.0,
-                                                            progress=False))
-    assert np.isfinite(result.loss_last)
+                                                            progress=False), after_step=steps_seen.append)
+    assert np.isfinite(result.loss_last) and steps_seen == [1, 2, 3]
     moved = get_trainable(bundle.policy)
     assert any(not np.array_equal(moved[n], start[n]) for n in start if "vision_model" in n)
 
