@@ -174,9 +174,12 @@ def check_frozen(policy, config) -> None:
     from node.errors import UserError
 
     expected = config.get("lora-base-hash")
-    if expected is not None and frozen_hash(policy) != expected:
+    if expected is None:
+        return
+    actual = frozen_hash(policy)
+    if actual != expected:
         raise UserError(f"this round's LoRA base and adapters' A hash to {expected}, this node's to "
-                        f"{frozen_hash(policy)}: another base model, model spec or zk0 version")
+                        f"{actual}: another base model, model spec or zk0 version")
 
 
 BASE_FOLDER = "base"  # a release's own copy of a base built here (aggregator/tools/release.py)

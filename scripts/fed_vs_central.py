@@ -94,26 +94,29 @@ def mean_of(models: list[dict]) -> dict:
             for k in models[0]}
 
 
+def round_arrays(run_dir: Path, round_: int, names: list[str]) -> dict:
+    """The trainable arrays (``names``) of the run's checkpoint of ``round_``."""
+    from safetensors.numpy import load_file
+
+    state = load_file(str(run_dir / "checkpoints" / f"round_{round_}" / "model.safetensors"))
+    return {name: state[name] for name in names}
+
+
 def tail_average(fed, run_dir: Path, rounds: list[int]) -> dict:
     """The held-out loss of the mean of the global models of ``rounds`` (Polyak-Ruppert averaging of the last
     rounds: the server's momentum step makes the last model swing round to round, docs/fed-vs-central.md)."""
-    from safetensors.numpy import load_file
+    from lerobot.datasets.factory import resolve_delta_timestamps
 
     from node.datasets import load_dataset, load_metadata
     from node.model import make_smolvla
     from node.params import trainable_names
     from node.train import evaluate_loss
 
-    bundle = make_smolvla(fed.model, load_metadata(fed.heldout), Path(fed.cache_dir), seed=fed.seed)
+    meta = load_metadata(fed.heldout)
+    bundle = make_smolvla(fed.model, meta, Path(fed.cache_dir), seed=fed.seed)
     names = trainable_names(bundle.policy)
-    models = []
-    for r in rounds:
-        state = load_file(str(run_dir / "checkpoints" / f"round_{r}" / "model.safetensors"))
-        models.append({name: state[name] for name in names})
-    from lerobot.datasets.factory import resolve_delta_timestamps
-
-    heldout = load_dataset(fed.heldout, delta_timestamps=resolve_delta_timestamps(bundle.config,
-                                                                                  load_metadata(fed.heldout)))
+    models = [round_arrays(run_dir, r, names) for r in rounds]
+    heldout = load_dataset(fed.heldout, delta_timestamps=resolve_delta_timestamps(bundle.config, meta))
     loss, _ = evaluate_loss(bundle, heldout, mean_of(models), max_batches=fed.eval_batches, seed=fed.seed)
     return {"tail_average_loss": loss, "tail_average_of": len(models)}
 
@@ -259,16 +262,13 @@ def final_closed_loop(fed, run_dir: Path, last_round: int, episodes: int) -> dic
     once, instead of after every round)."""
     from dataclasses import replace
 
-    from safetensors.numpy import load_file
-
     from aggregator.server_app import closed_loop_eval
     from node.datasets import load_metadata
     from node.model import make_smolvla
     from node.params import set_trainable, trainable_names
 
     bundle = make_smolvla(fed.model, load_metadata(fed.heldout), Path(fed.cache_dir), seed=fed.seed)
-    state = load_file(str(run_dir / "checkpoints" / f"round_{last_round}" / "model.safetensors"))
-    set_trainable(bundle.policy, {name: state[name] for name in trainable_names(bundle.policy)})
+    set_trainable(bundle.policy, round_arrays(run_dir, last_round, trainable_names(bundle.policy)))
     t0 = time.perf_counter()
     res = closed_loop_eval(bundle, replace(fed, sim_eval_episodes=episodes), run_dir / "evaluate" / "final")
     return {**res, "final_eval_seconds": time.perf_counter() - t0}

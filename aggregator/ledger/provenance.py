@@ -34,12 +34,17 @@ ADAPTER_FILES = ("config.json", "adapter_config.json", "adapter_model.safetensor
 VLM_FOLDER = "vlm"  # a release's own copy of a local VLM backbone (aggregator/tools/release.py)
 
 
+def is_adapter_checkpoint(path: str | Path) -> bool:
+    """Whether a checkpoint or release folder is LoRA mode's (PEFT's adapter files), not a whole SmolVLA."""
+    return (Path(path) / ADAPTER_FILES[1]).is_file()
+
+
 def checkpoint_dir(path: str | Path) -> Path:
     """A LeRobot ``save_pretrained`` folder (a release folder is one): config.json and model.safetensors."""
     path = Path(path).expanduser()
     if not path.is_dir():
         raise UserError(f"no folder at {path}: give a release folder or a checkpoint (checkpoints/round_<r>)")
-    files = ADAPTER_FILES if (path / "adapter_config.json").is_file() else CHECKPOINT_FILES
+    files = ADAPTER_FILES if is_adapter_checkpoint(path) else CHECKPOINT_FILES
     missing = [name for name in files if not (path / name).is_file()]
     if missing:
         raise UserError(f"{path} is not a LeRobot checkpoint: {', '.join(missing)} missing")
@@ -58,7 +63,7 @@ def load_policy(path: str | Path):
         if (path / VLM_FOLDER / "config.json").is_file():  # a release's own backbone, wherever the folder now is
             config.vlm_model_name = str(path.resolve() / VLM_FOLDER)
         with contextlib.redirect_stdout(io.StringIO()):  # LeRobot prints "Loading weights from local directory"
-            if (path / "adapter_config.json").is_file():  # LoRA mode: the base, then the adapter (PEFT's format)
+            if is_adapter_checkpoint(path):  # LoRA mode: the base, then the adapter (PEFT's format)
                 from node.lora import load_adapter
 
                 return load_adapter(path, config)
@@ -75,7 +80,7 @@ def model_hash(path: str | Path) -> str:
     from prover.hashing import params_hash
 
     policy = load_policy(path)
-    arrays = adapter_arrays(policy) if (Path(path) / "adapter_config.json").is_file() else get_trainable(policy)
+    arrays = adapter_arrays(policy) if is_adapter_checkpoint(path) else get_trainable(policy)
     return params_hash(list(arrays.values()))
 
 

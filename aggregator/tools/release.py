@@ -31,7 +31,14 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aggregator.ledger.provenance import MANIFEST_FILE, VLM_FOLDER, checkpoint_dir, make_manifest, model_hash
+from aggregator.ledger.provenance import (
+    MANIFEST_FILE,
+    VLM_FOLDER,
+    checkpoint_dir,
+    is_adapter_checkpoint,
+    make_manifest,
+    model_hash,
+)
 from node.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -111,7 +118,8 @@ def build_release(run_dir: str | Path, out: str | Path, round_: int | None = Non
     for item in ckpt.iterdir():
         if item.is_file():
             shutil.copy2(item, out / item.name)
-    if (out / "adapter_config.json").is_file():  # LoRA mode: the adapter, and its base when that is a local folder
+    lora = is_adapter_checkpoint(out)
+    if lora:  # LoRA mode: the adapter, and its base when that is a local folder
         from node.lora import carry_base
 
         carry_base(out)
@@ -119,7 +127,7 @@ def build_release(run_dir: str | Path, out: str | Path, round_: int | None = Non
         _carry_vlm(vlm, out)
         if model_hash(out) != digest:  # the release as a user loads it: the same model, from its own backbone
             raise UserError(f"the release in {out} does not load as the round's model; it is left incomplete")
-    if merged and (out / "adapter_config.json").is_file():
+    if merged and lora:
         _merged(out)
     provenance = provenance_of(summary, entry, digest)
     (out / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
