@@ -30,6 +30,7 @@ SIM_TASKS = ("reach", "pick_place")  # sim.TASKS' names (sim is not imported her
 MEASURED = -1.0  # a gate threshold left to the model spec's measured value
 SELECTIONS = ("usefulness", "multikrum")  # aggregator.protocol.selection's rule, or Multi-Krum's
 SERVER_OPTIMIZERS = ("none", "avgm", "adam")  # aggregator.protocol.server_optimizer.KINDS (not imported: flwr)
+LR_SCHEDULES = ("constant", "cosine")  # the nodes' learning rate round by round (FederationConfig.learning_rate_at)
 # The smallest value each numeric run setting may take (the others are checked below: rates, fractions, DP).
 _AT_LEAST = {"local_steps": 1, "batch_size": 1, "proximal_mu": 0, "eval_batches": 1, "client_eval_batches": 1,
              "timeout": 1, "seed": 0, "slice_rows": 1, "lora_rank": 0, "chain_drain_timeout": 0, "sim_eval_episodes": 0,
@@ -44,6 +45,9 @@ class FederationConfig:
     local_steps: int = 20
     batch_size: int = 8
     learning_rate: float = 1e-3
+    # The learning rate each round sends (learning_rate_at): "constant", or "cosine" from learning_rate down over
+    # the run's rounds (FedAvg on non-IID data needs a decaying rate to converge: docs/fed-vs-central.md "Levers").
+    lr_schedule: str = "constant"
     proximal_mu: float = 0.01
     krum_f: int = 0  # Byzantine nodes Krum tolerates; it needs more than 2f + 2 verified replies
     krum_m: int = 2  # replies MultiKrum averages (1 = classic Krum)
@@ -120,6 +124,8 @@ class FederationConfig:
                 raise UserError(f"{_flag(name)} must be at least {minimum:g}, not {getattr(self, name)!r}")
         if self.learning_rate <= 0:
             raise UserError(f"learning-rate must be above 0, not {self.learning_rate!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UserError(f"lr-schedule {self.lr_schedule!r} is not a schedule: {' or '.join(LR_SCHEDULES)}")
         if self.sim_task not in SIM_TASKS:
             raise UserError(f"sim-task {self.sim_task!r} is not a simulated task: {' or '.join(SIM_TASKS)}")
         if self.rounds < 1:
@@ -227,6 +233,14 @@ class FederationConfig:
         if self.dp_epsilon > 0:
             return DPConfig.for_epsilon(self.dp_epsilon, self.rounds, clip, self.dp_delta)
         return DPConfig(clip, self.dp_noise_multiplier, self.dp_delta)
+
+    def learning_rate_at(self, round_: int) -> float:
+        """The nodes' learning rate in round ``round_`` (1-based) of ``rounds``: cosine starts at ``learning_rate``
+        and ends near 0 (½(1 + cos(π(r − 1)/R))). A benchmark's centralized run follows the same rates, round by
+        round of its steps (scripts/fed_vs_central.py)."""
+        if self.lr_schedule == "constant":
+            return self.learning_rate
+        return self.learning_rate * 0.5 * (1.0 + math.cos(math.pi * (min(round_, self.rounds) - 1) / self.rounds))
 
     def server_step_settings(self):
         """The server optimizer's public settings (``aggregator.protocol.server_optimizer.ServerOptimizer``)."""

@@ -207,6 +207,7 @@ def _run_rounds(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         min_evaluate_nodes=max(1, round(cfg.min_nodes * cfg.fraction_evaluate)),
         spill_dir=str(Path(cfg.out_dir)),  # a large round's verified updates wait there for Krum
         server_optimizer=cfg.server_step_settings(),
+        learning_rate_at=cfg.learning_rate_at,
     )
     if previous is not None and strategy.server_optimizer.kind != "none":
         strategy.server_state = load_server_state(Path(cfg.out_dir), previous.last_round)

@@ -77,12 +77,15 @@ def _batches(dataset, batch_size: int, seed: int, shuffle: bool):
 
 def fedprox_train(bundle, dataset, global_arrays: dict[str, np.ndarray], cfg: TrainConfig,
                   optimizer_state: dict[str, torch.Tensor] | None = None,
-                  after_step: Callable[[int], None] | None = None) -> TrainResult:
+                  after_step: Callable[[int], None] | None = None,
+                  learning_rate_at: Callable[[int], float] | None = None) -> TrainResult:
     """Train from ``global_arrays`` for ``cfg.steps`` steps; the policy ends holding the node's parameters.
 
     ``optimizer_state``: the state an earlier round returned (``TrainResult.optimizer_state``): the moments go on,
     the parameters start from the global model and the learning rate is this round's. ``after_step(n)`` is called
-    after the n-th optimizer step (the benchmarks' snapshots of a centralized run)."""
+    after the n-th optimizer step (the benchmarks' snapshots of a centralized run). ``learning_rate_at(n)``: the
+    rate of step n (0-based) instead of ``cfg.learning_rate`` (a centralized run following a federation's
+    schedule)."""
     policy, pre = bundle.policy, bundle.preprocessor
     set_trainable(policy, global_arrays)
     params = [p for p in policy.parameters() if p.requires_grad]
@@ -102,6 +105,9 @@ def fedprox_train(bundle, dataset, global_arrays: dict[str, np.ndarray], cfg: Tr
         if cfg.proximal_mu > 0:
             prox = sum(((p - a) ** 2).sum() for p, a in zip(params, anchors, strict=True))
             loss = loss + 0.5 * cfg.proximal_mu * prox
+        if learning_rate_at is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate_at(step)
         optimizer.zero_grad()
         loss.backward()
         if preset.grad_clip_norm:

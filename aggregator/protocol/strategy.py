@@ -73,8 +73,10 @@ class GatedMultiKrum(MultiKrum):
                  selection: str = "usefulness", gate_workers: int = 2, sketch_dim: int = SKETCH_DIM,
                  exact_max_values: int = EXACT_MAX_VALUES,
                  spill_dir: str | None = None, layout: ConfigRecord | None = None,
-                 server_optimizer: ServerOptimizer | None = None, **kwargs) -> None:
+                 server_optimizer: ServerOptimizer | None = None,
+                 learning_rate_at: Callable[[int], float] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.learning_rate_at = learning_rate_at  # the round's learning rate for the nodes (a schedule), or None
         # The server's step along the round's mean (aggregator.protocol.server_optimizer), its state across rounds
         self.server_optimizer = server_optimizer or ServerOptimizer()
         self.server_state = ServerState()
@@ -107,6 +109,8 @@ class GatedMultiKrum(MultiKrum):
         global_hash = self.hash_arrays(global_arrays)
         config = ConfigRecord(dict(config))
         config["global-hash"] = global_hash
+        if self.learning_rate_at is not None:
+            config["learning-rate"] = float(self.learning_rate_at(server_round))
         if self.verification is not None:
             ctx = self.verification.open(server_round, global_arrays, global_hash, config)
         else:

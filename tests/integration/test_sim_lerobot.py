@@ -127,6 +127,12 @@ def test_learn_spec_trains_its_vision_and_runs_closed_loop(sim_dataset, cache_di
                       seeds=eval_seeds(1), max_steps=12).per_seed[0]
     assert isinstance(episode.success, bool) and 1 <= episode.length <= 12
 
+    # learning_rate_at sets each step's rate (a centralized run following a federation's schedule): at 0, the
+    # step computes its gradient and moves nothing.
+    fedprox_train(bundle, data, start, TrainConfig(steps=1, batch_size=4, proximal_mu=0.0, progress=False),
+                  learning_rate_at=lambda step: 0.0)
+    assert all(np.array_equal(a, start[n]) for n, a in get_trainable(bundle.policy).items())
+
 
 FORKED_ROLLOUT = """
 import sys, torch

@@ -142,6 +142,35 @@ def test_gate_thresholds_are_the_model_specs_unless_given():
     assert FederationConfig(model="hf:lerobot/smolvla_base").harm_tolerance == 0.1  # not measured: the defaults
 
 
+def test_a_cosine_schedule_sends_each_round_its_learning_rate():
+    """The nodes' rate round by round (FedAvg on non-IID data needs a decaying one): a run config chooses the
+    schedule, each round's train message carries its rate, and a resumed run's round gets its own round's rate
+    (Flower counts from 1 again; the strategy adds the rounds done)."""
+    import math
+
+    from flwr.app import ConfigRecord
+
+    from aggregator.config import FederationConfig
+    from node.errors import UserError
+
+    cfg = FederationConfig.from_run_config({"lr-schedule": "cosine", "learning-rate": 2e-3}, operator={"rounds": 4})
+    rates = [cfg.learning_rate_at(r) for r in range(1, 5)]
+    assert rates[0] == 2e-3 and rates[2] == pytest.approx(1e-3)
+    assert rates == sorted(rates, reverse=True)
+    assert rates[-1] == pytest.approx(2e-3 * 0.5 * (1 + math.cos(0.75 * math.pi)))
+    assert FederationConfig(rounds=4).learning_rate_at(3) == 1e-3  # constant, the default
+    with pytest.raises(UserError, match="lr-schedule 'linear' is not a schedule"):
+        FederationConfig(lr_schedule="linear")
+
+    strategy = GatedMultiKrum(gate=Gate(list(STRUCTURAL_CHECKS)), hash_arrays=lambda a: params_hash(list(a.values())),
+                              num_malicious_nodes=0, num_nodes_to_select=1, layout=LAYOUT,
+                              learning_rate_at=cfg.learning_rate_at)
+    strategy.round_offset = 2
+    sent = strategy.configure_train(1, pack(GLOBAL)["arrays"], ConfigRecord({"learning-rate": 2e-3}),
+                                    NodesOnline([1, 2]))
+    assert {m.content["config"]["learning-rate"] for m in sent} == {rates[2]}
+
+
 class NodesOnline:
     """The one thing ``configure_train`` asks of Flower's Grid: which nodes are connected."""
 

@@ -1,0 +1,64 @@
+"""The held-out loss of saved models on every frame of the server's held-out set: the figure fed_vs_central.py
+compares federated and centralized by, for checkpoints already on disk (a federated round's, the centralized run's).
+
+Each argument is ``label=folder`` (or a folder), a folder holding a saved policy's ``model.safetensors``; the first
+one is the reference the others are divided by. With ``--mean-of``, one more row: the mean of all the models given
+after the reference (Polyak-Ruppert averaging of a run's last rounds).
+
+    .venv/bin/python scripts/heldout_loss.py --episodes 25 \\
+        centralized=outputs/fed-vs-central/centralized/checkpoint \\
+        federated=outputs/fed-vs-central/federated/checkpoints/round_24
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from scripts.evalkit import add_options, md_row, md_rule, script_parser  # noqa: E402
+
+
+def main() -> None:
+    parser = script_parser(__doc__)
+    add_options(parser, model=("learn", "SmolVLA spec (node/model.py; default learn)"),
+                task=("reach", "the held-out set's task (default reach)"), nodes=(4, "nodes of the fixtures"),
+                episodes=(4, "expert episodes per dataset of the fixtures (fed_vs_central's --episodes)"),
+                cache_dir=".zk0/fixtures", mean_of=(False, "one more row: the mean of the models after the first"))
+    parser.add_argument("models", nargs="+", metavar="label=folder")
+    args = parser.parse_args()
+
+    import torch
+
+    from aggregator.config import FederationConfig
+    from aggregator.tools.fixtures import sim_fixtures
+    from scripts.fed_vs_central import checkpoint_arrays, heldout_loss
+
+    named = [m.split("=", 1) if "=" in m else (Path(m).name, m) for m in args.models]
+    missing = [folder for _, folder in named if not (Path(folder) / "model.safetensors").is_file()]
+    if missing:
+        sys.exit(f"no model.safetensors in {', '.join(missing)}: give folders that hold a saved policy "
+                 "(a federated run's checkpoints/round_<r>, a centralized run's checkpoint)")
+    torch.set_num_threads(max(1, int(os.environ.get("ZK0_TORCH_THREADS", "1"))))
+    fixtures = sim_fixtures(Path(args.cache_dir), args.nodes, args.episodes, tasks=(args.task,))
+    fed = FederationConfig(model=args.model, sim_task=args.task, cache_dir=args.cache_dir, heldout=fixtures.heldout)
+    models = {label: checkpoint_arrays(Path(folder)) for label, folder in named}
+    rows = [(label, [arrays]) for label, arrays in models.items()]
+    if args.mean_of:
+        rows.append((f"mean of {', '.join(list(models)[1:])}", list(models.values())[1:]))
+    print(md_row("model", "held-out loss (all frames)", f"× {named[0][0]}", "s"))
+    print(md_rule(4))
+    reference = None
+    for label, arrays in rows:
+        t0 = time.perf_counter()
+        loss = heldout_loss(fed, arrays)
+        reference = reference or loss
+        print(md_row(label, f"{loss:.4f}", f"{loss / reference:.2f}×", f"{time.perf_counter() - t0:.0f}"), flush=True)
+
+
+if __name__ == "__main__":
+    main()
