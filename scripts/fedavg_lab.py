@@ -43,6 +43,26 @@ def node_datasets(fixtures, config, split: str, seed: int) -> list:
     return [torch.utils.data.Subset(union, part.tolist()) for part in np.array_split(order, len(own))]
 
 
+def drift_step(policy, last_mean: dict | None, last_own: dict | None, steps: int):
+    """SCAFFOLD's control variates (Karimireddy et al. 2020, their option II) with the node's optimizer steps for
+    gradients: c_i = −Δ_i / (K η), c = −Δ / (K η) from the last round's own update Δ_i and mean update Δ, and
+    each local step y ← y − η (d_i − c_i + c) adds (Δ − Δ_i) / K to AdamW's step: the node's own pull of the last round
+    is taken out, the federation's put in. None in a node's first round (no last update yet)."""
+    import torch
+
+    if last_mean is None or last_own is None:
+        return None
+    params = {n: p for n, p in policy.named_parameters() if p.requires_grad}
+    shift = {n: torch.from_numpy((last_mean[n] - last_own[n]) / steps).to(p.dtype) for n, p in params.items()}
+
+    def after_step(_: int) -> None:
+        with torch.no_grad():
+            for n, p in params.items():
+                p.add_(shift[n])
+
+    return after_step
+
+
 def main() -> None:
     parser = script_parser(__doc__)
     add_options(parser, model=("learn", "SmolVLA spec"), task="reach", nodes=4, rounds=24, local_steps=100,
@@ -51,6 +71,10 @@ def main() -> None:
     parser.add_argument("--split", choices=["noniid", "iid"], default="noniid")
     parser.add_argument("--server-optimizer", choices=["none", "avgm"], default="avgm")
     parser.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant")
+    parser.add_argument("--drift-correction", choices=["none", "mean", "global"], default="none",
+                        help="SCAFFOLD's correction in the space of the nodes' AdamW steps: each local step also moves "
+                        "by (the last round's mean update − the node's own last update) / local steps; 'global': the "
+                        "last round's global step (the server's, momentum included: what a node sees) for the mean")
     parser.add_argument("--every", type=int, default=6, help="the held-out loss every N rounds (and after the last)")
     args = parser.parse_args()
 
@@ -79,14 +103,21 @@ def main() -> None:
           f"{[len(d) for d in datasets]}, server {opt.kind} η {opt.lr:g} β {opt.beta1:g}, lr {args.lr:g} "
           f"{args.lr_schedule}, μ {args.proximal_mu:g}", flush=True)
     t0 = time.perf_counter()
+    last_mean, last_own = None, [None] * len(datasets)
     for round_ in range(1, args.rounds + 1):
         cfg = TrainConfig(steps=args.local_steps, batch_size=args.batch_size, proximal_mu=args.proximal_mu,
                           learning_rate=fed.learning_rate_at(round_), seed=fed.seed + round_, progress=False)
         replies = []
-        for data in datasets:
-            fedprox_train(bundle, data, global_arrays, cfg)
+        for i, data in enumerate(datasets):
+            shift = (drift_step(bundle.policy, last_mean, last_own[i], args.local_steps)
+                     if args.drift_correction != "none" else None)
+            fedprox_train(bundle, data, global_arrays, cfg, after_step=shift)
             replies.append(get_trainable(bundle.policy))
-        global_arrays, state = server_step(global_arrays, mean_of(replies), state, opt)
+        mean = mean_of(replies)
+        last_own = [{k: r[k] - global_arrays[k] for k in r} for r in replies]
+        new_global, state = server_step(global_arrays, mean, state, opt)
+        last_mean = {k: (mean if args.drift_correction == "mean" else new_global)[k] - global_arrays[k] for k in mean}
+        global_arrays = new_global
         if round_ % args.every == 0 or round_ == args.rounds:
             print(f"round {round_}: held-out loss (all frames) {heldout_loss(fed, [global_arrays]):.4f}, "
                   f"{time.perf_counter() - t0:.0f} s", flush=True)
