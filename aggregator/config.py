@@ -148,6 +148,11 @@ class FederationConfig:
             raise UserError("validation_batches, validation_batch_size and validation_threads must be at least 1")
         if self.selection not in SELECTIONS:
             raise UserError(f"selection {self.selection!r} is not a selection rule: {' or '.join(SELECTIONS)}")
+        if self.drift_correction and self.server_optimizer != "none":
+            raise UserError("drift-correction needs server-optimizer none: a node corrects its steps by the global "
+                            "model's last move, which a server step makes larger than the nodes' mean (with FedAvgM "
+                            "the correction fed the momentum and diverged: docs/fed-vs-central.md, \"Where the gap "
+                            "is\")")
         try:
             self.server_step_settings()
         except ValueError as err:
