@@ -81,9 +81,6 @@ class FederationConfig:
     # (node/client_app.py), so a round does not start with a fresh Adam's large first steps (measured: no effect
     # in 8 rounds, docs/fed-vs-central.md "Levers").
     keep_optimizer: bool = False
-    # Each node corrects its local steps for its data's drift (node/drift.py: SCAFFOLD's control variates from the
-    # global model it is sent and the model it trained last round; nothing extra travels).
-    drift_correction: bool = False
     out_dir: str = "outputs/run"
     cache_dir: str = ".zk0/fixtures"
     eval_batches: int = 4
@@ -148,11 +145,6 @@ class FederationConfig:
             raise UserError("validation_batches, validation_batch_size and validation_threads must be at least 1")
         if self.selection not in SELECTIONS:
             raise UserError(f"selection {self.selection!r} is not a selection rule: {' or '.join(SELECTIONS)}")
-        if self.drift_correction and self.server_optimizer != "none":
-            raise UserError("drift-correction needs server-optimizer none: a node corrects its steps by the global "
-                            "model's last move, which a server step makes larger than the nodes' mean (with FedAvgM "
-                            "the correction fed the momentum and diverged: docs/fed-vs-central.md, \"Where the gap "
-                            "is\")")
         try:
             self.server_step_settings()
         except ValueError as err:

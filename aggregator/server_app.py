@@ -261,7 +261,6 @@ def _run_rounds(grid: Grid, cfg: FederationConfig, console=None) -> dict:
     train_config = ConfigRecord({
         "local-steps": cfg.local_steps, "batch-size": cfg.batch_size, "learning-rate": cfg.learning_rate,
         "proximal-mu": cfg.proximal_mu, "seed": cfg.seed, "keep-optimizer": cfg.keep_optimizer,
-        "drift-correction": cfg.drift_correction,
         **(dp.round_config() if dp is not None else {}), **lora_round_config(bundle.policy, cfg.lora_rank),
     })
     # Replies gated as they arrive, pulled every 0.25 s (Flower's own loop asks every 3 s: a round would wait up to

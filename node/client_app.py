@@ -30,7 +30,6 @@ from node.contribution import (
 )
 from node.datasets import load_dataset, load_metadata
 from node.dp import DPConfig, check_budget, privatize
-from node.drift import drift_shift, remember, shifting
 from node.errors import UserError
 from node.frames import FrameCache, in_memory
 from node.logs import single_flower_output
@@ -136,8 +135,7 @@ def train_round(node: LocalNode, content: RecordDict, dp_rng: np.random.Generato
 
     ``dp_rng``: tests only (the DP noise comes from fresh OS entropy otherwise, never from the public seed).
     ``state``: the node's own Flower ``context.state``, kept by its SuperNode across rounds. With the round's
-    ``keep-optimizer``, the optimizer's moments of the last round live there, never in the reply; with its
-    ``drift-correction``, the model it trained last round (node/drift.py).
+    ``keep-optimizer``, the optimizer's moments of the last round live there, never in the reply.
     """
     config = content["config"]
     terms = RoundTerms.from_config(config)
@@ -151,15 +149,10 @@ def train_round(node: LocalNode, content: RecordDict, dp_rng: np.random.Generato
     cfg = train_config(config)
     cfg.keep_optimizer = cfg.keep_optimizer and state is not None
     kept = state[OPTIMIZER_STATE].to_torch_state_dict() if cfg.keep_optimizer and OPTIMIZER_STATE in state else None
-    drift = bool(config.get("drift-correction", False)) and state is not None
-    shift = drift_shift(state, global_arrays, int(config["server-round"]), cfg.steps) if drift else None
-    result = fedprox_train(node.bundle, node.dataset, global_arrays, cfg, optimizer_state=kept,
-                           after_step=shifting(node.bundle.policy, shift) if shift is not None else None)
+    result = fedprox_train(node.bundle, node.dataset, global_arrays, cfg, optimizer_state=kept)
     if cfg.keep_optimizer:
         state[OPTIMIZER_STATE] = ArrayRecord(result.optimizer_state)
     sent = snapshot(node.bundle.policy)
-    if drift:
-        remember(state, sent, int(config["server-round"]))
     if dp is not None:
         sent = privatize(global_arrays, sent, dp, dp_rng)
     reply = reply_content(sent, result)

@@ -171,17 +171,6 @@ def test_a_cosine_schedule_sends_each_round_its_learning_rate():
     assert {m.content["config"]["learning-rate"] for m in sent} == {rates[2]}
 
 
-def test_drift_correction_is_refused_with_a_server_step():
-    """A node's drift correction (node/drift.py) reads the global model's last move as the nodes' mean update; with
-    a server step it is not (FedAvgM's is 3.3× the mean), and the correction fed the momentum until it diverged."""
-    from aggregator.config import FederationConfig
-    from node.errors import UserError
-
-    assert FederationConfig.from_run_config({"drift-correction": True}).drift_correction
-    with pytest.raises(UserError, match="drift-correction needs server-optimizer none"):
-        FederationConfig.from_run_config({"drift-correction": True}, operator={"server_optimizer": "avgm"})
-
-
 class NodesOnline:
     """The one thing ``configure_train`` asks of Flower's Grid: which nodes are connected."""
 
