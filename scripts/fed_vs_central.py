@@ -43,9 +43,8 @@ from scripts.evalkit import add_options, script_parser  # noqa: E402
 def centralized(fixtures, fed, steps: int, out: Path, round_steps: int, tail: int = 0) -> dict:
     """Train one policy on the union of the node datasets for ``steps`` steps, at the federation's learning rate of
     each round (``round_steps``: the steps a federated round takes, all nodes together); evaluate as the server
-    does. With
-    ``tail`` K: also the held-out loss of the mean of its parameters at the last K multiples of ``round_steps``,
-    as ``tail_average`` takes the federation's."""
+    does. With ``tail`` K: also the held-out loss of the mean of its parameters at the last K multiples of
+    ``round_steps``, as ``tail_average`` takes the federation's."""
     import torch
     from lerobot.datasets.factory import resolve_delta_timestamps
 
@@ -219,6 +218,7 @@ def main() -> None:
                      fed)
         row = federated_row(s, time.perf_counter() - t0)
         row["heldout_loss"] = heldout_loss(fed, [round_arrays(out / "federated", s["rounds"][-1]["round"])])
+        row["lr_schedule"] = args.lr_schedule
         if args.final_eval_episodes:
             row.update(final_closed_loop(fed, out / "federated", s["rounds"][-1]["round"], args.final_eval_episodes))
         if args.tail_average:
@@ -242,13 +242,14 @@ def main() -> None:
         fed = fed_config(krum_f=0)
         res = centralized(fixtures, fed, steps, out / "centralized", round_steps=args.local_steps * args.nodes,
                           tail=args.tail_average)
-        save(f"centralized (union, {steps} steps{schedule})", {**res, "seconds": time.perf_counter() - t0})
+        save(f"centralized (union, {steps} steps{schedule})",
+             {**res, "lr_schedule": args.lr_schedule, "seconds": time.perf_counter() - t0})
 
     lines = ["| run | held-out loss (all frames) | × centralized | mean of the last models | server eval loss "
              "(32 frames) | loss per round (32 frames) | honest replies averaged in | reward shares by node | "
              "adversary selected | closed-loop success | success per round | mean episode length | wall s |",
              "|---|---:|---:|---:|---:|---|---|---|---:|---:|---|---:|---:|"]
-    central = {name.endswith(" lr)"): r["heldout_loss"] for name, r in rows.items()
+    central = {r.get("lr_schedule", "constant"): r["heldout_loss"] for name, r in rows.items()
                if name.startswith("centralized") and "heldout_loss" in r}
     for name, r in rows.items():
         per_round = " → ".join(f"{x:.3f}" for x in r.get("per_round", [])) or "-"
@@ -256,7 +257,7 @@ def main() -> None:
         shares = " · ".join(f"{x:.0%}" for x in r.get("reward_shares", [])) or "-"
         tail = (f"{r['tail_average_loss']:.4f} ({r['tail_average_of']})" if "tail_average_loss" in r else "-")
         held = f"{r['heldout_loss']:.4f}" if "heldout_loss" in r else "-"
-        reference = central.get(name.endswith(" lr)"))
+        reference = central.get(r.get("lr_schedule", "constant"))
         ratio = f"{r['heldout_loss'] / reference:.2f}×" if reference and "heldout_loss" in r else "-"
         lines.append(f"| {name} | {held} | {ratio} | {tail} | {r['server_eval_loss']:.4f} | {per_round} | "
                      f"{r.get('honest_selected', '-')} | "
