@@ -40,11 +40,12 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 from scripts.evalkit import add_options, script_parser  # noqa: E402
 
 
-def centralized(fixtures, fed, steps: int, out: Path, round_steps: int, tail: int = 0) -> dict:
+def centralized(fixtures, fed, steps: int, out: Path, round_steps: int, tail: int = 0, curve_every: int = 0) -> dict:
     """Train one policy on the union of the node datasets for ``steps`` steps, at the federation's learning rate of
     each round (``round_steps``: the steps a federated round takes, all nodes together); evaluate as the server
     does. With ``tail`` K: also the held-out loss of the mean of its parameters at the last K multiples of
-    ``round_steps``, as ``tail_average`` takes the federation's."""
+    ``round_steps``, as ``tail_average`` takes the federation's. With ``curve_every`` N: the held-out loss every N
+    rounds' steps, as ``heldout_curve`` reads the federation's."""
     import torch
     from lerobot.datasets.factory import resolve_delta_timestamps
 
@@ -67,10 +68,13 @@ def centralized(fixtures, fed, steps: int, out: Path, round_steps: int, tail: in
     heldout = load_dataset(fixtures.heldout, delta_timestamps=dt)
     initial = get_trainable(bundle.policy)
     snapshots: list[dict] = []
+    curve: list[tuple[int, dict]] = []
 
     def snapshot(step: int) -> None:
         if tail and step % round_steps == 0 and step > steps - tail * round_steps:
             snapshots.append(get_trainable(bundle.policy))
+        if curve_every and step % (curve_every * round_steps) == 0 and step < steps:
+            curve.append((step, get_trainable(bundle.policy)))
 
     t0 = time.perf_counter()
     fedprox_train(bundle, union, initial, TrainConfig(steps=steps, batch_size=fed.batch_size,
@@ -85,8 +89,10 @@ def centralized(fixtures, fed, steps: int, out: Path, round_steps: int, tail: in
     loss, _ = evaluate_loss(bundle, heldout, last, max_batches=fed.eval_batches, seed=fed.seed)
     closed = closed_loop_eval(bundle, fed, out / "evaluate")
     save_policy(bundle, out / "checkpoint")
-    return {"server_eval_loss": loss, "heldout_loss": heldout_loss(fed, [last]), **closed, "train_seconds": seconds,
-            **tail_loss}
+    final = heldout_loss(fed, [last])
+    if curve_every:
+        tail_loss["heldout_curve"] = [[step, heldout_loss(fed, [model])] for step, model in curve] + [[steps, final]]
+    return {"server_eval_loss": loss, "heldout_loss": final, **closed, "train_seconds": seconds, **tail_loss}
 
 
 def mean_of(models: list[dict]) -> dict:
@@ -130,6 +136,14 @@ def heldout_loss(fed, models: list[dict]) -> float:
     return loss
 
 
+def heldout_curve(fed, run_dir: Path, last_round: int, every: int, round_steps: int) -> list[list]:
+    """The held-out loss (all frames) of the global model every ``every`` rounds and after the last, against the
+    optimizer steps all nodes have taken by then: the federation's learning curve, step for step with
+    centralized's."""
+    rounds = sorted({*range(every, last_round + 1, every), last_round})
+    return [[r * round_steps, heldout_loss(fed, [round_arrays(run_dir, r)])] for r in rounds]
+
+
 def tail_average(fed, run_dir: Path, rounds: list[int]) -> dict:
     """The held-out loss of the mean of the global models of ``rounds`` (Polyak-Ruppert averaging of the last
     rounds: the server's momentum step makes the last model swing round to round, docs/fed-vs-central.md)."""
@@ -166,6 +180,9 @@ def main() -> None:
     parser.add_argument("--tail-average", type=int, default=0, metavar="K",
                         help="also the held-out loss of the mean of the last K rounds' global models, and of the "
                         "centralized run's parameters at the same step counts (Polyak-Ruppert averaging)")
+    parser.add_argument("--curve-every", type=int, default=0, metavar="N",
+                        help="also the held-out loss (all frames) every N rounds, both sides, at equal optimizer "
+                        "steps: a table and heldout.png (about 10 s a point)")
     parser.add_argument("--validation-batches", type=int, default=4,
                         help="validation batches a reply is scored on (FederationConfig.validation_batches)")
     parser.add_argument("--final-eval-episodes", type=int, default=0,
@@ -219,6 +236,9 @@ def main() -> None:
         row = federated_row(s, time.perf_counter() - t0)
         row["heldout_loss"] = heldout_loss(fed, [round_arrays(out / "federated", s["rounds"][-1]["round"])])
         row["lr_schedule"] = args.lr_schedule
+        if args.curve_every:
+            row["heldout_curve"] = heldout_curve(fed, out / "federated", s["rounds"][-1]["round"], args.curve_every,
+                                                 args.local_steps * args.nodes)
         if args.final_eval_episodes:
             row.update(final_closed_loop(fed, out / "federated", s["rounds"][-1]["round"], args.final_eval_episodes))
         if args.tail_average:
@@ -241,7 +261,7 @@ def main() -> None:
         steps = args.rounds * args.local_steps * args.nodes
         fed = fed_config(krum_f=0)
         res = centralized(fixtures, fed, steps, out / "centralized", round_steps=args.local_steps * args.nodes,
-                          tail=args.tail_average)
+                          tail=args.tail_average, curve_every=args.curve_every)
         save(f"centralized (union, {steps} steps{schedule})",
              {**res, "lr_schedule": args.lr_schedule, "seconds": time.perf_counter() - t0})
 
@@ -266,6 +286,10 @@ def main() -> None:
                      f"{r.get('mean_episode_length', float('nan')):.0f} | {r['seconds']:.0f} |")
     plot_success(rows, args.rounds, out / "success.png")
     table = "\n".join(lines)
+    curves = {name: r["heldout_curve"] for name, r in rows.items() if r.get("heldout_curve")}
+    if curves:
+        plot_curves(curves, out / "heldout.png")
+        table += "\n\n" + curve_table(curves)
     print(budget)
     print(table)
     write_doc(Path(args.doc), f"Measured {time.strftime('%Y-%m-%d')} on this machine (CPU). "
@@ -345,6 +369,36 @@ def plot_success(rows: dict[str, dict], rounds: int, path: Path) -> None:
             ax.scatter([rounds], [r["success_rate"]], marker="*", s=150, color="black", label=name, zorder=3)
     ax.set(title="closed-loop success (held-out seeds)", xlabel="round", ylabel="success", ylim=(-0.05, 1.05))
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def curve_table(curves: dict[str, list]) -> str:
+    """The runs' held-out losses (all frames) by optimizer steps, one row a run."""
+    steps = sorted({step for curve in curves.values() for step, _ in curve})
+    lines = ["| held-out loss (all frames) at optimizer steps | " + " | ".join(f"{s:,}" for s in steps) + " |",
+             "|---|" + "---:|" * len(steps)]
+    for name, curve in curves.items():
+        at = dict((step, loss) for step, loss in curve)
+        lines.append(f"| {name} | " + " | ".join(f"{at[s]:.4f}" if s in at else "-" for s in steps) + " |")
+    return "\n".join(lines)
+
+
+def plot_curves(curves: dict[str, list], path: Path) -> None:
+    """Held-out loss (all frames) against optimizer steps, every run on one plot (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, curve in curves.items():
+        ax.plot([s for s, _ in curve], [loss for _, loss in curve], marker="o", label=name)
+    ax.set(title="held-out loss (all frames)", xlabel="optimizer steps (all nodes)", ylabel="flow-matching loss",
+           yscale="log")
+    ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
