@@ -282,7 +282,7 @@ def main() -> None:
         lines.append(f"| {name} | {held} | {ratio} | {tail} | {r['server_eval_loss']:.4f} | {per_round} | "
                      f"{r.get('honest_selected', '-')} | "
                      f"{shares} | {r.get('adversary_selected', '-')} | "
-                     f"{r.get('success_rate', float('nan')):.0%} | {success} | "
+                     f"{closed_loop_cell(r)} | {success} | "
                      f"{r.get('mean_episode_length', float('nan')):.0f} | {r['seconds']:.0f} |")
     plot_success(rows, args.rounds, out / "success.png")
     table = "\n".join(lines)
@@ -373,6 +373,19 @@ def plot_success(rows: dict[str, dict], rounds: int, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def closed_loop_cell(row: dict) -> str:
+    """A row's closed-loop success with its 95 % Wilson interval over the episodes run."""
+    if "success_rate" not in row:
+        return "-"
+    episodes = row.get("sim_eval_episodes")
+    if not episodes:
+        return f"{row['success_rate']:.0%}"
+    from sim.evaluate import wilson_interval
+
+    low, high = wilson_interval(round(row["success_rate"] * episodes), episodes)
+    return f"{row['success_rate']:.0%} ({low:.1%}-{high:.1%}, {episodes} seeds)"
 
 
 def curve_table(curves: dict[str, list]) -> str:

@@ -14,3 +14,11 @@ def test_learning_curves_line_up_by_optimizer_steps(tmp_path):
     assert rows[3] == "| centralized | 0.1610 | 0.1120 | 0.0555 |"
     plot_curves(curves, tmp_path / "heldout.png")
     assert (tmp_path / "heldout.png").stat().st_size > 0
+
+
+def test_a_success_rate_is_shown_with_its_interval():
+    from scripts.fed_vs_central import closed_loop_cell
+
+    assert closed_loop_cell({"success_rate": 0.05, "sim_eval_episodes": 100}) == "5% (2.2%-11.2%, 100 seeds)"
+    assert closed_loop_cell({"success_rate": 0.3}) == "30%"  # rows stored before the count was kept
+    assert closed_loop_cell({}) == "-"
