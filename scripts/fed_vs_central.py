@@ -186,9 +186,12 @@ def main() -> None:
     parser.add_argument("--validation-batches", type=int, default=4,
                         help="validation batches a reply is scored on (FederationConfig.validation_batches)")
     parser.add_argument("--final-eval-episodes", type=int, default=0,
-                        help="closed-loop episodes for the honest federation's last model only (with "
-                        "--eval-episodes 0: the rounds are not evaluated in closed loop, which costs minutes each)")
+                        help="closed-loop episodes for the last model of the honest federation and of centralized "
+                        "(with --eval-episodes 0: the rounds are not evaluated in closed loop, which costs minutes "
+                        "each)")
     args = parser.parse_args()
+
+    from dataclasses import replace
 
     from aggregator.config import FederationConfig
     from aggregator.tools.demo import DemoConfig, run_demo
@@ -260,6 +263,8 @@ def main() -> None:
         t0 = time.perf_counter()
         steps = args.rounds * args.local_steps * args.nodes
         fed = fed_config(krum_f=0)
+        if args.final_eval_episodes:  # its one model in closed loop as the federation's last one: as many seeds
+            fed = replace(fed, sim_eval_episodes=args.final_eval_episodes)
         res = centralized(fixtures, fed, steps, out / "centralized", round_steps=args.local_steps * args.nodes,
                           tail=args.tail_average, curve_every=args.curve_every)
         save(f"centralized (union, {steps} steps{schedule})",
