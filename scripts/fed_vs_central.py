@@ -157,7 +157,8 @@ def main() -> None:
                 task=("reach", "simulated task: reach or pick_place (default reach)"),
                 nodes=(4, "honest nodes (default 4)"), rounds=3, local_steps=20, batch_size=8,
                 episodes=(4, "expert episodes per node dataset"), eval_episodes=(10, "closed-loop evaluation episodes"),
-                eval_max_steps=300, out="outputs/fed-vs-central", cache_dir=".zk0/fixtures",
+                eval_max_steps=(0, "closed-loop episode limit (0: the task's own, the benchmark's: reach 150, "
+                                   "pick_place 300)"), out="outputs/fed-vs-central", cache_dir=".zk0/fixtures",
                 doc="docs/fed-vs-central.md")
     parser.add_argument("--skip", nargs="*", default=[], choices=["federated", "adversary", "centralized"])
     parser.add_argument("--selection", choices=["usefulness", "multikrum"], default="usefulness",
@@ -211,8 +212,8 @@ def main() -> None:
     budget = (f"SmolVLA `{args.model}`, task {args.task}: {args.nodes} honest nodes × {args.rounds} rounds × "
               f"{args.local_steps} local steps (batch "
               f"{args.batch_size}) = {args.nodes * args.rounds * args.local_steps} optimizer steps; "
-              f"{args.episodes} expert episodes per node; closed loop: {args.eval_episodes} held-out episodes of at "
-              f"most {args.eval_max_steps} steps")
+              f"{args.episodes} expert episodes per node; closed loop: {args.eval_episodes} held-out episodes of "
+              + (f"at most {args.eval_max_steps} steps" if args.eval_max_steps else "the task's step limit"))
     stored = out / "results.json"
     previous = json.loads(stored.read_text()) if stored.exists() else {}
     # Rows measured with another budget are not comparable: start again rather than mix them.
