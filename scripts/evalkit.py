@@ -35,6 +35,29 @@ def add_options(parser: argparse.ArgumentParser, **options) -> None:
             parser.add_argument(flag, type=None if default is None else type(default), default=default, help=help_)
 
 
+def add_saved_models(parser: argparse.ArgumentParser) -> None:
+    """The options of a script that reads saved models of fed_vs_central's runs: the spec and the fixtures they were
+    trained on, and the models as ``label=folder`` arguments (read with ``saved_models``)."""
+    add_options(parser, model=("learn", "SmolVLA spec (node/model.py; default learn)"),
+                task=("reach", "the task of the fixtures (default reach)"), nodes=(4, "nodes of the fixtures"),
+                episodes=(4, "expert episodes per dataset of the fixtures (fed_vs_central's --episodes)"),
+                cache_dir=".zk0/fixtures")
+    parser.add_argument("models", nargs="+", metavar="label=folder")
+
+
+def saved_models(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """(label, folder) of each ``label=folder`` argument (a bare folder is labelled by its name); exits with a message,
+    not a traceback, when a folder holds no saved policy."""
+    import sys
+
+    named = [(m.split("=", 1) if "=" in m else (Path(m).name, m)) for m in args.models]
+    missing = [folder for _, folder in named if not (Path(folder) / "model.safetensors").is_file()]
+    if missing:
+        sys.exit(f"no model.safetensors in {', '.join(missing)}: give folders that hold a saved policy "
+                 "(a federated run's checkpoints/round_<r>, a centralized run's checkpoint)")
+    return [(label, Path(folder)) for label, folder in named]
+
+
 # ---------------------------------------------------------------------------------------------- measuring
 def cpu_seconds() -> float:
     """User and system cpu seconds so far of this process and of every child it has waited for: EZKL's long calls

@@ -20,17 +20,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from scripts.evalkit import add_options, md_row, md_rule, script_parser  # noqa: E402
+from scripts.evalkit import add_options, add_saved_models, md_row, md_rule, saved_models, script_parser  # noqa: E402
 
 
 def main() -> None:
     parser = script_parser(__doc__)
-    add_options(parser, model=("learn", "SmolVLA spec (node/model.py; default learn)"),
-                task=("reach", "the held-out set's task (default reach)"), nodes=(4, "nodes of the fixtures"),
-                episodes=(4, "expert episodes per dataset of the fixtures (fed_vs_central's --episodes)"),
-                cache_dir=".zk0/fixtures", mean_of=(False, "one more row: the mean of the models after the first"))
-    parser.add_argument("models", nargs="+", metavar="label=folder")
+    add_saved_models(parser)
+    add_options(parser, mean_of=(False, "one more row: the mean of the models after the first"))
     args = parser.parse_args()
+    named = saved_models(args)
 
     import torch
 
@@ -38,15 +36,10 @@ def main() -> None:
     from aggregator.tools.fixtures import sim_fixtures
     from scripts.fed_vs_central import checkpoint_arrays, heldout_loss
 
-    named = [m.split("=", 1) if "=" in m else (Path(m).name, m) for m in args.models]
-    missing = [folder for _, folder in named if not (Path(folder) / "model.safetensors").is_file()]
-    if missing:
-        sys.exit(f"no model.safetensors in {', '.join(missing)}: give folders that hold a saved policy "
-                 "(a federated run's checkpoints/round_<r>, a centralized run's checkpoint)")
     torch.set_num_threads(max(1, int(os.environ.get("ZK0_TORCH_THREADS", "1"))))
     fixtures = sim_fixtures(Path(args.cache_dir), args.nodes, args.episodes, tasks=(args.task,))
     fed = FederationConfig(model=args.model, sim_task=args.task, cache_dir=args.cache_dir, heldout=fixtures.heldout)
-    models = {label: checkpoint_arrays(Path(folder)) for label, folder in named}
+    models = {label: checkpoint_arrays(folder) for label, folder in named}
     rows = [(label, [arrays]) for label, arrays in models.items()]
     if args.mean_of:
         rows.append((f"mean of {', '.join(list(models)[1:])}", list(models.values())[1:]))

@@ -21,23 +21,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from scripts.evalkit import add_options, script_parser  # noqa: E402
+from scripts.evalkit import add_options, add_saved_models, saved_models, script_parser  # noqa: E402
 
 
 def main() -> None:
     parser = script_parser(__doc__)
-    add_options(parser, model=("learn", "SmolVLA spec (node/model.py; default learn)"),
-                task=("reach", "closed-loop task (default reach)"), nodes=(4, "nodes of the fixtures"),
-                episodes=(4, "expert episodes per dataset of the fixtures (fed_vs_central's --episodes)"),
-                seeds=(40, "held-out evaluation seeds to look through"), workers=(2, "forked evaluation processes"),
-                out="docs/media", cache_dir=".zk0/fixtures")
-    parser.add_argument("models", nargs="+", metavar="label=folder")
+    add_saved_models(parser)
+    add_options(parser, seeds=(40, "held-out evaluation seeds to look through"),
+                workers=(2, "forked evaluation processes"), out="docs/media")
     args = parser.parse_args()
-    named = [m.split("=", 1) if "=" in m else (Path(m).name, m) for m in args.models]
-    missing = [folder for _, folder in named if not (Path(folder) / "model.safetensors").is_file()]
-    if missing:
-        sys.exit(f"no model.safetensors in {', '.join(missing)}: give folders that hold a saved policy "
-                 "(a federated run's checkpoints/round_<r>, a centralized run's checkpoint)")
+    named = saved_models(args)
 
     import torch
 
@@ -55,7 +48,7 @@ def main() -> None:
     seeds = eval_seeds(args.seeds)
     for label, folder in named:
         bundle = make_smolvla(args.model, load_metadata(fixtures.heldout), Path(args.cache_dir))
-        arrays = checkpoint_arrays(Path(folder))
+        arrays = checkpoint_arrays(folder)
         set_trainable(bundle.policy, {name: arrays[name] for name in trainable_names(bundle.policy)})
         bundle.policy.eval()
         with tempfile.TemporaryDirectory() as tmp:
