@@ -191,7 +191,9 @@ def deployed(cache_dir, tmp_path_factory):
                 "--state-dir", f"node{i}", "--runtime-port", str(runtime_base + i), "--max-wait-time", "180"),
                 work / f"node{i}.log", env=node_env, cwd=work))
         nodes = processes[2:]
-        wait_nodes(f"127.0.0.1:{superlink_port}", len(nodes), nodes)  # every node connected: round 1 goes to all
+        # Every node connected: round 1 goes to all. Five `zk0node start`s (keystore scrypt, dataset and SRS checks)
+        # took over 120 s with the cores busy (the fresh-clone suite beside a training run): wait as a round waits.
+        wait_nodes(f"127.0.0.1:{superlink_port}", len(nodes), nodes, timeout=ROUND_TIMEOUT)
         killed = kill_when_training(nodes[KILLED])
         t_up = time.monotonic()
         running = subprocess.Popen(["bash", "-euo", "pipefail", "-c", blocks["run"]], cwd=work, env=agg_env,
