@@ -89,9 +89,10 @@ def centralized(fixtures, fed, steps: int, out: Path, round_steps: int, tail: in
     loss, _ = evaluate_loss(bundle, heldout, last, max_batches=fed.eval_batches, seed=fed.seed)
     closed = closed_loop_eval(bundle, fed, out / "evaluate")
     save_policy(bundle, out / "checkpoint")
-    final = heldout_loss(fed, [last])
+    final, *points = heldout_losses(fed, [[last], *([model] for _, model in curve)])
     if curve_every:
-        tail_loss["heldout_curve"] = [[step, heldout_loss(fed, [model])] for step, model in curve] + [[steps, final]]
+        tail_loss["heldout_curve"] = [*([step, loss] for (step, _), loss in zip(curve, points, strict=True)),
+                                      [steps, final]]
     return {"server_eval_loss": loss, "heldout_loss": final, **closed, "train_seconds": seconds, **tail_loss}
 
 
@@ -121,6 +122,12 @@ def heldout_loss(fed, models: list[dict]) -> float:
     time fixed by the seed: the figure federated and centralized are compared by. The server's loss after each
     round reads ``eval_batches`` × 8 frames (32 by default): enough to follow a run, too few to compare two (the
     best federation was 1.51× centralized on 32 frames and 2.0× on all 1,750; docs/fed-vs-central.md)."""
+    return heldout_losses(fed, [models])[0]
+
+
+def heldout_losses(fed, groups: list[list[dict]]) -> list[float]:
+    """``heldout_loss`` of each group of models, with one model and one held-out set for all of them (a learning
+    curve's points)."""
     from lerobot.datasets.factory import resolve_delta_timestamps
 
     from node.datasets import load_dataset, load_metadata
@@ -132,8 +139,8 @@ def heldout_loss(fed, models: list[dict]) -> float:
     bundle = make_smolvla(fed.model, meta, Path(fed.cache_dir), seed=fed.seed)
     names = trainable_names(bundle.policy)
     heldout = load_dataset(fed.heldout, delta_timestamps=resolve_delta_timestamps(bundle.config, meta))
-    loss, _ = evaluate_loss(bundle, heldout, mean_of([{n: m[n] for n in names} for m in models]), seed=fed.seed)
-    return loss
+    return [evaluate_loss(bundle, heldout, mean_of([{n: m[n] for n in names} for m in models]), seed=fed.seed)[0]
+            for models in groups]
 
 
 def heldout_curve(fed, run_dir: Path, last_round: int, every: int, round_steps: int) -> list[list]:
@@ -141,7 +148,8 @@ def heldout_curve(fed, run_dir: Path, last_round: int, every: int, round_steps: 
     optimizer steps all nodes have taken by then: the federation's learning curve, step for step with
     centralized's."""
     rounds = sorted({*range(every, last_round + 1, every), last_round})
-    return [[r * round_steps, heldout_loss(fed, [round_arrays(run_dir, r)])] for r in rounds]
+    losses = heldout_losses(fed, [[round_arrays(run_dir, r)] for r in rounds])
+    return [[r * round_steps, loss] for r, loss in zip(rounds, losses, strict=True)]
 
 
 def tail_average(fed, run_dir: Path, rounds: list[int]) -> dict:
