@@ -81,6 +81,9 @@ class FederationConfig:
     # (node/client_app.py), so a round does not start with a fresh Adam's large first steps (measured: no effect
     # in 8 rounds, docs/fed-vs-central.md "Levers").
     keep_optimizer: bool = False
+    # Each node corrects its local steps for its data's drift (node/drift.py: SCAFFOLD's control variates from the
+    # last round's averaged update, which the server then sends beside the global model, and the node's own).
+    drift_correction: bool = False
     out_dir: str = "outputs/run"
     cache_dir: str = ".zk0/fixtures"
     eval_batches: int = 4

@@ -208,6 +208,7 @@ def _run_rounds(grid: Grid, cfg: FederationConfig, console=None) -> dict:
         spill_dir=str(Path(cfg.out_dir)),  # a large round's verified updates wait there for Krum
         server_optimizer=cfg.server_step_settings(),
         learning_rate_at=cfg.learning_rate_at,
+        drift_correction=cfg.drift_correction,
     )
     if previous is not None and strategy.server_optimizer.kind != "none":
         strategy.server_state = load_server_state(Path(cfg.out_dir), previous.last_round)
@@ -261,6 +262,7 @@ def _run_rounds(grid: Grid, cfg: FederationConfig, console=None) -> dict:
     train_config = ConfigRecord({
         "local-steps": cfg.local_steps, "batch-size": cfg.batch_size, "learning-rate": cfg.learning_rate,
         "proximal-mu": cfg.proximal_mu, "seed": cfg.seed, "keep-optimizer": cfg.keep_optimizer,
+        "drift-correction": cfg.drift_correction,
         **(dp.round_config() if dp is not None else {}), **lora_round_config(bundle.policy, cfg.lora_rank),
     })
     # Replies gated as they arrive, pulled every 0.25 s (Flower's own loop asks every 3 s: a round would wait up to

@@ -30,6 +30,7 @@ from node.contribution import (
 )
 from node.datasets import load_dataset, load_metadata
 from node.dp import DPConfig, check_budget, privatize
+from node.drift import MEAN_UPDATE, MEAN_UPDATE_ROUND, drift_shift, own_update, remember, shifting
 from node.errors import UserError
 from node.frames import FrameCache, in_memory
 from node.logs import single_flower_output
@@ -135,7 +136,9 @@ def train_round(node: LocalNode, content: RecordDict, dp_rng: np.random.Generato
 
     ``dp_rng``: tests only (the DP noise comes from fresh OS entropy otherwise, never from the public seed).
     ``state``: the node's own Flower ``context.state``, kept by its SuperNode across rounds. With the round's
-    ``keep-optimizer``, the optimizer's moments of the last round live there, never in the reply.
+    ``keep-optimizer``, the optimizer's moments of the last round live there, never in the reply; with its
+    ``drift-correction``, the update it trained last round (node/drift.py), paired with the mean update the server
+    sends beside the global model.
     """
     config = content["config"]
     terms = RoundTerms.from_config(config)
@@ -149,10 +152,15 @@ def train_round(node: LocalNode, content: RecordDict, dp_rng: np.random.Generato
     cfg = train_config(config)
     cfg.keep_optimizer = cfg.keep_optimizer and state is not None
     kept = state[OPTIMIZER_STATE].to_torch_state_dict() if cfg.keep_optimizer and OPTIMIZER_STATE in state else None
-    result = fedprox_train(node.bundle, node.dataset, global_arrays, cfg, optimizer_state=kept)
+    drift = bool(config.get("drift-correction", False)) and state is not None
+    shift = correction(content, state, cfg.steps) if drift else None
+    result = fedprox_train(node.bundle, node.dataset, global_arrays, cfg, optimizer_state=kept,
+                           after_step=shifting(node.bundle.policy, shift) if shift is not None else None)
     if cfg.keep_optimizer:
         state[OPTIMIZER_STATE] = ArrayRecord(result.optimizer_state)
     sent = snapshot(node.bundle.policy)
+    if drift:
+        remember(state, global_arrays, sent, int(config["server-round"]))
     if dp is not None:
         sent = privatize(global_arrays, sent, dp, dp_rng)
     reply = reply_content(sent, result)
@@ -168,6 +176,20 @@ def train_round(node: LocalNode, content: RecordDict, dp_rng: np.random.Generato
     log.info("round %s: trained %d steps, loss %.4f -> %.4f", config["server-round"], result.steps,
              result.loss_first, result.loss_last)
     return reply
+
+
+def correction(content: RecordDict, state: RecordDict, steps: int) -> dict[str, np.ndarray] | None:
+    """Each local step's drift correction (node/drift.py), or None: in the run's first round, after a round that
+    kept the global model (no mean update is sent), or when this node did not train the round the mean is from."""
+    if MEAN_UPDATE not in content:
+        return None
+    own = own_update(state, int(content["config"][MEAN_UPDATE_ROUND]))
+    if own is None:
+        return None
+    mean = unpack(content[MEAN_UPDATE], content["layout"])
+    if set(mean) != set(own):
+        raise ValueError("the mean update's arrays are not the model's")
+    return drift_shift(mean, own, steps)
 
 
 def reply_content(sent: dict, result: TrainResult) -> RecordDict:

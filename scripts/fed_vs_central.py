@@ -14,8 +14,8 @@ row can be re-run alone (``--skip federated centralized``) as long as the budget
 The levers of issue 31 item 3 change the honest federation only, ``--lr-schedule`` centralized's rates too
 (docs/fed-vs-central.md, "Levers"):
 ``--server-optimizer avgm|adam --server-lr --server-momentum`` (the server's step along the verified mean),
-``--keep-optimizer`` (each node keeps its AdamW moments), ``--local-lr``, ``--proximal-mu``, ``--validation-batches``,
-``--lr-schedule``;
+``--keep-optimizer`` (each node keeps its AdamW moments), ``--drift-correction``, ``--local-lr``, ``--proximal-mu``,
+``--validation-batches``, ``--lr-schedule``;
 ``--final-eval-episodes N`` evaluates only the last model in closed loop (with ``--eval-episodes 0``);
 ``--tail-average K`` also evaluates the mean of the last K rounds' global models, and of the centralized run's
 parameters at the same step counts (one centralized "round" = nodes × local steps).
@@ -177,6 +177,8 @@ def main() -> None:
     parser.add_argument("--server-lr", type=float, default=1.0, help="the server step's lr η")
     parser.add_argument("--server-momentum", type=float, default=0.9, help="FedAvgM's β, FedAdam's β1")
     parser.add_argument("--keep-optimizer", action="store_true", help="each node keeps its AdamW moments")
+    parser.add_argument("--drift-correction", action="store_true",
+                        help="each node corrects its steps for its data's drift (node/drift.py)")
     parser.add_argument("--local-lr", type=float, default=1e-3,
                         help="the nodes' learning rate (centralized keeps 1e-3; with a server lr above 1, two-sided "
                         "learning rates)")
@@ -239,6 +241,7 @@ def main() -> None:
         t0 = time.perf_counter()
         levers = dict(server_optimizer=args.server_optimizer, server_lr=args.server_lr,
                       server_momentum=args.server_momentum, keep_optimizer=args.keep_optimizer,
+                      drift_correction=args.drift_correction,
                       validation_batches=args.validation_batches, learning_rate=args.local_lr,
                       proximal_mu=args.proximal_mu)
         fed = fed_config(krum_f=0, krum_m=max(1, args.nodes - 1), selection=args.selection, **levers)
@@ -317,6 +320,8 @@ def lever_label(levers: dict) -> str:
         parts.append(f"server {levers['server_optimizer']} η {levers['server_lr']:g} β {levers['server_momentum']:g}")
     if levers["keep_optimizer"]:
         parts.append("node Adam kept")
+    if levers["drift_correction"]:
+        parts.append("drift correction")
     if levers["learning_rate"] != 1e-3:
         parts.append(f"local lr {levers['learning_rate']:g}")
     if levers["proximal_mu"] != 0.01:

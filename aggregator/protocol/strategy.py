@@ -33,6 +33,7 @@ from aggregator.protocol.selection import NEAR, NORM_BOUND, select
 from aggregator.protocol.server_optimizer import ServerOptimizer, ServerState, server_step
 from aggregator.protocol.sketch import EXACT_MAX_VALUES, SKETCH_DIM, CountSketch, krum_order, round_seed, use_sketch
 from aggregator.protocol.updates import UpdateStore
+from node.drift import MEAN_UPDATE, MEAN_UPDATE_ROUND
 from node.params import pack, unpack
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,13 @@ class GatedMultiKrum(MultiKrum):
                  exact_max_values: int = EXACT_MAX_VALUES,
                  spill_dir: str | None = None, layout: ConfigRecord | None = None,
                  server_optimizer: ServerOptimizer | None = None,
-                 learning_rate_at: Callable[[int], float] | None = None, **kwargs) -> None:
+                 learning_rate_at: Callable[[int], float] | None = None, drift_correction: bool = False,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
+        # The nodes correct their steps for drift (node/drift.py): each train message then carries the last
+        # round's averaged update Δ (the selected mean − θ_g, before the server's step), when that round took one.
+        self.drift_correction = drift_correction
+        self.last_mean_update: tuple[int, ArrayRecord] | None = None
         self.learning_rate_at = learning_rate_at  # the round's learning rate for the nodes (a schedule), or None
         # The server's step along the round's mean (aggregator.protocol.server_optimizer), its state across rounds
         self.server_optimizer = server_optimizer or ServerOptimizer()
@@ -111,6 +117,9 @@ class GatedMultiKrum(MultiKrum):
         config["global-hash"] = global_hash
         if self.learning_rate_at is not None:
             config["learning-rate"] = float(self.learning_rate_at(server_round))
+        mean_update = None
+        if self.drift_correction and self.last_mean_update is not None and self.last_mean_update[0] == server_round - 1:
+            config[MEAN_UPDATE_ROUND], mean_update = self.last_mean_update
         if self.verification is not None:
             ctx = self.verification.open(server_round, global_arrays, global_hash, config)
         else:
@@ -122,6 +131,9 @@ class GatedMultiKrum(MultiKrum):
             self.rounds[server_round].validation_loss = ctx.validation.global_loss
         self._context[server_round] = ctx
         messages = self._with_layout(super().configure_train(server_round, arrays, config, grid))
+        if mean_update is not None:
+            for message in messages:
+                message.content[MEAN_UPDATE] = mean_update
         if self.notices is not None:  # each node's outcome of its last reply, in its own message
             self.notices.attach(messages)
         self._sent[server_round] = messages  # Flower stamps their message ids when it pushes them
@@ -195,6 +207,10 @@ class GatedMultiKrum(MultiKrum):
             self._intakes.pop(server_round, None)
             if self._open_round == server_round:
                 self._open_round = None
+        self.last_mean_update = None
+        if arrays is not None and self.drift_correction:
+            mean = unpack(arrays, self.layout)
+            self.last_mean_update = (server_round, to_record({k: mean[k] - g for k, g in ctx.global_arrays.items()}))
         if arrays is not None and self.server_optimizer.kind != "none":
             arrays = self._server_step(ctx, arrays, rlog)
         if self.verification is not None:

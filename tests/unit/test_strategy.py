@@ -171,6 +171,40 @@ def test_a_cosine_schedule_sends_each_round_its_learning_rate():
     assert {m.content["config"]["learning-rate"] for m in sent} == {rates[2]}
 
 
+def test_with_drift_correction_each_train_message_carries_the_last_rounds_mean_update():
+    """The nodes' drift correction (node/drift.py) pairs their own last update with the mean update Δ the server
+    averaged in the round before: Δ is the selected mean − θ_g, not the server step's move (FedAvgM η 2 here), it
+    goes out only to the round after the one it is from, and a round that kept θ_g sends none."""
+    from flwr.app import ConfigRecord
+
+    from aggregator.config import FederationConfig
+    from aggregator.protocol.server_optimizer import ServerOptimizer
+    from node.drift import MEAN_UPDATE, MEAN_UPDATE_ROUND
+
+    assert FederationConfig.from_run_config({"drift-correction": True},
+                                            operator={"server_optimizer": "avgm"}).drift_correction
+    strategy = GatedMultiKrum(gate=Gate(list(STRUCTURAL_CHECKS)), hash_arrays=lambda a: params_hash(list(a.values())),
+                              num_malicious_nodes=0, num_nodes_to_select=2, layout=LAYOUT, drift_correction=True,
+                              server_optimizer=ServerOptimizer("avgm", lr=2.0, beta1=0.5))
+    assert all(MEAN_UPDATE not in m.content for m in strategy.configure_train(
+        1, pack(GLOBAL)["arrays"], ConfigRecord({}), NodesOnline([1, 2])))  # round 1: no mean yet
+    strategy._context.clear()
+    a = OrderedDict((k, v + 0.1) for k, v in GLOBAL.items())
+    b = OrderedDict((k, v + 0.3) for k, v in GLOBAL.items())
+    new, _ = run_round(strategy, [reply(1, a), reply(2, b)])
+    np.testing.assert_allclose(new["w"], GLOBAL["w"] + 0.4, rtol=1e-6)  # the server's step: η × Δ
+    sent = strategy.configure_train(2, pack(new)["arrays"], ConfigRecord({}), NodesOnline([1, 2]))
+    for message in sent:
+        assert message.content["config"][MEAN_UPDATE_ROUND] == 1
+        mean_update = unpack(message.content[MEAN_UPDATE], message.content["layout"])
+        np.testing.assert_allclose(mean_update["w"], GLOBAL["w"] + 0.2, rtol=1e-6)  # Δ, not the step
+    assert all(MEAN_UPDATE not in m.content for m in strategy.configure_train(
+        3, pack(new)["arrays"], ConfigRecord({}), NodesOnline([1, 2])))  # round 2 is not over: Δ is stale
+    strategy._context.clear()
+    kept, _ = run_round(strategy, [reply(3, None)])  # nothing verified: θ_g kept, no mean
+    assert kept is None and strategy.last_mean_update is None
+
+
 class NodesOnline:
     """The one thing ``configure_train`` asks of Flower's Grid: which nodes are connected."""
 
