@@ -43,26 +43,6 @@ def node_datasets(fixtures, config, split: str, seed: int) -> list:
     return [torch.utils.data.Subset(union, part.tolist()) for part in np.array_split(order, len(own))]
 
 
-def drift_step(policy, last_mean: dict | None, last_own: dict | None, steps: int):
-    """SCAFFOLD's control variates (Karimireddy et al. 2020, their option II) with the node's optimizer steps for
-    gradients: c_i = −Δ_i / (K η), c = −Δ / (K η) from the last round's own update Δ_i and mean update Δ, and
-    each local step y ← y − η (d_i − c_i + c) adds (Δ − Δ_i) / K to AdamW's step: the node's own pull of the last round
-    is taken out, the federation's put in. None in a node's first round (no last update yet)."""
-    import torch
-
-    if last_mean is None or last_own is None:
-        return None
-    params = {n: p for n, p in policy.named_parameters() if p.requires_grad}
-    shift = {n: torch.from_numpy((last_mean[n] - last_own[n]) / steps).to(p.dtype) for n, p in params.items()}
-
-    def after_step(_: int) -> None:
-        with torch.no_grad():
-            for n, p in params.items():
-                p.add_(shift[n])
-
-    return after_step
-
-
 def main() -> None:
     parser = script_parser(__doc__)
     add_options(parser, model=("learn", "SmolVLA spec"), task="reach", nodes=4, rounds=24, local_steps=100,
@@ -72,8 +52,9 @@ def main() -> None:
     parser.add_argument("--server-optimizer", choices=["none", "avgm"], default="avgm")
     parser.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant")
     parser.add_argument("--drift-correction", choices=["none", "mean", "global"], default="none",
-                        help="SCAFFOLD's correction in the space of the nodes' AdamW steps: each local step also moves "
-                        "by (the last round's mean update − the node's own last update) / local steps; 'global': the "
+                        help="SCAFFOLD's correction in the space of the nodes' AdamW steps (node/drift.py, the "
+                        "federation's drift-correction): each local step also moves by (the last round's mean update − "
+                        "the node's own last update) / local steps; 'global': the "
                         "last round's global step (the server's, momentum included: what a node sees) for the mean")
     parser.add_argument("--every", type=int, default=6, help="the held-out loss every N rounds (and after the last)")
     args = parser.parse_args()
@@ -84,6 +65,7 @@ def main() -> None:
     from aggregator.protocol.server_optimizer import ServerState, server_step
     from aggregator.tools.fixtures import sim_fixtures
     from node.datasets import load_metadata
+    from node.drift import drift_shift, shifting
     from node.model import make_smolvla
     from node.params import get_trainable
     from node.train import TrainConfig, fedprox_train
@@ -109,9 +91,10 @@ def main() -> None:
                           learning_rate=fed.learning_rate_at(round_), seed=fed.seed + round_, progress=False)
         replies = []
         for i, data in enumerate(datasets):
-            shift = (drift_step(bundle.policy, last_mean, last_own[i], args.local_steps)
-                     if args.drift_correction != "none" else None)
-            fedprox_train(bundle, data, global_arrays, cfg, after_step=shift)
+            correct = args.drift_correction != "none" and last_mean is not None
+            shift = drift_shift(last_mean, last_own[i], args.local_steps) if correct else None
+            fedprox_train(bundle, data, global_arrays, cfg,
+                          after_step=shifting(bundle.policy, shift) if shift is not None else None)
             replies.append(get_trainable(bundle.policy))
         mean = mean_of(replies)
         last_own = [{k: r[k] - global_arrays[k] for k in r} for r in replies]
