@@ -121,6 +121,9 @@ class RoundContext:
     validation: RoundValidation | None = None  # the round's validation batches (None: no validation set)
     harm_tolerance: float = 0.0  # τ: a score below −τ is HARMFUL
     rise_tolerance: float = 0.0  # ρ: a proven loss that rises by more than this fraction is NO_IMPROVEMENT
+    # With the nodes' drift correction (node/drift.py): what a node's correction added to its update this round,
+    # by node id (None: unknown), taken out before its validation score, which then measures its own steps' work
+    correction_of: Callable[[int], dict[str, np.ndarray] | None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # replies are gated in parallel
 
     @property
@@ -260,7 +263,10 @@ def check_useful(reply: Reply, ctx: RoundContext) -> None:
     """
     if ctx.validation is None:
         return
-    reply.score = ctx.validation.score(reply.arrays)
+    arrays, correction = reply.arrays, ctx.correction_of(reply.node_id) if ctx.correction_of is not None else None
+    if correction is not None:  # the federation's last direction (public), not this node's work: scored without it
+        arrays = {name: a - correction[name] for name, a in arrays.items()}
+    reply.score = ctx.validation.score(arrays)
     if reply.score < -ctx.harm_tolerance:
         raise Rejected("HARMFUL", f"validation loss rises by {-reply.score:.4f} (> τ = {ctx.harm_tolerance}) "
                                   f"from {ctx.validation.global_loss:.4f}")

@@ -57,6 +57,11 @@ class RoundLog:
     closest_pair: float | None = None  # the smallest relative distance between two verified updates not grouped
 
 
+def update_of(arrays: dict[str, np.ndarray], global_arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """θ_n − θ_g, name by name."""
+    return {name: np.asarray(a, np.float32) - global_arrays[name] for name, a in arrays.items()}
+
+
 def to_record(arrays: dict[str, np.ndarray]) -> ArrayRecord:
     """The new global model as Flower's loop carries it (``node.params.pack``'s one vector; its layout is the
     strategy's, unchanged), each array let go as soon as it is written: held once, not twice over."""
@@ -80,8 +85,11 @@ class GatedMultiKrum(MultiKrum):
         super().__init__(**kwargs)
         # The nodes correct their steps for drift (node/drift.py): each train message then carries the last
         # round's averaged update Δ (the selected mean − θ_g, before the server's step), when that round took one.
+        # A node's correction is the federation's direction, not its work: its validation score is taken without
+        # it (RoundContext.correction_of), from the mean update and the node's verified update of the last round.
         self.drift_correction = drift_correction
         self.last_mean_update: tuple[int, ArrayRecord] | None = None
+        self.last_updates: dict[int, dict[str, np.ndarray]] = {}  # node id → its verified update Δ_i, last round
         self.learning_rate_at = learning_rate_at  # the round's learning rate for the nodes (a schedule), or None
         # The server's step along the round's mean (aggregator.protocol.server_optimizer), its state across rounds
         self.server_optimizer = server_optimizer or ServerOptimizer()
@@ -125,6 +133,8 @@ class GatedMultiKrum(MultiKrum):
         else:
             ctx = RoundContext(server_round, global_arrays, global_hash)
         ctx.harm_tolerance, ctx.rise_tolerance = self.harm_tolerance, self.rise_tolerance
+        if mean_update is not None:
+            ctx.correction_of = self._corrections(mean_update, self.last_updates)
         self.rounds[server_round] = RoundLog(server_round, global_hash)
         if self.validator is not None:
             ctx.validation = self.validator.open(server_round, global_arrays)
@@ -202,6 +212,9 @@ class GatedMultiKrum(MultiKrum):
                 arrays, metrics = self._by_usefulness(server_round, rlog, verified, intake, ctx, global_sketch)
             else:
                 arrays, metrics = self._krum(server_round, rlog, verified, intake, useful, ctx.validation, caught)
+            if self.drift_correction:  # each node's update, for the next round's corrections (n models held)
+                self.last_updates = {g.outcome.node_id: update_of(intake.store.get(g.key), ctx.global_arrays)
+                                     for g in verified}
         finally:
             intake.store.close()
             self._intakes.pop(server_round, None)
@@ -210,12 +223,25 @@ class GatedMultiKrum(MultiKrum):
         self.last_mean_update = None
         if arrays is not None and self.drift_correction:
             mean = unpack(arrays, self.layout)
-            self.last_mean_update = (server_round, to_record({k: mean[k] - g for k, g in ctx.global_arrays.items()}))
+            self.last_mean_update = (server_round, to_record(update_of(mean, ctx.global_arrays)))
         if arrays is not None and self.server_optimizer.kind != "none":
             arrays = self._server_step(ctx, arrays, rlog)
         if self.verification is not None:
             self.verification.record(server_round, rlog.outcomes, {g.outcome.node_id: g.reply for g in gated})
         return arrays, metrics
+
+    def _corrections(self, mean_update: ArrayRecord,
+                     last_updates: dict[int, dict[str, np.ndarray]]) -> Callable[[int], dict | None]:
+        """Δ − Δ_i for each node: what its drift correction (node/drift.py) added to its update this round, from
+        the mean update sent with the round and the node's verified update of the last one; None for a node
+        without one (its correction, if any, is then scored as its own work)."""
+        mean = unpack(mean_update, self.layout)
+
+        def correction_of(node_id: int) -> dict[str, np.ndarray] | None:
+            own = last_updates.get(node_id)
+            return None if own is None else {name: mean[name] - own[name] for name in own}
+
+        return correction_of
 
     def _server_step(self, ctx: RoundContext, mean: ArrayRecord, rlog: RoundLog) -> ArrayRecord:
         """The new global model: the server optimizer's step from θ_g along the selected mean (a round that kept

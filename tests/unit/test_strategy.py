@@ -323,6 +323,33 @@ def test_non_iid_replies_useless_alone_are_averaged_when_their_mean_is_useful():
     assert validation.score(mean) > 0 and "their mean scored +" in strategy.rounds[1].note
 
 
+def test_with_drift_correction_a_reply_is_scored_by_its_own_steps_not_by_the_federations_direction():
+    """A node's drift correction (node/drift.py) adds Δ − Δ_i, the last round's mean update less its own, to its
+    update: the federation's direction, public, not its work. The gate scores the update without it, so a node
+    whose correction points away from the validation set's optimum this round (the mean of last round overshot
+    here) is still credited for its own steps; a node the server has no last update of is scored as it is."""
+    strategy = make_strategy(f=0, m=3)
+    strategy.drift_correction, strategy.layout = True, pack(WIDE)["layout"]
+    away = OrderedDict((k, np.full_like(v, -0.2)) for k, v in WIDE.items())  # last round's mean update Δ
+    strategy.last_mean_update = (1, pack(away)["arrays"])
+    strategy.last_updates = {1: OrderedDict((k, np.zeros_like(v)) for k, v in WIDE.items())}  # node 1's Δ_1
+    own = toward(1)  # θ_g + node 1's own steps this round
+    corrected = OrderedDict((k, own[k] + away[k]) for k in WIDE)  # what it sends: its steps + (Δ − Δ_1)
+    validation = DistanceValidation(TARGET, WIDE)
+    assert validation.score(corrected) < -1.0 < 0 < validation.score(own)  # alone: HARMFUL under τ = 1
+    ctx = RoundContext(2, dict(WIDE), params_hash(list(WIDE.values())), validation=validation, harm_tolerance=1.0,
+                       correction_of=strategy._corrections(strategy.last_mean_update[1], strategy.last_updates))
+    from aggregator.protocol.strategy import RoundLog
+
+    strategy._context[2], strategy.rounds[2] = ctx, RoundLog(2, ctx.global_hash)
+    strategy.aggregate_train(2, [reply(1, corrected), reply(2, corrected)])
+    outcomes = {o.node_id: o for o in strategy.rounds[2].outcomes}
+    assert outcomes[1].score == pytest.approx(validation.score(own), rel=1e-5) and outcomes[1].status == "SELECTED"
+    assert outcomes[2].status == "HARMFUL"  # no update of node 2 last round: its correction counts as its own
+    assert set(strategy.last_updates) == {1}  # this round's verified updates, for the next round's corrections
+    np.testing.assert_allclose(strategy.last_updates[1]["w"], corrected["w"] - WIDE["w"], atol=1e-6)
+
+
 def test_replies_useless_alone_and_together_keep_the_global_model():
     """θ_g plus noise of its own (free-riders): each scores below 0 alone and their mean too: nothing to learn,
     the global model is kept and nobody is paid."""
