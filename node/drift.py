@@ -8,7 +8,10 @@ federation's mean direction minus the node's own. Here both come from the round 
 server averaged in (public: the server sends it beside the global model, ``MEAN_UPDATE``), and Δ_i, the update this
 node trained (private: it stays in the node's Flower ``context.state``, before any DP noise). Each of the K steps adds
 (Δ − Δ_i) / K. The mean update, not the global model's move: with a server step (FedAvgM) the move is the momentum's,
-3.3× the mean in a steady direction, and a correction by it diverged in the lab.
+3.3× the mean in a steady direction, and a correction by it diverged in the lab. The server knows both parts of the
+correction (it sent Δ and verified Δ_i), so its gate scores a reply without it, by the node's own steps
+(``aggregator.protocol.gate.check_useful``). Measured: 1.39× centralized's held-out loss on non-IID nodes, against
+2.01× without (docs/fed-vs-central.md, "Where it stands").
 """
 
 from __future__ import annotations

@@ -177,6 +177,8 @@ def main() -> None:
     parser.add_argument("--server-lr", type=float, default=1.0, help="the server step's lr η")
     parser.add_argument("--server-momentum", type=float, default=0.9, help="FedAvgM's β, FedAdam's β1")
     parser.add_argument("--keep-optimizer", action="store_true", help="each node keeps its AdamW moments")
+    parser.add_argument("--rise-tolerance", type=float, default=-1.0,
+                        help="ρ: how far a proven loss may rise before NO_IMPROVEMENT (default: the model spec's)")
     parser.add_argument("--drift-correction", action="store_true",
                         help="each node corrects its steps for its data's drift (node/drift.py)")
     parser.add_argument("--local-lr", type=float, default=1e-3,
@@ -243,7 +245,7 @@ def main() -> None:
                       server_momentum=args.server_momentum, keep_optimizer=args.keep_optimizer,
                       drift_correction=args.drift_correction,
                       validation_batches=args.validation_batches, learning_rate=args.local_lr,
-                      proximal_mu=args.proximal_mu)
+                      proximal_mu=args.proximal_mu, rise_tolerance=args.rise_tolerance)
         fed = fed_config(krum_f=0, krum_m=max(1, args.nodes - 1), selection=args.selection, **levers)
         s = run_demo(DemoConfig(nodes=args.nodes, rounds=args.rounds, out=str(out / "federated"),
                                 cache_dir=args.cache_dir, episodes=args.episodes, eval_episodes=args.eval_episodes),
@@ -328,6 +330,8 @@ def lever_label(levers: dict) -> str:
         parts.append(f"FedProx μ {levers['proximal_mu']:g}")
     if levers["validation_batches"] != 4:
         parts.append(f"{levers['validation_batches']} validation batches")
+    if levers.get("rise_tolerance", -1.0) >= 0:
+        parts.append(f"ρ {levers['rise_tolerance']:g}")
     return "".join(f", {p}" for p in parts)
 
 

@@ -259,7 +259,8 @@ def check_useful(reply: Reply, ctx: RoundContext) -> None:
 
     Runs on every reply that passed the other checks, so each verified reply carries its score; a score that is
     not positive is not a fault (an honest node with unusual data may score ≤ 0) but is never averaged in
-    (``GatedMultiKrum._krum``).
+    (``GatedMultiKrum._krum``). With the nodes' drift correction the score is of the node's own steps: the
+    correction it added (``ctx.correction_of``, node/drift.py) is taken out first.
     """
     if ctx.validation is None:
         return
