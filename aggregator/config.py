@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, fields
 from aggregator.operator import OPERATOR_KEYS, VERDICT_KEYS
 from node.dp import DEFAULT_CLIP, DEFAULT_DELTA, DPConfig
 from node.errors import UserError
-from node.thresholds import gate_thresholds
+from node.thresholds import DRIFT_RISE_TOLERANCE, gate_thresholds
 
 
 def _flag(name: str) -> str:
@@ -119,6 +119,8 @@ class FederationConfig:
     def __post_init__(self) -> None:
         self._check_types()
         measured = gate_thresholds(self.model)
+        if self.drift_correction and self.rise_tolerance == MEASURED:
+            self.rise_tolerance = max(measured.rise_tolerance, DRIFT_RISE_TOLERANCE)
         for name in ("harm_tolerance", "rise_tolerance", "min_gain"):
             if getattr(self, name) == MEASURED:
                 setattr(self, name, getattr(measured, name))

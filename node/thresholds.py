@@ -36,6 +36,13 @@ SPEC_THRESHOLDS: dict[str, GateThresholds] = {
 """Specs not listed (``full-random``, ``hf:``/``local:`` checkpoints) take the defaults until measured."""
 
 
+DRIFT_RISE_TOLERANCE = 2.5
+"""ρ with the nodes' drift correction (node/drift.py), unless the operator sets one: a corrected update moves a node
+towards the federation and away from its own data, so its proven loss may rise further. In the measured `learn`
+run (docs/fed-vs-central.md, "Where it stands") honest proven losses rose by up to +134 % late in training (0.051 →
+0.120) and three replies were rejected at ρ = 1; about twice the highest rise, as for the specs' own ρ."""
+
+
 def gate_thresholds(model: str) -> GateThresholds:
     """The thresholds measured for ``model`` (a spec name), or the defaults."""
     return SPEC_THRESHOLDS.get(model, GateThresholds())

@@ -289,8 +289,8 @@ BENCHMARKS = {
     ("learn", "reach"): "on 100 held-out seeds (the goal held 15 steps, anywhere in the workspace, in at most 150) an "
                         "untrained `learn` policy scores 0 % (95 % interval 0-4 %), the scripted expert 100 %, "
                         "centralized behaviour cloning 19 % (13-28 %) after 9,600 steps and 66 % (56-75 %) after "
-                        "50,000, the verified federation of 4 non-IID nodes 0 % after 9,600 steps (3 %, 1-9 %, with "
-                        "FedAvgM over 24 rounds: docs/fed-vs-central.md, \"Where it stands\")",
+                        "50,000, the verified federation of 4 non-IID nodes 0 % after 9,600 steps (7 %, 3-14 %, with "
+                        "drift correction over 48 rounds: docs/fed-vs-central.md, \"Where it stands\")",
 }
 """What the benchmark measured for a model and task (docs/fed-vs-central.md, "The benchmark"), for the demo's closing
 line."""

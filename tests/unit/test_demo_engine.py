@@ -65,8 +65,8 @@ def test_the_closing_line_is_a_whole_sentence_and_names_what_proof_sizes_count()
     note = success_note(FederationConfig(model="learn", sim_task="reach"), 0.5, 4, 180, floor=0.25)
     assert note.startswith("closed-loop success 50% (95 % interval 15%-85% over 4 held-out episodes, untrained 25% on "
                            "the same seeds) after 180 optimizer steps; the benchmark"), note
-    assert note.endswith('the verified federation of 4 non-IID nodes 0 % after 9,600 steps (3 %, 1-9 %, with FedAvgM '
-                         'over 24 rounds: docs/fed-vs-central.md, "Where it stands").')
+    assert note.endswith('the verified federation of 4 non-IID nodes 0 % after 9,600 steps (7 %, 3-14 %, with drift '
+                         'correction over 48 rounds: docs/fed-vs-central.md, "Where it stands").')
     assert "scripted expert 100 %" in note and "66 % (56-75 %) after 50,000" in note
     assert success_note(FederationConfig(model="tiny", sim_task="reach"), 0.0, 1, 9).endswith("model and task.")
     sizes = proof_sizes(4320)

@@ -140,6 +140,9 @@ def test_gate_thresholds_are_the_model_specs_unless_given():
     assert (tiny.harm_tolerance, tiny.rise_tolerance, tiny.min_gain) == (0.2, 0.25, 0.01)
     assert FederationConfig.from_run_config({"model": "learn"}, operator={"harm_tolerance": 0.2}).harm_tolerance == 0.2
     assert FederationConfig(model="hf:lerobot/smolvla_base").harm_tolerance == 0.1  # not measured: the defaults
+    # with the nodes' drift correction a proven loss may rise further (node/thresholds.py), unless the operator says
+    assert FederationConfig(model="learn", drift_correction=True).rise_tolerance == 2.5
+    assert FederationConfig(model="learn", drift_correction=True, rise_tolerance=0.5).rise_tolerance == 0.5
 
 
 def test_a_cosine_schedule_sends_each_round_its_learning_rate():
