@@ -27,9 +27,15 @@ OWN_UPDATE = "drift-own-update"  # context.state: the update this node trained i
 OWN_ROUND = "drift-own-round"  # context.state: that round's number
 
 
+def update_of(arrays: dict[str, np.ndarray], global_arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """θ − θ_g, name by name, in float32: a node's own update, or the round's averaged one."""
+    return {name: np.asarray(a, np.float32) - global_arrays[name] for name, a in arrays.items()}
+
+
 def drift_shift(mean_update: dict[str, np.ndarray], own_update: dict[str, np.ndarray],
-                steps: int) -> dict[str, np.ndarray]:
-    """(Δ − Δ_i) / K: what each of the K local steps adds."""
+                steps: int = 1) -> dict[str, np.ndarray]:
+    """(Δ − Δ_i) / K: what each of the K local steps adds; with ``steps`` 1, what the round's steps add in all (the
+    correction the server takes out before it scores a reply)."""
     return {name: ((np.asarray(mean_update[name], np.float32) - own_update[name]) / steps).astype(np.float32)
             for name in own_update}
 
@@ -45,8 +51,8 @@ def own_update(state: RecordDict, mean_round: int) -> dict[str, np.ndarray] | No
 def remember(state: RecordDict, global_arrays: dict[str, np.ndarray], trained: dict[str, np.ndarray],
              server_round: int) -> None:
     """Keep this round's own update (before any DP noise: it never leaves the node) for the next round."""
-    state[OWN_UPDATE] = ArrayRecord({name: Array(np.ascontiguousarray(trained[name] - np.asarray(g, np.float32)))
-                                     for name, g in global_arrays.items()})
+    state[OWN_UPDATE] = ArrayRecord({name: Array(np.ascontiguousarray(a))
+                                     for name, a in update_of(trained, global_arrays).items()})
     state[OWN_ROUND] = ConfigRecord({"round": server_round})
 
 

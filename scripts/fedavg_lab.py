@@ -65,7 +65,7 @@ def main() -> None:
     from aggregator.protocol.server_optimizer import ServerState, server_step
     from aggregator.tools.fixtures import sim_fixtures
     from node.datasets import load_metadata
-    from node.drift import drift_shift, shifting
+    from node.drift import drift_shift, shifting, update_of
     from node.model import make_smolvla
     from node.params import get_trainable
     from node.train import TrainConfig, fedprox_train
@@ -97,7 +97,7 @@ def main() -> None:
                           after_step=shifting(bundle.policy, shift) if shift is not None else None)
             replies.append(get_trainable(bundle.policy))
         mean = mean_of(replies)
-        last_own = [{k: r[k] - global_arrays[k] for k in r} for r in replies]
+        last_own = [update_of(r, global_arrays) for r in replies]
         new_global, state = server_step(global_arrays, mean, state, opt)
         last_mean = {k: (mean if args.drift_correction == "mean" else new_global)[k] - global_arrays[k] for k in mean}
         global_arrays = new_global

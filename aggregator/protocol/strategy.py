@@ -33,7 +33,7 @@ from aggregator.protocol.selection import NEAR, NORM_BOUND, select
 from aggregator.protocol.server_optimizer import ServerOptimizer, ServerState, server_step
 from aggregator.protocol.sketch import EXACT_MAX_VALUES, SKETCH_DIM, CountSketch, krum_order, round_seed, use_sketch
 from aggregator.protocol.updates import UpdateStore
-from node.drift import MEAN_UPDATE, MEAN_UPDATE_ROUND
+from node.drift import MEAN_UPDATE, MEAN_UPDATE_ROUND, drift_shift, update_of
 from node.params import pack, unpack
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,6 @@ class RoundLog:
     selection: str = ""  # how the new model was made: "useful", "best", "together", "multikrum" ("" if kept)
     mean_score: float | None = None  # the validation score of the averaged update, when it was scored
     closest_pair: float | None = None  # the smallest relative distance between two verified updates not grouped
-
-
-def update_of(arrays: dict[str, np.ndarray], global_arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """θ_n − θ_g, name by name."""
-    return {name: np.asarray(a, np.float32) - global_arrays[name] for name, a in arrays.items()}
 
 
 def to_record(arrays: dict[str, np.ndarray]) -> ArrayRecord:
@@ -239,7 +234,7 @@ class GatedMultiKrum(MultiKrum):
 
         def correction_of(node_id: int) -> dict[str, np.ndarray] | None:
             own = last_updates.get(node_id)
-            return None if own is None else {name: mean[name] - own[name] for name in own}
+            return None if own is None else drift_shift(mean, own)
 
         return correction_of
 
